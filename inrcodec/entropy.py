@@ -1,0 +1,414 @@
+"""Entropy coding of quantized latent symbols.
+
+Symbol arrays have shape ``(N, k)``: N latent vectors (items x patches) of k dims,
+values in ``[0, 2**bits)``.  Three codings, identified by ``entropy_id`` in the
+chunk header:
+
+* ``0`` raw: fixed-length bit packing, ``bits`` bits per symbol (``pack_fixed``).
+  Always available, needs no table.
+* ``1`` shared: one categorical table for every symbol (the COIN++ paper).
+* ``2`` per-dimension: one categorical table per latent dimension (k tables).
+
+Tables are *integer counts* (np.int64, every entry >= 1), stored with the model.
+Before they are handed to constriction's range coder (``constriction.stream.queue``,
+``Categorical(..., perfect=False)``) they are turned into probabilities as
+``counts / counts.sum()`` in float64.  That is one correctly rounded IEEE-754
+division per entry, so encoder and decoder derive bit-identical probabilities on
+every IEEE machine; constriction then quantizes them to its fixed-point
+representation deterministically.  NOTE: that fixed-point quantization belongs to
+constriction; a constriction release that changed it would change the bitstream,
+so pin constriction (0.5.x) and treat an upgrade as a format change.
+
+Stream layout: the range coder emits little-endian u32 words; the payload is those
+words as bytes (so its length is a multiple of 4; decoders check that first).
+Shared model: symbols are coded in C order (row by row).  Per-dimension model:
+column by column (all N symbols of dimension 0 with table 0, then dimension 1 ...).
+
+Decoding never trusts the payload: bytes that are not a valid stream either raise
+``ValueError`` or decode to *some* in-range symbols (the chunk CRC catches
+corruption upstream); the result always has exactly the requested shape.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import constriction
+import numpy as np
+
+__all__ = [
+    "ENTROPY_RAW",
+    "ENTROPY_SHARED",
+    "ENTROPY_PER_DIMENSION",
+    "MAX_TABLE_BITS",
+    "CategoricalEntropyModel",
+    "pack_fixed",
+    "unpack_fixed",
+    "encode_symbols",
+    "decode_symbols",
+]
+
+ENTROPY_RAW = 0
+ENTROPY_SHARED = 1
+ENTROPY_PER_DIMENSION = 2
+
+#: largest ``bits`` for which a categorical table may exist (4096 entries per table)
+MAX_TABLE_BITS = 12
+_MAX_FIXED_BITS = 32
+# float64 represents every integer below 2**53 exactly; keep count sums below that
+_MAX_COUNT_SUM = 2**53
+
+_Categorical = constriction.stream.model.Categorical
+_RangeEncoder = constriction.stream.queue.RangeEncoder
+_RangeDecoder = constriction.stream.queue.RangeDecoder
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_bits(bits: int, lo: int, hi: int, what: str) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
+        raise ValueError(f"{what}: bits must be an int, got {bits!r}")
+    bits = int(bits)
+    if not lo <= bits <= hi:
+        raise ValueError(f"{what}: bits must be in {lo}..{hi}, got {bits}")
+    return bits
+
+
+def _check_symbols(symbols: np.ndarray, bits: int, *, ndim: int | None = 2) -> np.ndarray:
+    s = np.asarray(symbols)
+    if ndim is not None and s.ndim != ndim:
+        raise ValueError(f"symbols must have {ndim} dims (N, k), got shape {s.shape}")
+    if s.dtype.kind not in "iu":
+        raise ValueError(f"symbols must be an integer array, got dtype {s.dtype}")
+    if s.size:
+        smin, smax = int(s.min()), int(s.max())
+        if smin < 0 or smax >= (1 << bits):
+            raise ValueError(
+                f"symbols must lie in [0, {1 << bits}) for bits={bits}, got range [{smin}, {smax}]"
+            )
+    return s
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    try:
+        shp = tuple(int(d) for d in shape)
+    except TypeError:
+        raise ValueError(f"shape must be a sequence of two ints, got {shape!r}") from None
+    if len(shp) != 2 or any(d < 0 for d in shp):
+        raise ValueError(f"shape must be (N, k) with N, k >= 0, got {shape!r}")
+    return shp  # type: ignore[return-value]
+
+
+def _payload_words(data: bytes | bytearray | memoryview) -> np.ndarray:
+    buf = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    n = len(buf)
+    if n % 4:
+        raise ValueError(
+            f"range-coded payload must be a whole number of 32-bit words, got {n} bytes"
+        )
+    # copy: constriction wants an owned, aligned uint32 array
+    return np.frombuffer(bytes(buf), dtype="<u4").astype(np.uint32)
+
+
+def _constriction_error(exc: BaseException) -> bool:
+    """True for errors raised from inside constriction (incl. Rust panics, which pyo3
+    raises as ``PanicException``, a BaseException subclass); False for
+    KeyboardInterrupt & co, which must propagate."""
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
+
+
+# ---------------------------------------------------------------------- raw coder
+def pack_fixed(symbols: np.ndarray, bits: int) -> bytes:
+    """Fixed-length code: each symbol (flattened in C order) as ``bits`` bits, LSB first,
+    bit-packed little-endian into ``ceil(count * bits / 8)`` bytes; pad bits are 0."""
+    bits = _check_bits(bits, 1, _MAX_FIXED_BITS, "pack_fixed")
+    s = _check_symbols(symbols, bits, ndim=None).reshape(-1).astype(np.uint64)
+    shifts = np.arange(bits, dtype=np.uint64)
+    bitplane = ((s[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bitplane.reshape(-1), bitorder="little").tobytes()
+
+
+def unpack_fixed(data: bytes | bytearray | memoryview, bits: int, count: int) -> np.ndarray:
+    """Inverse of ``pack_fixed``: uint32 array of exactly ``count`` symbols.
+
+    ``ValueError`` if the length is not exactly ``ceil(count * bits / 8)`` or a pad bit is set.
+    """
+    bits = _check_bits(bits, 1, _MAX_FIXED_BITS, "unpack_fixed")
+    count = int(count)
+    if count < 0:
+        raise ValueError(f"unpack_fixed: count must be >= 0, got {count}")
+    buf = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    expected = (count * bits + 7) // 8
+    if len(buf) != expected:
+        raise ValueError(
+            f"fixed-length payload for {count} symbols of {bits} bits must be "
+            f"{expected} bytes, got {len(buf)}"
+        )
+    raw = np.frombuffer(bytes(buf), dtype=np.uint8)
+    allbits = np.unpackbits(raw, bitorder="little")
+    if allbits[count * bits:].any():
+        raise ValueError("fixed-length payload has non-zero padding bits")
+    planes = allbits[: count * bits].reshape(count, bits).astype(np.uint32)
+    weights = np.left_shift(np.uint32(1), np.arange(bits, dtype=np.uint32))
+    # sum of distinct powers of two: exact in uint64, fits uint32 for bits <= 32
+    return (planes.astype(np.uint64) @ weights.astype(np.uint64)).astype(np.uint32)
+
+
+# ---------------------------------------------------------------------- categorical
+class CategoricalEntropyModel:
+    """Integer count tables for the range coder.
+
+    ``counts``: np.int64 array ``(1, 2**bits)`` (shared table, ``entropy_id`` 1) or
+    ``(k, 2**bits)`` (one table per latent dimension, ``entropy_id`` 2); every
+    entry >= 1, each row's sum < 2**53.  ``bits`` must be 1..12 (larger alphabets get
+    no table: use the raw coder).  ``per_dimension`` defaults to ``counts.shape[0] > 1``;
+    pass it explicitly for a per-dimension model with k == 1.
+    """
+
+    def __init__(self, counts: np.ndarray, per_dimension: bool | None = None):
+        c = np.asarray(counts)
+        if c.ndim != 2 or c.shape[0] < 1:
+            raise ValueError(f"count table must have shape (rows, 2**bits), got {c.shape}")
+        if c.dtype.kind not in "iu":
+            raise ValueError(f"count table must be integer, got dtype {c.dtype}")
+        n = c.shape[1]
+        if n < 2 or n & (n - 1):
+            raise ValueError(f"count table width must be 2**bits (bits >= 1), got {n}")
+        bits = n.bit_length() - 1
+        if bits > MAX_TABLE_BITS:
+            raise ValueError(
+                f"no entropy table for bits={bits}: tables are limited to bits <= {MAX_TABLE_BITS}"
+            )
+        if c.dtype == np.uint64 and c.size and int(c.max()) >= 2**63:
+            raise ValueError("count table entries must fit in int64")
+        c = c.astype(np.int64)
+        if c.size and int(c.min()) < 1:
+            raise ValueError("every count must be >= 1 (no symbol may have zero probability)")
+        # exact row sums (split into 32-bit halves so nothing overflows); a sum below
+        # 2**53 makes every partial float64 sum exact, whatever the summation order
+        hi = (c >> 32).sum(axis=1)
+        lo = (c & 0xFFFFFFFF).sum(axis=1)
+        for r in range(c.shape[0]):
+            total = (int(hi[r]) << 32) + int(lo[r])
+            if total >= _MAX_COUNT_SUM:
+                raise ValueError(f"count table row {r} sums to {total} >= 2**53")
+        if per_dimension is None:
+            per_dimension = c.shape[0] > 1
+        per_dimension = bool(per_dimension)
+        if not per_dimension and c.shape[0] != 1:
+            raise ValueError(f"a shared table must have exactly one row, got {c.shape[0]}")
+        c.setflags(write=False)
+        self._counts = c
+        self._bits = bits
+        self._per_dimension = per_dimension
+        self._models: list | None = None  # constriction models, built lazily
+
+    # -------------------------------------------------------------- properties
+    @property
+    def counts(self) -> np.ndarray:
+        """Read-only int64 table ``(rows, 2**bits)``."""
+        return self._counts
+
+    @property
+    def bits(self) -> int:
+        return self._bits
+
+    @property
+    def per_dimension(self) -> bool:
+        return self._per_dimension
+
+    @property
+    def latent_dim(self) -> int | None:
+        """k for a per-dimension model, None for a shared one (codes any k)."""
+        return self._counts.shape[0] if self._per_dimension else None
+
+    @property
+    def entropy_id(self) -> int:
+        return ENTROPY_PER_DIMENSION if self._per_dimension else ENTROPY_SHARED
+
+    def probabilities(self) -> np.ndarray:
+        """float64 ``counts / counts.sum()`` per row: exactly what constriction receives."""
+        c = self._counts.astype(np.float64)
+        return c / c.sum(axis=1, keepdims=True)
+
+    def __repr__(self) -> str:
+        kind = f"per_dimension k={self._counts.shape[0]}" if self._per_dimension else "shared"
+        return f"CategoricalEntropyModel(bits={self._bits}, {kind})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CategoricalEntropyModel):
+            return NotImplemented
+        return (
+            self._per_dimension == other._per_dimension
+            and self._counts.shape == other._counts.shape
+            and bool(np.array_equal(self._counts, other._counts))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict:  # constriction models are not picklable: rebuild lazily
+        state = self.__dict__.copy()
+        state["_models"] = None
+        return state
+
+    # -------------------------------------------------------------- fitting
+    @classmethod
+    def fit(cls, symbols: np.ndarray, bits: int, per_dimension: bool) -> "CategoricalEntropyModel":
+        """Count symbols ``(N, k)`` (+1 smoothing: no zero probabilities)."""
+        bits = _check_bits(bits, 1, MAX_TABLE_BITS, "CategoricalEntropyModel.fit")
+        s = _check_symbols(symbols, bits)
+        n = 1 << bits
+        if per_dimension:
+            k = s.shape[1]
+            if k < 1:
+                raise ValueError("per-dimension tables need k >= 1 latent dimensions")
+            idx = (np.arange(k, dtype=np.int64)[None, :] * n + s.astype(np.int64)).reshape(-1)
+            counts = np.bincount(idx, minlength=k * n).reshape(k, n)
+        else:
+            counts = np.bincount(s.reshape(-1).astype(np.int64), minlength=n).reshape(1, n)
+        return cls(counts.astype(np.int64) + 1, per_dimension=bool(per_dimension))
+
+    # -------------------------------------------------------------- storage
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """``{"counts": int64 (rows, 2**bits), "entropy_id": int64 (1,)}`` (safetensors-ready)."""
+        return {
+            "counts": np.array(self._counts, dtype=np.int64, copy=True),
+            "entropy_id": np.array([self.entropy_id], dtype=np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "CategoricalEntropyModel":
+        if "counts" not in arrays:
+            raise ValueError("entropy model arrays need a 'counts' entry")
+        per_dimension = None
+        if "entropy_id" in arrays:
+            eid = np.asarray(arrays["entropy_id"]).reshape(-1)
+            if eid.size != 1 or eid.dtype.kind not in "iu":
+                raise ValueError(f"'entropy_id' must be one integer, got {arrays['entropy_id']!r}")
+            eid = int(eid[0])
+            if eid not in (ENTROPY_SHARED, ENTROPY_PER_DIMENSION):
+                raise ValueError(f"unknown categorical entropy_id {eid} (expected 1 or 2)")
+            per_dimension = eid == ENTROPY_PER_DIMENSION
+        return cls(np.asarray(arrays["counts"]), per_dimension=per_dimension)
+
+    # -------------------------------------------------------------- coding
+    def _constriction_models(self) -> list:
+        if self._models is None:
+            probs = self.probabilities()
+            self._models = [_Categorical(row, perfect=False) for row in probs]
+        return self._models
+
+    def _check_k(self, k: int) -> None:
+        if self._per_dimension and k != self._counts.shape[0]:
+            raise ValueError(
+                f"per-dimension entropy model has {self._counts.shape[0]} tables "
+                f"but the symbols have k={k} dimensions"
+            )
+
+    def encode(self, symbols: np.ndarray) -> bytes:
+        """Range-code symbols ``(N, k)``; returns the payload (a multiple of 4 bytes)."""
+        s = _check_symbols(symbols, self._bits)
+        self._check_k(s.shape[1])
+        models = self._constriction_models()
+        enc = _RangeEncoder()
+        if s.size:
+            if self._per_dimension:
+                for j, model in enumerate(models):
+                    enc.encode(np.ascontiguousarray(s[:, j], dtype=np.int32), model)
+            else:
+                enc.encode(np.ascontiguousarray(s.reshape(-1), dtype=np.int32), models[0])
+        return np.asarray(enc.get_compressed(), dtype="<u4").tobytes()
+
+    def decode(self, data: bytes | bytearray | memoryview, shape: Sequence[int]) -> np.ndarray:
+        """Inverse of ``encode``: uint32 array of exactly ``shape`` = (N, k).
+
+        ``ValueError`` for a payload that is not whole u32 words, that constriction
+        rejects, or that has data left over after all symbols were decoded.
+        """
+        n_items, k = _check_shape(shape)
+        self._check_k(k)
+        words = _payload_words(data)
+        models = self._constriction_models()
+        if n_items * k == 0:
+            if words.size:
+                raise ValueError(f"payload of {words.size * 4} bytes for an empty symbol array")
+            return np.zeros((n_items, k), dtype=np.uint32)
+        try:
+            dec = _RangeDecoder(words)
+            if self._per_dimension:
+                out = np.empty((n_items, k), dtype=np.uint32)
+                for j, model in enumerate(models):
+                    out[:, j] = np.asarray(dec.decode(model, n_items))
+            else:
+                out = np.asarray(dec.decode(models[0], n_items * k)).reshape(n_items, k)
+            exhausted = dec.maybe_exhausted()
+        except BaseException as exc:  # constriction raises AssertionError (or a pyo3 panic)
+            if not _constriction_error(exc):
+                raise
+            raise ValueError(f"invalid range-coded payload: {exc}") from None
+        if not exhausted:
+            raise ValueError("range-coded payload has data left after the last symbol")
+        out = out.astype(np.uint32, copy=False)
+        if out.shape != (n_items, k):  # defensive: constriction returned a wrong count
+            raise ValueError(f"range decoder returned shape {out.shape}, expected {(n_items, k)}")
+        if out.size and int(out.max()) >= (1 << self._bits):
+            raise ValueError("range decoder returned an out-of-range symbol")
+        return out
+
+
+# ---------------------------------------------------------------------- selection
+def encode_symbols(
+    symbols: np.ndarray,
+    bits: int,
+    models: Iterable[CategoricalEntropyModel | None] = (),
+) -> tuple[int, bytes]:
+    """Code ``symbols (N, k)`` with the raw coder and with every given model; return
+    ``(entropy_id, payload)`` of the smallest payload (ties: raw, then list order).
+
+    ``None`` entries are skipped (e.g. ``CoinModel.entropy_model`` had no table).
+    A model with different ``bits``, a per-dimension model with a different k, or
+    two models with the same ``entropy_id`` raise ``ValueError``.
+    """
+    bits = _check_bits(bits, 1, 16, "encode_symbols")
+    s = _check_symbols(symbols, bits)
+    best_id, best = ENTROPY_RAW, pack_fixed(s, bits)
+    seen: set[int] = set()
+    for model in models:
+        if model is None:
+            continue
+        if not isinstance(model, CategoricalEntropyModel):
+            raise ValueError(f"expected CategoricalEntropyModel, got {type(model).__name__}")
+        if model.bits != bits:
+            raise ValueError(f"entropy model is for bits={model.bits}, symbols use bits={bits}")
+        if model.entropy_id in seen:
+            raise ValueError(f"two entropy models with entropy_id {model.entropy_id}")
+        seen.add(model.entropy_id)
+        payload = model.encode(s)
+        if len(payload) < len(best):
+            best_id, best = model.entropy_id, payload
+    return best_id, best
+
+
+def decode_symbols(
+    entropy_id: int,
+    payload: bytes | bytearray | memoryview,
+    shape: Sequence[int],
+    bits: int,
+    models_by_id: Mapping[int, CategoricalEntropyModel | None] | None = None,
+) -> np.ndarray:
+    """Inverse of ``encode_symbols``: uint32 ``(N, k)``; ``ValueError`` on anything wrong."""
+    bits = _check_bits(bits, 1, 16, "decode_symbols")
+    n_items, k = _check_shape(shape)
+    if entropy_id == ENTROPY_RAW:
+        return unpack_fixed(payload, bits, n_items * k).reshape(n_items, k)
+    model = (models_by_id or {}).get(entropy_id)
+    if model is None:
+        raise ValueError(
+            f"payload uses entropy_id {entropy_id} but no such entropy model is available "
+            f"(have {sorted(i for i, m in (models_by_id or {}).items() if m is not None)})"
+        )
+    if model.entropy_id != entropy_id:
+        raise ValueError(
+            f"models_by_id[{entropy_id}] is an entropy model with entropy_id {model.entropy_id}"
+        )
+    if model.bits != bits:
+        raise ValueError(f"entropy model is for bits={model.bits}, the chunk uses bits={bits}")
+    return model.decode(payload, (n_items, k))

@@ -1,0 +1,293 @@
+"""Fitting modulations (the inner loop) and meta-learning the base network (the outer loop).
+
+Names follow COIN++ §2 and appendix B: the inner loop takes a few SGD steps on the latent only,
+from zero, with the per-item MSE (so one item's step does not depend on the batch it is in);
+the outer loop is Adam on the base network and the latent-to-shift map, differentiating
+through the inner steps (second-order MAML).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import tensorfile
+from .network import ModulatedSiren
+
+
+def per_item_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error of each item (B,) over its valid points and channels."""
+    err = (pred - values) ** 2
+    if mask is None:
+        return err.mean(dim=(1, 2))
+    m = mask.unsqueeze(-1).to(err.dtype)
+    return (err * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * err.shape[-1]).clamp(min=1.0)
+
+
+def inner_loop(
+    network: ModulatedSiren,
+    coords: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    steps: int,
+    lr: float,
+    create_graph: bool,
+) -> torch.Tensor:
+    """SGD on latents from zero; with ``create_graph`` the result stays differentiable (MAML)."""
+    latents = torch.zeros(values.shape[0], network.latent_dim, device=values.device, requires_grad=True)
+    for _ in range(steps):
+        loss = per_item_mse(network(coords, latents), values, mask).sum()
+        (grad,) = torch.autograd.grad(loss, latents, create_graph=create_graph)
+        latents = latents - lr * grad
+        if not create_graph:
+            latents = latents.detach().requires_grad_(True)
+    return latents
+
+
+def _as_tensor(x, device, dtype=torch.float32):
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=dtype)
+    # a copy: inputs may be read-only views (broadcasts, zarr buffers) that torch must not alias
+    return torch.tensor(np.asarray(x), device=device, dtype=dtype)
+
+
+def fit_modulations(
+    network: ModulatedSiren,
+    coords,
+    values,
+    steps: int = 10,
+    lr: float = 1e-2,
+    mask=None,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Encode: fit one latent per item with ``steps`` SGD steps; no graph is kept.
+
+    ``coords`` (P, d) shared or (B, P, d); ``values`` (B, P, c); ``mask`` (B, P) bool, True
+    where the value is valid (NaN positions must be masked out, their values are ignored).
+    Items are processed ``batch_size`` at a time to bound memory. Returns latents (B, k) on CPU.
+    """
+    device = next(network.parameters()).device
+    values_t = _as_tensor(values, device)
+    coords_t = _as_tensor(coords, device)
+    mask_t = _as_tensor(mask, device, torch.bool)
+    if values_t.ndim != 3:
+        raise ValueError(f"values must be (B, P, channels), got {tuple(values_t.shape)}")
+    out = []
+    for start in range(0, values_t.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        c = coords_t if coords_t.ndim == 2 else coords_t[sl]
+        m = None if mask_t is None else mask_t[sl]
+        v = values_t[sl] if m is None else torch.where(m.unsqueeze(-1), values_t[sl], 0.0)
+        with torch.enable_grad():
+            lat = inner_loop(network, c, v, m, steps, lr, create_graph=False)
+        out.append(lat.detach().cpu())
+    if not out:
+        return torch.zeros(0, network.latent_dim)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64, max_points: int = 1 << 20) -> torch.Tensor:
+    """Decode: evaluate the modulated network for each latent (B, k) at ``coords``.
+
+    ``coords`` (P, d) shared or (B, P, d). Items are evaluated in batches of at most
+    ``batch_size`` items and about ``max_points`` points at once. Returns (B, P, c) on CPU.
+    """
+    device = next(network.parameters()).device
+    lat = _as_tensor(latents, device)
+    coords_t = _as_tensor(coords, device)
+    num_points = coords_t.shape[-2]
+    step = max(1, min(batch_size, max_points // max(num_points, 1)))
+    out = []
+    for start in range(0, lat.shape[0], step):
+        sl = slice(start, start + step)
+        c = coords_t if coords_t.ndim == 2 else coords_t[sl]
+        out.append(network(c, lat[sl]).cpu())
+    if not out:
+        return torch.zeros(0, num_points, network.dim_out)
+    return torch.cat(out)
+
+
+def psnr(mse: torch.Tensor | float) -> torch.Tensor:
+    """PSNR in dB of data normalised to [0, 1]."""
+    return -10.0 * torch.log10(torch.as_tensor(mse).clamp(min=1e-12))
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the outer loop. Defaults follow the paper (appendix B) where it gives them."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    outer_lr: float = 3e-6
+    inner_lr: float = 1e-2
+    inner_steps: int = 3
+    inner_points: int | None = None  # random coordinates per item in the inner loop (None: all)
+    outer_points: int | None = None  # random coordinates per item for the outer loss (None: all)
+    val_every: int = 100
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class TrainHistory:
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_psnr: list[float] = field(default_factory=list)
+
+
+class PatchSampler:
+    """Draws training batches (coords, values, mask) of random patches from normalised items.
+
+    ``values`` (N, *spatial) float32, already normalised, NaN where missing;
+    ``item_coords`` gives the coordinates of a patch at a given origin (see ``CoinModel``).
+    """
+
+    def __init__(self, values: np.ndarray, coords_at, patch_shape):
+        self.values = np.asarray(values, dtype=np.float32)
+        self.coords_at = coords_at
+        self.spatial = self.values.shape[1:]
+        self.patch_shape = tuple(min(p, s) for p, s in zip(patch_shape or self.spatial, self.spatial))
+
+    def sample(self, rng: np.random.Generator, batch_size: int):
+        from .grids import random_patch_starts
+
+        items = rng.integers(0, self.values.shape[0], size=batch_size)
+        starts = random_patch_starts(rng, self.spatial, self.patch_shape, batch_size)
+        vals, coords = [], []
+        for i, s in zip(items, starts):
+            sl = tuple(slice(a, a + p) for a, p in zip(s, self.patch_shape))
+            vals.append(self.values[(i,) + sl].reshape(-1))
+            coords.append(self.coords_at(tuple(s), self.patch_shape))
+        v = np.stack(vals)
+        mask = np.isfinite(v)
+        return np.stack(coords), np.nan_to_num(v)[..., None], mask
+
+
+def _subsample(rng, coords, values, mask, n):
+    if n is None or n >= values.shape[1]:
+        return coords, values, mask
+    idx = np.stack([rng.choice(values.shape[1], size=n, replace=False) for _ in range(values.shape[0])])
+    take = lambda a: np.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1)
+    return take(coords), take(values), take(mask)
+
+
+class MetaTrainer:
+    """Second-order MAML over the latent only, with validation, checkpoints and resume.
+
+    >>> # trainer = MetaTrainer(network, sampler, val_batch, TrainConfig(steps=500), out_dir="run")
+    >>> # history = trainer.train()
+    """
+
+    def __init__(self, network: ModulatedSiren, sampler: PatchSampler, val_batch=None, config: TrainConfig | None = None, out_dir=None):
+        self.config = config or TrainConfig()
+        self.device = torch.device(self.config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
+        torch.manual_seed(self.config.seed)
+        self.network = network.to(self.device)
+        self.sampler = sampler
+        self.val_batch = val_batch  # (coords, values, mask) numpy, fixed held-out patches
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.outer_lr)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.step = 0
+        self.history = TrainHistory()
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+
+    # -- one outer step -------------------------------------------------------------------
+    def train_step(self) -> float:
+        cfg = self.config
+        coords, values, mask = self.sampler.sample(self.rng, cfg.batch_size)
+        ci, vi, mi = _subsample(self.rng, coords, values, mask, cfg.inner_points)
+        co, vo, mo = _subsample(self.rng, coords, values, mask, cfg.outer_points)
+        t = lambda a, dt=torch.float32: torch.as_tensor(a, device=self.device, dtype=dt)
+        latents = inner_loop(self.network, t(ci), t(vi), t(mi, torch.bool), cfg.inner_steps, cfg.inner_lr, create_graph=True)
+        loss = per_item_mse(self.network(t(co), latents), t(vo), t(mo, torch.bool)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def validate(self) -> float:
+        """Mean PSNR (dB, normalised units) of held-out patches fitted with the training inner steps."""
+        if self.val_batch is None:
+            return float("nan")
+        coords, values, mask = self.val_batch
+        lat = fit_modulations(self.network, coords, values, self.config.inner_steps, self.config.inner_lr, mask)
+        pred = reconstruct(self.network, lat, coords)
+        mse = per_item_mse(pred, torch.as_tensor(values), torch.as_tensor(mask))
+        return float(psnr(mse).mean())
+
+    def train(self, steps: int | None = None, progress: bool = True) -> TrainHistory:
+        from tqdm.auto import tqdm
+
+        steps = self.config.steps if steps is None else steps
+        bar = tqdm(total=steps, initial=self.step, disable=not progress, desc="meta-training", unit="step")
+        last_psnr = self.history.val_psnr[-1] if self.history.val_psnr else float("nan")
+        while self.step < steps:
+            loss = self.train_step()
+            self.step += 1
+            self.history.steps.append(self.step)
+            self.history.loss.append(loss)
+            if self.step % self.config.val_every == 0 or self.step == steps:
+                last_psnr = self.validate()
+                self.history.val_steps.append(self.step)
+                self.history.val_psnr.append(last_psnr)
+            if self.out_dir is not None and (self.step % self.config.checkpoint_every == 0 or self.step == steps):
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.2e}", train_psnr=f"{float(psnr(loss)):.1f}", val_psnr=f"{last_psnr:.1f}")
+        bar.close()
+        return self.history
+
+    # -- checkpoints (safetensors + JSON, never pickled) ---------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.safetensors"
+
+    def save_checkpoint(self) -> Path:
+        arrays = {f"network/{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        for i, st in opt["state"].items():
+            for k, v in st.items():
+                arrays[f"optim/{i}/{k}"] = torch.as_tensor(v).detach().cpu().numpy()
+        arrays["rng/torch"] = torch.get_rng_state().numpy()
+        meta = {
+            "step": self.step,
+            "config": asdict(self.config),
+            "network": self.network.config(),
+            "history": asdict(self.history),
+            "numpy_rng": self.rng.bit_generator.state,
+            "param_groups": opt["param_groups"],
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        tmp.write_bytes(tensorfile.dumps(arrays, meta))
+        os.replace(tmp, self.checkpoint_path)  # atomic: an interrupted save leaves the old one
+        return self.checkpoint_path
+
+    def load_checkpoint(self, path=None) -> None:
+        path = Path(path) if path is not None else self.checkpoint_path
+        arrays, meta = tensorfile.loads(path.read_bytes())
+        if meta.get("network") != self.network.config():
+            raise ValueError(f"checkpoint {path} is for another network: {meta.get('network')}")
+        self.network.load_state_dict({k[len("network/") :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("network/")})
+        state: dict[int, dict] = {}
+        for k, v in arrays.items():
+            if k.startswith("optim/"):
+                _, i, name = k.split("/")
+                state.setdefault(int(i), {})[name] = torch.from_numpy(v).to(self.device)
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(torch.from_numpy(arrays["rng/torch"]))
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        self.step = int(meta["step"])
+        self.history = TrainHistory(**meta["history"])

@@ -1,0 +1,339 @@
+"""A trained model as one object: base network, grid kind, patching, normalisation, coding tables.
+
+A model is one safetensors file (weights and count tables as arrays, everything else as one
+canonical JSON string in its metadata) and is identified by the SHA-256 of those bytes.
+Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, tensorfile
+from .grids import CartesianGrid, PatchPartition, SphericalGrid
+from .metalearn import PatchSampler, fit_modulations, reconstruct
+from .network import ModulatedSiren
+
+MODEL_FILENAME = "model.safetensors"
+FORMAT = "inrcodec.model/1"
+GRID_KINDS = ("cartesian", "spherical")
+CODING_BITS = tuple(range(1, 9))  # entropy tables are counted for these bit widths
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read: wrong format, truncated, or a hash mismatch."""
+
+
+class CoinModel:
+    """A base network plus everything needed to turn a chunk into latents and back.
+
+    Parameters
+    ----------
+    network: the modulated SIREN.
+    grid_kind: ``"spherical"`` (lat/lon data, coordinates on the unit sphere) or
+        ``"cartesian"`` (1-3 D regular grids in ``[-extent, extent]^d``).
+    patch_shape: the spatial patch the network was trained on (None: whole items).
+        Spherical patches keep their position on the globe; cartesian patches use local
+        coordinates, so every patch of an image or volume is fitted like a small image.
+    offset, scale: normalisation ``(x - offset) / scale`` (training data mapped to [0, 1]).
+    inner_lr, encode_steps: the inner loop used to encode.
+    """
+
+    def __init__(
+        self,
+        network: ModulatedSiren,
+        grid_kind: str,
+        patch_shape: tuple[int, ...] | None = None,
+        extent: float = 1.0,
+        offset: float = 0.0,
+        scale: float = 1.0,
+        inner_lr: float = 1e-2,
+        encode_steps: int = 10,
+        description: dict | None = None,
+        coding: dict | None = None,
+    ):
+        if grid_kind not in GRID_KINDS:
+            raise ValueError(f"grid_kind must be one of {GRID_KINDS}, got {grid_kind!r}")
+        if grid_kind == "spherical" and network.dim_in != 3:
+            raise ValueError("a spherical model needs a network with dim_in=3 (x, y, z)")
+        if not np.isfinite(scale) or scale <= 0 or not np.isfinite(offset):
+            raise ValueError(f"normalisation scale must be finite and > 0, got offset={offset}, scale={scale}")
+        self.network = network.eval()
+        self.grid_kind = grid_kind
+        self.patch_shape = tuple(int(p) for p in patch_shape) if patch_shape else None
+        self.extent = float(extent)
+        self.offset, self.scale = float(offset), float(scale)
+        self.inner_lr, self.encode_steps = float(inner_lr), int(encode_steps)
+        self.description = dict(description or {})
+        # coding: {"latent_mean", "latent_std", "tables": {bits: {"shared": counts, "per_dim": counts}}}
+        self.coding = coding
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def spatial_ndim(self) -> int:
+        return 2 if self.grid_kind == "spherical" else self.network.dim_in
+
+    @property
+    def latent_dim(self) -> int:
+        return self.network.latent_dim
+
+    def make_grid(self, shape, lat=None, lon=None):
+        """The grid for a chunk's trailing ``shape`` (lat/lon values for spherical models)."""
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != self.spatial_ndim:
+            raise ValueError(f"this {self.grid_kind} model encodes {self.spatial_ndim}-D fields, got spatial shape {shape}")
+        if self.grid_kind == "cartesian":
+            return CartesianGrid(shape, self.extent)
+        if lat is None and lon is None:
+            return SphericalGrid.regular_global(*shape)
+        if lat is None or lon is None:
+            raise ValueError("give both lat and lon, or neither (a global regular grid is assumed)")
+        grid = SphericalGrid(lat, lon)
+        if grid.shape != shape:
+            raise ValueError(f"lat/lon of sizes {grid.shape} do not match the chunk's spatial shape {shape}")
+        return grid
+
+    def partition(self, shape) -> PatchPartition:
+        return PatchPartition(shape, self.patch_shape or shape)
+
+    @cached_property
+    def _local_patch_coords(self) -> np.ndarray:
+        return CartesianGrid(self.patch_shape, self.extent).coordinates()
+
+    def item_coordinates(self, grid) -> tuple[np.ndarray, PatchPartition]:
+        """Coordinates (num_patches, P, d) of every patch of ``grid``, and the partition."""
+        part = self.partition(grid.shape)
+        if self.grid_kind == "cartesian" and self.patch_shape is not None:
+            local = self._local_patch_coords[tuple(slice(0, s) for s in part.patch_shape)]
+            local = local.reshape(-1, local.shape[-1])
+            return np.broadcast_to(local, (part.num_patches,) + local.shape), part
+        coords = part.extract(grid.coordinates(), trailing=1)
+        return coords.reshape(part.num_patches, -1, coords.shape[-1]), part
+
+    def training_sampler(self, values, grid) -> PatchSampler:
+        """Random-patch batches of ``values`` (N, *spatial, physical units) for meta-training."""
+        values = np.asarray(values)
+        if values.shape[1:] != grid.shape:
+            raise ValueError(f"values of shape {values.shape} do not match grid {grid.shape}")
+        full = grid.coordinates()
+        d = full.shape[-1]
+        if self.grid_kind == "cartesian" and self.patch_shape is not None:
+            local = self._local_patch_coords
+
+            def coords_at(start, size):
+                return local[tuple(slice(0, s) for s in size)].reshape(-1, d)
+        else:
+
+            def coords_at(start, size):
+                return full[tuple(slice(a, a + s) for a, s in zip(start, size))].reshape(-1, d)
+
+        return PatchSampler(self.normalise(values), coords_at, self.patch_shape)
+
+    def validation_batch(self, values, grid, max_items: int = 256, seed: int = 0):
+        """A fixed set of held-out patches (coords, values, mask) in normalised units."""
+        values = np.asarray(values)
+        coords, part = self.item_coordinates(grid)
+        norm = part.extract(self.normalise(values))
+        n = values.shape[0]
+        v = norm.reshape(n * part.num_patches, -1, 1)
+        c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
+        if v.shape[0] > max_items:
+            keep = np.sort(np.random.default_rng(seed).choice(v.shape[0], size=max_items, replace=False))
+            v, c = v[keep], c[keep]
+        m = np.isfinite(v[..., 0])
+        return np.ascontiguousarray(c), np.nan_to_num(v), m
+
+    def fit_normalisation(self, values) -> None:
+        """Map the training data's finite range to [0, 1]."""
+        values = np.asarray(values, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            raise ValueError("training data has no finite values")
+        lo, hi = float(finite.min()), float(finite.max())
+        self.offset, self.scale = lo, (hi - lo) if hi > lo else 1.0
+        self.changed()
+
+    def changed(self) -> None:
+        """Forget the cached bytes/hash after the network or settings were changed in place."""
+        self.__dict__.pop("_bytes", None)
+
+    # -- normalisation -----------------------------------------------------------------------
+    def normalise(self, values: np.ndarray) -> np.ndarray:
+        return ((np.asarray(values, dtype=np.float64) - self.offset) / self.scale).astype(np.float32)
+
+    def denormalise(self, values) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64) * self.scale + self.offset
+
+    # -- encode / decode ---------------------------------------------------------------------
+    def encode(self, values, grid, steps: int | None = None, mask=None) -> np.ndarray:
+        """Fit latents for ``values`` (N, *spatial) in physical units -> (N, num_patches, k).
+
+        ``mask`` (N, *spatial) bool is True where a value is valid; NaNs are always masked.
+        """
+        values = np.asarray(values)
+        if values.shape[1:] != grid.shape:
+            raise ValueError(f"values of shape {values.shape} do not match grid {grid.shape}")
+        valid = np.isfinite(values) if mask is None else (np.asarray(mask, bool) & np.isfinite(values))
+        coords, part = self.item_coordinates(grid)
+        n = values.shape[0]
+        patches = part.extract(np.where(valid, self.normalise(np.where(valid, values, self.offset)), 0.0))
+        pmask = part.extract(valid)
+        flat_v = patches.reshape(n * part.num_patches, -1, 1)
+        flat_m = pmask.reshape(n * part.num_patches, -1)
+        flat_c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
+        latents = fit_modulations(
+            self.network, flat_c, flat_v, steps=self.encode_steps if steps is None else steps, lr=self.inner_lr, mask=flat_m
+        )
+        return latents.numpy().reshape(n, part.num_patches, self.latent_dim)
+
+    def decode(self, latents, grid) -> np.ndarray:
+        """Latents (N, num_patches, k) -> values (N, *spatial) in physical units (float64)."""
+        latents = np.asarray(latents, dtype=np.float32)
+        coords, part = self.item_coordinates(grid)
+        n = latents.shape[0]
+        if latents.shape[1:] != (part.num_patches, self.latent_dim):
+            raise ValueError(f"latents of shape {latents.shape} do not fit {part.num_patches} patches x {self.latent_dim}")
+        flat_c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
+        pred = reconstruct(self.network, latents.reshape(-1, self.latent_dim), flat_c).numpy()
+        patches = pred.reshape((n, part.num_patches) + part.patch_shape)
+        return self.denormalise(part.assemble(patches))
+
+    # -- coding tables -----------------------------------------------------------------------
+    def calibrate(self, latents: np.ndarray, bits=CODING_BITS) -> None:
+        """Store the quantizer statistics and entropy tables counted on training latents."""
+        from .entropy import CategoricalEntropyModel
+        from .quantize import UniformQuantizer
+
+        lat = np.asarray(latents, dtype=np.float64).reshape(-1, self.latent_dim)
+        base = UniformQuantizer.fit(lat, bits=1)
+        tables = {}
+        for b in bits:
+            symbols = UniformQuantizer(base.mean, base.std, b).quantize(lat)
+            tables[int(b)] = {
+                "shared": CategoricalEntropyModel.fit(symbols, b, per_dimension=False),
+                "per_dim": CategoricalEntropyModel.fit(symbols, b, per_dimension=True),
+            }
+        self.coding = {"latent_mean": base.mean, "latent_std": base.std, "tables": tables}
+        self.changed()
+
+    def quantizer(self, bits: int):
+        from .quantize import UniformQuantizer
+
+        if self.coding is None:
+            raise ValueError("this model has no quantizer statistics: run CoinModel.calibrate on training latents")
+        return UniformQuantizer(self.coding["latent_mean"], self.coding["latent_std"], int(bits))
+
+    def entropy_models(self, bits: int) -> list:
+        """The entropy models counted for ``bits`` (shared and per-dimension), or [] if none."""
+        tables = (self.coding or {}).get("tables", {}).get(int(bits))
+        return [] if tables is None else [tables["shared"], tables["per_dim"]]
+
+    # -- files ------------------------------------------------------------------------------
+    def config(self) -> dict:
+        return {
+            "format": FORMAT,
+            "inrcodec_version": __version__,
+            "network": self.network.config(),
+            "grid_kind": self.grid_kind,
+            "patch_shape": list(self.patch_shape) if self.patch_shape else None,
+            "extent": self.extent,
+            "normalisation": {"offset": self.offset, "scale": self.scale},
+            "inner_lr": self.inner_lr,
+            "encode_steps": self.encode_steps,
+            "description": self.description,
+            "coding": None
+            if self.coding is None
+            else {"latent_mean": self.coding["latent_mean"], "latent_std": self.coding["latent_std"], "bits": sorted(self.coding["tables"])},
+        }
+
+    def to_bytes(self) -> bytes:
+        """Canonical bytes of the model (what ``sha256`` hashes)."""
+        if "_bytes" not in self.__dict__:
+            arrays = {f"network/{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
+            for b, t in (self.coding or {}).get("tables", {}).items():
+                for kind, model in t.items():
+                    for name, arr in model.to_arrays().items():
+                        arrays[f"entropy/{b}/{kind}/{name}"] = arr
+            self.__dict__["_bytes"] = tensorfile.dumps(arrays, self.config())
+        return self.__dict__["_bytes"]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def save(self, path) -> Path:
+        """Write the model file; a directory gets ``model.safetensors`` inside it."""
+        path = Path(path)
+        if path.is_dir() or path.suffix == "":
+            path.mkdir(parents=True, exist_ok=True)
+            path = path / MODEL_FILENAME
+        path.write_bytes(self.to_bytes())
+        return path
+
+    @classmethod
+    def load(cls, path, expected_sha256: str | None = None) -> "CoinModel":
+        """Load a model file, or the ``model.safetensors`` in a directory (``train-recipe --out``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MODEL_FILENAME
+        if not path.exists():
+            raise FileNotFoundError(f"no model file at {path}")
+        return cls.from_bytes(path.read_bytes(), expected_sha256)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, expected_sha256: str | None = None) -> "CoinModel":
+        from .entropy import CategoricalEntropyModel
+
+        data = bytes(data)
+        actual = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and actual != expected_sha256:
+            raise ModelFileError(f"model bytes have SHA-256 {actual}, but {expected_sha256} was pinned")
+        try:
+            arrays, cfg = tensorfile.loads(data)
+        except tensorfile.TensorFileError as exc:
+            raise ModelFileError(f"not an inrcodec model file: {exc}") from None
+        if cfg.get("format") != FORMAT:
+            raise ModelFileError(f"not an inrcodec model file (format {cfg.get('format')!r}, expected {FORMAT!r})")
+        network = ModulatedSiren(**cfg["network"])
+        state = {k[len("network/") :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("network/")}
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelFileError(f"model weights do not match its architecture: {exc}") from None
+        coding = None
+        if cfg.get("coding"):
+            tables = {}
+            for b in cfg["coding"]["bits"]:
+                tables[int(b)] = {}
+                for kind in ("shared", "per_dim"):
+                    prefix = f"entropy/{b}/{kind}/"
+                    tables[int(b)][kind] = CategoricalEntropyModel.from_arrays(
+                        {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+                    )
+            coding = {"latent_mean": cfg["coding"]["latent_mean"], "latent_std": cfg["coding"]["latent_std"], "tables": tables}
+        model = cls(
+            network,
+            cfg["grid_kind"],
+            patch_shape=cfg["patch_shape"],
+            extent=cfg["extent"],
+            offset=cfg["normalisation"]["offset"],
+            scale=cfg["normalisation"]["scale"],
+            inner_lr=cfg["inner_lr"],
+            encode_steps=cfg["encode_steps"],
+            description=cfg["description"],
+            coding=coding,
+        )
+        model.__dict__["_bytes"] = data  # the hash is of the bytes we were given
+        return model
+
+    def __repr__(self) -> str:
+        n = self.network
+        return (
+            f"CoinModel({self.grid_kind}, width={n.width}, depth={n.depth}, latent_dim={n.latent_dim}, "
+            f"patch={self.patch_shape}, sha256={self.sha256[:12]})"
+        )

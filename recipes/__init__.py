@@ -1,0 +1,1 @@
+"""Recipe files (TOML), shipped inside the package as ``inrcodec._recipes``."""

@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny REAL models (a few KB of weights), built and calibrated in well under a second.
+
+The models are untrained (random SIREN weights), so reconstructions are rough; the tests check
+plumbing (shapes, dtypes, order, NaN, pinning, zarr/xarray integration), not quality.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inrcodec.model import CoinModel
+from inrcodec.network import ModulatedSiren
+
+NLAT, NLON = 8, 16
+
+
+def global_lat_lon(nlat: int = NLAT, nlon: int = NLON) -> tuple[np.ndarray, np.ndarray]:
+    dlat, dlon = 180.0 / nlat, 360.0 / nlon
+    return -90.0 + dlat * (np.arange(nlat) + 0.5), dlon * np.arange(nlon)
+
+
+def smooth_field(n: int, nlat: int = NLAT, nlon: int = NLON, seed: int = 0) -> np.ndarray:
+    """(n, nlat, nlon) temperature-like fields in K (float64)."""
+    rng = np.random.default_rng(seed)
+    lat, lon = global_lat_lon(nlat, nlon)
+    base = 250.0 + 30.0 * np.cos(np.deg2rad(lat))[:, None] + 5.0 * np.sin(np.deg2rad(lon))[None, :]
+    return base[None] + rng.normal(0.0, 2.0, (n, nlat, nlon))
+
+
+def build_spherical_model(seed: int = 0, width: int = 16, depth: int = 2, latent_dim: int = 8) -> CoinModel:
+    torch.manual_seed(seed)
+    net = ModulatedSiren(3, 1, width=width, depth=depth, latent_dim=latent_dim)
+    model = CoinModel(net, "spherical", patch_shape=None, offset=220.0, scale=80.0, encode_steps=3)
+    train = smooth_field(16, seed=seed)
+    latents = model.encode(train, model.make_grid((NLAT, NLON)), steps=3)
+    model.calibrate(latents)
+    return model
+
+
+def build_cartesian_model(seed: int = 1) -> CoinModel:
+    torch.manual_seed(seed)
+    net = ModulatedSiren(2, 1, width=16, depth=2, latent_dim=8)
+    model = CoinModel(net, "cartesian", patch_shape=(4, 4), offset=0.0, scale=1.0, encode_steps=3)
+    rng = np.random.default_rng(seed)
+    train = rng.random((8, 8, 8))
+    latents = model.encode(train, model.make_grid((8, 8)), steps=3)
+    model.calibrate(latents)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> CoinModel:
+    """Spherical model, width 16, depth 2, latent 8, calibrated for bits 1..8."""
+    return build_spherical_model(seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_model() -> CoinModel:
+    """Same architecture, other weights: a different SHA-256."""
+    return build_spherical_model(seed=123)
+
+
+@pytest.fixture(scope="session")
+def cartesian_model() -> CoinModel:
+    """2-D cartesian model on 4x4 patches."""
+    return build_cartesian_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_model) -> str:
+    """A directory laid out like ``inrcodec train-recipe --out DIR`` (holds model.safetensors)."""
+    d = tmp_path_factory.mktemp("trained")
+    tiny_model.save(d)
+    return str(d)

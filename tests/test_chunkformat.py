@@ -1,0 +1,319 @@
+import hashlib
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inrcodec.chunkformat import (
+    FORMAT_VERSION,
+    MAGIC,
+    SECTION_TAGS,
+    ChunkHeader,
+    CorruptChunkError,
+    pack_chunk,
+    unpack_chunk,
+)
+
+SHA_A = hashlib.sha256(b"network A").hexdigest()
+SHA_B = hashlib.sha256(b"network B").hexdigest()
+
+
+def make_header(**kw):
+    base = dict(
+        model_sha256=SHA_A,
+        dtype="<f4",
+        shape=(2, 3, 5),
+        order="C",
+        mode=0,
+        patch_shape=(3, 5),
+        num_items=2,
+        num_patches=1,
+        latent_dim=8,
+        bits=6,
+        quantizer_id=1,
+        entropy_id=2,
+        flags=0,
+    )
+    base.update(kw)
+    return ChunkHeader(**base)
+
+
+def small_chunk():
+    h = make_header(flags=1)
+    return h, pack_chunk(h, [("latents", b"\x01\x02\x03\x04\x05"), ("nan_mask", b"\xff")])
+
+
+def recrc(buf: bytearray) -> bytes:
+    """Fix up the declared length and CRC of a (modified) chunk."""
+    struct.pack_into("<Q", buf, 8, len(buf))
+    struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(bytes(buf[:-4])) & 0xFFFFFFFF)
+    return bytes(buf)
+
+
+# ---------------------------------------------------------------- round trips
+@pytest.mark.parametrize(
+    "shape,patch_shape",
+    [
+        ((), ()),
+        ((0,), (4,)),
+        ((3, 0, 2), (1, 1)),
+        ((1,), (1,)),
+        ((1, 1, 1), ()),
+        (tuple(range(1, 9)), tuple(range(1, 9))),
+        ((2**64 - 1,), (2**32 - 1,)),
+    ],
+)
+@pytest.mark.parametrize("dtype,order", [("<f4", "C"), ("<f8", "F"), (">f4", "C"), (">f8", "F")])
+def test_header_round_trip_odd_shapes(shape, patch_shape, dtype, order):
+    h = make_header(shape=shape, patch_shape=patch_shape, dtype=dtype, order=order, mode=1)
+    data = pack_chunk(h, {"raw_values": b"abc"})
+    h2, sections = unpack_chunk(data)
+    assert h2 == h
+    assert sections == {"raw_values": b"abc"}
+
+
+headers = st.builds(
+    ChunkHeader,
+    model_sha256=st.binary(min_size=32, max_size=32).map(bytes.hex),
+    dtype=st.sampled_from(["<f4", "<f8", ">f4", ">f8"]),
+    shape=st.lists(st.integers(0, 2**64 - 1), max_size=8).map(tuple),
+    order=st.sampled_from("CF"),
+    mode=st.sampled_from([0, 1]),
+    patch_shape=st.lists(st.integers(0, 2**32 - 1), max_size=8).map(tuple),
+    num_items=st.integers(0, 2**64 - 1),
+    num_patches=st.integers(0, 2**64 - 1),
+    latent_dim=st.integers(0, 2**32 - 1),
+    bits=st.integers(0, 255),
+    quantizer_id=st.integers(0, 255),
+    entropy_id=st.integers(0, 255),
+    flags=st.sampled_from([0, 1]),
+)
+section_payloads = st.dictionaries(
+    st.sampled_from(["latents", "raw_values", "residual"]), st.binary(max_size=40), max_size=3
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=headers, secs=section_payloads, mask=st.binary(max_size=10))
+def test_random_header_round_trip(h, secs, mask):
+    if h.has_nan_mask:
+        secs = {**secs, "nan_mask": mask}
+    data = pack_chunk(h, secs)
+    h2, s2 = unpack_chunk(data, expected_model_sha256=h.model_sha256)
+    assert h2 == h
+    assert s2 == secs and list(s2) == list(secs)  # order kept
+
+
+def test_input_types_and_section_order():
+    h, data = small_chunk()
+    for view in (data, bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
+        h2, s = unpack_chunk(view)
+        assert h2 == h
+        assert list(s) == ["latents", "nan_mask"]
+        assert s["latents"] == b"\x01\x02\x03\x04\x05" and isinstance(s["latents"], bytes)
+    # int tags and ndarray payloads, list order preserved
+    payload = np.arange(3, dtype="<u2")
+    d2 = pack_chunk(make_header(), [(SECTION_TAGS["residual"], payload), ("latents", b"")])
+    _, s = unpack_chunk(d2)
+    assert list(s) == ["residual", "latents"]
+    assert s["residual"] == payload.tobytes() and s["latents"] == b""
+    # no sections at all
+    assert unpack_chunk(pack_chunk(make_header(), {}))[1] == {}
+
+
+def test_packing_is_deterministic():
+    assert small_chunk()[1] == small_chunk()[1]
+
+
+def test_header_normalisation():
+    h = make_header(model_sha256=SHA_A.upper(), dtype=np.dtype("<f8"), shape=[4, np.int64(2)])
+    assert h.model_sha256 == SHA_A and h.dtype == "<f8" and h.shape == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(model_sha256="ab" * 31),
+        dict(model_sha256="zz" * 32),
+        dict(model_sha256=b"\x00" * 32),
+        dict(dtype="<i4"),
+        dict(dtype="<f2"),
+        dict(dtype=None),
+        dict(order="A"),
+        dict(mode=7),
+        dict(flags=2),
+        dict(shape=tuple([1] * 9)),
+        dict(shape=(-1,)),
+        dict(shape=(2**64,)),
+        dict(patch_shape=(2**32,)),
+        dict(latent_dim=2**32),
+        dict(bits=256),
+        dict(entropy_id=-1),
+        dict(num_items=1.5),
+    ],
+)
+def test_header_validation(kw):
+    with pytest.raises(ValueError):
+        make_header(**kw)
+
+
+def test_pack_validation():
+    with pytest.raises(ValueError, match="unknown section"):
+        pack_chunk(make_header(), {"bogus": b""})
+    with pytest.raises(ValueError, match="unknown section"):
+        pack_chunk(make_header(), [(99, b"")])
+    with pytest.raises(ValueError, match="twice"):
+        pack_chunk(make_header(), [("latents", b""), (SECTION_TAGS["latents"], b"")])
+    with pytest.raises(ValueError, match="nan_mask"):
+        pack_chunk(make_header(flags=1), {"latents": b""})
+    with pytest.raises(ValueError, match="nan_mask"):
+        pack_chunk(make_header(flags=0), {"nan_mask": b""})
+    with pytest.raises(TypeError):
+        pack_chunk("not a header", {})
+
+
+# ---------------------------------------------------------------- corruption
+def test_every_truncation_is_reported():
+    _, data = small_chunk()
+    for n in range(len(data)):
+        with pytest.raises(CorruptChunkError, match="truncated") as info:
+            unpack_chunk(data[:n])
+        if n >= 16:
+            assert f"truncated at byte {n} of {len(data)}" in str(info.value)
+
+
+def test_every_single_bit_flip_is_detected():
+    _, data = small_chunk()
+    for i in range(len(data)):
+        for b in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << b
+            with pytest.raises(CorruptChunkError) as info:
+                unpack_chunk(bytes(bad))
+            if 16 <= i:  # past the preamble: the CRC must catch it
+                assert "checksum mismatch" in str(info.value)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(h=headers, secs=section_payloads, data=st.data())
+def test_random_bit_flip_or_truncation_of_random_chunk(h, secs, data):
+    if h.has_nan_mask:
+        secs = {**secs, "nan_mask": b"\x00"}
+    chunk = pack_chunk(h, secs)
+    if data.draw(st.booleans()):
+        pos = data.draw(st.integers(0, len(chunk) * 8 - 1))
+        bad = bytearray(chunk)
+        bad[pos // 8] ^= 1 << (pos % 8)
+        bad = bytes(bad)
+    else:
+        bad = chunk[: data.draw(st.integers(0, len(chunk) - 1))]
+    with pytest.raises(CorruptChunkError):
+        unpack_chunk(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes(raw):
+    with pytest.raises(CorruptChunkError):
+        unpack_chunk(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_behind_valid_magic_and_version(raw):
+    with pytest.raises(CorruptChunkError):
+        unpack_chunk(MAGIC + bytes([FORMAT_VERSION]) + raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_garbage_with_valid_checksum_never_escapes(data):
+    """Defensive parsing behind the CRC: mutate the body, then fix length and CRC.
+    The reader must raise CorruptChunkError or return a well-formed result."""
+    _, chunk = small_chunk()
+    buf = bytearray(chunk)
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(5, len(buf) - 5))
+        if i in range(8, 16):  # total length is fixed up by recrc
+            continue
+        buf[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):  # also grow / shrink the body
+        cut = data.draw(st.integers(16, len(buf) - 4))
+        extra = data.draw(st.binary(max_size=12))
+        buf = buf[:cut] + extra + buf[cut:]
+    try:
+        h, secs = unpack_chunk(recrc(buf))
+    except CorruptChunkError:
+        return
+    assert isinstance(h, ChunkHeader)
+    assert all(isinstance(v, bytes) for v in secs.values())
+
+
+def test_huge_declared_lengths_do_not_allocate():
+    _, chunk = small_chunk()
+    buf = bytearray(chunk)
+    struct.pack_into("<Q", buf, 8, 2**63)
+    with pytest.raises(CorruptChunkError, match=f"truncated at byte {len(buf)} of {2**63}"):
+        unpack_chunk(bytes(buf))
+    # a section claiming 2**64-1 bytes behind a valid checksum
+    h = make_header()
+    data = bytearray(pack_chunk(h, {"latents": b"xyzw"}))
+    sec_off = data.index(b"xyzw") - 9
+    struct.pack_into("<Q", data, sec_off + 1, 2**64 - 1)
+    with pytest.raises(CorruptChunkError, match="declares"):
+        unpack_chunk(recrc(data))
+    # header length beyond the body
+    data = bytearray(pack_chunk(h, {}))
+    struct.pack_into("<H", data, 6, 0xFFFF)
+    with pytest.raises(CorruptChunkError, match="header length"):
+        unpack_chunk(recrc(data))
+
+
+def test_messages():
+    h, data = small_chunk()
+    with pytest.raises(CorruptChunkError, match="bad magic"):
+        unpack_chunk(b"PK\x03\x04" + data[4:])
+    newer = bytearray(data)
+    newer[4] = FORMAT_VERSION + 1
+    with pytest.raises(
+        CorruptChunkError,
+        match=f"unsupported format version {FORMAT_VERSION + 1} \\(this build reads up to {FORMAT_VERSION}\\)",
+    ):
+        unpack_chunk(bytes(newer))
+    with pytest.raises(CorruptChunkError, match="3 trailing bytes"):
+        unpack_chunk(data + b"\x00\x00\x00")
+    flipped = bytearray(data)
+    flipped[-6] ^= 0x10  # inside a section payload
+    with pytest.raises(CorruptChunkError, match="checksum mismatch"):
+        unpack_chunk(bytes(flipped))
+    assert issubclass(CorruptChunkError, ValueError)
+
+
+def test_expected_model_hash():
+    h, data = small_chunk()
+    assert unpack_chunk(data, expected_model_sha256=SHA_A)[0] == h
+    assert unpack_chunk(data, expected_model_sha256=SHA_A.upper())[0] == h
+    with pytest.raises(CorruptChunkError) as info:
+        unpack_chunk(data, expected_model_sha256=SHA_B)
+    msg = str(info.value)
+    assert SHA_A in msg and SHA_B in msg
+
+
+def test_unknown_fields_behind_valid_checksum():
+    h = make_header()
+    data = bytearray(pack_chunk(h, {"latents": b"ab"}))
+    bad = bytearray(data)
+    bad[5] = 1  # header flags: none defined in version 1
+    with pytest.raises(CorruptChunkError, match="header flags"):
+        unpack_chunk(recrc(bad))
+    bad = bytearray(data)
+    bad[16 + 32 + 2] = 9  # mode
+    with pytest.raises(CorruptChunkError, match="mode"):
+        unpack_chunk(recrc(bad))
+    bad = bytearray(data)
+    bad[data.index(b"ab") - 9] = 200  # section tag
+    with pytest.raises(CorruptChunkError, match="unknown section tag 200"):
+        unpack_chunk(recrc(bad))

@@ -1,0 +1,59 @@
+import math
+
+import pytest
+import torch
+
+from inrcodec.network import ModulatedSiren
+
+
+def test_output_shapes_shared_and_batched_coords():
+    net = ModulatedSiren(dim_in=2, dim_out=3, width=16, depth=3, latent_dim=5)
+    lat = torch.randn(4, 5)
+    assert net(torch.rand(10, 2), lat).shape == (4, 10, 3)
+    assert net(torch.rand(4, 10, 2), lat).shape == (4, 10, 3)
+
+
+def test_one_linear_map_gives_all_shifts():
+    net = ModulatedSiren(dim_in=1, dim_out=1, width=8, depth=4, latent_dim=3)
+    assert net.latent_to_modulations.in_features == 3
+    assert net.latent_to_modulations.out_features == 4 * 8
+    net_scale = ModulatedSiren(dim_in=1, dim_out=1, width=8, depth=4, latent_dim=3, scale_modulations=True)
+    assert net_scale.latent_to_modulations.out_features == 2 * 4 * 8
+
+
+def test_siren_initialisation_bounds():
+    torch.manual_seed(0)
+    net = ModulatedSiren(dim_in=3, dim_out=1, width=64, depth=3, latent_dim=4, w0=50.0)
+    assert net.hidden[0].weight.abs().max() <= 1.0 / 3
+    bound = math.sqrt(6.0 / 64) / 50.0
+    for layer in list(net.hidden)[1:]:
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.abs().max() > 0.5 * bound  # really uniform over the range, not zero
+
+
+def test_hidden_layer_is_sine_of_shifted_preactivation():
+    torch.manual_seed(0)
+    net = ModulatedSiren(dim_in=1, dim_out=1, width=4, depth=1, latent_dim=2, w0=7.0)
+    x = torch.rand(5, 1)
+    z = torch.randn(1, 2)
+    shift = net.latent_to_modulations(z)
+    h = torch.sin(7.0 * (net.hidden[0](x) + shift))
+    expected = net.output(h)
+    assert torch.allclose(net(x, z)[0], expected, atol=1e-6)
+
+
+def test_latent_changes_output_and_zero_latent_is_base():
+    net = ModulatedSiren(dim_in=2, dim_out=1, width=16, depth=2, latent_dim=4)
+    x = torch.rand(20, 2)
+    base = net(x, torch.zeros(1, 4))
+    assert not torch.allclose(base, net(x, torch.ones(1, 4)))
+
+
+def test_bad_shapes_raise():
+    net = ModulatedSiren(dim_in=2, dim_out=1, width=8, depth=2, latent_dim=4)
+    with pytest.raises(ValueError, match="latents"):
+        net(torch.rand(3, 2), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="coords"):
+        net(torch.rand(3, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError):
+        ModulatedSiren(dim_in=0, dim_out=1)
