@@ -150,8 +150,7 @@ def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) ->
         else:
             import matplotlib.cbook
 
-            with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-                images = [datasets.load_image(f)]
+            images = [datasets.load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
             source = "matplotlib sample_data/grace_hopper.jpg"
         band = 2 * recipe.model["patch"][0]
         rows = []
@@ -205,10 +204,14 @@ def train_recipe(
     resume: bool = False,
     progress: bool = True,
     calibration_items: int = 2048,
+    overrides: dict | None = None,
+    report_bits=None,
 ) -> dict:
     """Train a base network for a recipe, calibrate its coding tables, write model and report.
 
-    Returns the report dict (also written to ``OUT/report.json`` and ``OUT/report.md``).
+    ``overrides`` replaces preset keys (e.g. a tiny ``width`` in tests); ``report_bits`` the
+    recipe's list of bit widths to report. Returns the report dict (also written to
+    ``OUT/report.json`` and ``OUT/report.md``).
     """
     import torch
 
@@ -217,6 +220,10 @@ def train_recipe(
     t_start = time.time()
     recipe = load_recipe(name)
     p = recipe.preset(preset)
+    unknown = set(overrides or {}) - PRESET_KEYS
+    if unknown:
+        raise ValueError(f"unknown preset keys in overrides: {sorted(unknown)}")
+    p.update(overrides or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -250,7 +257,7 @@ def train_recipe(
     model.calibrate(model.encode(cal, grid))
     model.changed()
     path = model.save(out)
-    report = evaluate(model, rd, recipe.report.get("bits", [4, 5, 6, 8]), grid)
+    report = evaluate(model, rd, report_bits or recipe.report.get("bits", [4, 5, 6, 8]), grid)
     report.update(
         recipe=recipe.name, preset=preset, steps=cfg.steps, seed=seed, device=device,
         model_file=str(path), model_sha256=model.sha256, train_seconds=round(t_train, 1),

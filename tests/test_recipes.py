@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+
+from inrcodec.model import CoinModel
+from inrcodec.recipes import build_model, list_recipes, load_recipe, load_recipe_data, train_recipe
+from inrcodec.cli import main
+
+RECIPES = ["era5", "audio", "image", "mri"]
+TINY = {"width": 8, "depth": 2, "latent_dim": 4, "batch_size": 4, "encode_steps": 2, "outer_points": 32}
+
+
+def test_every_recipe_is_listed():
+    assert set(RECIPES) <= set(list_recipes())
+
+
+@pytest.mark.parametrize("name", RECIPES)
+@pytest.mark.parametrize("preset", ["cpu", "paper"])
+def test_recipe_parses_and_builds_its_model(name, preset):
+    recipe = load_recipe(name)
+    p = recipe.preset(preset)
+    shape = {"era5": (46, 90), "audio": (3200,), "image": (64, 64), "mri": (16, 32, 32)}[name]
+    model = build_model(recipe, p, shape)
+    assert model.latent_dim == p["latent_dim"]
+    assert model.network.width == p["width"] and model.network.depth == p["depth"]
+    assert model.spatial_ndim == len(shape)
+
+
+def test_paper_preset_follows_appendix_b4():
+    p = load_recipe("era5").preset("paper")
+    assert (p["width"], p["depth"], p["w0"], p["inner_lr"], p["outer_lr"], p["batch_size"], p["inner_steps"]) == (
+        384, 10, 50.0, 1e-2, 3e-6, 32, 3)
+
+
+def test_unknown_recipe_and_preset_errors():
+    with pytest.raises(ValueError, match="unknown recipe"):
+        load_recipe("nope")
+    with pytest.raises(ValueError, match="no preset"):
+        load_recipe("era5").preset("gpu-huge")
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_data_splits_without_overlap(name):
+    rd = load_recipe_data(load_recipe(name))
+    assert min(len(rd.train), len(rd.val), len(rd.test)) >= 1
+    assert rd.train.shape[1:] == rd.val.shape[1:] == rd.test.shape[1:]
+    assert np.isfinite(rd.train).all() and float(np.std(rd.train)) > 0
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_tiny_training_run_writes_a_loadable_model(name, tmp_path):
+    report = train_recipe(name, steps=3, out=tmp_path, progress=False, overrides=TINY, report_bits=[5])
+    model = CoinModel.load(tmp_path)
+    assert model.sha256 == report["model_sha256"]
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["model_sha256"] == model.sha256
+    rows = {r["setting"]: r for r in saved["rows"]}
+    coded = rows["5 bits + entropy coding"]
+    assert coded["bytes"] > 0 and coded["compression_ratio"] > 1
+    assert for_file_exists(tmp_path)
+
+
+def for_file_exists(path):
+    return all((path / f).stat().st_size > 0 for f in ("report.md", "learning_curve.png", "reconstruction.png", "checkpoint.safetensors"))
+
+
+def test_training_is_deterministic_and_resumable(tmp_path):
+    a = train_recipe("era5", steps=4, out=tmp_path / "a", progress=False, overrides=TINY, report_bits=[5])
+    train_recipe("era5", steps=2, out=tmp_path / "b", progress=False, overrides=TINY, report_bits=[5])
+    b = train_recipe("era5", steps=4, out=tmp_path / "b", progress=False, overrides=TINY, report_bits=[5], resume=True)
+    assert a["model_sha256"] == b["model_sha256"]
+
+
+def test_cli_lists_recipes(capsys):
+    assert main(["train-recipe", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in RECIPES)
+    assert main(["train-recipe", "nope", "--steps", "1"]) == 2
