@@ -356,9 +356,10 @@ def _plots(out: Path, history, model, rd: RecipeData, grid, report) -> None:
     else:
         origin = "lower" if rd.lat is not None else "upper"
         vmin, vmax = np.nanmin(orig), np.nanmax(orig)
+        lim = float(np.nanmax(np.abs(recon - orig))) or 1.0
         for ax, data, title, kw in zip(
             axes, (orig, recon, recon - orig), ("original", "reconstruction (float latents)", "residual"),
-            ({"vmin": vmin, "vmax": vmax}, {"vmin": vmin, "vmax": vmax}, {"cmap": "RdBu_r"}),
+            ({"vmin": vmin, "vmax": vmax}, {"vmin": vmin, "vmax": vmax}, {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim}),
         ):
             im = ax.imshow(data, origin=origin, **kw)
             ax.set_title(title)
