@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from .chunkformat import CorruptChunkError  # noqa: E402
 from .codec import COINppCodec, PinnedModelError  # noqa: E402
+from . import hdf5  # noqa: E402,F401  (registers the HDF5 filter with h5py's libhdf5)
 from .grids import CartesianGrid, PatchPartition, SphericalGrid  # noqa: E402
 from .metalearn import MetaTrainer, TrainConfig, fit_modulations, reconstruct  # noqa: E402
 from .model import CoinModel, ModelFileError  # noqa: E402

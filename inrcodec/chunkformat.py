@@ -23,6 +23,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MODE_MODULATIONS",
     "MODE_RAW",
+    "MODE_BOUNDED",
     "FLAG_NAN_MASK",
     "SECTION_TAGS",
     "CorruptChunkError",
@@ -32,13 +33,18 @@ __all__ = [
 ]
 
 MAGIC = b"INRC"
-#: the newest (and only) version this build writes and reads
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+#: the newest version this build writes and reads; a chunk is written with the lowest
+#: version that can express it (version 1 unless it uses a version-2 feature)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 MODE_MODULATIONS = 0  #: latents of the base network (the codec path)
 MODE_RAW = 1  #: raw lossless values (constant / all-NaN / non-finite chunks)
-KNOWN_MODES = {MODE_MODULATIONS: "modulations", MODE_RAW: "raw"}
+MODE_BOUNDED = 2  #: latents + error-bounded residual (format version 2)
+KNOWN_MODES = {MODE_MODULATIONS: "modulations", MODE_RAW: "raw", MODE_BOUNDED: "bounded"}
+#: modes and sections that need format version 2
+_V2_MODES = {MODE_BOUNDED}
+_V2_SECTIONS = {"fill_mask"}
 
 FLAG_NAN_MASK = 1 << 0  #: a "nan_mask" section is present
 KNOWN_FLAGS = FLAG_NAN_MASK
@@ -48,7 +54,8 @@ SECTION_TAGS: dict[str, int] = {
     "latents": 1,  # entropy-coded latent symbols
     "nan_mask": 2,  # compressed NaN mask
     "raw_values": 3,  # raw values (mode 1)
-    "residual": 4,  # error-bound residual stream (reserved for the codec)
+    "residual": 4,  # error-bound residual stream (mode 2; reserved in version 1)
+    "fill_mask": 5,  # fill value + compressed mask of its positions (version 2)
 }
 _TAG_NAMES = {v: k for k, v in SECTION_TAGS.items()}
 
@@ -105,7 +112,8 @@ class ChunkHeader:
     dtype         '<f4', '<f8', '>f4' or '>f8' (anything ``np.dtype`` maps to these).
     shape         the chunk's shape, 0..8 dims, each 0..2**64-1.
     order         'C' or 'F' memory order of the original chunk.
-    mode          0 = modulations, 1 = raw lossless values (see ``KNOWN_MODES``).
+    mode          0 = modulations, 1 = raw lossless values, 2 = modulations + error-bounded
+                  residual (see ``KNOWN_MODES``; mode 2 needs format version 2).
     patch_shape   0..8 dims, each 0..2**32-1.
     num_items, num_patches   u64;  latent_dim u32;  bits, quantizer_id, entropy_id u8.
     flags         u32, bit 0 = a "nan_mask" section is present; other bits must be 0.
@@ -247,6 +255,9 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
             "header flag bit 0 (NaN mask present) must be set exactly when a 'nan_mask' "
             f"section is given (flags=0x{header.flags:x}, sections={names})"
         )
+    if header.mode == MODE_BOUNDED and "residual" not in names:
+        raise ValueError("mode 2 (bounded) chunks need a 'residual' section")
+    version = _version_for(header.mode, names)
     body = header._encode()
     if len(body) > _U16:  # cannot happen with <= 8 dims, kept as a guard
         raise ValueError("header too long")
@@ -258,7 +269,7 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
         + _CRC_SIZE
     )
     out = bytearray()
-    out += _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(body), total)
+    out += _PREAMBLE.pack(MAGIC, version, 0, len(body), total)
     out += body
     out += struct.pack("<H", len(encoded))
     for code, payload in encoded:
@@ -267,6 +278,13 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
     assert len(out) == total
     return bytes(out)
+
+
+def _version_for(mode: int, names) -> int:
+    """The lowest format version that can express a chunk with this mode and these sections."""
+    if mode in _V2_MODES or any(n in _V2_SECTIONS for n in names):
+        return 2
+    return 1
 
 
 # ---------------------------------------------------------------------- unpacking
@@ -401,6 +419,19 @@ def unpack_chunk(
             f"NaN-mask flag is {'set' if header.has_nan_mask else 'clear'} but the chunk "
             f"{'lacks' if header.has_nan_mask else 'has'} a 'nan_mask' section"
         )
+    if version < 2:
+        if header.mode in _V2_MODES:
+            raise CorruptChunkError(
+                f"mode {header.mode} ({KNOWN_MODES[header.mode]}) needs format version 2, "
+                f"the chunk says version {version}"
+            )
+        late = [n for n in sections if n in _V2_SECTIONS]
+        if late:
+            raise CorruptChunkError(
+                f"section {late[0]!r} needs format version 2, the chunk says version {version}"
+            )
+    if header.mode == MODE_BOUNDED and "residual" not in sections:
+        raise CorruptChunkError("mode 2 (bounded) chunk lacks its 'residual' section")
     return header, sections
 
 

@@ -25,6 +25,39 @@ def _train_recipe(args) -> int:
     return 0
 
 
+def _compress(args) -> int:
+    from .archive import compress_dataset, format_report
+
+    rep = compress_dataset(
+        args.input, args.output, model=args.model, variables=args.variables, bits=args.bits,
+        inner_steps=args.inner_steps, chunks=args.chunks, scheduler=args.scheduler, workers=args.workers,
+        overwrite=args.overwrite, progress=not args.quiet, device=args.device,
+    )
+    print(format_report(rep))
+    return 0
+
+
+def _decompress(args) -> int:
+    from .archive import decompress_store
+
+    print(decompress_store(args.store, args.output, progress=not args.quiet))
+    return 0
+
+
+def _info(args) -> int:
+    from .archive import format_info, store_info
+
+    info = store_info(args.store)
+    print(json.dumps(info, indent=1) if args.json else format_info(info))
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="inrcodec", description="COIN++ neural compression for gridded scientific data")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +75,47 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_recipe)
+
+    p = sub.add_parser("compress", help="compress a netCDF/HDF5/Zarr dataset into a Zarr store (Dask, resumable)")
+    p.add_argument("input", help="netCDF/HDF5 file or Zarr store")
+    p.add_argument("output", help="Zarr store to write (an unfinished run of the same request resumes)")
+    p.add_argument("--model", required=True, help="model file or train-recipe output directory")
+    p.add_argument("--variables", help="comma-separated variables to encode (default: all the model can encode)")
+    p.add_argument("--bits", type=int, default=6)
+    p.add_argument("--inner-steps", type=int, help="gradient steps per item (default: the model's)")
+    p.add_argument("--chunks", help="chunk size along the region dim, e.g. time=24 (default)")
+    p.add_argument("--scheduler", default="threads", help="threads (default), processes, or a dask.distributed address")
+    p.add_argument("--workers", type=int, help="start a LocalCluster of N processes (or N processes with --scheduler processes)")
+    p.add_argument("--device", help="cpu (default), cuda or auto: where workers run the model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_compress)
+
+    p = sub.add_parser("decompress", help="decode a compressed Zarr store into a netCDF file")
+    p.add_argument("store")
+    p.add_argument("output", help="netCDF file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_decompress)
+
+    p = sub.add_parser("info", help="variables, codec, pinned model, bits and ratio of a Zarr store")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("bench", help="rate-distortion benchmark against SZ3, ZFP, SPERR, BitRound+Zstd, JPEG 2000, ...")
+    p.add_argument("dataset", help="recipe name (era5, audio, image, mri): its held-out test split")
+    p.add_argument("--model", nargs="+", help="inrcodec model file(s) or train-recipe output dir(s), e.g. several latent sizes")
+    p.add_argument("--bits", nargs="+", type=int, default=[4, 5, 6, 8], help="inrcodec bit widths (default 4 5 6 8)")
+    p.add_argument("--peers", nargs="+", help="peer codecs (default: all installed; see inrcodec.bench.PEERS)")
+    p.add_argument("--out", default="inrcodec-bench", help="output directory: CSV, PNG, markdown (default inrcodec-bench)")
+    p.add_argument("--quick", action="store_true", help="tiny sweep: two settings per peer, first two bit widths")
+    p.add_argument("--data", nargs="+", help="data files (default: the recipe's embedded sample)")
+    p.add_argument("--variable", help="variable (default: the recipe's)")
+    p.add_argument("--max-items", type=int, help="only the first N items of the test split")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per point, median reported (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)
     try:

@@ -9,7 +9,16 @@ Chunk modes
 -----------
 * ``MODE_MODULATIONS`` (0): quantised, entropy-coded latents (+ NaN bitmask when there are NaNs).
 * ``MODE_RAW`` (1): the values themselves, zlib-compressed, lossless. Used for chunks a neural
-  fit cannot represent: all-NaN, constant (all finite values equal), or containing +-inf.
+  fit cannot represent: all missing (NaN / fill value), constant (all valid values equal),
+  containing +-inf, or with values far outside the model's training range (more than
+  ``OUT_OF_RANGE_LIMIT`` training ranges away; an :class:`OutOfRangeWarning` is emitted), and,
+  in error-bounded mode, whenever raw storage is not larger than the bounded encoding.
+* ``MODE_BOUNDED`` (2): mode 0 plus the ``residual`` section (:mod:`inrcodec.residual`): with
+  ``max_abs_error`` / ``rel_error`` every valid decoded value is within the bound.
+
+Missing values: NaN positions (``nan_mask`` section) and, with ``fill_value=``, positions equal
+to the fill value (``fill_mask`` section) are excluded from the fit and from the error bound and
+come back bit-exact.
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ from __future__ import annotations
 import base64
 import math
 import os
+import struct
 import threading
+import warnings
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +39,15 @@ from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, nda
 from inrcodec import _modelcache
 from inrcodec import chunkformat as cf
 from inrcodec import entropy
+from inrcodec import residual as _residual
 
 if TYPE_CHECKING:
     import xarray as xr
 
     from inrcodec.model import CoinModel
 
-__all__ = ["COINppCodec", "CorruptChunkError", "PinnedModelError", "CODEC_ID"]
+__all__ = ["COINppCodec", "CorruptChunkError", "PinnedModelError", "OutOfRangeWarning", "CODEC_ID",
+           "OUT_OF_RANGE_LIMIT"]
 
 CODEC_ID = "inrcodec.coinpp"
 MODEL_ENCODING = "zlib+base64"
@@ -42,6 +55,26 @@ _SUPPORTED_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 
 PinnedModelError = _modelcache.PinnedModelError
 CorruptChunkError = cf.CorruptChunkError
+
+#: a chunk whose valid values, normalised with the model's statistics (training range -> [0, 1]),
+#: fall below ``-OUT_OF_RANGE_LIMIT`` or above ``1 + OUT_OF_RANGE_LIMIT`` is stored raw (lossless)
+OUT_OF_RANGE_LIMIT = 10.0
+
+
+class OutOfRangeWarning(UserWarning):
+    """A chunk's values lie far outside the model's training range (e.g. Pa for a model trained
+    in K); the chunk was stored raw (lossless) instead of with the neural codec."""
+
+
+def _positive_float(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
 
 
 def _encode_model_bytes(data: bytes) -> str:
@@ -95,6 +128,17 @@ class COINppCodec(Codec):
         Range-code the symbols with the model's count tables (else store them bit-packed).
     model_sha256 : str, optional
         Pin: the model bytes must hash to this, else :class:`PinnedModelError`.
+    max_abs_error : float, optional
+        Error-bounded mode: every valid decoded value is within this absolute error (data units)
+        of the original. The residual after the neural fit is quantized with a step just under
+        ``2 * bound`` and entropy coded into the chunk (:mod:`inrcodec.residual`).
+    rel_error : float, optional
+        Error-bounded mode, relative: the chunk's bound is ``rel_error * (max - min)`` of the
+        chunk's valid values (finite, not NaN, not the fill value). With both options the
+        chunk's bound is the smaller of the two.
+    fill_value : float, optional
+        Values equal to it are missing data, like NaN: masked out of the fit and the error
+        bound and restored exactly (e.g. the ``_FillValue`` xarray writes in place of NaN).
 
     Leading dimensions of a chunk (time, level, member) are independent items; the trailing
     ``model.spatial_ndim`` dimensions are the grid. NaN values are masked out of the fit and come
@@ -112,6 +156,9 @@ class COINppCodec(Codec):
         lon: Any = None,
         entropy_coding: bool = True,
         model_sha256: str | None = None,
+        max_abs_error: float | None = None,
+        rel_error: float | None = None,
+        fill_value: float | None = None,
     ):
         if isinstance(model, (bytes, bytearray, memoryview)):
             m, data, digest = _modelcache.model_from_bytes(bytes(model), model_sha256)
@@ -138,6 +185,15 @@ class COINppCodec(Codec):
         self.lat = _as_coord_list("lat", lat)
         self.lon = _as_coord_list("lon", lon)
         self.entropy_coding = bool(entropy_coding)
+        self.max_abs_error = _positive_float("max_abs_error", max_abs_error)
+        self.rel_error = _positive_float("rel_error", rel_error)
+        if fill_value is not None:
+            if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float, np.integer, np.floating)):
+                raise ValueError(f"fill_value must be a number or None, got {fill_value!r}")
+            fill_value = float(fill_value)
+            if math.isnan(fill_value):
+                fill_value = None  # NaN is always treated as missing
+        self.fill_value = fill_value
         if (self.lat is None) != (self.lon is None):
             raise ValueError("pass both lat and lon, or neither (a global regular grid is then assumed)")
         if self.lat is not None and m.grid_kind != "spherical":
@@ -161,18 +217,37 @@ class COINppCodec(Codec):
         return self._sha
 
     # ------------------------------------------------------------------ config
-    def get_config(self) -> dict[str, Any]:
+    @property
+    def error_bounded(self) -> bool:
+        return self.max_abs_error is not None or self.rel_error is not None
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments other than the model (new options only when set)."""
+        extra = {k: getattr(self, k) for k in ("max_abs_error", "rel_error", "fill_value")
+                 if getattr(self, k) is not None}
         return {
-            "id": self.codec_id,
             "bits": self.bits,
             "inner_steps": self.inner_steps,
             "lat": self.lat,
             "lon": self.lon,
             "entropy_coding": self.entropy_coding,
+            **extra,
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        # the new options appear only when set, so configs of plain codecs stay as before
+        return {
+            "id": self.codec_id,
+            **self.settings(),
             "model_sha256": self._sha,
             "model_encoding": MODEL_ENCODING,
             "model": _encode_model_bytes(self._model_bytes),
         }
+
+    def __reduce__(self):
+        # Pickles as (hash, raw model bytes, settings); the receiving process parses the model
+        # once per hash (_modelcache), so Dask tasks carrying many codecs stay cheap.
+        return _rebuild_codec, (self._sha, self._model_bytes, self.settings())
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "COINppCodec":
@@ -204,6 +279,9 @@ class COINppCodec(Codec):
             None if self.lat is None else tuple(self.lat),
             None if self.lon is None else tuple(self.lon),
             self.entropy_coding,
+            self.max_abs_error,
+            self.rel_error,
+            self.fill_value,
         )
 
     def __hash__(self) -> int:
@@ -212,9 +290,11 @@ class COINppCodec(Codec):
     def __repr__(self) -> str:
         grid = "global-regular" if self.lat is None else f"lat[{len(self.lat)}] lon[{len(self.lon)}]"
         grid_s = f", grid={grid}" if self._model.grid_kind == "spherical" else ""
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("max_abs_error", "rel_error", "fill_value")
+                        if getattr(self, k) is not None)
         return (
             f"COINppCodec(model=sha256:{self._sha[:12]}, bits={self.bits}, "
-            f"inner_steps={self.inner_steps}{grid_s}, entropy_coding={self.entropy_coding})"
+            f"inner_steps={self.inner_steps}{grid_s}, entropy_coding={self.entropy_coding}{extra})"
         )
 
     # ------------------------------------------------------------------ grids
@@ -269,6 +349,39 @@ class COINppCodec(Codec):
             )
         return arr
 
+    def chunk_bound(self, valid_values: np.ndarray) -> float | None:
+        """The absolute error bound for a chunk whose valid values are ``valid_values`` (None: no bound).
+
+        ``min(max_abs_error, rel_error * (max - min))`` over the options that are set.
+        """
+        if not self.error_bounded:
+            return None
+        bounds = []
+        if self.max_abs_error is not None:
+            bounds.append(self.max_abs_error)
+        if self.rel_error is not None and valid_values.size:
+            v = np.asarray(valid_values, dtype=np.float64)
+            bounds.append(self.rel_error * float(v.max() - v.min()))
+        b = min(bounds) if bounds else 0.0
+        return b if b > 0 and math.isfinite(b) else None
+
+    def _reconstruct(self, latents: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+        """The network reconstruction (float64, physical units) of dequantized latents.
+
+        The one function the encoder (error-bounded mode) and the decoder both use, with the
+        same latents array shape, so both run the same CPU float32 computation.
+        """
+        grid = self._grid(spatial)
+        with self._lock:
+            return np.asarray(self._model.decode(latents, grid), dtype=np.float64)
+
+    def _raw_chunk(self, arr: np.ndarray, common: dict) -> bytes:
+        hdr = cf.ChunkHeader(
+            mode=cf.MODE_RAW, patch_shape=(), num_items=0, num_patches=0, latent_dim=0,
+            bits=0, quantizer_id=0, entropy_id=0, **common,
+        )
+        return cf.pack_chunk(hdr, {"raw_values": zlib.compress(arr.tobytes(order=common["order"]), 6)})
+
     def encode(self, buf) -> bytes:
         arr = self._check_input(buf)
         order = "F" if (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous) else "C"
@@ -279,38 +392,66 @@ class COINppCodec(Codec):
         items = np.ascontiguousarray(arr).reshape((-1, *spatial))
         nan = np.isnan(items)
         has_nan = bool(nan.any())
-        finite = items[~nan] if has_nan else items.ravel()
-        raw = (
+        fill = None
+        if self.fill_value is not None:
+            fill = items == self.fill_value
+            if not fill.any():
+                fill = None
+        missing = nan if fill is None else (nan | fill)
+        has_missing = has_nan or fill is not None
+        finite = items[~missing] if has_missing else items.ravel()
+        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
+        if (
             items.size == 0
             or finite.size == 0
             or not bool(np.isfinite(finite).all())
             or bool(finite.min() == finite.max())
-        )
-        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
-        if raw:
-            hdr = cf.ChunkHeader(
-                mode=cf.MODE_RAW, patch_shape=(), num_items=0, num_patches=0, latent_dim=0,
-                bits=0, quantizer_id=0, entropy_id=0, **common,
+        ):
+            return self._raw_chunk(arr, common)
+        m = self._model
+        lo_n = (float(finite.min()) - m.offset) / m.scale
+        hi_n = (float(finite.max()) - m.offset) / m.scale
+        if lo_n < -OUT_OF_RANGE_LIMIT or hi_n > 1.0 + OUT_OF_RANGE_LIMIT:
+            warnings.warn(
+                f"chunk values [{float(finite.min()):g}, {float(finite.max()):g}] lie more than "
+                f"{OUT_OF_RANGE_LIMIT:g} training ranges outside the model's training range "
+                f"[{m.offset:g}, {m.offset + m.scale:g}] (wrong units or variable?); the chunk is "
+                "stored raw (lossless) instead",
+                OutOfRangeWarning, stacklevel=2,
             )
-            return cf.pack_chunk(hdr, {"raw_values": zlib.compress(arr.tobytes(order=order), 6)})
+            return self._raw_chunk(arr, common)
+        bound = self.chunk_bound(finite)
 
-        valid_items = ~nan.reshape(items.shape[0], -1).all(axis=1)
+        valid_items = ~missing.reshape(items.shape[0], -1).all(axis=1)
         grid = self._grid(spatial)
         values = items[valid_items]
-        mask = ~nan[valid_items] if has_nan else None
+        mask = ~missing[valid_items] if has_missing else None
         with self._lock:
-            latents = self._model.encode(values, grid, steps=self.inner_steps, mask=mask)
+            latents = m.encode(values, grid, steps=self.inner_steps, mask=mask)
         latents = np.asarray(latents, dtype=np.float32)
-        q = self._model.quantizer(self.bits)
+        q = m.quantizer(self.bits)
         symbols = q.quantize(latents.reshape(-1, latents.shape[-1]))
-        tables = self._model.entropy_models(self.bits) if self.entropy_coding else []
+        tables = m.entropy_models(self.bits) if self.entropy_coding else []
         entropy_id, payload = entropy.encode_symbols(symbols, self.bits, tables)
         sections = {"latents": payload}
         if has_nan:
             sections["nan_mask"] = zlib.compress(np.packbits(nan.ravel()).tobytes(), 9)
+        if fill is not None:
+            sections["fill_mask"] = struct.pack("<d", self.fill_value) + zlib.compress(
+                np.packbits(fill.ravel()).tobytes(), 9
+            )
+        mode = cf.MODE_MODULATIONS
+        if bound is not None:
+            # reconstruct from the DEQUANTIZED latents exactly as the decoder will
+            deq = q.dequantize(symbols).reshape(latents.shape)
+            recon = self._reconstruct(deq, spatial)
+            valid = ~missing[valid_items] if has_missing else np.ones(values.shape, dtype=bool)
+            res = _residual.encode_residual(values, recon, valid, bound, arr.dtype)
+            sections["residual"] = res.payload
+            mode = cf.MODE_BOUNDED
         hdr = cf.ChunkHeader(
-            mode=cf.MODE_MODULATIONS,
-            patch_shape=self._model.partition(spatial).patch_shape,
+            mode=mode,
+            patch_shape=m.partition(spatial).patch_shape,
             num_items=int(valid_items.sum()),
             num_patches=int(latents.shape[1]),
             latent_dim=int(latents.shape[2]),
@@ -320,7 +461,25 @@ class COINppCodec(Codec):
             flags=cf.FLAG_NAN_MASK if has_nan else 0,
             **common,
         )
-        return cf.pack_chunk(hdr, sections)
+        chunk = cf.pack_chunk(hdr, sections)
+        if mode == cf.MODE_BOUNDED:
+            raw = self._raw_chunk(arr, common)
+            if len(raw) <= len(chunk):
+                return raw
+            # end-to-end check of the actual bytes through the real decoder (never expected to fail)
+            y = self.decode(chunk)
+            y64 = np.ascontiguousarray(y).reshape(items.shape).astype(np.float64)
+            x64 = items.astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                bad = ~missing & ~(np.abs(y64 - x64) <= bound)
+            if bad.any() or not np.array_equal(np.isnan(y64), nan):
+                warnings.warn(
+                    f"error-bounded chunk failed its decode check at {int(bad.sum())} values; "
+                    "stored raw (lossless) instead. Please report this as a bug.",
+                    RuntimeWarning, stacklevel=2,
+                )
+                return raw
+        return chunk
 
     # ------------------------------------------------------------------ decode
     def decode(self, buf, out=None):
@@ -349,7 +508,7 @@ class COINppCodec(Codec):
                     f"shape {shape} dtype {dtype}"
                 )
             result = np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy(order="A")
-        elif hdr.mode == cf.MODE_MODULATIONS:
+        elif hdr.mode in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED):
             result = self._decode_modulations(hdr, sections, shape, dtype, order)
         else:  # pragma: no cover - unpack_chunk rejects unknown modes
             raise CorruptChunkError(f"unknown chunk mode {hdr.mode}")
@@ -373,7 +532,23 @@ class COINppCodec(Codec):
             if packed.size != (count + 7) // 8:
                 raise CorruptChunkError(f"NaN mask holds {packed.size} bytes, expected {(count + 7) // 8}")
             nan = np.unpackbits(packed, count=count).astype(bool).reshape((n_total, *spatial))
-            valid_items = ~nan.reshape(n_total, -1).all(axis=1)
+        fill = fill_value = None
+        if "fill_mask" in sections:
+            blob = sections["fill_mask"]
+            if len(blob) < 8:
+                raise CorruptChunkError("fill_mask section is shorter than its 8-byte fill value")
+            (fill_value,) = struct.unpack("<d", blob[:8])
+            try:
+                packed = np.frombuffer(zlib.decompress(blob[8:]), dtype=np.uint8)
+            except zlib.error as exc:
+                raise CorruptChunkError(f"fill mask does not decompress: {exc}") from None
+            count = n_total * math.prod(spatial)
+            if packed.size != (count + 7) // 8:
+                raise CorruptChunkError(f"fill mask holds {packed.size} bytes, expected {(count + 7) // 8}")
+            fill = np.unpackbits(packed, count=count).astype(bool).reshape((n_total, *spatial))
+        missing = nan if fill is None else (fill if nan is None else nan | fill)
+        if missing is not None:
+            valid_items = ~missing.reshape(n_total, -1).all(axis=1)
         else:
             valid_items = np.ones(n_total, dtype=bool)
         n_items = int(valid_items.sum())
@@ -398,13 +573,20 @@ class COINppCodec(Codec):
             raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
         latents = latents.reshape(hdr.num_items, hdr.num_patches, hdr.latent_dim)
         items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
+        if hdr.mode == cf.MODE_BOUNDED and "residual" not in sections:  # pragma: no cover - unpack checks
+            raise CorruptChunkError("bounded chunk without a residual section")
         if n_items:
-            grid = self._grid(spatial)
-            with self._lock:
-                rec = self._model.decode(latents, grid)
-            items[valid_items] = np.asarray(rec).reshape((n_items, *spatial))
+            rec = self._reconstruct(latents, spatial).reshape((n_items, *spatial))
+            if hdr.mode == cf.MODE_BOUNDED:
+                try:
+                    rec = _residual.decode_residual(sections["residual"], rec, dtype)
+                except _residual.ResidualError as exc:
+                    raise CorruptChunkError(f"residual section: {exc}") from None
+            items[valid_items] = rec
         if nan is not None:
             items[nan] = np.nan
+        if fill is not None:
+            items[fill] = fill_value
         result = items.reshape(shape).astype(dtype, copy=False)
         return np.asfortranarray(result) if order == "F" else np.ascontiguousarray(result)
 
@@ -419,16 +601,27 @@ class COINppCodec(Codec):
         zarr_format: int = 3,
         chunks: Any = None,
         entropy_coding: bool = True,
+        max_abs_error: float | None = None,
+        rel_error: float | None = None,
+        fill_value: float | None = None,
     ) -> dict[str, Any]:
         """The ``encoding`` entry for ``da`` in ``ds.to_zarr(store, encoding={name: ...})``.
 
         Chunks come from ``chunks`` (a tuple, or a dict dim -> size), else ``da.encoding["chunks"]``,
         else the dask chunks, else one chunk. Spherical models read lat/lon from the coordinates
         of the last two dimensions and need each chunk to span the whole lat/lon extent.
+        ``max_abs_error`` / ``rel_error`` / ``fill_value``: see the class. ``fill_value`` defaults to
+        ``da.encoding["_FillValue"]`` when that is set (xarray writes it in place of NaN); when you
+        add ``"_FillValue"`` to the returned encoding yourself, pass the same number here.
         """
+        if fill_value is None:
+            fv = da.encoding.get("_FillValue")
+            if isinstance(fv, (int, float, np.integer, np.floating)) and not isinstance(fv, bool):
+                fill_value = float(fv)
         return _encoding_for(
             cls, da, model, bits=bits, inner_steps=inner_steps, zarr_format=zarr_format,
-            chunks=chunks, entropy_coding=entropy_coding,
+            chunks=chunks, entropy_coding=entropy_coding, max_abs_error=max_abs_error,
+            rel_error=rel_error, fill_value=fill_value,
         )
 
 
@@ -459,7 +652,8 @@ def _uniform_chunks(da, chunks) -> tuple[int, ...]:
     return tuple(n if c in (None, -1) else int(c) for c, n in zip(chunks, shape))
 
 
-def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, entropy_coding):
+def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, entropy_coding,
+                  max_abs_error=None, rel_error=None, fill_value=None):
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if da.dtype not in _SUPPORTED_DTYPES:
@@ -497,10 +691,16 @@ def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, ent
                     f"coordinate {dlat!r} has values outside [-90, 90]: the last two dims of "
                     f"{da.name!r} must be latitude, longitude (in that order, degrees)"
                 )
-    codec = cls(model, bits=bits, inner_steps=inner_steps, lat=lat, lon=lon, entropy_coding=entropy_coding)
+    codec = cls(model, bits=bits, inner_steps=inner_steps, lat=lat, lon=lon, entropy_coding=entropy_coding,
+                max_abs_error=max_abs_error, rel_error=rel_error, fill_value=fill_value)
     if zarr_format == 2:
         return {"compressors": [codec], "filters": None, "chunks": chunk_shape}
     from inrcodec.zarr3 import COINppZarr3Codec
 
     return {"serializer": COINppZarr3Codec(codec=codec), "compressors": None, "filters": None,
             "chunks": chunk_shape}
+
+
+def _rebuild_codec(sha: str, data: bytes, settings: dict[str, Any]) -> COINppCodec:
+    model = _modelcache.model_from_bytes(data, sha)[0]
+    return COINppCodec(model, model_sha256=sha, **settings)

@@ -35,7 +35,9 @@ class COINppZarr3Codec(ArrayBytesCodec):
     """Zarr 3 serializer running COIN++ on each chunk.
 
     ``COINppZarr3Codec(model=..., bits=6, ...)`` takes the arguments of
-    :class:`~inrcodec.codec.COINppCodec`, or ``COINppZarr3Codec(codec=COINppCodec(...))``.
+    :class:`~inrcodec.codec.COINppCodec` (error-bounded options ``max_abs_error`` / ``rel_error``
+    and ``fill_value`` included; they round-trip through ``to_dict``/``from_dict`` like the rest),
+    or ``COINppZarr3Codec(codec=COINppCodec(...))``.
     Use it as ``zarr.create_array(..., serializer=COINppZarr3Codec(...), compressors=None)``
     (the chunk bytes are already entropy coded; a default zstd after them only costs time).
     """

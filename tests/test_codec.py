@@ -255,3 +255,17 @@ def test_cache_clear_then_from_config(codec, field):
     _modelcache.clear()  # as in a fresh process
     again = COINppCodec.from_config(cfg)
     np.testing.assert_array_equal(again.decode(enc), codec.decode(enc))
+
+
+def test_codec_pickles_with_all_settings_and_decodes_the_same(tiny_model):
+    import pickle
+
+    from inrcodec.codec import COINppCodec as Codec
+
+    codec = Codec(tiny_model, bits=5, inner_steps=2, max_abs_error=0.5, fill_value=-9999.0)
+    clone = pickle.loads(pickle.dumps(codec))
+    assert clone == codec and clone.get_config() == codec.get_config()
+    data = smooth_field(2).astype("float32")
+    enc = codec.encode(data)
+    assert clone.encode(data) == enc
+    np.testing.assert_array_equal(clone.decode(enc), codec.decode(enc))

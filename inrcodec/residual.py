@@ -1,0 +1,375 @@
+"""Error-bounded residual coding (the ``residual`` section of a mode-2 chunk).
+
+After the latents of a chunk are fitted and quantized, the codec reconstructs the chunk from
+the *dequantized* latents (the exact function and batch shapes the decoder uses), and codes
+the residual ``r = x - recon`` of every valid (not NaN / not fill) value as an integer
+
+    q = rint(r / step),   step = 2 * bound * (1 - MARGIN),   MARGIN = 2**-6.
+
+Decoding computes ``y = dtype(recon + q * step)`` (float64 arithmetic, then one cast to the
+chunk's dtype, see :func:`apply`).
+
+Why the bound holds
+-------------------
+``|r - q*step| <= step/2 = bound*(1 - MARGIN)`` in exact arithmetic.  The float64 product and
+sum and the final cast to float32/float64 each add a rounding error, and a decoder running on
+another CPU may compute a network output that differs from the encoder's in the last bits.
+``MARGIN`` leaves ``bound/64`` of room for those; but no proof is relied on: the encoder
+simulates the decoder (same :func:`apply`, same reconstruction) and compares
+``|float64(y) - float64(x)| <= bound`` on every valid value.  Every value that fails (and every
+value whose ``|r/step|`` exceeds ``2**50``, where ``q*step`` is not exact, or whose
+reconstruction is not finite) is stored as an *exception*: its flat index and its original
+value, bit-exact.  So, on the machine that encoded the chunk, every decoded valid value is
+within the bound, by construction and by check.  (``COINppCodec.encode`` additionally decodes
+the finished chunk bytes through the real decoder and checks the bound end to end.)
+
+Coding of the integer codes
+---------------------------
+The codes of all valid items form an integer array ``(n_items, *spatial)`` (0 at missing
+positions).  Optional predictor ``1`` replaces it by its n-D Lorenzo difference
+(``np.diff(..., prepend=0)`` along each spatial axis; inverse: ``cumsum`` along each axis),
+which removes the spatial correlation of smooth residual fields.  The (possibly differenced)
+codes ``d`` are range-coded (constriction, ``Categorical(perfect=False)``) with one of two
+per-chunk models whose parameters are stored in the section:
+
+* coder ``1`` *histogram*: integer counts of ``d`` over ``[lo, lo + m)`` plus one escape bin;
+  probabilities ``counts / counts.sum()`` (exact integers, one division each);
+* coder ``2`` *two-sided geometric* (discrete Laplace): ``p(mu + j) ~ theta**|j|`` for
+  ``|j| <= K`` plus an escape bin; weights computed by repeated float64 multiplication and
+  ``math.fsum`` (deterministic IEEE operations), so encoder and decoder agree bit for bit.
+
+Values outside a model's support are coded as the escape symbol; their ``d`` values are
+stored in the escape stream.  The encoder tries every (predictor, coder) pair and keeps
+the smallest.  Byte layout: ``docs/format.md``, section *The residual section*.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+__all__ = [
+    "MARGIN",
+    "ResidualError",
+    "effective_step",
+    "apply",
+    "encode_residual",
+    "decode_residual",
+]
+
+MARGIN = 2.0**-6
+LAYOUT_VERSION = 1
+PREDICTOR_NONE = 0
+PREDICTOR_LORENZO = 1
+CODER_HISTOGRAM = 1
+CODER_GEOMETRIC = 2
+#: most histogram bins (excluding the escape bin)
+MAX_BINS = 4096
+#: largest support half-width of the geometric model
+MAX_GEOMETRIC_K = 4096
+#: |r / step| above this is not coded (q*step would not be exact): stored as an exception
+MAX_CODE = 2.0**50
+
+_FIXED = struct.Struct("<BBBBddQ")  # version, predictor, coder, reserved, bound, step, count
+_BLOB = struct.Struct("<Q")
+_Categorical = constriction.stream.model.Categorical
+
+
+class ResidualError(ValueError):
+    """A residual section that cannot be decoded (wrapped into CorruptChunkError by the codec)."""
+
+
+def effective_step(bound: float) -> float:
+    """The quantization step used for an absolute ``bound``."""
+    return 2.0 * float(bound) * (1.0 - MARGIN)
+
+
+def apply(recon: np.ndarray, q: np.ndarray, step: float, dtype) -> np.ndarray:
+    """The decoded values: ``dtype(float64(recon) + float64(q) * step)``. Used by encoder and decoder."""
+    out = np.asarray(recon, dtype=np.float64) + np.asarray(q, dtype=np.float64) * float(step)
+    return out.astype(np.dtype(dtype).newbyteorder("="))
+
+
+# ---------------------------------------------------------------------- predictor
+def _lorenzo(q: np.ndarray) -> np.ndarray:
+    d = q
+    for ax in range(1, q.ndim):
+        d = np.diff(d, axis=ax, prepend=0)
+    return d
+
+
+def _unlorenzo(d: np.ndarray) -> np.ndarray:
+    q = d
+    for ax in range(1, d.ndim):
+        q = np.cumsum(q, axis=ax)
+    return q
+
+
+# ---------------------------------------------------------------------- models
+def _hist_params(d: np.ndarray) -> tuple[int, np.ndarray]:
+    """lo and counts (m + 1 entries, last = escapes) for the flat codes ``d``."""
+    if d.size == 0:
+        return 0, np.ones(2, dtype=np.int64)
+    lo, hi = int(d.min()), int(d.max())
+    if hi - lo + 1 > MAX_BINS:
+        med = int(np.median(d))
+        lo = max(lo, med - MAX_BINS // 2)
+        hi = min(hi, lo + MAX_BINS - 1)
+    m = hi - lo + 1
+    inside = (d >= lo) & (d <= hi)
+    counts = np.bincount((d[inside] - lo).astype(np.int64), minlength=m).astype(np.int64)
+    counts = np.append(counts, int((~inside).sum()))
+    return lo, counts
+
+
+def _hist_probs(counts: np.ndarray) -> np.ndarray:
+    total = int(counts.sum())
+    if total <= 0 or total >= 2**53:
+        raise ResidualError(f"histogram counts sum to {total}")
+    return counts.astype(np.float64) / float(total)
+
+
+def _geom_params(d: np.ndarray) -> tuple[int, int, float]:
+    if d.size == 0:
+        return 0, 0, 0.5
+    mu = int(np.median(d))
+    dev = np.abs(d - mu)
+    a = float(dev.mean())
+    theta = (math.sqrt(1.0 + a * a) - 1.0) / a if a > 0 else 1e-6
+    theta = min(max(theta, 1e-6), 1.0 - 1e-9)
+    k = int(min(int(dev.max()), MAX_GEOMETRIC_K))
+    return mu, k, float(theta)
+
+
+def _geom_probs(k: int, theta: float) -> np.ndarray:
+    if not (0.0 < theta < 1.0) or not 0 <= k <= MAX_GEOMETRIC_K:
+        raise ResidualError(f"bad geometric parameters K={k} theta={theta!r}")
+    half = [1.0]
+    w = 1.0
+    for _ in range(k):
+        w = w * theta
+        half.append(w)
+    weights = half[:0:-1] + half  # theta**k .. theta, 1, theta .. theta**k
+    weights.append(max(w * theta, 2.0**-30))  # escape bin
+    total = math.fsum(weights)
+    return np.array([x / total for x in weights], dtype=np.float64)
+
+
+def _range_encode(indices: np.ndarray, probs: np.ndarray) -> bytes:
+    enc = constriction.stream.queue.RangeEncoder()
+    if indices.size:
+        enc.encode(indices.astype(np.int32), _Categorical(probs, perfect=False))
+    return np.asarray(enc.get_compressed(), dtype="<u4").tobytes()
+
+
+def _range_decode(data: bytes, probs: np.ndarray, n: int) -> np.ndarray:
+    if len(data) % 4:
+        raise ResidualError(f"residual code stream of {len(data)} bytes is not whole u32 words")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        dec = constriction.stream.queue.RangeDecoder(words)
+        out = np.asarray(dec.decode(_Categorical(probs, perfect=False), n), dtype=np.int64)
+    except BaseException as exc:  # constriction raises plain Exceptions / pyo3 panics
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ResidualError(f"residual code stream does not decode: {exc}") from None
+    return out
+
+
+def _pack_i64(values: np.ndarray) -> bytes:
+    return zlib.compress(np.ascontiguousarray(values, dtype="<i8").tobytes(), 6) if values.size else b""
+
+
+def _unpack_i64(data: bytes, n: int, what: str) -> np.ndarray:
+    if n == 0:
+        if data:
+            raise ResidualError(f"{what}: {len(data)} bytes for 0 entries")
+        return np.zeros(0, dtype=np.int64)
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error as exc:
+        raise ResidualError(f"{what} does not decompress: {exc}") from None
+    if len(raw) != 8 * n:
+        raise ResidualError(f"{what}: {len(raw)} bytes, expected {8 * n}")
+    return np.frombuffer(raw, dtype="<i8").astype(np.int64)
+
+
+def _code(d: np.ndarray, coder: int) -> tuple[bytes, bytes, bytes]:
+    """(params, stream, escapes) for flat codes ``d`` with ``coder``."""
+    if coder == CODER_HISTOGRAM:
+        lo, counts = _hist_params(d)
+        m = counts.size - 1
+        idx = d - lo
+        esc = (idx < 0) | (idx >= m)
+        idx = np.where(esc, m, idx)
+        params = struct.pack("<qI", lo, m) + zlib.compress(counts.astype("<u4").tobytes(), 9)
+        probs = _hist_probs(counts)
+    else:
+        mu, k, theta = _geom_params(d)
+        idx = d - mu + k
+        esc = (idx < 0) | (idx > 2 * k)
+        idx = np.where(esc, 2 * k + 1, idx)
+        params = struct.pack("<qId", mu, k, theta)
+        probs = _geom_probs(k, theta)
+    return params, _range_encode(idx, probs), _pack_i64(d[esc])
+
+
+def _decode_codes(coder: int, params: bytes, stream: bytes, escapes: bytes, n: int) -> np.ndarray:
+    if coder == CODER_HISTOGRAM:
+        if len(params) < 12:
+            raise ResidualError("histogram parameters truncated")
+        lo, m = struct.unpack("<qI", params[:12])
+        if not 1 <= m <= MAX_BINS:
+            raise ResidualError(f"histogram with {m} bins (1..{MAX_BINS} allowed)")
+        try:
+            raw = zlib.decompress(params[12:])
+        except zlib.error as exc:
+            raise ResidualError(f"histogram counts do not decompress: {exc}") from None
+        if len(raw) != 4 * (m + 1):
+            raise ResidualError(f"histogram counts hold {len(raw)} bytes, expected {4 * (m + 1)}")
+        counts = np.frombuffer(raw, dtype="<u4").astype(np.int64)
+        idx = _range_decode(stream, _hist_probs(counts), n)
+        esc_sym, base = m, lo
+    elif coder == CODER_GEOMETRIC:
+        if len(params) != 20:
+            raise ResidualError("geometric parameters must be 20 bytes")
+        mu, k, theta = struct.unpack("<qId", params)
+        idx = _range_decode(stream, _geom_probs(k, theta), n)
+        esc_sym, base = 2 * k + 1, mu - k
+    else:
+        raise ResidualError(f"unknown residual coder {coder}")
+    esc = idx == esc_sym
+    d = idx + base
+    d[esc] = _unpack_i64(escapes, int(esc.sum()), "escape values")
+    return d
+
+
+# ---------------------------------------------------------------------- section
+@dataclass
+class EncodedResidual:
+    payload: bytes
+    predictor: int
+    coder: int
+    num_exceptions: int
+    #: bytes of (params + stream + escapes) for every (predictor, coder) tried
+    sizes: dict
+
+
+def encode_residual(
+    x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype
+) -> EncodedResidual:
+    """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
+
+    ``valid`` marks the values that must meet the bound (False: NaN / fill, restored elsewhere).
+    """
+    dtype = np.dtype(dtype)
+    bound = float(bound)
+    if not (bound > 0 and math.isfinite(bound)):
+        raise ValueError(f"bound must be a positive finite number, got {bound!r}")
+    step = effective_step(bound)
+    x64 = np.asarray(x, dtype=np.float64)
+    recon64 = np.asarray(recon, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ratio = np.where(valid, (x64 - recon64) / step, 0.0)
+        codable = valid & np.isfinite(ratio) & (np.abs(ratio) <= MAX_CODE)
+        q = np.where(codable, np.rint(np.where(codable, ratio, 0.0)), 0.0).astype(np.int64)
+        decoded = apply(recon64, q, step, dtype).astype(np.float64)
+        ok = np.abs(decoded - x64) <= bound
+    exc = valid & ~ok
+    exc_idx = np.flatnonzero(exc.ravel())
+    exc_vals = np.ascontiguousarray(np.asarray(x, dtype=dtype.newbyteorder("<")).ravel()[exc_idx])
+    q = np.where(exc, 0, q)
+    best = None
+    sizes = {}
+    for predictor in (PREDICTOR_NONE, PREDICTOR_LORENZO):
+        d = (q if predictor == PREDICTOR_NONE else _lorenzo(q)).ravel()
+        for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
+            blobs = _code(d, coder)
+            size = sum(len(b) for b in blobs)
+            sizes[(predictor, coder)] = size
+            if best is None or size < best[0]:
+                best = (size, predictor, coder, blobs)
+    _, predictor, coder, (params, stream, escapes) = best
+    exceptions = b""
+    if exc_idx.size:
+        exceptions = zlib.compress(
+            np.diff(exc_idx, prepend=0).astype("<u8").tobytes() + exc_vals.tobytes(), 6
+        )
+    parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size),
+             struct.pack("<Q", exc_idx.size)]
+    for blob in (params, stream, escapes, exceptions):
+        parts.append(_BLOB.pack(len(blob)))
+        parts.append(blob)
+    return EncodedResidual(b"".join(parts), predictor, coder, int(exc_idx.size), sizes)
+
+
+def decode_residual(payload: bytes, recon: np.ndarray, dtype) -> np.ndarray:
+    """Inverse of :func:`encode_residual`: the decoded values (recon's shape, native ``dtype``).
+
+    Missing positions hold ``recon`` (the caller overwrites them with NaN / the fill value).
+    """
+    dtype = np.dtype(dtype)
+    payload = bytes(payload)
+    if len(payload) < _FIXED.size + 8:
+        raise ResidualError(f"residual section of {len(payload)} bytes is too short")
+    version, predictor, coder, reserved, bound, step, count = _FIXED.unpack_from(payload, 0)
+    (n_exc,) = struct.unpack_from("<Q", payload, _FIXED.size)
+    if version != LAYOUT_VERSION or reserved != 0:
+        raise ResidualError(f"unknown residual layout version {version} / reserved byte {reserved}")
+    if predictor not in (PREDICTOR_NONE, PREDICTOR_LORENZO):
+        raise ResidualError(f"unknown residual predictor {predictor}")
+    if not (bound > 0 and math.isfinite(bound)) or step != effective_step(bound):
+        raise ResidualError(f"inconsistent residual bound {bound!r} / step {step!r}")
+    recon = np.asarray(recon)
+    if count != recon.size:
+        raise ResidualError(f"residual section codes {count} values, the chunk has {recon.size}")
+    if n_exc > count:
+        raise ResidualError(f"{n_exc} exceptions for {count} values")
+    pos = _FIXED.size + 8
+    blobs = []
+    for name in ("params", "stream", "escapes", "exceptions"):
+        if pos + 8 > len(payload):
+            raise ResidualError(f"residual section truncated before its {name} blob")
+        (n,) = _BLOB.unpack_from(payload, pos)
+        pos += 8
+        if n > len(payload) - pos:
+            raise ResidualError(f"residual {name} blob declares {n} bytes, {len(payload) - pos} remain")
+        blobs.append(payload[pos : pos + n])
+        pos += n
+    if pos != len(payload):
+        raise ResidualError(f"{len(payload) - pos} unaccounted bytes at the end of the residual section")
+    params, stream, escapes, exceptions = blobs
+    d = _decode_codes(coder, params, stream, escapes, int(count)).reshape(recon.shape)
+    q = d if predictor == PREDICTOR_NONE else _unlorenzo(d)
+    out = apply(recon, q, step, dtype)
+    if n_exc:
+        try:
+            raw = zlib.decompress(exceptions)
+        except zlib.error as exc:
+            raise ResidualError(f"exceptions do not decompress: {exc}") from None
+        if len(raw) != n_exc * (8 + dtype.itemsize):
+            raise ResidualError(f"exceptions hold {len(raw)} bytes, expected {n_exc * (8 + dtype.itemsize)}")
+        idx = np.cumsum(np.frombuffer(raw[: 8 * n_exc], dtype="<u8").astype(np.uint64))
+        if idx.size and int(idx[-1]) >= out.size:
+            raise ResidualError("exception index out of range")
+        vals = np.frombuffer(raw[8 * n_exc :], dtype=dtype.newbyteorder("<"))
+        out.reshape(-1)[idx.astype(np.int64)] = vals
+    elif exceptions:
+        raise ResidualError("exception bytes without exceptions")
+    return out
+
+
+def residual_info(payload: bytes) -> dict:
+    """The fixed fields of a residual section (for tests and tools)."""
+    version, predictor, coder, _, bound, step, count = _FIXED.unpack_from(bytes(payload), 0)
+    (n_exc,) = struct.unpack_from("<Q", bytes(payload), _FIXED.size)
+    return {"version": version, "predictor": predictor, "coder": coder, "bound": bound,
+            "step": step, "count": count, "num_exceptions": n_exc}

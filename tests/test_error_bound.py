@@ -1,0 +1,351 @@
+"""Error-bounded mode (max_abs_error / rel_error), fill values, edge chunks, format version 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import warnings
+import zlib
+
+import numcodecs
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numcodecs.tests.common import check_config
+
+from conftest import NLAT, NLON, global_lat_lon, smooth_field
+from inrcodec import chunkformat as cf
+from inrcodec import residual
+from inrcodec.codec import COINppCodec, CorruptChunkError, OutOfRangeWarning
+from inrcodec.zarr3 import COINppZarr3Codec
+
+HYP = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _check_bound(x, y, bound):
+    """max |y - x| <= bound on every finite value of x, NaN positions identical, inf exact."""
+    x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    np.testing.assert_array_equal(np.isnan(y64), np.isnan(x64))
+    fin = np.isfinite(x64)
+    if fin.any():
+        err = np.abs(y64[fin] - x64[fin])
+        assert err.max() <= bound, (err.max(), bound)
+    np.testing.assert_array_equal(y64[np.isinf(x64)], x64[np.isinf(x64)])
+
+
+def _mode(chunk: bytes) -> int:
+    return cf.unpack_chunk(chunk)[0].mode
+
+
+# ------------------------------------------------------------------ config
+def test_config_round_trip(tiny_model):
+    c = COINppCodec(tiny_model, inner_steps=3, max_abs_error=0.05, rel_error=1e-3, fill_value=-9999)
+    check_config(c)
+    cfg = json.loads(json.dumps(c.get_config()))
+    assert (cfg["max_abs_error"], cfg["rel_error"], cfg["fill_value"]) == (0.05, 1e-3, -9999.0)
+    again = numcodecs.get_codec(cfg)
+    assert again == c and hash(again) == hash(c) and again.get_config() == c.get_config()
+    assert again != COINppCodec(tiny_model, inner_steps=3, max_abs_error=0.1, rel_error=1e-3, fill_value=-9999)
+    assert "max_abs_error=0.05" in repr(c)
+    plain = COINppCodec(tiny_model, inner_steps=3).get_config()  # unchanged for plain codecs
+    assert not {"max_abs_error", "rel_error", "fill_value"} & set(plain)
+    for bad in (0, -1.0, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError):
+            COINppCodec(tiny_model, max_abs_error=bad)
+        with pytest.raises(ValueError):
+            COINppCodec(tiny_model, rel_error=bad)
+
+
+def test_zarr3_codec_options_round_trip(tmp_path, tiny_model):
+    ser = COINppZarr3Codec(model=tiny_model, inner_steps=3, max_abs_error=0.1, fill_value=-9999.0)
+    d = json.loads(json.dumps(ser.to_dict()))
+    assert d["configuration"]["max_abs_error"] == 0.1 and d["configuration"]["fill_value"] == -9999.0
+    assert COINppZarr3Codec.from_dict(d).codec == ser.codec
+    x = smooth_field(3).astype("f4")
+    x[0, 1, 2] = np.nan
+    x[1, 3, 4] = -9999.0
+    z = zarr.create_array(store=tmp_path / "b.zarr", shape=x.shape, chunks=(2, NLAT, NLON), dtype="f4",
+                          serializer=ser, compressors=None, fill_value=np.nan)
+    z[:] = x
+    y = zarr.open_array(tmp_path / "b.zarr", mode="r")[:]
+    assert y[1, 3, 4] == -9999.0
+    fin = x != -9999.0
+    _check_bound(np.where(fin, x, 0), np.where(fin, y, 0), 0.1)
+
+
+# ------------------------------------------------------------------ the bound, property tests
+@HYP
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 3),
+    bound=st.sampled_from([1e-4, 1e-3, 0.01, 0.05, 0.1, 0.5, 2.0, 20.0]),
+    dtype=st.sampled_from(["<f4", "<f8", ">f4"]),
+    nan_frac=st.sampled_from([0.0, 0.0, 0.1, 0.6]),
+    noise=st.sampled_from([0.0, 0.5, 5.0, 30.0]),
+    fill_frac=st.sampled_from([0.0, 0.0, 0.2]),
+    order=st.sampled_from(["C", "F"]),
+)
+def test_bound_holds_on_random_fields(tiny_model, seed, n, bound, dtype, nan_frac, noise, fill_frac, order):
+    rng = np.random.default_rng(seed)
+    x = smooth_field(n, seed=seed % 1000) + rng.normal(0, noise, (n, NLAT, NLON))
+    x[rng.random(x.shape) < nan_frac] = np.nan
+    fill = rng.random(x.shape) < fill_frac
+    x[fill] = -9999.0
+    x = np.asarray(x.astype(dtype), order=order)
+    c = COINppCodec(tiny_model, bits=int(rng.integers(2, 7)), inner_steps=2, max_abs_error=bound,
+                    fill_value=-9999.0)
+    chunk = c.encode(x)
+    assert _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_RAW)
+    y = c.decode(chunk)
+    assert y.dtype == x.dtype and y.shape == x.shape
+    assert y.flags.f_contiguous if order == "F" else y.flags.c_contiguous
+    np.testing.assert_array_equal(y == -9999.0, fill)
+    _check_bound(np.where(fill, 0, x), np.where(fill, 0, y), bound)
+
+
+@HYP
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 11), st.integers(1, 13)),
+    rel=st.sampled_from([1e-4, 1e-3, 1e-2, 0.1]),
+    scale=st.sampled_from([1e-3, 1.0, 7.0]),
+)
+def test_rel_error_bound_on_cartesian_any_shape(cartesian_model, seed, shape, rel, scale):
+    rng = np.random.default_rng(seed)
+    x = (rng.random(shape) * scale).astype("f4")
+    c = COINppCodec(cartesian_model, bits=4, inner_steps=2, rel_error=rel)
+    y = c.decode(c.encode(x))
+    rng_x = float(x.max()) - float(x.min())
+    _check_bound(x, y, rel * rng_x)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bound=st.sampled_from([0.01, 0.05, 0.1, 0.5]), t=st.integers(0, 10))
+def test_bound_holds_on_real_data(tiny_model, bound, t):
+    from inrcodec.datasets import embedded_sample
+
+    da = embedded_sample("tas")
+    x = np.ascontiguousarray(da.values[t : t + 2], dtype=np.float32)
+    lat, lon = da[da.dims[-2]].values, da[da.dims[-1]].values
+    c = COINppCodec(tiny_model, bits=4, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
+    chunk = c.encode(x)
+    assert _mode(chunk) == cf.MODE_BOUNDED
+    _check_bound(x, c.decode(chunk), bound)
+    assert len(chunk) < x.nbytes
+
+
+def test_both_options_take_the_smaller_bound(tiny_model):
+    x = smooth_field(2).astype("f4")
+    c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.5, rel_error=1e-4)
+    rng_x = float(x.max()) - float(x.min())
+    assert c.chunk_bound(x.ravel()) == pytest.approx(min(0.5, 1e-4 * rng_x))
+    _, sections = cf.unpack_chunk(c.encode(x))
+    assert residual.residual_info(sections["residual"])["bound"] == pytest.approx(1e-4 * rng_x)
+
+
+def test_tighter_bound_costs_more_and_format_is_version_2(tiny_model):
+    x = smooth_field(2).astype("f4")
+    sizes = []
+    for b in (0.5, 0.05, 0.005):
+        chunk = COINppCodec(tiny_model, inner_steps=2, max_abs_error=b).encode(x)
+        assert chunk[4] == 2 and _mode(chunk) == cf.MODE_BOUNDED
+        sizes.append(len(chunk))
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert COINppCodec(tiny_model, inner_steps=2).encode(x)[4] == 1  # plain chunks stay version 1
+
+
+def test_fresh_process_decodes_within_bound(tmp_path, tiny_model):
+    x = smooth_field(3, seed=5).astype("f4")
+    x[1, 2, 3] = np.nan
+    bound = 0.01
+    c = COINppCodec(tiny_model, bits=5, inner_steps=3, max_abs_error=bound)
+    (tmp_path / "cfg.json").write_text(json.dumps(c.get_config()))
+    (tmp_path / "chunk.bin").write_bytes(c.encode(x))
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent(
+        """
+        import json, sys, numpy as np, numcodecs
+        d = sys.argv[1]
+        codec = numcodecs.get_codec(json.load(open(d + "/cfg.json")))
+        y = codec.decode(open(d + "/chunk.bin", "rb").read())
+        x = np.load(d + "/x.npy")
+        assert (np.isnan(y) == np.isnan(x)).all()
+        fin = np.isfinite(x)
+        err = float(np.abs(y[fin].astype("f8") - x[fin].astype("f8")).max())
+        print("max_err", err)
+        assert err <= codec.max_abs_error, err
+        np.save(d + "/y.npy", y)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"  # another thread count than the encoder's: same reconstruction
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                       env=env, cwd="/", timeout=120)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), c.decode((tmp_path / "chunk.bin").read_bytes()))
+
+
+# ------------------------------------------------------------------ exceptions / residual module
+def test_bound_below_float32_resolution_is_still_met(tiny_model):
+    x = smooth_field(1).astype("f4")  # values ~250: float32 spacing ~1.5e-5
+    c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=1e-6)
+    y = c.decode(c.encode(x))
+    np.testing.assert_array_equal(y, x)  # only exact values are within 1e-6
+
+
+def test_residual_exceptions_and_escapes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (2, 6, 7))
+    recon = x + rng.normal(0, 0.3, x.shape)
+    recon[0, 0, 0] = np.nan  # a non-finite reconstruction -> exception
+    recon[0, 1, 1] = 1e30  # |r / step| > MAX_CODE -> exception
+    recon[1, 2, 2] = x[1, 2, 2] + 1e4  # a large code -> escape
+    valid = np.ones(x.shape, bool)
+    valid[1, 0, :] = False
+    enc = residual.encode_residual(x, recon, valid, 0.01, "<f8")
+    assert enc.num_exceptions >= 2
+    y = residual.decode_residual(enc.payload, recon, "<f8")
+    assert np.abs(y - x)[valid].max() <= 0.01
+    assert y[0, 0, 0] == x[0, 0, 0] and y[0, 1, 1] == x[0, 1, 1]
+
+
+@pytest.mark.parametrize("coder", [residual.CODER_HISTOGRAM, residual.CODER_GEOMETRIC])
+def test_both_residual_coders_round_trip(coder):
+    rng = np.random.default_rng(1)
+    d = np.concatenate([rng.laplace(0, 3, 5000).round(), [10**6, -(10**7), 12345]]).astype(np.int64)
+    params, stream, escapes = residual._code(d, coder)
+    np.testing.assert_array_equal(residual._decode_codes(coder, params, stream, escapes, d.size), d)
+    q = rng.integers(-50, 50, (3, 5, 6))
+    np.testing.assert_array_equal(residual._unlorenzo(residual._lorenzo(q)), q)
+
+
+def test_corrupt_residual_section_is_reported(tiny_model):
+    x = smooth_field(1).astype("f4")
+    c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.1)
+    hdr, sections = cf.unpack_chunk(c.encode(x))
+    sections["residual"] = sections["residual"][:-3]
+    with pytest.raises(CorruptChunkError, match="residual"):
+        c.decode(cf.pack_chunk(hdr, sections))
+
+
+# ------------------------------------------------------------------ format version 2
+def test_format_version_rules(tiny_model):
+    x = smooth_field(1).astype("f4")
+    chunk = bytearray(COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.1).encode(x))
+    chunk[4] = 1  # claim version 1: mode 2 is a version-2 feature
+    chunk[-4:] = struct.pack("<I", zlib.crc32(bytes(chunk[:-4])) & 0xFFFFFFFF)
+    with pytest.raises(CorruptChunkError, match="needs format version 2"):
+        cf.unpack_chunk(bytes(chunk))
+    hdr, _ = cf.unpack_chunk(COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.1).encode(x))
+    with pytest.raises(ValueError, match="residual"):
+        cf.pack_chunk(hdr, {"latents": b""})
+    fill = cf.pack_chunk(cf.ChunkHeader(**{**hdr.__dict__, "mode": 0}), {"fill_mask": b"x" * 9})
+    assert fill[4] == 2
+    bad = bytearray(fill)
+    bad[4] = 1
+    bad[-4:] = struct.pack("<I", zlib.crc32(bytes(bad[:-4])) & 0xFFFFFFFF)
+    with pytest.raises(CorruptChunkError, match="'fill_mask' needs format version 2"):
+        cf.unpack_chunk(bytes(bad))
+
+
+# ------------------------------------------------------------------ edge chunks
+@pytest.mark.parametrize("bound", [None, 0.05])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.full((2, NLAT, NLON), 273.15, "f4"),  # constant
+        lambda: np.full((2, NLAT, NLON), np.nan, "f4"),  # all NaN
+        lambda: np.where(np.arange(NLAT * NLON).reshape(NLAT, NLON) % 2, np.nan, 280.0)[None].astype("f4"),
+        lambda: np.concatenate([smooth_field(1), np.full((1, NLAT, NLON), np.inf)]).astype("f4"),  # inf
+        lambda: np.zeros((0, NLAT, NLON), "f4"),  # empty
+    ],
+)
+def test_edge_chunks_are_stored_raw_and_exact(tiny_model, bound, make):
+    x = make()
+    c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=bound)
+    chunk = c.encode(x)
+    assert _mode(chunk) == cf.MODE_RAW
+    y = c.decode(chunk)
+    np.testing.assert_array_equal(y, x)  # NaN == NaN, inf == inf here
+
+
+@pytest.mark.parametrize("bound", [None, 0.05])
+def test_values_far_outside_training_range_fall_back_to_raw(tiny_model, bound):
+    x = (smooth_field(2) * 400.0).astype("f4")  # "Pa" for a model trained on ~220..300 K
+    c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=bound)
+    with pytest.warns(OutOfRangeWarning, match="training range"):
+        chunk = c.encode(x)
+    assert _mode(chunk) == cf.MODE_RAW
+    np.testing.assert_array_equal(c.decode(chunk), x)
+    with warnings.catch_warnings():  # within 10 training ranges: no warning, neural path
+        warnings.simplefilter("error")
+        near = (smooth_field(2) + 300.0).astype("f4")
+        assert _mode(c.encode(near)) in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED)
+
+
+# ------------------------------------------------------------------ fill values
+@pytest.mark.parametrize("bound", [None, 0.05])
+def test_fill_value_masked_and_exact(tiny_model, bound):
+    x = smooth_field(3).astype("f4")
+    x[0, :3, :] = -9999.0
+    x[1, 4, 5] = -9999.0
+    x[2] = -9999.0  # an all-fill item
+    x[1, 0, 0] = np.nan
+    c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=bound, fill_value=-9999.0)
+    chunk = c.encode(x)
+    hdr, sections = cf.unpack_chunk(chunk)
+    assert "fill_mask" in sections and hdr.num_items == 2 and chunk[4] == 2
+    y = c.decode(chunk)
+    fill = x == -9999.0
+    np.testing.assert_array_equal(y == -9999.0, fill)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(x))
+    if bound is not None:
+        _check_bound(np.where(fill, 0, x), np.where(fill, 0, y), bound)
+    else:  # the fit ignored the fill: decoded valid values are temperatures, not dragged to -9999
+        assert np.nanmin(y[~fill]) > 100.0
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_xarray_fill_value_through_cf_encoding(tmp_path, tiny_model, zarr_format):
+    lat, lon = global_lat_lon()
+    data = smooth_field(4).astype("f4")
+    data[1, 2:4, 3:9] = np.nan
+    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), data)}, coords={"time": np.arange(4), "lat": lat, "lon": lon})
+    bound = 0.05
+    # xarray turns NaN into _FillValue before the codec sees the chunk: tell the codec the fill value
+    enc = COINppCodec.for_dataarray(ds.t2m, model=tiny_model, inner_steps=2, zarr_format=zarr_format,
+                                    chunks={"time": 2}, max_abs_error=bound, fill_value=-9999.0)
+    store = tmp_path / "f.zarr"
+    ds.to_zarr(store, encoding={"t2m": {**enc, "_FillValue": -9999.0}}, zarr_format=zarr_format,
+               consolidated=False)
+    back = xr.open_zarr(store, consolidated=False).t2m
+    assert back.encoding["_FillValue"] == -9999.0
+    _check_bound(data, back.values, bound)
+    raw = xr.open_zarr(store, consolidated=False, mask_and_scale=False).t2m.values
+    np.testing.assert_array_equal(raw == -9999.0, np.isnan(data))  # the fill came back exactly
+    # without fill_value the -9999s look like data far outside the training range: raw, exact, warned
+    enc2 = COINppCodec.for_dataarray(ds.t2m, model=tiny_model, inner_steps=2, zarr_format=zarr_format,
+                                     chunks={"time": 2}, max_abs_error=bound)
+    with pytest.warns(OutOfRangeWarning):
+        ds.to_zarr(tmp_path / "g.zarr", encoding={"t2m": {**enc2, "_FillValue": -9999.0}},
+                   zarr_format=zarr_format, consolidated=False)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "g.zarr", consolidated=False).t2m.values[1], data[1])
+
+
+def test_encoder_decode_check_falls_back_to_raw(tiny_model, monkeypatch):
+    """The encoder decodes its own chunk bytes; a decoder that misses the bound -> raw + warning."""
+    x = smooth_field(1).astype("f4")
+    c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.1)
+    real = residual.decode_residual
+    monkeypatch.setattr(residual, "decode_residual", lambda p, r, d: real(p, r, d) + np.float32(0.2))
+    with pytest.warns(RuntimeWarning, match="decode check"):
+        chunk = c.encode(x)
+    assert _mode(chunk) == cf.MODE_RAW
+    np.testing.assert_array_equal(c.decode(chunk), x)
