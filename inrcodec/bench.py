@@ -569,6 +569,26 @@ def fourier_speedup(rows) -> list[dict]:
     return out
 
 
+_PEER_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
+                "tab:cyan", "tab:gray"]
+
+
+def _styles(groups) -> list[dict]:
+    """One matplotlib style per codec label (sorted): inrcodec thick, black/red stars; peers thin."""
+    markers = "os^vD<>pPhX"
+    inr_colors = ["black", "tab:red", "darkviolet", "saddlebrown"]
+    out, i_peer, i_inr = [], 0, 0
+    for _, pts in sorted(groups.items()):
+        if pts[0]["codec"] == "inrcodec":
+            out.append({"color": inr_colors[i_inr % len(inr_colors)], "marker": "*", "ms": 8, "lw": 2.2, "zorder": 5})
+            i_inr += 1
+        else:
+            out.append({"color": _PEER_COLORS[i_peer % len(_PEER_COLORS)], "marker": markers[i_peer % len(markers)],
+                        "ms": 4, "lw": 1.0})
+            i_peer += 1
+    return out
+
+
 def plot_rd(res: BenchResult, path, weighted: bool = False) -> None:
     import matplotlib
 
@@ -577,13 +597,12 @@ def plot_rd(res: BenchResult, path, weighted: bool = False) -> None:
 
     key = "rmse_coslat" if weighted else "rmse"
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    markers = "os^vD<>pP*hX"
-    for i, (label, pts) in enumerate(sorted(_groups(res.rows).items())):
+    groups = _groups(res.rows)
+    for (label, pts), style in zip(sorted(groups.items()), _styles(groups)):
         pts = [p for p in pts if p.get(key) is not None and p[key] == p[key] and p[key] > 0]
         if not pts:
             continue
-        ax.plot([p["bits_per_value"] for p in pts], [p[key] for p in pts], marker=markers[i % len(markers)],
-                ms=4, lw=1.8 if label.startswith("inrcodec") else 1.0, label=label)
+        ax.plot([p["bits_per_value"] for p in pts], [p[key] for p in pts], label=label, **style)
     if not weighted and res.info.get("train_mean_rmse"):
         ax.axhline(res.info["train_mean_rmse"], color="0.5", ls="--", lw=0.8, label="mean training item (0 bytes)")
     for ratio in (10, 100, 1000):
@@ -616,10 +635,11 @@ def plot_spectrum(res: BenchResult, path, ratio: float | None = None) -> float:
         ratio = float(np.median(inr)) if inr else 100.0
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     k = np.arange(len(res.original_spectrum))
-    ax.plot(k[1:], res.original_spectrum[1:], color="k", lw=2, label="original")
-    for label, pts in sorted(_groups(rows).items()):
+    ax.plot(k[1:], res.original_spectrum[1:], color="0.4", lw=3, alpha=0.6, label="original", zorder=6)
+    for (label, pts), style in zip(sorted(_groups(rows).items()), _styles(_groups(rows))):
         best = min(pts, key=lambda r: abs(math.log(r["compression_ratio"] / ratio)))
-        ax.plot(k[1:], best["_spectrum"][1:], lw=1,
+        style = {**style, "marker": None, "lw": 1.8 if best["codec"] == "inrcodec" else 0.9}
+        ax.plot(k[1:], best["_spectrum"][1:], **style,
                 label=f"{label} ({best['compression_ratio']:.0f}x, hf {best['hf_power_ratio']:.2f})")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -712,6 +732,8 @@ def write_outputs(res: BenchResult, out, command: str | None = None) -> dict[str
         "json": str(out / f"bench_{res.dataset}_info.json"),
     }
     write_csv(res.rows, files["csv"])
+    np.savez_compressed(out / f"bench_{res.dataset}_spectra.npz", original=res.original_spectrum,
+                        **{f"row{i}": r["_spectrum"] for i, r in enumerate(res.rows) if "_spectrum" in r})
     if ok_rows(res.rows):
         plot_rd(res, files["rd_png"])
         if res.info.get("lat_lon"):
@@ -722,6 +744,23 @@ def write_outputs(res: BenchResult, out, command: str | None = None) -> dict[str
     Path(files["json"]).write_text(json.dumps({**res.info, "missing_peers": res.missing}, indent=2, default=str))
     res.files = files
     return files
+
+
+def load_result(out, dataset: str) -> BenchResult:
+    """A :class:`BenchResult` read back from ``write_outputs``' files (to redraw plots)."""
+    out = Path(out)
+    rows = read_csv(out / f"bench_{dataset}.csv")
+    info = json.loads((out / f"bench_{dataset}_info.json").read_text())
+    missing = info.pop("missing_peers", {})
+    spec_path = out / f"bench_{dataset}_spectra.npz"
+    original = np.zeros(1)
+    if spec_path.exists():
+        with np.load(spec_path) as z:
+            original = z["original"]
+            for i, r in enumerate(rows):
+                if f"row{i}" in z:
+                    r["_spectrum"] = z[f"row{i}"]
+    return BenchResult(dataset, rows, missing, info, original)
 
 
 def main(args) -> int:
