@@ -102,11 +102,6 @@ def _as_coord_list(name: str, values: Any) -> list[float] | None:
     return [float(v) for v in arr]
 
 
-def _regular_global(nlat: int, nlon: int) -> tuple[np.ndarray, np.ndarray]:
-    dlat, dlon = 180.0 / nlat, 360.0 / nlon
-    return -90.0 + dlat * (np.arange(nlat) + 0.5), dlon * np.arange(nlon)
-
-
 class COINppCodec(Codec):
     """COIN++ neural compression of float32/float64 chunks.
 
@@ -304,21 +299,16 @@ class COINppCodec(Codec):
         if g is not None:
             return g
         m = self._model
-        if m.grid_kind == "spherical":
-            nlat, nlon = spatial
-            if self.lat is None:
-                lat, lon = _regular_global(nlat, nlon)
-            else:
-                if (len(self.lat), len(self.lon)) != (nlat, nlon):
-                    raise ValueError(
-                        f"the chunk's spatial shape {spatial} does not match the codec's "
-                        f"lat[{len(self.lat)}] x lon[{len(self.lon)}]: a COINppCodec with lat/lon "
-                        "describes one spatial extent, so chunk only along the leading (e.g. time) "
-                        "dimensions or pass the lat/lon of a single spatial chunk"
-                    )
-                lat, lon = np.asarray(self.lat), np.asarray(self.lon)
-            g = m.make_grid(spatial, lat=lat, lon=lon)
-        else:
+        if m.grid_kind == "spherical" and self.lat is not None:
+            if (len(self.lat), len(self.lon)) != tuple(spatial):
+                raise ValueError(
+                    f"the chunk's spatial shape {spatial} does not match the codec's "
+                    f"lat[{len(self.lat)}] x lon[{len(self.lon)}]: a COINppCodec with lat/lon "
+                    "describes one spatial extent, so chunk only along the leading (e.g. time) "
+                    "dimensions or pass the lat/lon of a single spatial chunk"
+                )
+            g = m.make_grid(spatial, lat=np.asarray(self.lat), lon=np.asarray(self.lon))
+        else:  # cartesian, or spherical without lat/lon: a global regular grid of the chunk's shape
             g = m.make_grid(spatial)
         with self._grids_lock:
             self._grids.setdefault(spatial, g)
