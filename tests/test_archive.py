@@ -160,3 +160,38 @@ def test_cli_compress_info_decompress(archive_input, capsys):
         else:
             assert a[v].identical(b[v]), v
     assert a.attrs == b.attrs
+
+
+def test_killed_process_resumes_to_identical_store(archive_input):
+    """SIGKILL a real `inrcodec compress` process after its first regions, then resume it."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    inp, model, d = archive_input
+    kw = dict(KW, chunks="time=1")
+    archive.compress_dataset(inp, d / "full1.zarr", model, overwrite=True, **kw)
+    out = d / "killed.zarr"
+    cmd = [sys.executable, "-m", "inrcodec.cli", "compress", inp, str(out), "--model", model,
+           "--variables", ",".join(VARS), "--chunks", "time=1", "--inner-steps", "2", "--quiet", "--overwrite"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = out / archive.PROGRESS_FILE
+    deadline = time.time() + 120
+    done = []
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = json.loads(progress.read_text())["done"]
+        except (OSError, ValueError, KeyError):
+            done = []
+        if len(done) >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the compress process finished before it could be killed"
+    assert 1 <= len(done) < 6
+    rep = archive.compress_dataset(inp, out, model, **kw)
+    assert rep["resumed_regions"] >= 1
+    assert _files(d / "full1.zarr") == _files(out)
