@@ -514,28 +514,14 @@ class COINppCodec(Codec):
         n_total = math.prod(shape[: len(shape) - nd])
         nan = None
         if hdr.has_nan_mask:
-            try:
-                packed = np.frombuffer(zlib.decompress(sections["nan_mask"]), dtype=np.uint8)
-            except zlib.error as exc:
-                raise CorruptChunkError(f"NaN mask does not decompress: {exc}") from None
-            count = n_total * math.prod(spatial)
-            if packed.size != (count + 7) // 8:
-                raise CorruptChunkError(f"NaN mask holds {packed.size} bytes, expected {(count + 7) // 8}")
-            nan = np.unpackbits(packed, count=count).astype(bool).reshape((n_total, *spatial))
+            nan = _unpack_mask(sections["nan_mask"], "NaN mask", (n_total, *spatial))
         fill = fill_value = None
         if "fill_mask" in sections:
             blob = sections["fill_mask"]
             if len(blob) < 8:
                 raise CorruptChunkError("fill_mask section is shorter than its 8-byte fill value")
             (fill_value,) = struct.unpack("<d", blob[:8])
-            try:
-                packed = np.frombuffer(zlib.decompress(blob[8:]), dtype=np.uint8)
-            except zlib.error as exc:
-                raise CorruptChunkError(f"fill mask does not decompress: {exc}") from None
-            count = n_total * math.prod(spatial)
-            if packed.size != (count + 7) // 8:
-                raise CorruptChunkError(f"fill mask holds {packed.size} bytes, expected {(count + 7) // 8}")
-            fill = np.unpackbits(packed, count=count).astype(bool).reshape((n_total, *spatial))
+            fill = _unpack_mask(blob[8:], "fill mask", (n_total, *spatial))
         missing = nan if fill is None else (fill if nan is None else nan | fill)
         if missing is not None:
             valid_items = ~missing.reshape(n_total, -1).all(axis=1)
@@ -694,3 +680,15 @@ def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, ent
 def _rebuild_codec(sha: str, data: bytes, settings: dict[str, Any]) -> COINppCodec:
     model = _modelcache.model_from_bytes(data, sha)[0]
     return COINppCodec(model, model_sha256=sha, **settings)
+
+
+def _unpack_mask(blob: bytes, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A zlib-compressed, bit-packed boolean mask section of ``shape``; CorruptChunkError if not."""
+    try:
+        packed = np.frombuffer(zlib.decompress(blob), dtype=np.uint8)
+    except zlib.error as exc:
+        raise CorruptChunkError(f"{what} does not decompress: {exc}") from None
+    count = math.prod(shape)
+    if packed.size != (count + 7) // 8:
+        raise CorruptChunkError(f"{what} holds {packed.size} bytes, expected {(count + 7) // 8}")
+    return np.unpackbits(packed, count=count).astype(bool).reshape(shape)
