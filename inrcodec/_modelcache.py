@@ -117,6 +117,15 @@ def clear() -> None:
         _models.clear()
 
 
+def cached_model(prefix: str) -> tuple["CoinModel", str] | None:
+    """The cached model whose SHA-256 starts with ``prefix`` (a full hash works too), and its hash."""
+    with _lock:
+        for sha, model in _models.items():
+            if sha.startswith(prefix):
+                return model, sha
+    return None
+
+
 def cached_hashes() -> list[str]:
     with _lock:
         return list(_models)

@@ -76,20 +76,16 @@ class StoreMismatchError(ValueError):
     """The output store exists but was not written by this (unfinished) request."""
 
 
-def _cached_model(sha: str):
-    with _modelcache._lock:  # noqa: SLF001 - same package
-        return _modelcache._models.get(sha)  # noqa: SLF001
-
-
 def _reduce_codec(codec: COINppCodec):
     settings = codec.settings()
     sha = codec.model_sha256
-    data = None if sha in _SHIPPED else codec._model_bytes  # noqa: SLF001
+    data = None if sha in _SHIPPED else codec.model_bytes
     return _rebuild_codec, (sha, data, settings)
 
 
 def _rebuild_codec(sha: str, data: bytes | None, settings: dict) -> COINppCodec:
-    model = _cached_model(sha)
+    hit = _modelcache.cached_model(sha)
+    model = hit[0] if hit else None
     if model is None:
         if data is None:
             raise RuntimeError(
@@ -166,7 +162,7 @@ def ship_models(client, models: Iterable[Any], device: str | None = None) -> Non
     datas = []
     for m in models:
         if isinstance(m, COINppCodec):
-            datas.append(m._model_bytes)  # noqa: SLF001
+            datas.append(m.model_bytes)
         else:
             datas.append(_modelcache.register_model(m)[1] if hasattr(m, "to_bytes") else bytes(m))
     info = client.scheduler_info(n_workers=-1) if _accepts_n_workers(client) else client.scheduler_info()

@@ -211,6 +211,11 @@ class COINppCodec(Codec):
     def model_sha256(self) -> str:
         return self._sha
 
+    @property
+    def model_bytes(self) -> bytes:
+        """The pinned model file's bytes (what ``model_sha256`` hashes)."""
+        return self._model_bytes
+
     # ------------------------------------------------------------------ config
     @property
     def error_bounded(self) -> bool:

@@ -161,10 +161,9 @@ def _from_open_files(name_prefix: str):
 
 
 def _find_model(prefix: str):
-    with _modelcache._lock:  # noqa: SLF001
-        for sha, model in _modelcache._models.items():  # noqa: SLF001
-            if sha.startswith(prefix):
-                return model, sha
+    cached = _modelcache.cached_model(prefix)
+    if cached is not None:
+        return cached
     hit = _from_open_files(prefix)
     if hit is None:
         raise LookupError(
@@ -374,7 +373,7 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
     import h5py
 
     if isinstance(model, COINppCodec):
-        data, sha = model._model_bytes, model.model_sha256  # noqa: SLF001
+        data, sha = model.model_bytes, model.model_sha256
     elif isinstance(model, (str, os.PathLike)):
         _, data, sha = _modelcache.model_from_path(model)
     elif isinstance(model, (bytes, bytearray)):
