@@ -5,6 +5,7 @@ Leading dimensions (time, ensemble member, level) are batch items, never coordin
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass
 
@@ -34,6 +35,10 @@ class CartesianGrid:
     @property
     def coord_dim(self) -> int:
         return len(self.shape)
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of what defines the grid: kind, shape and extent. Pins a grid by content."""
+        return _digest("cartesian", np.asarray(self.shape, np.float64), np.float64(self.extent))
 
     def coordinates(self) -> np.ndarray:
         """float32 array of shape (*shape, d)."""
@@ -88,12 +93,25 @@ class SphericalGrid:
     def coord_dim(self) -> int:
         return 3
 
+    def digest(self) -> str:
+        """SHA-256 (hex) of the latitude and longitude values (float64). Pins a grid by content."""
+        return _digest("spherical", np.asarray(self.lat, np.float64), np.asarray(self.lon, np.float64))
+
     def coordinates(self) -> np.ndarray:
         """float32 array of shape (nlat, nlon, 3): (cos lat cos lon, cos lat sin lon, sin lat)."""
         lat = np.deg2rad(np.asarray(self.lat))[:, None]
         lon = np.deg2rad(np.asarray(self.lon))[None, :]
         xyz = (np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat) + 0.0 * lon)
         return np.stack(xyz, axis=-1).astype(np.float32)
+
+
+def _digest(kind: str, *arrays: np.ndarray) -> str:
+    h = hashlib.sha256(kind.encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype="<f8")
+        h.update(len(a.ravel()).to_bytes(8, "little"))
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 class PatchPartition:
