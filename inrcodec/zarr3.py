@@ -103,14 +103,9 @@ class COINppZarr3Codec(ArrayBytesCodec):
         return chunk_spec.prototype.buffer.from_bytes(self.codec.encode(arr))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        arr = self.codec.decode(chunk_bytes.as_numpy_array())
-        if tuple(arr.shape) != tuple(chunk_spec.shape):
-            from inrcodec.codec import CorruptChunkError
-
-            raise CorruptChunkError(
-                f"chunk decodes to shape {arr.shape}, but the array's chunks are {chunk_spec.shape}"
-            )
         want = chunk_spec.dtype.to_native_dtype()
+        # the header is checked against the chunk it fills before anything is allocated
+        arr = self.codec.decode_chunk(chunk_bytes.as_numpy_array(), shape=chunk_spec.shape, dtype=want)
         if arr.dtype != want:
             arr = arr.astype(want)
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(arr)
