@@ -25,9 +25,24 @@ def _train_recipe(args) -> int:
     return 0
 
 
+def _bound_malloc_arenas(n: int = 2) -> None:
+    """glibc gives every thread its own malloc arena (up to 8 per core), which more than doubles the
+    peak memory of a threaded compress run (docs/archive.md); cap them before any thread starts."""
+    import ctypes
+    import os
+
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, int(n))  # M_ARENA_MAX
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
 def _compress(args) -> int:
     from .archive import compress_dataset, format_report
 
+    _bound_malloc_arenas()
     rep = compress_dataset(
         args.input, args.output, model=args.model, variables=args.variables, bits=args.bits,
         inner_steps=args.inner_steps, chunks=args.chunks, scheduler=args.scheduler, workers=args.workers,
@@ -40,15 +55,18 @@ def _compress(args) -> int:
 def _decompress(args) -> int:
     from .archive import decompress_store
 
-    print(decompress_store(args.store, args.output, progress=not args.quiet))
+    print(decompress_store(args.store, args.output, progress=not args.quiet, overwrite=args.overwrite))
     return 0
 
 
 def _info(args) -> int:
     from .archive import format_info, store_info
 
+    from .archive import check_complete
+
     info = store_info(args.store)
     print(json.dumps(info, indent=1) if args.json else format_info(info))
+    check_complete(args.store)  # an unfinished store: the message says how to resume, exit 2
     return 0
 
 
@@ -94,6 +112,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("decompress", help="decode a compressed Zarr store into a netCDF file")
     p.add_argument("store")
     p.add_argument("output", help="netCDF file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_decompress)
 
@@ -120,7 +139,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
         print(f"inrcodec: error: {exc}", file=sys.stderr)
         return 2
 
