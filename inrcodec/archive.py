@@ -581,27 +581,28 @@ def _swap_into_place(new: Path, final: Path) -> None:
 
 
 def _mark_incomplete(store: Path, names: list[str], flag: bool) -> None:
-    """Mark (or unmark) the COIN++ arrays of an unfinished store in their codec configuration, so
-    that even a plain ``xr.open_zarr`` warns (:class:`~inrcodec.zarr3.IncompleteStoreWarning`)."""
-    import warnings
-
-    import zarr
-
+    """Mark (or unmark) the COIN++ arrays of an unfinished store in their codec configuration (array
+    and consolidated metadata), so even a plain ``xr.open_zarr`` warns (``IncompleteStoreWarning``)."""
     from inrcodec.codec import CODEC_ID
 
-    for name in names:
-        meta = store / name / "zarr.json"
-        doc = json.loads(meta.read_text())
-        for c in doc.get("codecs", []):
+    def patch(meta: dict) -> None:
+        for c in meta.get("codecs", []):
             if c.get("name") == CODEC_ID:
                 if flag:
                     c["configuration"][_INCOMPLETE_KEY] = True
                 else:
                     c["configuration"].pop(_INCOMPLETE_KEY, None)
-        meta.write_text(json.dumps(doc, indent=2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(store))
+
+    root = json.loads((store / "zarr.json").read_text())
+    consolidated = (root.get("consolidated_metadata") or {}).get("metadata", {})
+    for name in names:
+        path = store / name / "zarr.json"
+        doc = json.loads(path.read_text())
+        patch(doc)
+        path.write_text(json.dumps(doc, indent=2))
+        if name in consolidated:
+            patch(consolidated[name])
+    (store / "zarr.json").write_text(json.dumps(root, indent=2))
 
 
 def check_complete(store: str | os.PathLike) -> None:

@@ -446,6 +446,9 @@ class COINppCodec(Codec):
         shape = tuple(int(s) for s in arr.shape)
         nd = self._model.spatial_ndim
         spatial = shape[arr.ndim - nd :]
+        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
+        if arr.size == 0:  # nothing to fit: an empty raw chunk (any empty shape round-trips)
+            return self._raw_chunk(arr, common)
         # index (logical) order: items along the leading dims; memory order does not matter here
         items = np.ascontiguousarray(arr).reshape((-1, *spatial))
         nan = np.isnan(items)
@@ -458,7 +461,6 @@ class COINppCodec(Codec):
         missing = nan if fill is None else (nan | fill)
         has_missing = has_nan or fill is not None
         finite = items[~missing] if has_missing else items.ravel()
-        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
         if (
             items.size == 0
             or arr.size == 0

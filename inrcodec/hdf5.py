@@ -435,6 +435,7 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
     if sha not in g:
         d = g.create_dataset(sha, data=np.frombuffer(data, dtype=np.uint8))
         d.attrs["description"] = "inrcodec CoinModel (safetensors bytes) used by HDF5 filter %d" % FILTER_ID
+    _label_filtered_datasets(h5.file)
     if lat is not None:
         lat = [float(v) for v in np.asarray(lat, dtype="f8")]
         lon = [float(v) for v in np.asarray(lon, dtype="f8")]
@@ -443,6 +444,26 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
         if "grid_" + gid not in g:
             g.create_dataset("grid_" + gid, data=np.asarray([len(lat), len(lon)] + lat + lon, dtype="<f8"))
     return sha
+
+
+READ_HINT = (f"compressed with the inrcodec.coinpp HDF5 filter (id {FILTER_ID}): to read it, "
+             "pip install inrcodec and import inrcodec.hdf5 first")
+
+
+def _label_filtered_datasets(f) -> None:
+    """Put :data:`READ_HINT` on every dataset of ``f`` that uses the filter: a reader without inrcodec
+    only gets HDF5's complaint about its plugin directory, but the attribute names what is needed."""
+    import h5py
+
+    def visit(name, obj):
+        if not isinstance(obj, h5py.Dataset):
+            return
+        dcpl = obj.id.get_create_plist()
+        if any(dcpl.get_filter(i)[0] == FILTER_ID for i in range(dcpl.get_nfilters())):
+            if obj.attrs.get("inrcodec") != READ_HINT:
+                obj.attrs["inrcodec"] = READ_HINT
+
+    f.visititems(visit)
 
 
 def load_models(h5) -> list[str]:
