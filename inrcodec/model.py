@@ -42,6 +42,14 @@ def _network_for(net_cfg, state: dict) -> ModulatedSiren:
         v = net_cfg.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 20:
             raise ModelFileError(f"malformed model metadata: network {key}={v!r} is not a positive int")
+    # each layer is at least one stored tensor and each unit at least one stored number: bounds the
+    # (cheap, but not free) meta construction by what the file actually holds
+    stored = sum(int(v.numel()) for v in state.values())
+    if net_cfg["depth"] > len(state) or max(net_cfg["width"], net_cfg["latent_dim"]) > stored:
+        raise ModelFileError(
+            f"model metadata describes depth {net_cfg['depth']}, width {net_cfg['width']} but the file "
+            f"holds {len(state)} network tensors with {stored} numbers"
+        )
     try:
         with torch.device("meta"):
             meta = ModulatedSiren(**net_cfg)

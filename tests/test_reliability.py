@@ -249,7 +249,7 @@ def _repack(chunk: bytes, **changes) -> bytes:
 
 
 def test_case08_hostile_chunks_are_refused_before_allocating(tiny_model):
-    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True)
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=global_lat_lon()[0], lon=global_lat_lon()[1])
     x = smooth_field(2).astype("f4")
     chunk = codec.encode(x)
     huge = _repack(chunk, header={"shape": (10**9, 8, 16)})
@@ -295,7 +295,7 @@ def test_case08_model_metadata_claiming_a_huge_network_is_refused(tiny_model):
 # ---------------------------------------------------------------------------------- 9 clear errors
 def test_case09_clear_one_line_errors(small, tmp_path, tiny_model, capsys):
     inp, model, _ = small
-    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True)
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=global_lat_lon()[0], lon=global_lat_lon()[1])
     for empty in (np.zeros((0, 8, 16), "f4"), np.zeros((2, 0, 16), "f4")):
         assert codec.decode(codec.encode(empty)).shape == empty.shape
     chunk = codec.encode(smooth_field(1).astype("f4"))
@@ -365,3 +365,18 @@ def test_case12_chained_h5py_read_without_with(tmp_path, tiny_model):
     r = subprocess.run([sys.executable, "-c", f"import h5py, inrcodec.hdf5; print(h5py.File({str(p)!r})['tas'][...].shape)"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "(2, 8, 16)" in r.stdout, r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------- fuzz
+def test_fuzz_mutated_chunks_and_model_metadata_bounded():
+    """CRC-fixed byte mutants and repacked field/section mutants of four kinds of chunk (plain,
+    NaN mask, raw, error-bounded with fill mask), decoded pinned and unpinned, plus mutated model
+    metadata: each returns the chunk's shape or raises CorruptChunkError / ModelFileError, with
+    peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
+    script = os.path.join(os.path.dirname(__file__), "fuzz", "fuzz_decode.py")
+    r = subprocess.run([sys.executable, script, "200", "100", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["n_failures"] == 0, res["failures"]
+    assert res["refused"] > 100 and res["decoded"] > 50 and res["models_refused"] > 20
+    assert res["rss_growth_kb"] < 150_000, res
