@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ import zarr
 
 import inrcodec.hdf5 as ih5
 from conftest import build_spherical_model, global_lat_lon, smooth_field
+from test_archive import _files as _tree
 from inrcodec import archive
 from inrcodec import chunkformat as cf
 from inrcodec import tensorfile
@@ -49,15 +49,6 @@ def small(tmp_path_factory):
     model = d / "model"
     build_spherical_model().save(model)
     return str(inp), str(model), d
-
-
-def _tree(root):
-    out = {}
-    for base, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(base, f)
-            out[os.path.relpath(p, root)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 def _peak_bytes(fn):
