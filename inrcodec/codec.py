@@ -10,8 +10,9 @@ Chunk modes
 * ``MODE_MODULATIONS`` (0): quantised, entropy-coded latents (+ NaN bitmask when there are NaNs).
 * ``MODE_RAW`` (1): the values themselves, zlib-compressed, lossless. Used for chunks a neural
   fit cannot represent: all missing (NaN / fill value), constant (all valid values equal),
-  containing +-inf, or with values far outside the model's training range (more than
-  ``OUT_OF_RANGE_LIMIT`` training ranges away; an :class:`OutOfRangeWarning` is emitted), and,
+  containing +-inf, or with values beside or far outside the model's training range (none within
+  ``RANGE_MARGIN`` training ranges of it, or beyond ``OUT_OF_RANGE_LIMIT``: other units or another
+  variable; an :class:`OutOfRangeWarning` is emitted), and,
   in error-bounded mode, whenever raw storage is not larger than the bounded encoding.
 * ``MODE_BOUNDED`` (2): mode 0 plus the ``residual`` section (:mod:`inrcodec.residual`): with
   ``max_abs_error`` / ``rel_error`` every valid decoded value is within the bound.
@@ -139,9 +140,15 @@ class COINppCodec(Codec):
     inner_steps : int
         Gradient steps fitting the latents of each item when encoding.
     lat, lon : sequence of float, optional
-        Spherical models: latitude/longitude (degrees) of the chunk's spatial extent. Without
-        them a global regular grid of the chunk's shape is assumed (latitude cell centres
-        ``-90+d/2 .. 90-d/2``, longitude ``0 .. 360-d``).
+        Spherical models: latitude/longitude (degrees) of the chunk's spatial extent, pinned in the
+        configuration by ``grid_sha256`` (:class:`PinnedGridError` when edited).
+    assume_global_grid : bool
+        Spherical models without lat/lon: encode only with this set, which says every chunk is a
+        global regular grid (latitude cell centres ``-90+d/2 .. 90-d/2`` ascending, longitude
+        ``0 .. 360-d``). Decoding never needs it.
+    chunk_shape, chunk_order : optional
+        The array's chunk shape and memory order, for readers that pass none (Zarr 2): a chunk of
+        another shape raises :class:`CorruptChunkError`; ``for_dataarray(zarr_format=2)`` sets them.
     entropy_coding : bool
         Range-code the symbols with the model's count tables (else store them bit-packed).
     model_sha256 : str, optional
