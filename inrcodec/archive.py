@@ -851,7 +851,7 @@ def decompress_store(store: str | os.PathLike, output: str | os.PathLike, engine
         enc[str(n)] = e
     kwargs = {"scheduler": scheduler or "threads"}
     # write a temporary sibling and move it into place: an existing file survives a failed run
-    tmp = output.with_name(f".{output.name}.inrcodec-tmp")
+    tmp = output.with_name(f".{output.stem}.inrcodec-tmp{output.suffix}")  # same suffix: same format
     try:
         delayed = ds.to_netcdf(tmp, engine=engine, encoding=enc, compute=False)
         if progress:

@@ -61,7 +61,6 @@ CorruptChunkError = cf.CorruptChunkError
 #: settings that appear in the configuration only when set (configs of plain codecs stay as before)
 _OPTIONAL_SETTINGS = ("max_abs_error", "rel_error", "fill_value", "assume_global_grid", "chunk_shape",
                       "chunk_order")
-_CONFIG_KEYS = {"bits", "inner_steps", "lat", "lon", "entropy_coding", *_OPTIONAL_SETTINGS}
 
 
 class PinnedGridError(ValueError):
@@ -313,7 +312,7 @@ class COINppCodec(Codec):
         if not isinstance(data, str):
             raise PinnedModelError("the codec configuration's 'model' must be a base64 string")
         grid_pin = config.pop("grid_sha256", None)
-        unknown = sorted(set(config) - _CONFIG_KEYS)
+        unknown = sorted(set(config) - _config_keys(cls))
         if unknown:
             raise ValueError(
                 f"unknown {CODEC_ID} configuration key(s) {unknown}: written by a newer inrcodec, or "
@@ -818,6 +817,13 @@ def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, ent
 
     return {"serializer": COINppZarr3Codec(codec=codec), "compressors": None, "filters": None,
             "chunks": chunk_shape}
+
+
+def _config_keys(cls) -> set[str]:
+    """The configuration keys ``from_config`` accepts: the constructor's settings."""
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "model", "model_sha256"}
 
 
 def _out_of_range(lo: float, hi: float, offset: float, scale: float) -> str:
