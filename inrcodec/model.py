@@ -8,6 +8,7 @@ Loading never unpickles.
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from .network import ModulatedSiren
 MODEL_FILENAME = "model.safetensors"
 FORMAT = "inrcodec.model/1"
 GRID_KINDS = ("cartesian", "spherical")
-CODING_BITS = tuple(range(1, 9))  # entropy tables are counted for these bit widths
+CODING_BITS = tuple(range(1, 9))
+MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare  # entropy tables are counted for these bit widths
 
 
 class ModelFileError(ValueError):
@@ -351,6 +353,13 @@ class CoinModel:
     @classmethod
     def _from_parts(cls, network, cfg: dict, arrays: dict, data: bytes) -> "CoinModel":
         from .entropy import CategoricalEntropyModel
+
+        patch = cfg["patch_shape"]
+        if patch is not None:  # the patch grid is allocated whole when coding: bound it
+            if not isinstance(patch, list) or not all(isinstance(p, int) and 1 <= p <= MAX_PATCH_SIDE for p in patch) \
+                    or math.prod(patch) > MAX_PATCH_POINTS:
+                raise ModelFileError(f"malformed model metadata: patch_shape {patch!r} (each side 1..{MAX_PATCH_SIDE}, "
+                                     f"at most {MAX_PATCH_POINTS} points)")
 
         coding = None
         if cfg.get("coding"):

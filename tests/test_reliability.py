@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -371,3 +372,18 @@ def test_fuzz_mutated_chunks_and_model_metadata_bounded():
     assert res["n_failures"] == 0, res["failures"]
     assert res["refused"] > 100 and res["decoded"] > 50 and res["models_refused"] > 20
     assert res["rss_growth_kb"] < 150_000, res
+
+
+def test_bounded_inflate_refuses_bombs_short_long_and_broken_streams():
+    from inrcodec._limits import inflate
+
+    data = bytes(range(256)) * 4
+    assert inflate(zlib.compress(data), len(data), "x") == data
+    for blob, size, msg in ((zlib.compress(bytes(64 << 20)), 100, "more than"),
+                            (zlib.compress(data), len(data) + 1, "expected"),
+                            (zlib.compress(data)[:-6], len(data), "expected|decompress"),
+                            (b"not zlib", 10, "decompress"),
+                            (b"x", 10**12, "cannot hold")):
+        peak, err = _peak_bytes(lambda: inflate(blob, size, "section", CorruptChunkError))
+        assert isinstance(err, CorruptChunkError) and peak < 1 << 20, (msg, err, peak)
+        assert re.search(msg, str(err)), err
