@@ -18,6 +18,9 @@ ZLIB_MAX_RATIO = 1100
 #: decoded bytes allowed for a chunk whose expected shape nobody pinned (plain ``codec.decode``
 #: without ``out=`` or ``chunk_shape``); readers with a known chunk shape never use this
 MAX_UNPINNED_CHUNK_BYTES = 1 << 31
+#: latitude/longitude points per side of a spherical chunk (0.0003 degrees); a decoder builds the
+#: grid's coordinate lists before it can count patches
+MAX_GRID_SIDE = 1 << 20
 
 
 def inflate(blob: bytes, size: int, what: str, error: type[Exception] = ValueError) -> bytes:

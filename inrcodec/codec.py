@@ -627,7 +627,15 @@ class COINppCodec(Codec):
         has_fill = "fill_mask" in sections
         if hdr.num_items > n_total or (not (hdr.has_nan_mask or has_fill) and hdr.num_items != n_total):
             raise CorruptChunkError(f"chunk header declares {hdr.num_items} items for shape {shape}")
-        expect_patches = _limits.num_patches(spatial, self._model.patch_shape)
+        if self._model.grid_kind == "spherical":  # the grid is built (lat/lon values) before patching
+            if self.lat is not None and tuple(spatial) != (len(self.lat), len(self.lon)):
+                raise CorruptChunkError(
+                    f"chunk's spatial shape {spatial} is not the codec's lat[{len(self.lat)}] x lon[{len(self.lon)}]"
+                )
+            if max(spatial) > _limits.MAX_GRID_SIDE:
+                raise CorruptChunkError(f"chunk's spatial shape {spatial} exceeds {_limits.MAX_GRID_SIDE} points per side")
+        # the patch count without building the partition (one entry per patch)
+        expect_patches = _limits.num_patches(spatial, self._model.patch_points(self._grid(spatial)))
         if (hdr.num_patches, hdr.latent_dim) != (expect_patches, self._model.latent_dim):
             raise CorruptChunkError(
                 f"chunk header (patches, latent_dim)=({hdr.num_patches}, {hdr.latent_dim}) does not "
