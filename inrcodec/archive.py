@@ -52,6 +52,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -59,8 +60,11 @@ import numpy as np
 
 from inrcodec import _modelcache
 from inrcodec.codec import COINppCodec
+from inrcodec.zarr3 import INCOMPLETE_KEY as _INCOMPLETE_KEY
+from inrcodec.zarr3 import IncompleteStoreWarning
 
-__all__ = ["compress_dataset", "decompress_store", "store_info", "PROGRESS_FILE", "StoreMismatchError"]
+__all__ = ["compress_dataset", "decompress_store", "store_info", "PROGRESS_FILE", "StoreMismatchError",
+           "IncompleteStoreError", "check_complete", "open_store", "WORKER_MALLOC_ENV"]
 
 PROGRESS_FILE = ".inrcodec-progress.json"
 PROGRESS_VERSION = 1
@@ -362,7 +366,12 @@ def compress_dataset(
     import xarray as xr
 
     t0 = time.perf_counter()
-    store = Path(output)
+    final = Path(output)
+    _check_output(input, final, overwrite)
+    # --overwrite of an existing store: write a temporary sibling and swap it in when complete,
+    # so an interrupted run leaves the old store as it was
+    replacing = overwrite and final.exists()
+    store = _temp_sibling(final) if replacing else final
     m = _load_model(model)
     sha = _modelcache.register_model(m)[2]
     steps = int(inner_steps) if inner_steps is not None else int(getattr(m, "encode_steps", 10) or 10)
@@ -377,7 +386,14 @@ def compress_dataset(
         raise ValueError(f"variables {missing} are not in {input}; it has {sorted(map(str, ds.data_vars))}")
     if not variables:
         raise ValueError(f"no variable of {input} can be encoded by this {m.grid_kind} model; pass variables=")
+    not_float = [v for v in variables if ds[v].dtype.kind != "f"]
+    if not_float:
+        raise ValueError(f"variables {not_float} are not float ({', '.join(str(ds[v].dtype) for v in not_float)}); "
+                         "COIN++ encodes float variables only: leave them out of --variables (they are copied losslessly)")
     nd = m.spatial_ndim
+    if chunks and next(iter(chunks)) not in ds.dims:
+        raise ValueError(f"--chunks names dimension {next(iter(chunks))!r}, which {input} does not have "
+                         f"(dimensions: {', '.join(map(str, ds.dims))})")
     dim = _region_dim(ds, variables, chunks, nd)
     if chunks is None and dim is not None:
         chunks = {dim: 24}
@@ -440,8 +456,11 @@ def compress_dataset(
         prog.done = {int(i) for i in prev.get("done", [])}
         resumed = len(prog.done)
     if not (store.exists() and not overwrite):
+        if store.exists():  # a stale temporary sibling of ours (checked to be a Zarr store)
+            _remove_zarr_store(store)
         ds.to_zarr(store, mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=True)
         prog.write()
+        _mark_incomplete(store, sorted(codecs), True)
 
     pending = [i for i in range(len(regions)) if i not in prog.done]
     if _stop_after is not None:
@@ -451,8 +470,10 @@ def compress_dataset(
     def region_delayed(i):
         a, b = regions[i]
         sub = region_ds.isel({dim: slice(a, b)})
-        return sub.to_zarr(store, region={dim: slice(a, b)}, compute=False, zarr_format=3,
-                           consolidated=False)
+        with warnings.catch_warnings():  # this run is what completes the store
+            warnings.simplefilter("ignore", IncompleteStoreWarning)
+            return sub.to_zarr(store, region={dim: slice(a, b)}, compute=False, zarr_format=3,
+                               consolidated=False)
 
     client, cluster = _make_client(scheduler, workers)
     try:
@@ -468,29 +489,134 @@ def compress_dataset(
                 _run_local(delayeds, pending, prog, progress, scheduler or "threads", workers, m, device)
         if _stop_after is not None and len(prog.done) < len(regions):
             return {"output": str(store), "stopped": True, "done": sorted(prog.done)}
+        _mark_incomplete(store, sorted(codecs), False)
         prog.path.unlink(missing_ok=True)  # complete: the store holds nothing but Zarr
+        if replacing:
+            _swap_into_place(store, final)
+            store = final
         report = _report(store, ds, variables, codecs, client, scheduler, workers, evaluate)
     finally:
-        if client is not None and cluster is not None:
+        if client is not None:  # ours: never left behind as dask's default scheduler
             client.close()
+        if cluster is not None:
             cluster.close()
     report.update(seconds=round(time.perf_counter() - t0, 3), regions=len(regions), resumed_regions=resumed,
                   region_dim=dim, chunk=size, output=str(store))
     return report
 
 
+#: malloc settings for the worker processes inrcodec starts. distributed sets
+#: MALLOC_TRIM_THRESHOLD_=65536 in its nannies, which makes glibc return and re-fault the large
+#: torch buffers of every encode (measured 2x slower per chunk, docs/archive.md); a fixed mmap
+#: threshold keeps them in the heap, and two arenas per process bound the memory.
+WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
+                     "MALLOC_ARENA_MAX": "2"}
+
+
 def _make_client(scheduler, workers):
     if scheduler not in (None, "threads", "processes", "synchronous", "sync", "single-threaded"):
         from distributed import Client
 
-        return Client(scheduler), None
+        # not the default client: later plain dask work must not go to this cluster
+        return Client(scheduler, set_as_default=False), None
     if workers and scheduler in (None, "threads"):
+        import dask
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
-        return Client(cluster), cluster
+        env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+        env.update(WORKER_MALLOC_ENV)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=40)
+        return Client(cluster, set_as_default=False), cluster
     return None, None
+
+
+# -------------------------------------------------------------------------------- output safety
+class IncompleteStoreError(ValueError):
+    """A store whose compress run was interrupted: some regions were never written."""
+
+
+def _is_zarr_store(path: Path) -> bool:
+    return any((path / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _check_output(input, output: Path, overwrite: bool) -> None:
+    """Refuse outputs that would destroy data: the input itself, a path inside it or around it,
+    an existing file, an existing directory that is not a Zarr store."""
+    src, dst = Path(input).resolve(), output.resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        rel = "is" if dst == src else ("lies inside" if src in dst.parents else "contains")
+        raise ValueError(f"output {output} {rel} the input {input}; write the store somewhere else")
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} is an existing file, not a Zarr store; choose another path")
+    if output.is_dir() and any(output.iterdir()) and not _is_zarr_store(output):
+        raise ValueError(f"output {output} is a non-empty directory that is not a Zarr store; "
+                         "refusing to write into it (nothing was deleted)")
+
+
+def _temp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.inrcodec-tmp")
+
+
+def _remove_zarr_store(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and (_is_zarr_store(path) or not any(path.iterdir())):
+        shutil.rmtree(path)
+    elif path.exists():
+        raise ValueError(f"{path} exists and is not a Zarr store; refusing to delete it")
+
+
+def _swap_into_place(new: Path, final: Path) -> None:
+    """Replace the store ``final`` by the complete store ``new`` (its temporary sibling)."""
+    old = final.with_name(f".{final.name}.inrcodec-old")
+    if old.exists():
+        _remove_zarr_store(old)
+    os.replace(final, old)
+    os.replace(new, final)
+    _remove_zarr_store(old)
+
+
+
+
+def _mark_incomplete(store: Path, names: list[str], flag: bool) -> None:
+    """Mark (or unmark) the COIN++ arrays of an unfinished store in their codec configuration (array
+    and consolidated metadata), so even a plain ``xr.open_zarr`` warns (``IncompleteStoreWarning``)."""
+    from inrcodec.codec import CODEC_ID
+
+    def patch(meta: dict) -> None:
+        for c in meta.get("codecs", []):
+            if c.get("name") == CODEC_ID:
+                if flag:
+                    c["configuration"][_INCOMPLETE_KEY] = True
+                else:
+                    c["configuration"].pop(_INCOMPLETE_KEY, None)
+
+    root = json.loads((store / "zarr.json").read_text())
+    consolidated = (root.get("consolidated_metadata") or {}).get("metadata", {})
+    for name in names:
+        path = store / name / "zarr.json"
+        doc = json.loads(path.read_text())
+        patch(doc)
+        path.write_text(json.dumps(doc, indent=2))
+        if name in consolidated:
+            patch(consolidated[name])
+    (store / "zarr.json").write_text(json.dumps(root, indent=2))
+
+
+def check_complete(store: str | os.PathLike) -> None:
+    """Raise :class:`IncompleteStoreError` (saying how to resume) if a compress run of ``store`` did not finish."""
+    store = Path(store)
+    prog = _Progress.read(store)
+    if prog is None:
+        return
+    done, total = len(prog.get("done", [])), len(prog.get("regions", []))
+    fp = prog.get("fingerprint", {})
+    cmd = (f"inrcodec compress {fp.get('input', {}).get('path', 'INPUT')} {store} --model MODEL "
+           f"(sha256 {str(fp.get('model_sha256', ''))[:12]}) --variables {','.join(fp.get('variables', []))} "
+           f"--bits {fp.get('bits')} --inner-steps {fp.get('inner_steps')} --chunks {fp.get('region_dim')}={fp.get('chunk')}")
+    raise IncompleteStoreError(f"{store} is incomplete: {done} of {total} regions written, resume with: {cmd}")
 
 
 def _run_local(delayeds, pending, prog, progress, scheduler, workers, model, device):
@@ -546,11 +672,12 @@ def _run_distributed(client, delayeds, pending, prog, progress):
     futures = client.compute(delayeds)
     for fut, i in zip(futures, pending):
         fut.add_done_callback(lambda f, i=i: prog.mark(i) if f.status == "finished" else None)
-    if progress:
-        from distributed import progress as dprogress
+    with client.as_current():  # current only here: the client is never left as dask's default
+        if progress:
+            from distributed import progress as dprogress
 
-        dprogress(futures)
-    wait(futures)
+            dprogress(futures)
+        wait(futures)
     client.gather(futures)  # raises the first error
     # done callbacks run on the client's loop thread: make sure they have all landed
     deadline = time.time() + 10
@@ -643,7 +770,9 @@ def store_info(store: str | os.PathLike) -> dict[str, Any]:
     from inrcodec.zarr3 import COINppZarr3Codec
 
     store = Path(store)
-    g = zarr.open_group(str(store), mode="r")
+    with warnings.catch_warnings():  # an unfinished store is reported below, not warned about
+        warnings.simplefilter("ignore", IncompleteStoreWarning)
+        g = zarr.open_group(str(store), mode="r")
     rep: dict[str, Any] = {"store": str(store), "variables": {}}
     prog = _Progress.read(store)
     if prog:
@@ -686,8 +815,18 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
+def open_store(store: str | os.PathLike, **kwargs):
+    """``xr.open_zarr(store)`` for a store written by :func:`compress_dataset`; refuses an unfinished
+    one (:class:`IncompleteStoreError`, which says how to resume it) instead of showing NaN regions."""
+    import xarray as xr
+
+    check_complete(store)
+    kwargs.setdefault("decode_timedelta", False)
+    return xr.open_zarr(store, **kwargs)
+
+
 def decompress_store(store: str | os.PathLike, output: str | os.PathLike, engine: str | None = None,
-                     scheduler: str | None = "threads", progress: bool = False) -> str:
+                     scheduler: str | None = "threads", progress: bool = False, overwrite: bool = False) -> str:
     """Decode every variable of a Zarr store and write a plain netCDF file (no COIN++ inside).
 
     Copied variables keep their CF encoding (dtype, fill value, scale/offset, time units);
@@ -698,6 +837,12 @@ def decompress_store(store: str | os.PathLike, output: str | os.PathLike, engine
     import dask
     import xarray as xr
 
+    check_complete(store)
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ValueError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    if output.is_dir():
+        raise ValueError(f"{output} is a directory; decompress writes a netCDF file")
     ds = xr.open_zarr(store, chunks={}, decode_timedelta=False)
     enc = {}
     for n in ds.variables:
@@ -705,12 +850,19 @@ def decompress_store(store: str | os.PathLike, output: str | os.PathLike, engine
         ds[n].encoding = {}
         enc[str(n)] = e
     kwargs = {"scheduler": scheduler or "threads"}
-    delayed = ds.to_netcdf(output, engine=engine, encoding=enc, compute=False)
-    if progress:
-        from dask.diagnostics import ProgressBar
+    # write a temporary sibling and move it into place: an existing file survives a failed run
+    tmp = output.with_name(f".{output.stem}.inrcodec-tmp{output.suffix}")  # same suffix: same format
+    try:
+        delayed = ds.to_netcdf(tmp, engine=engine, encoding=enc, compute=False)
+        if progress:
+            from dask.diagnostics import ProgressBar
 
-        with ProgressBar(dt=0.5):
+            with ProgressBar(dt=0.5):
+                dask.compute(delayed, **kwargs)
+        else:
             dask.compute(delayed, **kwargs)
-    else:
-        dask.compute(delayed, **kwargs)
+        ds.close()
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
     return str(output)

@@ -10,8 +10,9 @@ Chunk modes
 * ``MODE_MODULATIONS`` (0): quantised, entropy-coded latents (+ NaN bitmask when there are NaNs).
 * ``MODE_RAW`` (1): the values themselves, zlib-compressed, lossless. Used for chunks a neural
   fit cannot represent: all missing (NaN / fill value), constant (all valid values equal),
-  containing +-inf, or with values far outside the model's training range (more than
-  ``OUT_OF_RANGE_LIMIT`` training ranges away; an :class:`OutOfRangeWarning` is emitted), and,
+  containing +-inf, or with values beside or far outside the model's training range (none within
+  ``RANGE_MARGIN`` training ranges of it, or beyond ``OUT_OF_RANGE_LIMIT``: other units or another
+  variable; an :class:`OutOfRangeWarning` is emitted), and,
   in error-bounded mode, whenever raw storage is not larger than the bounded encoding.
 * ``MODE_BOUNDED`` (2): mode 0 plus the ``residual`` section (:mod:`inrcodec.residual`): with
   ``max_abs_error`` / ``rel_error`` every valid decoded value is within the bound.
@@ -36,7 +37,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, ndarray_copy
 
-from inrcodec import _modelcache
+from inrcodec import _limits, _modelcache
 from inrcodec import chunkformat as cf
 from inrcodec import entropy
 from inrcodec import residual as _residual
@@ -46,8 +47,9 @@ if TYPE_CHECKING:
 
     from inrcodec.model import CoinModel
 
-__all__ = ["COINppCodec", "CorruptChunkError", "PinnedModelError", "OutOfRangeWarning", "CODEC_ID",
-           "OUT_OF_RANGE_LIMIT"]
+__all__ = ["COINppCodec", "CorruptChunkError", "PinnedModelError", "PinnedGridError", "OutOfRangeWarning",
+           "CODEC_ID",
+           "OUT_OF_RANGE_LIMIT", "RANGE_MARGIN"]
 
 CODEC_ID = "inrcodec.coinpp"
 MODEL_ENCODING = "zlib+base64"
@@ -56,9 +58,20 @@ _SUPPORTED_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 PinnedModelError = _modelcache.PinnedModelError
 CorruptChunkError = cf.CorruptChunkError
 
+#: settings that appear in the configuration only when set (configs of plain codecs stay as before)
+_OPTIONAL_SETTINGS = ("max_abs_error", "rel_error", "fill_value", "assume_global_grid", "chunk_shape",
+                      "chunk_order")
+
+
+class PinnedGridError(ValueError):
+    """The codec's lat/lon values do not hash to the ``grid_sha256`` its configuration pins."""
+
 #: a chunk whose valid values, normalised with the model's statistics (training range -> [0, 1]),
 #: fall below ``-OUT_OF_RANGE_LIMIT`` or above ``1 + OUT_OF_RANGE_LIMIT`` is stored raw (lossless)
 OUT_OF_RANGE_LIMIT = 10.0
+#: a chunk none of whose values come within this many training ranges of the training range is
+#: in other units or another variable (Celsius for a Kelvin model): stored raw, with a warning
+RANGE_MARGIN = 0.5
 
 
 class OutOfRangeWarning(UserWarning):
@@ -91,6 +104,16 @@ def _decode_model_bytes(text: str) -> bytes:
         ) from None
 
 
+def _as_shape(values: Any) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"chunk_shape must be a sequence of ints, got {values!r}") from None
+    if any(v < 0 for v in shape):
+        raise ValueError(f"chunk_shape must be non-negative, got {shape}")
+    return shape
+
+
 def _as_coord_list(name: str, values: Any) -> list[float] | None:
     if values is None:
         return None
@@ -116,9 +139,15 @@ class COINppCodec(Codec):
     inner_steps : int
         Gradient steps fitting the latents of each item when encoding.
     lat, lon : sequence of float, optional
-        Spherical models: latitude/longitude (degrees) of the chunk's spatial extent. Without
-        them a global regular grid of the chunk's shape is assumed (latitude cell centres
-        ``-90+d/2 .. 90-d/2``, longitude ``0 .. 360-d``).
+        Spherical models: latitude/longitude (degrees) of the chunk's spatial extent, pinned in the
+        configuration by ``grid_sha256`` (:class:`PinnedGridError` when edited).
+    assume_global_grid : bool
+        Spherical models without lat/lon: encode only with this set, which says every chunk is a
+        global regular grid (latitude cell centres ``-90+d/2 .. 90-d/2`` ascending, longitude
+        ``0 .. 360-d``). Decoding never needs it.
+    chunk_shape, chunk_order : optional
+        The array's chunk shape and memory order, for readers that pass none (Zarr 2): a chunk of
+        another shape raises :class:`CorruptChunkError`; ``for_dataarray(zarr_format=2)`` sets them.
     entropy_coding : bool
         Range-code the symbols with the model's count tables (else store them bit-packed).
     model_sha256 : str, optional
@@ -154,6 +183,9 @@ class COINppCodec(Codec):
         max_abs_error: float | None = None,
         rel_error: float | None = None,
         fill_value: float | None = None,
+        assume_global_grid: bool = False,
+        chunk_shape: Any = None,
+        chunk_order: str | None = None,
     ):
         if isinstance(model, (bytes, bytearray, memoryview)):
             m, data, digest = _modelcache.model_from_bytes(bytes(model), model_sha256)
@@ -195,6 +227,11 @@ class COINppCodec(Codec):
             raise ValueError(f"lat/lon only apply to spherical models; this model is {m.grid_kind}")
         if self.lat is not None and any(abs(v) > 90.0 for v in self.lat):
             raise ValueError("latitudes must lie in [-90, 90]")
+        self.assume_global_grid = bool(assume_global_grid)
+        self.chunk_shape = None if chunk_shape is None else _as_shape(chunk_shape)
+        if chunk_order not in (None, "C", "F"):
+            raise ValueError(f"chunk_order must be 'C', 'F' or None, got {chunk_order!r}")
+        self.chunk_order = chunk_order
         self._model = m
         self._model_bytes = data
         self._sha = digest
@@ -223,8 +260,7 @@ class COINppCodec(Codec):
 
     def settings(self) -> dict[str, Any]:
         """The constructor arguments other than the model (new options only when set)."""
-        extra = {k: getattr(self, k) for k in ("max_abs_error", "rel_error", "fill_value")
-                 if getattr(self, k) is not None}
+        extra = {k: getattr(self, k) for k in _OPTIONAL_SETTINGS if getattr(self, k) not in (None, False)}
         return {
             "bits": self.bits,
             "inner_steps": self.inner_steps,
@@ -234,11 +270,22 @@ class COINppCodec(Codec):
             **extra,
         }
 
+    @property
+    def grid_sha256(self) -> str | None:
+        """SHA-256 of the lat/lon values (:meth:`SphericalGrid.digest`), None without lat/lon."""
+        if self.lat is None:
+            return None
+        from inrcodec.grids import SphericalGrid
+
+        return SphericalGrid(self.lat, self.lon).digest()
+
     def get_config(self) -> dict[str, Any]:
         # the new options appear only when set, so configs of plain codecs stay as before
+        grid = {} if self.lat is None else {"grid_sha256": self.grid_sha256}
         return {
             "id": self.codec_id,
             **self.settings(),
+            **grid,
             "model_sha256": self._sha,
             "model_encoding": MODEL_ENCODING,
             "model": _encode_model_bytes(self._model_bytes),
@@ -264,7 +311,20 @@ class COINppCodec(Codec):
         data = config.pop("model")
         if not isinstance(data, str):
             raise PinnedModelError("the codec configuration's 'model' must be a base64 string")
-        return cls(model=_decode_model_bytes(data), model_sha256=pinned, **config)
+        grid_pin = config.pop("grid_sha256", None)
+        unknown = sorted(set(config) - _config_keys(cls))
+        if unknown:
+            raise ValueError(
+                f"unknown {CODEC_ID} configuration key(s) {unknown}: written by a newer inrcodec, or "
+                "edited; upgrade inrcodec or remove them"
+            )
+        codec = cls(model=_decode_model_bytes(data), model_sha256=pinned, **config)
+        if grid_pin is not None and codec.grid_sha256 != grid_pin:
+            raise PinnedGridError(
+                f"the codec's lat/lon values hash to {codec.grid_sha256} but the configuration pins "
+                f"grid_sha256 {grid_pin}: the store metadata was edited; refusing to decode on another grid"
+            )
+        return codec
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, COINppCodec):
@@ -282,6 +342,9 @@ class COINppCodec(Codec):
             self.max_abs_error,
             self.rel_error,
             self.fill_value,
+            self.assume_global_grid,
+            self.chunk_shape,
+            self.chunk_order,
         )
 
     def __hash__(self) -> int:
@@ -342,6 +405,12 @@ class COINppCodec(Codec):
                 f"the model is {nd}-D ({self._model.grid_kind}); a chunk needs at least {nd} "
                 f"dimensions, got shape {arr.shape}"
             )
+        if self._model.grid_kind == "spherical" and self.lat is None and not self.assume_global_grid:
+            raise ValueError(
+                "this spherical codec has no lat/lon: pass lat=/lon= (the chunk's coordinates, or use "
+                "COINppCodec.for_dataarray), or assume_global_grid=True if every chunk is a global "
+                "regular grid with ascending latitudes"
+            )
         return arr
 
     def chunk_bound(self, valid_values: np.ndarray) -> float | None:
@@ -383,6 +452,9 @@ class COINppCodec(Codec):
         shape = tuple(int(s) for s in arr.shape)
         nd = self._model.spatial_ndim
         spatial = shape[arr.ndim - nd :]
+        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
+        if arr.size == 0:  # nothing to fit: an empty raw chunk (any empty shape round-trips)
+            return self._raw_chunk(arr, common)
         # index (logical) order: items along the leading dims; memory order does not matter here
         items = np.ascontiguousarray(arr).reshape((-1, *spatial))
         nan = np.isnan(items)
@@ -395,23 +467,23 @@ class COINppCodec(Codec):
         missing = nan if fill is None else (nan | fill)
         has_missing = has_nan or fill is not None
         finite = items[~missing] if has_missing else items.ravel()
-        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
         if (
             items.size == 0
+            or arr.size == 0
             or finite.size == 0
             or not bool(np.isfinite(finite).all())
             or bool(finite.min() == finite.max())
         ):
             return self._raw_chunk(arr, common)
         m = self._model
-        lo_n = (float(finite.min()) - m.offset) / m.scale
-        hi_n = (float(finite.max()) - m.offset) / m.scale
-        if lo_n < -OUT_OF_RANGE_LIMIT or hi_n > 1.0 + OUT_OF_RANGE_LIMIT:
+        why = _out_of_range(float(finite.min()), float(finite.max()), m.offset, m.scale)
+        if why:
+            units = (m.description or {}).get("units")
+            expects = f"[{m.offset:g}, {m.offset + m.scale:g}]" + (f" {units}" if units else "")
             warnings.warn(
-                f"chunk values [{float(finite.min()):g}, {float(finite.max()):g}] lie more than "
-                f"{OUT_OF_RANGE_LIMIT:g} training ranges outside the model's training range "
-                f"[{m.offset:g}, {m.offset + m.scale:g}] (wrong units or variable?); the chunk is "
-                "stored raw (lossless) instead",
+                f"chunk values [{float(finite.min()):g}, {float(finite.max()):g}] {why} the model's "
+                f"training range {expects} (wrong units or variable?); the chunk is stored raw "
+                "(lossless) instead",
                 OutOfRangeWarning, stacklevel=2,
             )
             return self._raw_chunk(arr, common)
@@ -478,8 +550,30 @@ class COINppCodec(Codec):
 
     # ------------------------------------------------------------------ decode
     def decode(self, buf, out=None):
-        if isinstance(out, np.ndarray) and out.dtype == object:
-            raise TypeError("COINppCodec cannot decode into an object array")
+        """Decode chunk bytes (numcodecs API). With ``out``, the chunk must fill it exactly; with
+        ``chunk_shape`` configured (Zarr 2 arrays), the chunk must have that shape."""
+        expect_shape = self.chunk_shape
+        expect_dtype = None
+        if out is not None:
+            if not isinstance(out, np.ndarray):
+                out = ensure_ndarray_like(out)
+            if out.dtype.kind != "f" or out.dtype.itemsize not in (4, 8):
+                raise TypeError(f"out= must be a float32 or float64 array, got dtype {out.dtype}")
+            expect_dtype = out.dtype
+        result = self.decode_chunk(buf, shape=expect_shape, dtype=expect_dtype,
+                                   nbytes=None if out is None else out.nbytes)
+        if out is not None:
+            return ndarray_copy(result, out)
+        return result
+
+    def decode_chunk(self, buf, shape=None, dtype=None, nbytes=None) -> np.ndarray:
+        """Decode chunk bytes that must fill an array chunk of ``shape`` / ``dtype`` / ``nbytes``.
+
+        The header is checked against these before anything is allocated; a chunk that does not
+        fit (another array's chunk file, a short chunk in a longer slot) raises
+        :class:`CorruptChunkError`. Readers that know their chunk (the Zarr 3 codec, the HDF5
+        filter) call this.
+        """
         if isinstance(buf, np.ndarray) and buf.dtype == object:
             raise TypeError("COINppCodec decodes chunk bytes, not object arrays")
         hdr, sections = cf.unpack_chunk(ensure_contiguous_ndarray(buf))
@@ -488,27 +582,36 @@ class COINppCodec(Codec):
                 f"chunk was encoded with model sha256 {hdr.model_sha256}, but this codec's model "
                 f"is sha256 {self._sha}; refusing to decode it with a different model"
             )
-        dtype = np.dtype(hdr.dtype)
-        shape = tuple(hdr.shape)
-        order = hdr.order
-        n = math.prod(shape)
+        cdtype = np.dtype(hdr.dtype)
+        cshape = tuple(hdr.shape)
+        n = math.prod(cshape)
+        if shape is not None and cshape != tuple(int(s) for s in shape):
+            raise CorruptChunkError(
+                f"chunk holds shape {cshape} but the array chunk it fills is {tuple(shape)} "
+                "(a chunk file of another array or position?)"
+            )
+        if dtype is not None and cdtype.itemsize != np.dtype(dtype).itemsize:
+            raise CorruptChunkError(f"chunk holds {cdtype} values but the array is {np.dtype(dtype)}")
+        if nbytes is not None and n * cdtype.itemsize != int(nbytes):
+            raise CorruptChunkError(
+                f"chunk decodes to {n * cdtype.itemsize} bytes (shape {cshape}, {cdtype}) but the "
+                f"buffer it fills holds {int(nbytes)}"
+            )
+        if shape is None and nbytes is None and n * cdtype.itemsize > _limits.MAX_UNPINNED_CHUNK_BYTES:
+            raise CorruptChunkError(
+                f"chunk declares {n * cdtype.itemsize} decoded bytes (shape {cshape}); refusing "
+                "without a known chunk shape (pass out= or decode through zarr/HDF5)"
+            )
         if hdr.mode == cf.MODE_RAW:
-            try:
-                raw = zlib.decompress(sections.get("raw_values", b""))
-            except zlib.error as exc:
-                raise CorruptChunkError(f"raw chunk values do not decompress: {exc}") from None
-            if len(raw) != n * dtype.itemsize:
-                raise CorruptChunkError(
-                    f"raw chunk holds {len(raw)} bytes, expected {n * dtype.itemsize} for "
-                    f"shape {shape} dtype {dtype}"
-                )
-            result = np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy(order="A")
+            raw = _limits.inflate(sections.get("raw_values", b""), n * cdtype.itemsize,
+                                  "raw chunk values", CorruptChunkError)
+            result = np.frombuffer(raw, dtype=cdtype).reshape(cshape, order=hdr.order).copy(order="A")
         elif hdr.mode in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED):
-            result = self._decode_modulations(hdr, sections, shape, dtype, order)
+            result = self._decode_modulations(hdr, sections, cshape, cdtype, hdr.order)
         else:  # pragma: no cover - unpack_chunk rejects unknown modes
             raise CorruptChunkError(f"unknown chunk mode {hdr.mode}")
-        if out is not None:
-            return ndarray_copy(result, out)
+        if self.chunk_order is not None and result.ndim > 1:
+            result = np.asfortranarray(result) if self.chunk_order == "F" else np.ascontiguousarray(result)
         return result
 
     def _decode_modulations(self, hdr, sections, shape, dtype, order) -> np.ndarray:
@@ -517,11 +620,45 @@ class COINppCodec(Codec):
             raise CorruptChunkError(f"chunk shape {shape} has fewer than the model's {nd} spatial dims")
         spatial = shape[len(shape) - nd :]
         n_total = math.prod(shape[: len(shape) - nd])
+        # every count is checked against the others and against the bytes present before any
+        # array of that size exists (hostile headers must not cost memory)
+        if min(spatial, default=1) < 1:
+            raise CorruptChunkError(f"chunk shape {shape} has an empty spatial dimension")
+        has_fill = "fill_mask" in sections
+        if hdr.num_items > n_total or (not (hdr.has_nan_mask or has_fill) and hdr.num_items != n_total):
+            raise CorruptChunkError(f"chunk header declares {hdr.num_items} items for shape {shape}")
+        if self._model.grid_kind == "spherical":  # the grid is built (lat/lon values) before patching
+            if self.lat is not None and tuple(spatial) != (len(self.lat), len(self.lon)):
+                raise CorruptChunkError(
+                    f"chunk's spatial shape {spatial} is not the codec's lat[{len(self.lat)}] x lon[{len(self.lon)}]"
+                )
+            if max(spatial) > _limits.MAX_GRID_SIDE:
+                raise CorruptChunkError(f"chunk's spatial shape {spatial} exceeds {_limits.MAX_GRID_SIDE} points per side")
+        # the patch count without building the partition (one entry per patch)
+        expect_patches = _limits.num_patches(spatial, self._model.patch_points(self._grid(spatial)))
+        if (hdr.num_patches, hdr.latent_dim) != (expect_patches, self._model.latent_dim):
+            raise CorruptChunkError(
+                f"chunk header (patches, latent_dim)=({hdr.num_patches}, {hdr.latent_dim}) does not "
+                f"match this chunk and model: ({expect_patches}, {self._model.latent_dim})"
+            )
+        if hdr.quantizer_id != 1:
+            raise CorruptChunkError(f"unknown quantizer_id {hdr.quantizer_id}")
+        if not 1 <= hdr.bits <= 16:
+            raise CorruptChunkError(f"chunk header declares bits={hdr.bits} (1..16 allowed)")
+        tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
+        payload = sections.get("latents", b"")
+        n_sym = hdr.num_items * hdr.num_patches
+        if hdr.entropy_id in tables and len(payload) < _limits.min_coded_bytes(
+                tables[hdr.entropy_id], n_sym, hdr.latent_dim):
+            raise CorruptChunkError(
+                f"latents section of {len(payload)} bytes is too short for the "
+                f"{n_sym * hdr.latent_dim} symbols the header declares"
+            )
         nan = None
         if hdr.has_nan_mask:
             nan = _unpack_mask(sections["nan_mask"], "NaN mask", (n_total, *spatial))
         fill = fill_value = None
-        if "fill_mask" in sections:
+        if has_fill:
             blob = sections["fill_mask"]
             if len(blob) < 8:
                 raise CorruptChunkError("fill_mask section is shorter than its 8-byte fill value")
@@ -541,8 +678,6 @@ class COINppCodec(Codec):
                 f"chunk header (items, patches, latent_dim, patch_shape)={got} does not match "
                 f"this chunk and model: {expect}"
             )
-        if hdr.quantizer_id != 1:
-            raise CorruptChunkError(f"unknown quantizer_id {hdr.quantizer_id}")
         tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
         try:
             symbols = entropy.decode_symbols(
@@ -585,6 +720,7 @@ class COINppCodec(Codec):
         max_abs_error: float | None = None,
         rel_error: float | None = None,
         fill_value: float | None = None,
+        assume_global_grid: bool = False,
     ) -> dict[str, Any]:
         """The ``encoding`` entry for ``da`` in ``ds.to_zarr(store, encoding={name: ...})``.
 
@@ -602,7 +738,7 @@ class COINppCodec(Codec):
         return _encoding_for(
             cls, da, model, bits=bits, inner_steps=inner_steps, zarr_format=zarr_format,
             chunks=chunks, entropy_coding=entropy_coding, max_abs_error=max_abs_error,
-            rel_error=rel_error, fill_value=fill_value,
+            rel_error=rel_error, fill_value=fill_value, assume_global_grid=assume_global_grid,
         )
 
 
@@ -634,7 +770,7 @@ def _uniform_chunks(da, chunks) -> tuple[int, ...]:
 
 
 def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, entropy_coding,
-                  max_abs_error=None, rel_error=None, fill_value=None):
+                  max_abs_error=None, rel_error=None, fill_value=None, assume_global_grid=False):
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if da.dtype not in _SUPPORTED_DTYPES:
@@ -672,14 +808,44 @@ def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, ent
                     f"coordinate {dlat!r} has values outside [-90, 90]: the last two dims of "
                     f"{da.name!r} must be latitude, longitude (in that order, degrees)"
                 )
+        elif not assume_global_grid:
+            raise ValueError(
+                f"{da.name!r} has no {dlat!r}/{dlon!r} coordinates for this spherical model; add them, "
+                "or pass assume_global_grid=True if it is a global regular grid with ascending latitudes"
+            )
+    # Zarr 2 hands the codec no chunk shape: pin it in the config, so a chunk file of another
+    # array is refused instead of reshaped (Zarr 3 and HDF5 pass the shape to decode_chunk)
+    pin = dict(chunk_shape=chunk_shape, chunk_order="C") if zarr_format == 2 else {}
     codec = cls(model, bits=bits, inner_steps=inner_steps, lat=lat, lon=lon, entropy_coding=entropy_coding,
-                max_abs_error=max_abs_error, rel_error=rel_error, fill_value=fill_value)
+                max_abs_error=max_abs_error, rel_error=rel_error, fill_value=fill_value,
+                assume_global_grid=assume_global_grid, **pin)
     if zarr_format == 2:
         return {"compressors": [codec], "filters": None, "chunks": chunk_shape}
     from inrcodec.zarr3 import COINppZarr3Codec
 
     return {"serializer": COINppZarr3Codec(codec=codec), "compressors": None, "filters": None,
             "chunks": chunk_shape}
+
+
+def _config_keys(cls) -> set[str]:
+    """The configuration keys ``from_config`` accepts: the constructor's settings."""
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "model", "model_sha256"}
+
+
+def _out_of_range(lo: float, hi: float, offset: float, scale: float) -> str:
+    """Why a chunk with values in [lo, hi] cannot be a field the model was trained on ('' if it can).
+
+    Data in other units (Celsius for a Kelvin model, hPa for Pa) lies beside the training range:
+    a chunk none of whose values come within ``RANGE_MARGIN`` training ranges of it is refused.
+    """
+    lo_n, hi_n = (lo - offset) / scale, (hi - offset) / scale
+    if lo_n < -OUT_OF_RANGE_LIMIT or hi_n > 1.0 + OUT_OF_RANGE_LIMIT:
+        return f"lie more than {OUT_OF_RANGE_LIMIT:g} training ranges outside"
+    if hi_n < -RANGE_MARGIN or lo_n > 1.0 + RANGE_MARGIN:
+        return f"do not come within {RANGE_MARGIN:g} training ranges of"
+    return ""
 
 
 def _rebuild_codec(sha: str, data: bytes, settings: dict[str, Any]) -> COINppCodec:
@@ -689,11 +855,6 @@ def _rebuild_codec(sha: str, data: bytes, settings: dict[str, Any]) -> COINppCod
 
 def _unpack_mask(blob: bytes, what: str, shape: tuple[int, ...]) -> np.ndarray:
     """A zlib-compressed, bit-packed boolean mask section of ``shape``; CorruptChunkError if not."""
-    try:
-        packed = np.frombuffer(zlib.decompress(blob), dtype=np.uint8)
-    except zlib.error as exc:
-        raise CorruptChunkError(f"{what} does not decompress: {exc}") from None
     count = math.prod(shape)
-    if packed.size != (count + 7) // 8:
-        raise CorruptChunkError(f"{what} holds {packed.size} bytes, expected {(count + 7) // 8}")
+    packed = np.frombuffer(_limits.inflate(blob, (count + 7) // 8, what, CorruptChunkError), dtype=np.uint8)
     return np.unpackbits(packed, count=count).astype(bool).reshape(shape)

@@ -103,10 +103,15 @@ def _grid_id(lat, lon) -> str:
 
 
 def filter_options(model: Any, bits: int = 6, inner_steps: int = 10, lat=None, lon=None,
-                   entropy_coding: bool = True) -> tuple[int, ...]:
-    """The filter's ``cd_values`` for ``model`` (and puts model and grid in this process's cache)."""
+                   entropy_coding: bool = True, assume_global_grid: bool = False) -> tuple[int, ...]:
+    """The filter's ``cd_values`` for ``model`` (and puts model and grid in this process's cache).
+
+    Spherical models need ``lat``/``lon``, or ``assume_global_grid=True`` for global regular grids."""
     codec = COINppCodec(model, bits=bits, inner_steps=inner_steps, lat=lat, lon=lon,
-                        entropy_coding=entropy_coding)
+                        entropy_coding=entropy_coding, assume_global_grid=assume_global_grid)
+    if codec.model.grid_kind == "spherical" and codec.lat is None and not assume_global_grid:
+        raise ValueError("a spherical model needs lat=/lon= (the dataset's coordinates), or "
+                         "assume_global_grid=True for a global regular grid with ascending latitudes")
     flags = (1 if codec.entropy_coding else 0) | (2 if codec.lat is not None else 0)
     words = [_VERSION | (flags << 8), codec.bits | (codec.inner_steps << 8)]
     words += list(struct.unpack(">4I", bytes.fromhex(codec.model_sha256)[:16]))
@@ -143,47 +148,84 @@ _codecs_lock = threading.Lock()
 last_error: str | None = None  # the last failure inside the filter (HDF5 only sees "filter failed")
 
 
-def _from_open_files(name_prefix: str):
-    """``(name, data)`` of the first ``/_inrcodec_models/<name_prefix>...`` in the HDF5 files open here."""
+def _open_files():
+    """An h5py File for every HDF5 file open in this process, also those whose File object is gone
+    (``h5py.File(p)["t2m"][...]``: only the dataset id keeps the file open)."""
     try:
         import h5py
     except ImportError:  # pragma: no cover
-        return None
-    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        return
+    seen = set()
+    for oid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_ALL):
         try:
-            g = h5py.File(fid).get(MODELS_GROUP)
-            for name in g if g is not None else ():
-                if name.startswith(name_prefix):
-                    return name, g[name][()]
+            fid = oid if isinstance(oid, h5py.h5f.FileID) else h5py.h5i.get_file_id(oid)
+            key = fid.fileno
+            if key in seen:
+                continue
+            seen.add(key)
+            yield h5py.File(fid)
+        except Exception:  # noqa: BLE001 - an id we cannot follow is not the one
+            continue
+
+
+def _from_open_files(name: str, valid):
+    """The first ``/_inrcodec_models/<name>`` in the open HDF5 files whose content ``valid(name, data)``
+    accepts (returns the parsed value or None). Names are only hints: content decides."""
+    for f in _open_files():
+        try:
+            g = f.get(MODELS_GROUP)
+            for entry in g if g is not None else ():
+                if entry.startswith(name):
+                    value = valid(entry, g[entry][()])
+                    if value is not None:
+                        return value
         except Exception:  # noqa: BLE001 - a file we cannot read is not the one
             continue
     return None
+
+
+def _model_if_valid(name: str, data):
+    try:
+        return _modelcache.model_from_bytes(np.asarray(data).tobytes(), name)[0], name
+    except ValueError:  # bytes that do not hash to their name: not this model
+        return None
+
+
+def _grid_values(data) -> tuple[list[float], list[float]] | None:
+    v = np.asarray(data, dtype="<f8").ravel()
+    if v.size < 2 or not (v[0] >= 1 and v[1] >= 1 and v.size == 2 + int(v[0]) + int(v[1])):
+        return None
+    nlat = int(v[0])
+    return list(v[2 : 2 + nlat]), list(v[2 + nlat :])
+
+
+def _grid_if_valid(name: str, data):
+    g = _grid_values(data)
+    # a grid is keyed by its content: a dataset named grid_<id> holding other values is ignored
+    return g if g is not None and "grid_" + _grid_id(*g) == name else None
 
 
 def _find_model(prefix: str):
     cached = _modelcache.cached_model(prefix)
     if cached is not None:
         return cached
-    hit = _from_open_files(prefix)
+    hit = _from_open_files(prefix, _model_if_valid)
     if hit is None:
         raise LookupError(
             f"COIN++ model sha256 {prefix}... is neither loaded in this process nor stored in an open "
             f"file as /{MODELS_GROUP}/<sha256>; call inrcodec.hdf5.load_models(path) or "
             "COINppCodec(model_file) first"
         )
-    name, data = hit
-    return _modelcache.model_from_bytes(data.tobytes(), name)[0], name
+    return hit
 
 
 def _find_grid(gid: str):
     g = _grids.get(gid)
     if g is None:
-        hit = _from_open_files("grid_" + gid)
+        hit = _from_open_files("grid_" + gid, _grid_if_valid)
         if hit is None:
             raise LookupError(f"lat/lon grid {gid} is not stored in an open file as /{MODELS_GROUP}/grid_{gid}")
-        v = np.asarray(hit[1], dtype="<f8")
-        nlat = int(v[0])
-        g = _grids.setdefault(gid, (list(v[2 : 2 + nlat]), list(v[2 + nlat :])))
+        g = _grids.setdefault(gid, hit)
     return g
 
 
@@ -195,7 +237,8 @@ def _codec_for(cd: list[int]) -> tuple[COINppCodec, int, tuple[int, ...]]:
         model, sha = _find_model(prefix)
         if gid is not None:
             settings["lat"], settings["lon"] = _find_grid(gid)
-        codec = COINppCodec(model, model_sha256=sha, **settings)
+        # without lat/lon the global-grid choice was made explicitly in filter_options
+        codec = COINppCodec(model, model_sha256=sha, assume_global_grid=gid is None, **settings)
         with _codecs_lock:
             codec = _codecs.setdefault(key, codec)
     return codec, itemsize, dims
@@ -267,10 +310,13 @@ class _Lib:
             cd = [cd_values[i] for i in range(cd_nelmts)]
             codec, itemsize, dims = _codec_for(cd)
             src = ctypes.string_at(buf[0], nbytes)
+            dtype = np.dtype(f"<f{itemsize}") if sys.byteorder == "little" else np.dtype(f">f{itemsize}")
             if flags & _FLAG_REVERSE:
-                out = np.ascontiguousarray(codec.decode(np.frombuffer(src, dtype=np.uint8))).tobytes()
+                # HDF5 copies exactly prod(dims) * itemsize bytes out of what we return: a chunk of
+                # another shape must be refused here, else HDF5 reads past our buffer
+                y = codec.decode_chunk(np.frombuffer(src, dtype=np.uint8), shape=dims, dtype=dtype)
+                out = np.ascontiguousarray(y, dtype=dtype).tobytes()
             else:
-                dtype = np.dtype(f"<f{itemsize}") if sys.byteorder == "little" else np.dtype(f">f{itemsize}")
                 arr = np.frombuffer(src, dtype=dtype).reshape(dims)
                 out = codec.encode(arr)
             p = self.lib.H5allocate_memory(len(out), False)
@@ -344,10 +390,11 @@ def is_registered() -> bool:
 
 # -------------------------------------------------------------------------------- helpers
 def h5py_kwargs(model: Any, bits: int = 6, inner_steps: int = 10, lat=None, lon=None,
-                entropy_coding: bool = True) -> dict[str, Any]:
+                entropy_coding: bool = True, assume_global_grid: bool = False) -> dict[str, Any]:
     """``create_dataset(..., **h5py_kwargs(model, ...))``: ``compression`` and ``compression_opts``."""
     return {"compression": FILTER_ID,
-            "compression_opts": filter_options(model, bits, inner_steps, lat, lon, entropy_coding)}
+            "compression_opts": filter_options(model, bits, inner_steps, lat, lon, entropy_coding,
+                                               assume_global_grid)}
 
 
 def xarray_encoding(da, model: Any, bits: int = 6, inner_steps: int = 10, chunks=None,
@@ -361,7 +408,8 @@ def xarray_encoding(da, model: Any, bits: int = 6, inner_steps: int = 10, chunks
     enc = COINppCodec.for_dataarray(da, model=model, bits=bits, inner_steps=inner_steps, zarr_format=2,
                                     chunks=chunks, entropy_coding=entropy_coding)
     codec = enc["compressors"][0]
-    opts = filter_options(codec.model, codec.bits, codec.inner_steps, codec.lat, codec.lon, codec.entropy_coding)
+    opts = filter_options(codec.model, codec.bits, codec.inner_steps, codec.lat, codec.lon, codec.entropy_coding,
+                          codec.assume_global_grid)
     return {"compression": FILTER_ID, "compression_opts": opts, "chunksizes": tuple(enc["chunks"]),
             "_FillValue": np.nan if da.dtype.kind == "f" else None}
 
@@ -387,6 +435,7 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
     if sha not in g:
         d = g.create_dataset(sha, data=np.frombuffer(data, dtype=np.uint8))
         d.attrs["description"] = "inrcodec CoinModel (safetensors bytes) used by HDF5 filter %d" % FILTER_ID
+    _label_filtered_datasets(h5.file)
     if lat is not None:
         lat = [float(v) for v in np.asarray(lat, dtype="f8")]
         lon = [float(v) for v in np.asarray(lon, dtype="f8")]
@@ -395,6 +444,26 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
         if "grid_" + gid not in g:
             g.create_dataset("grid_" + gid, data=np.asarray([len(lat), len(lon)] + lat + lon, dtype="<f8"))
     return sha
+
+
+READ_HINT = (f"compressed with the inrcodec.coinpp HDF5 filter (id {FILTER_ID}): to read it, "
+             "pip install inrcodec and import inrcodec.hdf5 first")
+
+
+def _label_filtered_datasets(f) -> None:
+    """Put :data:`READ_HINT` on every dataset of ``f`` that uses the filter: a reader without inrcodec
+    only gets HDF5's complaint about its plugin directory, but the attribute names what is needed."""
+    import h5py
+
+    def visit(name, obj):
+        if not isinstance(obj, h5py.Dataset):
+            return
+        dcpl = obj.id.get_create_plist()
+        if any(dcpl.get_filter(i)[0] == FILTER_ID for i in range(dcpl.get_nfilters())):
+            if obj.attrs.get("inrcodec") != READ_HINT:
+                obj.attrs["inrcodec"] = READ_HINT
+
+    f.visititems(visit)
 
 
 def load_models(h5) -> list[str]:
@@ -409,9 +478,10 @@ def load_models(h5) -> list[str]:
     out = []
     for name, d in (g.items() if g is not None else ()):
         if name.startswith("grid_"):
-            v = np.asarray(d[()], dtype="<f8")
-            nlat = int(v[0])
-            _grids.setdefault(name[5:], (list(v[2 : 2 + nlat]), list(v[2 + nlat :])))
+            g = _grid_if_valid(name, d[()])
+            if g is None:
+                raise ValueError(f"{h5.file.filename}: /{MODELS_GROUP}/{name} does not hold the grid its name hashes")
+            _grids.setdefault(name[5:], g)
         else:
             out.append(_modelcache.model_from_bytes(d[()].tobytes(), name)[2])
     return out

@@ -8,6 +8,7 @@ Loading never unpickles.
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import cached_property
 from pathlib import Path
 
@@ -22,11 +23,49 @@ from .network import ModulatedSiren
 MODEL_FILENAME = "model.safetensors"
 FORMAT = "inrcodec.model/1"
 GRID_KINDS = ("cartesian", "spherical")
-CODING_BITS = tuple(range(1, 9))  # entropy tables are counted for these bit widths
+CODING_BITS = tuple(range(1, 9))
+MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare  # entropy tables are counted for these bit widths
 
 
 class ModelFileError(ValueError):
     """A model file that cannot be read: wrong format, truncated, or a hash mismatch."""
+
+
+def _network_for(net_cfg, state: dict) -> ModulatedSiren:
+    """The network the metadata describes, checked against the tensors actually in the file first.
+
+    The architecture is built on torch's ``meta`` device (no memory) and its parameter shapes are
+    compared with the stored tensors, so a metadata edit claiming a huge network is refused
+    before anything of that size is allocated.
+    """
+    if not isinstance(net_cfg, dict):
+        raise ModelFileError("malformed model metadata: 'network' must be an object")
+    for key in ("dim_in", "dim_out", "width", "depth", "latent_dim"):
+        v = net_cfg.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 20:
+            raise ModelFileError(f"malformed model metadata: network {key}={v!r} is not a positive int")
+    # each layer is at least one stored tensor and each unit at least one stored number: bounds the
+    # (cheap, but not free) meta construction by what the file actually holds
+    stored = sum(int(v.numel()) for v in state.values())
+    if net_cfg["depth"] > len(state) or max(net_cfg["width"], net_cfg["latent_dim"]) > stored:
+        raise ModelFileError(
+            f"model metadata describes depth {net_cfg['depth']}, width {net_cfg['width']} but the file "
+            f"holds {len(state)} network tensors with {stored} numbers"
+        )
+    try:
+        with torch.device("meta"):
+            meta = ModulatedSiren(**net_cfg)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"malformed model metadata: network {exc}") from None
+    want = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if want != have:
+        bad = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))[:3]
+        raise ModelFileError(
+            f"model metadata describes a network whose tensors {bad} do not match the tensors stored "
+            f"in the file ({[have.get(k) for k in bad]} stored, {[want.get(k) for k in bad]} described)"
+        )
+    return ModulatedSiren(**net_cfg)
 
 
 class CoinModel:
@@ -322,8 +361,6 @@ class CoinModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, expected_sha256: str | None = None) -> "CoinModel":
-        from .entropy import CategoricalEntropyModel
-
         data = bytes(data)
         actual = hashlib.sha256(data).hexdigest()
         if expected_sha256 is not None and actual != expected_sha256:
@@ -332,14 +369,33 @@ class CoinModel:
             arrays, cfg = tensorfile.loads(data)
         except tensorfile.TensorFileError as exc:
             raise ModelFileError(f"not an inrcodec model file: {exc}") from None
-        if cfg.get("format") != FORMAT:
-            raise ModelFileError(f"not an inrcodec model file (format {cfg.get('format')!r}, expected {FORMAT!r})")
-        network = ModulatedSiren(**cfg["network"])
+        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+            fmt = cfg.get("format") if isinstance(cfg, dict) else None
+            raise ModelFileError(f"not an inrcodec model file (format {fmt!r}, expected {FORMAT!r})")
         state = {k[len("network/") :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("network/")}
+        network = _network_for(cfg.get("network"), state)
         try:
             network.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelFileError(f"model weights do not match its architecture: {exc}") from None
+        try:
+            return cls._from_parts(network, cfg, arrays, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ModelFileError):
+                raise
+            raise ModelFileError(f"malformed model metadata: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_parts(cls, network, cfg: dict, arrays: dict, data: bytes) -> "CoinModel":
+        from .entropy import CategoricalEntropyModel
+
+        patch = cfg["patch_shape"]
+        if patch is not None:  # the patch grid is allocated whole when coding: bound it
+            if not isinstance(patch, list) or not all(isinstance(p, int) and 1 <= p <= MAX_PATCH_SIDE for p in patch) \
+                    or math.prod(patch) > MAX_PATCH_POINTS:
+                raise ModelFileError(f"malformed model metadata: patch_shape {patch!r} (each side 1..{MAX_PATCH_SIDE}, "
+                                     f"at most {MAX_PATCH_POINTS} points)")
+
         coding = None
         if cfg.get("coding"):
             tables = {}

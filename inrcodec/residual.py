@@ -53,6 +53,8 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
+from inrcodec._limits import inflate
+
 __all__ = [
     "MARGIN",
     "ResidualError",
@@ -192,12 +194,7 @@ def _unpack_i64(data: bytes, n: int, what: str) -> np.ndarray:
         if data:
             raise ResidualError(f"{what}: {len(data)} bytes for 0 entries")
         return np.zeros(0, dtype=np.int64)
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error as exc:
-        raise ResidualError(f"{what} does not decompress: {exc}") from None
-    if len(raw) != 8 * n:
-        raise ResidualError(f"{what}: {len(raw)} bytes, expected {8 * n}")
+    raw = inflate(data, 8 * n, what, ResidualError)
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 
 
@@ -228,12 +225,7 @@ def _decode_codes(coder: int, params: bytes, stream: bytes, escapes: bytes, n: i
         lo, m = struct.unpack("<qI", params[:12])
         if not 1 <= m <= MAX_BINS:
             raise ResidualError(f"histogram with {m} bins (1..{MAX_BINS} allowed)")
-        try:
-            raw = zlib.decompress(params[12:])
-        except zlib.error as exc:
-            raise ResidualError(f"histogram counts do not decompress: {exc}") from None
-        if len(raw) != 4 * (m + 1):
-            raise ResidualError(f"histogram counts hold {len(raw)} bytes, expected {4 * (m + 1)}")
+        raw = inflate(params[12:], 4 * (m + 1), "histogram counts", ResidualError)
         counts = np.frombuffer(raw, dtype="<u4").astype(np.int64)
         idx = _range_decode(stream, _hist_probs(counts), n)
         esc_sym, base = m, lo
@@ -351,12 +343,7 @@ def decode_residual(payload: bytes, recon: np.ndarray, dtype) -> np.ndarray:
     q = d if predictor == PREDICTOR_NONE else _unlorenzo(d)
     out = apply(recon, q, step, dtype)
     if n_exc:
-        try:
-            raw = zlib.decompress(exceptions)
-        except zlib.error as exc:
-            raise ResidualError(f"exceptions do not decompress: {exc}") from None
-        if len(raw) != n_exc * (8 + dtype.itemsize):
-            raise ResidualError(f"exceptions hold {len(raw)} bytes, expected {n_exc * (8 + dtype.itemsize)}")
+        raw = inflate(exceptions, n_exc * (8 + dtype.itemsize), "exceptions", ResidualError)
         idx = np.cumsum(np.frombuffer(raw[: 8 * n_exc], dtype="<u8").astype(np.uint64))
         if idx.size and int(idx[-1]) >= out.size:
             raise ResidualError("exception index out of range")

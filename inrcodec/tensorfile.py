@@ -9,6 +9,7 @@ surprises): a model's SHA-256 is the hash of exactly these bytes, on every machi
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -66,18 +67,22 @@ def loads(data: bytes) -> tuple[dict[str, np.ndarray], dict]:
         header = json.loads(data[8 : 8 + n].decode())
         meta = header.pop("__metadata__", None) or {}
         metadata = json.loads(meta["json"]) if "json" in meta else {}
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
         raise TensorFileError(f"tensor file header is not valid JSON: {exc}") from None
     body = memoryview(data)[8 + n :]
     arrays = {}
+    if not isinstance(header, dict) or not isinstance(metadata, dict):
+        raise TensorFileError("tensor file header must be a JSON object")
     for name, spec in header.items():
         try:
             dt = _DTYPES[spec["dtype"]]
             shape = tuple(int(s) for s in spec["shape"])
             start, stop = (int(o) for o in spec["data_offsets"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise TensorFileError(f"tensor {name!r}: malformed header entry") from None
-        count = int(np.prod(shape, dtype=np.int64))
+        if any(d < 0 for d in shape):
+            raise TensorFileError(f"tensor {name!r}: negative dimension in shape {shape}")
+        count = math.prod(shape)  # exact (numpy's int64 product wraps for hostile shapes)
         if not (0 <= start <= stop <= len(body)) or stop - start != count * dt.itemsize:
             raise TensorFileError(f"tensor {name!r}: data offsets {start}..{stop} are inconsistent")
         arrays[name] = np.frombuffer(body[start:stop], dtype=dt).reshape(shape).copy()

@@ -12,6 +12,7 @@ process without importing ``inrcodec`` first.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,15 @@ if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer, NDBuffer
 
-__all__ = ["COINppZarr3Codec"]
+__all__ = ["COINppZarr3Codec", "IncompleteStoreWarning"]
+
+#: configuration key that ``inrcodec compress`` sets while a store is unfinished
+INCOMPLETE_KEY = "store_incomplete"
+
+
+class IncompleteStoreWarning(UserWarning):
+    """The array belongs to a store whose ``inrcodec compress`` run did not finish: the regions it
+    never wrote read as NaN. ``inrcodec info STORE`` says which command resumes it."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,14 @@ class COINppZarr3Codec(ArrayBytesCodec):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         _, configuration = parse_named_configuration(data, CODEC_ID, require_configuration=True)
-        return cls(codec=COINppCodec.from_config(dict(configuration)))
+        configuration = dict(configuration)
+        if configuration.pop(INCOMPLETE_KEY, False):
+            warnings.warn(
+                "this inrcodec store is incomplete (its compress run was interrupted): unwritten "
+                "regions read as NaN; run `inrcodec info STORE` for the command that resumes it",
+                IncompleteStoreWarning, stacklevel=2,
+            )
+        return cls(codec=COINppCodec.from_config(configuration))
 
     def to_dict(self) -> dict[str, Any]:
         config = self.codec.get_config()
@@ -103,14 +119,9 @@ class COINppZarr3Codec(ArrayBytesCodec):
         return chunk_spec.prototype.buffer.from_bytes(self.codec.encode(arr))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        arr = self.codec.decode(chunk_bytes.as_numpy_array())
-        if tuple(arr.shape) != tuple(chunk_spec.shape):
-            from inrcodec.codec import CorruptChunkError
-
-            raise CorruptChunkError(
-                f"chunk decodes to shape {arr.shape}, but the array's chunks are {chunk_spec.shape}"
-            )
         want = chunk_spec.dtype.to_native_dtype()
+        # the header is checked against the chunk it fills before anything is allocated
+        arr = self.codec.decode_chunk(chunk_bytes.as_numpy_array(), shape=chunk_spec.shape, dtype=want)
         if arr.dtype != want:
             arr = arr.astype(want)
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(arr)

@@ -20,7 +20,7 @@ from inrcodec.codec import COINppCodec, CorruptChunkError, PinnedModelError
 
 @pytest.fixture(scope="module")
 def codec(tiny_model):
-    return COINppCodec(tiny_model, bits=6, inner_steps=3)
+    return COINppCodec(tiny_model, assume_global_grid=True, bits=6, inner_steps=3)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_get_codec_round_trip_and_equality(codec, tiny_model):
     assert isinstance(again, COINppCodec)
     assert again == codec and hash(again) == hash(codec)
     assert again.get_config() == codec.get_config()
-    assert COINppCodec(tiny_model, bits=5, inner_steps=3) != codec
+    assert COINppCodec(tiny_model, assume_global_grid=True, bits=5, inner_steps=3) != codec
 
 
 def test_repr(codec, tiny_model):
@@ -95,7 +95,7 @@ def test_garbled_inline_model_is_refused(codec):
 
 
 def test_chunk_from_other_model_is_refused(codec, other_model, field, tiny_model):
-    chunk = COINppCodec(other_model, inner_steps=3).encode(field)
+    chunk = COINppCodec(other_model, assume_global_grid=True, inner_steps=3).encode(field)
     with pytest.raises(CorruptChunkError) as exc:
         codec.decode(chunk)
     assert other_model.sha256 in str(exc.value) and tiny_model.sha256 in str(exc.value)
@@ -184,17 +184,17 @@ def test_decode_into_out(codec, field):
 
 
 def test_entropy_coding_off(tiny_model, field):
-    plain = COINppCodec(tiny_model, inner_steps=3, entropy_coding=False)
+    plain = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3, entropy_coding=False)
     enc = plain.encode(field)
     assert unpack_chunk(enc)[0].entropy_id == 0
-    coded = COINppCodec(tiny_model, inner_steps=3).encode(field)
-    np.testing.assert_array_equal(plain.decode(enc), COINppCodec(tiny_model, inner_steps=3).decode(coded))
+    coded = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3).encode(field)
+    np.testing.assert_array_equal(plain.decode(enc), COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3).decode(coded))
 
 
 def test_explicit_lat_lon(tiny_model, field):
     lat, lon = global_lat_lon()
-    explicit = COINppCodec(tiny_model, inner_steps=3, lat=lat, lon=lon)
-    default = COINppCodec(tiny_model, inner_steps=3)
+    explicit = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3, lat=lat, lon=lon)
+    default = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3)
     assert explicit.encode(field) == default.encode(field)  # the default is that same global grid
     with pytest.raises(ValueError, match="chunk only along the leading"):
         explicit.encode(field[:, :4])
@@ -262,7 +262,7 @@ def test_codec_pickles_with_all_settings_and_decodes_the_same(tiny_model):
 
     from inrcodec.codec import COINppCodec as Codec
 
-    codec = Codec(tiny_model, bits=5, inner_steps=2, max_abs_error=0.5, fill_value=-9999.0)
+    codec = Codec(tiny_model, bits=5, inner_steps=2, max_abs_error=0.5, fill_value=-9999.0, assume_global_grid=True)
     clone = pickle.loads(pickle.dumps(codec))
     assert clone == codec and clone.get_config() == codec.get_config()
     data = smooth_field(2).astype("float32")

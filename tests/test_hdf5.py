@@ -33,7 +33,7 @@ def test_h5py_roundtrip_and_fresh_process(tmp_path, tiny_model, tas):
         f.create_dataset("t2m", data=x, chunks=(2, 96, 192),
                          **ih5.h5py_kwargs(tiny_model, bits=6, inner_steps=2, lat=tas.lat.values, lon=tas.lon.values))
         f.create_dataset("t2m_64", data=x.astype("f8"), chunks=(1, 96, 192),
-                         **ih5.h5py_kwargs(tiny_model, bits=4, inner_steps=2))
+                         **ih5.h5py_kwargs(tiny_model, bits=4, inner_steps=2, assume_global_grid=True))
     with h5py.File(path) as f:
         y, y64 = f["t2m"][...], f["t2m_64"][...]
         stored = f["t2m"].id.get_storage_size()
@@ -60,7 +60,7 @@ def test_h5py_roundtrip_and_fresh_process(tmp_path, tiny_model, tas):
 def test_reader_without_the_filter_gets_an_error_naming_it(tmp_path, tiny_model, tas):
     path = tmp_path / "t.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("t2m", data=tas.values, chunks=(2, 96, 192), **ih5.h5py_kwargs(tiny_model, inner_steps=1))
+        f.create_dataset("t2m", data=tas.values, chunks=(2, 96, 192), **ih5.h5py_kwargs(tiny_model, inner_steps=1, assume_global_grid=True))
     r = _run(f"""
         import h5py
         h5py._errors.unsilence_errors()  # print HDF5's error stack

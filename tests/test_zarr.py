@@ -23,7 +23,7 @@ from inrcodec.zarr3 import COINppZarr3Codec
 
 @pytest.fixture(scope="module")
 def codec(tiny_model):
-    return COINppCodec(tiny_model, bits=6, inner_steps=3)
+    return COINppCodec(tiny_model, assume_global_grid=True, bits=6, inner_steps=3)
 
 
 def _dataset(nt: int = 5, dtype: str = "f4") -> xr.Dataset:
@@ -79,7 +79,7 @@ def test_zarr3_serializer_edge_chunks(tmp_path, codec, order):
 
 def test_zarr3_rejects_bad_dtype_and_chunking(tmp_path, tiny_model):
     lat, lon = global_lat_lon()
-    ser = COINppZarr3Codec(model=tiny_model, lat=lat, lon=lon)
+    ser = COINppZarr3Codec(model=tiny_model, assume_global_grid=True, lat=lat, lon=lon)
     with pytest.raises(TypeError, match="float32/float64"):
         zarr.create_array(store=tmp_path / "i.zarr", shape=(2, NLAT, NLON), dtype="i4", serializer=ser, compressors=None)
     with pytest.raises(ValueError, match="leading"):
@@ -197,9 +197,9 @@ def test_tampered_store_metadata_detected(tmp_path, tiny_model, zarr_format, wha
 def test_chunk_of_other_model_in_store_refused(tmp_path, tiny_model, other_model):
     x = smooth_field(2).astype("f4")
     z = zarr.create_array(store=tmp_path / "m.zarr", shape=x.shape, chunks=x.shape, dtype="f4",
-                          serializer=COINppZarr3Codec(model=tiny_model, inner_steps=3), compressors=None)
+                          serializer=COINppZarr3Codec(model=tiny_model, assume_global_grid=True, inner_steps=3), compressors=None)
     z[:] = x
-    foreign = COINppCodec(other_model, inner_steps=3).encode(x)
+    foreign = COINppCodec(other_model, assume_global_grid=True, inner_steps=3).encode(x)
     (tmp_path / "m.zarr" / "c" / "0" / "0" / "0").write_bytes(foreign)
     with pytest.raises(CorruptChunkError) as exc:
         zarr.open_array(tmp_path / "m.zarr", mode="r")[:]

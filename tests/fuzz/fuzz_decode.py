@@ -1,0 +1,148 @@
+"""Bounded fuzz run (tests/test_reliability.py runs it in a subprocess to measure its peak RSS).
+
+Mutates valid chunks (random bytes with the CRC fixed, and random header fields / sections
+repacked with a valid CRC) and model metadata; every decode must return the chunk's shape or
+raise the documented error. Prints one JSON line: counts, failures, RSS growth.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import struct
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import build_spherical_model, global_lat_lon, smooth_field  # noqa: E402
+
+from inrcodec import chunkformat as cf  # noqa: E402
+from inrcodec import tensorfile  # noqa: E402
+from inrcodec.codec import COINppCodec, CorruptChunkError  # noqa: E402
+from inrcodec.model import CoinModel, ModelFileError  # noqa: E402
+
+SHAPE = (2, 8, 16)
+
+
+def fix_crc(b: bytearray) -> bytes:
+    b[8:16] = struct.pack("<Q", len(b)) if len(b) >= 16 else b[8:16]
+    b[-4:] = struct.pack("<I", zlib.crc32(bytes(b[:-4])) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+def byte_mutant(rng, chunk: bytes) -> bytes:
+    b = bytearray(chunk)
+    for _ in range(int(rng.integers(1, 6))):
+        i = int(rng.integers(5, len(b) - 4))
+        b[i] = int(rng.integers(0, 256)) if rng.random() < 0.7 else 0xFF
+    return fix_crc(b)
+
+
+def field_mutant(rng, chunk: bytes) -> bytes:
+    hdr, sections = cf.unpack_chunk(chunk)
+    f = {k: getattr(hdr, k) for k in hdr.__dataclass_fields__}
+    big = [0, 1, 3, 255, 2**16, 2**31, 10**9, 2**32 - 1]
+    key = rng.choice(["shape", "num_items", "num_patches", "latent_dim", "bits", "entropy_id", "patch_shape",
+                      "dtype", "order", "mode", "section", "bomb"])
+    if key == "shape":
+        s = list(f["shape"])
+        s[int(rng.integers(len(s)))] = int(rng.choice(big))
+        f["shape"] = tuple(s)
+    elif key == "patch_shape":
+        f["patch_shape"] = tuple(int(rng.choice(big[:6])) for _ in range(int(rng.integers(0, 3))))
+    elif key in ("num_items", "num_patches", "latent_dim"):
+        f[key] = int(rng.choice(big))
+    elif key in ("bits", "entropy_id"):
+        f[key] = int(rng.integers(0, 20))
+    elif key == "dtype":
+        f["dtype"] = str(rng.choice(["<f4", "<f8", ">f4", ">f8"]))
+    elif key == "order":
+        f["order"] = "F" if f["order"] == "C" else "C"
+    elif key == "mode":
+        f["mode"] = int(rng.choice(list(cf.KNOWN_MODES)))
+    elif key == "section" and sections:
+        name = str(rng.choice(sorted(sections)))
+        sections[name] = rng.bytes(int(rng.integers(0, 64)))
+    else:  # a zlib bomb in any compressed section
+        name = str(rng.choice(["raw_values", "nan_mask", "fill_mask", "residual"]))
+        sections[name] = (b"\0" * 8 if name == "fill_mask" else b"") + BOMB
+    if "residual" in sections and f["mode"] != cf.MODE_BOUNDED:
+        sections.pop("residual")
+    f["flags"] = cf.FLAG_NAN_MASK if "nan_mask" in sections else 0
+    try:
+        return cf.pack_chunk(cf.ChunkHeader(**f), sections)
+    except ValueError:
+        return chunk
+
+
+def model_mutant(rng, data: bytes) -> bytes:
+    arrays, meta = tensorfile.loads(data)
+    meta = json.loads(json.dumps(meta))
+    path = rng.choice(["network.width", "network.depth", "network.latent_dim", "network.dim_in", "patch_shape",
+                       "normalisation.scale", "coding.bits", "coding.latent_mean", "grid_kind", "encode_steps"])
+    *parents, leaf = path.split(".")
+    d = meta
+    for p in parents:
+        d = d[p] if isinstance(d.get(p), dict) else d.setdefault(p, {})
+    values = [0, -1, 3, 16384, 100000, 2**40, "x", None, [1, 2], [], {"a": 1}, 1e308]
+    d[leaf] = values[int(rng.integers(len(values)))]
+    return tensorfile.dumps(arrays, meta)
+
+
+def main(n_chunks: int, n_models: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    model = build_spherical_model()
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    xn = x.copy()
+    xn[0, :2] = np.nan
+    plain = COINppCodec(model, inner_steps=1, lat=lat, lon=lon)
+    bounded = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0)
+    xf = x.copy()
+    xf[1, 3] = -9999.0
+    seeds = [(plain, plain.encode(x)), (plain, plain.encode(xn)), (plain, plain.encode(np.full(SHAPE, 5.0, "f4"))),
+             (bounded, bounded.encode(xf))]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ok = refused = 0
+    bad: list[str] = []
+    slowest = 0.0
+    t0 = time.perf_counter()
+    for i in range(n_chunks):
+        codec, chunk = seeds[i % len(seeds)]
+        m = byte_mutant(rng, chunk) if i % 2 else field_mutant(rng, chunk)
+        for pinned in (True, False):
+            t = time.perf_counter()
+            try:
+                y = codec.decode_chunk(m, shape=SHAPE, dtype="f4") if pinned else codec.decode(m)
+                if pinned and y.shape != SHAPE:
+                    bad.append(f"chunk {i}: shape {y.shape}")
+                ok += 1
+            except CorruptChunkError:
+                refused += 1
+            except Exception as exc:  # noqa: BLE001 - anything else is a finding
+                bad.append(f"chunk {i} pinned={pinned}: {type(exc).__name__}: {str(exc)[:120]}")
+            slowest = max(slowest, time.perf_counter() - t)
+    data = model.to_bytes()
+    m_ok = m_refused = 0
+    for i in range(n_models):
+        try:
+            CoinModel.from_bytes(model_mutant(rng, data))
+            m_ok += 1
+        except ModelFileError:
+            m_refused += 1
+        except Exception as exc:  # noqa: BLE001
+            bad.append(f"model {i}: {type(exc).__name__}: {str(exc)[:120]}")
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+    print(json.dumps({"decoded": ok, "refused": refused, "models_ok": m_ok, "models_refused": m_refused,
+                      "failures": bad[:20], "n_failures": len(bad), "rss_growth_kb": grew,
+                      "seconds": round(time.perf_counter() - t0, 2), "slowest_decode_s": round(slowest, 3)}))
+
+
+BOMB = zlib.compress(bytes(64 << 20), 9)
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)

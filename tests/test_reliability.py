@@ -1,0 +1,389 @@
+"""Issue 13: lose nothing, trust nothing. One test per numbered case (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+import warnings
+import zlib
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import inrcodec.hdf5 as ih5
+from conftest import build_spherical_model, global_lat_lon, smooth_field
+from test_archive import _files as _tree
+from inrcodec import archive
+from inrcodec import chunkformat as cf
+from inrcodec import tensorfile
+from inrcodec.cli import main as cli_main
+from inrcodec.codec import COINppCodec, CorruptChunkError, OutOfRangeWarning, PinnedGridError
+from inrcodec.model import CoinModel, ModelFileError
+from inrcodec.zarr3 import IncompleteStoreWarning
+
+KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
+
+
+def _dataset(n=4, lat_desc=False):
+    lat, lon = global_lat_lon()
+    x = smooth_field(n).astype("f4")
+    if lat_desc:
+        lat, x = lat[::-1], x[:, ::-1]
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), x), "land": (("lat", "lon"), (x[0] > 250).astype("i1"))},
+                    coords={"time": np.arange(n), "lat": lat, "lon": lon})
+    return ds
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rel")
+    inp = d / "in.nc"
+    _dataset().to_netcdf(inp)
+    model = d / "model"
+    build_spherical_model().save(model)
+    return str(inp), str(model), d
+
+
+def _peak_bytes(fn):
+    """Peak Python/numpy heap (tracemalloc) while ``fn`` runs, and what it raised."""
+    tracemalloc.start()
+    err = None
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        err = exc
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, err
+
+
+# ---------------------------------------------------------------------------------- 1 data loss
+def test_case01_compress_never_destroys_its_input_or_foreign_directories(small, tmp_path):
+    inp, model, _ = small
+    zin = tmp_path / "in.zarr"
+    xr.open_dataset(inp).to_zarr(zin)
+    before = _tree(zin)
+    for out in (zin, zin / "tas"):
+        assert cli_main(["compress", str(zin), str(out), "--model", model, "--variables", "tas",
+                         "--inner-steps", "1", "--quiet", "--overwrite"]) == 2
+    assert _tree(zin) == before
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("irreplaceable")
+    with pytest.raises(ValueError, match="not a Zarr store"):
+        archive.compress_dataset(inp, foreign, model, overwrite=True, **KW)
+    assert (foreign / "thesis.txt").read_text() == "irreplaceable"
+    # --overwrite of a complete store that stops early leaves the old store exactly as it was
+    out = tmp_path / "out.zarr"
+    archive.compress_dataset(inp, out, model, **KW)
+    old = _tree(out)
+    part = archive.compress_dataset(inp, out, model, overwrite=True, _stop_after=1, **dict(KW, inner_steps=2))
+    assert part["stopped"] and _tree(out) == old
+    archive.compress_dataset(inp, out, model, overwrite=True, **dict(KW, inner_steps=2))
+    assert _tree(out) != old and archive.store_info(out)["variables"]["tas"]["inner_steps"] == 2
+
+
+# ---------------------------------------------------------------------------------- 2
+def test_case02_decompress_refuses_to_replace_an_existing_file(small, tmp_path, capsys):
+    inp, model, _ = small
+    out = tmp_path / "s.zarr"
+    archive.compress_dataset(inp, out, model, **KW)
+    nc = tmp_path / "original.nc"
+    nc.write_bytes(b"the lossless original")
+    assert cli_main(["decompress", str(out), str(nc), "--quiet"]) == 2
+    assert "exists" in capsys.readouterr().err and nc.read_bytes() == b"the lossless original"
+    assert cli_main(["decompress", str(out), str(nc), "--quiet", "--overwrite"]) == 0
+    assert xr.open_dataset(nc).tas.shape == (4, 8, 16)
+
+
+# ---------------------------------------------------------------------------------- 3
+def test_case03_unfinished_store_is_reported_and_refused(small, tmp_path, capsys):
+    inp, model, _ = small
+    part = tmp_path / "part.zarr"
+    archive.compress_dataset(inp, part, model, _stop_after=1, **KW)
+    assert cli_main(["info", str(part)]) == 2
+    err = capsys.readouterr().err
+    assert "incomplete: 1 of 2 regions written, resume with" in err and len(err.strip().splitlines()) == 1
+    assert cli_main(["decompress", str(part), str(tmp_path / "p.nc"), "--quiet"]) == 2
+    assert not (tmp_path / "p.nc").exists()
+    with pytest.raises(archive.IncompleteStoreError, match="1 of 2"):
+        archive.open_store(part)
+    with pytest.warns(IncompleteStoreWarning, match="incomplete"):
+        xr.open_zarr(part)
+    archive.compress_dataset(inp, part, model, **KW)  # resumed: complete, no warning any more
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IncompleteStoreWarning)
+        assert np.isfinite(archive.open_store(part).tas.values).all()
+    assert cli_main(["info", str(part)]) == 0
+
+
+# ---------------------------------------------------------------------------------- 4 wrong values
+def test_case04_short_chunk_in_hdf5_slot_is_refused(tmp_path, tiny_model):
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon)
+    p = tmp_path / "short.h5"
+    with h5py.File(p, "w") as f:
+        ih5.store_model(f, tiny_model, lat=lat, lon=lon)
+        d = f.create_dataset("tas", data=x, chunks=(2, 8, 16), **ih5.h5py_kwargs(tiny_model, inner_steps=1, lat=lat, lon=lon))
+        d.id.write_direct_chunk((0, 0, 0), codec.encode(x[:1].copy()))
+    with h5py.File(p) as f, pytest.raises(OSError):
+        f["tas"][...]
+    assert "shape (1, 8, 16)" in ih5.last_error and "(2, 8, 16)" in ih5.last_error
+
+
+def test_case04_swapped_zarr2_chunk_files(tmp_path, tiny_model):
+    ds = _dataset(4)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2, chunks={"time": 2})
+    ds[["tas"]].to_zarr(tmp_path / "a.zarr", encoding={"tas": enc}, zarr_format=2)
+    enc1 = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2, chunks={"time": 1})
+    ds[["tas"]].to_zarr(tmp_path / "b.zarr", encoding={"tas": enc1}, zarr_format=2)
+    os.replace(tmp_path / "b.zarr/tas/0.0.0", tmp_path / "a.zarr/tas/1.0.0")  # a 1-step chunk in a 2-step slot
+    with pytest.raises(CorruptChunkError, match="chunk it fills"):
+        zarr.open_array(tmp_path / "a.zarr/tas")[...]
+    # an F-order chunk file of the right shape decodes to the right values, not a transposed scramble
+    good = zarr.open_array(tmp_path / "a.zarr/tas")[0:2]
+    codec = enc["compressors"][0]
+    (tmp_path / "a.zarr/tas/0.0.0").write_bytes(codec.encode(np.asfortranarray(ds.tas.values[0:2])))
+    np.testing.assert_allclose(zarr.open_array(tmp_path / "a.zarr/tas")[0:2], good, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------- 5
+def test_case05_edited_zarr_grid_is_refused(tmp_path, tiny_model):
+    ds = _dataset(2)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1)
+    ds[["tas"]].to_zarr(tmp_path / "g.zarr", encoding={"tas": enc}, consolidated=False)
+    meta = tmp_path / "g.zarr/tas/zarr.json"
+    doc = json.loads(meta.read_text())
+    conf = doc["codecs"][0]["configuration"]
+    assert len(conf["grid_sha256"]) == 64
+    conf["lat"][0] += 10.0
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(PinnedGridError, match="grid_sha256"):
+        zarr.open_array(tmp_path / "g.zarr/tas")
+
+
+def test_case05_hdf5_grid_found_by_name_is_checked_by_content(tmp_path, tiny_model):
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    good, evil = tmp_path / "good.h5", tmp_path / "evil.h5"
+    for p in (good, evil):
+        with h5py.File(p, "w") as f:
+            ih5.store_model(f, tiny_model, lat=lat, lon=lon)
+            f.create_dataset("tas", data=x, chunks=(2, 8, 16), **ih5.h5py_kwargs(tiny_model, inner_steps=1, lat=lat, lon=lon))
+    with h5py.File(good) as f:
+        expect = f["tas"][...]
+    with h5py.File(evil, "a") as f:  # same grid name, longitudes shifted
+        g = f[ih5.MODELS_GROUP]
+        name = next(n for n in g if n.startswith("grid_"))
+        v = g[name][()]
+        v[2 + len(lat):] += 45.0
+        g[name][...] = v
+    np.save(tmp_path / "expect.npy", expect)
+    code = f"""
+        import h5py, numpy as np, inrcodec.hdf5
+        try:
+            with h5py.File({str(evil)!r}) as f:
+                f["tas"][...]
+        except OSError:
+            pass
+        with h5py.File({str(good)!r}) as f:
+            np.testing.assert_array_equal(f["tas"][...], np.load({str(tmp_path / 'expect.npy')!r}))
+        print("ok")
+    """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------- 6
+def test_case06_wrong_units_are_not_encoded_silently():
+    m = build_spherical_model()
+    m.description = {"units": "K"}
+    m.changed()
+    lat, lon = global_lat_lon()
+    codec = COINppCodec(m, inner_steps=1, lat=lat, lon=lon)
+    celsius = (smooth_field(2) - 273.15).astype("f4")
+    with pytest.warns(OutOfRangeWarning, match=r"training range \[220, 300\] K"):
+        chunk = codec.encode(celsius)
+    np.testing.assert_array_equal(codec.decode(chunk), celsius)  # stored raw: nothing lost
+
+
+# ---------------------------------------------------------------------------------- 7
+def test_case07_spherical_codec_without_coordinates_must_say_global(tiny_model):
+    x = smooth_field(1).astype("f4")
+    with pytest.raises(ValueError, match="assume_global_grid=True"):
+        COINppCodec(tiny_model, inner_steps=1).encode(x)
+    ds = _dataset(1).drop_vars(["lat", "lon"])
+    with pytest.raises(ValueError, match="no 'lat'/'lon' coordinates"):
+        COINppCodec.for_dataarray(ds.tas, tiny_model)
+    with pytest.raises(ValueError, match="assume_global_grid=True"):
+        ih5.h5py_kwargs(tiny_model)
+    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True)
+    assert codec.decode(codec.encode(x)).shape == x.shape
+    assert COINppCodec.from_config(codec.get_config()).assume_global_grid
+
+
+# ---------------------------------------------------------------------------------- 8 hostile bytes
+def _repack(chunk: bytes, **changes) -> bytes:
+    hdr, sections = cf.unpack_chunk(chunk)
+    fields = {k: getattr(hdr, k) for k in hdr.__dataclass_fields__}
+    fields.update(changes.pop("header", {}))
+    sections.update(changes)
+    return cf.pack_chunk(cf.ChunkHeader(**fields), sections)
+
+
+def test_case08_hostile_chunks_are_refused_before_allocating(tiny_model):
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=global_lat_lon()[0], lon=global_lat_lon()[1])
+    x = smooth_field(2).astype("f4")
+    chunk = codec.encode(x)
+    huge = _repack(chunk, header={"shape": (10**9, 8, 16)})
+    xn = x.copy()
+    xn[0, 0, 0] = np.nan
+    with_mask = codec.encode(xn)
+    bomb = zlib.compress(bytes(50 << 20), 9)
+    raw = codec.encode(np.full((2, 8, 16), 3.0, "f4"))
+    cases = {
+        "huge shape": lambda: codec.decode(huge),
+        "huge shape, pinned": lambda: codec.decode_chunk(huge, shape=(2, 8, 16)),
+        "raw bomb": lambda: codec.decode(_repack(raw, raw_values=bomb)),
+        "mask bomb": lambda: codec.decode(_repack(with_mask, nan_mask=bomb)),
+    }
+    for name, fn in cases.items():
+        peak, err = _peak_bytes(fn)
+        assert isinstance(err, CorruptChunkError), (name, err)
+        assert peak < 8 << 20, (name, peak)
+
+
+def test_case08_model_metadata_claiming_a_huge_network_is_refused(tiny_model):
+    arrays, meta = tensorfile.loads(tiny_model.to_bytes())
+    meta["network"]["width"] = 100000
+    evil = tensorfile.dumps(arrays, meta)
+    code = """
+        import resource
+        from inrcodec.model import CoinModel, ModelFileError
+        import sys
+        data = sys.stdin.buffer.read()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            CoinModel.from_bytes(data)
+        except ModelFileError as exc:
+            print("refused", exc)
+        print("grew_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+    """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], input=evil, capture_output=True, timeout=120)
+    out = r.stdout.decode()
+    assert "refused" in out, r.stderr.decode()[-2000:]
+    assert int(out.split("grew_kb")[1]) < 200_000
+
+
+# ---------------------------------------------------------------------------------- 9 clear errors
+def test_case09_clear_one_line_errors(small, tmp_path, tiny_model, capsys):
+    inp, model, _ = small
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=global_lat_lon()[0], lon=global_lat_lon()[1])
+    for empty in (np.zeros((0, 8, 16), "f4"), np.zeros((2, 0, 16), "f4")):
+        assert codec.decode(codec.encode(empty)).shape == empty.shape
+    chunk = codec.encode(smooth_field(1).astype("f4"))
+    with pytest.raises(TypeError, match="out= must be a float32 or float64"):
+        codec.decode(chunk, out=np.empty((1, 8, 16), "i4"))
+    with pytest.raises(CorruptChunkError, match="buffer it fills"):
+        codec.decode(chunk, out=np.empty((2, 8, 16), "f4"))
+    with pytest.raises(ValueError, match="unknown inrcodec.coinpp configuration key"):
+        COINppCodec.from_config({**codec.get_config(), "bitz": 4})
+    arrays, meta = tensorfile.loads(tiny_model.to_bytes())
+    for bad in ({**meta, "network": "wide"}, {k: v for k, v in meta.items() if k != "normalisation"}):
+        with pytest.raises(ModelFileError, match="malformed model metadata"):
+            CoinModel.from_bytes(tensorfile.dumps(arrays, bad))
+    existing = tmp_path / "file.zarr"
+    existing.write_text("x")
+    for argv, msg in (
+        (["--variables", "land"], "not float"),
+        (["--chunks", "tim=2"], "'tim'"),
+        ([], "existing file"),
+    ):
+        out = str(existing) if not argv else str(tmp_path / f"o{len(msg)}.zarr")
+        assert cli_main(["compress", inp, out, "--model", model, "--quiet"] + argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_case09_hdf5_datasets_name_what_a_reader_needs(tmp_path, tiny_model):
+    lat, lon = global_lat_lon()
+    p = tmp_path / "hint.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("tas", data=smooth_field(2).astype("f4"), chunks=(2, 8, 16),
+                         **ih5.h5py_kwargs(tiny_model, inner_steps=1, lat=lat, lon=lon))
+        ih5.store_model(f, tiny_model, lat=lat, lon=lon)
+    r = subprocess.run([sys.executable, "-c", f"import h5py; print(h5py.File({str(p)!r})['tas'].attrs['inrcodec'])"],
+                       capture_output=True, text=True, timeout=60)
+    assert "pip install inrcodec" in r.stdout and "import inrcodec.hdf5" in r.stdout
+
+
+# ---------------------------------------------------------------------------------- 10, 11 dask
+def test_case10_and_11_worker_malloc_env_and_no_global_client(small, tmp_path):
+    from distributed import Client, LocalCluster, default_client
+
+    client, cluster = archive._make_client(None, 1)
+    try:
+        env = client.run(lambda: {k: os.environ.get(k) for k in archive.WORKER_MALLOC_ENV})
+        assert list(env.values()) == [archive.WORKER_MALLOC_ENV]
+    finally:
+        client.close()
+        cluster.close()
+    inp, model, _ = small
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+        archive.compress_dataset(inp, tmp_path / "d.zarr", model, scheduler=lc.scheduler_address, **KW)
+        with pytest.raises(ValueError):
+            default_client()  # the compress run's client is closed and not the default
+        with Client(lc) as c:
+            assert c.submit(lambda: 1).result() == 1
+
+
+# ---------------------------------------------------------------------------------- 12
+def test_case12_chained_h5py_read_without_with(tmp_path, tiny_model):
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    p = tmp_path / "chain.h5"
+    with h5py.File(p, "w") as f:
+        ih5.store_model(f, tiny_model, lat=lat, lon=lon)
+        f.create_dataset("tas", data=x, chunks=(2, 8, 16), **ih5.h5py_kwargs(tiny_model, inner_steps=1, lat=lat, lon=lon))
+    r = subprocess.run([sys.executable, "-c", f"import h5py, inrcodec.hdf5; print(h5py.File({str(p)!r})['tas'][...].shape)"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "(2, 8, 16)" in r.stdout, r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------- fuzz
+def test_fuzz_mutated_chunks_and_model_metadata_bounded():
+    """CRC-fixed byte mutants and repacked field/section mutants of four kinds of chunk (plain,
+    NaN mask, raw, error-bounded with fill mask), decoded pinned and unpinned, plus mutated model
+    metadata: each returns the chunk's shape or raises CorruptChunkError / ModelFileError, with
+    peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
+    script = os.path.join(os.path.dirname(__file__), "fuzz", "fuzz_decode.py")
+    r = subprocess.run([sys.executable, script, "200", "100", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["n_failures"] == 0, res["failures"]
+    assert res["refused"] > 100 and res["decoded"] > 50 and res["models_refused"] > 20
+    assert res["rss_growth_kb"] < 150_000, res
+
+
+def test_bounded_inflate_refuses_bombs_short_long_and_broken_streams():
+    from inrcodec._limits import inflate
+
+    data = bytes(range(256)) * 4
+    assert inflate(zlib.compress(data), len(data), "x") == data
+    for blob, size, msg in ((zlib.compress(bytes(64 << 20)), 100, "more than"),
+                            (zlib.compress(data), len(data) + 1, "expected"),
+                            (zlib.compress(data)[:-6], len(data), "expected|decompress"),
+                            (b"not zlib", 10, "decompress"),
+                            (b"x", 10**12, "cannot hold")):
+        peak, err = _peak_bytes(lambda: inflate(blob, size, "section", CorruptChunkError))
+        assert isinstance(err, CorruptChunkError) and peak < 1 << 20, (msg, err, peak)
+        assert re.search(msg, str(err)), err
