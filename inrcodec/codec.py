@@ -201,6 +201,7 @@ class COINppCodec(Codec):
         self._lock = _modelcache.model_lock(digest)
         self._grids: dict[tuple[int, ...], Any] = {}
         self._grids_lock = threading.Lock()
+        self._pin = cf.model_pin(digest, self._grid_key())
 
     # ------------------------------------------------------------------ properties
     @property
@@ -210,6 +211,23 @@ class COINppCodec(Codec):
     @property
     def model_sha256(self) -> str:
         return self._sha
+
+    @property
+    def pin(self) -> bytes:
+        """The 4-byte version-3 chunk pin: names the model and the grid this codec decodes on."""
+        return self._pin
+
+    def _grid_key(self) -> bytes:
+        # explicit lat/lon: the grid's content digest; otherwise (or when lat/lon are exactly
+        # the default) the grid is the global regular grid of the chunk's shape, which the chunk
+        # header stores
+        if self.lat is None:
+            return b"regular"
+        shape = (len(self.lat), len(self.lon))
+        grid = self._model.make_grid(shape, lat=np.asarray(self.lat), lon=np.asarray(self.lon))
+        if grid.digest() == self._model.make_grid(shape).digest():
+            return b"regular"
+        return bytes.fromhex(grid.digest())
 
     @property
     def model_bytes(self) -> bytes:
@@ -372,7 +390,7 @@ class COINppCodec(Codec):
 
     def _raw_chunk(self, arr: np.ndarray, common: dict) -> bytes:
         hdr = cf.ChunkHeader(
-            mode=cf.MODE_RAW, patch_shape=(), num_items=0, num_patches=0, latent_dim=0,
+            mode=cf.MODE_RAW, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
             bits=0, quantizer_id=0, entropy_id=0, **common,
         )
         return cf.pack_chunk(hdr, {"raw_values": zlib.compress(arr.tobytes(order=common["order"]), 6)})
@@ -395,7 +413,7 @@ class COINppCodec(Codec):
         missing = nan if fill is None else (nan | fill)
         has_missing = has_nan or fill is not None
         finite = items[~missing] if has_missing else items.ravel()
-        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
+        common = dict(model_sha256=None, pin=self._pin, dtype=arr.dtype.str, shape=shape, order=order)
         if (
             items.size == 0
             or finite.size == 0
@@ -446,10 +464,10 @@ class COINppCodec(Codec):
             mode = cf.MODE_BOUNDED
         hdr = cf.ChunkHeader(
             mode=mode,
-            patch_shape=m.partition(spatial).patch_shape,
-            num_items=int(valid_items.sum()),
-            num_patches=int(latents.shape[1]),
-            latent_dim=int(latents.shape[2]),
+            patch_shape=None,  # version 3: implied by the model and the masks
+            num_items=None,
+            num_patches=None,
+            latent_dim=None,
             bits=self.bits,
             quantizer_id=q.quantizer_id,
             entropy_id=entropy_id,
@@ -483,7 +501,13 @@ class COINppCodec(Codec):
         if isinstance(buf, np.ndarray) and buf.dtype == object:
             raise TypeError("COINppCodec decodes chunk bytes, not object arrays")
         hdr, sections = cf.unpack_chunk(ensure_contiguous_ndarray(buf))
-        if hdr.model_sha256 != self._sha:
+        if hdr.pin is not None and hdr.pin != self._pin:
+            raise CorruptChunkError(
+                f"chunk pin {hdr.pin.hex()} does not match this codec's pin {self._pin.hex()} "
+                f"(model sha256 {self._sha}, {'lat/lon grid' if self.lat else 'regular grid'}): "
+                "it was written with another model or grid; refusing to decode it"
+            )
+        if hdr.model_sha256 is not None and hdr.model_sha256 != self._sha:
             raise CorruptChunkError(
                 f"chunk was encoded with model sha256 {hdr.model_sha256}, but this codec's model "
                 f"is sha256 {self._sha}; refusing to decode it with a different model"
@@ -535,8 +559,9 @@ class COINppCodec(Codec):
         n_items = int(valid_items.sum())
         part = self._model.partition(spatial)
         expect = (n_items, part.num_patches, self._model.latent_dim, tuple(part.patch_shape))
-        got = (hdr.num_items, hdr.num_patches, hdr.latent_dim, tuple(hdr.patch_shape))
-        if got != expect:
+        got = (hdr.num_items, hdr.num_patches, hdr.latent_dim,
+               None if hdr.patch_shape is None else tuple(hdr.patch_shape))
+        if hdr.num_items is not None and got != expect:  # version 3 does not store them
             raise CorruptChunkError(
                 f"chunk header (items, patches, latent_dim, patch_shape)={got} does not match "
                 f"this chunk and model: {expect}"
@@ -547,12 +572,12 @@ class COINppCodec(Codec):
         try:
             symbols = entropy.decode_symbols(
                 hdr.entropy_id, sections.get("latents", b""),
-                (hdr.num_items * hdr.num_patches, hdr.latent_dim), hdr.bits, tables,
+                (n_items * part.num_patches, self._model.latent_dim), hdr.bits, tables,
             )
             latents = self._model.quantizer(hdr.bits).dequantize(symbols)
         except ValueError as exc:
             raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
-        latents = latents.reshape(hdr.num_items, hdr.num_patches, hdr.latent_dim)
+        latents = latents.reshape(n_items, part.num_patches, self._model.latent_dim)
         items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
         if hdr.mode == cf.MODE_BOUNDED and "residual" not in sections:  # pragma: no cover - unpack checks
             raise CorruptChunkError("bounded chunk without a residual section")

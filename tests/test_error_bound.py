@@ -150,15 +150,14 @@ def test_both_options_take_the_smaller_bound(tiny_model):
     assert residual.residual_info(sections["residual"])["bound"] == pytest.approx(1e-4 * rng_x)
 
 
-def test_tighter_bound_costs_more_and_format_is_version_2(tiny_model):
+def test_tighter_bound_costs_more_and_format_is_version_3(tiny_model):
     x = smooth_field(2).astype("f4")
     sizes = []
     for b in (0.5, 0.05, 0.005):
         chunk = COINppCodec(tiny_model, inner_steps=2, max_abs_error=b).encode(x)
-        assert chunk[4] == 2 and _mode(chunk) == cf.MODE_BOUNDED
+        assert chunk[:2] == cf.V3_PREFIX and _mode(chunk) == cf.MODE_BOUNDED
         sizes.append(len(chunk))
     assert sizes[0] < sizes[1] < sizes[2]
-    assert COINppCodec(tiny_model, inner_steps=2).encode(x)[4] == 1  # plain chunks stay version 1
 
 
 def test_fresh_process_decodes_within_bound(tmp_path, tiny_model):
@@ -238,12 +237,16 @@ def test_corrupt_residual_section_is_reported(tiny_model):
 # ------------------------------------------------------------------ format version 2
 def test_format_version_rules(tiny_model):
     x = smooth_field(1).astype("f4")
-    chunk = bytearray(COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.1).encode(x))
+    v3, sections = cf.unpack_chunk(COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.1).encode(x))
+    legacy = {**v3.__dict__, "pin": None, "model_sha256": tiny_model.sha256, "patch_shape": (),
+              "num_items": 1, "num_patches": 1, "latent_dim": 8}
+    hdr = cf.ChunkHeader(**legacy)  # the same chunk in the legacy layout: version 2
+    chunk = bytearray(cf.pack_chunk(hdr, sections))
+    assert chunk[4] == 2
     chunk[4] = 1  # claim version 1: mode 2 is a version-2 feature
     chunk[-4:] = struct.pack("<I", zlib.crc32(bytes(chunk[:-4])) & 0xFFFFFFFF)
     with pytest.raises(CorruptChunkError, match="needs format version 2"):
         cf.unpack_chunk(bytes(chunk))
-    hdr, _ = cf.unpack_chunk(COINppCodec(tiny_model, inner_steps=2, max_abs_error=0.1).encode(x))
     with pytest.raises(ValueError, match="residual"):
         cf.pack_chunk(hdr, {"latents": b""})
     fill = cf.pack_chunk(cf.ChunkHeader(**{**hdr.__dict__, "mode": 0}), {"fill_mask": b"x" * 9})
@@ -301,7 +304,7 @@ def test_fill_value_masked_and_exact(tiny_model, bound):
     c = COINppCodec(tiny_model, inner_steps=2, max_abs_error=bound, fill_value=-9999.0)
     chunk = c.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
-    assert "fill_mask" in sections and hdr.num_items == 2 and chunk[4] == 2
+    assert "fill_mask" in sections and chunk[:2] == cf.V3_PREFIX
     y = c.decode(chunk)
     fill = x == -9999.0
     np.testing.assert_array_equal(y == -9999.0, fill)
