@@ -32,6 +32,7 @@ __all__ = [
     "MODE_MODULATIONS",
     "MODE_RAW",
     "MODE_BOUNDED",
+    "MODE_PLAIN_RESIDUAL",
     "FLAG_NAN_MASK",
     "SECTION_TAGS",
     "CorruptChunkError",
@@ -56,7 +57,14 @@ _LEGACY_VERSIONS = (1, 2)  # the versions that start with the whole MAGIC
 MODE_MODULATIONS = 0  #: latents of the base network (the codec path)
 MODE_RAW = 1  #: raw lossless values (constant / all-NaN / non-finite chunks)
 MODE_BOUNDED = 2  #: latents + error-bounded residual (format version 2)
-KNOWN_MODES = {MODE_MODULATIONS: "modulations", MODE_RAW: "raw", MODE_BOUNDED: "bounded"}
+MODE_PLAIN_RESIDUAL = 3  #: error-bounded residual of a constant prediction, no network (version 3)
+KNOWN_MODES = {MODE_MODULATIONS: "modulations", MODE_RAW: "raw", MODE_BOUNDED: "bounded",
+               MODE_PLAIN_RESIDUAL: "plain-residual"}
+#: modes whose version-3 header stores no coding byte (no latents)
+_MODES_WITHOUT_LATENTS = {MODE_RAW, MODE_PLAIN_RESIDUAL}
+#: modes and sections that need format version 3
+_V3_MODES = {MODE_PLAIN_RESIDUAL}
+_V3_SECTIONS = {"prediction"}
 #: modes and sections that need format version 2
 _V2_MODES = {MODE_BOUNDED}
 _V2_SECTIONS = {"fill_mask"}
@@ -71,6 +79,7 @@ SECTION_TAGS: dict[str, int] = {
     "raw_values": 3,  # raw values (mode 1)
     "residual": 4,  # error-bound residual stream (mode 2; reserved in version 1)
     "fill_mask": 5,  # fill value + compressed mask of its positions (version 2)
+    "prediction": 6,  # f64 LE constant prediction of mode 3 (version 3)
 }
 _TAG_NAMES = {v: k for k, v in SECTION_TAGS.items()}
 
@@ -214,7 +223,7 @@ class ChunkHeader:
         })
         for name, value in values.items():
             object.__setattr__(self, name, value)
-        if self.pin is not None and self.mode != MODE_RAW:
+        if self.pin is not None and self.mode not in _MODES_WITHOUT_LATENTS:
             if not (1 <= self.bits <= 16 and self.quantizer_id <= 3 and self.entropy_id <= 3):
                 raise ValueError(
                     "a version-3 header (pin set) stores bits 1..16 and quantizer/entropy ids "
@@ -229,8 +238,9 @@ class ChunkHeader:
                 "a version-3 header (pin set) does not store patch_shape, num_items, num_patches "
                 f"or latent_dim (the model and the chunk imply them); pass None, got {implied}"
             )
-        if self.mode == MODE_RAW and (self.bits, self.quantizer_id, self.entropy_id) != (0, 0, 0):
-            raise ValueError("a version-3 mode-1 (raw) header has bits, quantizer_id, entropy_id = 0")
+        if self.mode in _MODES_WITHOUT_LATENTS and (self.bits, self.quantizer_id, self.entropy_id) != (0, 0, 0):
+            raise ValueError(f"a version-3 mode-{self.mode} header (raw or plain residual, no latents) "
+                             "has bits, quantizer_id, entropy_id = 0")
 
     @property
     def has_nan_mask(self) -> bool:
@@ -311,8 +321,12 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
             "header flag bit 0 (NaN mask present) must be set exactly when a 'nan_mask' "
             f"section is given (flags=0x{header.flags:x}, sections={names})"
         )
-    if header.mode == MODE_BOUNDED and "residual" not in names:
-        raise ValueError("mode 2 (bounded) chunks need a 'residual' section")
+    if header.mode in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL) and "residual" not in names:
+        raise ValueError(f"mode {header.mode} ({KNOWN_MODES[header.mode]}) chunks need a 'residual' section")
+    if header.mode == MODE_PLAIN_RESIDUAL and "prediction" not in names:
+        raise ValueError("mode 3 (plain-residual) chunks need a 'prediction' section")
+    if not header.version3 and (header.mode in _V3_MODES or any(n in _V3_SECTIONS for n in names)):
+        raise ValueError(f"mode {header.mode} / sections {names} need format version 3 (a header with a pin)")
     if header.version3:
         return _pack_v3(header, encoded)
     version = _version_for(header.mode, names)
@@ -347,7 +361,7 @@ def _version_for(mode: int, names) -> int:
 
 # ---------------------------------------------------------------------- version 3 (compact)
 # layout byte: bits 0-3 ndim, bit 4 order (1 = F), bits 5-6 dtype code - 1, bit 7 reserved
-# content byte: bits 0-1 mode, bits 2-6 one bit per section tag 1..5 (present), bit 7 reserved
+# content byte: bits 0-1 mode, bits 2-7 one bit per section tag 1..6 (present)
 # coding byte (modes 0 and 2 only): bits 0-3 bits - 1, bits 4-5 quantizer_id, bits 6-7 entropy_id
 _V3_MIN_LEN = len(V3_PREFIX) + PIN_SIZE + 2 + _CRC_SIZE
 
@@ -385,7 +399,7 @@ def _pack_v3(header: ChunkHeader, encoded: list[tuple[int, memoryview]]) -> byte
     out += header.pin
     out.append(len(header.shape) | ORDER_CODES[header.order] << 4 | (DTYPE_CODES[header.dtype] - 1) << 5)
     out.append(header.mode | present << 2)
-    if header.mode != MODE_RAW:
+    if header.mode not in _MODES_WITHOUT_LATENTS:
         out.append((header.bits - 1) | header.quantizer_id << 4 | header.entropy_id << 6)
     for d in header.shape:
         out += _varint(d)
@@ -416,8 +430,8 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
             "it was written with another base network or grid"
         )
     layout, content = r.unpack("<BB", "layout/content bytes")
-    if layout & 0x80 or content & 0x80:
-        raise CorruptChunkError(f"reserved bits set in layout 0x{layout:02x} / content 0x{content:02x}")
+    if layout & 0x80:
+        raise CorruptChunkError(f"reserved bit set in layout byte 0x{layout:02x}")
     ndim, order_code, dtype_code = layout & 0x0F, layout >> 4 & 1, (layout >> 5 & 3) + 1
     if ndim > MAX_NDIM:
         raise CorruptChunkError(f"shape has {ndim} dims; at most {MAX_NDIM} allowed")
@@ -425,7 +439,7 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
     if mode not in KNOWN_MODES:
         raise CorruptChunkError(f"unknown chunk mode {mode} (this build knows {sorted(KNOWN_MODES)})")
     bits = qid = eid = 0
-    if mode != MODE_RAW:
+    if mode not in _MODES_WITHOUT_LATENTS:
         (coding,) = r.unpack("<B", "coding byte")
         bits, qid, eid = (coding & 0x0F) + 1, coding >> 4 & 3, coding >> 6
     shape = tuple(_read_varint(r, f"shape[{i}]") for i in range(ndim))
@@ -438,8 +452,10 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
         sections[name] = bytes(r.take(length, f"section {name!r}"))
     if r.pos != r.end:
         raise CorruptChunkError(f"{r.end - r.pos} unaccounted bytes before the checksum")
-    if mode == MODE_BOUNDED and "residual" not in sections:
-        raise CorruptChunkError("mode 2 (bounded) chunk lacks its 'residual' section")
+    needs = {MODE_BOUNDED: ("residual",), MODE_PLAIN_RESIDUAL: ("residual", "prediction")}
+    for name in needs.get(mode, ()):
+        if name not in sections:
+            raise CorruptChunkError(f"mode {mode} ({KNOWN_MODES[mode]}) chunk lacks its {name!r} section")
     try:
         header = ChunkHeader(
             model_sha256=None, dtype=_DTYPE_BY_CODE[dtype_code], shape=shape,
@@ -605,6 +621,11 @@ def unpack_chunk(
         raise CorruptChunkError(
             f"NaN-mask flag is {'set' if header.has_nan_mask else 'clear'} but the chunk "
             f"{'lacks' if header.has_nan_mask else 'has'} a 'nan_mask' section"
+        )
+    if header.mode in _V3_MODES or any(n in _V3_SECTIONS for n in sections):
+        raise CorruptChunkError(
+            f"mode {header.mode} / sections {list(sections)} need format version 3, "
+            f"the chunk says version {version}"
         )
     if version < 2:
         if header.mode in _V2_MODES:

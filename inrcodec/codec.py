@@ -38,7 +38,7 @@ from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, nda
 
 from inrcodec import _modelcache
 from inrcodec import chunkformat as cf
-from inrcodec import entropy
+from inrcodec import entropy, ratecontrol
 from inrcodec import residual as _residual
 
 if TYPE_CHECKING:
@@ -59,6 +59,9 @@ CorruptChunkError = cf.CorruptChunkError
 #: a chunk whose valid values, normalised with the model's statistics (training range -> [0, 1]),
 #: fall below ``-OUT_OF_RANGE_LIMIT`` or above ``1 + OUT_OF_RANGE_LIMIT`` is stored raw (lossless)
 OUT_OF_RANGE_LIMIT = 10.0
+#: error-bounded mode codes the latents at ``bits`` and at up to this many minus one smaller
+#: widths (those the model has tables for) and keeps the smallest chunk
+BOUNDED_TRIES = 4
 
 
 class OutOfRangeWarning(UserWarning):
@@ -102,6 +105,10 @@ def _as_coord_list(name: str, values: Any) -> list[float] | None:
     return [float(v) for v in arr]
 
 
+#: settings that appear in the configuration only when set (configs of plain codecs stay as before)
+_OPTIONAL_SETTINGS = ("max_abs_error", "rel_error", "fill_value", "target_rmse", "target_ratio")
+
+
 class COINppCodec(Codec):
     """COIN++ neural compression of float32/float64 chunks.
 
@@ -134,6 +141,19 @@ class COINppCodec(Codec):
     fill_value : float, optional
         Values equal to it are missing data, like NaN: masked out of the fit and the error
         bound and restored exactly (e.g. the ``_FillValue`` xarray writes in place of NaN).
+    refine_steps : int
+        Extra Adam steps on the latents after the ``inner_steps`` meta-learned steps
+        (``CoinModel.encode(..., refine_steps=)``): better fits for more encode time.
+    target_rmse, target_ratio : float, optional
+        Rate control (one of them; not with error-bounded mode): per chunk, the latent width is
+        chosen among those the model has tables for -- the fewest bits whose RMSE (data units,
+        valid values) is at most ``target_rmse``, or the most bits whose compression ratio is at
+        least ``target_ratio`` (:mod:`inrcodec.ratecontrol`); ``bits`` is then unused. The chosen
+        width is stored in each chunk.
+
+    In error-bounded mode, ``bits`` is the widest latent width tried: the codec also tries up to
+    ``BOUNDED_TRIES - 1`` narrower widths and the residual of the chunk mean without the network
+    (chunk mode 3), and keeps the smallest chunk (raw values if smaller still).
 
     Leading dimensions of a chunk (time, level, member) are independent items; the trailing
     ``model.spatial_ndim`` dimensions are the grid. NaN values are masked out of the fit and come
@@ -154,6 +174,9 @@ class COINppCodec(Codec):
         max_abs_error: float | None = None,
         rel_error: float | None = None,
         fill_value: float | None = None,
+        refine_steps: int = 0,
+        target_rmse: float | None = None,
+        target_ratio: float | None = None,
     ):
         if isinstance(model, (bytes, bytearray, memoryview)):
             m, data, digest = _modelcache.model_from_bytes(bytes(model), model_sha256)
@@ -175,8 +198,15 @@ class COINppCodec(Codec):
             raise ValueError(f"bits must be an integer in 1..16, got {bits!r}")
         if isinstance(inner_steps, bool) or not isinstance(inner_steps, (int, np.integer)) or int(inner_steps) < 0:
             raise ValueError(f"inner_steps must be a non-negative integer, got {inner_steps!r}")
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or int(refine_steps) < 0:
+            raise ValueError(f"refine_steps must be a non-negative integer, got {refine_steps!r}")
         self.bits = int(bits)
         self.inner_steps = int(inner_steps)
+        self.refine_steps = int(refine_steps)
+        self.target_rmse = _positive_float("target_rmse", target_rmse)
+        self.target_ratio = _positive_float("target_ratio", target_ratio)
+        if self.target_rmse is not None and self.target_ratio is not None:
+            raise ValueError("pass target_rmse or target_ratio, not both")
         self.lat = _as_coord_list("lat", lat)
         self.lon = _as_coord_list("lon", lon)
         self.entropy_coding = bool(entropy_coding)
@@ -189,6 +219,11 @@ class COINppCodec(Codec):
             if math.isnan(fill_value):
                 fill_value = None  # NaN is always treated as missing
         self.fill_value = fill_value
+        if self.error_bounded and (self.target_rmse is not None or self.target_ratio is not None):
+            raise ValueError(
+                "target_rmse/target_ratio do not combine with max_abs_error/rel_error: error-bounded "
+                "mode already picks, per chunk, the latent width that gives the smallest chunk"
+            )
         if (self.lat is None) != (self.lon is None):
             raise ValueError("pass both lat and lon, or neither (a global regular grid is then assumed)")
         if self.lat is not None and m.grid_kind != "spherical":
@@ -241,8 +276,9 @@ class COINppCodec(Codec):
 
     def settings(self) -> dict[str, Any]:
         """The constructor arguments other than the model (new options only when set)."""
-        extra = {k: getattr(self, k) for k in ("max_abs_error", "rel_error", "fill_value")
-                 if getattr(self, k) is not None}
+        extra = {k: getattr(self, k) for k in _OPTIONAL_SETTINGS if getattr(self, k) is not None}
+        if self.refine_steps:
+            extra["refine_steps"] = self.refine_steps
         return {
             "bits": self.bits,
             "inner_steps": self.inner_steps,
@@ -300,6 +336,9 @@ class COINppCodec(Codec):
             self.max_abs_error,
             self.rel_error,
             self.fill_value,
+            self.refine_steps,
+            self.target_rmse,
+            self.target_ratio,
         )
 
     def __hash__(self) -> int:
@@ -308,8 +347,8 @@ class COINppCodec(Codec):
     def __repr__(self) -> str:
         grid = "global-regular" if self.lat is None else f"lat[{len(self.lat)}] lon[{len(self.lon)}]"
         grid_s = f", grid={grid}" if self._model.grid_kind == "spherical" else ""
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("max_abs_error", "rel_error", "fill_value")
-                        if getattr(self, k) is not None)
+        extra = "".join(f", {k}={v!r}" for k, v in self.settings().items()
+                        if k in _OPTIONAL_SETTINGS or k == "refine_steps")
         return (
             f"COINppCodec(model=sha256:{self._sha[:12]}, bits={self.bits}, "
             f"inner_steps={self.inner_steps}{grid_s}, entropy_coding={self.entropy_coding}{extra})"
@@ -440,59 +479,83 @@ class COINppCodec(Codec):
         values = items[valid_items]
         mask = ~missing[valid_items] if has_missing else None
         with self._lock:
-            latents = m.encode(values, grid, steps=self.inner_steps, mask=mask)
-        latents = np.asarray(latents, dtype=np.float32)
-        q = m.quantizer(self.bits)
-        symbols = q.quantize(latents.reshape(-1, latents.shape[-1]))
-        tables = m.entropy_models(self.bits) if self.entropy_coding else []
-        entropy_id, payload = entropy.encode_symbols(symbols, self.bits, tables)
-        sections = {"latents": payload}
+            latents = m.encode(values, grid, steps=self.inner_steps, mask=mask, **self._refine_kw())
+        cands = _LatentCandidates(self, np.asarray(latents, dtype=np.float32), spatial)
+        masks = {}
         if has_nan:
-            sections["nan_mask"] = zlib.compress(np.packbits(nan.ravel()).tobytes(), 9)
+            masks["nan_mask"] = zlib.compress(np.packbits(nan.ravel()).tobytes(), 9)
         if fill is not None:
-            sections["fill_mask"] = struct.pack("<d", self.fill_value) + zlib.compress(
+            masks["fill_mask"] = struct.pack("<d", self.fill_value) + zlib.compress(
                 np.packbits(fill.ravel()).tobytes(), 9
             )
-        mode = cf.MODE_MODULATIONS
-        if bound is not None:
-            # reconstruct from the DEQUANTIZED latents exactly as the decoder will
-            deq = q.dequantize(symbols).reshape(latents.shape)
-            recon = self._reconstruct(deq, spatial)
-            valid = ~missing[valid_items] if has_missing else np.ones(values.shape, dtype=bool)
-            res = _residual.encode_residual(values, recon, valid, bound, arr.dtype)
-            sections["residual"] = res.payload
-            mode = cf.MODE_BOUNDED
-        hdr = cf.ChunkHeader(
-            mode=mode,
-            patch_shape=None,  # version 3: implied by the model and the masks
-            num_items=None,
-            num_patches=None,
-            latent_dim=None,
-            bits=self.bits,
-            quantizer_id=q.quantizer_id,
-            entropy_id=entropy_id,
-            flags=cf.FLAG_NAN_MASK if has_nan else 0,
-            **common,
-        )
-        chunk = cf.pack_chunk(hdr, sections)
-        if mode == cf.MODE_BOUNDED:
-            raw = self._raw_chunk(arr, common)
-            if len(raw) <= len(chunk):
-                return raw
-            # end-to-end check of the actual bytes through the real decoder (never expected to fail)
-            y = self.decode(chunk)
-            y64 = np.ascontiguousarray(y).reshape(items.shape).astype(np.float64)
-            x64 = items.astype(np.float64)
-            with np.errstate(invalid="ignore"):
-                bad = ~missing & ~(np.abs(y64 - x64) <= bound)
-            if bad.any() or not np.array_equal(np.isnan(y64), nan):
-                warnings.warn(
-                    f"error-bounded chunk failed its decode check at {int(bad.sum())} values; "
-                    "stored raw (lossless) instead. Please report this as a bug.",
-                    RuntimeWarning, stacklevel=2,
-                )
-                return raw
+        flags = cf.FLAG_NAN_MASK if has_nan else 0
+        valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
+
+        def chunk_for(bits: int, mode: int = cf.MODE_MODULATIONS, extra: dict | None = None) -> bytes:
+            qid, eid, payload = cands.coded(bits)
+            hdr = cf.ChunkHeader(
+                mode=mode, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
+                bits=bits, quantizer_id=qid, entropy_id=eid, flags=flags, **common,
+            )  # version 3: patches, items and latent size are implied by the model and the masks
+            return cf.pack_chunk(hdr, {"latents": payload, **masks, **(extra or {})})
+
+        if bound is None:
+            if self.target_rmse is None and self.target_ratio is None:
+                return chunk_for(self.bits)
+            bits = ratecontrol.bits_for_target(
+                ratecontrol.candidate_bits(m), target_rmse=self.target_rmse,
+                target_ratio=self.target_ratio, rmse_of=lambda b: cands.rmse(b, values, valid),
+                ratio_of=lambda b: arr.nbytes / len(chunk_for(b)),
+            )
+            return chunk_for(bits)
+
+        # error-bounded: every candidate width meets the bound; keep the smallest chunk, and
+        # fall back to the residual of a constant prediction (no network) or raw values
+        def bounded(bits: int) -> bytes:
+            res = _residual.encode_residual(values, cands.recon(bits), valid, bound, arr.dtype)
+            return chunk_for(bits, cf.MODE_BOUNDED, {"residual": res.payload})
+
+        chunks = {b: bounded(b) for b in self._bounded_widths()}
+        best = chunks[ratecontrol.smallest(chunks, lambda b: len(chunks[b]))]
+        plain = self._plain_residual_chunk(values, valid, bound, arr.dtype, masks, flags, common)
+        chunk = plain if len(plain) <= len(best) else best
+        raw = self._raw_chunk(arr, common)
+        if len(raw) <= len(chunk):
+            return raw
+        # end-to-end check of the actual bytes through the real decoder (never expected to fail)
+        y = self.decode(chunk)
+        y64 = np.ascontiguousarray(y).reshape(items.shape).astype(np.float64)
+        x64 = items.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~missing & ~(np.abs(y64 - x64) <= bound)
+        if bad.any() or not np.array_equal(np.isnan(y64), nan):
+            warnings.warn(
+                f"error-bounded chunk failed its decode check at {int(bad.sum())} values; "
+                "stored raw (lossless) instead. Please report this as a bug.",
+                RuntimeWarning, stacklevel=2,
+            )
+            return raw
         return chunk
+
+    def _refine_kw(self) -> dict:
+        # passed only when set, so the call works with engines that predate refine_steps
+        return {"refine_steps": self.refine_steps} if self.refine_steps else {}
+
+    def _bounded_widths(self) -> list[int]:
+        """Bounded mode tries ``bits`` and up to ``BOUNDED_TRIES - 1`` smaller widths with tables."""
+        below = [b for b in ratecontrol.candidate_bits(self._model) if b < self.bits]
+        return below[-(BOUNDED_TRIES - 1):] + [self.bits] if BOUNDED_TRIES > 1 else [self.bits]
+
+    def _plain_residual_chunk(self, values, valid, bound, dtype, masks, flags, common) -> bytes:
+        """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds."""
+        prediction = float(np.mean(values[valid], dtype=np.float64))
+        res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound, dtype)
+        hdr = cf.ChunkHeader(
+            mode=cf.MODE_PLAIN_RESIDUAL, patch_shape=None, num_items=None, num_patches=None,
+            latent_dim=None, bits=0, quantizer_id=0, entropy_id=0, flags=flags, **common,
+        )
+        return cf.pack_chunk(hdr, {**masks, "residual": res.payload,
+                                   "prediction": struct.pack("<d", prediction)})
 
     # ------------------------------------------------------------------ decode
     def decode(self, buf, out=None):
@@ -527,7 +590,7 @@ class COINppCodec(Codec):
                     f"shape {shape} dtype {dtype}"
                 )
             result = np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy(order="A")
-        elif hdr.mode in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED):
+        elif hdr.mode in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL):
             result = self._decode_modulations(hdr, sections, shape, dtype, order)
         else:  # pragma: no cover - unpack_chunk rejects unknown modes
             raise CorruptChunkError(f"unknown chunk mode {hdr.mode}")
@@ -566,24 +629,14 @@ class COINppCodec(Codec):
                 f"chunk header (items, patches, latent_dim, patch_shape)={got} does not match "
                 f"this chunk and model: {expect}"
             )
-        if hdr.quantizer_id != 1:
-            raise CorruptChunkError(f"unknown quantizer_id {hdr.quantizer_id}")
-        tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
-        try:
-            symbols = entropy.decode_symbols(
-                hdr.entropy_id, sections.get("latents", b""),
-                (n_items * part.num_patches, self._model.latent_dim), hdr.bits, tables,
-            )
-            latents = self._model.quantizer(hdr.bits).dequantize(symbols)
-        except ValueError as exc:
-            raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
-        latents = latents.reshape(n_items, part.num_patches, self._model.latent_dim)
         items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
-        if hdr.mode == cf.MODE_BOUNDED and "residual" not in sections:  # pragma: no cover - unpack checks
-            raise CorruptChunkError("bounded chunk without a residual section")
         if n_items:
-            rec = self._reconstruct(latents, spatial).reshape((n_items, *spatial))
-            if hdr.mode == cf.MODE_BOUNDED:
+            if hdr.mode == cf.MODE_PLAIN_RESIDUAL:
+                rec = np.full((n_items, *spatial), _prediction(sections["prediction"]))
+            else:
+                latents = self._latents_of(hdr, sections, n_items, part.num_patches)
+                rec = self._reconstruct(latents, spatial).reshape((n_items, *spatial))
+            if hdr.mode in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL):
                 try:
                     rec = _residual.decode_residual(sections["residual"], rec, dtype)
                 except _residual.ResidualError as exc:
@@ -595,6 +648,21 @@ class COINppCodec(Codec):
             items[fill] = fill_value
         result = items.reshape(shape).astype(dtype, copy=False)
         return np.asfortranarray(result) if order == "F" else np.ascontiguousarray(result)
+
+    def _latents_of(self, hdr, sections, n_items: int, num_patches: int) -> np.ndarray:
+        """The dequantized latents (n_items, num_patches, latent_dim) of a mode-0/2 chunk."""
+        if hdr.quantizer_id != 1:
+            raise CorruptChunkError(f"unknown quantizer_id {hdr.quantizer_id}")
+        tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
+        try:
+            symbols = entropy.decode_symbols(
+                hdr.entropy_id, sections.get("latents", b""),
+                (n_items * num_patches, self._model.latent_dim), hdr.bits, tables,
+            )
+            latents = self._model.quantizer(hdr.bits).dequantize(symbols)
+        except ValueError as exc:
+            raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
+        return latents.reshape(n_items, num_patches, self._model.latent_dim)
 
     # ------------------------------------------------------------------ xarray helper
     @classmethod
@@ -722,3 +790,50 @@ def _unpack_mask(blob: bytes, what: str, shape: tuple[int, ...]) -> np.ndarray:
     if packed.size != (count + 7) // 8:
         raise CorruptChunkError(f"{what} holds {packed.size} bytes, expected {(count + 7) // 8}")
     return np.unpackbits(packed, count=count).astype(bool).reshape(shape)
+
+
+def _prediction(blob: bytes) -> float:
+    """The f64 constant of a mode-3 chunk's ``prediction`` section; CorruptChunkError if not."""
+    if len(blob) != 8:
+        raise CorruptChunkError(f"prediction section holds {len(blob)} bytes, expected 8")
+    (value,) = struct.unpack("<d", blob)
+    if not math.isfinite(value):
+        raise CorruptChunkError(f"prediction section holds a non-finite value {value!r}")
+    return value
+
+
+class _LatentCandidates:
+    """The fitted latents of one chunk, coded at any bit width on demand (memoised per width)."""
+
+    def __init__(self, codec: COINppCodec, latents: np.ndarray, spatial: tuple[int, ...]):
+        self._codec, self._latents, self._spatial = codec, latents, spatial
+        self._coded: dict[int, tuple] = {}
+        self._recon: dict[int, np.ndarray] = {}
+
+    def _quantized(self, bits: int) -> tuple:
+        if bits not in self._coded:
+            m = self._codec.model
+            q = m.quantizer(bits)
+            symbols = q.quantize(self._latents.reshape(-1, self._latents.shape[-1]))
+            tables = m.entropy_models(bits) if self._codec.entropy_coding else []
+            eid, payload = entropy.encode_symbols(symbols, bits, tables)
+            self._coded[bits] = (q, symbols, eid, payload)
+        return self._coded[bits]
+
+    def coded(self, bits: int) -> tuple[int, int, bytes]:
+        """(quantizer_id, entropy_id, latents section payload) at ``bits``."""
+        q, _, eid, payload = self._quantized(bits)
+        return q.quantizer_id, eid, payload
+
+    def recon(self, bits: int) -> np.ndarray:
+        """The reconstruction from the dequantized latents, exactly as the decoder computes it."""
+        if bits not in self._recon:
+            q, symbols, _, _ = self._quantized(bits)
+            deq = q.dequantize(symbols).reshape(self._latents.shape)
+            self._recon[bits] = self._codec._reconstruct(deq, self._spatial)
+        return self._recon[bits]
+
+    def rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
+        """RMSE (data units) of the reconstruction at ``bits`` over the valid values."""
+        err = self.recon(bits).reshape(values.shape)[valid] - values[valid].astype(np.float64)
+        return float(np.sqrt(np.mean(err * err)))
