@@ -678,13 +678,17 @@ class COINppCodec(Codec):
         max_abs_error: float | None = None,
         rel_error: float | None = None,
         fill_value: float | None = None,
+        refine_steps: int = 0,
+        target_rmse: float | None = None,
+        target_ratio: float | None = None,
     ) -> dict[str, Any]:
         """The ``encoding`` entry for ``da`` in ``ds.to_zarr(store, encoding={name: ...})``.
 
         Chunks come from ``chunks`` (a tuple, or a dict dim -> size), else ``da.encoding["chunks"]``,
         else the dask chunks, else one chunk. Spherical models read lat/lon from the coordinates
         of the last two dimensions and need each chunk to span the whole lat/lon extent.
-        ``max_abs_error`` / ``rel_error`` / ``fill_value``: see the class. ``fill_value`` defaults to
+        ``max_abs_error`` / ``rel_error`` / ``fill_value`` / ``refine_steps`` / ``target_rmse`` /
+        ``target_ratio``: see the class. ``fill_value`` defaults to
         ``da.encoding["_FillValue"]`` when that is set (xarray writes it in place of NaN); when you
         add ``"_FillValue"`` to the returned encoding yourself, pass the same number here.
         """
@@ -695,7 +699,8 @@ class COINppCodec(Codec):
         return _encoding_for(
             cls, da, model, bits=bits, inner_steps=inner_steps, zarr_format=zarr_format,
             chunks=chunks, entropy_coding=entropy_coding, max_abs_error=max_abs_error,
-            rel_error=rel_error, fill_value=fill_value,
+            rel_error=rel_error, fill_value=fill_value, refine_steps=refine_steps,
+            target_rmse=target_rmse, target_ratio=target_ratio,
         )
 
 
@@ -727,7 +732,7 @@ def _uniform_chunks(da, chunks) -> tuple[int, ...]:
 
 
 def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, entropy_coding,
-                  max_abs_error=None, rel_error=None, fill_value=None):
+                  max_abs_error=None, rel_error=None, fill_value=None, **options):
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if da.dtype not in _SUPPORTED_DTYPES:
@@ -766,7 +771,7 @@ def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, ent
                     f"{da.name!r} must be latitude, longitude (in that order, degrees)"
                 )
     codec = cls(model, bits=bits, inner_steps=inner_steps, lat=lat, lon=lon, entropy_coding=entropy_coding,
-                max_abs_error=max_abs_error, rel_error=rel_error, fill_value=fill_value)
+                max_abs_error=max_abs_error, rel_error=rel_error, fill_value=fill_value, **options)
     if zarr_format == 2:
         return {"compressors": [codec], "filters": None, "chunks": chunk_shape}
     from inrcodec.zarr3 import COINppZarr3Codec
