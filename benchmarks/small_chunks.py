@@ -61,7 +61,8 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--latent", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--bits", default="1,2,3,4,6")
     ap.add_argument("--inner-steps", type=int, default=10)
     args = ap.parse_args(argv)
@@ -71,7 +72,8 @@ def main(argv=None) -> None:
     if not (pathlib.Path(args.model) / "model.safetensors").exists():
         train_recipe("era5", data=[da], preset="paper", steps=args.steps, out=args.model, progress=False,
                      overrides=dict(width=args.width, depth=args.depth, latent_dim=args.latent,
-                                    outer_lr=3e-4, w0=30.0, encode_steps=args.inner_steps),
+                                    outer_lr=3e-4, w0=30.0, encode_steps=args.inner_steps,
+                                    batch_size=args.batch, outer_points=512),
                      report_bits=[])
     rd = load_recipe_data(load_recipe("era5"), [da])
     test = np.ascontiguousarray(rd.test, dtype=np.float32)
