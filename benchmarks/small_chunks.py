@@ -42,7 +42,7 @@ def legacy_size(chunk: bytes, codec) -> int:
     from inrcodec import chunkformat as cf
 
     hdr, sections = cf.unpack_chunk(chunk)
-    part = codec.model.partition(hdr.shape[-2:])
+    part = codec.model.partition(codec._grid(tuple(hdr.shape[-2:])))
     legacy = cf.ChunkHeader(**{**hdr.__dict__, "pin": None, "model_sha256": codec.model_sha256,
                                "patch_shape": part.patch_shape, "num_items": hdr.shape[0],
                                "num_patches": part.num_patches, "latent_dim": codec.model.latent_dim})

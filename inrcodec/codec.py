@@ -479,7 +479,8 @@ class COINppCodec(Codec):
         values = items[valid_items]
         mask = ~missing[valid_items] if has_missing else None
         with self._lock:
-            latents = m.encode(values, grid, steps=self.inner_steps, mask=mask, **self._refine_kw())
+            latents = m.encode(values, grid, steps=self.inner_steps, mask=mask,
+                             refine_steps=self.refine_steps)
         cands = _LatentCandidates(self, np.asarray(latents, dtype=np.float32), spatial)
         masks = {}
         if has_nan:
@@ -536,10 +537,6 @@ class COINppCodec(Codec):
             )
             return raw
         return chunk
-
-    def _refine_kw(self) -> dict:
-        # passed only when set, so the call works with engines that predate refine_steps
-        return {"refine_steps": self.refine_steps} if self.refine_steps else {}
 
     def _bounded_widths(self) -> list[int]:
         """Bounded mode tries ``bits`` and up to ``BOUNDED_TRIES - 1`` smaller widths with tables."""
@@ -620,7 +617,7 @@ class COINppCodec(Codec):
         else:
             valid_items = np.ones(n_total, dtype=bool)
         n_items = int(valid_items.sum())
-        part = self._model.partition(spatial)
+        part = self._model.partition(self._grid(spatial))
         expect = (n_items, part.num_patches, self._model.latent_dim, tuple(part.patch_shape))
         got = (hdr.num_items, hdr.num_patches, hdr.latent_dim,
                None if hdr.patch_shape is None else tuple(hdr.patch_shape))
