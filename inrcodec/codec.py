@@ -60,8 +60,11 @@ CorruptChunkError = cf.CorruptChunkError
 #: fall below ``-OUT_OF_RANGE_LIMIT`` or above ``1 + OUT_OF_RANGE_LIMIT`` is stored raw (lossless)
 OUT_OF_RANGE_LIMIT = 10.0
 #: error-bounded mode codes the latents at ``bits`` and at up to this many minus one smaller
-#: widths (those the model has tables for) and keeps the smallest chunk
-BOUNDED_TRIES = 4
+#: widths (those the model has tables for) and keeps the smallest chunk. The narrowest widths
+#: often win there (the residual carries the detail), so with the usual tables (1..8 bits)
+#: every width up to ``bits`` is tried: each try costs one reconstruction and residual coding,
+#: small next to the fit.
+BOUNDED_TRIES = 8
 
 
 class OutOfRangeWarning(UserWarning):
@@ -152,7 +155,8 @@ class COINppCodec(Codec):
         width is stored in each chunk.
 
     In error-bounded mode, ``bits`` is the widest latent width tried: the codec also tries up to
-    ``BOUNDED_TRIES - 1`` narrower widths and the residual of the chunk mean without the network
+    ``BOUNDED_TRIES - 1`` narrower widths (all of them, with the usual 1..8-bit tables) and the
+    residual of the chunk mean without the network
     (chunk mode 3), and keeps the smallest chunk (raw values if smaller still).
 
     Leading dimensions of a chunk (time, level, member) are independent items; the trailing

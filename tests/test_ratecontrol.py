@@ -119,7 +119,7 @@ def test_bounded_mode_keeps_the_smallest_width(tiny_model, monkeypatch):
     codec = COINppCodec(tiny_model, bits=6, inner_steps=2, max_abs_error=0.05)
     chunk = codec.encode(x)
     widths = codec._bounded_widths()
-    assert len(widths) == codec_module.BOUNDED_TRIES and widths[-1] == 6
+    assert widths == [b for b in ratecontrol.candidate_bits(tiny_model) if b <= 6]
     monkeypatch.setattr(codec_module, "BOUNDED_TRIES", 1)  # one width at a time
     for b in widths:
         single = COINppCodec(tiny_model, bits=b, inner_steps=2, max_abs_error=0.05).encode(x)
@@ -132,3 +132,20 @@ def test_mode_3_needs_version_3():
                          quantizer_id=0, entropy_id=0)
     with pytest.raises(ValueError, match="version 3"):
         cf.pack_chunk(hdr, {"residual": b"r", "prediction": b"p" * 8})
+
+
+# ------------------------------------------------------------------ encode-time refinement
+def test_refine_steps_reach_the_engine_and_the_config(tiny_model):
+    x = smooth_field(2, seed=4).astype("f4")
+    codec = COINppCodec(tiny_model, bits=8, inner_steps=2, refine_steps=5)
+    assert codec.get_config()["refine_steps"] == 5 and "refine_steps" not in COINppCodec(tiny_model).get_config()
+    assert COINppCodec.from_config(codec.get_config()) == codec
+    y = codec.decode(codec.encode(x))
+    grid, q = tiny_model.make_grid(x.shape[1:]), tiny_model.quantizer(8)
+    lat = tiny_model.encode(x, grid, steps=2, refine_steps=5)
+    ref = tiny_model.decode(q.dequantize(q.quantize(lat.reshape(-1, lat.shape[-1]))).reshape(lat.shape), grid)
+    np.testing.assert_array_equal(y, ref.astype("f4"))
+    plain = COINppCodec(tiny_model, bits=8, inner_steps=2)
+    assert not np.array_equal(plain.decode(plain.encode(x)), y)  # the refinement changed the fit
+    with pytest.raises(ValueError, match="refine_steps"):
+        COINppCodec(tiny_model, refine_steps=-1)
