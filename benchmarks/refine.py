@@ -31,6 +31,7 @@ def main(argv=None) -> None:
                     help="override the model's refine_lr (Adam step size); default: the model's own")
     ap.add_argument("--inner-steps", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--float", action="store_true", help="also the RMSE of the unquantized latents")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -48,7 +49,12 @@ def main(argv=None) -> None:
     print()
     print("| refine_steps | bits | chunk bytes | ratio | RMSE (K) | encode s | values/s |")
     print("|---|---|---|---|---|---|---|")
+    grid = model.make_grid(x.shape[1:], lat=lat, lon=lon)
     for refine in [int(r) for r in args.refine.split(",")]:
+        if args.float:  # the fit itself, before quantization
+            latents = model.encode(x, grid, steps=args.inner_steps, refine_steps=refine)
+            rmse = float(np.sqrt(np.mean((model.decode(latents, grid) - x) ** 2)))
+            print(f"| {refine} | float32 | - | - | {rmse:.3f} | - | - |", flush=True)
         for bits in [int(b) for b in args.bits.split(",")]:
             codec = COINppCodec(model, bits=bits, inner_steps=args.inner_steps, lat=lat,
                                 lon=lon, refine_steps=refine)
