@@ -78,6 +78,23 @@ def _coder_sizes(codec, chunk: bytes, x: np.ndarray) -> str:
     return ", ".join(f"{name[k]} {v}" for k, v in sorted(enc.sizes.items(), key=lambda kv: kv[1]))
 
 
+def _mode2_sizes(args, lat, lon, x: np.ndarray, bound: float) -> dict:
+    """Bytes of a mode-2 chunk (latents + residual, no fallback) at each width 1..``--bits``:
+    the plain chunk at that width plus the residual of its reconstruction (+2 for the section
+    length varint), i.e. what the codec weighs against mode 3."""
+    from inrcodec import residual
+    from inrcodec.codec import COINppCodec
+
+    sizes = {}
+    for bits in range(1, args.bits + 1):
+        c = COINppCodec(args.model, bits=bits, inner_steps=args.inner_steps, lat=lat, lon=lon)
+        plain = c.encode(x)
+        recon = c.decode(plain).astype(np.float64)
+        res = residual.encode_residual(x, recon, np.isfinite(x), bound, x.dtype)
+        sizes[bits] = len(plain) + len(res.payload) + 2
+    return sizes
+
+
 def main(argv=None) -> None:
     from inrcodec.codec import COINppCodec
     from inrcodec.datasets import embedded_sample
@@ -86,6 +103,8 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="/tmp/bound-model")
     ap.add_argument("--bounds", default="0.01,0.05,0.1,0.5")
     ap.add_argument("--bits", type=int, default=6)
+    ap.add_argument("--mode2", action="store_true",
+                    help="also the best mode-2 chunk (network + residual, no fallback) over widths 1..bits")
     ap.add_argument("--inner-steps", type=int, default=10)
     args = ap.parse_args(argv)
     bounds = [float(b) for b in args.bounds.split(",")]
@@ -104,6 +123,10 @@ def main(argv=None) -> None:
         hdr = cf.unpack_chunk(chunk)[0]
         chosen = f"mode {hdr.mode}" + (f", {hdr.bits} bits" if hdr.bits else "")
         row = [f"{bound:g}", f"{x.nbytes / len(chunk):.2f}", f"{err:.4g}", chosen]
+        if args.mode2:
+            m2 = _mode2_sizes(args, lat, lon, x, bound)
+            b2 = min(m2, key=m2.get)
+            row.append(f"{x.nbytes / m2[b2]:.2f} ({b2} bits)")
         from inrcodec import residual
 
         alone = residual.encode_residual(x, np.full(x.shape, float(x.mean())), np.isfinite(x), bound, x.dtype)
@@ -125,9 +148,10 @@ def main(argv=None) -> None:
           + ", ".join(f"{d} {_version(d)}" for d in ("inrcodec", "torch", "numcodecs-wasm-sz3",
                                                      "numcodecs-wasm-zfp", "numcodecs-wasm-sperr")))
     print()
-    print("| bound (K) | inrcodec ratio | inrcodec max err | chunk mode, bits | no-network ablation ratio "
+    m2_head = "| best mode 2 ratio " if args.mode2 else ""
+    print("| bound (K) | inrcodec ratio | inrcodec max err | chunk mode, bits " + m2_head + "| no-network ablation ratio "
           "| SZ3 ratio | SZ3 max err | ZFP ratio | ZFP max err | SPERR ratio | SPERR max err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (11 + bool(args.mode2)) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print()
