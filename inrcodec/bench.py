@@ -278,9 +278,26 @@ def error_metrics(orig: np.ndarray, rec: np.ndarray, lat: np.ndarray | None = No
         w = np.broadcast_to(np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64)))[:, None], o.shape[-2:])
         w = np.broadcast_to(w, o.shape)
         out["rmse_coslat"] = float(np.sqrt(np.sum(w[valid] * e**2) / np.sum(w[valid])))
+        out.update(band_errors(err, valid, lat))
     so, sr = zonal_spectrum(o), zonal_spectrum(r)
     out["hf_power_ratio"] = hf_power_ratio(so, sr)
     out["_spectrum"] = sr
+    return out
+
+
+#: latitude bands (degrees north) for per-band errors: poles, mid-latitudes, tropics
+LAT_BANDS = {"90S-60S": (-90, -60), "60S-30S": (-60, -30), "30S-30N": (-30, 30), "30N-60N": (30, 60), "60N-90N": (60, 90)}
+
+
+def band_errors(err: np.ndarray, valid: np.ndarray, lat) -> dict:
+    """RMSE and max abs error in each of :data:`LAT_BANDS` (lat on axis -2; NaN for an empty band)."""
+    lat = np.asarray(lat, dtype=np.float64)
+    out = {}
+    for name, (lo, hi) in LAT_BANDS.items():
+        rows = (lat >= lo) & (lat <= hi) if hi == 90 else (lat >= lo) & (lat < hi)
+        e = err[..., rows, :][valid[..., rows, :]]
+        out[f"rmse_{name}"] = float(np.sqrt(np.mean(e**2))) if e.size else float("nan")
+        out[f"max_{name}"] = float(np.max(np.abs(e))) if e.size else float("nan")
     return out
 
 
@@ -289,7 +306,7 @@ def error_metrics(orig: np.ndarray, rec: np.ndarray, lat: np.ndarray | None = No
 COLUMNS = [
     "dataset", "codec", "label", "setting", "params", "latent_dim", "bits", "n_values", "raw_bytes",
     "written_bytes", "compression_ratio", "bits_per_value", "rmse", "max_abs_error", "psnr_db",
-    "rmse_coslat", "hf_power_ratio", "encode_s", "decode_s", "encode_values_per_s",
+    "rmse_coslat", *[f"{k}_{b}" for b in LAT_BANDS for k in ("rmse", "max")], "hf_power_ratio", "encode_s", "decode_s", "encode_values_per_s",
     "decode_values_per_s", "model_bytes", "note",
 ]
 
@@ -403,8 +420,10 @@ def run_bench(
     max_items: int | None = None,
     repeats: int = 1,
     log: Callable[[str], None] | None = None,
+    name: str | None = None,
 ) -> BenchResult:
-    """Run the benchmark on the held-out test split of recipe ``dataset``.
+    """Run the benchmark on the held-out test split of recipe ``dataset`` (or on a
+    :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
 
     ``models``: inrcodec model directories/files (or ``CoinModel`` objects); ``bits``: their bit
     widths; ``peers``: peer names (default: all of :data:`PEERS`; missing ones are skipped and
@@ -421,9 +440,9 @@ def run_bench(
     log = log or (lambda s: None)
     if isinstance(dataset, str):
         rd = load_recipe_data(load_recipe(dataset), data, variable)
-        name = dataset
+        name = name or dataset
     else:  # a RecipeData (tests, custom data)
-        rd, name = dataset, "custom"
+        rd, name = dataset, name or "custom"
     x = np.ascontiguousarray(rd.test, dtype=np.float32)
     if max_items:
         x = x[:max_items]

@@ -166,6 +166,7 @@ class TrainConfig:
     inner_steps: int = 3
     inner_points: int | None = None  # random coordinates per item in the inner loop (None: all)
     outer_points: int | None = None  # random coordinates per item for the outer loss (None: all)
+    lr_schedule: str = "constant"  # or "cosine": outer_lr decays to 5 % of itself at `steps`
     val_every: int = 100
     checkpoint_every: int = 100
     seed: int = 0
@@ -247,10 +248,21 @@ class MetaTrainer:
         t = lambda a, dt=torch.float32: torch.as_tensor(a, device=self.device, dtype=dt)
         latents = inner_loop(self.network, t(ci), t(vi), t(mi, torch.bool), cfg.inner_steps, cfg.inner_lr, create_graph=True)
         loss = per_item_mse(self.network(t(co), latents), t(vo), t(mo, torch.bool)).mean()
+        for group in self.optimizer.param_groups:  # a function of the step, so a resumed run follows it too
+            group["lr"] = self.learning_rate(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
+
+    def learning_rate(self, step: int) -> float:
+        cfg = self.config
+        if cfg.lr_schedule == "constant":
+            return cfg.outer_lr
+        if cfg.lr_schedule == "cosine":
+            frac = min(step / max(cfg.steps, 1), 1.0)
+            return cfg.outer_lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r} (constant or cosine)")
 
     def validate(self) -> float:
         """Mean PSNR (dB, normalised units) of held-out patches fitted with the training inner steps."""

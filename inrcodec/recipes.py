@@ -25,7 +25,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 PRESET_KEYS = {
     "width", "depth", "latent_dim", "w0", "steps", "batch_size", "outer_lr", "inner_lr",
     "inner_steps", "encode_steps", "inner_points", "outer_points", "patch",
-    "meta_sgd", "patch_degrees", "points",
+    "meta_sgd", "patch_degrees", "points", "lr_schedule",
 }
 #: the climate pool's held-out splits, reported separately (docs/data.md)
 POOL_TEST_SPLITS = ("test-time", "test-source")
@@ -278,7 +278,7 @@ def train_recipe(
     cfg = TrainConfig(
         steps=int(steps if steps is not None else p["steps"]), batch_size=p["batch_size"], outer_lr=p["outer_lr"],
         inner_lr=p["inner_lr"], inner_steps=p["inner_steps"], inner_points=p.get("inner_points"),
-        outer_points=p.get("outer_points"), seed=seed, device=device,
+        outer_points=p.get("outer_points"), seed=seed, device=device, lr_schedule=p.get("lr_schedule", "constant"),
     )
     cfg.val_every = max(1, min(100, cfg.steps // 10))
     cfg.checkpoint_every = cfg.val_every

@@ -139,3 +139,14 @@ def test_a_model_trained_at_one_resolution_encodes_another():
     rmse = float(np.sqrt(np.mean((rec - coarse.values) ** 2)))
     baseline = float(np.sqrt(np.mean((mean - coarse.values) ** 2)))
     assert rmse < baseline, (rmse, baseline)
+
+
+def test_cosine_outer_schedule_decays_to_five_percent_and_is_followed_on_resume():
+    net = ModulatedSiren(1, 1, width=8, depth=2, latent_dim=2)
+    tr = MetaTrainer(net, None, None, TrainConfig(steps=100, outer_lr=1e-3, lr_schedule="cosine"))
+    assert tr.learning_rate(0) == pytest.approx(1e-3)
+    assert tr.learning_rate(50) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+    assert tr.learning_rate(100) == pytest.approx(5e-5)
+    assert MetaTrainer(net, None, None, TrainConfig(steps=100, outer_lr=1e-3)).learning_rate(100) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        MetaTrainer(net, None, None, TrainConfig(lr_schedule="step")).learning_rate(1)

@@ -1,0 +1,52 @@
+"""Shipped pretrained models: found by name, pinned by hash, usable without training."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from inrcodec import COINppCodec, _modelcache, zoo
+from inrcodec.cli import main
+
+
+def test_every_shipped_model_loads_by_name_and_matches_its_hash():
+    models = zoo.available()
+    assert "t2m-global" in models
+    for name, entry in models.items():
+        path = zoo.model_path(name)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        model, _, sha = _modelcache.model_from_path(name)
+        assert sha == entry["sha256"] == model.sha256
+        assert {"trained_on", "grids", "summary", "rate_distortion"} <= set(entry)
+
+
+def test_a_shipped_model_whose_bytes_differ_from_its_listing_is_refused(monkeypatch):
+    listing = {k: dict(v) for k, v in zoo.available().items()}
+    listing["t2m-global"]["sha256"] = "0" * 64
+    monkeypatch.setattr(zoo, "available", lambda: listing)
+    with pytest.raises(_modelcache.PinnedModelError):
+        _modelcache.model_from_path("t2m-global")
+
+
+def test_unknown_names_are_still_file_not_found_errors():
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        _modelcache.model_from_path("no-such-model")
+
+
+def test_the_shipped_climate_model_compresses_a_real_field_by_name():
+    from inrcodec.datasets import embedded_sample
+
+    tas = embedded_sample("tas").isel(time=slice(0, 1))
+    codec = COINppCodec(model="t2m-global", bits=6, lat=tas.lat.values, lon=tas.lon.values)
+    x = np.ascontiguousarray(tas.values, dtype=np.float32)
+    y = codec.decode(codec.encode(x)).reshape(x.shape)
+    train_mean_rmse = float(np.sqrt(np.mean((x - x.mean()) ** 2)))
+    assert float(np.sqrt(np.mean((y - x) ** 2))) < 0.5 * train_mean_rmse
+
+
+def test_cli_lists_the_shipped_models(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "t2m-global" in out and zoo.available()["t2m-global"]["sha256"][:16] in out
