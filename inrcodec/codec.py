@@ -24,6 +24,7 @@ come back bit-exact.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import os
 import struct
@@ -257,16 +258,17 @@ class COINppCodec(Codec):
         return self._pin
 
     def _grid_key(self) -> bytes:
-        # explicit lat/lon: the grid's content digest; otherwise (or when lat/lon are exactly
-        # the default) the grid is the global regular grid of the chunk's shape, which the chunk
-        # header stores
+        # Without lat/lon (or with exactly the default ones) the grid is the global regular grid
+        # of the chunk's shape, which the chunk header stores. Otherwise the key is defined here,
+        # from the coordinate values alone, so that pins of stored chunks never change
+        # (docs/format.md, "The pin").
         if self.lat is None:
             return b"regular"
-        shape = (len(self.lat), len(self.lon))
-        grid = self._model.make_grid(shape, lat=np.asarray(self.lat), lon=np.asarray(self.lon))
-        if grid.digest() == self._model.make_grid(shape).digest():
+        lat, lon = np.asarray(self.lat, "<f8"), np.asarray(self.lon, "<f8")
+        default = self._model.make_grid((lat.size, lon.size))
+        if np.array_equal(lat, np.asarray(default.lat, "<f8")) and np.array_equal(lon, np.asarray(default.lon, "<f8")):
             return b"regular"
-        return bytes.fromhex(grid.digest())
+        return hashlib.sha256(b"lat" + lat.tobytes() + b"lon" + lon.tobytes()).digest()
 
     @property
     def model_bytes(self) -> bytes:

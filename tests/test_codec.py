@@ -273,3 +273,13 @@ def test_codec_pickles_with_all_settings_and_decodes_the_same(tiny_model):
     enc = codec.encode(data)
     assert clone.encode(data) == enc
     np.testing.assert_array_equal(clone.decode(enc), codec.decode(enc))
+
+
+def test_pin_names_the_grid(tiny_model, field):
+    lat, lon = global_lat_lon()
+    shifted = COINppCodec(tiny_model, inner_steps=3, lat=lat, lon=lon + 1.0)
+    default = COINppCodec(tiny_model, inner_steps=3)
+    assert COINppCodec(tiny_model, inner_steps=3, lat=lat, lon=lon).pin == default.pin
+    assert shifted.pin != default.pin
+    with pytest.raises(CorruptChunkError, match="pin"):
+        default.decode(shifted.encode(field))  # same model, other grid: refused
