@@ -8,7 +8,9 @@ The model should be trained on the other steps, e.g.
 ``train_recipe("era5", steps=1500, out="/tmp/bound-model", progress=False)`` (its default
 contiguous split puts the last steps in validation/test).
 
-For inrcodec the best latent ``bits`` of ``--bits`` is reported per bound (with the one used).
+inrcodec runs with ``bits`` = ``--bits`` (the widest latent width it tries; it also tries narrower
+widths and the no-network residual per chunk and keeps the smallest); the chunk's mode and width
+are reported.
 Peers (``numcodecs-wasm-*`` from PyPI): SZ3 ``eb_mode="abs"``, ZFP ``fixed-accuracy`` with
 ``tolerance=bound``, SPERR ``pwe=bound``. A peer that is not installed or fails is reported as such.
 "no-network ablation": the same residual coder (:mod:`inrcodec.residual`) against a constant
@@ -66,7 +68,7 @@ def _coder_sizes(codec, chunk: bytes, x: np.ndarray) -> str:
 
     hdr, sections = cf.unpack_chunk(chunk)
     if hdr.mode != cf.MODE_BOUNDED:
-        return "raw"
+        return {cf.MODE_RAW: "raw", cf.MODE_PLAIN_RESIDUAL: "no-network residual (mode 3)"}[hdr.mode]
     plain = dict(sections)
     info = residual.residual_info(plain.pop("residual"))
     h0 = cf.ChunkHeader(**{**hdr.__dict__, "mode": cf.MODE_MODULATIONS})
@@ -76,6 +78,23 @@ def _coder_sizes(codec, chunk: bytes, x: np.ndarray) -> str:
     return ", ".join(f"{name[k]} {v}" for k, v in sorted(enc.sizes.items(), key=lambda kv: kv[1]))
 
 
+def _mode2_sizes(args, lat, lon, x: np.ndarray, bound: float) -> dict:
+    """Bytes of a mode-2 chunk (latents + residual, no fallback) at each width 1..``--bits``:
+    the plain chunk at that width plus the residual of its reconstruction (+2 for the section
+    length varint), i.e. what the codec weighs against mode 3."""
+    from inrcodec import residual
+    from inrcodec.codec import COINppCodec
+
+    sizes = {}
+    for bits in range(1, args.bits + 1):
+        c = COINppCodec(args.model, bits=bits, inner_steps=args.inner_steps, lat=lat, lon=lon)
+        plain = c.encode(x)
+        recon = c.decode(plain).astype(np.float64)
+        res = residual.encode_residual(x, recon, np.isfinite(x), bound, x.dtype)
+        sizes[bits] = len(plain) + len(res.payload) + 2
+    return sizes
+
+
 def main(argv=None) -> None:
     from inrcodec.codec import COINppCodec
     from inrcodec.datasets import embedded_sample
@@ -83,31 +102,36 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="/tmp/bound-model")
     ap.add_argument("--bounds", default="0.01,0.05,0.1,0.5")
-    ap.add_argument("--bits", default="1,2,3,4,6")
+    ap.add_argument("--bits", type=int, default=6)
+    ap.add_argument("--mode2", action="store_true",
+                    help="also the best mode-2 chunk (network + residual, no fallback) over widths 1..bits")
     ap.add_argument("--inner-steps", type=int, default=10)
     args = ap.parse_args(argv)
     bounds = [float(b) for b in args.bounds.split(",")]
-    bits_list = [int(b) for b in args.bits.split(",")]
 
     da = embedded_sample("tas")
     x = np.ascontiguousarray(da.values[-2:], dtype=np.float32)
     lat, lon = da[da.dims[-2]].values, da[da.dims[-1]].values
     rows, coder_notes = [], []
     for bound in bounds:
-        best = None
-        for bits in bits_list:
-            c = COINppCodec(args.model, bits=bits, inner_steps=args.inner_steps, lat=lat, lon=lon,
-                            max_abs_error=bound)
-            r = _measure(c, x)
-            if best is None or r[0] > best[1][0]:
-                best = (bits, r, c)
-        row = [f"{bound:g}", f"{best[1][0]:.2f}", f"{best[1][1]:.4g}", str(best[0])]
+        from inrcodec import chunkformat as cf
+
+        c = COINppCodec(args.model, bits=args.bits, inner_steps=args.inner_steps, lat=lat, lon=lon,
+                        max_abs_error=bound)
+        chunk = c.encode(x)
+        err = float(np.max(np.abs(c.decode(chunk).astype(np.float64) - x)))
+        hdr = cf.unpack_chunk(chunk)[0]
+        chosen = f"mode {hdr.mode}" + (f", {hdr.bits} bits" if hdr.bits else "")
+        row = [f"{bound:g}", f"{x.nbytes / len(chunk):.2f}", f"{err:.4g}", chosen]
+        if args.mode2:
+            m2 = _mode2_sizes(args, lat, lon, x, bound)
+            b2 = min(m2, key=m2.get)
+            row.append(f"{x.nbytes / m2[b2]:.2f} ({b2} bits)")
         from inrcodec import residual
 
         alone = residual.encode_residual(x, np.full(x.shape, float(x.mean())), np.isfinite(x), bound, x.dtype)
         row.append(f"{x.nbytes / len(alone.payload):.2f}")
-        coder_notes.append(f"bound {bound:g}, bits {best[0]}: residual bytes "
-                           f"{_coder_sizes(best[2], best[2].encode(x), x)}")
+        coder_notes.append(f"bound {bound:g}, {chosen}: residual bytes {_coder_sizes(c, chunk, x)}")
         for peer in ("SZ3", "ZFP", "SPERR"):
             try:
                 ratio, err, _ = _measure(_peer(peer, bound), x)
@@ -124,9 +148,10 @@ def main(argv=None) -> None:
           + ", ".join(f"{d} {_version(d)}" for d in ("inrcodec", "torch", "numcodecs-wasm-sz3",
                                                      "numcodecs-wasm-zfp", "numcodecs-wasm-sperr")))
     print()
-    print("| bound (K) | inrcodec ratio | inrcodec max err | bits | no-network ablation ratio "
+    m2_head = "| best mode 2 ratio " if args.mode2 else ""
+    print("| bound (K) | inrcodec ratio | inrcodec max err | chunk mode, bits " + m2_head + "| no-network ablation ratio "
           "| SZ3 ratio | SZ3 max err | ZFP ratio | ZFP max err | SPERR ratio | SPERR max err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (11 + bool(args.mode2)) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print()

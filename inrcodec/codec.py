@@ -25,6 +25,7 @@ come back bit-exact.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import os
 import struct
@@ -39,7 +40,7 @@ from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, nda
 
 from inrcodec import _limits, _modelcache
 from inrcodec import chunkformat as cf
-from inrcodec import entropy
+from inrcodec import entropy, ratecontrol
 from inrcodec import residual as _residual
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ CorruptChunkError = cf.CorruptChunkError
 
 #: settings that appear in the configuration only when set (configs of plain codecs stay as before)
 _OPTIONAL_SETTINGS = ("max_abs_error", "rel_error", "fill_value", "assume_global_grid", "chunk_shape",
-                      "chunk_order")
+                      "chunk_order", "refine_steps", "target_rmse", "target_ratio")
 
 
 class PinnedGridError(ValueError):
@@ -72,6 +73,12 @@ OUT_OF_RANGE_LIMIT = 10.0
 #: a chunk none of whose values come within this many training ranges of the training range is
 #: in other units or another variable (Celsius for a Kelvin model): stored raw, with a warning
 RANGE_MARGIN = 0.5
+#: error-bounded mode codes the latents at ``bits`` and at up to this many minus one smaller
+#: widths (those the model has tables for) and keeps the smallest chunk. The narrowest widths
+#: often win there (the residual carries the detail), so with the usual tables (1..8 bits)
+#: every width up to ``bits`` is tried: each try costs one reconstruction and residual coding,
+#: small next to the fit.
+BOUNDED_TRIES = 8
 
 
 class OutOfRangeWarning(UserWarning):
@@ -125,6 +132,8 @@ def _as_coord_list(name: str, values: Any) -> list[float] | None:
     return [float(v) for v in arr]
 
 
+
+
 class COINppCodec(Codec):
     """COIN++ neural compression of float32/float64 chunks.
 
@@ -163,6 +172,20 @@ class COINppCodec(Codec):
     fill_value : float, optional
         Values equal to it are missing data, like NaN: masked out of the fit and the error
         bound and restored exactly (e.g. the ``_FillValue`` xarray writes in place of NaN).
+    refine_steps : int
+        Extra Adam steps on the latents after the ``inner_steps`` meta-learned steps
+        (``CoinModel.encode(..., refine_steps=)``): better fits for more encode time.
+    target_rmse, target_ratio : float, optional
+        Rate control (one of them; not with error-bounded mode): per chunk, the latent width is
+        chosen among those the model has tables for -- the fewest bits whose RMSE (data units,
+        valid values) is at most ``target_rmse``, or the most bits whose compression ratio is at
+        least ``target_ratio`` (:mod:`inrcodec.ratecontrol`); ``bits`` is then unused. The chosen
+        width is stored in each chunk.
+
+    In error-bounded mode, ``bits`` is the widest latent width tried: the codec also tries up to
+    ``BOUNDED_TRIES - 1`` narrower widths (all of them, with the usual 1..8-bit tables) and the
+    residual of the chunk mean without the network
+    (chunk mode 3), and keeps the smallest chunk (raw values if smaller still).
 
     Leading dimensions of a chunk (time, level, member) are independent items; the trailing
     ``model.spatial_ndim`` dimensions are the grid. NaN values are masked out of the fit and come
@@ -186,6 +209,9 @@ class COINppCodec(Codec):
         assume_global_grid: bool = False,
         chunk_shape: Any = None,
         chunk_order: str | None = None,
+        refine_steps: int = 0,
+        target_rmse: float | None = None,
+        target_ratio: float | None = None,
     ):
         if isinstance(model, (bytes, bytearray, memoryview)):
             m, data, digest = _modelcache.model_from_bytes(bytes(model), model_sha256)
@@ -207,8 +233,15 @@ class COINppCodec(Codec):
             raise ValueError(f"bits must be an integer in 1..16, got {bits!r}")
         if isinstance(inner_steps, bool) or not isinstance(inner_steps, (int, np.integer)) or int(inner_steps) < 0:
             raise ValueError(f"inner_steps must be a non-negative integer, got {inner_steps!r}")
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or int(refine_steps) < 0:
+            raise ValueError(f"refine_steps must be a non-negative integer, got {refine_steps!r}")
         self.bits = int(bits)
         self.inner_steps = int(inner_steps)
+        self.refine_steps = int(refine_steps)
+        self.target_rmse = _positive_float("target_rmse", target_rmse)
+        self.target_ratio = _positive_float("target_ratio", target_ratio)
+        if self.target_rmse is not None and self.target_ratio is not None:
+            raise ValueError("pass target_rmse or target_ratio, not both")
         self.lat = _as_coord_list("lat", lat)
         self.lon = _as_coord_list("lon", lon)
         self.entropy_coding = bool(entropy_coding)
@@ -221,6 +254,11 @@ class COINppCodec(Codec):
             if math.isnan(fill_value):
                 fill_value = None  # NaN is always treated as missing
         self.fill_value = fill_value
+        if self.error_bounded and (self.target_rmse is not None or self.target_ratio is not None):
+            raise ValueError(
+                "target_rmse/target_ratio do not combine with max_abs_error/rel_error: error-bounded "
+                "mode already picks, per chunk, the latent width that gives the smallest chunk"
+            )
         if (self.lat is None) != (self.lon is None):
             raise ValueError("pass both lat and lon, or neither (a global regular grid is then assumed)")
         if self.lat is not None and m.grid_kind != "spherical":
@@ -238,6 +276,7 @@ class COINppCodec(Codec):
         self._lock = _modelcache.model_lock(digest)
         self._grids: dict[tuple[int, ...], Any] = {}
         self._grids_lock = threading.Lock()
+        self._pin = cf.model_pin(digest, self._grid_key())
 
     # ------------------------------------------------------------------ properties
     @property
@@ -247,6 +286,24 @@ class COINppCodec(Codec):
     @property
     def model_sha256(self) -> str:
         return self._sha
+
+    @property
+    def pin(self) -> bytes:
+        """The 4-byte version-3 chunk pin: names the model and the grid this codec decodes on."""
+        return self._pin
+
+    def _grid_key(self) -> bytes:
+        # Without lat/lon (or with exactly the default ones) the grid is the global regular grid
+        # of the chunk's shape, which the chunk header stores. Otherwise the key is defined here,
+        # from the coordinate values alone, so that pins of stored chunks never change
+        # (docs/format.md, "The pin").
+        if self.lat is None:
+            return b"regular"
+        lat, lon = np.asarray(self.lat, "<f8"), np.asarray(self.lon, "<f8")
+        default = self._model.make_grid((lat.size, lon.size))
+        if np.array_equal(lat, np.asarray(default.lat, "<f8")) and np.array_equal(lon, np.asarray(default.lon, "<f8")):
+            return b"regular"
+        return hashlib.sha256(b"lat" + lat.tobytes() + b"lon" + lon.tobytes()).digest()
 
     @property
     def model_bytes(self) -> bytes:
@@ -345,6 +402,9 @@ class COINppCodec(Codec):
             self.assume_global_grid,
             self.chunk_shape,
             self.chunk_order,
+            self.refine_steps,
+            self.target_rmse,
+            self.target_ratio,
         )
 
     def __hash__(self) -> int:
@@ -353,8 +413,8 @@ class COINppCodec(Codec):
     def __repr__(self) -> str:
         grid = "global-regular" if self.lat is None else f"lat[{len(self.lat)}] lon[{len(self.lon)}]"
         grid_s = f", grid={grid}" if self._model.grid_kind == "spherical" else ""
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("max_abs_error", "rel_error", "fill_value")
-                        if getattr(self, k) is not None)
+        extra = "".join(f", {k}={v!r}" for k, v in self.settings().items()
+                        if k in _OPTIONAL_SETTINGS)
         return (
             f"COINppCodec(model=sha256:{self._sha[:12]}, bits={self.bits}, "
             f"inner_steps={self.inner_steps}{grid_s}, entropy_coding={self.entropy_coding}{extra})"
@@ -441,7 +501,7 @@ class COINppCodec(Codec):
 
     def _raw_chunk(self, arr: np.ndarray, common: dict) -> bytes:
         hdr = cf.ChunkHeader(
-            mode=cf.MODE_RAW, patch_shape=(), num_items=0, num_patches=0, latent_dim=0,
+            mode=cf.MODE_RAW, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
             bits=0, quantizer_id=0, entropy_id=0, **common,
         )
         return cf.pack_chunk(hdr, {"raw_values": zlib.compress(arr.tobytes(order=common["order"]), 6)})
@@ -452,7 +512,7 @@ class COINppCodec(Codec):
         shape = tuple(int(s) for s in arr.shape)
         nd = self._model.spatial_ndim
         spatial = shape[arr.ndim - nd :]
-        common = dict(model_sha256=self._sha, dtype=arr.dtype.str, shape=shape, order=order)
+        common = dict(model_sha256=None, pin=self._pin, dtype=arr.dtype.str, shape=shape, order=order)
         if arr.size == 0:  # nothing to fit: an empty raw chunk (any empty shape round-trips)
             return self._raw_chunk(arr, common)
         # index (logical) order: items along the leading dims; memory order does not matter here
@@ -494,59 +554,80 @@ class COINppCodec(Codec):
         values = items[valid_items]
         mask = ~missing[valid_items] if has_missing else None
         with self._lock:
-            latents = m.encode(values, grid, steps=self.inner_steps, mask=mask)
-        latents = np.asarray(latents, dtype=np.float32)
-        q = m.quantizer(self.bits)
-        symbols = q.quantize(latents.reshape(-1, latents.shape[-1]))
-        tables = m.entropy_models(self.bits) if self.entropy_coding else []
-        entropy_id, payload = entropy.encode_symbols(symbols, self.bits, tables)
-        sections = {"latents": payload}
+            latents = m.encode(values, grid, steps=self.inner_steps, mask=mask,
+                             refine_steps=self.refine_steps)
+        cands = _LatentCandidates(self, np.asarray(latents, dtype=np.float32), spatial)
+        masks = {}
         if has_nan:
-            sections["nan_mask"] = zlib.compress(np.packbits(nan.ravel()).tobytes(), 9)
+            masks["nan_mask"] = zlib.compress(np.packbits(nan.ravel()).tobytes(), 9)
         if fill is not None:
-            sections["fill_mask"] = struct.pack("<d", self.fill_value) + zlib.compress(
+            masks["fill_mask"] = struct.pack("<d", self.fill_value) + zlib.compress(
                 np.packbits(fill.ravel()).tobytes(), 9
             )
-        mode = cf.MODE_MODULATIONS
-        if bound is not None:
-            # reconstruct from the DEQUANTIZED latents exactly as the decoder will
-            deq = q.dequantize(symbols).reshape(latents.shape)
-            recon = self._reconstruct(deq, spatial)
-            valid = ~missing[valid_items] if has_missing else np.ones(values.shape, dtype=bool)
-            res = _residual.encode_residual(values, recon, valid, bound, arr.dtype)
-            sections["residual"] = res.payload
-            mode = cf.MODE_BOUNDED
-        hdr = cf.ChunkHeader(
-            mode=mode,
-            patch_shape=m.partition(grid).patch_shape,
-            num_items=int(valid_items.sum()),
-            num_patches=int(latents.shape[1]),
-            latent_dim=int(latents.shape[2]),
-            bits=self.bits,
-            quantizer_id=q.quantizer_id,
-            entropy_id=entropy_id,
-            flags=cf.FLAG_NAN_MASK if has_nan else 0,
-            **common,
-        )
-        chunk = cf.pack_chunk(hdr, sections)
-        if mode == cf.MODE_BOUNDED:
-            raw = self._raw_chunk(arr, common)
-            if len(raw) <= len(chunk):
-                return raw
-            # end-to-end check of the actual bytes through the real decoder (never expected to fail)
-            y = self.decode(chunk)
-            y64 = np.ascontiguousarray(y).reshape(items.shape).astype(np.float64)
-            x64 = items.astype(np.float64)
-            with np.errstate(invalid="ignore"):
-                bad = ~missing & ~(np.abs(y64 - x64) <= bound)
-            if bad.any() or not np.array_equal(np.isnan(y64), nan):
-                warnings.warn(
-                    f"error-bounded chunk failed its decode check at {int(bad.sum())} values; "
-                    "stored raw (lossless) instead. Please report this as a bug.",
-                    RuntimeWarning, stacklevel=2,
-                )
-                return raw
+        flags = cf.FLAG_NAN_MASK if has_nan else 0
+        valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
+
+        def chunk_for(bits: int, mode: int = cf.MODE_MODULATIONS, extra: dict | None = None) -> bytes:
+            qid, eid, payload = cands.coded(bits)
+            hdr = cf.ChunkHeader(
+                mode=mode, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
+                bits=bits, quantizer_id=qid, entropy_id=eid, flags=flags, **common,
+            )  # version 3: patches, items and latent size are implied by the model and the masks
+            return cf.pack_chunk(hdr, {"latents": payload, **masks, **(extra or {})})
+
+        if bound is None:
+            if self.target_rmse is None and self.target_ratio is None:
+                return chunk_for(self.bits)
+            bits = ratecontrol.bits_for_target(
+                ratecontrol.candidate_bits(m), target_rmse=self.target_rmse,
+                target_ratio=self.target_ratio, rmse_of=lambda b: cands.rmse(b, values, valid),
+                ratio_of=lambda b: arr.nbytes / len(chunk_for(b)),
+            )
+            return chunk_for(bits)
+
+        # error-bounded: every candidate width meets the bound; keep the smallest chunk, and
+        # fall back to the residual of a constant prediction (no network) or raw values
+        def bounded(bits: int) -> bytes:
+            res = _residual.encode_residual(values, cands.recon(bits), valid, bound, arr.dtype)
+            return chunk_for(bits, cf.MODE_BOUNDED, {"residual": res.payload})
+
+        chunks = {b: bounded(b) for b in self._bounded_widths()}
+        best = chunks[ratecontrol.smallest(chunks, lambda b: len(chunks[b]))]
+        plain = self._plain_residual_chunk(values, valid, bound, arr.dtype, masks, flags, common)
+        chunk = plain if len(plain) <= len(best) else best
+        raw = self._raw_chunk(arr, common)
+        if len(raw) <= len(chunk):
+            return raw
+        # end-to-end check of the actual bytes through the real decoder (never expected to fail)
+        y = self.decode(chunk)
+        y64 = np.ascontiguousarray(y).reshape(items.shape).astype(np.float64)
+        x64 = items.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~missing & ~(np.abs(y64 - x64) <= bound)
+        if bad.any() or not np.array_equal(np.isnan(y64), nan):
+            warnings.warn(
+                f"error-bounded chunk failed its decode check at {int(bad.sum())} values; "
+                "stored raw (lossless) instead. Please report this as a bug.",
+                RuntimeWarning, stacklevel=2,
+            )
+            return raw
         return chunk
+
+    def _bounded_widths(self) -> list[int]:
+        """Bounded mode tries ``bits`` and up to ``BOUNDED_TRIES - 1`` smaller widths with tables."""
+        below = [b for b in ratecontrol.candidate_bits(self._model) if b < self.bits]
+        return below[-(BOUNDED_TRIES - 1):] + [self.bits] if BOUNDED_TRIES > 1 else [self.bits]
+
+    def _plain_residual_chunk(self, values, valid, bound, dtype, masks, flags, common) -> bytes:
+        """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds."""
+        prediction = float(np.mean(values[valid], dtype=np.float64))
+        res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound, dtype)
+        hdr = cf.ChunkHeader(
+            mode=cf.MODE_PLAIN_RESIDUAL, patch_shape=None, num_items=None, num_patches=None,
+            latent_dim=None, bits=0, quantizer_id=0, entropy_id=0, flags=flags, **common,
+        )
+        return cf.pack_chunk(hdr, {**masks, "residual": res.payload,
+                                   "prediction": struct.pack("<d", prediction)})
 
     # ------------------------------------------------------------------ decode
     def decode(self, buf, out=None):
@@ -577,7 +658,13 @@ class COINppCodec(Codec):
         if isinstance(buf, np.ndarray) and buf.dtype == object:
             raise TypeError("COINppCodec decodes chunk bytes, not object arrays")
         hdr, sections = cf.unpack_chunk(ensure_contiguous_ndarray(buf))
-        if hdr.model_sha256 != self._sha:
+        if hdr.pin is not None and hdr.pin != self._pin:
+            raise CorruptChunkError(
+                f"chunk pin {hdr.pin.hex()} does not match this codec's pin {self._pin.hex()} "
+                f"(model sha256 {self._sha}, {'lat/lon grid' if self.lat else 'regular grid'}): "
+                "it was written with another model or grid; refusing to decode it"
+            )
+        if hdr.model_sha256 is not None and hdr.model_sha256 != self._sha:
             raise CorruptChunkError(
                 f"chunk was encoded with model sha256 {hdr.model_sha256}, but this codec's model "
                 f"is sha256 {self._sha}; refusing to decode it with a different model"
@@ -606,7 +693,7 @@ class COINppCodec(Codec):
             raw = _limits.inflate(sections.get("raw_values", b""), n * cdtype.itemsize,
                                   "raw chunk values", CorruptChunkError)
             result = np.frombuffer(raw, dtype=cdtype).reshape(cshape, order=hdr.order).copy(order="A")
-        elif hdr.mode in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED):
+        elif hdr.mode in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL):
             result = self._decode_modulations(hdr, sections, cshape, cdtype, hdr.order)
         else:  # pragma: no cover - unpack_chunk rejects unknown modes
             raise CorruptChunkError(f"unknown chunk mode {hdr.mode}")
@@ -625,7 +712,8 @@ class COINppCodec(Codec):
         if min(spatial, default=1) < 1:
             raise CorruptChunkError(f"chunk shape {shape} has an empty spatial dimension")
         has_fill = "fill_mask" in sections
-        if hdr.num_items > n_total or (not (hdr.has_nan_mask or has_fill) and hdr.num_items != n_total):
+        legacy = hdr.num_items is not None  # versions 1 and 2 store the counts, version 3 derives them
+        if legacy and (hdr.num_items > n_total or (not (hdr.has_nan_mask or has_fill) and hdr.num_items != n_total)):
             raise CorruptChunkError(f"chunk header declares {hdr.num_items} items for shape {shape}")
         if self._model.grid_kind == "spherical":  # the grid is built (lat/lon values) before patching
             if self.lat is not None and tuple(spatial) != (len(self.lat), len(self.lon)):
@@ -634,26 +722,23 @@ class COINppCodec(Codec):
                 )
             if max(spatial) > _limits.MAX_GRID_SIDE:
                 raise CorruptChunkError(f"chunk's spatial shape {spatial} exceeds {_limits.MAX_GRID_SIDE} points per side")
-        # the patch count without building the partition (one entry per patch)
-        expect_patches = _limits.num_patches(spatial, self._model.patch_points(self._grid(spatial)))
-        if (hdr.num_patches, hdr.latent_dim) != (expect_patches, self._model.latent_dim):
-            raise CorruptChunkError(
-                f"chunk header (patches, latent_dim)=({hdr.num_patches}, {hdr.latent_dim}) does not "
-                f"match this chunk and model: ({expect_patches}, {self._model.latent_dim})"
-            )
-        if hdr.quantizer_id != 1:
-            raise CorruptChunkError(f"unknown quantizer_id {hdr.quantizer_id}")
-        if not 1 <= hdr.bits <= 16:
-            raise CorruptChunkError(f"chunk header declares bits={hdr.bits} (1..16 allowed)")
-        tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
-        payload = sections.get("latents", b"")
-        n_sym = hdr.num_items * hdr.num_patches
-        if hdr.entropy_id in tables and len(payload) < _limits.min_coded_bytes(
-                tables[hdr.entropy_id], n_sym, hdr.latent_dim):
-            raise CorruptChunkError(
-                f"latents section of {len(payload)} bytes is too short for the "
-                f"{n_sym * hdr.latent_dim} symbols the header declares"
-            )
+        plain = hdr.mode == cf.MODE_PLAIN_RESIDUAL  # no latents: a constant prediction + residual
+        tables, expect_patches = {}, 0
+        if not plain:
+            # the patch count without building the partition (one entry per patch)
+            expect_patches = _limits.num_patches(spatial, self._model.patch_points(self._grid(spatial)))
+            if legacy and (hdr.num_patches, hdr.latent_dim) != (expect_patches, self._model.latent_dim):
+                raise CorruptChunkError(
+                    f"chunk header (patches, latent_dim)=({hdr.num_patches}, {hdr.latent_dim}) does not "
+                    f"match this chunk and model: ({expect_patches}, {self._model.latent_dim})"
+                )
+            if hdr.quantizer_id != 1:
+                raise CorruptChunkError(f"unknown quantizer_id {hdr.quantizer_id}")
+            if not 1 <= hdr.bits <= 16:
+                raise CorruptChunkError(f"chunk header declares bits={hdr.bits} (1..16 allowed)")
+            tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
+        if hdr.mode in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL) and "residual" not in sections:  # pragma: no cover
+            raise CorruptChunkError("error-bounded chunk without a residual section")
         nan = None
         if hdr.has_nan_mask:
             nan = _unpack_mask(sections["nan_mask"], "NaN mask", (n_total, *spatial))
@@ -670,30 +755,31 @@ class COINppCodec(Codec):
         else:
             valid_items = np.ones(n_total, dtype=bool)
         n_items = int(valid_items.sum())
-        part = self._model.partition(self._grid(spatial))
-        expect = (n_items, part.num_patches, self._model.latent_dim, tuple(part.patch_shape))
-        got = (hdr.num_items, hdr.num_patches, hdr.latent_dim, tuple(hdr.patch_shape))
-        if got != expect:
+        if legacy:
+            part = self._model.partition(self._grid(spatial))
+            expect = (n_items, part.num_patches, self._model.latent_dim, tuple(part.patch_shape))
+            got = (hdr.num_items, hdr.num_patches, hdr.latent_dim, tuple(hdr.patch_shape))
+            if got != expect:
+                raise CorruptChunkError(
+                    f"chunk header (items, patches, latent_dim, patch_shape)={got} does not match "
+                    f"this chunk and model: {expect}"
+                )
+        payload = sections.get("latents", b"")
+        n_sym = n_items * expect_patches
+        if not plain and hdr.entropy_id in tables and len(payload) < _limits.min_coded_bytes(
+                tables[hdr.entropy_id], n_sym, self._model.latent_dim):
             raise CorruptChunkError(
-                f"chunk header (items, patches, latent_dim, patch_shape)={got} does not match "
-                f"this chunk and model: {expect}"
+                f"latents section of {len(payload)} bytes is too short for the "
+                f"{n_sym * self._model.latent_dim} symbols this chunk needs"
             )
-        tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
-        try:
-            symbols = entropy.decode_symbols(
-                hdr.entropy_id, sections.get("latents", b""),
-                (hdr.num_items * hdr.num_patches, hdr.latent_dim), hdr.bits, tables,
-            )
-            latents = self._model.quantizer(hdr.bits).dequantize(symbols)
-        except ValueError as exc:
-            raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
-        latents = latents.reshape(hdr.num_items, hdr.num_patches, hdr.latent_dim)
         items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
-        if hdr.mode == cf.MODE_BOUNDED and "residual" not in sections:  # pragma: no cover - unpack checks
-            raise CorruptChunkError("bounded chunk without a residual section")
         if n_items:
-            rec = self._reconstruct(latents, spatial).reshape((n_items, *spatial))
-            if hdr.mode == cf.MODE_BOUNDED:
+            if plain:
+                rec = np.full((n_items, *spatial), _prediction(sections["prediction"]))
+            else:
+                latents = self._latents_of(hdr, sections, n_items, expect_patches)
+                rec = self._reconstruct(latents, spatial).reshape((n_items, *spatial))
+            if hdr.mode in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL):
                 try:
                     rec = _residual.decode_residual(sections["residual"], rec, dtype)
                 except _residual.ResidualError as exc:
@@ -705,6 +791,21 @@ class COINppCodec(Codec):
             items[fill] = fill_value
         result = items.reshape(shape).astype(dtype, copy=False)
         return np.asfortranarray(result) if order == "F" else np.ascontiguousarray(result)
+
+    def _latents_of(self, hdr, sections, n_items: int, num_patches: int) -> np.ndarray:
+        """The dequantized latents (n_items, num_patches, latent_dim) of a mode-0/2 chunk."""
+        if hdr.quantizer_id != 1:
+            raise CorruptChunkError(f"unknown quantizer_id {hdr.quantizer_id}")
+        tables = {m.entropy_id: m for m in self._model.entropy_models(hdr.bits)}
+        try:
+            symbols = entropy.decode_symbols(
+                hdr.entropy_id, sections.get("latents", b""),
+                (n_items * num_patches, self._model.latent_dim), hdr.bits, tables,
+            )
+            latents = self._model.quantizer(hdr.bits).dequantize(symbols)
+        except ValueError as exc:
+            raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
+        return latents.reshape(n_items, num_patches, self._model.latent_dim)
 
     # ------------------------------------------------------------------ xarray helper
     @classmethod
@@ -721,13 +822,17 @@ class COINppCodec(Codec):
         rel_error: float | None = None,
         fill_value: float | None = None,
         assume_global_grid: bool = False,
+        refine_steps: int = 0,
+        target_rmse: float | None = None,
+        target_ratio: float | None = None,
     ) -> dict[str, Any]:
         """The ``encoding`` entry for ``da`` in ``ds.to_zarr(store, encoding={name: ...})``.
 
         Chunks come from ``chunks`` (a tuple, or a dict dim -> size), else ``da.encoding["chunks"]``,
         else the dask chunks, else one chunk. Spherical models read lat/lon from the coordinates
         of the last two dimensions and need each chunk to span the whole lat/lon extent.
-        ``max_abs_error`` / ``rel_error`` / ``fill_value``: see the class. ``fill_value`` defaults to
+        ``max_abs_error`` / ``rel_error`` / ``fill_value`` / ``refine_steps`` / ``target_rmse`` /
+        ``target_ratio``: see the class. ``fill_value`` defaults to
         ``da.encoding["_FillValue"]`` when that is set (xarray writes it in place of NaN); when you
         add ``"_FillValue"`` to the returned encoding yourself, pass the same number here.
         """
@@ -739,6 +844,7 @@ class COINppCodec(Codec):
             cls, da, model, bits=bits, inner_steps=inner_steps, zarr_format=zarr_format,
             chunks=chunks, entropy_coding=entropy_coding, max_abs_error=max_abs_error,
             rel_error=rel_error, fill_value=fill_value, assume_global_grid=assume_global_grid,
+            refine_steps=refine_steps, target_rmse=target_rmse, target_ratio=target_ratio,
         )
 
 
@@ -770,7 +876,7 @@ def _uniform_chunks(da, chunks) -> tuple[int, ...]:
 
 
 def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, entropy_coding,
-                  max_abs_error=None, rel_error=None, fill_value=None, assume_global_grid=False):
+                  max_abs_error=None, rel_error=None, fill_value=None, assume_global_grid=False, **options):
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if da.dtype not in _SUPPORTED_DTYPES:
@@ -818,7 +924,7 @@ def _encoding_for(cls, da, model, *, bits, inner_steps, zarr_format, chunks, ent
     pin = dict(chunk_shape=chunk_shape, chunk_order="C") if zarr_format == 2 else {}
     codec = cls(model, bits=bits, inner_steps=inner_steps, lat=lat, lon=lon, entropy_coding=entropy_coding,
                 max_abs_error=max_abs_error, rel_error=rel_error, fill_value=fill_value,
-                assume_global_grid=assume_global_grid, **pin)
+                assume_global_grid=assume_global_grid, **pin, **options)
     if zarr_format == 2:
         return {"compressors": [codec], "filters": None, "chunks": chunk_shape}
     from inrcodec.zarr3 import COINppZarr3Codec
@@ -858,3 +964,50 @@ def _unpack_mask(blob: bytes, what: str, shape: tuple[int, ...]) -> np.ndarray:
     count = math.prod(shape)
     packed = np.frombuffer(_limits.inflate(blob, (count + 7) // 8, what, CorruptChunkError), dtype=np.uint8)
     return np.unpackbits(packed, count=count).astype(bool).reshape(shape)
+
+
+def _prediction(blob: bytes) -> float:
+    """The f64 constant of a mode-3 chunk's ``prediction`` section; CorruptChunkError if not."""
+    if len(blob) != 8:
+        raise CorruptChunkError(f"prediction section holds {len(blob)} bytes, expected 8")
+    (value,) = struct.unpack("<d", blob)
+    if not math.isfinite(value):
+        raise CorruptChunkError(f"prediction section holds a non-finite value {value!r}")
+    return value
+
+
+class _LatentCandidates:
+    """The fitted latents of one chunk, coded at any bit width on demand (memoised per width)."""
+
+    def __init__(self, codec: COINppCodec, latents: np.ndarray, spatial: tuple[int, ...]):
+        self._codec, self._latents, self._spatial = codec, latents, spatial
+        self._coded: dict[int, tuple] = {}
+        self._recon: dict[int, np.ndarray] = {}
+
+    def _quantized(self, bits: int) -> tuple:
+        if bits not in self._coded:
+            m = self._codec.model
+            q = m.quantizer(bits)
+            symbols = q.quantize(self._latents.reshape(-1, self._latents.shape[-1]))
+            tables = m.entropy_models(bits) if self._codec.entropy_coding else []
+            eid, payload = entropy.encode_symbols(symbols, bits, tables)
+            self._coded[bits] = (q, symbols, eid, payload)
+        return self._coded[bits]
+
+    def coded(self, bits: int) -> tuple[int, int, bytes]:
+        """(quantizer_id, entropy_id, latents section payload) at ``bits``."""
+        q, _, eid, payload = self._quantized(bits)
+        return q.quantizer_id, eid, payload
+
+    def recon(self, bits: int) -> np.ndarray:
+        """The reconstruction from the dequantized latents, exactly as the decoder computes it."""
+        if bits not in self._recon:
+            q, symbols, _, _ = self._quantized(bits)
+            deq = q.dequantize(symbols).reshape(self._latents.shape)
+            self._recon[bits] = self._codec._reconstruct(deq, self._spatial)
+        return self._recon[bits]
+
+    def rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
+        """RMSE (data units) of the reconstruction at ``bits`` over the valid values."""
+        err = self.recon(bits).reshape(values.shape)[valid] - values[valid].astype(np.float64)
+        return float(np.sqrt(np.mean(err * err)))

@@ -317,3 +317,104 @@ def test_unknown_fields_behind_valid_checksum():
     bad[data.index(b"ab") - 9] = 200  # section tag
     with pytest.raises(CorruptChunkError, match="unknown section tag 200"):
         unpack_chunk(recrc(bad))
+
+
+# ---------------------------------------------------------------- version 3 (compact)
+PIN = b"\x01\x02\x03\x04"
+
+
+def v3_header(**kw):
+    base = dict(model_sha256=None, pin=PIN, dtype="<f4", shape=(1, 46, 90), order="C", mode=0,
+                patch_shape=None, num_items=None, num_patches=None, latent_dim=None, bits=6,
+                quantizer_id=1, entropy_id=2, flags=0)
+    base.update(kw)
+    return ChunkHeader(**base)
+
+
+def test_v3_common_chunk_overhead_is_16_bytes():
+    payload = bytes(range(7))
+    data = pack_chunk(v3_header(), {"latents": payload})
+    assert data[:2] == b"I\x03" and len(data) - len(payload) == 16
+    assert unpack_chunk(data, expected_pin=PIN) == (v3_header(), {"latents": payload})
+
+
+v3_headers = st.builds(
+    ChunkHeader,
+    model_sha256=st.none(),
+    pin=st.binary(min_size=4, max_size=4),
+    dtype=st.sampled_from(["<f4", "<f8", ">f4", ">f8"]),
+    shape=st.lists(st.integers(0, 2**64 - 1), max_size=8).map(tuple),
+    order=st.sampled_from("CF"),
+    mode=st.just(0),
+    patch_shape=st.none(), num_items=st.none(), num_patches=st.none(), latent_dim=st.none(),
+    bits=st.integers(1, 16),
+    quantizer_id=st.integers(0, 3),
+    entropy_id=st.integers(0, 3),
+    flags=st.sampled_from([0, 1]),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(h=v3_headers, secs=st.dictionaries(st.sampled_from(["latents", "residual", "fill_mask"]),
+                                          st.binary(max_size=300), max_size=3),
+       mask=st.binary(max_size=10), bounded=st.booleans())
+def test_v3_random_header_round_trip(h, secs, mask, bounded):
+    if bounded:
+        h = ChunkHeader(**{**h.__dict__, "mode": 2})
+        secs = {**secs, "residual": b"r"}
+    if h.has_nan_mask:
+        secs = {**secs, "nan_mask": mask}
+    data = pack_chunk(h, secs)
+    h2, s2 = unpack_chunk(data, expected_pin=h.pin)
+    assert h2 == h and s2 == secs
+    assert list(s2) == sorted(secs, key=SECTION_TAGS.get)  # version 3 stores sections in tag order
+
+
+def test_v3_raw_mode_and_pin_check():
+    h = v3_header(mode=1, bits=0, quantizer_id=0, entropy_id=0, shape=(3, 4), order="F", dtype=">f8")
+    data = pack_chunk(h, {"raw_values": b"xyz"})
+    assert unpack_chunk(data)[0] == h
+    with pytest.raises(CorruptChunkError, match="does not match the codec's pin"):
+        unpack_chunk(data, expected_pin=b"\x00" * 4)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(model_sha256=SHA_A), "not both"),
+    (dict(pin=b"abc"), "4 bytes"),
+    (dict(num_items=1), "does not store"),
+    (dict(bits=17), "bits 1..16"),
+    (dict(bits=0), "bits 1..16"),
+    (dict(entropy_id=4), "ids"),
+    (dict(mode=1), "raw"),
+])
+def test_v3_header_rejects_what_it_cannot_store(kw, match):
+    with pytest.raises(ValueError, match=match):
+        v3_header(**kw)
+
+
+def _recrc_v3(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def test_v3_corruption_is_reported():
+    data = pack_chunk(v3_header(), {"latents": b"abcdef"})
+    for cut in range(1, len(data)):
+        with pytest.raises(CorruptChunkError):
+            unpack_chunk(data[:cut])
+    with pytest.raises(CorruptChunkError, match="checksum"):
+        unpack_chunk(data + b"\x00")
+    body = bytearray(data[:-4])
+    # non-canonical varint for shape[0] = 1: 0x81 0x00
+    bad = bytes(body[:9]) + b"\x81\x00" + bytes(body[10:])
+    with pytest.raises(CorruptChunkError, match="non-canonical"):
+        unpack_chunk(_recrc_v3(bad))
+    reserved = bytearray(body)
+    reserved[6] |= 0x80
+    with pytest.raises(CorruptChunkError, match="reserved"):
+        unpack_chunk(_recrc_v3(bytes(reserved)))
+    bounded = bytearray(body)
+    bounded[7] = (bounded[7] & ~3) | 2  # mode 2 without a residual section
+    with pytest.raises(CorruptChunkError, match="residual"):
+        unpack_chunk(_recrc_v3(bytes(bounded)))
+    with pytest.raises(CorruptChunkError, match="unsupported format version 4"):
+        unpack_chunk(b"I\x04" + bytes(body[2:]) + b"\x00" * 4)

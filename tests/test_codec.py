@@ -98,13 +98,15 @@ def test_chunk_from_other_model_is_refused(codec, other_model, field, tiny_model
     chunk = COINppCodec(other_model, assume_global_grid=True, inner_steps=3).encode(field)
     with pytest.raises(CorruptChunkError) as exc:
         codec.decode(chunk)
-    assert other_model.sha256 in str(exc.value) and tiny_model.sha256 in str(exc.value)
+    assert tiny_model.sha256 in str(exc.value) and "pin" in str(exc.value)
 
 
-def test_every_chunk_header_carries_the_hash(codec, field, tiny_model):
+def test_every_chunk_header_carries_the_pin(codec, field, other_model):
+    other = COINppCodec(other_model, inner_steps=3)
+    assert other.pin != codec.pin
     for x in (field, np.full_like(field, np.nan)):
         hdr, _ = unpack_chunk(codec.encode(x))
-        assert hdr.model_sha256 == tiny_model.sha256
+        assert hdr.pin == codec.pin and hdr.model_sha256 is None
 
 
 # ------------------------------------------------------------------ encode / decode
@@ -126,7 +128,7 @@ def test_dtype_shape_preserved(codec, field, dtype):
 def test_leading_dims_are_items(codec):
     x = smooth_field(6).astype("f4").reshape(2, 3, NLAT, NLON)
     hdr, _ = unpack_chunk(codec.encode(x))
-    assert hdr.mode == MODE_MODULATIONS and hdr.num_items == 6 and hdr.shape == x.shape
+    assert hdr.mode == MODE_MODULATIONS and hdr.shape == x.shape
     assert codec.decode(codec.encode(x)).shape == x.shape
     y2d = codec.decode(codec.encode(x[0, 0]))  # a single 2-D field is one item
     assert y2d.shape == (NLAT, NLON)
@@ -151,7 +153,7 @@ def test_nan_positions_preserved(codec, field):
     x[2] = np.nan  # a whole item: skipped by the fit
     enc = codec.encode(x)
     hdr, sections = unpack_chunk(enc)
-    assert hdr.has_nan_mask and "nan_mask" in sections and hdr.num_items == 3
+    assert hdr.has_nan_mask and "nan_mask" in sections
     y = codec.decode(enc)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(x))
 
@@ -222,9 +224,11 @@ def test_too_few_dims_rejected(codec):
 
 def test_corrupt_chunk(codec, field):
     enc = bytearray(codec.encode(field))
-    enc[40] ^= 0xFF
-    with pytest.raises(CorruptChunkError):
-        codec.decode(bytes(enc))
+    for pos in range(len(enc)):  # every byte: a flipped byte is always caught
+        bad = enc.copy()
+        bad[pos] ^= 0xFF
+        with pytest.raises(CorruptChunkError):
+            codec.decode(bytes(bad))
 
 
 # ------------------------------------------------------------------ threads, cartesian
@@ -269,3 +273,13 @@ def test_codec_pickles_with_all_settings_and_decodes_the_same(tiny_model):
     enc = codec.encode(data)
     assert clone.encode(data) == enc
     np.testing.assert_array_equal(clone.decode(enc), codec.decode(enc))
+
+
+def test_pin_names_the_grid(tiny_model, field):
+    lat, lon = global_lat_lon()
+    shifted = COINppCodec(tiny_model, inner_steps=3, lat=lat, lon=lon + 1.0)
+    default = COINppCodec(tiny_model, inner_steps=3)
+    assert COINppCodec(tiny_model, inner_steps=3, lat=lat, lon=lon).pin == default.pin
+    assert shifted.pin != default.pin
+    with pytest.raises(CorruptChunkError, match="pin"):
+        default.decode(shifted.encode(field))  # same model, other grid: refused

@@ -102,7 +102,7 @@ def test_bound_holds_on_random_fields(tiny_model, seed, n, bound, dtype, nan_fra
     c = COINppCodec(tiny_model, assume_global_grid=True, bits=int(rng.integers(2, 7)), inner_steps=2, max_abs_error=bound,
                     fill_value=-9999.0)
     chunk = c.encode(x)
-    assert _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_RAW)
+    assert _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL, cf.MODE_RAW)
     y = c.decode(chunk)
     assert y.dtype == x.dtype and y.shape == x.shape
     assert y.flags.f_contiguous if order == "F" else y.flags.c_contiguous
@@ -136,7 +136,7 @@ def test_bound_holds_on_real_data(tiny_model, bound, t):
     lat, lon = da[da.dims[-2]].values, da[da.dims[-1]].values
     c = COINppCodec(tiny_model, assume_global_grid=True, bits=4, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
     chunk = c.encode(x)
-    assert _mode(chunk) == cf.MODE_BOUNDED
+    assert _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
     _check_bound(x, c.decode(chunk), bound)
     assert len(chunk) < x.nbytes
 
@@ -150,15 +150,14 @@ def test_both_options_take_the_smaller_bound(tiny_model):
     assert residual.residual_info(sections["residual"])["bound"] == pytest.approx(1e-4 * rng_x)
 
 
-def test_tighter_bound_costs_more_and_format_is_version_2(tiny_model):
+def test_tighter_bound_costs_more_and_format_is_version_3(tiny_model):
     x = smooth_field(2).astype("f4")
     sizes = []
     for b in (0.5, 0.05, 0.005):
         chunk = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=b).encode(x)
-        assert chunk[4] == 2 and _mode(chunk) == cf.MODE_BOUNDED
+        assert chunk[:2] == cf.V3_PREFIX and _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
         sizes.append(len(chunk))
     assert sizes[0] < sizes[1] < sizes[2]
-    assert COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2).encode(x)[4] == 1  # plain chunks stay version 1
 
 
 def test_fresh_process_decodes_within_bound(tmp_path, tiny_model):
@@ -238,12 +237,16 @@ def test_corrupt_residual_section_is_reported(tiny_model):
 # ------------------------------------------------------------------ format version 2
 def test_format_version_rules(tiny_model):
     x = smooth_field(1).astype("f4")
-    chunk = bytearray(COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.1).encode(x))
+    v3, sections = cf.unpack_chunk(COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.1).encode(x))
+    legacy = {**v3.__dict__, "pin": None, "model_sha256": tiny_model.sha256, "patch_shape": (),
+              "num_items": 1, "num_patches": 1, "latent_dim": 8}
+    hdr = cf.ChunkHeader(**legacy)  # the same chunk in the legacy layout: version 2
+    chunk = bytearray(cf.pack_chunk(hdr, sections))
+    assert chunk[4] == 2
     chunk[4] = 1  # claim version 1: mode 2 is a version-2 feature
     chunk[-4:] = struct.pack("<I", zlib.crc32(bytes(chunk[:-4])) & 0xFFFFFFFF)
     with pytest.raises(CorruptChunkError, match="needs format version 2"):
         cf.unpack_chunk(bytes(chunk))
-    hdr, _ = cf.unpack_chunk(COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.1).encode(x))
     with pytest.raises(ValueError, match="residual"):
         cf.pack_chunk(hdr, {"latents": b""})
     fill = cf.pack_chunk(cf.ChunkHeader(**{**hdr.__dict__, "mode": 0}), {"fill_mask": b"x" * 9})
@@ -289,7 +292,7 @@ def test_values_far_outside_training_range_fall_back_to_raw(tiny_model, bound):
     with warnings.catch_warnings():  # overlapping the training range: no warning, neural path
         warnings.simplefilter("error")
         near = (smooth_field(2) + 40.0).astype("f4")
-        assert _mode(c.encode(near)) in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED)
+        assert _mode(c.encode(near)) in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
 
 
 # ------------------------------------------------------------------ fill values
@@ -303,7 +306,7 @@ def test_fill_value_masked_and_exact(tiny_model, bound):
     c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound, fill_value=-9999.0)
     chunk = c.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
-    assert "fill_mask" in sections and hdr.num_items == 2 and chunk[4] == 2
+    assert "fill_mask" in sections and chunk[:2] == cf.V3_PREFIX
     y = c.decode(chunk)
     fill = x == -9999.0
     np.testing.assert_array_equal(y == -9999.0, fill)

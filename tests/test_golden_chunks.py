@@ -1,0 +1,66 @@
+"""Chunks written by older builds (format versions 1 and 2) still decode, and the legacy writer
+still produces them byte for byte. Fixtures: tests/data/golden_v1v2 (see make_golden.py there)."""
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from inrcodec import COINppCodec
+from inrcodec import chunkformat as cf
+from inrcodec.model import CoinModel
+
+DATA = pathlib.Path(__file__).parent / "data" / "golden_v1v2"
+MANIFEST = json.loads((DATA / "manifest.json").read_text())
+NAMES = sorted(MANIFEST["chunks"])
+
+
+@pytest.fixture(scope="module")
+def golden_model():
+    return CoinModel.load(DATA / "model.safetensors", expected_sha256=MANIFEST["model_sha256"])
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    with np.load(DATA / "arrays.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_legacy_chunk_parses_and_repacks_byte_for_byte(name):
+    chunk = (DATA / f"{name}.bin").read_bytes()
+    hdr, sections = cf.unpack_chunk(chunk, expected_model_sha256=MANIFEST["model_sha256"])
+    assert chunk[4] == MANIFEST["chunks"][name]["version"] and hdr.pin is None
+    assert cf.pack_chunk(hdr, sections) == chunk
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_legacy_chunk_decodes_to_the_recorded_values(name, golden_model, arrays):
+    settings = MANIFEST["chunks"][name]["settings"]
+    codec = COINppCodec(golden_model, **settings)
+    y = codec.decode((DATA / f"{name}.bin").read_bytes())
+    x, expected = arrays[f"{name}_input"], arrays[f"{name}_decoded"]
+    assert y.dtype == expected.dtype and y.shape == expected.shape
+    assert y.flags.f_contiguous == expected.flags.f_contiguous
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    mode = cf.unpack_chunk((DATA / f"{name}.bin").read_bytes())[0].mode
+    if mode == cf.MODE_RAW:
+        np.testing.assert_array_equal(y, x)
+    else:  # network output: same computation, allow last-bit differences across CPUs
+        np.testing.assert_allclose(y, expected, rtol=0, atol=1e-3)
+    if "max_abs_error" in settings:
+        assert np.nanmax(np.abs(y.astype("f8") - x)) <= settings["max_abs_error"]
+    if "fill_value" in settings:
+        np.testing.assert_array_equal(y == settings["fill_value"], x == settings["fill_value"])
+
+
+def test_new_chunks_are_version_3_and_decode_like_the_legacy_ones(golden_model, arrays):
+    codec = COINppCodec(golden_model, bits=6, inner_steps=3)
+    x = arrays["v1_modulations_input"]
+    chunk = codec.encode(x)
+    assert chunk[:2] == cf.V3_PREFIX
+    legacy = (DATA / "v1_modulations.bin").read_bytes()
+    # same latents, denser header: the payload is identical and the overhead shrinks
+    assert cf.unpack_chunk(chunk)[1]["latents"] == cf.unpack_chunk(legacy)[1]["latents"]
+    assert len(chunk) < len(legacy) - 90
+    np.testing.assert_array_equal(codec.decode(chunk), codec.decode(legacy))
