@@ -41,7 +41,7 @@ def test_unknown_recipe_and_preset_errors():
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_recipe_data_splits_without_overlap(name):
+def test_recipe_data_splits_have_items_of_one_shape(name):  # overlap: test_modalities.py
     rd = load_recipe_data(load_recipe(name))
     assert min(len(rd.train), len(rd.val), len(rd.test)) >= 1
     assert rd.train.shape[1:] == rd.val.shape[1:] == rd.test.shape[1:]
