@@ -628,6 +628,13 @@ def plot_rd(res: BenchResult, path, weighted: bool = False) -> None:
     ax.set_xlabel("bits per value (written bytes; float32 = 32)")
     units = res.info.get("units") or "data units"
     ax.set_ylabel(("cos(lat)-weighted RMSE" if weighted else "RMSE") + f" ({units})")
+    save_rd_figure(fig, ax, res, path)
+
+
+def save_rd_figure(fig, ax, res: BenchResult, path) -> None:
+    """Title, grid and legend of a rate-distortion figure, then write and close it."""
+    import matplotlib.pyplot as plt
+
     ax.set_title(f"{res.dataset}: held-out test split {tuple(res.info['test_shape'])}", fontsize=9)
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(fontsize=7)

@@ -224,7 +224,7 @@ def plot_psnr_rate(res, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .bench import _groups, _styles
+    from .bench import _groups, _styles, save_rd_figure
 
     label, factor = rate_axis(res.info.get("modality"))
     groups = _groups(res.rows)
@@ -234,9 +234,4 @@ def plot_psnr_rate(res, path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel(label + " (bytes written)")
     ax.set_ylabel(f"PSNR (dB, peak = test-split range {res.info['data_range']:.3g})")
-    ax.set_title(f"{res.dataset}: held-out test split {tuple(res.info['test_shape'])}", fontsize=9)
-    ax.grid(True, which="both", lw=0.3, alpha=0.5)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_rd_figure(fig, ax, res, path)
