@@ -579,7 +579,7 @@ MODALITY_SAMPLES: Mapping[str, dict] = {
     "image": {
         "dir": "images",
         "splits": {"train": "train/*.png", "val": "val/*.png", "test": "test/*.png"},
-        "source": "19 OpenCV sample photographs (Debian opencv-doc 4.6.0), grey 256 x 256; different photographs "
+        "source": "22 OpenCV sample photographs (Debian opencv-doc 4.6.0), grey 256 x 256; different photographs "
                   "per split; Apache-2.0 AND BSD-3-Clause (inrcodec/data/LICENSE-opencv-samples.txt)",
     },
     "audio": {

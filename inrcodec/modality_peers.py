@@ -223,6 +223,7 @@ def plot_psnr_rate(res, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from .bench import _groups, _styles, save_rd_figure
 
@@ -232,6 +233,8 @@ def plot_psnr_rate(res, path) -> None:
     for (name, pts), style in zip(sorted(groups.items()), _styles(groups)):
         ax.plot([p["bits_per_value"] * factor for p in pts], [p["psnr_db"] for p in pts], label=name, **style)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(label + " (bytes written)")
     ax.set_ylabel(f"PSNR (dB, peak = test-split range {res.info['data_range']:.3g})")
     save_rd_figure(fig, ax, res, path)
