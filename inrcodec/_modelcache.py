@@ -34,8 +34,14 @@ def sha256_hex(data: bytes) -> str:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """A model file, or a directory holding ``model.safetensors`` (``inrcodec train-recipe --out DIR``)."""
+    """A model file, a directory holding ``model.safetensors`` (``inrcodec train-recipe --out DIR``),
+    or the name of a shipped model (:mod:`inrcodec.zoo`) when no such file or directory exists."""
     p = Path(path).expanduser()
+    if not p.exists() and isinstance(path, str):
+        from inrcodec import zoo
+
+        if zoo.pinned_sha256(path) is not None:
+            return zoo.model_path(path)
     if p.is_dir():
         cand = p / MODEL_FILENAME
         if not cand.is_file():
@@ -94,7 +100,12 @@ def register_model(model: "CoinModel") -> tuple["CoinModel", bytes, str]:
 
 
 def model_from_path(path: str | os.PathLike) -> tuple["CoinModel", bytes, str]:
-    return model_from_bytes(resolve_path(path).read_bytes())
+    """The model at ``path`` (see :func:`resolve_path`); a shipped model must match its listed hash."""
+    from inrcodec import zoo
+
+    resolved = resolve_path(path)
+    pinned = zoo.pinned_sha256(path) if isinstance(path, str) and resolved != Path(path).expanduser() else None
+    return model_from_bytes(resolved.read_bytes(), pinned)
 
 
 def model_lock(digest: str) -> threading.RLock:

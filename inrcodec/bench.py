@@ -425,6 +425,7 @@ def run_bench(
     only the first items of the test split. With ``out`` the CSV, plots and markdown are written
     there (see :func:`write_outputs`).
     """
+    from . import _modelcache
     from .codec import COINppCodec
     from .model import CoinModel
     from .recipes import load_recipe, load_recipe_data
@@ -446,7 +447,7 @@ def run_bench(
     rows: list[dict] = []
 
     for m in models:
-        model = m if isinstance(m, CoinModel) else CoinModel.load(_model_file(m))
+        model = m if isinstance(m, CoinModel) else _modelcache.model_from_path(m)[0]
         model_bytes = len(model.to_bytes())
         mname = f"model-{model.sha256[:8]}" if isinstance(m, CoinModel) else Path(m).name
         for b in bits:
@@ -497,11 +498,6 @@ def run_bench(
     if out is not None:
         write_outputs(res, out)
     return res
-
-
-def _model_file(m) -> Path:
-    p = Path(m)
-    return p / "model.safetensors" if p.is_dir() else p
 
 
 # -- outputs ---------------------------------------------------------------------------------

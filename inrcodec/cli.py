@@ -52,6 +52,13 @@ def _info(args) -> int:
     return 0
 
 
+def _models(args) -> int:
+    from . import zoo
+
+    print(json.dumps(zoo.available(), indent=1) if args.json else zoo.describe(), end="")
+    return 0
+
+
 def _bench(args) -> int:
     from .bench import main as bench_main
 
@@ -67,7 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--data", nargs="+", help="data files (default: the recipe's embedded sample)")
     p.add_argument("--variable", help="variable to train on (default: t2m, else the only gridded one)")
-    p.add_argument("--preset", default="cpu", help="preset in the recipe: cpu (default) or paper")
+    p.add_argument("--preset", default="cpu", help="preset in the recipe (era5: cpu, cpu-p32, paper; others: cpu, paper)")
     p.add_argument("--steps", type=int, help="meta-training steps (default: the preset's)")
     p.add_argument("--out", help="output directory (default: inrcodec-NAME)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -79,7 +86,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("compress", help="compress a netCDF/HDF5/Zarr dataset into a Zarr store (Dask, resumable)")
     p.add_argument("input", help="netCDF/HDF5 file or Zarr store")
     p.add_argument("output", help="Zarr store to write (an unfinished run of the same request resumes)")
-    p.add_argument("--model", required=True, help="model file or train-recipe output directory")
+    p.add_argument("--model", required=True, help="model file, train-recipe output directory, or a shipped model's name (inrcodec models)")
     p.add_argument("--variables", help="comma-separated variables to encode (default: all the model can encode)")
     p.add_argument("--bits", type=int, default=6)
     p.add_argument("--inner-steps", type=int, help="gradient steps per item (default: the model's)")
@@ -101,6 +108,10 @@ def main(argv=None) -> int:
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("models", help="list the pretrained models that ship with inrcodec (use them by name as --model)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_models)
 
     p = sub.add_parser("bench", help="rate-distortion benchmark against SZ3, ZFP, SPERR, BitRound+Zstd, JPEG 2000, ...")
     p.add_argument("dataset", help="recipe name (era5, audio, image, mri): its held-out test split")

@@ -446,7 +446,7 @@ class COINppCodec(Codec):
             mode = cf.MODE_BOUNDED
         hdr = cf.ChunkHeader(
             mode=mode,
-            patch_shape=m.partition(spatial).patch_shape,
+            patch_shape=m.partition(grid).patch_shape,
             num_items=int(valid_items.sum()),
             num_patches=int(latents.shape[1]),
             latent_dim=int(latents.shape[2]),
@@ -533,7 +533,7 @@ class COINppCodec(Codec):
         else:
             valid_items = np.ones(n_total, dtype=bool)
         n_items = int(valid_items.sum())
-        part = self._model.partition(spatial)
+        part = self._model.partition(self._grid(spatial))
         expect = (n_items, part.num_patches, self._model.latent_dim, tuple(part.patch_shape))
         got = (hdr.num_items, hdr.num_patches, hdr.latent_dim, tuple(hdr.patch_shape))
         if got != expect:

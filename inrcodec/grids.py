@@ -85,6 +85,11 @@ class SphericalGrid:
     def shape(self) -> tuple[int, int]:
         return (len(self.lat), len(self.lon))
 
+    def spacing(self) -> tuple[float, float]:
+        """Median latitude and longitude spacing in degrees (180 and 360 for a single value)."""
+        step = lambda v, full: float(np.median(np.abs(np.diff(v)))) if len(v) > 1 else full
+        return step(self.lat, 180.0), step(self.lon, 360.0)
+
     @property
     def ndim(self) -> int:
         return 2

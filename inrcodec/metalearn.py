@@ -38,7 +38,14 @@ def inner_loop(
     lr: float,
     create_graph: bool,
 ) -> torch.Tensor:
-    """SGD on latents from zero; with ``create_graph`` the result stays differentiable (MAML)."""
+    """SGD on latents from zero; with ``create_graph`` the result stays differentiable (MAML).
+
+    With a Meta-SGD network the step size is its learned per-dimension ``inner_lrs`` and ``lr``
+    is ignored; with ``create_graph`` the outer loss then trains those rates too.
+    """
+    lr = network.inner_learning_rate(lr)
+    if isinstance(lr, torch.Tensor) and not create_graph:
+        lr = lr.detach()
     latents = torch.zeros(values.shape[0], network.latent_dim, device=values.device, requires_grad=True)
     for _ in range(steps):
         loss = per_item_mse(network(coords, latents), values, mask).sum()
@@ -47,6 +54,29 @@ def inner_loop(
         if not create_graph:
             latents = latents.detach().requires_grad_(True)
     return latents
+
+
+def refine_latents(
+    network: ModulatedSiren,
+    coords: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    latents: torch.Tensor,
+    steps: int,
+    lr: float,
+) -> torch.Tensor:
+    """Encode-time refinement: ``steps`` Adam steps on the latents from ``latents`` (no graph kept).
+
+    The loss is the sum of per-item MSEs and Adam is elementwise, so each item's result does not
+    depend on the batch it is in.
+    """
+    lat = latents.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([lat], lr=lr)
+    for _ in range(steps):
+        loss = per_item_mse(network(coords, lat), values, mask).sum()
+        (lat.grad,) = torch.autograd.grad(loss, lat)  # only the latents: the network's .grad stays untouched
+        opt.step()
+    return lat.detach()
 
 
 def _as_tensor(x, device, dtype=torch.float32):
@@ -66,8 +96,11 @@ def fit_modulations(
     lr: float = 1e-2,
     mask=None,
     batch_size: int = 256,
+    refine_steps: int = 0,
+    refine_lr: float = 1e-2,
 ) -> torch.Tensor:
-    """Encode: fit one latent per item with ``steps`` SGD steps; no graph is kept.
+    """Encode: fit one latent per item with ``steps`` SGD steps (then ``refine_steps`` Adam
+    steps of ``refine_lr``, see :func:`refine_latents`); no graph is kept.
 
     ``coords`` (P, d) shared or (B, P, d); ``values`` (B, P, c); ``mask`` (B, P) bool, True
     where the value is valid (NaN positions must be masked out, their values are ignored).
@@ -87,6 +120,8 @@ def fit_modulations(
         v = values_t[sl] if m is None else torch.where(m.unsqueeze(-1), values_t[sl], 0.0)
         with torch.enable_grad():
             lat = inner_loop(network, c, v, m, steps, lr, create_graph=False)
+            if refine_steps > 0:
+                lat = refine_latents(network, c, v, m, lat, refine_steps, refine_lr)
         out.append(lat.detach().cpu())
     if not out:
         return torch.zeros(0, network.latent_dim)

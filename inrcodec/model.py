@@ -41,7 +41,13 @@ class CoinModel:
         Spherical patches keep their position on the globe; cartesian patches use local
         coordinates, so every patch of an image or volume is fitted like a small image.
     offset, scale: normalisation ``(x - offset) / scale`` (training data mapped to [0, 1]).
-    inner_lr, encode_steps: the inner loop used to encode.
+    inner_lr, encode_steps: the inner loop used to encode (a Meta-SGD network uses its own
+        learned rates instead of ``inner_lr``).
+    patch_degrees: spherical models only, ``(min, max)`` patch sides in degrees the network was
+        trained on. A patch then aims at ``patch_shape`` grid points but its side in degrees is
+        clipped to this range, so one model serves grids from coarse to fine (see
+        :meth:`patch_points`). None: patches are ``patch_shape`` points on every grid.
+    refine_lr: Adam step size of encode-time refinement (``encode(..., refine_steps=N)``).
     """
 
     def __init__(
@@ -56,6 +62,8 @@ class CoinModel:
         encode_steps: int = 10,
         description: dict | None = None,
         coding: dict | None = None,
+        patch_degrees: tuple[float, float] | None = None,
+        refine_lr: float = 1e-2,
     ):
         if grid_kind not in GRID_KINDS:
             raise ValueError(f"grid_kind must be one of {GRID_KINDS}, got {grid_kind!r}")
@@ -70,6 +78,13 @@ class CoinModel:
         self.offset, self.scale = float(offset), float(scale)
         self.inner_lr, self.encode_steps = float(inner_lr), int(encode_steps)
         self.description = dict(description or {})
+        if patch_degrees is not None:
+            lo, hi = (float(v) for v in patch_degrees)
+            if grid_kind != "spherical" or not self.patch_shape or not (0 < lo <= hi <= 360):
+                raise ValueError(f"patch_degrees needs a spherical model with a patch_shape and 0 < min <= max <= 360, got {patch_degrees}")
+            patch_degrees = (lo, hi)
+        self.patch_degrees = patch_degrees
+        self.refine_lr = float(refine_lr)
         # coding: {"latent_mean", "latent_std", "tables": {bits: {"shared": counts, "per_dim": counts}}}
         self.coding = coding
 
@@ -98,8 +113,23 @@ class CoinModel:
             raise ValueError(f"lat/lon of sizes {grid.shape} do not match the chunk's spatial shape {shape}")
         return grid
 
-    def partition(self, shape) -> PatchPartition:
-        return PatchPartition(shape, self.patch_shape or shape)
+    def patch_points(self, grid) -> tuple[int, ...] | None:
+        """The patch shape in grid points for ``grid`` (None: the whole grid is one patch).
+
+        With ``patch_degrees`` the side is ``patch_shape[0]`` times the latitude spacing, clipped
+        to the trained range, then converted back to points along each axis. This rule is part
+        of the chunk format: encoder and decoder derive the same partition from the grid.
+        """
+        if self.patch_degrees is None or not isinstance(grid, SphericalGrid):
+            return self.patch_shape
+        dlat, dlon = grid.spacing()
+        side = min(max(self.patch_shape[0] * dlat, self.patch_degrees[0]), self.patch_degrees[1])
+        return (max(1, int(round(side / dlat))), max(1, int(round(side / dlon))))
+
+    def partition(self, grid_or_shape) -> PatchPartition:
+        """The patch partition of a grid (or of a spatial shape, on the grid ``make_grid`` assumes)."""
+        grid = grid_or_shape if hasattr(grid_or_shape, "coordinates") else self.make_grid(grid_or_shape)
+        return PatchPartition(grid.shape, self.patch_points(grid) or grid.shape)
 
     @cached_property
     def _local_patch_coords(self) -> np.ndarray:
@@ -107,7 +137,7 @@ class CoinModel:
 
     def item_coordinates(self, grid) -> tuple[np.ndarray, PatchPartition]:
         """Coordinates (num_patches, P, d) of every patch of ``grid``, and the partition."""
-        part = self.partition(grid.shape)
+        part = self.partition(grid)
         if self.grid_kind == "cartesian" and self.patch_shape is not None:
             local = self._local_patch_coords[tuple(slice(0, s) for s in part.patch_shape)]
             local = local.reshape(-1, local.shape[-1])
@@ -170,10 +200,12 @@ class CoinModel:
         return np.asarray(values, dtype=np.float64) * self.scale + self.offset
 
     # -- encode / decode ---------------------------------------------------------------------
-    def encode(self, values, grid, steps: int | None = None, mask=None) -> np.ndarray:
+    def encode(self, values, grid, steps: int | None = None, mask=None, refine_steps: int = 0) -> np.ndarray:
         """Fit latents for ``values`` (N, *spatial) in physical units -> (N, num_patches, k).
 
         ``mask`` (N, *spatial) bool is True where a value is valid; NaNs are always masked.
+        ``refine_steps`` Adam steps (``refine_lr``) follow the meta-learned SGD steps: more
+        accuracy for more encode time.
         """
         values = np.asarray(values)
         if values.shape[1:] != grid.shape:
@@ -187,7 +219,8 @@ class CoinModel:
         flat_m = pmask.reshape(n * part.num_patches, -1)
         flat_c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
         latents = fit_modulations(
-            self.network, flat_c, flat_v, steps=self.encode_steps if steps is None else steps, lr=self.inner_lr, mask=flat_m
+            self.network, flat_c, flat_v, steps=self.encode_steps if steps is None else steps, lr=self.inner_lr, mask=flat_m,
+            refine_steps=int(refine_steps), refine_lr=self.refine_lr,
         )
         return latents.numpy().reshape(n, part.num_patches, self.latent_dim)
 
@@ -246,6 +279,8 @@ class CoinModel:
             "inner_lr": self.inner_lr,
             "encode_steps": self.encode_steps,
             "description": self.description,
+            **({"patch_degrees": list(self.patch_degrees)} if self.patch_degrees else {}),
+            **({"refine_lr": self.refine_lr} if self.refine_lr != 1e-2 else {}),
             "coding": None
             if self.coding is None
             else {"latent_mean": self.coding["latent_mean"], "latent_std": self.coding["latent_std"], "bits": sorted(self.coding["tables"])},
@@ -327,6 +362,8 @@ class CoinModel:
             encode_steps=cfg["encode_steps"],
             description=cfg["description"],
             coding=coding,
+            patch_degrees=cfg.get("patch_degrees"),
+            refine_lr=cfg.get("refine_lr", 1e-2),
         )
         model.__dict__["_bytes"] = data  # the hash is of the bytes we were given
         return model

@@ -23,6 +23,10 @@ class ModulatedSiren(nn.Module):
     latent_dim: size of the latent vector that a chunk is stored as.
     w0: frequency of the hidden layers; ``w0_initial`` that of the first (defaults to ``w0``).
     scale_modulations: also modulate a multiplicative scale per layer (ablation only; off).
+    meta_sgd: learn one inner-loop learning rate per latent dimension (Meta-SGD, Li et al. 2017)
+        in the outer loop; they are the parameter ``inner_lrs`` (so they live in the model
+        file and its hash) and replace the fixed inner learning rate when fitting latents.
+    inner_lr: the fixed inner learning rate, and the initial value of ``inner_lrs``.
 
     >>> net = ModulatedSiren(dim_in=3, dim_out=1, width=32, depth=3, latent_dim=8)
     >>> net(torch.zeros(100, 3), torch.zeros(4, 8)).shape
@@ -39,6 +43,8 @@ class ModulatedSiren(nn.Module):
         w0: float = 30.0,
         w0_initial: float | None = None,
         scale_modulations: bool = False,
+        meta_sgd: bool = False,
+        inner_lr: float = 1e-2,
     ):
         super().__init__()
         if min(dim_in, dim_out, width, depth, latent_dim) < 1:
@@ -53,6 +59,9 @@ class ModulatedSiren(nn.Module):
         self.output = nn.Linear(width, dim_out)
         per_layer = 2 if scale_modulations else 1
         self.latent_to_modulations = nn.Linear(latent_dim, per_layer * depth * width)
+        self.meta_sgd, self.inner_lr = bool(meta_sgd), float(inner_lr)
+        if self.meta_sgd:
+            self.inner_lrs = nn.Parameter(torch.full((latent_dim,), self.inner_lr))
         self._init_weights()
 
     @torch.no_grad()
@@ -69,6 +78,8 @@ class ModulatedSiren(nn.Module):
         self.latent_to_modulations.bias.zero_()
 
     def config(self) -> dict:
+        # Meta-SGD keys only when used: models without it serialise (and hash) as before.
+        extra = {"meta_sgd": True, "inner_lr": self.inner_lr} if self.meta_sgd else {}
         return {
             "dim_in": self.dim_in,
             "dim_out": self.dim_out,
@@ -78,7 +89,15 @@ class ModulatedSiren(nn.Module):
             "w0": self.w0,
             "w0_initial": self.w0_initial,
             "scale_modulations": self.scale_modulations,
+            **extra,
         }
+
+    def inner_learning_rate(self, default: float | None = None):
+        """The inner-loop step size: the learned ``inner_lrs`` (k,) with Meta-SGD, else a scalar
+        (``default`` if given, else ``inner_lr``)."""
+        if self.meta_sgd:
+            return self.inner_lrs
+        return self.inner_lr if default is None else float(default)
 
     def forward(self, coords: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """Evaluate at ``coords`` ((P, dim_in) shared, or (B, P, dim_in)) for ``latents`` (B, k).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,10 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 PRESET_KEYS = {
     "width", "depth", "latent_dim", "w0", "steps", "batch_size", "outer_lr", "inner_lr",
     "inner_steps", "encode_steps", "inner_points", "outer_points", "patch",
+    "meta_sgd", "patch_degrees", "points",
 }
+#: the climate pool's held-out splits, reported separately (docs/data.md)
+POOL_TEST_SPLITS = ("test-time", "test-source")
 
 
 @dataclass
@@ -88,6 +92,9 @@ class RecipeData:
     lon: np.ndarray | None = None
     units: str = ""
     source: str = ""
+    #: lat/lon recipes: split name -> list of :class:`inrcodec.pool.Field` (several sources and
+    #: grids); ``train``/``val``/``test`` above are then the first field of each split
+    fields: dict | None = None
 
 
 def _split(items: np.ndarray, fractions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,14 +155,12 @@ def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) ->
 
     loader, split = recipe.data["loader"], recipe.data.get("split", [0.7, 0.15, 0.15])
     if loader == "era5":
+        if not paths and recipe.data["embedded"] == "pool":
+            return _climate_pool_data()
         src = list(paths) if paths else [datasets.embedded_sample_path(recipe.data["embedded"])]
         da = datasets.load_era5(src if len(src) > 1 else src[0], variable=variable or recipe.data.get("variable") or None)
-        train, val, test = datasets.split_by_time(da, tuple(split))
-        return RecipeData(
-            np.asarray(train.values), np.asarray(val.values), np.asarray(test.values),
-            lat=np.asarray(da["lat"].values), lon=np.asarray(da["lon"].values),
-            units=str(da.attrs.get("units", "")), source=", ".join(str(s) for s in src) + f" [{da.name}]",
-        )
+        parts = dict(zip(("train", "val", "test-time"), datasets.split_by_time(da, tuple(split))))
+        return _field_data({k: [v] for k, v in parts.items()}, ", ".join(str(s) for s in src) + f" [{da.name}]")
     if loader in ("audio", "image", "volume"):
         return _load_modality(recipe, paths, split)
     raise ValueError(f"recipe {recipe.name!r}: unknown data loader {loader!r}")
@@ -202,6 +207,37 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
     return RecipeData(train, val, test, units=units, source=source)
 
 
+def _field_data(splits: dict, source: str) -> RecipeData:
+    """RecipeData from split name -> list of (time, lat, lon) DataArrays."""
+    from .pool import Field
+
+    fields = {}
+    for k, das in splits.items():
+        # members of one source on one grid (GloSea4's ensemble) become one field of more items
+        groups: dict = {}
+        for da in das:
+            key = (str(da.attrs.get("source", da.name)), da["lat"].values.tobytes(), da["lon"].values.tobytes())
+            groups.setdefault(key, []).append(da)
+        fields[k] = [
+            Field(np.concatenate([np.asarray(d.values, np.float32) for d in g]), np.asarray(g[0]["lat"].values),
+                  np.asarray(g[0]["lon"].values), key[0])
+            for key, g in groups.items()
+        ]
+    test = fields.get("test-source", fields.get("test-time"))[0]
+    units = str(next(iter(splits.values()))[0].attrs.get("units", ""))
+    return RecipeData(fields["train"][0].values, fields["val"][0].values, test.values, lat=test.lat, lon=test.lon,
+                      units=units, source=source, fields=fields)
+
+
+def _climate_pool_data() -> RecipeData:
+    """The shipped pool of real near-surface temperature fields (docs/data.md), by split."""
+    from . import datasets
+
+    splits = {k: datasets.climate_pool(k) for k in ("train", "val", *POOL_TEST_SPLITS)}
+    names = sorted({str(da.attrs.get("source", da.name)) for das in splits.values() for da in das})
+    return _field_data(splits, "climate pool: " + "; ".join(names))
+
+
 # -- training ---------------------------------------------------------------------------------
 def build_model(recipe: Recipe, preset: dict, sample_shape) -> "CoinModel":
     from .model import CoinModel
@@ -212,11 +248,14 @@ def build_model(recipe: Recipe, preset: dict, sample_shape) -> "CoinModel":
     dim_in = 3 if kind == "spherical" else len(sample_shape)
     net = ModulatedSiren(
         dim_in=dim_in, dim_out=1, width=preset["width"], depth=preset["depth"],
-        latent_dim=preset["latent_dim"], w0=preset["w0"],
+        latent_dim=preset["latent_dim"], w0=preset["w0"], meta_sgd=bool(preset.get("meta_sgd", False)),
+        inner_lr=preset["inner_lr"],
     )
+    degrees = preset.get("patch_degrees", recipe.model.get("patch_degrees")) or None
     return CoinModel(
         net, kind, patch_shape=tuple(patch) if patch else None, extent=recipe.model.get("extent", 1.0),
         inner_lr=preset["inner_lr"], encode_steps=preset["encode_steps"],
+        patch_degrees=tuple(degrees) if degrees and patch else None,
     )
 
 
@@ -257,10 +296,13 @@ def train_recipe(
     torch.manual_seed(seed)
     rd = load_recipe_data(recipe, data, variable)
     model = build_model(recipe, p, rd.train.shape[1:])
-    model.fit_normalisation(rd.train)
+    train_fields = rd.fields["train"] if rd.fields else None
+    model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
     model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
-                         "train_items": int(rd.train.shape[0]), "item_shape": list(rd.train.shape[1:])}
-    grid = model.make_grid(rd.train.shape[1:], lat=rd.lat, lon=rd.lon)
+                         "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
+                         "item_shape": list(rd.train.shape[1:]),
+                         "training_range": [model.offset, model.offset + model.scale]}
+    grid = model.make_grid(rd.test.shape[1:], lat=rd.lat, lon=rd.lon)  # rd.lat/lon are those of the test items
     cfg = TrainConfig(
         steps=int(steps if steps is not None else p["steps"]), batch_size=p["batch_size"], outer_lr=p["outer_lr"],
         inner_lr=p["inner_lr"], inner_steps=p["inner_steps"], inner_points=p.get("inner_points"),
@@ -268,7 +310,12 @@ def train_recipe(
     )
     cfg.val_every = max(1, min(100, cfg.steps // 10))
     cfg.checkpoint_every = cfg.val_every
-    trainer = MetaTrainer(model.network, model.training_sampler(rd.train, grid), model.validation_batch(rd.val, grid), cfg, out)
+    if rd.fields:
+        sampler, val_batch = _pool_batches(model, rd.fields, int(p.get("points", 256)), seed)
+        model.description["training_grids"] = sampler.describe()
+    else:
+        sampler, val_batch = model.training_sampler(rd.train, grid), model.validation_batch(rd.val, grid)
+    trainer = MetaTrainer(model.network, sampler, val_batch, cfg, out)
     if resume and trainer.checkpoint_path.exists():
         trainer.load_checkpoint()
     history = trainer.train(progress=progress)
@@ -277,20 +324,27 @@ def train_recipe(
 
     # Quantizer statistics and entropy tables from the training set's fitted latents.
     rng = np.random.default_rng(seed)
-    cal = rd.train
-    n_patches = model.partition(grid.shape).num_patches
-    max_items = max(1, calibration_items // n_patches)
-    if cal.shape[0] > max_items:
-        cal = cal[np.sort(rng.choice(cal.shape[0], max_items, replace=False))]
-    model.calibrate(model.encode(cal, grid))
+    cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in train_fields] if train_fields else [(rd.train, grid)]
+    latents = []
+    for values, g in cal_sets:
+        max_items = max(1, calibration_items // (len(cal_sets) * model.partition(g).num_patches))
+        if values.shape[0] > max_items:
+            values = values[np.sort(rng.choice(values.shape[0], max_items, replace=False))]
+        latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
+    model.calibrate(np.concatenate(latents))
     model.changed()
     path = model.save(out)
-    report = evaluate(model, rd, report_bits or recipe.report.get("bits", [4, 5, 6, 8]), grid)
+    bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
+    if rd.fields:
+        report = evaluate_fields(model, rd.fields, bits)
+    else:
+        report = evaluate(model, rd, bits, grid)
     report.update(
         recipe=recipe.name, preset=preset, steps=cfg.steps, seed=seed, device=device,
         model_file=str(path), model_sha256=model.sha256, train_seconds=round(t_train, 1),
         total_seconds=round(time.time() - t_start, 1), data=rd.source, units=rd.units,
-        split={"train": int(rd.train.shape[0]), "validation": int(rd.val.shape[0]), "test": int(rd.test.shape[0])},
+        split={k: int(sum(f.values.shape[0] for f in fs)) for k, fs in rd.fields.items()} if rd.fields
+        else {"train": int(rd.train.shape[0]), "validation": int(rd.val.shape[0]), "test": int(rd.test.shape[0])},
         final_val_psnr=history.val_psnr[-1] if history.val_psnr else None,
         architecture=model.network.config(), patch_shape=model.patch_shape,
     )
@@ -300,8 +354,40 @@ def train_recipe(
     return report
 
 
-def evaluate(model, rd: RecipeData, bits_list, grid) -> dict:
-    """Held-out (test split) error and rate, from the real codec bytes at each bit width."""
+def _pool_batches(model, fields: dict, points: int, seed: int):
+    """The training sampler and a fixed validation batch of normalised spherical patches."""
+    from .pool import Field, SphericalPatchPool
+
+    norm = lambda fs: [Field(model.normalise(f.values), f.lat, f.lon, f.name) for f in fs]
+    sampler = SphericalPatchPool(norm(fields["train"]), model.patch_points, points=points)
+    val = SphericalPatchPool(norm(fields["val"]), model.patch_points, points=2 * points, jitter=(0.0, 0.0))
+    return sampler, val.sample(np.random.default_rng(seed + 1), 128)
+
+
+def evaluate_fields(model, fields: dict, bits_list) -> dict:
+    """:func:`evaluate` on every held-out field (``test-time`` and ``test-source`` splits).
+
+    ``rows``/``baseline``/``test_shape`` are those of the first ``test-source`` field (else the
+    first ``test-time`` one); ``tests`` lists every set. The baseline of a set is its own
+    time-mean field (what one stored mean field would give).
+    """
+    tests = []
+    for split in ("test-source", "test-time"):
+        for f in fields.get(split, []):
+            g = model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)
+            rd = RecipeData(f.values, f.values, f.values, lat=f.lat, lon=f.lon)
+            r = evaluate(model, rd, bits_list, g, baseline="the set's own time-mean field (baseline)", entropy_options=(True,))
+            r.update(split=split, field=f.name, spacing=[round(v, 3) for v in g.spacing()])
+            tests.append(r)
+    first = tests[0]
+    return {"test_shape": first["test_shape"], "rows": first["rows"], "baseline": first["baseline"], "tests": tests}
+
+
+def evaluate(model, rd: RecipeData, bits_list, grid, baseline: str = "training mean (baseline)", entropy_options=(False, True)) -> dict:
+    """Held-out (test split) error and rate, from the real codec bytes at each bit width.
+
+    lat/lon data also get the cos(latitude)-weighted RMSE (``rmse_coslat``).
+    """
     from .codec import COINppCodec
 
     test = np.ascontiguousarray(rd.test, dtype=np.float32)
@@ -309,25 +395,35 @@ def evaluate(model, rd: RecipeData, bits_list, grid) -> dict:
     latents = model.encode(test, grid)
     recon = model.decode(latents, grid)
     k_values = latents.size
-    rows.append(_metrics("float32 latents", None, test, recon, 32 * k_values / test.size, model.scale, estimated=True))
+    m = lambda label, bits, dec, bpv, **kw: _metrics(label, bits, test, dec, bpv, model.scale, lat=rd.lat, **kw)
+    rows.append(m("float32 latents", None, recon, 32 * k_values / test.size, estimated=True))
     for b in bits_list:
-        for entropy in (False, True):
+        for entropy in entropy_options:
             codec = COINppCodec(model, bits=int(b), inner_steps=model.encode_steps,
                                 lat=None if rd.lat is None else rd.lat, lon=None if rd.lon is None else rd.lon,
                                 entropy_coding=entropy)
             enc = codec.encode(test)
             dec = codec.decode(enc)
             label = f"{b} bits" + (" + entropy coding" if entropy else "")
-            rows.append(_metrics(label, int(b), test, dec, 8 * len(enc) / test.size, model.scale, nbytes=len(enc)))
-    clim = _metrics("training mean (baseline)", None, test, np.broadcast_to(rd.train.mean(axis=0), test.shape), float("nan"), model.scale)
+            rows.append(m(label, int(b), dec, 8 * len(enc) / test.size, nbytes=len(enc)))
+    with warnings.catch_warnings():  # cells missing in every item (land in an ocean field) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(rd.train, axis=0)
+    clim = m(baseline, None, np.broadcast_to(mean, test.shape), float("nan"))
     return {"test_shape": list(test.shape), "rows": rows, "baseline": clim}
 
 
-def _metrics(label, bits, original, decoded, bpv, scale, estimated=False, nbytes=None) -> dict:
+def _metrics(label, bits, original, decoded, bpv, scale, estimated=False, nbytes=None, lat=None) -> dict:
     err = np.asarray(decoded, dtype=np.float64) - original
-    err = err[np.isfinite(original)]
-    rmse = float(np.sqrt(np.mean(err**2)))
-    return {
+    valid = np.isfinite(original)
+    rmse = float(np.sqrt(np.mean(err[valid] ** 2)))
+    weighted = {}
+    if lat is not None:
+        w = np.broadcast_to(np.cos(np.deg2rad(np.asarray(lat, np.float64)))[:, None], original.shape[-2:])
+        w = np.broadcast_to(w, original.shape)[valid]
+        weighted["rmse_coslat"] = float(np.sqrt(np.sum(w * err[valid] ** 2) / np.sum(w)))
+    err = err[valid]
+    return {**weighted,
         "setting": label, "bits": bits, "rmse": rmse, "max_abs_error": float(np.max(np.abs(err))),
         "psnr_db": float(-10 * np.log10(max((rmse / scale) ** 2, 1e-30))),
         "bits_per_value": float(bpv), "compression_ratio": float(32.0 / bpv) if bpv == bpv and bpv > 0 else None,
@@ -342,15 +438,27 @@ def report_markdown(r: dict) -> str:
         f"- architecture: {r['architecture']}, patch {r['patch_shape']}",
         f"- meta-training: {r['steps']} steps, {r['train_seconds']} s on {r['device']} (total {r['total_seconds']} s); "
         f"final validation PSNR {r['final_val_psnr']:.2f} dB (3 inner steps, normalised units)" if r.get("final_val_psnr") is not None else "",
-        "", f"Held-out test split {r['test_shape']}; errors in {r['units'] or 'data units'}; rate from the real chunk bytes "
+        "", f"Held-out test split {r['test_shape']}" + (f" ({r['tests'][0]['split']}: {r['tests'][0]['field']})" if r.get("tests") else "")
+        + f"; errors in {r['units'] or 'data units'}; rate from the real chunk bytes "
         "(headers included) except the float32 row, which counts 32 bits per latent value.", "",
-        "| setting | bits/value | ratio vs float32 | RMSE | max abs error | PSNR (dB) |", "|---|---|---|---|---|---|",
     ]
-    for row in r["rows"] + [r["baseline"]]:
+    lines += _rows_markdown(r["rows"] + [r["baseline"]])
+    for t in r.get("tests", [])[1:]:
+        lines += ["", f"### {t['split']}: {t['field']} {t['test_shape']}, grid spacing {t['spacing']} degrees", ""]
+        lines += _rows_markdown(t["rows"] + [t["baseline"]])
+    return "\n".join(lines) + "\n"
+
+
+def _rows_markdown(rows) -> list[str]:
+    coslat = "rmse_coslat" in rows[0]
+    head = "| setting | bits/value | ratio vs float32 | RMSE |" + (" cos(lat) RMSE |" if coslat else "") + " max abs error | PSNR (dB) |"
+    lines = [head, "|---" * head.count(" |") + "|"]
+    for row in rows:
         ratio = f"{row['compression_ratio']:.0f}x" if row["compression_ratio"] else "-"
         bpv = f"{row['bits_per_value']:.4f}" if row["bits_per_value"] == row["bits_per_value"] else "-"
-        lines.append(f"| {row['setting']} | {bpv} | {ratio} | {row['rmse']:.4g} | {row['max_abs_error']:.4g} | {row['psnr_db']:.2f} |")
-    return "\n".join(lines) + "\n"
+        w = f" {row['rmse_coslat']:.4g} |" if coslat else ""
+        lines.append(f"| {row['setting']} | {bpv} | {ratio} | {row['rmse']:.4g} |{w} {row['max_abs_error']:.4g} | {row['psnr_db']:.2f} |")
+    return lines
 
 
 def _plots(out: Path, history, model, rd: RecipeData, grid, report) -> None:

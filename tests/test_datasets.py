@@ -339,3 +339,62 @@ def test_docstring_examples_run():
 def test_module_has_no_torch():
     src = open(datasets.__file__).read()
     assert "import torch" not in src
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the climate pool
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool() -> dict:
+    return {split: datasets.climate_pool(split) for split in datasets.CLIMATE_SPLITS}
+
+
+def test_climate_pool_arrays_are_canonical(pool):
+    sources = {s["name"]: s for s in datasets.climate_pool_sources()}
+    seen = set()
+    for split, arrays in pool.items():
+        for da in arrays:
+            seen.add(da.attrs["source"])
+            assert da.dims == ("time", "lat", "lon") and da.dtype == np.float32, da.name
+            for c in ("lat", "lon", "time"):
+                assert np.all(np.diff(da[c].values) > np.zeros_like(np.diff(da[c].values))), (da.name, c)
+            assert da.lon.values.min() >= -180.0 and da.lon.values.max() < 180.0
+            assert da.attrs["units"] == "K" and da.attrs["split"] == split
+            assert (datasets.resources.files("inrcodec") / "data" / da.attrs["licence"]).is_file()
+            finite = da.values[np.isfinite(da.values)]
+            assert 180.0 < finite.min() and finite.max() < 340.0, da.name  # kelvin, not deg C
+            info = sources[da.attrs["source"]]
+            assert da.shape[1:] == info["shape"][1:] and da.sizes["time"] == info["times"][split]
+    assert seen == set(sources)
+    coads = next(da for da in pool["train"] if da.name == "coads")
+    assert 0.3 < float(np.isnan(coads.values).mean()) < 0.6  # land masked as NaN
+
+
+def test_climate_pool_splits_share_no_validity_time(pool):
+    times = {}
+    for split, arrays in pool.items():
+        for da in arrays:
+            times.setdefault(da.attrs["source"], {}).setdefault(split, set()).update(da.time.values.tolist())
+    for source, by_split in times.items():
+        splits = list(by_split)
+        for i, a in enumerate(splits):
+            for b in splits[i + 1:]:
+                assert not by_split[a] & by_split[b], (source, a, b)
+    # time order: train < val < test-time within every training source
+    for source, by_split in times.items():
+        if "train" in by_split:
+            assert max(by_split["train"]) < min(by_split["val"]) and max(by_split["val"]) < min(by_split["test-time"])
+    # E1 shares A1B's model: its years may only be A1B's test-time years
+    assert times["e1"]["test-source"] <= times["a1b"]["test-time"]
+
+
+def test_climate_pool_held_out_sources_stay_out(pool):
+    held_out = {s["name"] for s in datasets.climate_pool_sources() if s["role"] == "test-source"}
+    assert held_out == {"mpi_esm", "e1"}
+    assert {da.attrs["source"] for da in pool["test-source"]} == held_out
+    for split in ("train", "val", "test-time"):
+        assert not {da.attrs["source"] for da in pool[split]} & held_out, split
+    with pytest.raises(ValueError, match="split must be one of"):
+        datasets.climate_pool("test")

@@ -40,12 +40,27 @@ def test_unknown_recipe_and_preset_errors():
         load_recipe("era5").preset("gpu-huge")
 
 
+def _item_hashes(arrays) -> set:
+    import hashlib
+
+    return {hashlib.sha256(np.ascontiguousarray(item).tobytes()).hexdigest() for a in arrays for item in a}
+
+
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_data_splits_have_items_of_one_shape(name):  # overlap: test_modalities.py
     rd = load_recipe_data(load_recipe(name))
     assert min(len(rd.train), len(rd.val), len(rd.test)) >= 1
-    assert rd.train.shape[1:] == rd.val.shape[1:] == rd.test.shape[1:]
-    assert np.isfinite(rd.train).all() and float(np.std(rd.train)) > 0
+    if rd.fields:  # several sources and grids per split (the climate pool)
+        splits = {k: _item_hashes(f.values for f in fs) for k, fs in rd.fields.items()}
+        assert sum(len(f.values) for f in rd.fields["train"]) > len(rd.fields["train"][0].values)
+    else:
+        assert rd.train.shape[1:] == rd.val.shape[1:] == rd.test.shape[1:]
+        assert np.isfinite(rd.train).all() and float(np.std(rd.train)) > 0
+        splits = {"train": _item_hashes([rd.train]), "val": _item_hashes([rd.val]), "test": _item_hashes([rd.test])}
+    names = sorted(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not splits[a] & splits[b], f"{name}: items shared by {a} and {b}"
 
 
 @pytest.mark.parametrize("name", RECIPES)
