@@ -221,11 +221,23 @@ PEERS: dict[str, Peer] = {
              slow=True, time_budget_s=240.0),
     ]
 }
+SCIENTIFIC_PEERS = list(PEERS)  # the default for gridded (climate) data
+
+# The everyday codecs of images, speech and MRI (plain specs: that module imports this one only lazily).
+from .modality_peers import DEFAULT_PEERS as _MODALITY_DEFAULTS  # noqa: E402
+from .modality_peers import PEER_SPECS as _MODALITY_SPECS  # noqa: E402
+
+PEERS.update({spec["name"]: Peer(**spec) for spec in _MODALITY_SPECS})
+
+
+def default_peers(modality: str | None) -> list[str]:
+    """The peers a modality is compared with by default: its everyday codecs, else the scientific ones."""
+    return list(_MODALITY_DEFAULTS.get(modality, SCIENTIFIC_PEERS))
 
 
 def available_peers(names=None) -> tuple[list[Peer], dict[str, str]]:
-    """The requested peers (default: all) that import, and ``{name: install hint}`` for the rest."""
-    names = list(PEERS) if names is None else list(names)
+    """The requested peers (default: the scientific ones) that import, and ``{name: install hint}`` for the rest."""
+    names = list(SCIENTIFIC_PEERS) if names is None else list(names)
     unknown = [n for n in names if n not in PEERS]
     if unknown:
         raise ValueError(f"unknown peer(s) {unknown}; known: {sorted(PEERS)}")
@@ -426,8 +438,8 @@ def run_bench(
     :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
 
     ``models``: inrcodec model directories/files (or ``CoinModel`` objects); ``bits``: their bit
-    widths; ``peers``: peer names (default: all of :data:`PEERS`; missing ones are skipped and
-    listed in ``result.missing``); ``quick``: two settings per peer and the first two bit widths;
+    widths; ``peers``: peer names (default: :func:`default_peers` of the recipe's modality; missing
+    ones are skipped and listed in ``result.missing``); ``quick``: two settings per peer and the first two bit widths;
     ``data``/``variable``: as in :func:`inrcodec.recipes.load_recipe_data`; ``max_items``: use
     only the first items of the test split. With ``out`` the CSV, plots and markdown are written
     there (see :func:`write_outputs`).
@@ -439,10 +451,13 @@ def run_bench(
 
     log = log or (lambda s: None)
     if isinstance(dataset, str):
-        rd = load_recipe_data(load_recipe(dataset), data, variable)
-        name = name or dataset
+        recipe = load_recipe(dataset)
+        rd = load_recipe_data(recipe, data, variable)
+        name, modality = name or dataset, recipe.modality
     else:  # a RecipeData (tests, custom data)
-        rd, name = dataset, name or "custom"
+        rd, name, modality = dataset, name or "custom", None
+    if peers is None:
+        peers = default_peers(modality)
     x = np.ascontiguousarray(rd.test, dtype=np.float32)
     if max_items:
         x = x[:max_items]
@@ -493,7 +508,7 @@ def run_bench(
             rows.append(row)
 
     info = machine_info()
-    info.update(dataset=name, test_shape=list(x.shape), source=rd.source, units=rd.units, quick=quick,
+    info.update(dataset=name, modality=modality, test_shape=list(x.shape), source=rd.source, units=rd.units, quick=quick,
                 repeats=repeats, lat_lon=rd.lat is not None, data_range=_span(x))
     if rd.train is not None and rd.train.shape[1:] == x.shape[1:]:
         # the mean training item as the prediction of every test item (no bytes at all)
@@ -628,6 +643,13 @@ def plot_rd(res: BenchResult, path, weighted: bool = False) -> None:
     ax.set_xlabel("bits per value (written bytes; float32 = 32)")
     units = res.info.get("units") or "data units"
     ax.set_ylabel(("cos(lat)-weighted RMSE" if weighted else "RMSE") + f" ({units})")
+    save_rd_figure(fig, ax, res, path)
+
+
+def save_rd_figure(fig, ax, res: BenchResult, path) -> None:
+    """Title, grid and legend of a rate-distortion figure, then write and close it."""
+    import matplotlib.pyplot as plt
+
     ax.set_title(f"{res.dataset}: held-out test split {tuple(res.info['test_shape'])}", fontsize=9)
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(fontsize=7)
@@ -755,6 +777,11 @@ def write_outputs(res: BenchResult, out, command: str | None = None) -> dict[str
             files["rd_coslat_png"] = str(out / f"bench_{res.dataset}_rd_coslat.png")
             plot_rd(res, files["rd_coslat_png"], weighted=True)
         plot_spectrum(res, files["spectrum_png"])
+        if res.info.get("modality") in _MODALITY_DEFAULTS:
+            from .modality_peers import plot_psnr_rate
+
+            files["psnr_png"] = str(out / f"bench_{res.dataset}_psnr.png")
+            plot_psnr_rate(res, files["psnr_png"])
     Path(files["md"]).write_text(markdown(res, command))
     Path(files["json"]).write_text(json.dumps({**res.info, "missing_peers": res.missing}, indent=2, default=str))
     res.files = files
@@ -789,7 +816,7 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
     if not args.model:
         print("inrcodec bench: no --model given, benchmarking the peers only", file=sys.stderr)
-    ok, missing = available_peers(args.peers)
+    ok, missing = available_peers(args.peers) if args.peers else ([], {})
     if missing:
         print("inrcodec bench: peers not installed, skipped:", file=sys.stderr)
         for k, v in missing.items():

@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     p.add_argument("dataset", help="recipe name (era5, audio, image, mri): its held-out test split")
     p.add_argument("--model", nargs="+", help="inrcodec model file(s) or train-recipe output dir(s), e.g. several latent sizes")
     p.add_argument("--bits", nargs="+", type=int, default=[4, 5, 6, 8], help="inrcodec bit widths (default 4 5 6 8)")
-    p.add_argument("--peers", nargs="+", help="peer codecs (default: all installed; see inrcodec.bench.PEERS)")
+    p.add_argument("--peers", nargs="+", help="peer codecs (default: the modality's: JPEG/WebP/JPEG 2000 for image, MP3/Opus for audio, JPEG/JPEG 2000 per slice + SPERR/SZ3 3-D for mri, scientific codecs for era5; see inrcodec.bench.PEERS)")
     p.add_argument("--out", default="inrcodec-bench", help="output directory: CSV, PNG, markdown (default inrcodec-bench)")
     p.add_argument("--quick", action="store_true", help="tiny sweep: two settings per peer, first two bit widths")
     p.add_argument("--data", nargs="+", help="data files (default: the recipe's embedded sample)")

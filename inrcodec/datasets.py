@@ -43,6 +43,7 @@ __all__ = [
     "load_audio",
     "load_volume",
     "load_image",
+    "modality_sample_paths",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -562,11 +563,13 @@ def climate_pool_sources() -> list[dict]:
 
 
 def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
-    """Read a PCM WAV file with the stdlib ``wave`` module: ``(mono float32 samples in [-1, 1], sample_rate)``.
+    """Read an audio file as ``(mono float32 samples in [-1, 1], sample_rate)``.
 
-    8-bit (unsigned), 16-, 24- and 32-bit integer PCM are supported; several channels are averaged to mono.
-    Integer samples are scaled by ``2**(bits-1)`` (so int16 -32768 -> -1.0). A ``.npy`` file holding a 1-D
-    float array is also accepted (sample rate from a ``<name>.rate`` side file, else 16000).
+    Any format libsndfile reads (WAV, FLAC, OGG/Vorbis, MP3 ...) through ``soundfile`` (``pip install
+    'inrcodec[audio]'``). Without soundfile, PCM WAV is still read with the stdlib ``wave`` module (8-bit unsigned,
+    16-, 24- and 32-bit integer). Several channels are averaged to mono; integers are scaled by ``2**(bits-1)``
+    (int16 -32768 -> -1.0). A ``.npy`` file holding a 1-D float array is also accepted (sample rate from a
+    ``<name>.rate`` side file, else 16000).
 
     >>> import tempfile, wave, numpy as np, os
     >>> p = os.path.join(tempfile.mkdtemp(), "a.wav")
@@ -586,23 +589,40 @@ def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
         rate = int(rate_file.read_text().strip()) if rate_file.exists() else 16000
         return np.clip(x, -1.0, 1.0).astype("float32"), rate
     try:
+        import soundfile
+    except ImportError:
+        if path.suffix.lower() != ".wav":
+            raise ImportError(f"load_audio: reading {path.suffix or 'this'} files needs soundfile: "
+                              "pip install 'inrcodec[audio]' (or pip install soundfile)") from None
+        return _load_wav_stdlib(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load_audio: no such file: {path}")
+    try:
+        x, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as err:
+        raise ValueError(f"load_audio: cannot read {path}: not an audio file libsndfile reads "
+                         f"(WAV, FLAC, OGG, MP3 ...): {err}") from err
+    x = x.mean(axis=1, dtype="float32") if x.shape[1] > 1 else x[:, 0]
+    return np.clip(x, -1.0, 1.0).astype("float32"), int(rate)
+
+
+def _load_wav_stdlib(path: Path) -> tuple[np.ndarray, int]:
+    """PCM WAV through the stdlib ``wave`` module, for installs without soundfile."""
+    try:
         with wave.open(str(path), "rb") as w:
             channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(frames)
     except wave.Error as err:
         raise ValueError(f"load_audio: {path} is not a PCM WAV file the stdlib can read ({err}); "
-                         "convert it, e.g. `sox in.flac -b 16 out.wav`") from err
+                         "pip install 'inrcodec[audio]' to read other formats") from err
     if width == 1:
         x = (np.frombuffer(raw, dtype="u1").astype("float32") - 128.0) / 128.0
-    elif width == 2:
-        x = np.frombuffer(raw, dtype="<i2").astype("float32") / 32768.0
-    elif width == 3:
-        b = np.frombuffer(raw, dtype="u1").reshape(-1, 3).astype("int32")
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+    elif width in (2, 4):
+        x = (np.frombuffer(raw, dtype=f"<i{width}").astype("float64") / float(1 << (8 * width - 1))).astype("float32")
+    elif width == 3:  # little-endian 24-bit: sign-extend into int32
+        b = np.frombuffer(raw, dtype="u1").reshape(-1, 3)
+        v = np.pad(b, ((0, 0), (1, 0))).copy().view("<i4").ravel() >> 8
         x = v.astype("float32") / float(1 << 23)
-    elif width == 4:
-        x = (np.frombuffer(raw, dtype="<i4").astype("float64") / float(1 << 31)).astype("float32")
     else:
         raise ValueError(f"load_audio: unsupported sample width {width} bytes in {path}")
     if channels > 1:
@@ -611,43 +631,113 @@ def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
 
 
 def load_volume(path: PathLike) -> np.ndarray:
-    """Read a NIfTI volume (``.nii``/``.nii.gz``) with nibabel, as float32 (scaling slope/intercept applied).
+    """Read a 3-D volume as float32: NIfTI (``.nii``/``.nii.gz``, scaling slope/intercept applied) through nibabel,
+    or a ``.npy`` array. The array is returned in the file's voxel order (no reorientation).
 
-    nibabel is optional: without it this raises ImportError saying how to install it.
+    NIfTI needs nibabel (``pip install 'inrcodec[mri]'``); without it this raises ImportError saying so.
 
-    >>> vol = load_volume("brain.nii.gz")  # doctest: +SKIP
-    >>> vol.dtype.name  # doctest: +SKIP
-    'float32'
+    >>> vol = load_volume(modality_sample_paths("mri")["train"][0])  # doctest: +SKIP
+    >>> vol.shape, vol.dtype.name  # doctest: +SKIP
+    ((80, 96, 80), 'float32')
     """
+    path = Path(os.fspath(path))
+    if path.suffix == ".npy":
+        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
     try:
         import nibabel
     except ImportError as err:
-        raise ImportError("load_volume needs nibabel to read NIfTI files: `pip install nibabel`") from err
-    img = nibabel.load(os.fspath(path))
-    return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+        raise ImportError("load_volume needs nibabel to read NIfTI files: pip install 'inrcodec[mri]' "
+                          "(or pip install nibabel)") from err
+    try:
+        img = nibabel.load(os.fspath(path))
+    except nibabel.filebasedimages.ImageFileError as err:
+        raise ValueError(f"load_volume: {path} is not a volume nibabel reads: {err}") from err
+    vol = np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+    if vol.ndim == 4 and vol.shape[3] == 1:
+        vol = vol[..., 0]
+    if vol.ndim != 3:
+        raise ValueError(f"load_volume: {path} holds a {vol.ndim}-D array {vol.shape}; expected a 3-D volume")
+    return vol
 
 
 def load_image(path: PathLike, *, drop_alpha: bool = True) -> np.ndarray:
-    """Read an image with ``matplotlib.image.imread`` as float32 in [0, 1], shape ``(H, W)`` or ``(H, W, C)``.
+    """Read an image (PNG, JPEG, and whatever else Pillow reads) as float32 in [0, 1], ``(H, W)`` or ``(H, W, C)``.
 
-    PNG is read natively; other formats need Pillow. Integer images are divided by their dtype's maximum.
-    With ``drop_alpha`` an RGBA image becomes RGB (and a grey+alpha image grey).
+    8-bit images are divided by 255, 16-bit ones by 65535; palette images become RGB(A). With ``drop_alpha`` an RGBA
+    image becomes RGB (and grey+alpha becomes grey). Pillow comes with matplotlib, a dependency.
 
-    >>> import tempfile, os, numpy as np, matplotlib.image as mpimg
+    >>> import tempfile, os, numpy as np
+    >>> from PIL import Image
     >>> p = os.path.join(tempfile.mkdtemp(), "g.png")
-    >>> mpimg.imsave(p, np.linspace(0, 1, 12).reshape(3, 4), cmap="gray", vmin=0, vmax=1)
-    >>> img = load_image(p)
-    >>> img.shape, img.dtype.name, float(img.min()), float(img.max())
-    ((3, 4, 3), 'float32', 0.0, 1.0)
+    >>> Image.fromarray(np.array([[0, 51], [204, 255]], np.uint8)).save(p)
+    >>> load_image(p).tolist()
+    [[0.0, 0.20000000298023224], [0.800000011920929, 1.0]]
     """
-    import matplotlib.image as mpimg
+    from PIL import Image, UnidentifiedImageError
 
-    img = np.asarray(mpimg.imread(os.fspath(path)))
-    if np.issubdtype(img.dtype, np.integer):
-        img = img.astype("float64") / float(np.iinfo(img.dtype).max)
-    img = img.astype("float32")
+    try:
+        with Image.open(os.fspath(path)) as img:
+            img.load()
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+                img = img.convert("L" if img.mode == "1" else "RGB")
+            arr = np.asarray(img)
+    except UnidentifiedImageError as err:
+        raise ValueError(f"load_image: {path} is not an image Pillow reads: {err}") from err
+    if np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype("float64") / (255.0 if arr.dtype == np.uint8 else 65535.0)  # 16-bit: I;16 or I
+    img = arr.astype("float32")
     if drop_alpha and img.ndim == 3 and img.shape[2] in (2, 4):
         img = img[..., :-1]
         if img.shape[2] == 1:
             img = img[..., 0]
     return np.clip(img, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# shipped image, speech and MRI samples (scripts/build_modality_samples.py; licences in inrcodec/data/LICENSE-*)
+# ---------------------------------------------------------------------------------------------------------------------
+
+MODALITY_SAMPLES: Mapping[str, dict] = {
+    "image": {
+        "dir": "images",
+        "splits": {"train": "train/*.png", "val": "val/*.png", "test": "test/*.png"},
+        "source": "22 OpenCV sample photographs (Debian opencv-doc 4.6.0), grey 256 x 256; different photographs "
+                  "per split; Apache-2.0 AND BSD-3-Clause (inrcodec/data/LICENSE-opencv-samples.txt)",
+    },
+    "audio": {
+        "dir": "speech",
+        "splits": {"train": "train_en.flac", "val": "val_es.flac", "test": "test_fr.flac"},
+        "source": "Asterisk core sound prompts (Debian asterisk-core-sounds-*-g722 1.6.1), 16 kHz: train 60 s English "
+                  "(Allison Smith), validation 12 s Spanish (same speaker), test 20 s French (June Wallack); "
+                  "CC-BY-SA-3.0 (inrcodec/data/LICENSE-asterisk-core-sounds.txt)",
+    },
+    "mri": {
+        "dir": "mri",
+        "splits": {"train": "colin27_2mm.nii.gz", "val": "mni152_2009a_2mm.nii.gz",
+                   "test": "mni152_2009a_2mm.nii.gz"},
+        "source": "T1 brain MRI at 2 mm, 80 x 96 x 80 (axial slices first): train Colin27 (Debian mricron-data, "
+                  "BSD-3-clause), validation the inferior and test the superior slabs of the MNI ICBM152 2009a "
+                  "template (nilearn wheel; MNI permissive terms) (inrcodec/data/LICENSE-mri.txt)",
+    },
+}
+
+
+def modality_sample_paths(modality: str) -> dict[str, list[Path]]:
+    """Files of a shipped image/speech/MRI sample by split: ``{"train": [...], "val": [...], "test": [...]}``.
+
+    >>> {k: [p.name for p in v] for k, v in modality_sample_paths("audio").items()}
+    {'train': ['train_en.flac'], 'val': ['val_es.flac'], 'test': ['test_fr.flac']}
+    >>> len(modality_sample_paths("image")["train"])
+    15
+    """
+    if modality not in MODALITY_SAMPLES:
+        raise ValueError(f"unknown modality sample {modality!r}; available: {sorted(MODALITY_SAMPLES)}")
+    spec = MODALITY_SAMPLES[modality]
+    root = Path(os.fspath(resources.files("inrcodec").joinpath("data", spec["dir"])))
+    out = {split: sorted(root.glob(pattern)) for split, pattern in spec["splits"].items()}
+    empty = [k for k, v in out.items() if not v]
+    if empty:
+        raise FileNotFoundError(f"shipped {modality} sample incomplete under {root}: no files for {empty}")
+    return out

@@ -110,19 +110,43 @@ def _split(items: np.ndarray, fractions) -> tuple[np.ndarray, np.ndarray, np.nda
     return items[:n_train], items[n_train : n_train + n_val], items[n_train + n_val :]
 
 
-def phantom_volume(size: int = 64, seed: int = 0) -> np.ndarray:
-    """A generated 3-D head phantom (ellipsoids of different intensity), float32 in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    ax = np.linspace(-1, 1, size)
-    z, y, x = np.meshgrid(ax, ax, ax, indexing="ij")
-    vol = np.zeros((size,) * 3)
-    vol[(x / 0.72) ** 2 + (y / 0.92) ** 2 + (z / 0.85) ** 2 <= 1] = 0.9
-    vol[(x / 0.66) ** 2 + (y / 0.86) ** 2 + (z / 0.8) ** 2 <= 1] = 0.3
-    for _ in range(12):
-        c = rng.uniform(-0.45, 0.45, 3)
-        r = rng.uniform(0.06, 0.25, 3)
-        vol[((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1] = rng.uniform(0.1, 1.0)
-    return vol.astype(np.float32)
+def _split_groups(groups: list[np.ndarray], fractions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items grouped by source file. With 3 or more files whole files go to one split each (train first, in the
+    order given), so no file feeds two splits; with fewer the items of all files are split contiguously."""
+    if len(groups) >= 3:
+        parts = _split(np.arange(len(groups)), fractions)
+        return tuple(np.concatenate([groups[i] for i in idx]) for idx in parts)
+    return _split(np.concatenate(groups), fractions)
+
+
+def _image_tiles(img: np.ndarray, tile, name) -> np.ndarray:
+    """A grey image cut into non-overlapping ``tile`` items (the remainder at the right/bottom is dropped)."""
+    grey = img.mean(axis=-1) if img.ndim == 3 else img
+    th, tw = tile
+    if grey.shape[0] < th or grey.shape[1] < tw:
+        raise ValueError(f"image {name} is {grey.shape[0]} x {grey.shape[1]}, smaller than the recipe's item {th} x {tw}")
+    return np.stack([grey[i : i + th, j : j + tw] for i in range(0, grey.shape[0] - th + 1, th)
+                     for j in range(0, grey.shape[1] - tw + 1, tw)]).astype(np.float32)
+
+
+def _audio_segments(path, seg: int, rate: int | None) -> tuple[np.ndarray, int]:
+    from . import datasets
+
+    signal, r = datasets.load_audio(path)
+    if rate is not None and r != rate:
+        raise ValueError(f"{path} is sampled at {r} Hz, the other audio files at {rate} Hz; resample them to one rate")
+    n = len(signal) // seg
+    if n < 1:
+        raise ValueError(f"{path} is shorter ({len(signal)} samples) than one item ({seg} samples)")
+    return signal[: n * seg].reshape(n, seg), r
+
+
+def _volume_slabs(vol: np.ndarray, slab: int, shape=None) -> np.ndarray:
+    """Non-overlapping slabs of ``slab`` slices along axis 0, each centre-cropped to ``shape`` (H, W)."""
+    h, w = shape or vol.shape[1:]
+    i0, j0 = (vol.shape[1] - h) // 2, (vol.shape[2] - w) // 2
+    vol = vol[:, i0 : i0 + h, j0 : j0 + w]
+    return np.stack([vol[i : i + slab] for i in range(0, vol.shape[0] - slab + 1, slab)])
 
 
 def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) -> RecipeData:
@@ -137,46 +161,50 @@ def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) ->
         da = datasets.load_era5(src if len(src) > 1 else src[0], variable=variable or recipe.data.get("variable") or None)
         parts = dict(zip(("train", "val", "test-time"), datasets.split_by_time(da, tuple(split))))
         return _field_data({k: [v] for k, v in parts.items()}, ", ".join(str(s) for s in src) + f" [{da.name}]")
-    if loader == "audio":
-        if paths:
-            signal = np.concatenate([datasets.load_audio(p)[0] for p in paths])
-            source = ", ".join(str(p) for p in paths)
-        else:
-            signal, _ = datasets.embedded_audio(recipe.data["embedded"])
-            source = f"embedded {recipe.data['embedded']}"
-        seg = 8 * recipe.model["patch"][0]
-        n = len(signal) // seg
-        items = signal[: n * seg].reshape(n, seg)
-        return RecipeData(*_split(items, split), units="amplitude", source=source)
-    if loader == "image":
-        if paths:
-            images = [datasets.load_image(p) for p in paths]
-            source = ", ".join(str(p) for p in paths)
-        else:
-            import matplotlib.cbook
-
-            images = [datasets.load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
-            source = "matplotlib sample_data/grace_hopper.jpg"
-        band = 2 * recipe.model["patch"][0]
-        rows = []
-        for img in images:
-            grey = img.mean(axis=-1) if img.ndim == 3 else img
-            rows += [grey[i : i + band] for i in range(0, grey.shape[0] - band + 1, band)]
-        width = min(r.shape[1] for r in rows)
-        return RecipeData(*_split(np.stack([r[:, :width] for r in rows]), split), units="intensity", source=source)
-    if loader == "volume":
-        if paths:
-            vols = [np.load(p) if str(p).endswith(".npy") else datasets.load_volume(p) for p in paths]
-            source = ", ".join(str(p) for p in paths)
-        else:
-            vols = [phantom_volume()]
-            source = "generated 3-D phantom (no real volume ships with the dependencies)"
-        slab = recipe.model["patch"][0]
-        items = [v[i : i + slab] for v in vols for i in range(0, v.shape[0] - slab + 1, slab)]
-        shape = tuple(min(s) for s in zip(*(x.shape for x in items)))
-        items = np.stack([x[: shape[0], : shape[1], : shape[2]] for x in items])
-        return RecipeData(*_split(items, split), units="intensity", source=source)
+    if loader in ("audio", "image", "volume"):
+        return _load_modality(recipe, paths, split)
     raise ValueError(f"recipe {recipe.name!r}: unknown data loader {loader!r}")
+
+
+def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
+    """Image, audio and volume recipes: the user's files (split by file when there are 3 or more), or the shipped
+    sample, whose splits are fixed by file (different photographs, speakers/languages, brain volumes)."""
+    from . import datasets
+
+    loader = recipe.data["loader"]
+    if paths:
+        files = {"all": [Path(p) for p in paths]}
+        source = ", ".join(str(p) for p in paths)
+    else:
+        files = datasets.modality_sample_paths(recipe.data["embedded"])
+        source = datasets.MODALITY_SAMPLES[recipe.data["embedded"]]["source"]
+    if loader == "image":
+        tile = recipe.data.get("item", [256, 256])
+        groups = {k: [_image_tiles(datasets.load_image(p), tile, p) for p in v] for k, v in files.items()}
+        units = "intensity in [0, 1]"
+    elif loader == "audio":
+        seg = recipe.data.get("item", [8 * recipe.model["patch"][0]])[0]
+        groups, rate = {}, None
+        for k, v in files.items():
+            groups[k] = []
+            for p in v:
+                items, rate = _audio_segments(p, seg, rate)
+                groups[k].append(items)
+        units = "amplitude in [-1, 1]"
+    else:
+        vols = {k: [datasets.load_volume(p) for p in v] for k, v in files.items()}
+        shape = tuple(min(s) for s in zip(*(x.shape[1:] for v in vols.values() for x in v)))
+        slab = recipe.model["patch"][0]
+        groups = {k: [_volume_slabs(x, slab, shape) for x in v] for k, v in vols.items()}
+        units = "intensity"
+        if not paths and files["val"] == files["test"]:  # one volume for both: inferior slabs validate, superior test
+            slabs = groups["val"][0]
+            groups["val"], groups["test"] = [slabs[: len(slabs) // 2]], [slabs[len(slabs) // 2 :]]
+    if paths:
+        train, val, test = _split_groups(groups["all"], split)
+    else:
+        train, val, test = (np.concatenate(groups[k]) for k in ("train", "val", "test"))
+    return RecipeData(train, val, test, units=units, source=source)
 
 
 def _field_data(splits: dict, source: str) -> RecipeData:

@@ -43,7 +43,9 @@ def test_unknown_recipe_and_preset_errors():
 def _item_hashes(arrays) -> set:
     import hashlib
 
-    return {hashlib.sha256(np.ascontiguousarray(item).tobytes()).hexdigest() for a in arrays for item in a}
+    # constant items (digital silence) carry no identity: equal ones in two splits are no leak
+    return {hashlib.sha256(np.ascontiguousarray(item).tobytes()).hexdigest() for a in arrays for item in a
+            if np.nanmax(item) != np.nanmin(item)}
 
 
 @pytest.mark.parametrize("name", RECIPES)
