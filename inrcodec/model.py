@@ -86,7 +86,9 @@ class CoinModel:
         trained on. A patch then aims at ``patch_shape`` grid points but its side in degrees is
         clipped to this range, so one model serves grids from coarse to fine (see
         :meth:`patch_points`). None: patches are ``patch_shape`` points on every grid.
-    refine_lr: Adam step size of encode-time refinement (``encode(..., refine_steps=N)``).
+    refine_lr: Adam step size of encode-time refinement (``encode(..., refine_steps=N)``);
+        None: a tenth of the calibrated latents' median standard deviation, so the steps fit the
+        scale the network's latents actually have (1e-3 before calibration).
     """
 
     def __init__(
@@ -102,7 +104,7 @@ class CoinModel:
         description: dict | None = None,
         coding: dict | None = None,
         patch_degrees: tuple[float, float] | None = None,
-        refine_lr: float = 1e-2,
+        refine_lr: float | None = None,
     ):
         if grid_kind not in GRID_KINDS:
             raise ValueError(f"grid_kind must be one of {GRID_KINDS}, got {grid_kind!r}")
@@ -123,7 +125,7 @@ class CoinModel:
                 raise ValueError(f"patch_degrees needs a spherical model with a patch_shape and 0 < min <= max <= 360, got {patch_degrees}")
             patch_degrees = (lo, hi)
         self.patch_degrees = patch_degrees
-        self.refine_lr = float(refine_lr)
+        self.refine_lr = None if refine_lr is None else float(refine_lr)
         # coding: {"latent_mean", "latent_std", "tables": {bits: {"shared": counts, "per_dim": counts}}}
         self.coding = coding
 
@@ -259,9 +261,17 @@ class CoinModel:
         flat_c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
         latents = fit_modulations(
             self.network, flat_c, flat_v, steps=self.encode_steps if steps is None else steps, lr=self.inner_lr, mask=flat_m,
-            refine_steps=int(refine_steps), refine_lr=self.refine_lr,
+            refine_steps=int(refine_steps), refine_lr=self.refine_step_size(),
         )
         return latents.numpy().reshape(n, part.num_patches, self.latent_dim)
+
+    def refine_step_size(self) -> float:
+        """The Adam step of encode-time refinement (see ``refine_lr``)."""
+        if self.refine_lr is not None:
+            return self.refine_lr
+        if self.coding is None:
+            return 1e-3
+        return 0.1 * float(np.median(np.asarray(self.coding["latent_std"], dtype=np.float64)))
 
     def decode(self, latents, grid) -> np.ndarray:
         """Latents (N, num_patches, k) -> values (N, *spatial) in physical units (float64)."""
@@ -319,7 +329,7 @@ class CoinModel:
             "encode_steps": self.encode_steps,
             "description": self.description,
             **({"patch_degrees": list(self.patch_degrees)} if self.patch_degrees else {}),
-            **({"refine_lr": self.refine_lr} if self.refine_lr != 1e-2 else {}),
+            **({"refine_lr": self.refine_lr} if self.refine_lr is not None else {}),
             "coding": None
             if self.coding is None
             else {"latent_mean": self.coding["latent_mean"], "latent_std": self.coding["latent_std"], "bits": sorted(self.coding["tables"])},
@@ -419,7 +429,7 @@ class CoinModel:
             description=cfg["description"],
             coding=coding,
             patch_degrees=cfg.get("patch_degrees"),
-            refine_lr=cfg.get("refine_lr", 1e-2),
+            refine_lr=cfg.get("refine_lr"),
         )
         model.__dict__["_bytes"] = data  # the hash is of the bytes we were given
         return model

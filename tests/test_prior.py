@@ -150,3 +150,28 @@ def test_cosine_outer_schedule_decays_to_five_percent_and_is_followed_on_resume(
     assert MetaTrainer(net, None, None, TrainConfig(steps=100, outer_lr=1e-3)).learning_rate(100) == 1e-3
     with pytest.raises(ValueError, match="lr_schedule"):
         MetaTrainer(net, None, None, TrainConfig(lr_schedule="step")).learning_rate(1)
+
+
+def test_an_interrupted_cosine_run_resumes_to_the_same_weights(tmp_path):
+    x = torch.linspace(-1, 1, 16)[:, None].numpy()
+
+    class Sampler:
+        def sample(self, rng, batch_size):
+            amp = rng.uniform(0.5, 1.5, (batch_size, 1, 1)).astype(np.float32)
+            return np.broadcast_to(x, (batch_size, 16, 1)).copy(), amp * np.sin(3 * x)[None], np.ones((batch_size, 16), bool)
+
+    def trainer(out):
+        torch.manual_seed(0)
+        net = ModulatedSiren(1, 1, width=8, depth=2, latent_dim=2, meta_sgd=True)
+        cfg = TrainConfig(steps=6, batch_size=4, outer_lr=1e-2, lr_schedule="cosine", checkpoint_every=3, val_every=100)
+        return MetaTrainer(net, Sampler(), None, cfg, out_dir=out)
+
+    full = trainer(tmp_path / "a")
+    full.train(progress=False)
+    part = trainer(tmp_path / "b")
+    part.train(steps=3, progress=False)  # killed after 3 of 6 steps
+    resumed = trainer(tmp_path / "b")
+    resumed.load_checkpoint()
+    resumed.train(progress=False)
+    for (k, a), (_, b) in zip(full.network.state_dict().items(), resumed.network.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=k)
