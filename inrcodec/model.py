@@ -126,7 +126,7 @@ class CoinModel:
             patch_degrees = (lo, hi)
         self.patch_degrees = patch_degrees
         self.refine_lr = None if refine_lr is None else float(refine_lr)
-        # coding: {"latent_mean", "latent_std", "tables": {bits: {"shared": counts, "per_dim": counts}}}
+        # coding: {"latent_mean", "latent_std", "num_std", "tables": {bits: {"shared": counts, "per_dim": counts}}}
         self.coding = coding
 
     # -- geometry ---------------------------------------------------------------------------
@@ -286,8 +286,39 @@ class CoinModel:
         return self.denormalise(part.assemble(patches))
 
     # -- coding tables -----------------------------------------------------------------------
-    def calibrate(self, latents: np.ndarray, bits=CODING_BITS) -> None:
-        """Store the quantizer statistics and entropy tables counted on training latents."""
+    def whiten_latents(self, latents: np.ndarray) -> np.ndarray:
+        """Give every latent dimension unit scale by folding the scale into the network.
+
+        ``latents`` (..., k) are training latents fitted by this model; with ``s`` their standard
+        deviation per dimension, the latent-to-shift columns are multiplied by ``s`` and the
+        Meta-SGD rates divided by ``s**2``. The inner loop then takes exactly the same steps in
+        ``z / s`` that it took in ``z`` (the same fits, the same reconstructions), but all
+        dimensions share one scale, which the global quantizer (one mean and std for all values)
+        needs. A model without Meta-SGD gets per-dimension rates ``inner_lr / s**2``. Returns the
+        latents in the new units; calibrate the model on those.
+        """
+        import torch
+
+        lat = np.asarray(latents, dtype=np.float64).reshape(-1, self.latent_dim)
+        s = lat.std(axis=0)
+        s = np.where(s > 0, s, 1.0)
+        net = self.network
+        with torch.no_grad():
+            net.latent_to_modulations.weight.mul_(torch.as_tensor(s, dtype=net.latent_to_modulations.weight.dtype)[None, :])
+            rates = net.inner_learning_rate(self.inner_lr)
+            rates = torch.as_tensor(rates, dtype=torch.float32).detach().expand(self.latent_dim) / torch.as_tensor(s**2, dtype=torch.float32)
+            if not net.meta_sgd:
+                net.meta_sgd, net.inner_lrs = True, torch.nn.Parameter(torch.zeros(self.latent_dim))
+            net.inner_lrs.copy_(rates)
+        self.changed()
+        return (lat / s).reshape(np.shape(latents))
+
+    def calibrate(self, latents: np.ndarray, bits=CODING_BITS, num_std: float = 3.0) -> None:
+        """Store the quantizer statistics and entropy tables counted on training latents.
+
+        ``num_std``: the quantizer clips to mean +- num_std std. The paper's 3 clips the larger
+        latents that data unlike the training data needs; recipes choose it on validation data.
+        """
         from .entropy import CategoricalEntropyModel
         from .quantize import UniformQuantizer
 
@@ -295,12 +326,12 @@ class CoinModel:
         base = UniformQuantizer.fit(lat, bits=1)
         tables = {}
         for b in bits:
-            symbols = UniformQuantizer(base.mean, base.std, b).quantize(lat)
+            symbols = UniformQuantizer(base.mean, base.std, b, num_std=float(num_std)).quantize(lat)
             tables[int(b)] = {
                 "shared": CategoricalEntropyModel.fit(symbols, b, per_dimension=False),
                 "per_dim": CategoricalEntropyModel.fit(symbols, b, per_dimension=True),
             }
-        self.coding = {"latent_mean": base.mean, "latent_std": base.std, "tables": tables}
+        self.coding = {"latent_mean": base.mean, "latent_std": base.std, "num_std": float(num_std), "tables": tables}
         self.changed()
 
     def quantizer(self, bits: int):
@@ -308,7 +339,8 @@ class CoinModel:
 
         if self.coding is None:
             raise ValueError("this model has no quantizer statistics: run CoinModel.calibrate on training latents")
-        return UniformQuantizer(self.coding["latent_mean"], self.coding["latent_std"], int(bits))
+        return UniformQuantizer(self.coding["latent_mean"], self.coding["latent_std"], int(bits),
+                                num_std=self.coding.get("num_std", 3.0))
 
     def entropy_models(self, bits: int) -> list:
         """The entropy models counted for ``bits`` (shared and per-dimension), or [] if none."""
@@ -332,7 +364,9 @@ class CoinModel:
             **({"refine_lr": self.refine_lr} if self.refine_lr is not None else {}),
             "coding": None
             if self.coding is None
-            else {"latent_mean": self.coding["latent_mean"], "latent_std": self.coding["latent_std"], "bits": sorted(self.coding["tables"])},
+            else {"latent_mean": self.coding["latent_mean"], "latent_std": self.coding["latent_std"], "bits": sorted(self.coding["tables"]),
+                  # the clipping range: only when not the paper's 3 std (older models serialise as before)
+                  **({"num_std": self.coding["num_std"]} if self.coding.get("num_std", 3.0) != 3.0 else {})},
         }
 
     def to_bytes(self) -> bytes:
@@ -416,7 +450,8 @@ class CoinModel:
                     tables[int(b)][kind] = CategoricalEntropyModel.from_arrays(
                         {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
                     )
-            coding = {"latent_mean": cfg["coding"]["latent_mean"], "latent_std": cfg["coding"]["latent_std"], "tables": tables}
+            coding = {"latent_mean": cfg["coding"]["latent_mean"], "latent_std": cfg["coding"]["latent_std"],
+                      "num_std": float(cfg["coding"].get("num_std", 3.0)), "tables": tables}
         model = cls(
             network,
             cfg["grid_kind"],

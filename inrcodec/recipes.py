@@ -25,7 +25,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 PRESET_KEYS = {
     "width", "depth", "latent_dim", "w0", "steps", "batch_size", "outer_lr", "inner_lr",
     "inner_steps", "encode_steps", "inner_points", "outer_points", "patch",
-    "meta_sgd", "patch_degrees", "points", "lr_schedule",
+    "meta_sgd", "patch_degrees", "points", "lr_schedule", "quant_num_std",
 }
 #: the climate pool's held-out splits, reported separately (docs/data.md)
 POOL_TEST_SPLITS = ("test-time", "test-source")
@@ -323,17 +323,8 @@ def train_recipe(
     model.network = trainer.network.cpu().eval()
     t_train = time.time() - t_start
 
-    # Quantizer statistics and entropy tables from the training set's fitted latents.
-    rng = np.random.default_rng(seed)
     cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in train_fields] if train_fields else [(rd.train, grid)]
-    latents = []
-    for values, g in cal_sets:
-        max_items = max(1, calibration_items // (len(cal_sets) * model.partition(g).num_patches))
-        if values.shape[0] > max_items:
-            values = values[np.sort(rng.choice(values.shape[0], max_items, replace=False))]
-        latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
-    model.calibrate(np.concatenate(latents))
-    model.changed()
+    calibrate_model(model, cal_sets, calibration_items, seed, p)
     path = model.save(out)
     bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
     if rd.fields:
@@ -353,6 +344,26 @@ def train_recipe(
     (out / "report.md").write_text(report_markdown(report))
     _plots(out, history, model, rd, grid, report)
     return report
+
+
+def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: dict) -> None:
+    """Quantizer statistics and entropy tables from latents fitted on training items.
+
+    ``cal_sets``: (values, grid) pairs, subsampled to about ``calibration_items`` patches in all.
+    A Meta-SGD model first gets unit-scale latent dimensions (``CoinModel.whiten_latents``); the
+    preset's ``quant_num_std`` (default 3, the paper's) sets the quantizer's clipping range.
+    """
+    rng = np.random.default_rng(seed)
+    latents = []
+    for values, g in cal_sets:
+        max_items = max(1, calibration_items // (len(cal_sets) * model.partition(g).num_patches))
+        if values.shape[0] > max_items:
+            values = values[np.sort(rng.choice(values.shape[0], max_items, replace=False))]
+        latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
+    latents = np.concatenate(latents)
+    if model.network.meta_sgd:
+        latents = model.whiten_latents(latents)
+    model.calibrate(latents, num_std=float(preset.get("quant_num_std", 3.0)))
 
 
 def _pool_batches(model, fields: dict, points: int, seed: int):

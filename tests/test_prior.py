@@ -175,3 +175,24 @@ def test_an_interrupted_cosine_run_resumes_to_the_same_weights(tmp_path):
     resumed.train(progress=False)
     for (k, a), (_, b) in zip(full.network.state_dict().items(), resumed.network.state_dict().items()):
         torch.testing.assert_close(a, b, msg=k)
+
+
+def test_whitening_keeps_the_fits_and_gives_unit_scale_latents_and_the_range_is_stored():
+    model = _meta_sgd_model(seed=3)
+    grid = SphericalGrid.regular_global(16, 32)
+    rng = np.random.default_rng(0)
+    lat = np.asarray(grid.lat)
+    values = (250 + 40 * np.cos(np.deg2rad(lat))[None, :, None] + rng.normal(0, 3, (6, 16, 32))).astype(np.float32)
+    before = model.encode(values, grid)
+    recon_before = model.decode(before, grid)
+    white = model.whiten_latents(before)
+    np.testing.assert_allclose(white.reshape(-1, 6).std(axis=0), 1.0, rtol=1e-6)
+    after = model.encode(values, grid)  # the same inner steps, in the new units
+    np.testing.assert_allclose(after, white, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(model.decode(after, grid), recon_before, atol=1e-3)
+    model.calibrate(white, num_std=6.0)
+    loaded = CoinModel.from_bytes(model.to_bytes())
+    assert loaded.quantizer(4).num_std == 6.0 and loaded.sha256 == model.sha256
+    plain = _meta_sgd_model(seed=3)
+    plain.calibrate(before)
+    assert plain.quantizer(4).num_std == 3.0 and "num_std" not in plain.config()["coding"]

@@ -1,0 +1,67 @@
+"""Dev-time: turn a trained era5 model into the shipped ``t2m-global`` (inrcodec/data/models/).
+
+    python scripts/ship_model.py RUN_DIR [--bench BENCH_DIR]
+
+Re-calibrates RUN_DIR/model.safetensors exactly as ``train-recipe`` does today
+(``recipes.calibrate_model``: training-pool latents, whitening, the preset's clipping range),
+writes ``inrcodec/data/models/t2m-global.safetensors`` and its entry in ``models.json`` (SHA-256,
+training data, grids; rate-distortion rows from ``benchmarks/climate_heldout.py`` CSVs in
+BENCH_DIR, if given). Nothing here runs at install or run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from inrcodec.model import CoinModel
+from inrcodec.recipes import calibrate_model, load_recipe, load_recipe_data
+
+OUT = Path(__file__).resolve().parents[1] / "inrcodec" / "data" / "models"
+
+
+def rd_rows(bench: Path) -> list[str]:
+    rows = []
+    for csv_path in sorted(bench.glob("*/bench_*.csv")):
+        for r in csv.DictReader(open(csv_path)):
+            if r["codec"] == "inrcodec" and r.get("compression_ratio") and int(r["bits"]) in (2, 4, 6):
+                rows.append(f"{r['dataset']}: {int(r['bits'])} bits {float(r['compression_ratio']):.0f}x, "
+                            f"cos(lat) RMSE {float(r['rmse_coslat']):.2f} K, max {float(r['max_abs_error']):.1f} K")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("--bench")
+    args = ap.parse_args()
+    recipe = load_recipe("era5")
+    preset = recipe.preset("cpu")
+    rd = load_recipe_data(recipe)
+    model = CoinModel.load(args.run)
+    cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in rd.fields["train"]]
+    calibrate_model(model, cal_sets, 2048, 0, preset)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "t2m-global.safetensors"
+    model.save(path)
+    index_path = OUT / "models.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    index["t2m-global"] = {
+        "file": path.name,
+        "sha256": model.sha256,
+        "summary": "near-surface air temperature (K) on lat/lon grids; COIN++ SIREN width 96, depth 4, "
+                   "latent 16 per patch, Meta-SGD, patches of about 16 x 16 points (12-96 degrees)",
+        "trained_on": model.description.get("data", "") + " (train split; docs/data.md)",
+        "grids": "global or regional lat/lon, about 0.5 to 7.5 degrees (trained at 1.25-10 degrees by coarsening)",
+        "training_range_K": [round(model.offset, 2), round(model.offset + model.scale, 2)],
+        "recipe": "inrcodec train-recipe era5 --preset cpu (docs/recipes.md)",
+        "rate_distortion": rd_rows(Path(args.bench)) if args.bench else [],
+    }
+    index_path.write_text(json.dumps(index, indent=1) + "\n")
+    print(path, model.sha256)
+
+
+if __name__ == "__main__":
+    main()
