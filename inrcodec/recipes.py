@@ -235,8 +235,8 @@ def _climate_pool_data() -> RecipeData:
     from . import datasets
 
     splits = {k: datasets.climate_pool(k) for k in ("train", "val", *POOL_TEST_SPLITS)}
-    names = sorted({str(da.attrs.get("source", da.name)) for das in splits.values() for da in das})
-    return _field_data(splits, "climate pool: " + "; ".join(names))
+    names = lambda *ks: ", ".join(sorted({str(da.attrs.get("source", da.name)) for k in ks for da in splits[k]}))
+    return _field_data(splits, f"climate pool (trained on: {names('train')}; held out by source: {names('test-source')})")
 
 
 # -- training ---------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ def main() -> None:
     rd = load_recipe_data(recipe)
     model = CoinModel.load(args.run)
     cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in rd.fields["train"]]
+    model.description["data"] = rd.source  # as train-recipe writes it today
     calibrate_model(model, cal_sets, 2048, 0, preset)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "t2m-global.safetensors"
@@ -53,7 +54,7 @@ def main() -> None:
         "sha256": model.sha256,
         "summary": "near-surface air temperature (K) on lat/lon grids; COIN++ SIREN width 96, depth 4, "
                    "latent 16 per patch, Meta-SGD, patches of about 16 x 16 points (12-96 degrees)",
-        "trained_on": model.description.get("data", "") + " (train split; docs/data.md)",
+        "trained_on": model.description["data"] + "; train split only (docs/data.md)",
         "grids": "global or regional lat/lon, about 0.5 to 7.5 degrees (trained at 1.25-10 degrees by coarsening)",
         "training_range_K": [round(model.offset, 2), round(model.offset + model.scale, 2)],
         "recipe": "inrcodec train-recipe era5 --preset cpu (docs/recipes.md)",
