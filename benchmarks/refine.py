@@ -1,6 +1,6 @@
 """Encode-time refinement: rate-distortion gain and encode-time cost of ``refine_steps``.
 
-    nice -n 10 python benchmarks/refine.py --model /tmp/wt12-era5
+    python benchmarks/refine.py --model t2m-global --float      # tas is a held-out source for it
 
 Data: the embedded ``tas`` sample's last 2 time steps (held out from the model's training by the
 ``era5`` recipe's contiguous split when trained on ``tas``), one (2, 96, 192) float32 chunk. For each ``refine_steps`` (Adam steps on the latents after
@@ -45,7 +45,7 @@ def main(argv=None) -> None:
         model.refine_lr = args.refine_lr
         model.changed()
     print(f"data: embedded tas, last 2 time steps, {x.shape} float32 ({x.nbytes} bytes); "
-          f"refine_lr {model.refine_lr:g}")
+          f"refine step {model.refine_step_size():g}")
     print()
     print("| refine_steps | bits | chunk bytes | ratio | RMSE (K) | encode s | values/s |")
     print("|---|---|---|---|---|---|---|")
