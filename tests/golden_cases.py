@@ -1,0 +1,52 @@
+"""The fixed inputs, model and settings of the golden version-3 chunks (one per chunk mode).
+
+Shared by tests/test_golden_v3.py and tests/data/golden_v3/make_golden_v3.py.
+"""
+import pathlib
+
+import numpy as np
+
+from inrcodec import COINppCodec
+from inrcodec.model import CoinModel
+
+DATA = pathlib.Path(__file__).parent / "data" / "golden_v1v2"
+
+#: name -> (input array in arrays.npz, codec settings, how the input is changed)
+CASES = {
+    "modulations_f32": ("v1_modulations_input", {"bits": 6, "inner_steps": 3}, None),
+    "modulations_bits4_no_entropy": ("v1_modulations_input", {"bits": 4, "inner_steps": 2, "entropy_coding": False}, None),
+    "modulations_fortran": ("v1_modulations_input", {"bits": 5, "inner_steps": 2}, "fortran"),
+    "nan_f64": ("v1_nan_f8_input", {"bits": 4, "inner_steps": 3}, None),
+    "raw_constant": ("v1_raw_constant_input", {}, None),
+    "raw_inf": ("v1_modulations_input", {"bits": 6, "inner_steps": 1}, "inf"),
+    # a field the network represents (a decoded chunk): the network residual beats mode 3 there
+    "bounded_abs": ("v1_modulations_decoded", {"bits": 6, "inner_steps": 3, "max_abs_error": 0.05}, None),
+    "bounded_rel": ("v1_modulations_decoded", {"bits": 5, "inner_steps": 2, "rel_error": 0.002}, None),
+    "plain_residual": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 5.0}, None),
+    "fill": ("v2_fill_input", {"bits": 6, "inner_steps": 2, "fill_value": -999.0}, None),
+    "target_rmse": ("v1_modulations_input", {"inner_steps": 2, "target_rmse": 1.0}, None),
+    "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),
+    "refine": ("v1_modulations_input", {"bits": 6, "inner_steps": 2, "refine_steps": 3}, None),
+    "latlon": ("v1_modulations_input", {"bits": 6, "inner_steps": 2, "lat": "custom"}, None),
+}
+
+
+def golden_model() -> CoinModel:
+    return CoinModel.load(DATA / "model.safetensors")
+
+
+def codec_and_input(name: str):
+    key, settings, change = CASES[name]
+    with np.load(DATA / "arrays.npz") as z:
+        x = z[key].copy()
+    settings = dict(settings)
+    if settings.get("lat") == "custom":  # a non-default grid: the pin carries its hash
+        settings["lat"] = np.linspace(-80.0, 80.0, x.shape[-2]).tolist()
+        settings["lon"] = np.linspace(0.0, 337.5, x.shape[-1]).tolist()
+    else:
+        settings["assume_global_grid"] = True
+    if change == "fortran":
+        x = np.asfortranarray(x)
+    elif change == "inf":
+        x[0, 0, 0] = np.inf
+    return COINppCodec(golden_model(), **settings), x
