@@ -5,12 +5,14 @@
 
 __version__ = "0.1.0"
 
-from .chunkformat import CorruptChunkError  # noqa: E402
-from .codec import COINppCodec, PinnedModelError  # noqa: E402
+from .codec import COINppCodec  # noqa: E402
+from .errors import (  # noqa: E402
+    CorruptChunkError, InrcodecError, ModelFileError, PinnedGridError, PinnedModelError,
+)
 from . import hdf5  # noqa: E402,F401  (registers the HDF5 filter with h5py's libhdf5)
 from .grids import CartesianGrid, PatchPartition, SphericalGrid  # noqa: E402
 from .metalearn import MetaTrainer, TrainConfig, fit_modulations, reconstruct  # noqa: E402
-from .model import CoinModel, ModelFileError  # noqa: E402
+from .model import CoinModel  # noqa: E402
 from .network import ModulatedSiren  # noqa: E402
 
 __all__ = [
@@ -18,10 +20,12 @@ __all__ = [
     "CartesianGrid",
     "CoinModel",
     "CorruptChunkError",
+    "InrcodecError",
     "MetaTrainer",
     "ModelFileError",
     "ModulatedSiren",
     "PatchPartition",
+    "PinnedGridError",
     "PinnedModelError",
     "SphericalGrid",
     "TrainConfig",

@@ -13,6 +13,8 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+
+from inrcodec.errors import PinnedModelError
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ _models: dict[str, "CoinModel"] = {}
 _model_locks: dict[str, threading.RLock] = {}
 
 
-class PinnedModelError(ValueError):
-    """The model bytes do not hash to the SHA-256 the codec configuration pins."""
 
 
 def sha256_hex(data: bytes) -> str:

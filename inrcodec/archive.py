@@ -61,7 +61,7 @@ import numpy as np
 from inrcodec import _modelcache
 from inrcodec.codec import COINppCodec
 from inrcodec.zarr3 import INCOMPLETE_KEY as _INCOMPLETE_KEY
-from inrcodec.zarr3 import IncompleteStoreWarning
+from inrcodec.errors import IncompleteStoreError, IncompleteStoreWarning, StoreMismatchError
 
 __all__ = ["compress_dataset", "decompress_store", "store_info", "PROGRESS_FILE", "StoreMismatchError",
            "IncompleteStoreError", "check_complete", "open_store", "WORKER_MALLOC_ENV"]
@@ -76,8 +76,6 @@ _SHIPPED: set[str] = set()
 _DEVICE: str | None = None  # "cuda" in a worker started with device="cuda"
 
 
-class StoreMismatchError(ValueError):
-    """The output store exists but was not written by this (unfinished) request."""
 
 
 def _reduce_codec(codec: COINppCodec):
@@ -533,8 +531,6 @@ def _make_client(scheduler, workers):
 
 
 # -------------------------------------------------------------------------------- output safety
-class IncompleteStoreError(ValueError):
-    """A store whose compress run was interrupted: some regions were never written."""
 
 
 def _is_zarr_store(path: Path) -> bool:

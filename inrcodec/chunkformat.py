@@ -26,6 +26,8 @@ from typing import Iterable, Mapping, Union
 
 import numpy as np
 
+from inrcodec.errors import CorruptChunkError
+
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
@@ -103,9 +105,6 @@ _U8, _U16, _U32, _U64 = 2**8 - 1, 2**16 - 1, 2**32 - 1, 2**64 - 1
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class CorruptChunkError(ValueError):
-    """The one exception for bad chunk bytes (truncated, bad magic, unsupported
-    version, checksum mismatch, inconsistent fields, wrong base network)."""
 
 
 # ---------------------------------------------------------------------- header

@@ -39,6 +39,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray_like, ndarray_copy
 
 from inrcodec import _limits, _modelcache
+from inrcodec.errors import OutOfRangeWarning, PinnedGridError
 from inrcodec import chunkformat as cf
 from inrcodec import entropy, ratecontrol
 from inrcodec import residual as _residual
@@ -64,8 +65,6 @@ _OPTIONAL_SETTINGS = ("max_abs_error", "rel_error", "fill_value", "assume_global
                       "chunk_order", "refine_steps", "target_rmse", "target_ratio")
 
 
-class PinnedGridError(ValueError):
-    """The codec's lat/lon values do not hash to the ``grid_sha256`` its configuration pins."""
 
 #: a chunk whose valid values, normalised with the model's statistics (training range -> [0, 1]),
 #: fall below ``-OUT_OF_RANGE_LIMIT`` or above ``1 + OUT_OF_RANGE_LIMIT`` is stored raw (lossless)
@@ -81,9 +80,6 @@ RANGE_MARGIN = 0.5
 BOUNDED_TRIES = 8
 
 
-class OutOfRangeWarning(UserWarning):
-    """A chunk's values lie far outside the model's training range (e.g. Pa for a model trained
-    in K); the chunk was stored raw (lossless) instead of with the neural codec."""
 
 
 def _positive_float(name: str, value: Any) -> float | None:

@@ -18,6 +18,7 @@ import torch
 from . import __version__, tensorfile
 from .grids import CartesianGrid, PatchPartition, SphericalGrid
 from .metalearn import PatchSampler, fit_modulations, reconstruct
+from .errors import ModelFileError
 from .network import ModulatedSiren
 
 MODEL_FILENAME = "model.safetensors"
@@ -27,8 +28,6 @@ CODING_BITS = tuple(range(1, 9))
 MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare  # entropy tables are counted for these bit widths
 
 
-class ModelFileError(ValueError):
-    """A model file that cannot be read: wrong format, truncated, or a hash mismatch."""
 
 
 def _network_for(net_cfg, state: dict) -> ModulatedSiren:

@@ -21,6 +21,7 @@ from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 
 from inrcodec.codec import CODEC_ID, COINppCodec
+from inrcodec.errors import IncompleteStoreWarning
 
 if TYPE_CHECKING:
     from typing import Self
@@ -34,9 +35,6 @@ __all__ = ["COINppZarr3Codec", "IncompleteStoreWarning"]
 INCOMPLETE_KEY = "store_incomplete"
 
 
-class IncompleteStoreWarning(UserWarning):
-    """The array belongs to a store whose ``inrcodec compress`` run did not finish: the regions it
-    never wrote read as NaN. ``inrcodec info STORE`` says which command resumes it."""
 
 
 @dataclass(frozen=True)

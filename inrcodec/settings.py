@@ -1,0 +1,220 @@
+"""``CodecSettings``: the one list of COIN++ codec options.
+
+Every front door is derived from this dataclass: the numcodecs configuration
+(``COINppCodec.get_config`` / ``from_config``), the Zarr 3 ``configuration``, pickling, the HDF5
+filter's ``cd_values``, ``COINppCodec.for_dataarray`` and the ``inrcodec compress`` flags. An
+option added here reaches all of them.
+
+>>> s = CodecSettings(bits=5, max_abs_error=0.1)
+>>> s.to_dict()
+{'bits': 5, 'inner_steps': 10, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1}
+>>> CodecSettings.from_dict(s.to_dict()) == s
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CodecSettings"]
+
+
+def _option(default: Any, help: str, *, always: bool = False, flag: bool = True) -> Any:
+    """A settings field. ``always``: written to configurations even at its default (the options
+    of the first format; the later ones appear only when set, so older configurations stay
+    byte-identical). ``flag``: exposed as an ``inrcodec compress`` flag (lat/lon and the chunk
+    layout come from the data instead)."""
+    return field(default=default, metadata={"help": help, "always": always, "flag": flag})
+
+
+def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
+        rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an integer {rng}, got {value!r}")
+    return int(value)
+
+
+def _positive(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+def _coords(name: str, values: Any) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or arr.size < 1:
+        raise ValueError(f"{name} must be a 1-D sequence of values, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} values must be finite")
+    return tuple(float(v) for v in arr)
+
+
+def _shape(values: Any) -> tuple[int, ...] | None:
+    if values is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"chunk_shape must be a sequence of ints, got {values!r}") from None
+    if any(v < 0 for v in shape):
+        raise ValueError(f"chunk_shape must be non-negative, got {shape}")
+    return shape
+
+
+def _fill(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"fill_value must be a number or None, got {value!r}")
+    value = float(value)
+    return None if math.isnan(value) else value  # NaN is always treated as missing
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    """The options of a COIN++ codec (everything but the model). Frozen and validated."""
+
+    bits: int = _option(6, "bits per latent value (2**bits quantisation bins)", always=True)
+    inner_steps: int = _option(10, "gradient steps fitting each item's latents when encoding", always=True)
+    lat: tuple[float, ...] | None = _option(
+        None, "latitudes (degrees) of the chunk's spatial extent (spherical models)", always=True, flag=False)
+    lon: tuple[float, ...] | None = _option(
+        None, "longitudes (degrees) of the chunk's spatial extent (spherical models)", always=True, flag=False)
+    entropy_coding: bool = _option(True, "range-code the latent symbols with the model's tables", always=True)
+    max_abs_error: float | None = _option(
+        None, "error-bounded mode: every valid decoded value is within this absolute error")
+    rel_error: float | None = _option(
+        None, "error-bounded mode: bound = rel_error * (max - min) of each chunk's valid values")
+    fill_value: float | None = _option(
+        None, "values equal to this are missing data like NaN: not fitted, restored exactly")
+    assume_global_grid: bool = _option(
+        False, "spherical models without lat/lon: every chunk is a global regular grid")
+    chunk_shape: tuple[int, ...] | None = _option(
+        None, "the array's chunk shape, for readers that pass none (Zarr 2)", flag=False)
+    chunk_order: str | None = _option(None, "the array's chunk memory order 'C' or 'F' (Zarr 2)", flag=False)
+    refine_steps: int = _option(0, "extra Adam steps on the latents after the meta-learned steps")
+    target_rmse: float | None = _option(
+        None, "rate control: per chunk, the fewest bits whose RMSE (data units) is at most this")
+    target_ratio: float | None = _option(
+        None, "rate control: per chunk, the most bits whose compression ratio is at least this")
+
+    def __post_init__(self) -> None:
+        clean = {
+            "bits": _int("bits", self.bits, 1, 16),
+            "inner_steps": _int("inner_steps", self.inner_steps, 0),
+            "refine_steps": _int("refine_steps", self.refine_steps, 0),
+            "lat": _coords("lat", self.lat),
+            "lon": _coords("lon", self.lon),
+            "entropy_coding": bool(self.entropy_coding),
+            "assume_global_grid": bool(self.assume_global_grid),
+            "fill_value": _fill(self.fill_value),
+            "chunk_shape": _shape(self.chunk_shape),
+            **{k: _positive(k, getattr(self, k)) for k in
+               ("max_abs_error", "rel_error", "target_rmse", "target_ratio")},
+        }
+        for k, v in clean.items():
+            object.__setattr__(self, k, v)
+        if self.chunk_order not in (None, "C", "F"):
+            raise ValueError(f"chunk_order must be 'C', 'F' or None, got {self.chunk_order!r}")
+        if self.target_rmse is not None and self.target_ratio is not None:
+            raise ValueError("pass target_rmse or target_ratio, not both")
+        if self.error_bounded and (self.target_rmse is not None or self.target_ratio is not None):
+            raise ValueError(
+                "target_rmse/target_ratio do not combine with max_abs_error/rel_error: error-bounded "
+                "mode already picks, per chunk, the latent width that gives the smallest chunk"
+            )
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("pass both lat and lon, or neither (a global regular grid is then assumed)")
+        if self.lat is not None and any(abs(v) > 90.0 for v in self.lat):
+            raise ValueError("latitudes must lie in [-90, 90]")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def error_bounded(self) -> bool:
+        return self.max_abs_error is not None or self.rel_error is not None
+
+    @property
+    def rate_controlled(self) -> bool:
+        return self.target_rmse is not None or self.target_ratio is not None
+
+    def chunk_bound(self, valid_values: np.ndarray) -> float | None:
+        """The absolute error bound of a chunk whose valid values are ``valid_values`` (None: no
+        bound): ``min(max_abs_error, rel_error * (max - min))`` over the options that are set."""
+        if not self.error_bounded:
+            return None
+        bounds = [] if self.max_abs_error is None else [self.max_abs_error]
+        if self.rel_error is not None and valid_values.size:
+            v = np.asarray(valid_values, dtype=np.float64)
+            bounds.append(self.rel_error * float(v.max() - v.min()))
+        b = min(bounds) if bounds else 0.0
+        return b if b > 0 and math.isfinite(b) else None
+
+    def check_model(self, model: Any) -> None:
+        """Raise ValueError when these settings cannot encode with ``model`` (a CoinModel)."""
+        if self.lat is not None and model.grid_kind != "spherical":
+            raise ValueError(f"lat/lon only apply to spherical models; this model is {model.grid_kind}")
+
+    def replace(self, **changes: Any) -> "CodecSettings":
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ dict form
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready options: those of the first format always, later ones only when set."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.metadata["always"] or v != f.default:  # (fill_value=0.0 is set: 0.0 != None)
+                out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CodecSettings":
+        unknown = sorted(set(data) - cls.names())
+        if unknown:
+            raise ValueError(
+                f"unknown codec setting(s) {unknown}: written by a newer inrcodec, or edited; "
+                "upgrade inrcodec or remove them"
+            )
+        return cls(**data)
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    # ------------------------------------------------------------------ command line
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add a flag per option (``--max-abs-error``, ``--no-entropy-coding``, ...) to ``parser``;
+        :meth:`from_arguments` reads them back. Unset flags keep the defaults."""
+        for f in dataclasses.fields(cls):
+            if not f.metadata["flag"]:
+                continue
+            name = "--" + f.name.replace("_", "-")
+            if f.type in ("bool", bool):
+                negated = "--no-" + f.name.replace("_", "-")
+                parser.add_argument(negated if f.default else name, dest=f.name, default=None,
+                                    action="store_false" if f.default else "store_true",
+                                    help=("turn off: " if f.default else "") + f.metadata["help"])
+            else:
+                kind = int if f.type in ("int", int) else float
+                parser.add_argument(name, dest=f.name, type=kind, default=None,
+                                    help=f"{f.metadata['help']} (default: {f.default})")
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace, **extra: Any) -> "CodecSettings":
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                 if f.metadata["flag"] and getattr(args, f.name, None) is not None}
+        return cls(**{**given, **extra})
