@@ -17,7 +17,7 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from inrcodec._modelcache import model_from_path
+    from inrcodec import modelstore
     from inrcodec.entropy import CategoricalEntropyModel
     from inrcodec.model import CoinModel
     from inrcodec.quantize import UniformQuantizer
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ranges", nargs="+", type=float, default=[3, 4, 5, 6, 8])
     ap.add_argument("--bits", nargs="+", type=int, default=[3, 4, 6])
     args = ap.parse_args(argv)
-    model = CoinModel.from_bytes(model_from_path(args.model)[0].to_bytes())  # a private copy
+    model = CoinModel.from_bytes(modelstore.load(args.model).model.to_bytes())  # a private copy
     rd = load_recipe_data(load_recipe("era5"))
     rng = np.random.default_rng(0)
     grid = lambda f: model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)

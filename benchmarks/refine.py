@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     import torch
 
     from inrcodec import COINppCodec
-    from inrcodec._modelcache import model_from_path
+    from inrcodec import modelstore
     from inrcodec.datasets import embedded_sample
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     da = embedded_sample("tas")
     x = np.ascontiguousarray(da.values[-2:], dtype=np.float32)  # held out from --model's training
     lat, lon = da[da.dims[-2]].values, da[da.dims[-1]].values
-    model = model_from_path(args.model)[0]
+    model = modelstore.load(args.model).model
     if args.refine_lr is not None:
         model = type(model).from_bytes(model.to_bytes())  # a copy: the cached model stays as it is
         model.refine_lr = args.refine_lr

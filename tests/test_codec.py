@@ -13,9 +13,10 @@ import pytest
 from numcodecs.tests.common import check_config, check_err_encode_object_buffer
 
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
-from inrcodec import _modelcache
+from inrcodec import modelstore
 from inrcodec.chunkformat import MODE_MODULATIONS, MODE_RAW, unpack_chunk
-from inrcodec.codec import COINppCodec, CorruptChunkError, PinnedModelError
+from inrcodec.codec import COINppCodec
+from inrcodec.errors import CorruptChunkError, PinnedModelError
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +120,8 @@ def test_dtype_shape_preserved(codec, field, dtype):
     # the untrained tiny model reconstructs roughly; check the codec is exactly the model's
     # encode -> quantize -> dequantize -> decode path on the same grid
     m, grid = codec.model, codec.model.make_grid(x.shape[1:])
-    q = m.quantizer(codec.bits)
-    lat = m.encode(x.astype("=" + x.dtype.str[1:]), grid, steps=codec.inner_steps)
+    q = m.quantizer(codec.settings.bits)
+    lat = m.encode(x.astype("=" + x.dtype.str[1:]), grid, steps=codec.settings.inner_steps)
     ref = m.decode(q.dequantize(q.quantize(lat)).reshape(lat.shape), grid).astype(x.dtype)
     np.testing.assert_array_equal(y, ref)
 
@@ -256,7 +257,7 @@ def test_cartesian_model_any_chunk_shape(cartesian_model):
 def test_cache_clear_then_from_config(codec, field):
     enc = codec.encode(field)
     cfg = codec.get_config()
-    _modelcache.clear()  # as in a fresh process
+    modelstore.clear()  # as in a fresh process
     again = COINppCodec.from_config(cfg)
     np.testing.assert_array_equal(again.decode(enc), codec.decode(enc))
 

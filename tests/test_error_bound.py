@@ -23,8 +23,8 @@ from numcodecs.tests.common import check_config
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
 from inrcodec import chunkformat as cf
 from inrcodec import residual
-from inrcodec.codec import COINppCodec, CorruptChunkError, OutOfRangeWarning
-from inrcodec.zarr3 import COINppZarr3Codec
+from inrcodec.codec import COINppCodec
+from inrcodec.errors import CorruptChunkError, OutOfRangeWarning
 
 HYP = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -64,10 +64,10 @@ def test_config_round_trip(tiny_model):
 
 
 def test_zarr3_codec_options_round_trip(tmp_path, tiny_model):
-    ser = COINppZarr3Codec(model=tiny_model, assume_global_grid=True, inner_steps=3, max_abs_error=0.1, fill_value=-9999.0)
+    ser = COINppCodec(model=tiny_model, assume_global_grid=True, inner_steps=3, max_abs_error=0.1, fill_value=-9999.0)
     d = json.loads(json.dumps(ser.to_dict()))
     assert d["configuration"]["max_abs_error"] == 0.1 and d["configuration"]["fill_value"] == -9999.0
-    assert COINppZarr3Codec.from_dict(d).codec == ser.codec
+    assert COINppCodec.from_dict(d) == ser
     x = smooth_field(3).astype("f4")
     x[0, 1, 2] = np.nan
     x[1, 3, 4] = -9999.0
@@ -145,7 +145,7 @@ def test_both_options_take_the_smaller_bound(tiny_model):
     x = smooth_field(2).astype("f4")
     c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.5, rel_error=1e-4)
     rng_x = float(x.max()) - float(x.min())
-    assert c.chunk_bound(x.ravel()) == pytest.approx(min(0.5, 1e-4 * rng_x))
+    assert c.settings.chunk_bound(x.ravel()) == pytest.approx(min(0.5, 1e-4 * rng_x))
     _, sections = cf.unpack_chunk(c.encode(x))
     assert residual.residual_info(sections["residual"])["bound"] == pytest.approx(1e-4 * rng_x)
 
@@ -179,7 +179,7 @@ def test_fresh_process_decodes_within_bound(tmp_path, tiny_model):
         fin = np.isfinite(x)
         err = float(np.abs(y[fin].astype("f8") - x[fin].astype("f8")).max())
         print("max_err", err)
-        assert err <= codec.max_abs_error, err
+        assert err <= codec.settings.max_abs_error, err
         np.save(d + "/y.npy", y)
         """
     )

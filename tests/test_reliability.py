@@ -25,9 +25,10 @@ from inrcodec import archive
 from inrcodec import chunkformat as cf
 from inrcodec import tensorfile
 from inrcodec.cli import main as cli_main
-from inrcodec.codec import COINppCodec, CorruptChunkError, OutOfRangeWarning, PinnedGridError
+from inrcodec.codec import COINppCodec
+from inrcodec.errors import CorruptChunkError, OutOfRangeWarning, PinnedGridError
 from inrcodec.model import CoinModel, ModelFileError
-from inrcodec.zarr3 import IncompleteStoreWarning
+from inrcodec.errors import IncompleteStoreWarning
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
 
@@ -228,7 +229,7 @@ def test_case07_spherical_codec_without_coordinates_must_say_global(tiny_model):
         ih5.h5py_kwargs(tiny_model)
     codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True)
     assert codec.decode(codec.encode(x)).shape == x.shape
-    assert COINppCodec.from_config(codec.get_config()).assume_global_grid
+    assert COINppCodec.from_config(codec.get_config()).settings.assume_global_grid
 
 
 # ---------------------------------------------------------------------------------- 8 hostile bytes

@@ -17,8 +17,8 @@ import xarray as xr
 import zarr
 
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
-from inrcodec.codec import COINppCodec, CorruptChunkError, PinnedModelError
-from inrcodec.zarr3 import COINppZarr3Codec
+from inrcodec.codec import COINppCodec
+from inrcodec.errors import CorruptChunkError, PinnedModelError
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_zarr3_serializer_edge_chunks(tmp_path, codec, order):
     x = smooth_field(5).astype("f4")
     z = zarr.create_array(
         store=tmp_path / "b.zarr", shape=x.shape, chunks=(2, NLAT, NLON), dtype=x.dtype,
-        serializer=COINppZarr3Codec(codec=codec), compressors=None, fill_value=np.nan,
+        serializer=codec, compressors=None, fill_value=np.nan,
         config={"order": order},
     )
     z[:] = x
@@ -70,7 +70,7 @@ def test_zarr3_serializer_edge_chunks(tmp_path, codec, order):
     cfg = meta["codecs"][0]["configuration"]
     assert cfg["model_sha256"] == codec.model_sha256 and cfg["bits"] == 6
     a = zarr.open_array(tmp_path / "b.zarr", mode="r")
-    assert a.serializer == COINppZarr3Codec(codec=codec)
+    assert a.serializer == codec
     y = a[:]
     assert y.shape == x.shape and y.dtype == x.dtype and np.isfinite(y).all()
     pad = np.concatenate([x[4:], np.full((1, NLAT, NLON), np.nan, "f4")])
@@ -79,7 +79,7 @@ def test_zarr3_serializer_edge_chunks(tmp_path, codec, order):
 
 def test_zarr3_rejects_bad_dtype_and_chunking(tmp_path, tiny_model):
     lat, lon = global_lat_lon()
-    ser = COINppZarr3Codec(model=tiny_model, assume_global_grid=True, lat=lat, lon=lon)
+    ser = COINppCodec(model=tiny_model, assume_global_grid=True, lat=lat, lon=lon)
     with pytest.raises(TypeError, match="float32/float64"):
         zarr.create_array(store=tmp_path / "i.zarr", shape=(2, NLAT, NLON), dtype="i4", serializer=ser, compressors=None)
     with pytest.raises(ValueError, match="leading"):
@@ -88,11 +88,11 @@ def test_zarr3_rejects_bad_dtype_and_chunking(tmp_path, tiny_model):
 
 
 def test_zarr3_codec_dict_round_trip(codec):
-    ser = COINppZarr3Codec(codec=codec)
+    ser = codec
     d = json.loads(json.dumps(ser.to_dict()))
     assert d["name"] == "inrcodec.coinpp"
     assert {**d["configuration"], "id": "inrcodec.coinpp"} == codec.get_config()
-    assert COINppZarr3Codec.from_dict(d) == ser
+    assert COINppCodec.from_dict(d) == ser
     assert "sha256:" in repr(ser)
 
 
@@ -110,15 +110,15 @@ def test_xarray_round_trip(tmp_path, tiny_model, zarr_format, dtype):
     assert back.t2m.dtype == np.dtype(dtype) and back.t2m.shape == ds.t2m.shape
     np.testing.assert_array_equal(np.isnan(back.t2m.values), np.isnan(ds.t2m.values))
     np.testing.assert_array_equal(back.lat.values, ds.lat.values)
-    codec = enc["compressors"][0] if zarr_format == 2 else enc["serializer"].codec
-    assert codec.lat == list(ds.lat.values) and codec.lon == list(ds.lon.values)
+    codec = enc["compressors"][0] if zarr_format == 2 else enc["serializer"]
+    assert codec.settings.lat == tuple(ds.lat.values) and codec.settings.lon == tuple(ds.lon.values)
 
 
 def test_for_dataarray_uses_dask_chunks_and_refuses_spatial_chunks(tiny_model):
     ds = _dataset(nt=6).chunk({"time": 3})
     enc = COINppCodec.for_dataarray(ds.t2m, model=tiny_model, inner_steps=3)
     assert enc["chunks"] == (3, NLAT, NLON) and enc["compressors"] is None
-    assert isinstance(enc["serializer"], COINppZarr3Codec)
+    assert isinstance(enc["serializer"], COINppCodec)
     with pytest.raises(ValueError, match="chunk only along the leading|Chunk only along the leading"):
         COINppCodec.for_dataarray(ds.t2m, model=tiny_model, chunks={"time": 1, "lat": 4})
     with pytest.raises(TypeError, match="float32/float64"):
@@ -197,7 +197,7 @@ def test_tampered_store_metadata_detected(tmp_path, tiny_model, zarr_format, wha
 def test_chunk_of_other_model_in_store_refused(tmp_path, tiny_model, other_model):
     x = smooth_field(2).astype("f4")
     z = zarr.create_array(store=tmp_path / "m.zarr", shape=x.shape, chunks=x.shape, dtype="f4",
-                          serializer=COINppZarr3Codec(model=tiny_model, assume_global_grid=True, inner_steps=3), compressors=None)
+                          serializer=COINppCodec(model=tiny_model, assume_global_grid=True, inner_steps=3), compressors=None)
     z[:] = x
     foreign = COINppCodec(other_model, assume_global_grid=True, inner_steps=3).encode(x)
     (tmp_path / "m.zarr" / "c" / "0" / "0" / "0").write_bytes(foreign)

@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from inrcodec import COINppCodec, _modelcache, zoo
+from inrcodec import COINppCodec, modelstore, zoo
+from inrcodec.errors import PinnedModelError
 from inrcodec.cli import main
 
 
@@ -17,7 +18,8 @@ def test_every_shipped_model_loads_by_name_and_matches_its_hash():
     for name, entry in models.items():
         path = zoo.model_path(name)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
-        model, _, sha = _modelcache.model_from_path(name)
+        model, _, sha, shipped_as = modelstore.load(name)
+        assert shipped_as == name
         assert sha == entry["sha256"] == model.sha256
         assert {"trained_on", "grids", "summary", "rate_distortion"} <= set(entry)
 
@@ -26,13 +28,13 @@ def test_a_shipped_model_whose_bytes_differ_from_its_listing_is_refused(monkeypa
     listing = {k: dict(v) for k, v in zoo.available().items()}
     listing["t2m-global"]["sha256"] = "0" * 64
     monkeypatch.setattr(zoo, "available", lambda: listing)
-    with pytest.raises(_modelcache.PinnedModelError):
-        _modelcache.model_from_path("t2m-global")
+    with pytest.raises(PinnedModelError):
+        modelstore.load("t2m-global")
 
 
 def test_unknown_names_are_still_file_not_found_errors():
     with pytest.raises(FileNotFoundError, match="model file not found"):
-        _modelcache.model_from_path("no-such-model")
+        modelstore.load("no-such-model")
 
 
 def test_the_shipped_climate_model_compresses_a_real_field_by_name():

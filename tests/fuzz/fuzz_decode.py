@@ -22,7 +22,8 @@ from conftest import build_spherical_model, global_lat_lon, smooth_field  # noqa
 
 from inrcodec import chunkformat as cf  # noqa: E402
 from inrcodec import tensorfile  # noqa: E402
-from inrcodec.codec import COINppCodec, CorruptChunkError  # noqa: E402
+from inrcodec.codec import COINppCodec  # noqa: E402
+from inrcodec.errors import CorruptChunkError  # noqa: E402
 from inrcodec.model import CoinModel, ModelFileError  # noqa: E402
 
 SHAPE = (2, 8, 16)

@@ -1,0 +1,83 @@
+"""What every chunk of one (model, grid) pair shares: its pin, its grids, its lock.
+
+``context(model, settings)`` is cached by the model's hash and the settings' lat/lon, so the
+pure functions ``encode_chunk`` / ``decode_chunk`` build coordinate grids once per chunk shape
+and serialise work per model (:func:`inrcodec.modelstore.lock`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+from inrcodec import chunkformat as cf
+from inrcodec import modelstore
+
+__all__ = ["ChunkContext", "context"]
+
+
+class ChunkContext:
+    def __init__(self, model, lat: tuple[float, ...] | None, lon: tuple[float, ...] | None):
+        self.model, self.lat, self.lon = model, lat, lon
+        self.sha256 = model.sha256
+        self.lock = modelstore.lock(self.sha256)
+        self.pin = cf.model_pin(self.sha256, self._grid_key())
+        self._grids: dict[tuple[int, ...], object] = {}
+        self._grids_lock = threading.Lock()
+
+    def _grid_key(self) -> bytes:
+        # Without lat/lon (or with exactly the default ones) the grid is the global regular grid
+        # of the chunk's shape, which the chunk header stores. Otherwise the key is defined here,
+        # from the coordinate values alone, so that pins of stored chunks never change
+        # (docs/format.md, "The pin").
+        if self.lat is None:
+            return b"regular"
+        lat, lon = np.asarray(self.lat, "<f8"), np.asarray(self.lon, "<f8")
+        default = self.model.make_grid((lat.size, lon.size))
+        if np.array_equal(lat, np.asarray(default.lat, "<f8")) and np.array_equal(lon, np.asarray(default.lon, "<f8")):
+            return b"regular"
+        return hashlib.sha256(b"lat" + lat.tobytes() + b"lon" + lon.tobytes()).digest()
+
+    def grid(self, spatial: tuple[int, ...]):
+        """The coordinate grid of a chunk whose spatial shape is ``spatial`` (built once)."""
+        with self._grids_lock:
+            g = self._grids.get(spatial)
+        if g is not None:
+            return g
+        m = self.model
+        if m.grid_kind == "spherical" and self.lat is not None:
+            if (len(self.lat), len(self.lon)) != tuple(spatial):
+                raise ValueError(
+                    f"the chunk's spatial shape {spatial} does not match the codec's "
+                    f"lat[{len(self.lat)}] x lon[{len(self.lon)}]: a COINppCodec with lat/lon "
+                    "describes one spatial extent, so chunk only along the leading (e.g. time) "
+                    "dimensions or pass the lat/lon of a single spatial chunk"
+                )
+            g = m.make_grid(spatial, lat=np.asarray(self.lat), lon=np.asarray(self.lon))
+        else:  # cartesian, or spherical without lat/lon: a global regular grid of the chunk's shape
+            g = m.make_grid(spatial)
+        with self._grids_lock:
+            return self._grids.setdefault(spatial, g)
+
+    def reconstruct(self, latents: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+        """The network reconstruction (float64, physical units) of dequantised latents.
+
+        The one function the encoder (error-bounded mode) and the decoder both use, with the
+        same latents array shape, so both run the same CPU float32 computation.
+        """
+        grid = self.grid(spatial)
+        with self.lock:
+            return np.asarray(self.model.decode(latents, grid), dtype=np.float64)
+
+
+@lru_cache(maxsize=64)
+def _context(model, sha256: str, lat, lon) -> ChunkContext:
+    return ChunkContext(model, lat, lon)
+
+
+def context(model, settings) -> ChunkContext:
+    """The shared context of ``model`` with the grid of ``settings`` (a CodecSettings)."""
+    return _context(model, model.sha256, settings.lat, settings.lon)

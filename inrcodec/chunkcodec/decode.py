@@ -1,0 +1,202 @@
+"""``decode_chunk(data, model, settings, ...) -> ndarray``: chunk bytes back to values.
+
+Every count in a header is checked against the others, against the chunk the reader says it
+fills and against the bytes present before any array of that size exists: hostile or damaged
+bytes raise :class:`~inrcodec.errors.CorruptChunkError` and cost no memory.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+from numcodecs.compat import ensure_contiguous_ndarray
+
+from inrcodec import _limits
+from inrcodec import chunkformat as cf
+from inrcodec import residual as _residual
+from inrcodec.chunkcodec.context import ChunkContext, context
+from inrcodec.chunkcodec.latents import LatentCoder
+from inrcodec.errors import CorruptChunkError
+
+__all__ = ["decode_chunk"]
+
+_NETWORK_MODES = (cf.MODE_MODULATIONS, cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
+
+
+def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) -> np.ndarray:
+    """Decode chunk bytes written with ``model`` and the grid of ``settings``.
+
+    ``shape`` / ``dtype`` / ``nbytes``: the array chunk the result fills, when the reader knows
+    it (Zarr 3, HDF5, numcodecs ``out=``); ``shape`` defaults to ``settings.chunk_shape``
+    (Zarr 2). A chunk that does not fit raises :class:`CorruptChunkError` before anything is
+    allocated. The result has the chunk's dtype, shape and memory order (or
+    ``settings.chunk_order`` when set).
+    """
+    if isinstance(data, np.ndarray) and data.dtype == object:
+        raise TypeError("COINppCodec decodes chunk bytes, not object arrays")
+    ctx = context(model, settings)
+    hdr, sections = cf.unpack_chunk(ensure_contiguous_ndarray(data))
+    _check_origin(hdr, ctx, settings)
+    cdtype, cshape = np.dtype(hdr.dtype), tuple(hdr.shape)
+    _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape, dtype, nbytes)
+    if hdr.mode == cf.MODE_RAW:
+        n = math.prod(cshape) * cdtype.itemsize
+        raw = _limits.inflate(sections.get("raw_values", b""), n, "raw chunk values", CorruptChunkError)
+        result = np.frombuffer(raw, dtype=cdtype).reshape(cshape, order=hdr.order).copy(order="A")
+    elif hdr.mode in _NETWORK_MODES:
+        result = _decode_network(ctx, settings, hdr, sections, cshape, cdtype)
+    else:  # pragma: no cover - unpack_chunk rejects unknown modes
+        raise CorruptChunkError(f"unknown chunk mode {hdr.mode}")
+    if settings.chunk_order is not None and result.ndim > 1:
+        return np.asfortranarray(result) if settings.chunk_order == "F" else np.ascontiguousarray(result)
+    return result
+
+
+def _check_origin(hdr, ctx: ChunkContext, settings) -> None:
+    if hdr.pin is not None and hdr.pin != ctx.pin:
+        raise CorruptChunkError(
+            f"chunk pin {hdr.pin.hex()} does not match this codec's pin {ctx.pin.hex()} "
+            f"(model sha256 {ctx.sha256}, {'lat/lon grid' if settings.lat else 'regular grid'}): "
+            "it was written with another model or grid; refusing to decode it"
+        )
+    if hdr.model_sha256 is not None and hdr.model_sha256 != ctx.sha256:
+        raise CorruptChunkError(
+            f"chunk was encoded with model sha256 {hdr.model_sha256}, but this codec's model "
+            f"is sha256 {ctx.sha256}; refusing to decode it with a different model"
+        )
+
+
+def _check_fits(cdtype: np.dtype, cshape: tuple[int, ...], shape, dtype, nbytes) -> None:
+    n = math.prod(cshape)
+    if shape is not None and cshape != tuple(int(s) for s in shape):
+        raise CorruptChunkError(
+            f"chunk holds shape {cshape} but the array chunk it fills is {tuple(shape)} "
+            "(a chunk file of another array or position?)"
+        )
+    if dtype is not None and cdtype.itemsize != np.dtype(dtype).itemsize:
+        raise CorruptChunkError(f"chunk holds {cdtype} values but the array is {np.dtype(dtype)}")
+    if nbytes is not None and n * cdtype.itemsize != int(nbytes):
+        raise CorruptChunkError(
+            f"chunk decodes to {n * cdtype.itemsize} bytes (shape {cshape}, {cdtype}) but the "
+            f"buffer it fills holds {int(nbytes)}"
+        )
+    if shape is None and nbytes is None and n * cdtype.itemsize > _limits.MAX_UNPINNED_CHUNK_BYTES:
+        raise CorruptChunkError(
+            f"chunk declares {n * cdtype.itemsize} decoded bytes (shape {cshape}); refusing "
+            "without a known chunk shape (pass out= or decode through zarr/HDF5)"
+        )
+
+
+def _unpack_mask(blob: bytes, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A zlib-compressed, bit-packed boolean mask section of ``shape``; CorruptChunkError if not."""
+    count = math.prod(shape)
+    packed = np.frombuffer(_limits.inflate(blob, (count + 7) // 8, what, CorruptChunkError), dtype=np.uint8)
+    return np.unpackbits(packed, count=count).astype(bool).reshape(shape)
+
+
+def _prediction(blob: bytes) -> float:
+    """The f64 constant of a mode-3 chunk's ``prediction`` section; CorruptChunkError if not."""
+    if len(blob) != 8:
+        raise CorruptChunkError(f"prediction section holds {len(blob)} bytes, expected 8")
+    (value,) = struct.unpack("<d", blob)
+    if not math.isfinite(value):
+        raise CorruptChunkError(f"prediction section holds a non-finite value {value!r}")
+    return value
+
+
+def _masks(hdr, sections, items_shape):
+    """(nan mask, fill mask, fill value) of a chunk; None where the chunk has none."""
+    nan = _unpack_mask(sections["nan_mask"], "NaN mask", items_shape) if hdr.has_nan_mask else None
+    fill = fill_value = None
+    if "fill_mask" in sections:
+        blob = sections["fill_mask"]
+        if len(blob) < 8:
+            raise CorruptChunkError("fill_mask section is shorter than its 8-byte fill value")
+        (fill_value,) = struct.unpack("<d", blob[:8])
+        fill = _unpack_mask(blob[8:], "fill mask", items_shape)
+    return nan, fill, fill_value
+
+
+def _check_spatial(ctx: ChunkContext, settings, shape, n_total: int, hdr, has_fill: bool) -> tuple[int, ...]:
+    nd = ctx.model.spatial_ndim
+    if len(shape) < nd:
+        raise CorruptChunkError(f"chunk shape {shape} has fewer than the model's {nd} spatial dims")
+    spatial = shape[len(shape) - nd:]
+    if min(spatial, default=1) < 1:
+        raise CorruptChunkError(f"chunk shape {shape} has an empty spatial dimension")
+    legacy = hdr.num_items is not None  # versions 1 and 2 store the counts, version 3 derives them
+    if legacy and (hdr.num_items > n_total or (not (hdr.has_nan_mask or has_fill) and hdr.num_items != n_total)):
+        raise CorruptChunkError(f"chunk header declares {hdr.num_items} items for shape {shape}")
+    if ctx.model.grid_kind == "spherical":  # the grid is built (lat/lon values) before patching
+        if settings.lat is not None and tuple(spatial) != (len(settings.lat), len(settings.lon)):
+            raise CorruptChunkError(
+                f"chunk's spatial shape {spatial} is not the codec's lat[{len(settings.lat)}] x "
+                f"lon[{len(settings.lon)}]"
+            )
+        if max(spatial) > _limits.MAX_GRID_SIDE:
+            raise CorruptChunkError(f"chunk's spatial shape {spatial} exceeds {_limits.MAX_GRID_SIDE} points per side")
+    return spatial
+
+
+def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
+    """Versions 1 and 2 store the counts the model and masks imply: they must agree."""
+    m = ctx.model
+    part = m.partition(ctx.grid(spatial))
+    expect = (n_items, part.num_patches, m.latent_dim, tuple(part.patch_shape))
+    got = (hdr.num_items, hdr.num_patches, hdr.latent_dim, tuple(hdr.patch_shape))
+    if got != expect:
+        raise CorruptChunkError(
+            f"chunk header (items, patches, latent_dim, patch_shape)={got} does not match "
+            f"this chunk and model: {expect}"
+        )
+
+
+def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) -> np.ndarray:
+    """Modes 0, 2 and 3: network (or constant) prediction, plus the residual in modes 2 and 3."""
+    m = ctx.model
+    n_total = math.prod(shape[: len(shape) - m.spatial_ndim])
+    spatial = _check_spatial(ctx, settings, shape, n_total, hdr, "fill_mask" in sections)
+    plain = hdr.mode == cf.MODE_PLAIN_RESIDUAL  # no latents: a constant prediction + residual
+    coder, patches = LatentCoder(m), 0
+    if not plain:
+        # the patch count without building the partition (one entry per patch)
+        patches = _limits.num_patches(spatial, m.patch_points(ctx.grid(spatial)))
+        if hdr.num_items is not None and (hdr.num_patches, hdr.latent_dim) != (patches, m.latent_dim):
+            raise CorruptChunkError(
+                f"chunk header (patches, latent_dim)=({hdr.num_patches}, {hdr.latent_dim}) does not "
+                f"match this chunk and model: ({patches}, {m.latent_dim})"
+            )
+        coder.check_header(hdr.bits, hdr.quantizer_id)
+    if hdr.mode in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL) and "residual" not in sections:  # pragma: no cover
+        raise CorruptChunkError("error-bounded chunk without a residual section")
+    nan, fill, fill_value = _masks(hdr, sections, (n_total, *spatial))
+    missing = nan if fill is None else (fill if nan is None else nan | fill)
+    valid_items = np.ones(n_total, dtype=bool) if missing is None else ~missing.reshape(n_total, -1).all(axis=1)
+    n_items = int(valid_items.sum())
+    if hdr.num_items is not None:
+        _check_legacy_counts(ctx, hdr, spatial, n_items)
+    payload = sections.get("latents", b"")
+    coding = dict(bits=hdr.bits, quantizer_id=hdr.quantizer_id, entropy_id=hdr.entropy_id, count=n_items * patches)
+    if not plain:
+        coder.check_payload(payload, **coding)
+    items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
+    if n_items:
+        if plain:
+            rec = np.full((n_items, *spatial), _prediction(sections["prediction"]))
+        else:
+            latents = coder.decompress(payload, **coding).reshape(n_items, patches, m.latent_dim)
+            rec = ctx.reconstruct(latents, spatial).reshape((n_items, *spatial))
+        if hdr.mode != cf.MODE_MODULATIONS:
+            try:
+                rec = _residual.decode_residual(sections["residual"], rec, dtype)
+            except _residual.ResidualError as exc:
+                raise CorruptChunkError(f"residual section: {exc}") from None
+        items[valid_items] = rec
+    if nan is not None:
+        items[nan] = np.nan
+    if fill is not None:
+        items[fill] = fill_value
+    result = items.reshape(shape).astype(dtype, copy=False)
+    return np.asfortranarray(result) if hdr.order == "F" else np.ascontiguousarray(result)

@@ -1,0 +1,268 @@
+"""``encode_chunk(array, model, settings) -> bytes``: one chunk through the COIN++ encoder.
+
+The pipeline: check the input, split off what a network cannot represent (empty, constant,
+non-finite or out-of-range chunks are stored raw), mask NaN / fill values, fit the latents
+(``CoinModel.encode``), then write one of the chunk modes (:mod:`inrcodec.chunkformat`):
+
+* plain: latents at ``settings.bits``, or at the width rate control picks (``ratecontrol``);
+* error-bounded: every candidate width plus a residual, the no-network residual (mode 3) and
+  the raw values, keeping the smallest; the chosen bytes are decoded again as a final check.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+
+import numpy as np
+from numcodecs.compat import ensure_ndarray_like
+
+from inrcodec import chunkformat as cf
+from inrcodec import ratecontrol
+from inrcodec import residual as _residual
+from inrcodec.chunkcodec.context import ChunkContext, context
+from inrcodec.chunkcodec.decode import decode_chunk
+from inrcodec.chunkcodec.latents import LatentCoder
+from inrcodec.errors import OutOfRangeWarning
+
+__all__ = ["encode_chunk", "check_input", "OUT_OF_RANGE_LIMIT", "RANGE_MARGIN", "BOUNDED_TRIES"]
+
+SUPPORTED_DTYPES = (np.dtype("float32"), np.dtype("float64"))
+#: a chunk whose valid values, normalised with the model's statistics (training range -> [0, 1]),
+#: fall below ``-OUT_OF_RANGE_LIMIT`` or above ``1 + OUT_OF_RANGE_LIMIT`` is stored raw (lossless)
+OUT_OF_RANGE_LIMIT = 10.0
+#: a chunk none of whose values come within this many training ranges of the training range is
+#: in other units or another variable (Celsius for a Kelvin model): stored raw, with a warning
+RANGE_MARGIN = 0.5
+#: error-bounded mode codes the latents at ``bits`` and at up to this many minus one smaller
+#: widths (those the model has tables for) and keeps the smallest chunk. The narrowest widths
+#: often win there (the residual carries the detail), so with the usual tables (1..8 bits)
+#: every width up to ``bits`` is tried: each try costs one reconstruction and residual coding,
+#: small next to the fit.
+BOUNDED_TRIES = 8
+
+
+def check_input(buf, model, settings) -> np.ndarray:
+    """The chunk as a float32/float64 ndarray with the model's spatial dims, or a clear error."""
+    if isinstance(buf, np.ndarray) and buf.dtype == object:
+        raise TypeError("COINppCodec cannot encode object arrays; it encodes float32/float64 arrays")
+    arr = ensure_ndarray_like(buf)
+    if not isinstance(arr, np.ndarray):
+        arr = np.asarray(arr)
+    if arr.dtype == object:
+        raise TypeError("COINppCodec cannot encode object arrays; it encodes float32/float64 arrays")
+    if arr.dtype.newbyteorder("=") not in SUPPORTED_DTYPES or arr.dtype.kind != "f":
+        extra = ""
+        if arr.dtype == np.uint8 and arr.ndim == 1 and not isinstance(buf, np.ndarray):
+            extra = (" (a raw byte buffer was given: the codec needs the chunk as an ndarray of "
+                     "its shape, as zarr passes it)")
+        raise TypeError(f"COINppCodec encodes float32 or float64 arrays, got dtype {arr.dtype}{extra}")
+    nd = model.spatial_ndim
+    if arr.ndim < nd:
+        raise ValueError(f"the model is {nd}-D ({model.grid_kind}); a chunk needs at least {nd} "
+                         f"dimensions, got shape {arr.shape}")
+    if model.grid_kind == "spherical" and settings.lat is None and not settings.assume_global_grid:
+        raise ValueError(
+            "this spherical codec has no lat/lon: pass lat=/lon= (the chunk's coordinates, or use "
+            "COINppCodec.for_dataarray), or assume_global_grid=True if every chunk is a global "
+            "regular grid with ascending latitudes"
+        )
+    return arr
+
+
+class _Chunk:
+    """One input chunk split into items (leading dims) with its missing-value masks."""
+
+    def __init__(self, arr: np.ndarray, spatial_ndim: int, fill_value: float | None):
+        self.arr = arr
+        self.order = "F" if (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous) else "C"
+        self.shape = tuple(int(s) for s in arr.shape)
+        self.spatial = self.shape[arr.ndim - spatial_ndim:]
+        # index (logical) order: items along the leading dims; memory order does not matter here
+        self.items = np.ascontiguousarray(arr).reshape((-1, *self.spatial))
+        self.nan = np.isnan(self.items)
+        self.has_nan = bool(self.nan.any())
+        fill = None if fill_value is None else self.items == fill_value
+        self.fill = fill if fill is not None and fill.any() else None
+        self.missing = self.nan if self.fill is None else (self.nan | self.fill)
+        self.has_missing = self.has_nan or self.fill is not None
+        self.finite = self.items[~self.missing] if self.has_missing else self.items.ravel()
+
+    def trivial(self) -> bool:
+        """Nothing a network should fit: empty, all missing, non-finite, or constant."""
+        f = self.finite
+        return f.size == 0 or not bool(np.isfinite(f).all()) or bool(f.min() == f.max())
+
+
+def _out_of_range(lo: float, hi: float, offset: float, scale: float) -> str:
+    """Why a chunk with values in [lo, hi] cannot be a field the model was trained on ('' if it can).
+
+    Data in other units (Celsius for a Kelvin model, hPa for Pa) lies beside the training range:
+    a chunk none of whose values come within ``RANGE_MARGIN`` training ranges of it is refused.
+    """
+    lo_n, hi_n = (lo - offset) / scale, (hi - offset) / scale
+    if lo_n < -OUT_OF_RANGE_LIMIT or hi_n > 1.0 + OUT_OF_RANGE_LIMIT:
+        return f"lie more than {OUT_OF_RANGE_LIMIT:g} training ranges outside"
+    if hi_n < -RANGE_MARGIN or lo_n > 1.0 + RANGE_MARGIN:
+        return f"do not come within {RANGE_MARGIN:g} training ranges of"
+    return ""
+
+
+def _warn_if_out_of_range(finite: np.ndarray, model) -> bool:
+    lo, hi = float(finite.min()), float(finite.max())
+    why = _out_of_range(lo, hi, model.offset, model.scale)
+    if why:
+        units = (model.description or {}).get("units")
+        expects = f"[{model.offset:g}, {model.offset + model.scale:g}]" + (f" {units}" if units else "")
+        warnings.warn(
+            f"chunk values [{lo:g}, {hi:g}] {why} the model's training range {expects} (wrong units "
+            "or variable?); the chunk is stored raw (lossless) instead",
+            OutOfRangeWarning, stacklevel=4,
+        )
+    return bool(why)
+
+
+class _LatentCandidates:
+    """The fitted latents of one chunk, coded at any bit width on demand (memoised per width)."""
+
+    def __init__(self, ctx: ChunkContext, coder: LatentCoder, latents: np.ndarray, spatial):
+        self._ctx, self._coder, self._latents, self._spatial = ctx, coder, latents, spatial
+        self._coded: dict[int, tuple] = {}
+        self._recon: dict[int, np.ndarray] = {}
+
+    def coded(self, bits: int):
+        if bits not in self._coded:
+            self._coded[bits] = self._coder.compress(self._latents, bits)
+        return self._coded[bits]
+
+    def recon(self, bits: int) -> np.ndarray:
+        """The reconstruction from the dequantised latents, exactly as the decoder computes it."""
+        if bits not in self._recon:
+            deq = self._coder.dequantize(self.coded(bits), bits).reshape(self._latents.shape)
+            self._recon[bits] = self._ctx.reconstruct(deq, self._spatial)
+        return self._recon[bits]
+
+    def rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
+        """RMSE (data units) of the reconstruction at ``bits`` over the valid values."""
+        err = self.recon(bits).reshape(values.shape)[valid] - values[valid].astype(np.float64)
+        return float(np.sqrt(np.mean(err * err)))
+
+
+class _Writer:
+    """Packs the chunk modes of one input chunk (shared header fields and mask sections)."""
+
+    def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None):
+        self.chunk = chunk
+        self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
+                           order=chunk.order)
+        self.masks: dict[str, bytes] = {}
+        self.flags = 0
+        if chunk.has_nan:
+            self.masks["nan_mask"] = zlib.compress(np.packbits(chunk.nan.ravel()).tobytes(), 9)
+            self.flags = cf.FLAG_NAN_MASK
+        if chunk.fill is not None:
+            self.masks["fill_mask"] = struct.pack("<d", fill_value) + zlib.compress(
+                np.packbits(chunk.fill.ravel()).tobytes(), 9)
+
+    def _pack(self, mode: int, sections: dict, bits=0, qid=0, eid=0, flags=0) -> bytes:
+        hdr = cf.ChunkHeader(mode=mode, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
+                             bits=bits, quantizer_id=qid, entropy_id=eid, flags=flags, **self.common)
+        return cf.pack_chunk(hdr, sections)
+
+    def raw(self) -> bytes:
+        arr = self.chunk.arr
+        return self._pack(cf.MODE_RAW, {"raw_values": zlib.compress(arr.tobytes(order=self.chunk.order), 6)})
+
+    def latents(self, cands: _LatentCandidates, bits: int, mode: int = cf.MODE_MODULATIONS,
+                extra: dict | None = None) -> bytes:
+        # version 3: patches, items and latent size are implied by the model and the masks
+        c = cands.coded(bits)
+        return self._pack(mode, {"latents": c.payload, **self.masks, **(extra or {})}, bits,
+                          c.quantizer_id, c.entropy_id, self.flags)
+
+    def plain_residual(self, values, valid, bound: float) -> bytes:
+        """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds."""
+        prediction = float(np.mean(values[valid], dtype=np.float64))
+        res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound,
+                                        self.chunk.arr.dtype)
+        return self._pack(cf.MODE_PLAIN_RESIDUAL, {**self.masks, "residual": res.payload,
+                                                   "prediction": struct.pack("<d", prediction)},
+                          flags=self.flags)
+
+
+def encode_chunk(array, model, settings) -> bytes:
+    """Encode one chunk ``(*leading, *spatial)`` with ``model`` (a CoinModel) and ``settings``
+    (a :class:`~inrcodec.settings.CodecSettings`); returns version-3 chunk bytes."""
+    arr = check_input(array, model, settings)
+    ctx = context(model, settings)
+    chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
+    writer = _Writer(chunk, ctx.pin, settings.fill_value)
+    if arr.size == 0 or chunk.trivial() or _warn_if_out_of_range(chunk.finite, model):
+        return writer.raw()
+    valid_items = ~chunk.missing.reshape(chunk.items.shape[0], -1).all(axis=1)
+    values = chunk.items[valid_items]
+    mask = ~chunk.missing[valid_items] if chunk.has_missing else None
+    with ctx.lock:
+        latents = model.encode(values, ctx.grid(chunk.spatial), steps=settings.inner_steps, mask=mask,
+                               refine_steps=settings.refine_steps)
+    cands = _LatentCandidates(ctx, LatentCoder(model, settings.entropy_coding),
+                              np.asarray(latents, dtype=np.float32), chunk.spatial)
+    valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
+    bound = settings.chunk_bound(chunk.finite)
+    if bound is None:
+        return writer.latents(cands, _bits_for(settings, model, cands, writer, values, valid))
+    return _bounded(settings, model, cands, writer, values, valid, bound)
+
+
+def _bits_for(settings, model, cands: _LatentCandidates, writer: _Writer, values, valid) -> int:
+    """``settings.bits``, or the width rate control picks for this chunk."""
+    if not settings.rate_controlled:
+        return settings.bits
+    return ratecontrol.bits_for_target(
+        ratecontrol.candidate_bits(model), target_rmse=settings.target_rmse,
+        target_ratio=settings.target_ratio, rmse_of=lambda b: cands.rmse(b, values, valid),
+        ratio_of=lambda b: writer.chunk.arr.nbytes / len(writer.latents(cands, b)),
+    )
+
+
+def _bounded_widths(settings, model) -> list[int]:
+    """Bounded mode tries ``bits`` and up to ``BOUNDED_TRIES - 1`` smaller widths with tables."""
+    below = [b for b in ratecontrol.candidate_bits(model) if b < settings.bits]
+    return below[-(BOUNDED_TRIES - 1):] + [settings.bits] if BOUNDED_TRIES > 1 else [settings.bits]
+
+
+def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: float) -> bytes:
+    """Error-bounded: every candidate width meets the bound; keep the smallest chunk, falling
+    back to the residual of a constant prediction (no network) or to the raw values."""
+    dtype = writer.chunk.arr.dtype
+
+    def with_residual(bits: int) -> bytes:
+        res = _residual.encode_residual(values, cands.recon(bits), valid, bound, dtype)
+        return writer.latents(cands, bits, cf.MODE_BOUNDED, {"residual": res.payload})
+
+    chunks = {b: with_residual(b) for b in _bounded_widths(settings, model)}
+    best = chunks[ratecontrol.smallest(chunks, lambda b: len(chunks[b]))]
+    plain = writer.plain_residual(values, valid, bound)
+    chunk = plain if len(plain) <= len(best) else best
+    raw = writer.raw()
+    if len(raw) <= len(chunk):
+        return raw
+    return chunk if _decodes_within(chunk, model, settings, writer.chunk, bound) else raw
+
+
+def _decodes_within(data: bytes, model, settings, chunk: _Chunk, bound: float) -> bool:
+    """End-to-end check of the actual bytes through the real decoder (never expected to fail)."""
+    y = decode_chunk(data, model, settings)
+    y64 = np.ascontiguousarray(y).reshape(chunk.items.shape).astype(np.float64)
+    x64 = chunk.items.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~chunk.missing & ~(np.abs(y64 - x64) <= bound)
+    if bad.any() or not np.array_equal(np.isnan(y64), chunk.nan):
+        warnings.warn(
+            f"error-bounded chunk failed its decode check at {int(bad.sum())} values; "
+            "stored raw (lossless) instead. Please report this as a bug.",
+            RuntimeWarning, stacklevel=4,
+        )
+        return False
+    return True

@@ -1,0 +1,187 @@
+"""The one place a model-like argument becomes a model: resolve, verify, cache by content hash.
+
+``load(model_like)`` accepts a :class:`~inrcodec.model.CoinModel`, a model file, a directory
+holding ``model.safetensors`` (``inrcodec train-recipe --out DIR``), the name of a shipped model
+(:mod:`inrcodec.zoo`) or the model file's bytes, and returns a :class:`StoredModel`: the parsed
+model, its bytes and their SHA-256. Every codec, filter and benchmark goes through here, so a
+hash mismatch is always a :class:`~inrcodec.errors.PinnedModelError`, and a process parses the
+weights of a hash once, however many codecs zarr builds from the same metadata.
+
+The cache holds its own copy of each model, parsed from the bytes: changing a ``CoinModel``
+after a codec was made from it does not change what that codec encodes with (the hash would
+no longer name the weights).
+
+It also remembers which models every Dask worker already holds (:func:`mark_shipped`): a codec
+of such a model pickles as its hash only (``COINppCodec.__reduce__``).
+
+>>> from inrcodec import modelstore
+>>> stored = modelstore.load("t2m-global")
+>>> stored.name, stored.sha256 == modelstore.load(stored.data).sha256
+('t2m-global', True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from inrcodec.errors import PinnedModelError
+
+if TYPE_CHECKING:
+    from inrcodec.model import CoinModel
+
+__all__ = ["StoredModel", "load", "cached", "lock", "mark_shipped", "unmark_shipped", "is_shipped",
+           "clear", "resolve_path", "shipped_name", "MODEL_FILENAME"]
+
+MODEL_FILENAME = "model.safetensors"
+
+_lock = threading.Lock()
+_models: dict[str, "StoredModel"] = {}
+_locks: dict[str, threading.RLock] = {}
+_shipped: set[str] = set()
+
+
+class StoredModel(NamedTuple):
+    model: "CoinModel"
+    data: bytes
+    sha256: str
+    #: the shipped model these bytes are (:mod:`inrcodec.zoo`), else None
+    name: str | None = None
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A model file, a directory holding ``model.safetensors``, or the name of a shipped model
+    (:mod:`inrcodec.zoo`) when no such file or directory exists."""
+    p = Path(path).expanduser()
+    if not p.exists() and isinstance(path, str):
+        from inrcodec import zoo
+
+        if zoo.pinned_sha256(path) is not None:
+            return zoo.model_path(path)
+    if p.is_dir():
+        cand = p / MODEL_FILENAME
+        if not cand.is_file():
+            raise FileNotFoundError(
+                f"{p} is a directory without {MODEL_FILENAME}; pass the model file itself or the "
+                f"directory written by `inrcodec train-recipe --out DIR`"
+            )
+        return cand
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"model file not found: {p} (pass a model file, a directory holding {MODEL_FILENAME}, "
+            "or a shipped model name: `inrcodec models` lists them)"
+        )
+    return p
+
+
+def shipped_name(sha256: str) -> str | None:
+    """The name of the shipped model whose bytes hash to ``sha256`` (None if none is)."""
+    from inrcodec import zoo
+
+    for name, entry in zoo.available().items():
+        if entry["sha256"] == sha256:
+            return name
+    return None
+
+
+def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
+    """The :class:`StoredModel` for a CoinModel, a path, a directory, a shipped name or bytes.
+
+    With ``expected_sha256`` the bytes must hash to it, else :class:`PinnedModelError`.
+    """
+    if isinstance(model_like, StoredModel):
+        model_like = model_like.data
+    if isinstance(model_like, (bytes, bytearray, memoryview)):
+        data, pinned = bytes(model_like), None
+    elif isinstance(model_like, (str, os.PathLike)):
+        path = resolve_path(model_like)
+        shipped = isinstance(model_like, str) and path != Path(model_like).expanduser()
+        data = path.read_bytes()
+        pinned = _zoo_sha(model_like) if shipped else None
+    elif hasattr(model_like, "to_bytes") and hasattr(model_like, "sha256"):
+        data, pinned = bytes(model_like.to_bytes()), None
+    else:
+        raise TypeError(
+            "model must be a CoinModel, a model file path, a directory holding "
+            f"{MODEL_FILENAME}, a shipped model name, or model bytes; got {type(model_like).__name__}"
+        )
+    digest = sha256_hex(data)
+    for want, what in ((pinned, "the list of shipped models"), (expected_sha256, "the configuration")):
+        if want is not None and digest != str(want).lower():
+            raise PinnedModelError(
+                f"the model weights do not match the pinned hash: {what} pins sha256 {want} but "
+                f"the model bytes hash to {digest}; refusing to use a different model"
+            )
+    with _lock:
+        hit = _models.get(digest)
+    return hit if hit is not None else _parse(data, digest)
+
+
+def _zoo_sha(name: str) -> str | None:
+    from inrcodec import zoo
+
+    return zoo.pinned_sha256(name)
+
+
+def _parse(data: bytes, digest: str) -> StoredModel:
+    from inrcodec.model import CoinModel
+
+    model = CoinModel.from_bytes(data)
+    if model.sha256 != digest:
+        raise PinnedModelError(
+            f"model bytes are not canonical: they hash to {digest} but the parsed model "
+            f"re-serialises to sha256 {model.sha256}"
+        )
+    entry = StoredModel(model, data, digest, shipped_name(digest))
+    with _lock:
+        return _models.setdefault(digest, entry)
+
+
+def cached(prefix: str) -> StoredModel | None:
+    """The cached model whose SHA-256 starts with ``prefix`` (a full hash works too)."""
+    with _lock:
+        for sha, entry in _models.items():
+            if sha.startswith(prefix):
+                return entry
+    return None
+
+
+def lock(sha256: str) -> threading.RLock:
+    """One lock per model: the encode inner loop (autograd) and decode run one at a time per model.
+
+    torch already spreads a single call over all cores (intra-op threads), so serialising the
+    calls that zarr makes from its thread pool avoids oversubscription and any sharing of the
+    network's parameters between concurrent autograd graphs.
+    """
+    with _lock:
+        return _locks.setdefault(sha256, threading.RLock())
+
+
+def mark_shipped(sha256: str) -> None:
+    """Every worker of the current Dask cluster holds this model: codecs pickle without its bytes."""
+    with _lock:
+        _shipped.add(sha256)
+
+
+def unmark_shipped(sha256: str) -> None:
+    with _lock:
+        _shipped.discard(sha256)
+
+
+def is_shipped(sha256: str) -> bool:
+    with _lock:
+        return sha256 in _shipped
+
+
+def clear() -> None:
+    """Empty the cache (as in a fresh process)."""
+    with _lock:
+        _models.clear()
+        _shipped.clear()
