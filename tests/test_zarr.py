@@ -204,3 +204,22 @@ def test_chunk_of_other_model_in_store_refused(tmp_path, tiny_model, other_model
     with pytest.raises(CorruptChunkError) as exc:
         zarr.open_array(tmp_path / "m.zarr", mode="r")[:]
     assert "pin" in str(exc.value) and tiny_model.sha256 in str(exc.value)
+
+
+def test_readme_example_store_is_smaller_than_its_input(tmp_path):
+    """The README's xarray example: a shipped model is named in the metadata, not copied, so the
+    whole store (metadata included) is far smaller than the netCDF it came from."""
+    from inrcodec.datasets import embedded_sample_path
+
+    path = embedded_sample_path("tas")
+    ds = xr.open_dataset(path).isel(time=slice(0, 3))
+    enc = COINppCodec.for_dataarray(ds["tas"], model="t2m-global", bits=6, inner_steps=3)
+    ds.to_zarr(tmp_path / "tas.zarr", encoding={"tas": enc}, mode="w", consolidated=False)
+    files = [p for p in (tmp_path / "tas.zarr").rglob("*") if p.is_file()]
+    store_bytes = sum(p.stat().st_size for p in files)
+    meta = json.loads((tmp_path / "tas.zarr" / "tas" / "zarr.json").read_text())
+    config = meta["codecs"][0]["configuration"]
+    assert (config["model_encoding"], config["model"]) == ("shipped", "t2m-global")
+    assert store_bytes < 0.25 * os.path.getsize(path) * 3 / 12
+    back = xr.open_zarr(tmp_path / "tas.zarr", consolidated=False).tas.values
+    assert float(np.sqrt(np.mean((back - ds.tas.values) ** 2))) < 3.0
