@@ -25,6 +25,13 @@ def _train_recipe(args) -> int:
     return 0
 
 
+def _presets_help() -> str:
+    """The presets of every recipe, e.g. ``era5: cpu, cpu-p32, paper; audio: cpu, paper``."""
+    from .recipes import list_recipes, load_recipe
+
+    return "; ".join(f"{name}: {', '.join(sorted(load_recipe(name).presets))}" for name in list_recipes())
+
+
 def tune_malloc() -> None:
     """Process-wide glibc malloc settings for a compress run (the CLI's process only; docs/archive.md).
 
@@ -51,13 +58,18 @@ def tune_malloc() -> None:
 
 
 def _compress(args) -> int:
+    from . import modelstore
     from .archive import compress_dataset, format_report
+    from .settings import CodecSettings
 
     tune_malloc()
+    # unset --inner-steps: the model's own encode_steps (as compress_dataset's keywords do)
+    model_steps = {} if args.inner_steps is not None else {"inner_steps": modelstore.load(args.model).model.encode_steps}
     rep = compress_dataset(
-        args.input, args.output, model=args.model, variables=args.variables, bits=args.bits,
-        inner_steps=args.inner_steps, chunks=args.chunks, scheduler=args.scheduler, workers=args.workers,
-        overwrite=args.overwrite, progress=not args.quiet, device=args.device,
+        args.input, args.output, model=args.model, variables=args.variables,
+        settings=CodecSettings.from_arguments(args, **model_steps), chunks=args.chunks,
+        scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
+        device=args.device,
     )
     print(format_report(rep))
     return 0
@@ -71,9 +83,7 @@ def _decompress(args) -> int:
 
 
 def _info(args) -> int:
-    from .archive import format_info, store_info
-
-    from .archive import check_complete
+    from .archive import check_complete, format_info, store_info
 
     info = store_info(args.store)
     print(json.dumps(info, indent=1) if args.json else format_info(info))
@@ -95,6 +105,8 @@ def _bench(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .settings import CodecSettings
+
     parser = argparse.ArgumentParser(prog="inrcodec", description="COIN++ neural compression for gridded scientific data")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -103,7 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--data", nargs="+", help="data files (default: the recipe's embedded sample)")
     p.add_argument("--variable", help="variable to train on (default: t2m, else the only gridded one)")
-    p.add_argument("--preset", default="cpu", help="preset in the recipe (era5: cpu, cpu-p32, paper; others: cpu, paper)")
+    p.add_argument("--preset", default="cpu", help=f"preset in the recipe ({_presets_help()})")
     p.add_argument("--steps", type=int, help="meta-training steps (default: the preset's)")
     p.add_argument("--out", help="output directory (default: inrcodec-NAME)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -117,8 +129,11 @@ def main(argv=None) -> int:
     p.add_argument("output", help="Zarr store to write (an unfinished run of the same request resumes)")
     p.add_argument("--model", required=True, help="model file, train-recipe output directory, or a shipped model's name (inrcodec models)")
     p.add_argument("--variables", help="comma-separated variables to encode (default: all the model can encode)")
-    p.add_argument("--bits", type=int, default=6)
-    p.add_argument("--inner-steps", type=int, help="gradient steps per item (default: the model's)")
+    codec_options = p.add_argument_group("codec options (inrcodec.settings.CodecSettings)")
+    CodecSettings.add_arguments(codec_options)
+    for action in codec_options._group_actions:
+        if action.dest == "inner_steps":
+            action.help = "gradient steps fitting each item's latents when encoding (default: the model's own)"
     p.add_argument("--chunks", help="chunk size along the region dim, e.g. time=24 (default)")
     p.add_argument("--scheduler", default="threads", help="threads (default), processes, or a dask.distributed address")
     p.add_argument("--workers", type=int, help="start a LocalCluster of N processes (or N processes with --scheduler processes)")

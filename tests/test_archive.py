@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import build_spherical_model
-from inrcodec import archive
+import zarr
+
+from conftest import build_spherical_model, global_lat_lon, smooth_field
+from inrcodec import archive, modelstore
 from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.datasets import embedded_sample
+from inrcodec.settings import CodecSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 VARS = ["tas", "tas_lagged"]
 KW = dict(variables=VARS, chunks="time=2", inner_steps=2, progress=False)
+
+
+class Stop(Exception):
+    """Raised by :func:`stop_after_first_region` to interrupt a compress run."""
+
+
+def stop_after_first_region(index, done, total):
+    """An ``on_region`` callback that stops the run once its first region is recorded."""
+    raise Stop(index)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +68,7 @@ def _files(root):
 
 def _check_lossless(inp, store):
     a = xr.open_dataset(inp)
-    b = xr.open_zarr(store)
+    b = xr.open_zarr(store, consolidated=False)
     assert a.attrs == b.attrs
     for v in a.variables:
         np.testing.assert_equal(dict(a[v].attrs), dict(b[v].attrs), err_msg=v)
@@ -73,12 +86,12 @@ def test_threads_and_localcluster_agree(archive_input):
     assert set(rep["variables"]) == set(VARS)
     for v in VARS:
         r = rep["variables"][v]
-        assert r["ratio"] > 10 and np.isfinite(r["rmse"]) and r["max_abs_error"] >= r["rmse"]
+        assert r["chunk_ratio"] > 10 and np.isfinite(r["rmse"]) and r["max_abs_error"] >= r["rmse"]
     assert "packed" in rep["copied"] and "land" in rep["copied"]
     _check_lossless(inp, d / "threads.zarr")
     rep2 = archive.compress_dataset(inp, d / "cluster.zarr", model, overwrite=True, workers=2, **KW)
     _check_lossless(inp, d / "cluster.zarr")
-    a, b = xr.open_zarr(d / "threads.zarr"), xr.open_zarr(d / "cluster.zarr")
+    a, b = archive.open_store(d / "threads.zarr"), archive.open_store(d / "cluster.zarr")
     for v in VARS:
         np.testing.assert_array_equal(a[v].values, b[v].values)
         assert rep2["variables"][v]["rmse"] == pytest.approx(rep["variables"][v]["rmse"])
@@ -90,13 +103,17 @@ def test_threads_and_localcluster_agree(archive_input):
 def test_interrupted_run_resumes_to_identical_store(archive_input):
     inp, model, d = archive_input
     archive.compress_dataset(inp, d / "full.zarr", model, overwrite=True, **KW)
-    part = archive.compress_dataset(inp, d / "resumed.zarr", model, overwrite=True, _stop_after=1, **KW)
-    assert part["stopped"] and part["done"] == [0]
-    assert (d / "resumed.zarr" / archive.PROGRESS_FILE).exists()
+    # threads scheduler: a region still running when the callback stops the run finishes first
+    # (unrecorded, so the resume writes it again, with the same bytes)
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, d / "resumed.zarr", model, overwrite=True,
+                                 on_region=stop_after_first_region, **KW)
+    assert json.loads((d / "resumed.zarr" / archive.PROGRESS_FILE).read_text())["done"] in ([0], [1], [2])
     info = archive.store_info(d / "resumed.zarr")
     assert info["progress"] == {"complete": False, "done": 1, "regions": 3}
-    rep = archive.compress_dataset(inp, d / "resumed.zarr", model, **KW)
-    assert rep["resumed_regions"] == 1
+    seen = []
+    rep = archive.compress_dataset(inp, d / "resumed.zarr", model, on_region=lambda *a: seen.append(a), **KW)
+    assert rep["resumed_regions"] == 1 and [a[1:] for a in seen] == [(2, 3), (3, 3)]
     assert not (d / "resumed.zarr" / archive.PROGRESS_FILE).exists()
     full, resumed = _files(d / "full.zarr"), _files(d / "resumed.zarr")
     assert len(full) > 20 and full == resumed
@@ -104,9 +121,13 @@ def test_interrupted_run_resumes_to_identical_store(archive_input):
 
 def test_existing_store_of_another_request_is_refused(archive_input):
     inp, model, d = archive_input
-    archive.compress_dataset(inp, d / "other.zarr", model, overwrite=True, _stop_after=1, **KW)
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, d / "other.zarr", model, overwrite=True, scheduler="synchronous",
+                                 on_region=stop_after_first_region, **KW)
     with pytest.raises(archive.StoreMismatchError, match="another request"):
         archive.compress_dataset(inp, d / "other.zarr", model, **dict(KW, inner_steps=3))
+    with pytest.raises(archive.StoreMismatchError, match="another request"):  # any codec option counts
+        archive.compress_dataset(inp, d / "other.zarr", model, **dict(KW, refine_steps=1))
     archive.compress_dataset(inp, d / "other.zarr", model, **KW)
     with pytest.raises(archive.StoreMismatchError, match="overwrite"):
         archive.compress_dataset(inp, d / "other.zarr", model, **KW)
@@ -120,21 +141,22 @@ def test_default_variables_are_the_encodable_floats(archive_input):
     assert archive.encodable_variables(ds, m) == ["tas", "tas_lagged", "packed"]
 
 
-def test_codec_pickles_model_once_and_hash_only_when_shipped(tiny_model):
-    codec = COINppCodec(tiny_model, assume_global_grid=True, bits=5)
-    n_model = len(tiny_model.to_bytes())
-    one = len(pickle.dumps(codec))
-    two = len(pickle.dumps([codec, COINppCodec(tiny_model, assume_global_grid=True, bits=5)]))
-    assert n_model < one < n_model + 2000
-    assert two < one + 2000  # the model bytes object is shared: pickled once
-    archive._SHIPPED.add(codec.model_sha256)
+def test_shipped_models_travel_as_their_hash_to_workers(tiny_model):
+    """ship_models: the worker holds the model, codecs pickle without it and still code there."""
+    codec = COINppCodec(tiny_model, assume_global_grid=True, bits=5, inner_steps=1)
+    x = smooth_field(2).astype("f4")
+    client, cluster = archive.make_client(None, 1)
     try:
-        small = pickle.dumps(codec)
+        assert len(pickle.dumps(codec)) > len(tiny_model.to_bytes())  # not shipped: the model inline
+        assert archive.ship_models(client, [tiny_model]) == [codec.model_sha256]
+        assert len(pickle.dumps(codec)) < 1000
+        data = client.submit(lambda c, a: bytes(c.encode(a)), codec, x).result()
+        assert data == codec.encode(x)  # the worker encoded with the very same model
     finally:
-        archive._SHIPPED.discard(codec.model_sha256)
-    assert len(small) < 1000
-    back = pickle.loads(small)
-    assert back == codec and back.model is codec.model  # from the per-process cache
+        modelstore.unmark_shipped(codec.model_sha256)
+        client.close()
+        cluster.close()
+    assert len(pickle.dumps(codec)) > len(tiny_model.to_bytes())
 
 
 def test_cli_compress_info_decompress(archive_input, capsys):
@@ -145,15 +167,17 @@ def test_cli_compress_info_decompress(archive_input, capsys):
     text = capsys.readouterr().out
     assert "tas_lagged" in text and "rmse" in text and "ratio" in text
     assert cli_main(["info", out, "--json"]) == 0
-    import json
-
     info = json.loads(capsys.readouterr().out)
     t = info["variables"]["tas"]
-    assert t["codec"] == "inrcodec.coinpp" and t["bits"] == 6 and len(t["model_sha256"]) == 64
-    assert t["ratio"] > 10 and info["variables"]["land"]["codec"] != "inrcodec.coinpp"
+    assert t["codec"] == "inrcodec.coinpp" and t["settings"]["bits"] == 6 and len(t["model_sha256"]) == 64
+    assert t["settings"]["inner_steps"] == 2
+    assert t["chunk_ratio"] > 10 and info["variables"]["land"]["codec"] != "inrcodec.coinpp"
+    assert cli_main(["info", out]) == 0
+    text = capsys.readouterr().out
+    assert f"chunk ratio {info['chunk_ratio']}" in text and f"store ratio {info['store_ratio']}" in text
     nc = str(d / "back.nc")
     assert cli_main(["decompress", out, nc, "--quiet"]) == 0
-    a, b, z = xr.open_dataset(inp), xr.open_dataset(nc), xr.open_zarr(out)
+    a, b, z = xr.open_dataset(inp), xr.open_dataset(nc), archive.open_store(out)
     for v in a.variables:
         if v in VARS:
             np.testing.assert_array_equal(b[v].values, z[v].values)
@@ -195,3 +219,126 @@ def test_killed_process_resumes_to_identical_store(archive_input):
     rep = archive.compress_dataset(inp, out, model, **kw)
     assert rep["resumed_regions"] >= 1
     assert _files(d / "full1.zarr") == _files(out)
+
+
+# ------------------------------------------------------------------ every codec option, both doors
+#: three sets, because rate control and error bounds exclude each other; together they set every
+#: option that is an ``inrcodec compress`` flag (lat/lon and the chunk layout come from the data)
+OPTION_SETS = {
+    "bounded": dict(bits=5, inner_steps=1, entropy_coding=False, max_abs_error=0.5, rel_error=0.01,
+                    fill_value=-999.0, assume_global_grid=True, refine_steps=1),
+    "target_rmse": dict(target_rmse=1.5, inner_steps=1),
+    "target_ratio": dict(target_ratio=30.0, inner_steps=1),
+}
+FLAG_OPTIONS = {f.name for f in dataclasses.fields(CodecSettings) if f.metadata["flag"]}
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory):
+    """4 smooth global fields (8 x 16) with one fill value, and a tiny model directory."""
+    d = tmp_path_factory.mktemp("small")
+    lat, lon = global_lat_lon()
+    x = smooth_field(4).astype("f4")
+    x[1, 2, 3] = -999.0
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), x), "tas2": (("time", "lat", "lon"), x + 1.0)},
+                    coords={"time": np.arange(4), "lat": lat, "lon": lon})
+    ds.to_netcdf(d / "in.nc")
+    build_spherical_model().save(d / "model")
+    return str(d / "in.nc"), str(d / "model"), d
+
+
+def _coinpp_config(store, name="tas") -> dict:
+    meta = json.loads((store / name / "zarr.json").read_text())
+    (config,) = [c["configuration"] for c in meta["codecs"] if c["name"] == "inrcodec.coinpp"]
+    return config
+
+
+def _flags(options: dict) -> list[str]:
+    out = []
+    for k, v in options.items():
+        flag = k.replace("_", "-")
+        out += ([f"--{flag}"] if v else [f"--no-{flag}"]) if isinstance(v, bool) else [f"--{flag}", str(v)]
+    return out
+
+
+def test_the_option_sets_cover_every_compress_flag():
+    assert {k for opts in OPTION_SETS.values() for k in opts} == FLAG_OPTIONS
+    defaults = CodecSettings()
+    for opts in OPTION_SETS.values():
+        assert all(getattr(CodecSettings(**opts), k) != getattr(defaults, k) for k in opts if k != "inner_steps")
+
+
+@pytest.mark.parametrize("door", ["compress_dataset", "cli"])
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_every_option_reaches_the_store_configuration(small_input, door, name, capsys):
+    inp, model, d = small_input
+    options, out = OPTION_SETS[name], d / f"{door}-{name}.zarr"
+    if door == "cli":
+        assert cli_main(["compress", inp, str(out), "--model", model, "--variables", "tas", "--chunks", "time=2",
+                         "--quiet", "--overwrite", *_flags(options)]) == 0, capsys.readouterr().err
+    else:
+        archive.compress_dataset(inp, out, model, variables=["tas"], settings=CodecSettings(**options),
+                                 chunks="time=2", progress=False, evaluate=False, overwrite=True)
+    config = _coinpp_config(out)
+    want = CodecSettings(**options).to_dict()
+    assert {k: config[k] for k in options} == {k: want[k] for k in options}
+    assert len(config["lat"]) == 8 and len(config["lon"]) == 16  # from the data's coordinates
+    back = archive.open_store(out).tas.values
+    if "fill_value" in options:  # restored exactly, like the error bound holds for the rest
+        assert back[1, 2, 3] == -999.0
+        ref = xr.open_dataset(inp).tas.values
+        assert np.nanmax(np.abs(back - ref)) <= options["max_abs_error"] + 1e-5
+    assert np.isfinite(back).all()
+
+
+def test_compress_dataset_inner_steps_default_to_the_models_and_options_are_checked(small_input):
+    inp, model, d = small_input
+    kw = dict(variables=["tas"], chunks="time=4", progress=False, evaluate=False, overwrite=True)
+    archive.compress_dataset(inp, d / "default.zarr", model, **kw)
+    assert _coinpp_config(d / "default.zarr")["inner_steps"] == modelstore.load(model).model.encode_steps == 3
+    with pytest.raises(TypeError, match="unknown option"):
+        archive.compress_dataset(inp, d / "bad.zarr", model, bitz=5, **kw)
+    with pytest.raises(TypeError, match="not both"):
+        archive.compress_dataset(inp, d / "bad.zarr", model, settings=CodecSettings(), bits=5, **kw)
+    assert not (d / "bad.zarr").exists()
+
+
+# ------------------------------------------------------------------ sizes: chunk and store ratios
+def test_store_holds_the_model_once_per_array_and_info_reports_both_ratios(small_input):
+    inp, model, d = small_input
+    out = d / "sizes.zarr"
+    rep = archive.compress_dataset(inp, out, model, variables=["tas", "tas2"], chunks="time=2",
+                                   inner_steps=1, progress=False, overwrite=True)
+    files = {os.path.relpath(os.path.join(r, f), out): os.path.getsize(os.path.join(r, f))
+             for r, _, fs in os.walk(out) for f in fs}
+    chunk_files = {p: n for p, n in files.items() if os.path.basename(p) != "zarr.json"}
+    info = archive.store_info(out)
+    decoded = sum(int(np.prod(e["shape"])) * np.dtype(e["dtype"]).itemsize for e in info["variables"].values())
+    assert info["decoded_bytes"] == decoded and info["store_bytes"] == sum(files.values())
+    assert info["chunk_bytes"] == sum(chunk_files.values())
+    assert info["chunk_ratio"] == round(decoded / sum(chunk_files.values()), 3)
+    assert info["store_ratio"] == round(decoded / sum(files.values()), 3) < info["chunk_ratio"]
+    assert {k: rep[k] for k in ("store_bytes", "store_ratio", "chunk_ratio")} == {
+        k: info[k] for k in ("store_bytes", "store_ratio", "chunk_ratio")}
+    tas = info["variables"]["tas"]
+    assert tas["chunk_ratio"] == round(tas["decoded_bytes"] / sum(
+        n for p, n in chunk_files.items() if p.startswith("tas" + os.sep)), 3)
+    # not consolidated, and the inline model is in each COIN++ array's metadata once, nowhere else
+    assert "consolidated_metadata" not in json.loads((out / "zarr.json").read_text()) or json.loads(
+        (out / "zarr.json").read_text())["consolidated_metadata"] is None
+    inline = _coinpp_config(out)["model"].encode()
+    holders = {p: (out / p).read_bytes().count(inline) for p in files}
+    assert {p: n for p, n in holders.items() if n} == {os.path.join("tas", "zarr.json"): 1,
+                                                       os.path.join("tas2", "zarr.json"): 1}
+
+
+def test_a_shipped_model_is_named_not_copied_into_the_store(small_input):
+    inp, _, d = small_input
+    out = d / "shipped.zarr"
+    archive.compress_dataset(inp, out, "t2m-global", variables=["tas"], chunks="time=4", inner_steps=1,
+                             progress=False, evaluate=False, overwrite=True)
+    config = _coinpp_config(out)
+    assert config["model"] == "t2m-global" and config["model_sha256"] == modelstore.load("t2m-global").sha256
+    info = archive.store_info(out)
+    assert info["variables"]["tas"]["model"] == "t2m-global"
+    assert info["store_bytes"] < len(modelstore.load("t2m-global").data) / 10

@@ -20,6 +20,7 @@ import zarr
 
 import inrcodec.hdf5 as ih5
 from conftest import build_spherical_model, global_lat_lon, smooth_field
+from test_archive import Stop, stop_after_first_region
 from test_archive import _files as _tree
 from inrcodec import archive
 from inrcodec import chunkformat as cf
@@ -86,10 +87,12 @@ def test_case01_compress_never_destroys_its_input_or_foreign_directories(small, 
     out = tmp_path / "out.zarr"
     archive.compress_dataset(inp, out, model, **KW)
     old = _tree(out)
-    part = archive.compress_dataset(inp, out, model, overwrite=True, _stop_after=1, **dict(KW, inner_steps=2))
-    assert part["stopped"] and _tree(out) == old
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, out, model, overwrite=True, on_region=stop_after_first_region,
+                                 **dict(KW, inner_steps=2))
+    assert _tree(out) == old
     archive.compress_dataset(inp, out, model, overwrite=True, **dict(KW, inner_steps=2))
-    assert _tree(out) != old and archive.store_info(out)["variables"]["tas"]["inner_steps"] == 2
+    assert _tree(out) != old and archive.store_info(out)["variables"]["tas"]["settings"]["inner_steps"] == 2
 
 
 # ---------------------------------------------------------------------------------- 2
@@ -109,7 +112,8 @@ def test_case02_decompress_refuses_to_replace_an_existing_file(small, tmp_path, 
 def test_case03_unfinished_store_is_reported_and_refused(small, tmp_path, capsys):
     inp, model, _ = small
     part = tmp_path / "part.zarr"
-    archive.compress_dataset(inp, part, model, _stop_after=1, **KW)
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, part, model, scheduler="synchronous", on_region=stop_after_first_region, **KW)
     assert cli_main(["info", str(part)]) == 2
     err = capsys.readouterr().err
     assert "incomplete: 1 of 2 regions written, resume with" in err and len(err.strip().splitlines()) == 1
@@ -331,7 +335,7 @@ def test_case09_hdf5_datasets_name_what_a_reader_needs(tmp_path, tiny_model):
 def test_case10_and_11_worker_malloc_env_and_no_global_client(small, tmp_path):
     from distributed import Client, LocalCluster, default_client
 
-    client, cluster = archive._make_client(None, 1)
+    client, cluster = archive.make_client(None, 1)
     try:
         env = client.run(lambda: {k: os.environ.get(k) for k in archive.WORKER_MALLOC_ENV})
         assert list(env.values()) == [archive.WORKER_MALLOC_ENV]

@@ -1,0 +1,169 @@
+"""``compress_dataset``: a dataset -> a resumable, safely replaced Zarr store (the steps are in
+the :mod:`inrcodec.archive` docstring)."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from inrcodec import modelstore
+from inrcodec.archive.plan import WritePlan, make_plan, open_input
+from inrcodec.archive.progress import PROGRESS_FILE, ProgressFile, RunProgress, request_fingerprint
+from inrcodec.archive.report import compress_report
+from inrcodec.archive.schedulers import make_client, run_distributed, run_local, ship_models
+from inrcodec.archive.store import (check_output, mark_incomplete, remove_zarr_store, swap_into_place,
+                                    temp_sibling)
+from inrcodec.errors import IncompleteStoreWarning, StoreMismatchError
+from inrcodec.settings import CodecSettings
+
+__all__ = ["compress_dataset"]
+
+
+def compress_dataset(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    model: Any,
+    variables: Iterable[str] | str | None = None,
+    settings: CodecSettings | None = None,
+    *,
+    chunks: dict[str, int] | str | None = None,
+    scheduler: str | None = "threads",
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: str | None = None,
+    engine: str | None = None,
+    evaluate: bool = True,
+    on_region: Callable[[int, int, int], Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Compress ``input`` (netCDF/HDF5/Zarr) into the Zarr store ``output``; returns a report.
+
+    Parameters
+    ----------
+    input : path of a netCDF/HDF5 file (any xarray engine; ``engine=`` to force one) or a Zarr store.
+    output : the Zarr (format 3) store directory to write.
+    model : anything :func:`inrcodec.modelstore.load` takes (``CoinModel``, model file,
+        ``train-recipe --out`` directory, shipped model name, bytes) or a ``COINppCodec``.
+    variables : names (list or comma-separated) to encode with COIN++; default: every variable
+        the model can encode (:func:`encodable_variables`). All others are copied losslessly.
+    settings, options : the codec options, a :class:`~inrcodec.settings.CodecSettings` or its
+        fields as keywords (``bits=5, max_abs_error=0.1, fill_value=-9999, ...``). Keywords
+        without ``inner_steps`` use the model's own ``encode_steps``. lat/lon come from the data.
+    chunks : ``{"time": 24}`` or ``"time=24"``: the chunk size along the region dimension (the
+        first key; default ``time`` with 24 steps). Other dims are not chunked.
+    scheduler : ``"threads"`` (default), ``"processes"``, ``"synchronous"`` or the address of a
+        ``dask.distributed`` scheduler (``"tcp://host:8786"``).
+    workers : with ``"processes"``: the number of processes; with the default scheduler: start a
+        ``dask.distributed.LocalCluster`` of ``workers`` single-threaded processes.
+    overwrite : replace an existing store (else an unfinished run of the same request resumes,
+        and any other existing store is an error).
+    progress : draw a progress bar of the regions on stderr.
+    device : ``None``/``"cpu"`` (default), ``"cuda"`` or ``"auto"``: where the model runs.
+    evaluate : read the store back and report RMSE / max abs error per encoded variable.
+    on_region : called as ``on_region(index, done, total)`` in this process after each region is
+        written and recorded; an exception it raises stops the run (the store stays unfinished
+        and resumable; regions already running finish first, except on a distributed cluster).
+
+    Returns ``{"output", "variables": {name: {"chunk_ratio", "rmse", "max_abs_error", "settings",
+    ...}}, "copied", "chunk_ratio", "store_ratio", "store_bytes", ..., "seconds", "regions",
+    "resumed_regions"}`` (:func:`inrcodec.archive.report.compress_report`).
+    """
+    t0 = time.perf_counter()
+    final = Path(output)
+    check_output(input, final)
+    # overwrite of an existing store: write a temporary sibling and swap it in when complete,
+    # so an interrupted run leaves the old store as it was
+    replacing = overwrite and final.exists()
+    store = temp_sibling(final) if replacing else final
+    stored = modelstore.load(getattr(model, "model_bytes", model))
+    settings = request_settings(stored.model, settings, options)
+    plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks)
+    fingerprint = request_fingerprint(input, plan.variables, stored.sha256, settings, plan.dim, plan.size)
+    file = _start_or_resume(store, plan, fingerprint, resume=not overwrite)
+    tracker = RunProgress(file, progress, on_region)
+    client, cluster = make_client(scheduler, workers)
+    try:
+        _write_regions(store, plan, tracker, stored, client, scheduler, workers, device)
+        mark_incomplete(store, sorted(plan.codecs), False)
+        file.remove()  # complete: the store holds nothing but Zarr
+        if replacing:
+            swap_into_place(store, final)
+            store = final
+        report = compress_report(store, plan.ds, plan.variables, client, scheduler, evaluate)
+    finally:
+        if client is not None:  # ours: never left behind as dask's default scheduler
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    report.update(seconds=round(time.perf_counter() - t0, 3), regions=len(plan.regions),
+                  resumed_regions=tracker.resumed, region_dim=plan.dim, chunk=plan.size, output=str(store))
+    return report
+
+
+def request_settings(model, settings: CodecSettings | None, options: dict[str, Any]) -> CodecSettings:
+    """The request's CodecSettings: ``settings``, or ``options`` (``inner_steps`` defaulting to
+    the model's ``encode_steps``)."""
+    if settings is not None:
+        if options:
+            raise TypeError("pass settings=CodecSettings(...) or the codec options as keywords, not both")
+        if not isinstance(settings, CodecSettings):
+            raise TypeError(f"settings must be a CodecSettings, got {type(settings).__name__}")
+        return settings
+    unknown = sorted(set(options) - CodecSettings.names())
+    if unknown:
+        raise TypeError(f"compress_dataset() got unknown option(s) {unknown}; the codec options are "
+                        f"{sorted(CodecSettings.names())}")
+    return CodecSettings(**{"inner_steps": model.encode_steps, **options})
+
+
+def _start_or_resume(store: Path, plan: WritePlan, fingerprint: dict, resume: bool) -> ProgressFile:
+    """Resume the unfinished run of this request in ``store``, or write the store's metadata and
+    the variables without the region dimension, marked unfinished."""
+    if resume and store.exists():
+        prev = ProgressFile.read(store)
+        if prev is None or prev.get("fingerprint") != fingerprint:
+            why = (f"has no {PROGRESS_FILE} (it is complete, or was not written by inrcodec)"
+                   if prev is None else "is an unfinished run of another request (input, variables, "
+                   "model, codec options or chunks differ)")
+            raise StoreMismatchError(f"{store} exists and {why}; pass overwrite=True (--overwrite) to replace it")
+        return ProgressFile(store, fingerprint, plan.regions, plan.dim, done={int(i) for i in prev.get("done", [])})
+    if store.exists():  # a stale temporary sibling of ours (remove_zarr_store checks it is a store)
+        remove_zarr_store(store)
+    # not consolidated: consolidated metadata would repeat every codec configuration (and an
+    # inline model) in the root zarr.json
+    plan.ds.to_zarr(store, mode="w", compute=False, encoding=plan.encoding, zarr_format=3, consolidated=False)
+    file = ProgressFile(store, fingerprint, plan.regions, plan.dim)
+    file.write()
+    mark_incomplete(store, sorted(plan.codecs), True)
+    return file
+
+
+def _region_write(store: Path, region_ds, dim: str, region: list[int]):
+    a, b = region
+    with warnings.catch_warnings():  # this run is what completes the store
+        warnings.simplefilter("ignore", IncompleteStoreWarning)
+        return region_ds.isel({dim: slice(a, b)}).to_zarr(
+            store, region={dim: slice(a, b)}, compute=False, zarr_format=3, consolidated=False)
+
+
+def _write_regions(store, plan: WritePlan, tracker: RunProgress, stored, client, scheduler, workers, device) -> None:
+    """Write the regions not yet recorded, one Zarr chunk along the region dim each."""
+    region_ds = plan.region_dataset()
+    pending = [i for i in range(len(plan.regions)) if i not in tracker.file.done]
+    if not pending or region_ds is None:
+        return
+    delayeds = [_region_write(store, region_ds, plan.dim, plan.regions[i]) for i in pending]
+    if client is None:
+        run_local(delayeds, pending, tracker.finished, scheduler or "threads", workers, stored.model, device)
+        return
+    already = modelstore.is_shipped(stored.sha256)
+    ship_models(client, [stored], device=device)
+    try:
+        run_distributed(client, delayeds, pending, tracker.finished)
+    finally:
+        if not already:
+            modelstore.unmark_shipped(stored.sha256)

@@ -1,0 +1,174 @@
+"""What a compress run writes: the variables, the region dimension, the regions and each
+variable's Zarr encoding (COIN++ codecs for the encoded ones, lossless for the rest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from inrcodec.codec import COINppCodec
+from inrcodec.modelstore import StoredModel
+from inrcodec.settings import CodecSettings
+
+__all__ = ["WritePlan", "make_plan", "open_input", "encodable_variables", "parse_chunks"]
+
+_BOUNDS_DIMS = ("bnds", "bounds", "nv", "nbnd", "nb2", "vertices")
+#: the region size along ``time`` when ``chunks`` is not given
+DEFAULT_REGION = 24
+#: codec settings that come from the data (coordinates, chunk layout), never from the request
+_FROM_DATA = ("lat", "lon", "chunk_shape", "chunk_order")
+
+
+@dataclass
+class WritePlan:
+    """The layout of one compress run."""
+
+    ds: Any  # the input, chunked one region per Zarr chunk, non-region variables loaded
+    variables: list[str]  # COIN++-encoded
+    dim: str | None  # the region dimension
+    size: int | None  # the region (chunk) size along ``dim``
+    regions: list[list[int]]  # [start, stop) along ``dim``
+    deferred: list[str]  # variables written region by region (the others at initialisation)
+    encoding: dict[str, dict]
+    codecs: dict[str, COINppCodec]
+
+    def region_dataset(self):
+        """The variables written region by region (None when there are none)."""
+        import xarray as xr
+
+        return xr.Dataset({n: self.ds[n].variable for n in self.deferred}) if self.deferred else None
+
+
+def open_input(path, engine: str | None = None):
+    """The input dataset, lazily (Dask): netCDF/HDF5 through xarray, or a Zarr store."""
+    import xarray as xr
+
+    p = str(path)
+    if engine is None and (p.rstrip("/").endswith(".zarr") or Path(p, "zarr.json").exists()
+                           or Path(p, ".zgroup").exists()):
+        engine = "zarr"
+    if engine == "zarr":
+        return xr.open_zarr(p, chunks={}, decode_timedelta=False)
+    return xr.open_dataset(p, engine=engine, chunks={}, decode_timedelta=False)
+
+
+def encodable_variables(ds, model) -> list[str]:
+    """The data variables ``model`` (a CoinModel) can encode: float, with its spatial dims trailing.
+
+    Spherical models: the last two dims are named ``lat*``, ``lon*``. Cartesian models: at least
+    ``spatial_ndim`` dims, none of them a bounds dimension.
+    """
+    out = []
+    for name, da in ds.data_vars.items():
+        if da.dtype.kind != "f" or da.ndim < model.spatial_ndim:
+            continue
+        dims = [str(d).lower() for d in da.dims]
+        if any(d in _BOUNDS_DIMS for d in dims):
+            continue
+        if model.grid_kind == "spherical" and not (dims[-2].startswith("lat") and dims[-1].startswith("lon")):
+            continue
+        out.append(str(name))
+    return out
+
+
+def parse_chunks(chunks) -> dict[str, int] | None:
+    """``{"time": 24}`` or ``"time=24[,level=1]"`` -> ``{"time": 24}`` (None: not given)."""
+    if chunks is None or chunks == "":
+        return None
+    if isinstance(chunks, dict):
+        return {str(k): int(v) for k, v in chunks.items()}
+    out = {}
+    for part in str(chunks).split(","):
+        k, _, v = part.partition("=")
+        if not v:
+            raise ValueError(f"chunks must look like 'time=24[,level=1]', got {chunks!r}")
+        out[k.strip()] = int(v)
+    return out
+
+
+def choose_variables(ds, variables: Iterable[str] | str | None, model, input) -> list[str]:
+    """The variables to encode: those named (checked to exist and be float), else every encodable one."""
+    if isinstance(variables, str):
+        variables = [v.strip() for v in variables.split(",") if v.strip()]
+    variables = list(variables) if variables else encodable_variables(ds, model)
+    missing = [v for v in variables if v not in ds.variables]
+    if missing:
+        raise ValueError(f"variables {missing} are not in {input}; it has {sorted(map(str, ds.data_vars))}")
+    if not variables:
+        raise ValueError(f"no variable of {input} can be encoded by this {model.grid_kind} model; pass variables=")
+    not_float = [v for v in variables if ds[v].dtype.kind != "f"]
+    if not_float:
+        raise ValueError(f"variables {not_float} are not float ({', '.join(str(ds[v].dtype) for v in not_float)}); "
+                         "COIN++ encodes float variables only: leave them out of --variables (they are copied losslessly)")
+    return variables
+
+
+def _region_layout(ds, variables: list[str], chunks: dict[str, int] | None, nd: int, input):
+    """(dim, size, regions): the region dimension is the first key of ``chunks``, else ``time``,
+    else the first leading dim of the encoded variables."""
+    if chunks and next(iter(chunks)) not in ds.dims:
+        raise ValueError(f"--chunks names dimension {next(iter(chunks))!r}, which {input} does not have "
+                         f"(dimensions: {', '.join(map(str, ds.dims))})")
+    leading = [d for v in variables for d in ds[v].dims[: ds[v].ndim - nd]]
+    dim = next(iter(chunks)) if chunks else ("time" if "time" in leading else (str(leading[0]) if leading else None))
+    if dim is None:
+        return None, None, []
+    size = chunks.get(dim) if chunks else DEFAULT_REGION
+    if size is None or size < 1:
+        raise ValueError(f"chunk size along {dim!r} must be >= 1")
+    n = int(ds.sizes[dim])
+    return dim, size, [[a, min(a + size, n)] for a in range(0, n, size)]
+
+
+def cf_encoding(enc: dict) -> dict:
+    """The CF keys of a variable's encoding that a Zarr store (and netCDF) understands."""
+    keep = ("dtype", "_FillValue", "scale_factor", "add_offset", "units", "calendar")
+    return {k: v for k, v in enc.items() if k in keep}
+
+
+def codec_options(settings: CodecSettings) -> dict[str, Any]:
+    """The request's options for ``COINppCodec.for_dataarray`` (which reads lat/lon from the data)."""
+    return {k: v for k, v in settings.to_dict().items() if k not in _FROM_DATA}
+
+
+def _encodings(ds, plan_vars, stored: StoredModel, settings: CodecSettings, dim, size):
+    encoding: dict[str, dict] = {}
+    codecs: dict[str, COINppCodec] = {}
+    options = codec_options(settings)
+    for n in ds.variables:
+        var, name = ds[n], str(n)
+        chunks = tuple(size if d == dim else int(s) for d, s in zip(var.dims, var.shape))
+        if name in plan_vars:
+            data = var.astype(var.dtype if var.dtype in (np.float32, np.float64) else np.float32)
+            data.encoding = {}  # the input's _FillValue is already NaN here; fill_value is the request's
+            enc = COINppCodec.for_dataarray(data, stored, zarr_format=3, chunks=chunks, **options)
+            enc["_FillValue"] = np.nan  # NaN stays NaN: the codec masks it (never a numeric fill)
+            enc["dtype"] = data.dtype
+            codecs[name] = enc["serializer"]
+        else:
+            enc = cf_encoding(var.encoding)
+            if chunks:
+                enc["chunks"] = chunks
+        encoding[name] = enc
+    return encoding, codecs
+
+
+def make_plan(input, ds, variables, stored: StoredModel, settings: CodecSettings, chunks) -> WritePlan:
+    """Lay out a compress run of ``ds`` (from :func:`open_input`) with ``stored``'s model."""
+    model = stored.model
+    variables = choose_variables(ds, variables, model, input)
+    dim, size, regions = _region_layout(ds, variables, parse_chunks(chunks), model.spatial_ndim, input)
+    names = list(ds.variables)
+    deferred = [str(n) for n in names if dim is not None and dim in ds[n].dims and n not in ds.indexes]
+    ds = ds.chunk({d: (size if d == dim else -1) for d in ds.dims})
+    for n in names:  # what is written at initialisation is loaded now
+        if str(n) not in deferred and n not in ds.indexes and n in ds.data_vars:
+            ds[n] = ds[n].load()
+    ds = ds.assign_coords({c: ds[c].load() for c in ds.coords if str(c) not in deferred})
+    encoding, codecs = _encodings(ds, variables, stored, settings, dim, size)
+    for n in list(ds.variables):
+        ds[n].encoding = {}
+    return WritePlan(ds, variables, dim, size, regions, deferred, encoding, codecs)

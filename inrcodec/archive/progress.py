@@ -1,0 +1,125 @@
+"""Progress of a compress run: ``<store>/.inrcodec-progress.json`` (what resuming reads), the
+region progress bar and the caller's ``on_region`` callback, all fed by :class:`RunProgress`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from inrcodec.settings import CodecSettings
+
+__all__ = ["PROGRESS_FILE", "ProgressFile", "RunProgress", "request_fingerprint", "resume_command"]
+
+PROGRESS_FILE = ".inrcodec-progress.json"
+PROGRESS_VERSION = 2
+
+
+def _file_fingerprint(path) -> dict:
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(p.resolve())}
+
+
+def request_fingerprint(input, variables, model_sha256: str, settings: CodecSettings, dim, size) -> dict:
+    """What must match for a store to be resumed: input, variables, model, every option, chunking."""
+    return {"input": _file_fingerprint(input), "variables": sorted(variables), "model_sha256": model_sha256,
+            "settings": settings.to_dict(), "region_dim": dim, "chunk": size}
+
+
+class ProgressFile:
+    """``<store>/.inrcodec-progress.json``: the request's fingerprint and the finished regions."""
+
+    def __init__(self, store: Path, fingerprint: dict, regions: list[list[int]], dim: str | None,
+                 done: set[int] = frozenset()):
+        self.path = store / PROGRESS_FILE
+        self.fingerprint, self.regions, self.dim = fingerprint, regions, dim
+        self.done: set[int] = set(done)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def read(store: Path) -> dict | None:
+        """The progress document of ``store`` (None: no file; {}: unreadable)."""
+        try:
+            return json.loads((Path(store) / PROGRESS_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return {}
+
+    def write(self) -> None:
+        with self._lock:
+            doc = {"version": PROGRESS_VERSION, "fingerprint": self.fingerprint, "region_dim": self.dim,
+                   "regions": self.regions, "done": sorted(self.done), "complete": False}
+            # written beside and renamed: a kill never leaves a half-written file
+            tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(json.dumps(doc, indent=1))
+            os.replace(tmp, self.path)
+
+    def mark(self, i: int) -> None:
+        with self._lock:
+            self.done.add(int(i))
+        self.write()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class RunProgress:
+    """Called once per finished region (:meth:`finished`), in the process running the compress:
+    records it in the progress file, redraws the bar, then calls ``on_region(index, done, total)``.
+    An exception from ``on_region`` stops the run; the recorded regions are kept for a resume."""
+
+    def __init__(self, file: ProgressFile, bar: bool, on_region: Callable[[int, int, int], Any] | None):
+        self.file, self.bar, self.on_region = file, bar, on_region
+        self.resumed = len(file.done)
+        self._t0 = time.perf_counter()
+
+    def finished(self, i: int) -> None:
+        self.file.mark(i)
+        done, total = len(self.file.done), len(self.file.regions)
+        if self.bar:
+            self._draw(done, total)
+        if self.on_region is not None:
+            self.on_region(int(i), done, total)
+
+    def _draw(self, done: int, total: int) -> None:
+        width = 30
+        fill = int(width * done / max(total, 1))
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r[{'#' * fill}{' ' * (width - fill)}] {done}/{total} regions along "
+                         f"{self.file.dim!r} ({self.resumed} resumed) {time.perf_counter() - self._t0:6.1f} s{end}")
+        sys.stderr.flush()
+
+
+def _flags(settings: dict) -> str:
+    """The ``inrcodec compress`` flags that repeat ``settings`` (a CodecSettings dict)."""
+    s, default = CodecSettings.from_dict(settings), CodecSettings()
+    out = []
+    for k, v in s.to_dict().items():
+        if k in ("lat", "lon", "chunk_shape", "chunk_order") or (v == getattr(default, k) and k != "inner_steps"):
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + k.replace("_", "-"))
+        else:
+            out.append(f"{flag} {v}")
+    return " ".join(out)
+
+
+def resume_command(store, doc: dict) -> str:
+    """The ``inrcodec compress`` command that resumes the run whose progress document is ``doc``."""
+    fp = doc.get("fingerprint", {})
+    try:
+        flags = _flags(fp.get("settings", {}))
+    except (TypeError, ValueError):  # an edited or older progress file: say what is known
+        flags = "..."
+    return (f"inrcodec compress {fp.get('input', {}).get('path', 'INPUT')} {store} --model MODEL "
+            f"(sha256 {str(fp.get('model_sha256', ''))[:12]}) --variables {','.join(fp.get('variables', []))} "
+            f"{flags} --chunks {fp.get('region_dim')}={fp.get('chunk')}")
