@@ -57,7 +57,7 @@ def test_every_option_survives_cd_values(tiny_model, settings):
     assert all(isinstance(w, int) and 0 <= w < 2**32 for w in filt.filter_options)
     back = ih5.COINpp.parse_options(filt.filter_options)
     assert back.settings == settings.replace(lat=None, lon=None)
-    assert back.model_sha256 == filt.model_sha256 == tiny_model.sha256
+    assert back.model_sha256 == filt.codec.model_sha256 == tiny_model.sha256
     assert (back.grid_id is None) == (settings.lat is None) and back.chunks is None and back.version == 2
     assert ih5.COINpp(tiny_model, settings) == filt and ih5.COINpp(tiny_model, settings.replace(bits=3)) != filt
 

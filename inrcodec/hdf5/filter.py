@@ -13,7 +13,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from inrcodec import modelstore
 from inrcodec.codec import COINppCodec
 from inrcodec.hdf5 import layout, storage
 from inrcodec.hdf5.layout import FILTER_ID, FilterParams
@@ -41,42 +40,24 @@ class COINpp(h5py.filters.FilterRefBase):
 
     def __init__(self, model: Any, settings: CodecSettings | None = None, **options: Any):
         if isinstance(model, COINppCodec):
-            settings = model.settings if settings is None and not options else settings
+            if settings is None and not options:
+                settings = model.settings
             model = model.model_bytes
-        if settings is not None and options:
-            raise TypeError("pass settings=CodecSettings(...) or the options as keywords, not both")
-        settings = settings if settings is not None else CodecSettings(**options)
-        if not isinstance(settings, CodecSettings):
-            raise TypeError(f"settings must be a CodecSettings, got {type(settings).__name__}")
-        stored = modelstore.load(model)
-        settings.check_model(stored.model)
-        if stored.model.grid_kind == "spherical" and settings.lat is None and not settings.assume_global_grid:
+        #: the :class:`~inrcodec.COINppCodec` of this model and these settings (model, hash, bytes)
+        self.codec = COINppCodec(model, settings, **options)
+        s = self.codec.settings
+        if self.codec.model.grid_kind == "spherical" and s.lat is None and not s.assume_global_grid:
             raise ValueError("a spherical model needs lat=/lon= (the dataset's coordinates), or "
                              "assume_global_grid=True for a global regular grid with ascending latitudes")
-        gid = None if settings.lat is None else storage.remember_grid(settings.lat, settings.lon)
-        self._stored, self._settings = stored, settings
-        self.filter_options = FilterParams(stored.sha256, settings, gid).to_cd_values()
+        gid = None if s.lat is None else storage.remember_grid(s.lat, s.lon)
+        self.filter_options = FilterParams(self.codec.model_sha256, s, gid).to_cd_values()
 
     @property
     def settings(self) -> CodecSettings:
-        return self._settings
-
-    @property
-    def model(self):
-        return self._stored.model
-
-    @property
-    def model_sha256(self) -> str:
-        return self._stored.sha256
-
-    @property
-    def model_bytes(self) -> bytes:
-        return self._stored.data
+        return self.codec.settings
 
     def __repr__(self) -> str:
-        opts = "".join(f", {k}={v!r}" for k, v in self._settings.to_dict().items() if k not in ("lat", "lon"))
-        grid = "" if self._settings.lat is None else f", lat[{len(self._settings.lat)}], lon[{len(self._settings.lon)}]"
-        return f"COINpp(model=sha256:{self.model_sha256[:12]}{grid}{opts})"
+        return f"COINpp({self.codec!r})"
 
     @staticmethod
     def parse_options(cd_values) -> FilterParams:

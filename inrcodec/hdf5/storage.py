@@ -20,9 +20,9 @@ import h5py
 import numpy as np
 
 from inrcodec import modelstore
+from inrcodec.codec import COINppCodec
 from inrcodec.errors import PinnedModelError
 from inrcodec.hdf5.layout import FILTER_ID
-from inrcodec.settings import CodecSettings
 
 __all__ = ["MODELS_GROUP", "READ_HINT", "store_model", "load_models", "grid_id", "remember_grid",
            "find_model", "find_grid"]
@@ -138,11 +138,11 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
     then stored unless ``lat``/``lon`` are given). Also labels every dataset of the file that
     uses the filter with an ``inrcodec`` attribute naming what a reader must install.
     """
-    settings = getattr(model, "settings", None)
-    if isinstance(settings, CodecSettings) and hasattr(model, "model_bytes"):
-        if lat is None and settings.lat is not None:
-            lat, lon = settings.lat, settings.lon
-        model = model.model_bytes
+    codec = getattr(model, "codec", model)  # a COINpp filter holds its COINppCodec
+    if isinstance(codec, COINppCodec):
+        if lat is None and codec.settings.lat is not None:
+            lat, lon = codec.settings.lat, codec.settings.lon
+        model = codec.model_bytes
     if isinstance(h5, (str, os.PathLike)):
         with h5py.File(h5, "a") as f:
             return store_model(f, model, lat, lon)
