@@ -98,14 +98,14 @@ def apply(recon: np.ndarray, q: np.ndarray, step: float, dtype) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- predictor
-def _lorenzo(q: np.ndarray) -> np.ndarray:
+def lorenzo(q: np.ndarray) -> np.ndarray:
     d = q
     for ax in range(1, q.ndim):
         d = np.diff(d, axis=ax, prepend=0)
     return d
 
 
-def _unlorenzo(d: np.ndarray) -> np.ndarray:
+def unlorenzo(d: np.ndarray) -> np.ndarray:
     q = d
     for ax in range(1, d.ndim):
         q = np.cumsum(q, axis=ax)
@@ -198,7 +198,7 @@ def _unpack_i64(data: bytes, n: int, what: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 
 
-def _code(d: np.ndarray, coder: int) -> tuple[bytes, bytes, bytes]:
+def encode_codes(d: np.ndarray, coder: int) -> tuple[bytes, bytes, bytes]:
     """(params, stream, escapes) for flat codes ``d`` with ``coder``."""
     if coder == CODER_HISTOGRAM:
         lo, counts = _hist_params(d)
@@ -218,7 +218,7 @@ def _code(d: np.ndarray, coder: int) -> tuple[bytes, bytes, bytes]:
     return params, _range_encode(idx, probs), _pack_i64(d[esc])
 
 
-def _decode_codes(coder: int, params: bytes, stream: bytes, escapes: bytes, n: int) -> np.ndarray:
+def decode_codes(coder: int, params: bytes, stream: bytes, escapes: bytes, n: int) -> np.ndarray:
     if coder == CODER_HISTOGRAM:
         if len(params) < 12:
             raise ResidualError("histogram parameters truncated")
@@ -282,9 +282,9 @@ def encode_residual(
     best = None
     sizes = {}
     for predictor in (PREDICTOR_NONE, PREDICTOR_LORENZO):
-        d = (q if predictor == PREDICTOR_NONE else _lorenzo(q)).ravel()
+        d = (q if predictor == PREDICTOR_NONE else lorenzo(q)).ravel()
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
-            blobs = _code(d, coder)
+            blobs = encode_codes(d, coder)
             size = sum(len(b) for b in blobs)
             sizes[(predictor, coder)] = size
             if best is None or size < best[0]:
@@ -339,8 +339,8 @@ def decode_residual(payload: bytes, recon: np.ndarray, dtype) -> np.ndarray:
     if pos != len(payload):
         raise ResidualError(f"{len(payload) - pos} unaccounted bytes at the end of the residual section")
     params, stream, escapes, exceptions = blobs
-    d = _decode_codes(coder, params, stream, escapes, int(count)).reshape(recon.shape)
-    q = d if predictor == PREDICTOR_NONE else _unlorenzo(d)
+    d = decode_codes(coder, params, stream, escapes, int(count)).reshape(recon.shape)
+    q = d if predictor == PREDICTOR_NONE else unlorenzo(d)
     out = apply(recon, q, step, dtype)
     if n_exc:
         raw = inflate(exceptions, n_exc * (8 + dtype.itemsize), "exceptions", ResidualError)

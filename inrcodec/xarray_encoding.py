@@ -78,7 +78,14 @@ def _lat_lon(da, model, chunk_shape, assume_global_grid: bool):
 
 
 def encoding_for(cls, da, model: Any, *, zarr_format: int = 3, chunks: Any = None, **options: Any) -> dict[str, Any]:
-    """See :meth:`inrcodec.codec.COINppCodec.for_dataarray`."""
+    """The encoding entry of ``da`` for ``to_zarr``, with a ``cls`` (COINppCodec) codec.
+
+    ``options`` are :class:`~inrcodec.settings.CodecSettings` options. Chunks come from
+    ``chunks`` (a tuple, or a dict dim -> size), else ``da.encoding["chunks"]``, else the dask
+    chunks, else one chunk. Spherical models read lat/lon from the coordinates of the last two
+    dimensions and need each chunk to span the whole lat/lon extent. ``fill_value`` defaults to
+    ``da.encoding["_FillValue"]`` when that is set (xarray writes it in place of NaN).
+    """
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if da.dtype not in (np.dtype("float32"), np.dtype("float64")):

@@ -134,3 +134,17 @@ def test_a_store_naming_a_shipped_model_decodes_only_with_that_model():
         COINppCodec.from_config({**config, "model": "no-such-model"})
     with pytest.raises(PinnedModelError, match="pinned hash"):
         COINppCodec.from_config({**config, "model_sha256": "0" * 64})
+
+
+def test_pickles_carry_model_bytes_only_when_the_receiver_cannot_have_them(tiny_model):
+    from inrcodec import modelstore
+
+    shipped = COINppCodec("t2m-global", assume_global_grid=True)
+    own = COINppCodec(tiny_model, assume_global_grid=True)
+    assert len(pickle.dumps(shipped)) < 2000 < len(own.model_bytes) < len(pickle.dumps(own))
+    modelstore.mark_shipped(own.model_sha256)  # as after archive.ship_models(client, [model])
+    try:
+        assert len(pickle.dumps(own)) < 2000
+        assert pickle.loads(pickle.dumps(own)) == own
+    finally:
+        modelstore.unmark_shipped(own.model_sha256)
