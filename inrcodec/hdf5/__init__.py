@@ -1,8 +1,8 @@
 """COIN++ as an HDF5 filter: plain ``h5py`` and xarray's ``h5netcdf`` engine read and write through it.
 
 Like hdf5plugin, ``import inrcodec.hdf5`` registers the filter (id :data:`FILTER_ID`, name
-``inrcodec.coinpp``) with the HDF5 library that h5py uses, and :class:`COINpp` is an h5py filter
-reference. ``import inrcodec`` does not (it does not even import h5py): a process that reads a
+``inrcodec.coinpp``) with the HDF5 library that h5py uses (and with the netCDF4 wheel's own copy,
+when netCDF4 is installed), and :class:`COINpp` is an h5py filter reference. ``import inrcodec`` does not (it does not even import h5py): a process that reads a
 filtered dataset must ``import inrcodec.hdf5`` before h5py or xarray reads it::
 
     import h5py, inrcodec.hdf5 as ih5
@@ -48,3 +48,10 @@ def __getattr__(name):
 
 
 register()
+try:  # netCDF4 loads its own libhdf5: register there too (reading also needs load_models(path))
+    register_netcdf4()
+except (OSError, RuntimeError) as _exc:  # pragma: no cover - a broken netCDF4 must not break h5py use
+    import warnings
+
+    warnings.warn(f"inrcodec.hdf5: could not register the filter with netCDF4's libhdf5: {_exc}", RuntimeWarning,
+                  stacklevel=2)

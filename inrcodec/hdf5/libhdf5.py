@@ -1,8 +1,8 @@
 """The filter's registration with a libhdf5, through ctypes (no compiled plugin).
 
 A ``H5Z_class2_t`` whose callbacks are Python functions is registered with ``H5Zregister`` of
-the libhdf5 that h5py uses (:func:`register`, run by ``import inrcodec.hdf5``) or the copy that
-the netCDF4 wheel loads (:func:`register_netcdf4`). ``set_local`` appends the chunk layout to
+the libhdf5 that h5py uses (:func:`register`) and the copy that the netCDF4 wheel loads
+(:func:`register_netcdf4`); ``import inrcodec.hdf5`` runs both. ``set_local`` appends the chunk layout to
 the ``cd_values`` when a dataset is created; ``filter`` hands each chunk to :mod:`.chunks`.
 """
 
@@ -164,7 +164,7 @@ def register() -> None:
 
 
 def register_netcdf4() -> bool:
-    """Register the filter with the libhdf5 that the ``netCDF4`` package loads (its own copy).
+    """Register the filter with the libhdf5 that the ``netCDF4`` package loads (its own copy; idempotent).
 
     Returns True when the filter is available to netCDF4 afterwards, False without netCDF4.
     Reading through it needs the model in this process's cache (:func:`inrcodec.hdf5.load_models`): the
