@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterable
 
 from inrcodec import modelstore
 from inrcodec.archive.plan import WritePlan, make_plan, open_input
-from inrcodec.archive.progress import PROGRESS_FILE, ProgressFile, RunProgress, request_fingerprint
+from inrcodec.archive.progress import (PROGRESS_FILE, ProgressFile, RunProgress, ignore_progress_file_warning,
+                                       request_fingerprint)
 from inrcodec.archive.report import compress_report
 from inrcodec.archive.schedulers import make_client, run_distributed, run_local, ship_models
 from inrcodec.archive.store import (check_output, mark_incomplete, remove_zarr_store, swap_into_place,
@@ -146,6 +147,7 @@ def _region_write(store: Path, region_ds, dim: str, region: list[int]):
     a, b = region
     with warnings.catch_warnings():  # this run is what completes the store
         warnings.simplefilter("ignore", IncompleteStoreWarning)
+        ignore_progress_file_warning()
         return region_ds.isel({dim: slice(a, b)}).to_zarr(
             store, region={dim: slice(a, b)}, compute=False, zarr_format=3, consolidated=False)
 

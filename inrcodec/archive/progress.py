@@ -8,15 +8,22 @@ import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 from inrcodec.settings import CodecSettings
 
-__all__ = ["PROGRESS_FILE", "ProgressFile", "RunProgress", "request_fingerprint", "resume_command"]
+__all__ = ["PROGRESS_FILE", "ignore_progress_file_warning", "ProgressFile", "RunProgress", "request_fingerprint", "resume_command"]
 
 PROGRESS_FILE = ".inrcodec-progress.json"
 PROGRESS_VERSION = 2
+
+
+def ignore_progress_file_warning() -> None:
+    """Inside ``warnings.catch_warnings()``: zarr warns that it does not know our progress file
+    when it lists an unfinished store; we know it (the store is reported as unfinished instead)."""
+    warnings.filterwarnings("ignore", message=f".*{PROGRESS_FILE} is not recognized", category=UserWarning)
 
 
 def _file_fingerprint(path) -> dict:

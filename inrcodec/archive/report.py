@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from inrcodec import modelstore
-from inrcodec.archive.progress import ProgressFile
+from inrcodec.archive.progress import ProgressFile, ignore_progress_file_warning
 from inrcodec.archive.store import check_complete
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import IncompleteStoreWarning
@@ -82,6 +82,7 @@ def store_info(store: str | os.PathLike) -> dict[str, Any]:
     store = Path(store)
     with warnings.catch_warnings():  # an unfinished store is reported below, not warned about
         warnings.simplefilter("ignore", IncompleteStoreWarning)
+        ignore_progress_file_warning()
         group = zarr.open_group(str(store), mode="r")
         arrays = sorted(group.arrays())
     rep: dict[str, Any] = {"store": str(store), "variables": {}}
