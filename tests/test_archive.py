@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import zarr
 
 from conftest import build_spherical_model, global_lat_lon, smooth_field
 from inrcodec import archive, modelstore
@@ -111,6 +110,9 @@ def test_interrupted_run_resumes_to_identical_store(archive_input):
     assert json.loads((d / "resumed.zarr" / archive.PROGRESS_FILE).read_text())["done"] in ([0], [1], [2])
     info = archive.store_info(d / "resumed.zarr")
     assert info["progress"] == {"complete": False, "done": 1, "regions": 3}
+    with pytest.raises(archive.IncompleteStoreError, match="1 of 3 regions written, resume with: inrcodec compress "
+                       ".* --variables tas,tas_lagged --inner-steps 2 --chunks time=2$"):
+        archive.check_complete(d / "resumed.zarr")
     seen = []
     rep = archive.compress_dataset(inp, d / "resumed.zarr", model, on_region=lambda *a: seen.append(a), **KW)
     assert rep["resumed_regions"] == 1 and [a[1:] for a in seen] == [(2, 3), (3, 3)]
@@ -342,3 +344,14 @@ def test_a_shipped_model_is_named_not_copied_into_the_store(small_input):
     info = archive.store_info(out)
     assert info["variables"]["tas"]["model"] == "t2m-global"
     assert info["store_bytes"] < len(modelstore.load("t2m-global").data) / 10
+
+
+def test_preset_help_lists_every_preset_of_every_recipe(capsys):
+    from inrcodec.recipes import list_recipes, load_recipe
+
+    with pytest.raises(SystemExit):
+        cli_main(["train-recipe", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in list_recipes():
+        assert f"{name}: {', '.join(sorted(load_recipe(name).presets))}" in text
+    assert "cpu-p32" in text
