@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import tensorfile
+from .metrics import psnr_normalised
 from .network import ModulatedSiren
 
 
@@ -150,11 +151,6 @@ def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64, 
     return torch.cat(out)
 
 
-def psnr(mse: torch.Tensor | float) -> torch.Tensor:
-    """PSNR in dB of data normalised to [0, 1]."""
-    return -10.0 * torch.log10(torch.as_tensor(mse).clamp(min=1e-12))
-
-
 @dataclass
 class TrainConfig:
     """Settings of the outer loop. Defaults follow the paper (appendix B) where it gives them."""
@@ -272,7 +268,7 @@ class MetaTrainer:
         lat = fit_modulations(self.network, coords, values, self.config.inner_steps, self.config.inner_lr, mask)
         pred = reconstruct(self.network, lat, coords)
         mse = per_item_mse(pred, torch.as_tensor(values), torch.as_tensor(mask))
-        return float(psnr(mse).mean())
+        return float(psnr_normalised(mse.detach().cpu().numpy()).mean())
 
     def train(self, steps: int | None = None, progress: bool = True) -> TrainHistory:
         from tqdm.auto import tqdm
@@ -292,7 +288,7 @@ class MetaTrainer:
             if self.out_dir is not None and (self.step % self.config.checkpoint_every == 0 or self.step == steps):
                 self.save_checkpoint()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.2e}", train_psnr=f"{float(psnr(loss)):.1f}", val_psnr=f"{last_psnr:.1f}")
+            bar.set_postfix(loss=f"{loss:.2e}", train_psnr=f"{psnr_normalised(loss):.1f}", val_psnr=f"{last_psnr:.1f}")
         bar.close()
         return self.history
 
