@@ -15,10 +15,10 @@ import torch
 
 from . import tensorfile
 from ._version import __version__
-from .errors import ModelFileError
+from .errors import ModelFileError, PinnedModelError
+from .modelstore import MODEL_FILENAME  # noqa: F401 (the file name inside a model directory)
 from .network import ModulatedSiren
 
-MODEL_FILENAME = "model.safetensors"
 FORMAT = "inrcodec.model/1"
 MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare
 
@@ -65,7 +65,7 @@ def read_model_file(data: bytes, expected_sha256: str | None = None) -> tuple[Mo
     """
     actual = hashlib.sha256(data).hexdigest()
     if expected_sha256 is not None and actual != expected_sha256:
-        raise ModelFileError(f"model bytes have SHA-256 {actual}, but {expected_sha256} was pinned")
+        raise PinnedModelError(f"model bytes have SHA-256 {actual}, but {expected_sha256} was pinned")
     try:
         arrays, cfg = tensorfile.loads(data)
     except tensorfile.TensorFileError as exc:
