@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from inrcodec.recipes import _pool_batches, build_model, load_recipe, load_recipe_data
+from inrcodec.recipes import build_model, pool_batches, load_recipe, load_recipe_data
 from inrcodec.metalearn import MetaTrainer, TrainConfig
 
 
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = build_model(recipe, p, rd.train.shape[1:])
         model.fit_normalisation(np.concatenate([f.values.ravel() for f in rd.fields["train"]]))
-        sampler, val = _pool_batches(model, rd.fields, p["points"], seed=0)
+        sampler, val = pool_batches(model, rd.fields, p["points"], seed=0)
         cfg = TrainConfig(steps=args.steps, batch_size=p["batch_size"], outer_lr=p["outer_lr"], inner_lr=p["inner_lr"],
                           inner_steps=p["inner_steps"], val_every=10**9)
         t = time.perf_counter()

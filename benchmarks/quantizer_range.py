@@ -17,7 +17,7 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from inrcodec import modelstore
+    from inrcodec import metrics, modelstore
     from inrcodec.entropy import CategoricalEntropyModel
     from inrcodec.model import CoinModel
     from inrcodec.quantize import UniformQuantizer
@@ -41,14 +41,9 @@ def main(argv=None) -> int:
     mean, std = float(cal.mean()), float(cal.std())
     val = [(f, grid(f), model.encode(f.values, grid(f))) for f in rd.fields["val"]]
 
-    def rmse(latents_of):
-        e2 = n = 0
-        for f, g, lat in val:
-            r = model.decode(latents_of(lat), g)
-            ok = np.isfinite(f.values)
-            e2 += float(((r - f.values)[ok] ** 2).sum())
-            n += int(ok.sum())
-        return np.sqrt(e2 / n)
+    def rmse(latents_of):  # over every validation field's finite values together
+        recon = [model.decode(latents_of(lat), g).ravel() for f, g, lat in val]
+        return metrics.rmse(np.concatenate([f.values.ravel() for f, _, _ in val]), np.concatenate(recon))
 
     print(f"float latents: RMSE {rmse(lambda l: l):.3f} K")
     print("| range | " + " | ".join(f"{b} bits: RMSE K / bits per latent" for b in args.bits) + " |")

@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     import torch
 
     from inrcodec import COINppCodec
-    from inrcodec import modelstore
+    from inrcodec import metrics, modelstore
     from inrcodec.datasets import embedded_sample
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     for refine in [int(r) for r in args.refine.split(",")]:
         if args.float:  # the fit itself, before quantization
             latents = model.encode(x, grid, steps=args.inner_steps, refine_steps=refine)
-            rmse = float(np.sqrt(np.mean((model.decode(latents, grid) - x) ** 2)))
+            rmse = metrics.rmse(x, model.decode(latents, grid))
             print(f"| {refine} | float32 | - | - | {rmse:.3f} | - | - |", flush=True)
         for bits in [int(b) for b in args.bits.split(",")]:
             codec = COINppCodec(model, bits=bits, inner_steps=args.inner_steps, lat=lat,
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
                 dt = time.perf_counter() - t
                 best = dt if best is None else min(best, dt)
             y = codec.decode(chunk).astype(np.float64)
-            rmse = float(np.sqrt(np.mean((y - x) ** 2)))
+            rmse = metrics.rmse(x, y)
             print(f"| {refine} | {bits} | {len(chunk)} | {x.nbytes / len(chunk):.0f}x | {rmse:.3f} | "
                   f"{best:.2f} | {x.size / best:,.0f} |", flush=True)
 

@@ -5,25 +5,21 @@
 >>> codec.settings.bits
 6
 
-``import inrcodec`` loads the codec and its maths only: training (``MetaTrainer``,
-``TrainConfig``) loads on first use, and the HDF5 filter is registered by
-``import inrcodec.hdf5`` (the hdf5plugin convention).
+``import inrcodec`` is light and has no side effects: the codec, its settings and errors load
+at once; the model (torch) loads with the first model, training (``MetaTrainer``) on first use,
+and the HDF5 filter is registered by ``import inrcodec.hdf5`` (the hdf5plugin convention).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
+from .codec import COINppCodec
+from .errors import CorruptChunkError, InrcodecError, ModelFileError, PinnedGridError, PinnedModelError
+from .grids import CartesianGrid, PatchPartition, SphericalGrid
+from .settings import CodecSettings
 
-from .codec import COINppCodec  # noqa: E402
-from .errors import (  # noqa: E402
-    CorruptChunkError, InrcodecError, ModelFileError, PinnedGridError, PinnedModelError,
-)
-from .grids import CartesianGrid, PatchPartition, SphericalGrid  # noqa: E402
-from .model import CoinModel  # noqa: E402
-from .network import ModulatedSiren  # noqa: E402
-from .settings import CodecSettings  # noqa: E402
-
-#: public names whose modules load on first use (training code stays out of decoding processes)
-_LAZY = {"MetaTrainer": "metalearn", "TrainConfig": "metalearn", "fit_modulations": "metalearn",
-         "reconstruct": "metalearn"}
+#: public names whose modules load on first use: torch with the model, training code only when
+#: training (a process that decodes never imports it)
+_LAZY = {"CoinModel": "model", "ModulatedSiren": "network", "MetaTrainer": "metalearn",
+         "TrainConfig": "metalearn", "fit_modulations": "fitting", "reconstruct": "fitting"}
 
 
 def __getattr__(name):

@@ -4,7 +4,8 @@ Symbol arrays have shape ``(N, k)``: N latent vectors (items x patches) of k dim
 values in ``[0, 2**bits)``.  Three codings, identified by ``entropy_id`` in the
 chunk header:
 
-* ``0`` raw: fixed-length bit packing, ``bits`` bits per symbol (``pack_fixed``).
+* ``0`` raw: fixed-length bit packing, ``bits`` bits per symbol (``pack_fixed``, from
+  :mod:`inrcodec.bitpack`).
   Always available, needs no table.
 * ``1`` shared: one categorical table for every symbol (the COIN++ paper).
 * ``2`` per-dimension: one categorical table per latent dimension (k tables).
@@ -35,6 +36,8 @@ from typing import Iterable, Mapping, Sequence
 import constriction
 import numpy as np
 
+from .bitpack import check_bits, check_symbols, pack_fixed, unpack_fixed
+
 __all__ = [
     "ENTROPY_RAW",
     "ENTROPY_SHARED",
@@ -53,7 +56,6 @@ ENTROPY_PER_DIMENSION = 2
 
 #: largest ``bits`` for which a categorical table may exist (4096 entries per table)
 MAX_TABLE_BITS = 12
-_MAX_FIXED_BITS = 32
 # float64 represents every integer below 2**53 exactly; keep count sums below that
 _MAX_COUNT_SUM = 2**53
 
@@ -63,30 +65,6 @@ _RangeDecoder = constriction.stream.queue.RangeDecoder
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_bits(bits: int, lo: int, hi: int, what: str) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-        raise ValueError(f"{what}: bits must be an int, got {bits!r}")
-    bits = int(bits)
-    if not lo <= bits <= hi:
-        raise ValueError(f"{what}: bits must be in {lo}..{hi}, got {bits}")
-    return bits
-
-
-def _check_symbols(symbols: np.ndarray, bits: int, *, ndim: int | None = 2) -> np.ndarray:
-    s = np.asarray(symbols)
-    if ndim is not None and s.ndim != ndim:
-        raise ValueError(f"symbols must have {ndim} dims (N, k), got shape {s.shape}")
-    if s.dtype.kind not in "iu":
-        raise ValueError(f"symbols must be an integer array, got dtype {s.dtype}")
-    if s.size:
-        smin, smax = int(s.min()), int(s.max())
-        if smin < 0 or smax >= (1 << bits):
-            raise ValueError(
-                f"symbols must lie in [0, {1 << bits}) for bits={bits}, got range [{smin}, {smax}]"
-            )
-    return s
-
-
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
     try:
         shp = tuple(int(d) for d in shape)
@@ -113,43 +91,6 @@ def _constriction_error(exc: BaseException) -> bool:
     raises as ``PanicException``, a BaseException subclass); False for
     KeyboardInterrupt & co, which must propagate."""
     return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
-
-
-# ---------------------------------------------------------------------- raw coder
-def pack_fixed(symbols: np.ndarray, bits: int) -> bytes:
-    """Fixed-length code: each symbol (flattened in C order) as ``bits`` bits, LSB first,
-    bit-packed little-endian into ``ceil(count * bits / 8)`` bytes; pad bits are 0."""
-    bits = _check_bits(bits, 1, _MAX_FIXED_BITS, "pack_fixed")
-    s = _check_symbols(symbols, bits, ndim=None).reshape(-1).astype(np.uint64)
-    shifts = np.arange(bits, dtype=np.uint64)
-    bitplane = ((s[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
-    return np.packbits(bitplane.reshape(-1), bitorder="little").tobytes()
-
-
-def unpack_fixed(data: bytes | bytearray | memoryview, bits: int, count: int) -> np.ndarray:
-    """Inverse of ``pack_fixed``: uint32 array of exactly ``count`` symbols.
-
-    ``ValueError`` if the length is not exactly ``ceil(count * bits / 8)`` or a pad bit is set.
-    """
-    bits = _check_bits(bits, 1, _MAX_FIXED_BITS, "unpack_fixed")
-    count = int(count)
-    if count < 0:
-        raise ValueError(f"unpack_fixed: count must be >= 0, got {count}")
-    buf = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
-    expected = (count * bits + 7) // 8
-    if len(buf) != expected:
-        raise ValueError(
-            f"fixed-length payload for {count} symbols of {bits} bits must be "
-            f"{expected} bytes, got {len(buf)}"
-        )
-    raw = np.frombuffer(bytes(buf), dtype=np.uint8)
-    allbits = np.unpackbits(raw, bitorder="little")
-    if allbits[count * bits:].any():
-        raise ValueError("fixed-length payload has non-zero padding bits")
-    planes = allbits[: count * bits].reshape(count, bits).astype(np.uint32)
-    weights = np.left_shift(np.uint32(1), np.arange(bits, dtype=np.uint32))
-    # sum of distinct powers of two: exact in uint64, fits uint32 for bits <= 32
-    return (planes.astype(np.uint64) @ weights.astype(np.uint64)).astype(np.uint32)
 
 
 # ---------------------------------------------------------------------- categorical
@@ -253,8 +194,8 @@ class CategoricalEntropyModel:
     @classmethod
     def fit(cls, symbols: np.ndarray, bits: int, per_dimension: bool) -> "CategoricalEntropyModel":
         """Count symbols ``(N, k)`` (+1 smoothing: no zero probabilities)."""
-        bits = _check_bits(bits, 1, MAX_TABLE_BITS, "CategoricalEntropyModel.fit")
-        s = _check_symbols(symbols, bits)
+        bits = check_bits(bits, 1, MAX_TABLE_BITS, "CategoricalEntropyModel.fit")
+        s = check_symbols(symbols, bits)
         n = 1 << bits
         if per_dimension:
             k = s.shape[1]
@@ -305,7 +246,7 @@ class CategoricalEntropyModel:
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """Range-code symbols ``(N, k)``; returns the payload (a multiple of 4 bytes)."""
-        s = _check_symbols(symbols, self._bits)
+        s = check_symbols(symbols, self._bits)
         self._check_k(s.shape[1])
         models = self._constriction_models()
         enc = _RangeEncoder()
@@ -367,8 +308,8 @@ def encode_symbols(
     A model with different ``bits``, a per-dimension model with a different k, or
     two models with the same ``entropy_id`` raise ``ValueError``.
     """
-    bits = _check_bits(bits, 1, 16, "encode_symbols")
-    s = _check_symbols(symbols, bits)
+    bits = check_bits(bits, 1, 16, "encode_symbols")
+    s = check_symbols(symbols, bits)
     best_id, best = ENTROPY_RAW, pack_fixed(s, bits)
     seen: set[int] = set()
     for model in models:
@@ -395,7 +336,7 @@ def decode_symbols(
     models_by_id: Mapping[int, CategoricalEntropyModel | None] | None = None,
 ) -> np.ndarray:
     """Inverse of ``encode_symbols``: uint32 ``(N, k)``; ``ValueError`` on anything wrong."""
-    bits = _check_bits(bits, 1, 16, "decode_symbols")
+    bits = check_bits(bits, 1, 16, "decode_symbols")
     n_items, k = _check_shape(shape)
     if entropy_id == ENTROPY_RAW:
         return unpack_fixed(payload, bits, n_items * k).reshape(n_items, k)

@@ -8,63 +8,20 @@ Loading never unpickles.
 from __future__ import annotations
 
 import hashlib
-import math
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import __version__, tensorfile
-from .grids import CartesianGrid, PatchPartition, SphericalGrid
-from .metalearn import PatchSampler, fit_modulations, reconstruct
+from . import modelfile
 from .errors import ModelFileError
+from .fitting import fit_modulations, reconstruct
+from .grids import CartesianGrid, PatchPartition, SphericalGrid
+from .modelfile import FORMAT, MODEL_FILENAME  # noqa: F401 (public names of this module)
 from .network import ModulatedSiren
 
-MODEL_FILENAME = "model.safetensors"
-FORMAT = "inrcodec.model/1"
 GRID_KINDS = ("cartesian", "spherical")
-CODING_BITS = tuple(range(1, 9))
-MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare  # entropy tables are counted for these bit widths
-
-
-
-
-def _network_for(net_cfg, state: dict) -> ModulatedSiren:
-    """The network the metadata describes, checked against the tensors actually in the file first.
-
-    The architecture is built on torch's ``meta`` device (no memory) and its parameter shapes are
-    compared with the stored tensors, so a metadata edit claiming a huge network is refused
-    before anything of that size is allocated.
-    """
-    if not isinstance(net_cfg, dict):
-        raise ModelFileError("malformed model metadata: 'network' must be an object")
-    for key in ("dim_in", "dim_out", "width", "depth", "latent_dim"):
-        v = net_cfg.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 20:
-            raise ModelFileError(f"malformed model metadata: network {key}={v!r} is not a positive int")
-    # each layer is at least one stored tensor and each unit at least one stored number: bounds the
-    # (cheap, but not free) meta construction by what the file actually holds
-    stored = sum(int(v.numel()) for v in state.values())
-    if net_cfg["depth"] > len(state) or max(net_cfg["width"], net_cfg["latent_dim"]) > stored:
-        raise ModelFileError(
-            f"model metadata describes depth {net_cfg['depth']}, width {net_cfg['width']} but the file "
-            f"holds {len(state)} network tensors with {stored} numbers"
-        )
-    try:
-        with torch.device("meta"):
-            meta = ModulatedSiren(**net_cfg)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"malformed model metadata: network {exc}") from None
-    want = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-    have = {k: tuple(v.shape) for k, v in state.items()}
-    if want != have:
-        bad = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))[:3]
-        raise ModelFileError(
-            f"model metadata describes a network whose tensors {bad} do not match the tensors stored "
-            f"in the file ({[have.get(k) for k in bad]} stored, {[want.get(k) for k in bad]} described)"
-        )
-    return ModulatedSiren(**net_cfg)
+CODING_BITS = tuple(range(1, 9))  # entropy tables are counted for these bit widths
 
 
 class CoinModel:
@@ -185,47 +142,24 @@ class CoinModel:
         coords = part.extract(grid.coordinates(), trailing=1)
         return coords.reshape(part.num_patches, -1, coords.shape[-1]), part
 
-    def training_sampler(self, values, grid) -> PatchSampler:
-        """Random-patch batches of ``values`` (N, *spatial, physical units) for meta-training."""
-        values = np.asarray(values)
-        if values.shape[1:] != grid.shape:
-            raise ValueError(f"values of shape {values.shape} do not match grid {grid.shape}")
-        full = grid.coordinates()
-        d = full.shape[-1]
-        if self.grid_kind == "cartesian" and self.patch_shape is not None:
-            local = self._local_patch_coords
+    def training_sampler(self, values, grid):
+        """Random-patch batches of ``values`` (N, *spatial, physical units) for meta-training
+        (a :class:`~inrcodec.metalearn.PatchSampler`)."""
+        from .calibration import training_sampler
 
-            def coords_at(start, size):
-                return local[tuple(slice(0, s) for s in size)].reshape(-1, d)
-        else:
-
-            def coords_at(start, size):
-                return full[tuple(slice(a, a + s) for a, s in zip(start, size))].reshape(-1, d)
-
-        return PatchSampler(self.normalise(values), coords_at, self.patch_shape)
+        return training_sampler(self, values, grid)
 
     def validation_batch(self, values, grid, max_items: int = 256, seed: int = 0):
         """A fixed set of held-out patches (coords, values, mask) in normalised units."""
-        values = np.asarray(values)
-        coords, part = self.item_coordinates(grid)
-        norm = part.extract(self.normalise(values))
-        n = values.shape[0]
-        v = norm.reshape(n * part.num_patches, -1, 1)
-        c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
-        if v.shape[0] > max_items:
-            keep = np.sort(np.random.default_rng(seed).choice(v.shape[0], size=max_items, replace=False))
-            v, c = v[keep], c[keep]
-        m = np.isfinite(v[..., 0])
-        return np.ascontiguousarray(c), np.nan_to_num(v), m
+        from .calibration import validation_batch
+
+        return validation_batch(self, values, grid, max_items, seed)
 
     def fit_normalisation(self, values) -> None:
         """Map the training data's finite range to [0, 1]."""
-        values = np.asarray(values, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        if finite.size == 0:
-            raise ValueError("training data has no finite values")
-        lo, hi = float(finite.min()), float(finite.max())
-        self.offset, self.scale = lo, (hi - lo) if hi > lo else 1.0
+        from .calibration import finite_range
+
+        self.offset, self.scale = finite_range(values)
         self.changed()
 
     def changed(self) -> None:
@@ -296,21 +230,11 @@ class CoinModel:
         needs. A model without Meta-SGD gets per-dimension rates ``inner_lr / s**2``. Returns the
         latents in the new units; calibrate the model on those.
         """
-        import torch
+        from .calibration import whiten_network
 
-        lat = np.asarray(latents, dtype=np.float64).reshape(-1, self.latent_dim)
-        s = lat.std(axis=0)
-        s = np.where(s > 0, s, 1.0)
-        net = self.network
-        with torch.no_grad():
-            net.latent_to_modulations.weight.mul_(torch.as_tensor(s, dtype=net.latent_to_modulations.weight.dtype)[None, :])
-            rates = net.inner_learning_rate(self.inner_lr)
-            rates = torch.as_tensor(rates, dtype=torch.float32).detach().expand(self.latent_dim) / torch.as_tensor(s**2, dtype=torch.float32)
-            if not net.meta_sgd:
-                net.meta_sgd, net.inner_lrs = True, torch.nn.Parameter(torch.zeros(self.latent_dim))
-            net.inner_lrs.copy_(rates)
+        whitened = whiten_network(self, latents)
         self.changed()
-        return (lat / s).reshape(np.shape(latents))
+        return whitened
 
     def calibrate(self, latents: np.ndarray, bits=CODING_BITS, num_std: float = 3.0) -> None:
         """Store the quantizer statistics and entropy tables counted on training latents.
@@ -318,19 +242,9 @@ class CoinModel:
         ``num_std``: the quantizer clips to mean +- num_std std. The paper's 3 clips the larger
         latents that data unlike the training data needs; recipes choose it on validation data.
         """
-        from .entropy import CategoricalEntropyModel
-        from .quantize import UniformQuantizer
+        from .calibration import coding_tables
 
-        lat = np.asarray(latents, dtype=np.float64).reshape(-1, self.latent_dim)
-        base = UniformQuantizer.fit(lat, bits=1)
-        tables = {}
-        for b in bits:
-            symbols = UniformQuantizer(base.mean, base.std, b, num_std=float(num_std)).quantize(lat)
-            tables[int(b)] = {
-                "shared": CategoricalEntropyModel.fit(symbols, b, per_dimension=False),
-                "per_dim": CategoricalEntropyModel.fit(symbols, b, per_dimension=True),
-            }
-        self.coding = {"latent_mean": base.mean, "latent_std": base.std, "num_std": float(num_std), "tables": tables}
+        self.coding = coding_tables(latents, self.latent_dim, bits, num_std)
         self.changed()
 
     def quantizer(self, bits: int):
@@ -348,35 +262,13 @@ class CoinModel:
 
     # -- files ------------------------------------------------------------------------------
     def config(self) -> dict:
-        return {
-            "format": FORMAT,
-            "inrcodec_version": __version__,
-            "network": self.network.config(),
-            "grid_kind": self.grid_kind,
-            "patch_shape": list(self.patch_shape) if self.patch_shape else None,
-            "extent": self.extent,
-            "normalisation": {"offset": self.offset, "scale": self.scale},
-            "inner_lr": self.inner_lr,
-            "encode_steps": self.encode_steps,
-            "description": self.description,
-            **({"patch_degrees": list(self.patch_degrees)} if self.patch_degrees else {}),
-            **({"refine_lr": self.refine_lr} if self.refine_lr is not None else {}),
-            "coding": None
-            if self.coding is None
-            else {"latent_mean": self.coding["latent_mean"], "latent_std": self.coding["latent_std"], "bits": sorted(self.coding["tables"]),
-                  # the clipping range: only when not the paper's 3 std (older models serialise as before)
-                  **({"num_std": self.coding["num_std"]} if self.coding.get("num_std", 3.0) != 3.0 else {})},
-        }
+        """The JSON metadata of the model file (everything but the arrays)."""
+        return modelfile.model_config(self)
 
     def to_bytes(self) -> bytes:
         """Canonical bytes of the model (what ``sha256`` hashes)."""
         if "_bytes" not in self.__dict__:
-            arrays = {f"network/{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
-            for b, t in (self.coding or {}).get("tables", {}).items():
-                for kind, model in t.items():
-                    for name, arr in model.to_arrays().items():
-                        arrays[f"entropy/{b}/{kind}/{name}"] = arr
-            self.__dict__["_bytes"] = tensorfile.dumps(arrays, self.config())
+            self.__dict__["_bytes"] = modelfile.model_bytes(self)
         return self.__dict__["_bytes"]
 
     @property
@@ -404,67 +296,15 @@ class CoinModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, expected_sha256: str | None = None) -> "CoinModel":
+        """The model in model-file bytes (``ModelFileError`` on anything malformed or a hash mismatch)."""
         data = bytes(data)
-        actual = hashlib.sha256(data).hexdigest()
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise ModelFileError(f"model bytes have SHA-256 {actual}, but {expected_sha256} was pinned")
+        network, cfg, arrays = modelfile.read_model_file(data, expected_sha256)
         try:
-            arrays, cfg = tensorfile.loads(data)
-        except tensorfile.TensorFileError as exc:
-            raise ModelFileError(f"not an inrcodec model file: {exc}") from None
-        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-            fmt = cfg.get("format") if isinstance(cfg, dict) else None
-            raise ModelFileError(f"not an inrcodec model file (format {fmt!r}, expected {FORMAT!r})")
-        state = {k[len("network/") :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("network/")}
-        network = _network_for(cfg.get("network"), state)
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelFileError(f"model weights do not match its architecture: {exc}") from None
-        try:
-            return cls._from_parts(network, cfg, arrays, data)
+            model = cls(network, **modelfile.model_arguments(cfg, arrays))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ModelFileError):
                 raise
             raise ModelFileError(f"malformed model metadata: {type(exc).__name__}: {exc}") from None
-
-    @classmethod
-    def _from_parts(cls, network, cfg: dict, arrays: dict, data: bytes) -> "CoinModel":
-        from .entropy import CategoricalEntropyModel
-
-        patch = cfg["patch_shape"]
-        if patch is not None:  # the patch grid is allocated whole when coding: bound it
-            if not isinstance(patch, list) or not all(isinstance(p, int) and 1 <= p <= MAX_PATCH_SIDE for p in patch) \
-                    or math.prod(patch) > MAX_PATCH_POINTS:
-                raise ModelFileError(f"malformed model metadata: patch_shape {patch!r} (each side 1..{MAX_PATCH_SIDE}, "
-                                     f"at most {MAX_PATCH_POINTS} points)")
-
-        coding = None
-        if cfg.get("coding"):
-            tables = {}
-            for b in cfg["coding"]["bits"]:
-                tables[int(b)] = {}
-                for kind in ("shared", "per_dim"):
-                    prefix = f"entropy/{b}/{kind}/"
-                    tables[int(b)][kind] = CategoricalEntropyModel.from_arrays(
-                        {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-                    )
-            coding = {"latent_mean": cfg["coding"]["latent_mean"], "latent_std": cfg["coding"]["latent_std"],
-                      "num_std": float(cfg["coding"].get("num_std", 3.0)), "tables": tables}
-        model = cls(
-            network,
-            cfg["grid_kind"],
-            patch_shape=cfg["patch_shape"],
-            extent=cfg["extent"],
-            offset=cfg["normalisation"]["offset"],
-            scale=cfg["normalisation"]["scale"],
-            inner_lr=cfg["inner_lr"],
-            encode_steps=cfg["encode_steps"],
-            description=cfg["description"],
-            coding=coding,
-            patch_degrees=cfg.get("patch_degrees"),
-            refine_lr=cfg.get("refine_lr"),
-        )
         model.__dict__["_bytes"] = data  # the hash is of the bytes we were given
         return model
 

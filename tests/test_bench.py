@@ -4,11 +4,13 @@ the decoded values, not how fast or how good anything is."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import global_lat_lon, smooth_field
 
-from inrcodec import bench
+from inrcodec import bench, metrics
 from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.recipes import RecipeData
@@ -36,7 +38,7 @@ def test_bench_rows_consistent_with_bytes(tiny_data, tiny_model, tmp_path):
         assert r["raw_bytes"] == 4 * x.size
         assert r["compression_ratio"] == pytest.approx(r["raw_bytes"] / r["written_bytes"])
         assert r["bits_per_value"] == pytest.approx(8 * r["written_bytes"] / r["n_values"])
-        assert r["psnr_db"] == pytest.approx(20 * np.log10((float(x.max()) - float(x.min())) / r["rmse"]), rel=1e-9)
+        assert r["psnr_data_range_db"] == pytest.approx(20 * np.log10((float(x.max()) - float(x.min())) / r["rmse"]), rel=1e-9)
         assert r["max_abs_error"] >= r["rmse"] > 0
         assert r["encode_s"] > 0 and r["decode_s"] > 0
         assert r["encode_values_per_s"] == pytest.approx(r["n_values"] / r["encode_s"])
@@ -63,22 +65,72 @@ def test_bench_rows_consistent_with_bytes(tiny_data, tiny_model, tmp_path):
     md = (tmp_path / "bench_custom.md").read_text()
     assert md.count("| inrcodec latent 8 |") == 2 and md.count("| BitRound + Zstd | keepbits=") == 2
 
+    back = bench.load_result(tmp_path, "custom")  # what write_outputs wrote reads back
+    assert [r["written_bytes"] for r in back.rows] == [r["written_bytes"] for r in res.rows]
+    np.testing.assert_allclose(back.original_spectrum, res.original_spectrum)
+    np.testing.assert_allclose(back.rows[-1]["_spectrum"], res.rows[-1]["_spectrum"])
+
 
 def test_error_metrics_weighting_and_spectrum():
     lat, _ = global_lat_lon(8, 16)
     x = smooth_field(2, 8, 16)
-    m = bench.error_metrics(x, x.copy(), lat)
+    m = metrics.error_metrics(x, x.copy(), lat)
     assert m["rmse"] == 0 and m["rmse_coslat"] == 0 and m["hf_power_ratio"] == pytest.approx(1.0)
     polar, equatorial = x.copy(), x.copy()
     polar[:, 0] += 1.0  # the row nearest the south pole
     equatorial[:, 4] += 1.0  # a row next to the equator
-    mp, me = bench.error_metrics(x, polar, lat), bench.error_metrics(x, equatorial, lat)
+    mp, me = metrics.error_metrics(x, polar, lat), metrics.error_metrics(x, equatorial, lat)
     assert mp["rmse"] == pytest.approx(me["rmse"])  # same unweighted error
     assert mp["rmse_coslat"] < me["rmse_coslat"]  # the polar row weighs less
     w = np.cos(np.deg2rad(lat))
     assert me["rmse_coslat"] == pytest.approx(np.sqrt(w[4] / w.sum()))
-    smooth = bench.error_metrics(x, np.repeat(x.mean(axis=-1, keepdims=True), 16, axis=-1), lat)
+    smooth = metrics.error_metrics(x, np.repeat(x.mean(axis=-1, keepdims=True), 16, axis=-1), lat)
     assert smooth["hf_power_ratio"] == pytest.approx(0.0, abs=1e-12)  # zonal means: no zonal power left
+
+
+def test_psnr_is_named_by_its_peak_and_skips_missing_cells():
+    orig = np.array([[0.0, 5.0], [10.0, np.nan]])
+    rec = orig + 0.1
+    rec[1, 1] = 1e6  # under a missing original: not an error
+    assert metrics.rmse(orig, rec) == pytest.approx(0.1)
+    assert metrics.psnr_data_range(orig, rec) == pytest.approx(40.0)  # peak 10
+    assert metrics.psnr_training_range(orig, rec, 20.0) == pytest.approx(20 * np.log10(200.0))
+    # the training curves' PSNR: the same errors in normalised units (training range -> [0, 1])
+    mse_normalised = (metrics.rmse(orig, rec) / 20.0) ** 2
+    assert metrics.psnr_normalised(mse_normalised) == pytest.approx(metrics.psnr_training_range(orig, rec, 20.0))
+    assert metrics.psnr_data_range(orig, orig) == float("inf")
+
+
+def _timing_rows(inr_encode_s: float, fourier_encode_s: float) -> list[dict]:
+    row = {"dataset": "d", "params": "{}", "n_values": 100, "raw_bytes": 400, "written_bytes": 10,
+           "compression_ratio": 40.0, "bits_per_value": 0.8, "max_abs_error": 3.0, "psnr_data_range_db": 20.0,
+           "rmse_coslat": float("nan"), "hf_power_ratio": 1.0, "decode_s": 0.1, "note": ""}
+    return [
+        {**row, "codec": "inrcodec", "label": "inrcodec latent 8", "setting": "m 4 bits", "rmse": 1.0,
+         "encode_s": inr_encode_s, "encode_values_per_s": 100 / inr_encode_s},
+        {**row, "codec": "fourier-network", "label": "Fourier-feature network", "setting": "fourier_features=8",
+         "rmse": 2.0, "encode_s": fourier_encode_s, "encode_values_per_s": 100 / fourier_encode_s},
+    ]
+
+
+@pytest.mark.parametrize("inr_s,fourier_s,says", [(2.0, 0.1, "inrcodec 20x slower"), (0.1, 0.5, "inrcodec 5.0x faster")])
+def test_markdown_says_whether_inrcodec_encodes_slower_or_faster(inr_s, fourier_s, says):
+    info = {**bench.machine_info(), "test_shape": [1, 10, 10], "source": "test", "repeats": 1, "data_range": 10.0,
+            "units": "K", "lat_lon": False}
+    md = bench.markdown(bench.BenchResult("d", _timing_rows(inr_s, fourier_s), {}, info, np.zeros(3)))
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("- fourier_features=8")]
+    assert line.endswith(says)
+    (c,) = bench.fourier_comparison(_timing_rows(inr_s, fourier_s))
+    assert c["encode_time_ratio"] == pytest.approx(inr_s / fourier_s)
+
+
+def test_csvs_written_before_psnr_was_named_still_read(tmp_path):
+    old = tmp_path / "bench_old.csv"
+    old.write_text("dataset,codec,rmse,psnr_db,note\nera5,sz3,0.5,31.5,\n")
+    (row,) = bench.read_csv(old)
+    assert row["psnr_data_range_db"] == 31.5 and "psnr_db" not in row
+    committed = bench.read_csv(Path(__file__).parents[1] / "docs" / "img" / "bench_era5.csv")
+    assert committed and all(r["psnr_data_range_db"] > 0 for r in committed if r["written_bytes"])
 
 
 def test_interpolation_and_comparison():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import wave
+from importlib import resources
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from inrcodec import datasets
+from inrcodec import datasets, era5, fileloaders, samples
 from inrcodec.datasets import (
     embedded_audio,
     embedded_sample,
@@ -329,15 +330,19 @@ def test_load_volume_with_nibabel(tmp_path):
     np.testing.assert_array_equal(load_volume(tmp_path / "v.nii.gz"), vol)
 
 
+DATASET_MODULES = (datasets, era5, fileloaders, samples)
+
+
 def test_docstring_examples_run():
     import doctest
 
-    result = doctest.testmod(datasets, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 10
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS) for m in DATASET_MODULES]
+    assert sum(r.failed for r in results) == 0 and sum(r.attempted for r in results) > 10
 
 
-def test_module_has_no_torch():
-    src = open(datasets.__file__).read()
+@pytest.mark.parametrize("module", DATASET_MODULES, ids=lambda m: m.__name__)
+def test_module_has_no_torch(module):
+    src = open(module.__file__).read()
     assert "import torch" not in src
 
 
@@ -362,7 +367,7 @@ def test_climate_pool_arrays_are_canonical(pool):
                 assert np.all(np.diff(da[c].values) > np.zeros_like(np.diff(da[c].values))), (da.name, c)
             assert da.lon.values.min() >= -180.0 and da.lon.values.max() < 180.0
             assert da.attrs["units"] == "K" and da.attrs["split"] == split
-            assert (datasets.resources.files("inrcodec") / "data" / da.attrs["licence"]).is_file()
+            assert (resources.files("inrcodec") / "data" / da.attrs["licence"]).is_file()
             finite = da.values[np.isfinite(da.values)]
             assert 180.0 < finite.min() and finite.max() < 340.0, da.name  # kelvin, not deg C
             info = sources[da.attrs["source"]]

@@ -6,9 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from inrcodec import bench, modality_peers
+from inrcodec import bench
+from inrcodec.bench import modality_peers
 from inrcodec.datasets import load_audio, load_image, load_volume, modality_sample_paths
-from inrcodec.recipes import _split_groups, load_recipe, load_recipe_data
+from inrcodec.recipes import split_groups, load_recipe, load_recipe_data
 
 
 def _digests(items, min_std=0.0):
@@ -100,10 +101,10 @@ def test_mri_validation_and_test_are_different_regions_of_another_brain():
 
 def test_user_files_go_whole_to_one_split():
     groups = [np.full((2, 4), i, np.float32) for i in range(5)]
-    train, val, test = _split_groups(groups, [0.6, 0.2, 0.2])
+    train, val, test = split_groups(groups, [0.6, 0.2, 0.2])
     ids = [set(np.unique(s).tolist()) for s in (train, val, test)]
     assert ids == [{0.0, 1.0, 2.0}, {3.0}, {4.0}]
-    few = _split_groups(groups[:2], [0.5, 0.25, 0.25])  # two files: contiguous split of their items
+    few = split_groups(groups[:2], [0.5, 0.25, 0.25])  # two files: contiguous split of their items
     assert sum(len(s) for s in few) == 4
 
 

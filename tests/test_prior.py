@@ -121,7 +121,7 @@ def test_a_model_trained_at_one_resolution_encodes_another():
     """Meta-trained on the real 1.875-degree temperature sample, it encodes the same months'
     held-out test split at 3.75 degrees better than the (coarsened) training mean."""
     from inrcodec.datasets import embedded_sample, split_by_time
-    from inrcodec.recipes import _pool_batches
+    from inrcodec.recipes import pool_batches
 
     train, val, test = split_by_time(embedded_sample("tas"), (0.7, 0.15, 0.15))
     field = lambda da: Field(np.asarray(da.values, np.float32), np.asarray(da.lat.values), np.asarray(da.lon.values), "tas")
@@ -130,7 +130,7 @@ def test_a_model_trained_at_one_resolution_encodes_another():
     net = ModulatedSiren(3, 1, width=32, depth=3, latent_dim=8, w0=30.0, meta_sgd=True)
     model = CoinModel(net, "spherical", patch_shape=(16, 16), patch_degrees=(12.0, 96.0), encode_steps=10)
     model.fit_normalisation(fields["train"][0].values)
-    sampler, val_batch = _pool_batches(model, fields, 128, seed=0)
+    sampler, val_batch = pool_batches(model, fields, 128, seed=0)
     MetaTrainer(model.network, sampler, val_batch, TrainConfig(steps=150, batch_size=16, outer_lr=1e-3, val_every=1000)).train(progress=False)
     coarse = coarsen(field(test), 2)
     grid = model.make_grid(coarse.values.shape[1:], lat=coarse.lat, lon=coarse.lon)

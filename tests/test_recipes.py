@@ -78,6 +78,9 @@ def test_tiny_training_run_writes_a_loadable_model(name, tmp_path):
     rows = {r["setting"]: r for r in saved["rows"]}
     coded = rows["5 bits + entropy coding"]
     assert coded["bytes"] > 0 and coded["compression_ratio"] > 1
+    # the report's PSNR is relative to the model's training range, and says so
+    assert coded["psnr_training_range_db"] == pytest.approx(20 * np.log10(model.scale / coded["rmse"]))
+    assert "psnr_db" not in coded and "PSNR (dB, training range)" in (tmp_path / "report.md").read_text()
     assert for_file_exists(tmp_path)
 
 

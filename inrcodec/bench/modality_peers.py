@@ -9,7 +9,7 @@ the data mapped linearly onto 0..255 over the split's [min, max] (exact for 8-bi
 16 bytes of min/max are counted. Speech is the test split's items joined back into one signal (they are
 contiguous), encoded at 16 kHz; the whole container (MP3 frames, Ogg pages) is counted.
 
-The specs here are plain dicts; :mod:`inrcodec.bench` turns them into its ``Peer`` objects.
+The specs here are plain dicts; :mod:`inrcodec.bench.peers` turns them into its ``Peer`` objects.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import io
 import struct
 
 import numpy as np
+
+from inrcodec.metrics import data_range
 
 SPEECH_RATE = 16000  # Hz: the audio recipe's data; kbps = bits/value * SPEECH_RATE / 1000
 
@@ -104,21 +106,16 @@ class _Volume:
         return np.asarray(self.codec.decode(data, flat)).reshape(like.shape)
 
 
-def _span(x) -> float:
-    s = float(np.max(x) - np.min(x))
-    return s if s > 0 else 1.0
-
-
 def _sz3_3d(p, x):
-    from .bench import _sz3
+    from inrcodec.bench.peers import make_sz3  # that module imports this one
 
-    return _Volume(_sz3({"eb_abs": p["eb_rel"] * _span(x)}, x))
+    return _Volume(make_sz3({"eb_abs": p["eb_rel"] * data_range(x)}, x))
 
 
 def _sperr_3d(p, x):
-    from .bench import _sperr
+    from inrcodec.bench.peers import make_sperr
 
-    return _Volume(_sperr({"pwe": p["pwe_rel"] * _span(x)}, x))
+    return _Volume(make_sperr({"pwe": p["pwe_rel"] * data_range(x)}, x))
 
 
 # -- speech ---------------------------------------------------------------------------------------
@@ -172,7 +169,7 @@ def _opus(p, x):
     return _PyAVAudio("libopus", "ogg", p["kbps"])
 
 
-# -- specs for inrcodec.bench.Peer ------------------------------------------------------------------
+# -- specs for inrcodec.bench.peers.Peer ------------------------------------------------------------------
 
 PEER_SPECS = [
     dict(name="jpeg", label="JPEG (Pillow)", modules=("PIL",), pip="pillow", make=_jpeg,
@@ -205,7 +202,7 @@ PEER_SPECS = [
 ]
 
 
-# -- PSNR against rate, in the modality's own unit -----------------------------------------------------
+# -- the rate axis of PSNR plots, in the modality's own unit ------------------------------------------
 
 
 def rate_axis(modality: str | None) -> tuple[str, float]:
@@ -215,26 +212,3 @@ def rate_axis(modality: str | None) -> tuple[str, float]:
     if modality == "volume":
         return "bits per voxel", 1.0
     return "bits per pixel", 1.0
-
-
-def plot_psnr_rate(res, path) -> None:
-    """PSNR against bpp or kbps, one line per codec (inrcodec thick), from a bench result's rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    from .bench import _groups, _styles, save_rd_figure
-
-    label, factor = rate_axis(res.info.get("modality"))
-    groups = _groups(res.rows)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (name, pts), style in zip(sorted(groups.items()), _styles(groups)):
-        ax.plot([p["bits_per_value"] * factor for p in pts], [p["psnr_db"] for p in pts], label=name, **style)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel(label + " (bytes written)")
-    ax.set_ylabel(f"PSNR (dB, peak = test-split range {res.info['data_range']:.3g})")
-    save_rd_figure(fig, ax, res, path)

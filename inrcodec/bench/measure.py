@@ -1,0 +1,221 @@
+"""Measuring codecs on the held-out test split: one row per (codec, setting), and the whole run.
+
+Each row holds what a codec actually wrote (bytes, ratio, bits per value), its errors
+(:func:`inrcodec.metrics.error_metrics`) and its encode/decode wall-clock times on this CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from inrcodec import metrics
+from inrcodec.bench.peers import available_peers, default_peers
+from inrcodec.bench.report import BenchResult, write_outputs
+
+
+def _median_time(fn, repeats: int):
+    times, result = [], None
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return result, float(np.median(times))
+
+
+def measure(codec, x: np.ndarray, *, dataset: str, name: str, label: str, setting: str, params: dict,
+            lat=None, repeats: int = 1, warmup: bool = True, latent_dim=None, bits=None, model_bytes=0) -> dict:
+    """Encode/decode ``x`` with ``codec`` (``encode(x)``, ``decode(bytes, x)``) and return one row
+    (the columns of :data:`inrcodec.bench.report.COLUMNS`, plus ``_spectrum``: the reconstruction's)."""
+    if warmup:
+        first = x[:1]
+        codec.decode(codec.encode(first), first)
+    data, t_enc = _median_time(lambda: codec.encode(x), repeats)
+    data = bytes(data)
+    rec, t_dec = _median_time(lambda: codec.decode(data, x), repeats)
+    n = int(x.size)
+    raw = 4 * n
+    return {
+        "dataset": dataset, "codec": name, "label": label, "setting": setting,
+        "params": json.dumps(params, sort_keys=True, default=float), "latent_dim": latent_dim, "bits": bits,
+        "n_values": n, "raw_bytes": raw, "written_bytes": len(data),
+        "compression_ratio": raw / len(data), "bits_per_value": 8.0 * len(data) / n,
+        "encode_s": t_enc, "decode_s": t_dec,
+        "encode_values_per_s": n / t_enc if t_enc > 0 else float("inf"),
+        "decode_values_per_s": n / t_dec if t_dec > 0 else float("inf"),
+        "model_bytes": model_bytes, "note": "",
+        **metrics.error_metrics(x, rec, lat),
+        "_spectrum": metrics.zonal_spectrum(np.reshape(rec, x.shape)),
+    }
+
+
+class InrcodecPeer:
+    """A :class:`~inrcodec.codec.COINppCodec` with the peers' ``decode(bytes, like)`` interface."""
+
+    def __init__(self, codec):
+        self.codec = codec
+
+    def encode(self, x):
+        return self.codec.encode(x)
+
+    def decode(self, data, like):
+        return np.asarray(self.codec.decode(data)).reshape(like.shape)
+
+
+def machine_info() -> dict:
+    """Python, platform, CPU, torch threads and the versions of inrcodec and the peer packages."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numcodecs
+    import torch
+
+    from inrcodec import __version__
+
+    versions = {"inrcodec": __version__, "numpy": np.__version__, "torch": torch.__version__,
+                "numcodecs": numcodecs.__version__}
+    for dist in ("numcodecs-wasm", "numcodecs-wasm-sz3", "numcodecs-wasm-zfp", "numcodecs-wasm-sperr",
+                 "numcodecs-wasm-jpeg2000", "numcodecs-wasm-fourier-network", "wasmtime"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "versions": versions}
+
+
+def load_model(model_like):
+    """(CoinModel, its bytes, the name it is reported under) of a model-like argument
+    (:func:`inrcodec.modelstore.load`): a directory's or file's name, a shipped model's name, or
+    ``model-<sha256 prefix>`` for a model object or bytes."""
+    from inrcodec import modelstore
+
+    stored = modelstore.load(model_like)
+    if isinstance(model_like, (str, os.PathLike)):
+        name = stored.name if stored.name and str(model_like) == stored.name else Path(model_like).name
+    else:
+        name = f"model-{stored.sha256[:8]}"
+    return stored.model, stored.data, name
+
+
+def _format_setting(params: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 1, log=None) -> list[dict]:
+    """One measured row per model and bit width (``rd``: the :class:`~inrcodec.recipes.RecipeData`,
+    for its lat/lon)."""
+    from inrcodec.codec import COINppCodec
+
+    log = log or (lambda s: None)
+    rows = []
+    for m in models:
+        model, data, mname = load_model(m)
+        for b in bits:
+            codec = COINppCodec(model, bits=int(b), inner_steps=model.encode_steps, lat=rd.lat, lon=rd.lon)
+            log(f"inrcodec {mname}: {b} bits")
+            params = {"model": str(mname), "bits": int(b), "inner_steps": model.encode_steps, "sha256": model.sha256[:16]}
+            row = measure(InrcodecPeer(codec), x, dataset=dataset, name="inrcodec", label=f"inrcodec latent {model.latent_dim}",
+                          setting=f"{mname} {b} bits", params=params, lat=rd.lat, repeats=repeats,
+                          latent_dim=model.latent_dim, bits=int(b), model_bytes=len(data))
+            row["note"] = "model bytes not counted per chunk (shared, stored once in the array metadata)"
+            rows.append(row)
+    return rows
+
+
+def peer_rows(peers, x: np.ndarray, dataset: str, lat=None, quick: bool = False, repeats: int = 1,
+              log=None) -> list[dict]:
+    """One row per setting of each peer (``quick``: two settings); a setting the codec refuses
+    becomes a row with the error in ``note``; a peer over its time budget skips its other settings."""
+    log = log or (lambda s: None)
+    rows = []
+    for peer in peers:
+        spent = 0.0
+        for p in peer.quick(x) if quick else peer.sweep(x):
+            setting = _format_setting(p)
+            if peer.time_budget_s is not None and spent > peer.time_budget_s:
+                log(f"{peer.name} {setting}: skipped, time budget {peer.time_budget_s:.0f} s spent")
+                continue
+            log(f"{peer.name}: {setting}")
+            t0 = time.perf_counter()
+            try:
+                rows.append(measure(peer.make(p, x), x, dataset=dataset, name=peer.name, label=peer.label,
+                                    setting=setting, params=p, lat=lat, repeats=1 if peer.slow else repeats,
+                                    warmup=not peer.slow))
+            except Exception as exc:  # a setting a codec refuses: record it, go on
+                log(f"{peer.name} {setting}: failed: {exc!r}")
+                rows.append({"dataset": dataset, "codec": peer.name, "label": peer.label, "setting": setting,
+                             "params": json.dumps(p, sort_keys=True, default=float), "note": f"failed: {exc!r}"[:200]})
+            finally:
+                spent += time.perf_counter() - t0
+    return rows
+
+
+def _test_split(dataset, name, data, variable):
+    """(RecipeData, reported name, modality) of a recipe name or of a RecipeData."""
+    from inrcodec.recipes import load_recipe, load_recipe_data
+
+    if isinstance(dataset, str):
+        recipe = load_recipe(dataset)
+        return load_recipe_data(recipe, data, variable), name or dataset, recipe.modality
+    return dataset, name or "custom", None
+
+
+def run_bench(
+    dataset,
+    models=(),
+    bits=(4, 5, 6, 8),
+    peers=None,
+    quick: bool = False,
+    out=None,
+    data=None,
+    variable: str | None = None,
+    max_items: int | None = None,
+    repeats: int = 1,
+    log: Callable[[str], None] | None = None,
+    name: str | None = None,
+) -> BenchResult:
+    """Run the benchmark on the held-out test split of recipe ``dataset`` (or on a
+    :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
+
+    ``models``: model-like arguments (:func:`inrcodec.modelstore.load`: directories, files,
+    shipped names, ``CoinModel`` objects); ``bits``: their bit widths; ``peers``: peer names
+    (default: :func:`~inrcodec.bench.peers.default_peers` of the recipe's modality; missing ones
+    are skipped and listed in ``result.missing``); ``quick``: two settings per peer and the first
+    two bit widths; ``data``/``variable``: as in :func:`inrcodec.recipes.load_recipe_data`;
+    ``max_items``: use only the first items of the test split. With ``out`` the CSV, plots and
+    markdown are written there (see :func:`~inrcodec.bench.report.write_outputs`).
+    """
+    log = log or (lambda s: None)
+    rd, name, modality = _test_split(dataset, name, data, variable)
+    x = np.ascontiguousarray(rd.test, dtype=np.float32)
+    if max_items:
+        x = x[:max_items]
+    bits = list(bits)[:2] if quick else list(bits)
+    rows = inrcodec_rows(models, bits, x, rd, name, repeats, log)
+    ok, missing = available_peers(default_peers(modality) if peers is None else peers)
+    for peer_name, hint in missing.items():
+        log(f"peer {peer_name} not installed, skipped: {hint}")
+    rows += peer_rows(ok, x, name, rd.lat, quick, repeats, log)
+
+    info = machine_info()
+    info.update(dataset=name, modality=modality, test_shape=list(x.shape), source=rd.source, units=rd.units, quick=quick,
+                repeats=repeats, lat_lon=rd.lat is not None, data_range=metrics.data_range(x))
+    if rd.train is not None and rd.train.shape[1:] == x.shape[1:]:
+        # the mean training item as the prediction of every test item (no bytes at all)
+        info["train_mean_rmse"] = metrics.rmse(x, np.broadcast_to(np.nanmean(rd.train, axis=0), x.shape))
+    res = BenchResult(name, rows, missing, info, metrics.zonal_spectrum(x))
+    if out is not None:
+        write_outputs(res, out)
+    return res

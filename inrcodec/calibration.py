@@ -1,0 +1,94 @@
+"""Preparing a :class:`~inrcodec.model.CoinModel` while it is trained: batches of training and
+validation patches, latent whitening, and the quantizer statistics and entropy tables.
+
+CoinModel's methods of the same names call these. Nothing here runs when a chunk is encoded or
+decoded, so the model module does not import this one (nor the training sampler) at load time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .grids import CartesianGrid
+from .metalearn import PatchSampler
+
+
+def training_sampler(model, values, grid) -> PatchSampler:
+    """Random-patch batches of ``values`` (N, *spatial, physical units) for meta-training."""
+    values = np.asarray(values)
+    if values.shape[1:] != grid.shape:
+        raise ValueError(f"values of shape {values.shape} do not match grid {grid.shape}")
+    full = grid.coordinates()
+    d = full.shape[-1]
+    if model.grid_kind == "cartesian" and model.patch_shape is not None:
+        local = CartesianGrid(model.patch_shape, model.extent).coordinates()
+
+        def coords_at(start, size):
+            return local[tuple(slice(0, s) for s in size)].reshape(-1, d)
+    else:
+
+        def coords_at(start, size):
+            return full[tuple(slice(a, a + s) for a, s in zip(start, size))].reshape(-1, d)
+
+    return PatchSampler(model.normalise(values), coords_at, model.patch_shape)
+
+
+def validation_batch(model, values, grid, max_items: int = 256, seed: int = 0):
+    """A fixed set of held-out patches (coords, values, mask) in normalised units."""
+    values = np.asarray(values)
+    coords, part = model.item_coordinates(grid)
+    norm = part.extract(model.normalise(values))
+    n = values.shape[0]
+    v = norm.reshape(n * part.num_patches, -1, 1)
+    c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
+    if v.shape[0] > max_items:
+        keep = np.sort(np.random.default_rng(seed).choice(v.shape[0], size=max_items, replace=False))
+        v, c = v[keep], c[keep]
+    m = np.isfinite(v[..., 0])
+    return np.ascontiguousarray(c), np.nan_to_num(v), m
+
+
+def finite_range(values) -> tuple[float, float]:
+    """``(offset, scale)`` mapping the finite range of ``values`` to [0, 1]."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError("training data has no finite values")
+    lo, hi = float(finite.min()), float(finite.max())
+    return lo, (hi - lo) if hi > lo else 1.0
+
+
+def whiten_network(model, latents: np.ndarray) -> np.ndarray:
+    """Fold the per-dimension scale of ``latents`` into ``model``'s network (in place); the
+    latents in the new units. See :meth:`CoinModel.whiten_latents`."""
+    lat = np.asarray(latents, dtype=np.float64).reshape(-1, model.latent_dim)
+    s = lat.std(axis=0)
+    s = np.where(s > 0, s, 1.0)
+    net = model.network
+    with torch.no_grad():
+        net.latent_to_modulations.weight.mul_(torch.as_tensor(s, dtype=net.latent_to_modulations.weight.dtype)[None, :])
+        rates = net.inner_learning_rate(model.inner_lr)
+        rates = torch.as_tensor(rates, dtype=torch.float32).detach().expand(model.latent_dim) / torch.as_tensor(s**2, dtype=torch.float32)
+        if not net.meta_sgd:
+            net.meta_sgd, net.inner_lrs = True, torch.nn.Parameter(torch.zeros(model.latent_dim))
+        net.inner_lrs.copy_(rates)
+    return (lat / s).reshape(np.shape(latents))
+
+
+def coding_tables(latents: np.ndarray, latent_dim: int, bits, num_std: float) -> dict:
+    """The ``CoinModel.coding`` counted on training ``latents``: quantizer mean/std, clipping range
+    and, for every bit width in ``bits``, the shared and per-dimension entropy tables."""
+    from .entropy import CategoricalEntropyModel
+    from .quantize import UniformQuantizer
+
+    lat = np.asarray(latents, dtype=np.float64).reshape(-1, latent_dim)
+    base = UniformQuantizer.fit(lat, bits=1)
+    tables = {}
+    for b in bits:
+        symbols = UniformQuantizer(base.mean, base.std, b, num_std=float(num_std)).quantize(lat)
+        tables[int(b)] = {
+            "shared": CategoricalEntropyModel.fit(symbols, b, per_dimension=False),
+            "per_dim": CategoricalEntropyModel.fit(symbols, b, per_dimension=True),
+        }
+    return {"latent_mean": base.mean, "latent_std": base.std, "num_std": float(num_std), "tables": tables}

@@ -1,0 +1,247 @@
+"""The chunk header and the constants every chunk layout shares (modes, flags, section tags,
+dtype and order codes), plus the bounds-checked reader the layouts parse with.
+
+:mod:`inrcodec.chunkformat` (which re-exports the public names) writes and reads the compact
+version 3; :mod:`inrcodec.chunklegacy` the self-describing versions 1 and 2.
+"""
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from inrcodec.errors import CorruptChunkError
+
+MAGIC = b"INRC"
+#: the newest version this build writes and reads. Headers with a ``pin`` are written as
+#: version 3; headers with a ``model_sha256`` as the lowest legacy version that can express
+#: them (version 1 unless they use a version-2 feature)
+FORMAT_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
+#: version 3 starts with MAGIC[:1] and then the version byte (legacy chunks: the whole MAGIC)
+V3_PREFIX = MAGIC[:1] + bytes([3])
+PIN_SIZE = 4
+LEGACY_VERSIONS = (1, 2)  # the versions that start with the whole MAGIC
+
+MODE_MODULATIONS = 0  #: latents of the base network (the codec path)
+MODE_RAW = 1  #: raw lossless values (constant / all-NaN / non-finite chunks)
+MODE_BOUNDED = 2  #: latents + error-bounded residual (format version 2)
+MODE_PLAIN_RESIDUAL = 3  #: error-bounded residual of a constant prediction, no network (version 3)
+KNOWN_MODES = {MODE_MODULATIONS: "modulations", MODE_RAW: "raw", MODE_BOUNDED: "bounded",
+               MODE_PLAIN_RESIDUAL: "plain-residual"}
+#: modes whose version-3 header stores no coding byte (no latents)
+MODES_WITHOUT_LATENTS = {MODE_RAW, MODE_PLAIN_RESIDUAL}
+#: modes and sections that need format version 3
+V3_MODES = {MODE_PLAIN_RESIDUAL}
+V3_SECTIONS = {"prediction"}
+#: modes and sections that need format version 2
+V2_MODES = {MODE_BOUNDED}
+V2_SECTIONS = {"fill_mask"}
+
+FLAG_NAN_MASK = 1 << 0  #: a "nan_mask" section is present
+KNOWN_FLAGS = FLAG_NAN_MASK
+
+#: section name <-> u8 tag stored in the chunk
+SECTION_TAGS: dict[str, int] = {
+    "latents": 1,  # entropy-coded latent symbols
+    "nan_mask": 2,  # compressed NaN mask
+    "raw_values": 3,  # raw values (mode 1)
+    "residual": 4,  # error-bound residual stream (mode 2; reserved in version 1)
+    "fill_mask": 5,  # fill value + compressed mask of its positions (version 2)
+    "prediction": 6,  # f64 LE constant prediction of mode 3 (version 3)
+}
+TAG_NAMES = {v: k for k, v in SECTION_TAGS.items()}
+
+DTYPE_CODES: dict[str, int] = {"<f4": 1, "<f8": 2, ">f4": 3, ">f8": 4}
+DTYPE_BY_CODE = {v: k for k, v in DTYPE_CODES.items()}
+ORDER_CODES: dict[str, int] = {"C": 0, "F": 1}
+ORDER_BY_CODE = {v: k for k, v in ORDER_CODES.items()}
+
+MAX_NDIM = 8
+CRC_SIZE = 4
+
+U8, U16, U32, U64 = 2**8 - 1, 2**16 - 1, 2**32 - 1, 2**64 - 1
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+# ---------------------------------------------------------------------- header
+def _uint(name: str, value, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"ChunkHeader.{name} must be an int, got {value!r}")
+    value = int(value)
+    if not 0 <= value <= maximum:
+        raise ValueError(f"ChunkHeader.{name} must be in 0..{maximum}, got {value}")
+    return value
+
+
+def _dims(name: str, value, maximum: int) -> tuple[int, ...]:
+    try:
+        dims = tuple(value)
+    except TypeError:
+        raise ValueError(f"ChunkHeader.{name} must be a tuple of ints, got {value!r}") from None
+    if len(dims) > MAX_NDIM:
+        raise ValueError(f"ChunkHeader.{name} has {len(dims)} dims; at most {MAX_NDIM} allowed")
+    return tuple(_uint(f"{name}[{i}]", d, maximum) for i, d in enumerate(dims))
+
+
+@dataclass(frozen=True)
+class ChunkHeader:
+    """Everything a decoder needs besides the sections.
+
+    model_sha256  64 hex chars (stored lower-case): sha256 of the base network file
+                  (versions 1 and 2; None in version 3, which stores ``pin`` instead).
+    dtype         '<f4', '<f8', '>f4' or '>f8' (anything ``np.dtype`` maps to these).
+    shape         the chunk's shape, 0..8 dims, each 0..2**64-1.
+    order         'C' or 'F' memory order of the original chunk.
+    mode          0 = modulations, 1 = raw lossless values, 2 = modulations + error-bounded
+                  residual (see ``KNOWN_MODES``; mode 2 needs format version 2).
+    patch_shape   0..8 dims, each 0..2**32-1.
+    num_items, num_patches   u64;  latent_dim u32;  bits, quantizer_id, entropy_id u8.
+    flags         u32, bit 0 = a "nan_mask" section is present; other bits must be 0.
+    pin           version 3 only: ``PIN_SIZE`` bytes naming the base network and grid
+                  (:func:`model_pin`). With a pin, ``patch_shape``, ``num_items``,
+                  ``num_patches`` and ``latent_dim`` are not stored (the model and the chunk's
+                  masks imply them) and must be None; ``bits``, ``quantizer_id`` and
+                  ``entropy_id`` are stored only in modes 0 and 2 (bits 1..16, ids 0..3) and
+                  are 0 in mode 1.
+    """
+
+    model_sha256: str | None
+    dtype: str
+    shape: tuple[int, ...]
+    order: str
+    mode: int
+    patch_shape: tuple[int, ...] | None
+    num_items: int | None
+    num_patches: int | None
+    latent_dim: int | None
+    bits: int
+    quantizer_id: int
+    entropy_id: int
+    flags: int = 0
+    pin: bytes | None = None
+
+    @property
+    def version3(self) -> bool:
+        return self.pin is not None
+
+    def __post_init__(self) -> None:
+        sha = self.model_sha256
+        if self.pin is not None:
+            if sha is not None:
+                raise ValueError("ChunkHeader takes model_sha256 (versions 1, 2) or pin (version 3), not both")
+            if not isinstance(self.pin, (bytes, bytearray)) or len(self.pin) != PIN_SIZE:
+                raise ValueError(f"ChunkHeader.pin must be {PIN_SIZE} bytes, got {self.pin!r}")
+            object.__setattr__(self, "pin", bytes(self.pin))
+            self._check_v3()
+        elif not isinstance(sha, str) or not _HEX64.fullmatch(sha.lower()):
+            raise ValueError(f"ChunkHeader.model_sha256 must be 64 hex characters, got {sha!r}")
+        dtype = None
+        if isinstance(self.dtype, (str, np.dtype)):
+            try:
+                dtype = np.dtype(self.dtype).str
+            except (TypeError, ValueError):
+                pass
+        if dtype not in DTYPE_CODES:
+            raise ValueError(
+                f"ChunkHeader.dtype must be one of {sorted(DTYPE_CODES)}, got {self.dtype!r}"
+            )
+        if not isinstance(self.order, str) or self.order not in ORDER_CODES:
+            raise ValueError(f"ChunkHeader.order must be 'C' or 'F', got {self.order!r}")
+        mode = _uint("mode", self.mode, U8)
+        if mode not in KNOWN_MODES:
+            raise ValueError(
+                f"ChunkHeader.mode {mode} is unknown (this build knows {sorted(KNOWN_MODES)})"
+            )
+        flags = _uint("flags", self.flags, U32)
+        if flags & ~KNOWN_FLAGS:
+            raise ValueError(
+                f"ChunkHeader.flags 0x{flags:x} sets unknown bits (known mask 0x{KNOWN_FLAGS:x})"
+            )
+        values = {
+            "model_sha256": None if sha is None else sha.lower(),
+            "dtype": dtype,
+            "shape": _dims("shape", self.shape, U64),
+            "mode": mode,
+        }
+        if self.pin is None:
+            values.update({
+                "patch_shape": _dims("patch_shape", self.patch_shape, U32),
+                "num_items": _uint("num_items", self.num_items, U64),
+                "num_patches": _uint("num_patches", self.num_patches, U64),
+                "latent_dim": _uint("latent_dim", self.latent_dim, U32),
+            })
+        values.update({
+            "bits": _uint("bits", self.bits, U8),
+            "quantizer_id": _uint("quantizer_id", self.quantizer_id, U8),
+            "entropy_id": _uint("entropy_id", self.entropy_id, U8),
+            "flags": flags,
+        })
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        if self.pin is not None and self.mode not in MODES_WITHOUT_LATENTS:
+            if not (1 <= self.bits <= 16 and self.quantizer_id <= 3 and self.entropy_id <= 3):
+                raise ValueError(
+                    "a version-3 header (pin set) stores bits 1..16 and quantizer/entropy ids "
+                    f"0..3; got bits={self.bits}, quantizer_id={self.quantizer_id}, "
+                    f"entropy_id={self.entropy_id}"
+                )
+
+    def _check_v3(self) -> None:
+        implied = {k: getattr(self, k) for k in ("patch_shape", "num_items", "num_patches", "latent_dim")}
+        if any(v is not None for v in implied.values()):
+            raise ValueError(
+                "a version-3 header (pin set) does not store patch_shape, num_items, num_patches "
+                f"or latent_dim (the model and the chunk imply them); pass None, got {implied}"
+            )
+        if self.mode in MODES_WITHOUT_LATENTS and (self.bits, self.quantizer_id, self.entropy_id) != (0, 0, 0):
+            raise ValueError(f"a version-3 mode-{self.mode} header (raw or plain residual, no latents) "
+                             "has bits, quantizer_id, entropy_id = 0")
+
+    @property
+    def has_nan_mask(self) -> bool:
+        return bool(self.flags & FLAG_NAN_MASK)
+
+
+# ---------------------------------------------------------------------- bytes
+def tag_of(tag) -> tuple[int, str]:
+    if isinstance(tag, str):
+        if tag not in SECTION_TAGS:
+            raise ValueError(f"unknown section name {tag!r} (known: {sorted(SECTION_TAGS)})")
+        return SECTION_TAGS[tag], tag
+    if isinstance(tag, (int, np.integer)) and not isinstance(tag, bool) and int(tag) in TAG_NAMES:
+        return int(tag), TAG_NAMES[int(tag)]
+    raise ValueError(f"unknown section tag {tag!r} (known: {SECTION_TAGS})")
+
+
+def as_bytes_view(obj) -> memoryview:
+    if isinstance(obj, np.ndarray):
+        obj = np.ascontiguousarray(obj)
+        return memoryview(obj.reshape(-1).view(np.uint8))
+    view = memoryview(obj)
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B") if (view.format != "B" or view.ndim != 1) else view
+
+
+class Reader:
+    """Bounds-checked cursor over ``buf[start:end]``."""
+
+    def __init__(self, buf: memoryview, start: int, end: int, what: str):
+        self.buf, self.pos, self.end, self.what = buf, start, end, what
+
+    def take(self, n: int, field: str) -> memoryview:
+        if n < 0 or n > self.end - self.pos:
+            raise CorruptChunkError(
+                f"{self.what}: field {field} needs {n} bytes at offset {self.pos} but only "
+                f"{self.end - self.pos} remain"
+            )
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str | struct.Struct, field: str) -> tuple:
+        st = fmt if isinstance(fmt, struct.Struct) else struct.Struct(fmt)
+        return st.unpack(self.take(st.size, field))

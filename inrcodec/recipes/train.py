@@ -1,0 +1,159 @@
+"""Training a recipe: the base network, meta-training, calibration of the coding tables."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inrcodec.recipes.data import RecipeData, load_recipe_data
+from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
+from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_markdown
+
+if TYPE_CHECKING:
+    from inrcodec.model import CoinModel
+
+
+def build_model(recipe: Recipe, preset: dict, sample_shape) -> "CoinModel":
+    from inrcodec.model import CoinModel
+    from inrcodec.network import ModulatedSiren
+
+    kind = recipe.model["grid"]
+    patch = preset.get("patch", recipe.model.get("patch")) or None
+    dim_in = 3 if kind == "spherical" else len(sample_shape)
+    net = ModulatedSiren(
+        dim_in=dim_in, dim_out=1, width=preset["width"], depth=preset["depth"],
+        latent_dim=preset["latent_dim"], w0=preset["w0"], meta_sgd=bool(preset.get("meta_sgd", False)),
+        inner_lr=preset["inner_lr"],
+    )
+    degrees = preset.get("patch_degrees", recipe.model.get("patch_degrees")) or None
+    return CoinModel(
+        net, kind, patch_shape=tuple(patch) if patch else None, extent=recipe.model.get("extent", 1.0),
+        inner_lr=preset["inner_lr"], encode_steps=preset["encode_steps"],
+        patch_degrees=tuple(degrees) if degrees and patch else None,
+    )
+
+
+def train_recipe(
+    name,
+    data=None,
+    variable: str | None = None,
+    preset: str = "cpu",
+    steps: int | None = None,
+    out="inrcodec-model",
+    device: str = "cpu",
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    calibration_items: int = 2048,
+    overrides: dict | None = None,
+    report_bits=None,
+) -> dict:
+    """Train a base network for a recipe, calibrate its coding tables, write model and report.
+
+    ``overrides`` replaces preset keys (e.g. a tiny ``width`` in tests); ``report_bits`` the
+    recipe's list of bit widths to report. Returns the report dict (also written to
+    ``OUT/report.json`` and ``OUT/report.md``).
+    """
+    import torch
+
+    t_start = time.time()
+    recipe = load_recipe(name)
+    p = recipe.preset(preset)
+    unknown = set(overrides or {}) - PRESET_KEYS
+    if unknown:
+        raise ValueError(f"unknown preset keys in overrides: {sorted(unknown)}")
+    p.update(overrides or {})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    rd = load_recipe_data(recipe, data, variable)
+    model = build_model(recipe, p, rd.train.shape[1:])
+    train_fields = rd.fields["train"] if rd.fields else None
+    model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+    model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
+                         "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
+                         "item_shape": list(rd.train.shape[1:]),
+                         "training_range": [model.offset, model.offset + model.scale]}
+    grid = model.make_grid(rd.test.shape[1:], lat=rd.lat, lon=rd.lon)  # rd.lat/lon are those of the test items
+    n_steps = int(steps if steps is not None else p["steps"])
+    history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress)
+    t_train = time.time() - t_start
+
+    cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in train_fields] if train_fields else [(rd.train, grid)]
+    calibrate_model(model, cal_sets, calibration_items, seed, p)
+    path = model.save(out)
+    bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
+    report = evaluate_fields(model, rd.fields, bits) if rd.fields else evaluate(model, rd, bits, grid)
+    report.update(
+        recipe=recipe.name, preset=preset, steps=n_steps, seed=seed, device=device,
+        model_file=str(path), model_sha256=model.sha256, train_seconds=round(t_train, 1),
+        total_seconds=round(time.time() - t_start, 1), data=rd.source, units=rd.units,
+        split={k: int(sum(f.values.shape[0] for f in fs)) for k, fs in rd.fields.items()} if rd.fields
+        else {"train": int(rd.train.shape[0]), "validation": int(rd.val.shape[0]), "test": int(rd.test.shape[0])},
+        final_val_psnr=history.val_psnr[-1] if history.val_psnr else None,
+        architecture=model.network.config(), patch_shape=model.patch_shape,
+    )
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(report_markdown(report))
+    plots(out, history, model, rd, grid, report)
+    return report
+
+
+def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, device: str, out: Path, resume: bool,
+                progress: bool):
+    """Meta-train ``model.network`` on the recipe's training split (checkpoints in ``out``); the history."""
+    from inrcodec.metalearn import MetaTrainer, TrainConfig
+
+    cfg = TrainConfig(
+        steps=steps, batch_size=p["batch_size"], outer_lr=p["outer_lr"],
+        inner_lr=p["inner_lr"], inner_steps=p["inner_steps"], inner_points=p.get("inner_points"),
+        outer_points=p.get("outer_points"), seed=seed, device=device, lr_schedule=p.get("lr_schedule", "constant"),
+    )
+    cfg.val_every = max(1, min(100, cfg.steps // 10))
+    cfg.checkpoint_every = cfg.val_every
+    if rd.fields:
+        sampler, val_batch = pool_batches(model, rd.fields, int(p.get("points", 256)), seed)
+        model.description["training_grids"] = sampler.describe()
+    else:
+        sampler, val_batch = model.training_sampler(rd.train, grid), model.validation_batch(rd.val, grid)
+    trainer = MetaTrainer(model.network, sampler, val_batch, cfg, out)
+    if resume and trainer.checkpoint_path.exists():
+        trainer.load_checkpoint()
+    history = trainer.train(progress=progress)
+    model.network = trainer.network.cpu().eval()
+    return history
+
+
+def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: dict) -> None:
+    """Quantizer statistics and entropy tables from latents fitted on training items.
+
+    ``cal_sets``: (values, grid) pairs, subsampled to about ``calibration_items`` patches in all.
+    A Meta-SGD model first gets unit-scale latent dimensions (``CoinModel.whiten_latents``); the
+    preset's ``quant_num_std`` (default 3, the paper's) sets the quantizer's clipping range.
+    """
+    rng = np.random.default_rng(seed)
+    latents = []
+    for values, g in cal_sets:
+        max_items = max(1, calibration_items // (len(cal_sets) * model.partition(g).num_patches))
+        if values.shape[0] > max_items:
+            values = values[np.sort(rng.choice(values.shape[0], max_items, replace=False))]
+        latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
+    latents = np.concatenate(latents)
+    if model.network.meta_sgd:
+        latents = model.whiten_latents(latents)
+    model.calibrate(latents, num_std=float(preset.get("quant_num_std", 3.0)))
+
+
+def pool_batches(model, fields: dict, points: int, seed: int):
+    """The training sampler and a fixed validation batch of normalised spherical patches."""
+    from inrcodec.pool import Field, SphericalPatchPool
+
+    norm = lambda fs: [Field(model.normalise(f.values), f.lat, f.lon, f.name) for f in fs]
+    sampler = SphericalPatchPool(norm(fields["train"]), model.patch_points, points=points)
+    val = SphericalPatchPool(norm(fields["val"]), model.patch_points, points=2 * points, jitter=(0.0, 0.0))
+    return sampler, val.sample(np.random.default_rng(seed + 1), 128)
+
