@@ -189,7 +189,7 @@ def test_cli_compress_info_decompress(archive_input, capsys):
 
 
 def test_killed_process_resumes_to_identical_store(archive_input):
-    """SIGKILL a real `inrcodec compress` process after its first regions, then resume it."""
+    """SIGKILL a real compress process after its first regions, then resume it."""
     import json
     import signal
     import subprocess
@@ -200,8 +200,11 @@ def test_killed_process_resumes_to_identical_store(archive_input):
     kw = dict(KW, chunks="time=1")
     archive.compress_dataset(inp, d / "full1.zarr", model, overwrite=True, **kw)
     out = d / "killed.zarr"
-    cmd = [sys.executable, "-m", "inrcodec.cli", "compress", inp, str(out), "--model", model,
-           "--variables", ",".join(VARS), "--chunks", "time=1", "--inner-steps", "2", "--quiet", "--overwrite"]
+    # a real compress process that pauses after each recorded region, so the kill lands mid-run
+    script = (f"import time; from inrcodec.archive import compress_dataset; compress_dataset({inp!r}, {str(out)!r}, "
+              f"{model!r}, variables={VARS!r}, chunks='time=1', inner_steps=2, progress=False, overwrite=True, "
+              f"on_region=lambda *a: time.sleep(0.5))")
+    cmd = [sys.executable, "-c", script]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = out / archive.PROGRESS_FILE
     deadline = time.time() + 120
