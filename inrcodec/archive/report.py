@@ -60,8 +60,9 @@ def _coinpp_codec(arr) -> COINppCodec | None:
 def _codec_entry(arr) -> dict[str, Any]:
     codec = _coinpp_codec(arr)
     if codec is None:
-        names = [type(c).__name__ for c in (getattr(arr.metadata, "codecs", ()) or ())]
-        return {"codec": "+".join(names) or "none"}
+        meta = arr.metadata  # Zarr 3: the codec chain; Zarr 2: filters and compressor
+        chain = getattr(meta, "codecs", None) or [*(getattr(meta, "filters", None) or ()), getattr(meta, "compressor", None)]
+        return {"codec": "+".join(type(c).__name__ for c in chain if c is not None) or "none"}
     settings = {k: v for k, v in codec.settings.to_dict().items() if k not in ("lat", "lon")}
     if codec.settings.lat is not None:
         settings["grid"] = f"lat[{len(codec.settings.lat)}] x lon[{len(codec.settings.lon)}]"
