@@ -79,6 +79,10 @@ class _Chunk:
         self.order = "F" if (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous) else "C"
         self.shape = tuple(int(s) for s in arr.shape)
         self.spatial = self.shape[arr.ndim - spatial_ndim:]
+        self.empty = arr.size == 0
+        if self.empty:  # nothing to fit: stored as an empty raw chunk (any empty shape round-trips)
+            self.has_nan, self.fill, self.finite = False, None, arr.ravel()
+            return
         # index (logical) order: items along the leading dims; memory order does not matter here
         self.items = np.ascontiguousarray(arr).reshape((-1, *self.spatial))
         self.nan = np.isnan(self.items)
@@ -92,7 +96,7 @@ class _Chunk:
     def trivial(self) -> bool:
         """Nothing a network should fit: empty, all missing, non-finite, or constant."""
         f = self.finite
-        return f.size == 0 or not bool(np.isfinite(f).all()) or bool(f.min() == f.max())
+        return self.empty or f.size == 0 or not bool(np.isfinite(f).all()) or bool(f.min() == f.max())
 
 
 def _out_of_range(lo: float, hi: float, offset: float, scale: float) -> str:
@@ -198,7 +202,7 @@ def encode_chunk(array, model, settings) -> bytes:
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
     writer = _Writer(chunk, ctx.pin, settings.fill_value)
-    if arr.size == 0 or chunk.trivial() or _warn_if_out_of_range(chunk.finite, model):
+    if chunk.trivial() or _warn_if_out_of_range(chunk.finite, model):
         return writer.raw()
     valid_items = ~chunk.missing.reshape(chunk.items.shape[0], -1).all(axis=1)
     values = chunk.items[valid_items]
