@@ -104,6 +104,11 @@ def _bench(args) -> int:
     return bench_main(args)
 
 
+def _output_flags(p, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def main(argv=None) -> int:
     from .settings import CodecSettings
 
@@ -130,23 +135,18 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="model file, train-recipe output directory, or a shipped model's name (inrcodec models)")
     p.add_argument("--variables", help="comma-separated variables to encode (default: all the model can encode)")
     codec_options = p.add_argument_group("codec options (inrcodec.settings.CodecSettings)")
-    CodecSettings.add_arguments(codec_options)
-    for action in codec_options._group_actions:
-        if action.dest == "inner_steps":
-            action.help = "gradient steps fitting each item's latents when encoding (default: the model's own)"
+    CodecSettings.add_arguments(codec_options, defaults={"inner_steps": "the model's own"})
     p.add_argument("--chunks", help="chunk size along the region dim, e.g. time=24 (default)")
     p.add_argument("--scheduler", default="threads", help="threads (default), processes, or a dask.distributed address")
     p.add_argument("--workers", type=int, help="start a LocalCluster of N processes (or N processes with --scheduler processes)")
     p.add_argument("--device", help="cpu (default), cuda or auto: where workers run the model")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _output_flags(p, "store")
     p.set_defaults(func=_compress)
 
     p = sub.add_parser("decompress", help="decode a compressed Zarr store into a netCDF file")
     p.add_argument("store")
     p.add_argument("output", help="netCDF file to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _output_flags(p, "output file")
     p.set_defaults(func=_decompress)
 
     p = sub.add_parser("info", help="variables, codec, pinned model, bits and ratio of a Zarr store")

@@ -6,6 +6,7 @@ read them. :mod:`inrcodec.datasets` re-exports them.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -116,28 +117,12 @@ def embedded_audio(name: str = "arctic_a0007") -> tuple[np.ndarray, int]:
 
 CLIMATE_SPLITS = ("train", "val", "test-time", "test-source")
 
-# Files under inrcodec/data/climate/ (built by scripts/make_climate_pool.py; each carries a per-time ``split``
-# coordinate). Held-out sources ("test-source") are never part of train/val/test-time.
-_CLIMATE_SOURCES: Mapping[str, dict] = {
-    "glosea4": {"file": "climate/glosea4_ts.nc", "held_out": False, "licence": "LICENSE-iris-sample-data.txt",
-                "description": "GloSea4 seasonal forecast, monthly mean surface (skin) temperature, 13 members, "
-                               "validity months 2011-08..2012-01, global 1.25 x 1.875 degrees (Met Office, OGL)"},
-    "a1b": {"file": "climate/a1b_tas.nc", "held_out": False, "licence": "LICENSE-iris-sample-data.txt",
-            "description": "Met Office climate run, SRES A1B, annual mean 1.5 m air temperature 1860-2099, "
-                           "North America 1.25 x 1.875 degrees (OGL)"},
-    "coads": {"file": "climate/coads_airt.nc", "held_out": False, "licence": "LICENSE-ferret-datasets.txt",
-              "description": "COADS monthly climatology of marine air temperature, global 2 degrees, "
-                             "ocean only (NaN over land) (NOAA/PMEL Ferret data)"},
-    "ncep": {"file": "climate/ncep_air.nc", "held_out": False, "licence": "LICENSE-hvsampledata.txt",
-             "description": "NCEP/NCAR Reanalysis 1, 6-hourly air temperature at sigma 0.995, 2014-02-24..28, "
-                            "North America 2.5 degrees (NOAA PSL)"},
-    "e1": {"file": "climate/e1_tas.nc", "held_out": True, "licence": "LICENSE-iris-sample-data.txt",
-           "description": "same Met Office model as a1b, E1 scenario, annual means 2076-2099 (inside a1b's "
-                          "test-time years), North America 1.25 x 1.875 degrees (OGL); held out by source"},
-    "mpi_esm": {"file": "tas_mpi_esm_lr_2005.nc", "held_out": True, "licence": "LICENSE-libncarg-data.txt",
-                "description": "MPI-ESM-LR CMIP5 historical, monthly mean near-surface air temperature 2005, "
-                               "global T63 (about 1.87 degrees) (UCAR BSD-style); held out by source"},
-}
+# The sources of the climate pool, their files under inrcodec/data/climate/ (built by
+# scripts/make_climate_pool.py; each carries a per-time ``split`` coordinate), licences and
+# descriptions: data/climate/sources.json. Held-out sources ("test-source") are never part of
+# train/val/test-time.
+_CLIMATE_SOURCES: Mapping[str, dict] = json.loads(
+    resources.files("inrcodec").joinpath("data", "climate", "sources.json").read_text())
 
 
 def _open_climate_source(name: str) -> xr.Dataset:

@@ -196,9 +196,10 @@ class CodecSettings:
 
     # ------------------------------------------------------------------ command line
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add a flag per option (``--max-abs-error``, ``--no-entropy-coding``, ...) to ``parser``;
-        :meth:`from_arguments` reads them back. Unset flags keep the defaults."""
+    def add_arguments(cls, parser, defaults: dict[str, str] | None = None) -> None:
+        """Add a flag per option (``--max-abs-error``, ``--no-entropy-coding``, ...) to ``parser``
+        (an argparse parser or argument group); :meth:`from_arguments` reads them back. Unset flags
+        keep the defaults; ``defaults`` overrides what the help says a default is."""
         for f in dataclasses.fields(cls):
             if not f.metadata["flag"]:
                 continue
@@ -210,8 +211,9 @@ class CodecSettings:
                                     help=("turn off: " if f.default else "") + f.metadata["help"])
             else:
                 kind = int if f.type in ("int", int) else float
+                default = (defaults or {}).get(f.name, f.default)
                 parser.add_argument(name, dest=f.name, type=kind, default=None,
-                                    help=f"{f.metadata['help']} (default: {f.default})")
+                                    help=f"{f.metadata['help']} (default: {default})")
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace, **extra: Any) -> "CodecSettings":
