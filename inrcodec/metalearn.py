@@ -137,8 +137,12 @@ class MetaTrainer:
         coords, values, mask = self.val_batch
         lat = fit_modulations(self.network, coords, values, self.config.inner_steps, self.config.inner_lr, mask)
         pred = reconstruct(self.network, lat, coords)
-        mse = per_item_mse(pred, torch.as_tensor(values), torch.as_tensor(mask))
-        return float(psnr_normalised(mse.detach().cpu().numpy()).mean())
+        mask_t = torch.as_tensor(mask)
+        mse = per_item_mse(pred, torch.as_tensor(values), mask_t).detach().cpu().numpy()
+        # patches with no valid point (all-NaN ocean or land) have no error to measure: left out
+        # (a PSNR of inf would make the mean inf)
+        has_points = mask_t.reshape(mask_t.shape[0], -1).any(dim=1).cpu().numpy() if mask is not None else slice(None)
+        return float(psnr_normalised(mse[has_points]).mean())
 
     def train(self, steps: int | None = None, progress: bool = True) -> TrainHistory:
         from tqdm.auto import tqdm

@@ -113,3 +113,16 @@ def test_checkpoint_for_other_network_is_refused(tmp_path):
     other.network = ModulatedSiren(1, 1, width=8, depth=2, latent_dim=4)
     with pytest.raises(ValueError, match="another network"):
         other.load_checkpoint()
+
+
+def test_validation_psnr_leaves_out_patches_without_valid_points(tmp_path):
+    tr = _trainer(tmp_path, 1)
+    coords, values, mask = tr.val_batch
+    full = tr.validate()
+    mask = mask.copy()
+    mask[0] = False  # an all-NaN patch (ocean-only data over land): no error to measure
+    tr.val_batch = (coords, values, mask)
+    with_empty = tr.validate()
+    tr.val_batch = (coords[1:], values[1:], mask[1:])
+    assert np.isfinite(with_empty) and np.isfinite(full)
+    assert np.isclose(with_empty, tr.validate())  # the same as without that patch
