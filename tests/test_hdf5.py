@@ -212,3 +212,24 @@ def test_bad_parameters_and_models_are_refused(tmp_path, tiny_model, other_model
         f.create_dataset(f"{ih5.MODELS_GROUP}/{other_model.sha256}", data=np.frombuffer(tiny_model.to_bytes(), "u1"))
     with pytest.raises(PinnedModelError, match="do not match the pinned hash"):
         ih5.load_models(path)
+
+
+def test_a_shipped_model_is_not_copied_into_the_file_and_still_decodes(tmp_path, tas):
+    path = tmp_path / "shipped.h5"
+    filt = ih5.COINpp("t2m-global", bits=6, inner_steps=2, lat=tas.lat.values, lon=tas.lon.values)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("tas", data=tas.values[:2], chunks=(2, 96, 192), compression=filt)
+        ih5.store_model(f, filt)
+        assert filt.codec.model_sha256 not in f[ih5.MODELS_GROUP]  # only the grid is stored
+    assert path.stat().st_size < len(filt.codec.model_bytes) / 4
+    np.save(tmp_path / "x.npy", tas.values[:2])
+    r = _run(f"""
+        import h5py, numpy as np, inrcodec.hdf5
+        from inrcodec import modelstore
+        assert modelstore.cached("") is None
+        with h5py.File({str(path)!r}) as f:
+            y = f["tas"][...]
+        print(float(np.sqrt(np.mean((y - np.load({str(tmp_path / 'x.npy')!r})) ** 2))))
+    """)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.strip().splitlines()[-1]) < 3.0

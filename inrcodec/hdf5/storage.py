@@ -106,6 +106,8 @@ def _grid_if_valid(name: str, data):
 def find_model(sha_or_prefix: str) -> modelstore.StoredModel:
     """The model whose SHA-256 starts with ``sha_or_prefix``: cached, or stored in an open file."""
     hit = modelstore.cached(sha_or_prefix) or _from_open_files(sha_or_prefix, _model_if_valid)
+    if hit is None:  # a model shipped with inrcodec is not copied into files (store_model)
+        hit = _shipped_model(sha_or_prefix)
     if hit is None:
         raise LookupError(
             f"COIN++ model sha256 {sha_or_prefix[:32]}... is neither loaded in this process nor stored "
@@ -113,6 +115,15 @@ def find_model(sha_or_prefix: str) -> modelstore.StoredModel:
             "inrcodec.modelstore.load(model_file) first"
         )
     return hit
+
+
+def _shipped_model(sha_or_prefix: str) -> modelstore.StoredModel | None:
+    from inrcodec import zoo
+
+    for name, entry in zoo.available().items():
+        if entry["sha256"].startswith(sha_or_prefix):
+            return modelstore.load(name)
+    return None
 
 
 def find_grid(gid: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -130,7 +141,8 @@ def find_grid(gid: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 # ------------------------------------------------------------------ writing and loading
 def store_model(h5, model: Any, lat=None, lon=None) -> str:
     """Write the model into ``h5`` (an open h5py File/Group or a path) as
-    ``/_inrcodec_models/<sha256>`` and, with lat/lon, the grid as ``/_inrcodec_models/grid_<id>``;
+    ``/_inrcodec_models/<sha256>`` (a model shipped with inrcodec is not copied: readers find it
+    by its hash in the package) and, with lat/lon, the grid as ``/_inrcodec_models/grid_<id>``;
     returns the model hash. Writing the same model twice is a no-op.
 
     ``model`` is anything :func:`inrcodec.modelstore.load` takes, or a
@@ -148,7 +160,8 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
             return store_model(f, model, lat, lon)
     stored = modelstore.load(model)
     g = h5.file.require_group(MODELS_GROUP)
-    if stored.sha256 not in g:
+    # a shipped model (inrcodec.zoo) is found by its hash wherever inrcodec is installed: not copied
+    if stored.name is None and stored.sha256 not in g:
         d = g.create_dataset(stored.sha256, data=np.frombuffer(stored.data, dtype=np.uint8))
         d.attrs["description"] = "inrcodec CoinModel (safetensors bytes) used by HDF5 filter %d" % FILTER_ID
     _label_filtered_datasets(h5.file)
