@@ -72,7 +72,7 @@ def _peak_bytes(fn):
 def test_case01_compress_never_destroys_its_input_or_foreign_directories(small, tmp_path):
     inp, model, _ = small
     zin = tmp_path / "in.zarr"
-    xr.open_dataset(inp).to_zarr(zin)
+    xr.open_dataset(inp).to_zarr(zin, consolidated=False)
     before = _tree(zin)
     for out in (zin, zin / "tas"):
         assert cli_main(["compress", str(zin), str(out), "--model", model, "--variables", "tas",
@@ -123,7 +123,7 @@ def test_case03_unfinished_store_is_reported_and_refused(small, tmp_path, capsys
     with pytest.raises(archive.IncompleteStoreError, match="1 of 2"):
         archive.open_store(part)
     with pytest.warns(IncompleteStoreWarning, match="incomplete"):
-        xr.open_zarr(part)
+        xr.open_zarr(part, consolidated=False)
     archive.compress_dataset(inp, part, model, **KW)  # resumed: complete, no warning any more
     with warnings.catch_warnings():
         warnings.simplefilter("error", IncompleteStoreWarning)
