@@ -58,16 +58,14 @@ def tune_malloc() -> None:
 
 
 def _compress(args) -> int:
-    from . import modelstore
     from .archive import compress_dataset, format_report
     from .settings import CodecSettings
 
     tune_malloc()
-    # unset --inner-steps: the model's own encode_steps (as compress_dataset's keywords do)
-    model_steps = {} if args.inner_steps is not None else {"inner_steps": modelstore.load(args.model).model.encode_steps}
+    # the options given as flags; compress_dataset fills in the rest (inner_steps: the model's own)
     rep = compress_dataset(
         args.input, args.output, model=args.model, variables=args.variables,
-        settings=CodecSettings.from_arguments(args, **model_steps), chunks=args.chunks,
+        **CodecSettings.options_from_arguments(args), chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
         device=args.device,
     )

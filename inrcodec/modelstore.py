@@ -92,10 +92,14 @@ def shipped_name(sha256: str) -> str | None:
 
 
 def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
-    """The :class:`StoredModel` for a CoinModel, a path, a directory, a shipped name or bytes.
+    """The :class:`StoredModel` for a CoinModel, a path, a directory, a shipped name, bytes, a
+    StoredModel or a codec (the model it pins).
 
     With ``expected_sha256`` the bytes must hash to it, else :class:`PinnedModelError`.
     """
+    if isinstance(model_like, StoredModel) and expected_sha256 in (None, model_like.sha256):
+        return model_like  # verified when it was loaded
+    model_like = getattr(model_like, "model_bytes", model_like)  # a codec: the model it pins
     if isinstance(model_like, StoredModel):
         model_like = model_like.data
     if isinstance(model_like, (bytes, bytearray, memoryview)):

@@ -198,7 +198,7 @@ class CodecSettings:
     @classmethod
     def add_arguments(cls, parser, defaults: dict[str, str] | None = None) -> None:
         """Add a flag per option (``--max-abs-error``, ``--no-entropy-coding``, ...) to ``parser``
-        (an argparse parser or argument group); :meth:`from_arguments` reads them back. Unset flags
+        (an argparse parser or argument group); :meth:`options_from_arguments` reads them back. Unset flags
         keep the defaults; ``defaults`` overrides what the help says a default is."""
         for f in dataclasses.fields(cls):
             if not f.metadata["flag"]:
@@ -216,7 +216,7 @@ class CodecSettings:
                                     help=f"{f.metadata['help']} (default: {default})")
 
     @classmethod
-    def from_arguments(cls, args: argparse.Namespace, **extra: Any) -> "CodecSettings":
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                 if f.metadata["flag"] and getattr(args, f.name, None) is not None}
-        return cls(**{**given, **extra})
+    def options_from_arguments(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The options whose flags were given (``CodecSettings(**options)`` validates them)."""
+        return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                if f.metadata["flag"] and getattr(args, f.name, None) is not None}

@@ -80,7 +80,7 @@ def compress_dataset(
     # so an interrupted run leaves the old store as it was
     replacing = overwrite and final.exists()
     store = temp_sibling(final) if replacing else final
-    stored = modelstore.load(getattr(model, "model_bytes", model))
+    stored = modelstore.load(model)
     settings = request_settings(stored.model, settings, options)
     plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks)
     fingerprint = request_fingerprint(input, plan.variables, stored.sha256, settings, plan.dim, plan.size)

@@ -82,7 +82,7 @@ def ship_models(client, models: Iterable[Any], device: str | None = None) -> lis
     """
     from distributed.diagnostics.plugin import WorkerPlugin
 
-    stored = [modelstore.load(m.model_bytes if hasattr(m, "model_bytes") else m) for m in models]
+    stored = [modelstore.load(m) for m in models]
     try:
         info = client.scheduler_info(n_workers=-1)
     except TypeError:  # older distributed: every worker is listed anyway
