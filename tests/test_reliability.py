@@ -29,7 +29,7 @@ from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.chunkcodec import decode_chunk
 from inrcodec.errors import (CorruptChunkError, IncompleteStoreWarning, ModelFileError, OutOfRangeWarning,
-                             PinnedGridError)
+                             PinnedGridError, PinnedModelError)
 from inrcodec.model import CoinModel
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
@@ -393,3 +393,46 @@ def test_bounded_inflate_refuses_bombs_short_long_and_broken_streams():
         peak, err = _peak_bytes(lambda: inflate(blob, size, "section", CorruptChunkError))
         assert isinstance(err, CorruptChunkError) and peak < 1 << 20, (msg, err, peak)
         assert re.search(msg, str(err)), err
+
+
+# ================================================================================== issue 21: stores
+# One test per case (docs/reliability.md, "The cases of issue 21: stores").
+
+def _shipped_store(path, n=2):
+    """A tiny Zarr 3 store of the shipped t2m-global model (a 24 x 48 global grid)."""
+    lat, lon = -88.0 + 7.5 * np.arange(24) + 1.75, 7.5 * np.arange(48)
+    x = (250.0 + 20.0 * np.random.default_rng(0).random((n, 24, 48))).astype("f4")
+    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), x)}, coords={"time": np.arange(n), "lat": lat, "lon": lon})
+    enc = COINppCodec.for_dataarray(ds.t2m, "t2m-global", inner_steps=1)
+    ds.to_zarr(path, encoding={"t2m": enc}, consolidated=False)
+    return ds
+
+
+def test_r2_case01_shipped_model_name_resolves_inside_the_package_only(tmp_path, monkeypatch, capsys):
+    from inrcodec import modelstore, zoo
+
+    store = tmp_path / "s.zarr"
+    ds = _shipped_store(store)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t2m-global").mkdir()  # a folder of the model's name in the working directory
+    modelstore.clear()
+    back = xr.open_zarr(store, consolidated=False)
+    assert list(back.data_vars) == ["t2m"] and back.t2m.shape == ds.t2m.shape
+    # the shipped file missing: a PinnedModelError, never "no such array" (the variable dropped)
+    modelstore.clear()
+    monkeypatch.setattr(zoo, "model_path", lambda name: tmp_path / "gone" / f"{name}.safetensors")
+    with pytest.raises(PinnedModelError, match="'t2m-global' .* cannot be read from this inrcodec installation"):
+        xr.open_zarr(store, consolidated=False)
+    assert cli_main(["decompress", str(store), str(tmp_path / "out.nc"), "--quiet"]) == 2
+    assert "reinstall inrcodec" in capsys.readouterr().err and not (tmp_path / "out.nc").exists()
+    # any lookup or OS error while loading the pinned model is an inrcodec error zarr does not swallow
+    monkeypatch.undo()
+    modelstore.clear()
+
+    def lookup_fails(name):
+        raise KeyError(name)
+
+    monkeypatch.setattr(modelstore, "read_shipped", lookup_fails)
+    with pytest.raises(ModelFileError, match="cannot be loaded: KeyError"):
+        xr.open_zarr(store, consolidated=False)
+    modelstore.clear()
