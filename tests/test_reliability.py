@@ -436,3 +436,100 @@ def test_r2_case01_shipped_model_name_resolves_inside_the_package_only(tmp_path,
     with pytest.raises(ModelFileError, match="cannot be loaded: KeyError"):
         xr.open_zarr(store, consolidated=False)
     modelstore.clear()
+
+
+def test_r2_case03_a_run_killed_while_starting_leaves_a_store_marked_unfinished(small, tmp_path, monkeypatch, capsys):
+    inp, model, _ = small
+    out = tmp_path / "start.zarr"
+    to_zarr = xr.Dataset.to_zarr
+
+    def killed_after_the_metadata(self, *args, **kwargs):
+        result = to_zarr(self, *args, **kwargs)
+        if kwargs.get("region") is None:
+            raise Stop("killed")
+        return result
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", killed_after_the_metadata)
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, out, model, **KW)
+    monkeypatch.undo()
+    assert cli_main(["info", str(out)]) == 2
+    assert "incomplete: 0 of 2 regions written, resume with" in capsys.readouterr().err
+    assert cli_main(["decompress", str(out), str(tmp_path / "d.nc"), "--quiet"]) == 2
+    assert not (tmp_path / "d.nc").exists()
+    archive.compress_dataset(inp, out, model, **KW)  # the same command completes it
+    assert np.isfinite(archive.open_store(out).tas.values).all()
+
+
+def test_r2_case04_two_runs_into_one_store_are_locked_out(small, tmp_path, capsys):
+    inp, model, _ = small
+    out = tmp_path / "locked.zarr"
+    holder = f"""
+        import time
+        from inrcodec import archive
+        def hold(index, done, total):
+            print("writing", flush=True)
+            time.sleep(300)
+        archive.compress_dataset({inp!r}, {str(out)!r}, {model!r}, variables=["tas"], chunks="time=2",
+                                 inner_steps=1, progress=False, evaluate=False, scheduler="synchronous",
+                                 on_region=hold)
+    """
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(holder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "writing"
+        argv = ["compress", inp, str(out), "--model", model, "--variables", "tas", "--chunks", "time=2",
+                "--inner-steps", "1", "--quiet"]
+        for extra in (["--max-abs-error", "0.2"], ["--max-abs-error", "0.2", "--overwrite"]):
+            assert cli_main(argv + extra) == 2
+            err = capsys.readouterr().err
+            assert f"{out} is being written by another inrcodec process (pid {p.pid})" in err, err
+    finally:
+        p.kill()
+        p.wait()
+    # the lock died with its process: the same request resumes, and no lock file is left
+    assert cli_main(argv) == 0
+    assert "(1 done before)" in capsys.readouterr().out
+    assert not any(".inrcodec-lock" in f for f in os.listdir(tmp_path))
+
+
+def _stop_first_then_resume_against(inp, model, tmp_path, change):
+    out = tmp_path / "changed.zarr"
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, out, model, on_region=stop_after_first_region, scheduler="synchronous", **KW)
+    change()
+    with pytest.raises(archive.StoreMismatchError, match="changed since that run started"):
+        archive.compress_dataset(inp, out, model, **KW)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:Failed to open Zarr store with consolidated metadata")
+def test_r2_case05_resume_against_a_changed_input_is_refused(small, tmp_path, capsys):
+    nc, model, _ = small
+    zin = tmp_path / "in.zarr"
+    xr.open_dataset(nc).to_zarr(zin, consolidated=False)
+
+    def new_values_in_zarr():  # the input store rewritten, same shape and names
+        ds = xr.open_zarr(zin, consolidated=False).load()
+        (ds + 1.0).to_zarr(zin, mode="w", consolidated=False)
+
+    (tmp_path / "z").mkdir()
+    out = _stop_first_then_resume_against(str(zin), model, tmp_path / "z", new_values_in_zarr)
+    argv = ["compress", str(zin), str(out), "--model", model, "--variables", "tas", "--chunks", "time=2",
+            "--inner-steps", "1", "--quiet"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "changed since that run started" in err and len(err.strip().splitlines()) == 1
+    assert cli_main(argv + ["--overwrite"]) == 0  # starts again from the new data
+    # a netCDF file edited in place, same size, its mtime put back
+    inp = tmp_path / "in.nc"
+    inp.write_bytes(open(nc, "rb").read())
+
+    def same_size_same_mtime():
+        st = inp.stat()
+        data = bytearray(inp.read_bytes())
+        data[-1] ^= 0xFF
+        inp.write_bytes(bytes(data))
+        os.utime(inp, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    (tmp_path / "n").mkdir()
+    _stop_first_then_resume_against(str(inp), model, tmp_path / "n", same_size_same_mtime)

@@ -42,8 +42,8 @@ from inrcodec.archive.progress import PROGRESS_FILE
 from inrcodec.archive.report import decompress_store, format_info, format_report, open_store, store_info
 from inrcodec.archive.schedulers import WORKER_MALLOC_ENV, make_client, ship_models
 from inrcodec.archive.store import check_complete
-from inrcodec.errors import IncompleteStoreError, StoreMismatchError
+from inrcodec.errors import IncompleteStoreError, StoreLockedError, StoreMismatchError
 
 __all__ = ["compress_dataset", "decompress_store", "store_info", "format_info", "format_report", "open_store",
            "check_complete", "encodable_variables", "ship_models", "make_client", "PROGRESS_FILE",
-           "WORKER_MALLOC_ENV", "StoreMismatchError", "IncompleteStoreError"]
+           "WORKER_MALLOC_ENV", "StoreMismatchError", "IncompleteStoreError", "StoreLockedError"]
