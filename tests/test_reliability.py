@@ -533,3 +533,75 @@ def test_r2_case05_resume_against_a_changed_input_is_refused(small, tmp_path, ca
 
     (tmp_path / "n").mkdir()
     _stop_first_then_resume_against(str(inp), model, tmp_path / "n", same_size_same_mtime)
+
+
+def test_r2_case02_zarr2_chunks_other_than_the_pinned_ones_are_refused_at_write(tmp_path, tiny_model):
+    ds = _dataset(4)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2)  # pins chunks (4, 8, 16)
+    enc["chunks"] = (2, 8, 16)
+    with pytest.raises(ValueError, match=r"chunk of shape \(2, 8, 16\) .* pins chunk_shape \(4, 8, 16\).* no reader"):
+        ds[["tas"]].to_zarr(tmp_path / "a.zarr", encoding={"tas": enc}, zarr_format=2)
+    assert not [f for f in os.listdir(tmp_path / "a.zarr/tas") if not f.startswith(".")]  # no unreadable chunk
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2, chunks={"time": 2})
+    ds[["tas"]].to_zarr(tmp_path / "b.zarr", encoding={"tas": enc}, zarr_format=2)  # what was asked: written
+    assert np.isfinite(zarr.open_array(tmp_path / "b.zarr/tas")[...]).all()
+
+
+def _one_line_error(argv, capsys, *fragments):
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for f in fragments:
+        assert f in err, err
+    return err
+
+
+def test_r2_case12_clear_errors_instead_of_tracebacks(small, tmp_path, tiny_model, monkeypatch, capsys):
+    import errno
+
+    from zarr.storage import LocalStore
+
+    inp, model, _ = small
+    argv = ["compress", inp, None, "--model", model, "--variables", "tas", "--chunks", "time=2",
+            "--inner-steps", "1", "--quiet"]
+    # a full disk, a read-only file system: one line; the unfinished store resumes afterwards
+    set_chunk = LocalStore.set
+    for code, text in ((errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")):
+        out = tmp_path / f"e{code}.zarr"
+        argv[2] = str(out)
+
+        async def fails(self, key, value, _code=code, _text=text):
+            if key.startswith("tas/c/1"):
+                raise OSError(_code, _text, key)
+            return await set_chunk(self, key, value)
+
+        monkeypatch.setattr(LocalStore, "set", fails)
+        _one_line_error(argv, capsys, text, "tas/c/1", "resumes when the same command is run again")
+        monkeypatch.undo()
+        assert cli_main(argv) == 0 and "done before" in capsys.readouterr().out  # resumed
+        assert np.isfinite(archive.open_store(out).tas.values).all()
+    # --overwrite of a mount point (EBUSY on rename): refused before anything is written
+    monkeypatch.setattr(os.path, "ismount", lambda p: str(p) == str(out))
+    _one_line_error(argv + ["--overwrite"], capsys, "is a mount point")
+    monkeypatch.undo()
+    # --overwrite through a symlink replaces the store it points to, every time, leaving nothing hidden
+    link = tmp_path / "link.zarr"
+    link.symlink_to(out)
+    argv[2] = str(link)
+    for steps in ("2", "1"):
+        assert cli_main(argv[:-2] + [steps, "--quiet", "--overwrite"]) == 0
+        assert link.is_symlink() and archive.store_info(link)["variables"]["tas"]["settings"]["inner_steps"] == int(steps)
+    assert sorted(f for f in os.listdir(tmp_path) if "inrcodec" in f) == []
+    capsys.readouterr()
+    # decompress into the store it reads; info of an array of a store
+    _one_line_error(["decompress", str(out), str(out / "tas" / "x.nc"), "--quiet"], capsys, "lies inside the store")
+    assert not (out / "tas" / "x.nc").exists()
+    _one_line_error(["info", str(out / "tas")], capsys, "is the array 'tas' of a Zarr store", f"give the store: {out}")
+    # a Zarr 2 f8 chunk file in an f4 array: CorruptChunkError naming both
+    ds = _dataset(4)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2, chunks={"time": 2})
+    ds[["tas"]].to_zarr(tmp_path / "f4.zarr", encoding={"tas": enc}, zarr_format=2)
+    f8 = COINppCodec(tiny_model, enc["compressors"][0].settings.replace(chunk_dtype=None))
+    (tmp_path / "f4.zarr/tas/1.0.0").write_bytes(f8.encode(ds.tas.values[2:].astype("f8")))
+    with pytest.raises(CorruptChunkError, match="chunk holds float64 values but the array is float32"):
+        zarr.open_array(tmp_path / "f4.zarr/tas")[...]

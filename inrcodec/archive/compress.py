@@ -75,7 +75,7 @@ def compress_dataset(
     """
     t0 = time.perf_counter()
     final = output_path(output)
-    check_output(input, final)
+    check_output(input, final, overwrite)
     with output_lock(final):  # one writer per store: two runs would mix their chunks
         # overwrite of an existing store: write a temporary sibling and swap it in when complete,
         # so an interrupted run leaves the old store as it was

@@ -159,7 +159,7 @@ def _flags(settings: dict) -> str:
     s, default = CodecSettings.from_dict(settings), CodecSettings()
     out = []
     for k, v in s.to_dict().items():
-        if k in ("lat", "lon", "chunk_shape", "chunk_order") or (v == getattr(default, k) and k != "inner_steps"):
+        if k in ("lat", "lon", "chunk_shape", "chunk_order", "chunk_dtype") or (v == getattr(default, k) and k != "inner_steps"):
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

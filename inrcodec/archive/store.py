@@ -24,9 +24,10 @@ def is_zarr_store(path: Path) -> bool:
     return any((path / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray", PROGRESS_FILE))
 
 
-def check_output(input, output: Path) -> None:
+def check_output(input, output: Path, overwrite: bool = False) -> None:
     """Refuse outputs that would destroy data: the input itself, a path inside it or around it,
-    an existing file, an existing directory that is not a Zarr store."""
+    an existing file, an existing directory that is not a Zarr store; and a mount point to
+    ``overwrite`` (it cannot be renamed)."""
     src, dst = Path(input).resolve(), output.resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         rel = "is" if dst == src else ("lies inside" if src in dst.parents else "contains")
@@ -36,6 +37,9 @@ def check_output(input, output: Path) -> None:
     if output.is_dir() and any(output.iterdir()) and not is_zarr_store(output):
         raise ValueError(f"output {output} is a non-empty directory that is not a Zarr store; "
                          "refusing to write into it (nothing was deleted)")
+    if overwrite and os.path.ismount(output):
+        raise ValueError(f"output {output} is a mount point: --overwrite replaces a store by renaming it, "
+                         f"which a mount point does not allow; write to a path inside it (e.g. {output / 'store.zarr'})")
 
 
 def output_path(output) -> Path:
@@ -107,7 +111,11 @@ def swap_into_place(new: Path, final: Path) -> None:
     if old.exists():
         remove_zarr_store(old)
     os.replace(final, old)
-    os.replace(new, final)
+    try:
+        os.replace(new, final)
+    except OSError:
+        os.replace(old, final)  # the old store back in place; the run can be repeated
+        raise
     remove_zarr_store(old)
 
 

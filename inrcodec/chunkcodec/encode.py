@@ -68,7 +68,22 @@ def check_input(buf, model, settings) -> np.ndarray:
             "COINppCodec.for_dataarray), or assume_global_grid=True if every chunk is a global "
             "regular grid with ascending latitudes"
         )
+    _check_pinned_layout(arr, settings)
     return arr
+
+
+def _check_pinned_layout(arr: np.ndarray, settings) -> None:
+    """A chunk must be what the configuration pins for readers that pass no shape or dtype
+    (Zarr 2): anything else would write bytes no reader can read back."""
+    shape, dtype = settings.chunk_shape, settings.chunk_dtype
+    if (shape is None or tuple(arr.shape) == shape) and (dtype is None or arr.dtype.itemsize == np.dtype(dtype).itemsize):
+        return
+    raise ValueError(
+        f"chunk of shape {tuple(arr.shape)} ({arr.dtype}) but the codec pins chunk_shape {shape} "
+        f"({dtype}), the array's chunks when it was made; refusing to write a chunk no reader "
+        "could read back. Make the codec for the chunks written: "
+        "COINppCodec.for_dataarray(da, model, zarr_format=2, chunks=...) and leave its 'chunks' as they are"
+    )
 
 
 class _Chunk:
