@@ -605,3 +605,19 @@ def test_r2_case12_clear_errors_instead_of_tracebacks(small, tmp_path, tiny_mode
     (tmp_path / "f4.zarr/tas/1.0.0").write_bytes(f8.encode(ds.tas.values[2:].astype("f8")))
     with pytest.raises(CorruptChunkError, match="chunk holds float64 values but the array is float32"):
         zarr.open_array(tmp_path / "f4.zarr/tas")[...]
+
+
+def test_r2_case06_data_partly_outside_the_training_range_are_stored_raw_with_a_warning(tiny_model):
+    lat, lon = global_lat_lon()
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon)  # trained on [220, 300]
+    x = smooth_field(2).astype("f4")
+    for shifted in (x + 60.0, x * 1.3, x + 40.0):  # partly inside the range, mostly above it
+        with pytest.warns(OutOfRangeWarning, match=r"have \d+\.\d% of their values outside the model's training range \[220, 300\]"):
+            chunk = codec.encode(shifted)
+        np.testing.assert_array_equal(codec.decode(chunk), shifted)  # stored raw: nothing lost
+    extreme = x.copy()
+    extreme[0, 0, :2] = 340.0  # 2 of 256 values beyond the range: still the model's variable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for normal in (x, extreme):
+            assert cf.unpack_chunk(codec.encode(normal))[0].mode != cf.MODE_RAW
