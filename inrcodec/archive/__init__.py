@@ -20,15 +20,17 @@ How the write works (and why it can resume)
 1. :mod:`.plan`: the variables, the region dimension (``time`` unless ``chunks`` names another)
    and one region per Zarr chunk along it, so every write is chunk-aligned and no chunk is read
    back and re-encoded.
-2. :mod:`.compress`: the store's metadata and the variables without the region dimension are
-   written first (``to_zarr(mode="w", compute=False)``, not consolidated), then the regions.
+2. :mod:`.compress`: holding a lock on the output, the progress file, then the store's
+   metadata and the variables without the region dimension are written first
+   (``to_zarr(mode="a", compute=False)``, not consolidated), then the regions.
 3. :mod:`.progress`: each finished region is recorded in ``<store>/.inrcodec-progress.json``
-   with a fingerprint of the request (input, variables, model hash, every codec option,
-   chunks). Running the same request again skips the recorded regions; encoding is
+   with a fingerprint of the request (input path and content, variables, model hash, every
+   codec option, chunks). Running the same request again skips the recorded regions; encoding is
    deterministic, so a resumed run gives the same chunk bytes as an uninterrupted one. The
    file is removed when the run completes.
-4. :mod:`.store`: outputs that would destroy data are refused, an overwrite goes to a temporary
-   sibling swapped into place when complete, and an unfinished store is marked.
+4. :mod:`.store`: outputs that would destroy data are refused, one run writes a store at a
+   time (``output_lock``), an overwrite goes to a temporary sibling swapped into place when
+   complete, and an unfinished store is marked.
 5. :mod:`.schedulers`: dask's local threads/processes or a ``dask.distributed`` cluster; worker
    processes get ``cores_on_host // workers_on_host`` torch threads, the HDF5 filter and the
    model once (:func:`ship_models`: codecs then pickle as the model's hash only, through

@@ -78,7 +78,7 @@ def request_fingerprint(input, variables, model_sha256: str, settings: CodecSett
 def fingerprint_difference(old: dict, new: dict) -> str:
     """Why an unfinished run's fingerprint ``old`` is not the request ``new`` (one phrase)."""
     a, b = old.get("input", {}), new["input"]
-    if a.get("path") == b["path"] and a != b:
+    if a.get("path") == b["path"] and a != b and set(a) == set(b):  # (else an older progress file)
         return (f"the input {b['path']} changed since that run started (its content differs): resuming "
                 "would mix old and new data")
     parts = {"input": "input", "variables": "variables", "model_sha256": "model", "settings": "codec options",
