@@ -8,7 +8,8 @@ bad metadata, a wrong model are bad values), so code written before this hierarc
 - :class:`PinnedModelError`: model bytes whose SHA-256 is not the one pinned (store metadata,
   the model list of the package, or ``expected_sha256=``). A :class:`ModelFileError`.
 - :class:`PinnedGridError`: lat/lon values whose hash is not the ``grid_sha256`` pinned.
-- :class:`StoreMismatchError`, :class:`IncompleteStoreError`: ``inrcodec compress`` stores.
+- :class:`StoreMismatchError`, :class:`IncompleteStoreError`, :class:`StoreLockedError`:
+  ``inrcodec compress`` stores.
 
 Warnings: :class:`OutOfRangeWarning` (a chunk stored raw because its values are not the
 model's variable), :class:`IncompleteStoreWarning` (reading an unfinished store).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "InrcodecError", "CorruptChunkError", "ModelFileError", "PinnedModelError", "PinnedGridError",
-    "StoreMismatchError", "IncompleteStoreError", "OutOfRangeWarning", "IncompleteStoreWarning",
+    "StoreMismatchError", "IncompleteStoreError", "StoreLockedError", "OutOfRangeWarning", "IncompleteStoreWarning",
 ]
 
 
@@ -48,6 +49,10 @@ class StoreMismatchError(InrcodecError):
 
 class IncompleteStoreError(InrcodecError):
     """A store whose ``inrcodec compress`` run did not finish."""
+
+
+class StoreLockedError(InrcodecError):
+    """Another process is writing the store (``inrcodec compress`` holds a lock on its output)."""
 
 
 class OutOfRangeWarning(UserWarning):

@@ -74,6 +74,18 @@ def _shape(values: Any) -> tuple[int, ...] | None:
     return shape
 
 
+def _float_dtype(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise ValueError(f"chunk_dtype must be 'float32' or 'float64', got {value!r}")
+    return dtype.name
+
+
 def _fill(value: Any) -> float | None:
     if value is None:
         return None
@@ -105,6 +117,8 @@ class CodecSettings:
     chunk_shape: tuple[int, ...] | None = _option(
         None, "the array's chunk shape, for readers that pass none (Zarr 2)", flag=False)
     chunk_order: str | None = _option(None, "the array's chunk memory order 'C' or 'F' (Zarr 2)", flag=False)
+    chunk_dtype: str | None = _option(
+        None, "the array's dtype 'float32' or 'float64', for readers that pass none (Zarr 2)", flag=False)
     refine_steps: int = _option(0, "extra Adam steps on the latents after the meta-learned steps")
     target_rmse: float | None = _option(
         None, "rate control: per chunk, the fewest bits whose RMSE (data units) is at most this")
@@ -122,6 +136,7 @@ class CodecSettings:
             "assume_global_grid": bool(self.assume_global_grid),
             "fill_value": _fill(self.fill_value),
             "chunk_shape": _shape(self.chunk_shape),
+            "chunk_dtype": _float_dtype(self.chunk_dtype),
             **{k: _positive(k, getattr(self, k)) for k in
                ("max_abs_error", "rel_error", "target_rmse", "target_ratio")},
         }

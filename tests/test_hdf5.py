@@ -25,7 +25,8 @@ LAT, LON = global_lat_lon()
 #: between them, every CodecSettings field set away from its default (error bounds and rate
 #: control exclude each other, so two sets)
 BOUNDED = CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON, entropy_coding=False, max_abs_error=1.5,
-                        rel_error=0.05, fill_value=-999.0, refine_steps=1, chunk_shape=(2, 8, 16), chunk_order="C")
+                        rel_error=0.05, fill_value=-999.0, refine_steps=1, chunk_shape=(2, 8, 16), chunk_order="C",
+                        chunk_dtype="float32")
 RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0)
 RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0)
 
@@ -127,14 +128,15 @@ def test_files_of_the_first_layout_still_decode(tmp_path):
 
 def test_xarray_h5netcdf_carries_every_option_and_the_fill_value(tmp_path, tiny_model):
     ds = xr.Dataset({"tas": (("time", "lat", "lon"), _field(4))}, coords={"time": np.arange(4), "lat": LAT, "lon": LON})
-    opts = {k: v for k, v in BOUNDED.to_dict().items() if k not in ("lat", "lon", "chunk_shape", "chunk_order")}
+    opts = {k: v for k, v in BOUNDED.to_dict().items() if k not in ("lat", "lon", "chunk_shape", "chunk_order",
+                                                                     "chunk_dtype")}
     enc = ih5.xarray_encoding(ds.tas, tiny_model, chunks={"time": 2}, **opts)
     assert enc["_FillValue"] == -999.0 and enc["chunksizes"] == (2, 8, 16)
     path = tmp_path / "x.nc"
     ds.to_netcdf(path, engine="h5netcdf", encoding={"tas": enc})
     ih5.store_model(path, tiny_model, lat=LAT, lon=LON)
     with h5py.File(path) as f:
-        assert ih5.COINpp.of(f["tas"]).settings == BOUNDED.replace(chunk_shape=None, chunk_order=None)
+        assert ih5.COINpp.of(f["tas"]).settings == BOUNDED.replace(chunk_shape=None, chunk_order=None, chunk_dtype=None)
     back = xr.open_dataset(path, engine="h5netcdf").tas.values
     x = ds.tas.values
     missing = ~np.isfinite(x) | (x == -999.0)

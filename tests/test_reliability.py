@@ -29,7 +29,7 @@ from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.chunkcodec import decode_chunk
 from inrcodec.errors import (CorruptChunkError, IncompleteStoreWarning, ModelFileError, OutOfRangeWarning,
-                             PinnedGridError)
+                             PinnedGridError, PinnedModelError)
 from inrcodec.model import CoinModel
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
@@ -393,3 +393,231 @@ def test_bounded_inflate_refuses_bombs_short_long_and_broken_streams():
         peak, err = _peak_bytes(lambda: inflate(blob, size, "section", CorruptChunkError))
         assert isinstance(err, CorruptChunkError) and peak < 1 << 20, (msg, err, peak)
         assert re.search(msg, str(err)), err
+
+
+# ================================================================================== issue 21: stores
+# One test per case (docs/reliability.md, "The cases of issue 21: stores").
+
+def _shipped_store(path, n=2):
+    """A tiny Zarr 3 store of the shipped t2m-global model (a 24 x 48 global grid)."""
+    lat, lon = -88.0 + 7.5 * np.arange(24) + 1.75, 7.5 * np.arange(48)
+    x = (250.0 + 20.0 * np.random.default_rng(0).random((n, 24, 48))).astype("f4")
+    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), x)}, coords={"time": np.arange(n), "lat": lat, "lon": lon})
+    enc = COINppCodec.for_dataarray(ds.t2m, "t2m-global", inner_steps=1)
+    ds.to_zarr(path, encoding={"t2m": enc}, consolidated=False)
+    return ds
+
+
+def test_r2_case01_shipped_model_name_resolves_inside_the_package_only(tmp_path, monkeypatch, capsys):
+    from inrcodec import modelstore, zoo
+
+    store = tmp_path / "s.zarr"
+    ds = _shipped_store(store)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t2m-global").mkdir()  # a folder of the model's name in the working directory
+    modelstore.clear()
+    back = xr.open_zarr(store, consolidated=False)
+    assert list(back.data_vars) == ["t2m"] and back.t2m.shape == ds.t2m.shape
+    # the shipped file missing: a PinnedModelError, never "no such array" (the variable dropped)
+    modelstore.clear()
+    monkeypatch.setattr(zoo, "model_path", lambda name: tmp_path / "gone" / f"{name}.safetensors")
+    with pytest.raises(PinnedModelError, match="'t2m-global' .* cannot be read from this inrcodec installation"):
+        xr.open_zarr(store, consolidated=False)
+    assert cli_main(["decompress", str(store), str(tmp_path / "out.nc"), "--quiet"]) == 2
+    assert "reinstall inrcodec" in capsys.readouterr().err and not (tmp_path / "out.nc").exists()
+    # any lookup or OS error while loading the pinned model is an inrcodec error zarr does not swallow
+    monkeypatch.undo()
+    modelstore.clear()
+
+    def lookup_fails(name):
+        raise KeyError(name)
+
+    monkeypatch.setattr(modelstore, "read_shipped", lookup_fails)
+    with pytest.raises(ModelFileError, match="cannot be loaded: KeyError"):
+        xr.open_zarr(store, consolidated=False)
+    modelstore.clear()
+
+
+def test_r2_case03_a_run_killed_while_starting_leaves_a_store_marked_unfinished(small, tmp_path, monkeypatch, capsys):
+    inp, model, _ = small
+    out = tmp_path / "start.zarr"
+    to_zarr = xr.Dataset.to_zarr
+
+    def killed_after_the_metadata(self, *args, **kwargs):
+        result = to_zarr(self, *args, **kwargs)
+        if kwargs.get("region") is None:
+            raise Stop("killed")
+        return result
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", killed_after_the_metadata)
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, out, model, **KW)
+    monkeypatch.undo()
+    assert cli_main(["info", str(out)]) == 2
+    assert "incomplete: 0 of 2 regions written, resume with" in capsys.readouterr().err
+    assert cli_main(["decompress", str(out), str(tmp_path / "d.nc"), "--quiet"]) == 2
+    assert not (tmp_path / "d.nc").exists()
+    archive.compress_dataset(inp, out, model, **KW)  # the same command completes it
+    assert np.isfinite(archive.open_store(out).tas.values).all()
+
+
+def test_r2_case04_two_runs_into_one_store_are_locked_out(small, tmp_path, capsys):
+    inp, model, _ = small
+    out = tmp_path / "locked.zarr"
+    holder = f"""
+        import time
+        from inrcodec import archive
+        def hold(index, done, total):
+            print("writing", flush=True)
+            time.sleep(300)
+        archive.compress_dataset({inp!r}, {str(out)!r}, {model!r}, variables=["tas"], chunks="time=2",
+                                 inner_steps=1, progress=False, evaluate=False, scheduler="synchronous",
+                                 on_region=hold)
+    """
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(holder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "writing"
+        argv = ["compress", inp, str(out), "--model", model, "--variables", "tas", "--chunks", "time=2",
+                "--inner-steps", "1", "--quiet"]
+        for extra in (["--max-abs-error", "0.2"], ["--max-abs-error", "0.2", "--overwrite"]):
+            assert cli_main(argv + extra) == 2
+            err = capsys.readouterr().err
+            assert f"{out} is being written by another inrcodec process (pid {p.pid})" in err, err
+    finally:
+        p.kill()
+        p.wait()
+    # the lock died with its process: the same request resumes, and no lock file is left
+    assert cli_main(argv) == 0
+    assert "(1 done before)" in capsys.readouterr().out
+    assert not any(".inrcodec-lock" in f for f in os.listdir(tmp_path))
+
+
+def _stop_first_then_resume_against(inp, model, tmp_path, change):
+    out = tmp_path / "changed.zarr"
+    with pytest.raises(Stop):
+        archive.compress_dataset(inp, out, model, on_region=stop_after_first_region, scheduler="synchronous", **KW)
+    change()
+    with pytest.raises(archive.StoreMismatchError, match="changed since that run started"):
+        archive.compress_dataset(inp, out, model, **KW)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:Failed to open Zarr store with consolidated metadata")
+def test_r2_case05_resume_against_a_changed_input_is_refused(small, tmp_path, capsys):
+    nc, model, _ = small
+    zin = tmp_path / "in.zarr"
+    xr.open_dataset(nc).to_zarr(zin, consolidated=False)
+
+    def new_values_in_zarr():  # the input store rewritten, same shape and names
+        ds = xr.open_zarr(zin, consolidated=False).load()
+        (ds + 1.0).to_zarr(zin, mode="w", consolidated=False)
+
+    (tmp_path / "z").mkdir()
+    out = _stop_first_then_resume_against(str(zin), model, tmp_path / "z", new_values_in_zarr)
+    argv = ["compress", str(zin), str(out), "--model", model, "--variables", "tas", "--chunks", "time=2",
+            "--inner-steps", "1", "--quiet"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "changed since that run started" in err and len(err.strip().splitlines()) == 1
+    assert cli_main(argv + ["--overwrite"]) == 0  # starts again from the new data
+    # a netCDF file edited in place, same size, its mtime put back
+    inp = tmp_path / "in.nc"
+    inp.write_bytes(open(nc, "rb").read())
+
+    def same_size_same_mtime():
+        st = inp.stat()
+        data = bytearray(inp.read_bytes())
+        data[-1] ^= 0xFF
+        inp.write_bytes(bytes(data))
+        os.utime(inp, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    (tmp_path / "n").mkdir()
+    _stop_first_then_resume_against(str(inp), model, tmp_path / "n", same_size_same_mtime)
+
+
+def test_r2_case02_zarr2_chunks_other_than_the_pinned_ones_are_refused_at_write(tmp_path, tiny_model):
+    ds = _dataset(4)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2)  # pins chunks (4, 8, 16)
+    enc["chunks"] = (2, 8, 16)
+    with pytest.raises(ValueError, match=r"chunk of shape \(2, 8, 16\) .* pins chunk_shape \(4, 8, 16\).* no reader"):
+        ds[["tas"]].to_zarr(tmp_path / "a.zarr", encoding={"tas": enc}, zarr_format=2)
+    assert not [f for f in os.listdir(tmp_path / "a.zarr/tas") if not f.startswith(".")]  # no unreadable chunk
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2, chunks={"time": 2})
+    ds[["tas"]].to_zarr(tmp_path / "b.zarr", encoding={"tas": enc}, zarr_format=2)  # what was asked: written
+    assert np.isfinite(zarr.open_array(tmp_path / "b.zarr/tas")[...]).all()
+
+
+def _one_line_error(argv, capsys, *fragments):
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for f in fragments:
+        assert f in err, err
+    return err
+
+
+def test_r2_case12_clear_errors_instead_of_tracebacks(small, tmp_path, tiny_model, monkeypatch, capsys):
+    import errno
+
+    from zarr.storage import LocalStore
+
+    inp, model, _ = small
+    argv = ["compress", inp, None, "--model", model, "--variables", "tas", "--chunks", "time=2",
+            "--inner-steps", "1", "--quiet"]
+    # a full disk, a read-only file system: one line; the unfinished store resumes afterwards
+    set_chunk = LocalStore.set
+    for code, text in ((errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")):
+        out = tmp_path / f"e{code}.zarr"
+        argv[2] = str(out)
+
+        async def fails(self, key, value, _code=code, _text=text):
+            if key.startswith("tas/c/1"):
+                raise OSError(_code, _text, key)
+            return await set_chunk(self, key, value)
+
+        monkeypatch.setattr(LocalStore, "set", fails)
+        _one_line_error(argv, capsys, text, "tas/c/1", "resumes when the same command is run again")
+        monkeypatch.undo()
+        assert cli_main(argv) == 0 and "done before" in capsys.readouterr().out  # resumed
+        assert np.isfinite(archive.open_store(out).tas.values).all()
+    # --overwrite of a mount point (EBUSY on rename): refused before anything is written
+    monkeypatch.setattr(os.path, "ismount", lambda p: str(p) == str(out))
+    _one_line_error(argv + ["--overwrite"], capsys, "is a mount point")
+    monkeypatch.undo()
+    # --overwrite through a symlink replaces the store it points to, every time, leaving nothing hidden
+    link = tmp_path / "link.zarr"
+    link.symlink_to(out)
+    argv[2] = str(link)
+    for steps in ("2", "1"):
+        assert cli_main(argv[:-2] + [steps, "--quiet", "--overwrite"]) == 0
+        assert link.is_symlink() and archive.store_info(link)["variables"]["tas"]["settings"]["inner_steps"] == int(steps)
+    assert sorted(f for f in os.listdir(tmp_path) if "inrcodec" in f) == []
+    capsys.readouterr()
+    # decompress into the store it reads; info of an array of a store
+    _one_line_error(["decompress", str(out), str(out / "tas" / "x.nc"), "--quiet"], capsys, "lies inside the store")
+    assert not (out / "tas" / "x.nc").exists()
+    _one_line_error(["info", str(out / "tas")], capsys, "is the array 'tas' of a Zarr store", f"give the store: {out}")
+    # a Zarr 2 f8 chunk file in an f4 array: CorruptChunkError naming both
+    ds = _dataset(4)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1, zarr_format=2, chunks={"time": 2})
+    ds[["tas"]].to_zarr(tmp_path / "f4.zarr", encoding={"tas": enc}, zarr_format=2)
+    f8 = COINppCodec(tiny_model, enc["compressors"][0].settings.replace(chunk_dtype=None))
+    (tmp_path / "f4.zarr/tas/1.0.0").write_bytes(f8.encode(ds.tas.values[2:].astype("f8")))
+    with pytest.raises(CorruptChunkError, match="chunk holds float64 values but the array is float32"):
+        zarr.open_array(tmp_path / "f4.zarr/tas")[...]
+
+
+def test_r2_case06_data_partly_outside_the_training_range_are_stored_raw_with_a_warning(tiny_model):
+    lat, lon = global_lat_lon()
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon)  # trained on [220, 300]
+    x = smooth_field(2).astype("f4")
+    for shifted in (x + 60.0, x * 1.3, x + 40.0):  # partly inside the range, mostly above it
+        with pytest.warns(OutOfRangeWarning, match=r"have \d+\.\d% of their values outside the model's training range \[220, 300\]"):
+            chunk = codec.encode(shifted)
+        np.testing.assert_array_equal(codec.decode(chunk), shifted)  # stored raw: nothing lost
+    extreme = x.copy()
+    extreme[0, 0, :2] = 340.0  # 2 of 256 values beyond the range: still the model's variable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for normal in (x, extreme):
+            assert cf.unpack_chunk(codec.encode(normal))[0].mode != cf.MODE_RAW

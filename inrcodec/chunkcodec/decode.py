@@ -29,8 +29,8 @@ def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) 
     """Decode chunk bytes written with ``model`` and the grid of ``settings``.
 
     ``shape`` / ``dtype`` / ``nbytes``: the array chunk the result fills, when the reader knows
-    it (Zarr 3, HDF5, numcodecs ``out=``); ``shape`` defaults to ``settings.chunk_shape``
-    (Zarr 2). A chunk that does not fit raises :class:`CorruptChunkError` before anything is
+    it (Zarr 3, HDF5, numcodecs ``out=``); ``shape`` / ``dtype`` default to
+    ``settings.chunk_shape`` / ``settings.chunk_dtype`` (Zarr 2). A chunk that does not fit raises :class:`CorruptChunkError` before anything is
     allocated. The result has the chunk's dtype, shape and memory order (or
     ``settings.chunk_order`` when set).
     """
@@ -40,7 +40,8 @@ def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) 
     hdr, sections = cf.unpack_chunk(ensure_contiguous_ndarray(data))
     _check_origin(hdr, ctx, settings)
     cdtype, cshape = np.dtype(hdr.dtype), tuple(hdr.shape)
-    _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape, dtype, nbytes)
+    _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape,
+                settings.chunk_dtype if dtype is None else dtype, nbytes)
     if hdr.mode == cf.MODE_RAW:
         n = math.prod(cshape) * cdtype.itemsize
         raw = _limits.inflate(sections.get("raw_values", b""), n, "raw chunk values", CorruptChunkError)
