@@ -29,7 +29,7 @@ from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.chunkcodec import decode_chunk
 from inrcodec.errors import (CorruptChunkError, IncompleteStoreWarning, ModelFileError, OutOfRangeWarning,
-                             PinnedGridError)
+                             PinnedGridError, TargetNotMetWarning)
 from inrcodec.model import CoinModel
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
@@ -393,3 +393,18 @@ def test_bounded_inflate_refuses_bombs_short_long_and_broken_streams():
         peak, err = _peak_bytes(lambda: inflate(blob, size, "section", CorruptChunkError))
         assert isinstance(err, CorruptChunkError) and peak < 1 << 20, (msg, err, peak)
         assert re.search(msg, str(err)), err
+
+
+# ---------------------------------------------------------------------------------- issue 21, case 7
+def test_r2_case07_rate_control_never_misses_in_silence():
+    """target_rmse=0.001 returned 2.85 K with no word: a target no width meets now warns with
+    what the chunk reached, and the chunk still decodes without any setting."""
+    m = build_spherical_model()
+    m.description = {"units": "K"}
+    m.changed()
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    codec = COINppCodec(m, inner_steps=1, lat=lat, lon=lon, target_rmse=0.001)
+    with pytest.warns(TargetNotMetWarning, match=r"target_rmse 0.001 not reached: best [0-9.]+ K at \d+ bits"):
+        chunk = codec.encode(x)
+    assert COINppCodec(m, lat=lat, lon=lon).decode(chunk).shape == x.shape
