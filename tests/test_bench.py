@@ -191,3 +191,34 @@ def test_missing_peer_is_reported_and_others_run(monkeypatch, tmp_path, tiny_mod
     assert [r["codec"] for r in rows] == ["inrcodec", "bitround-zstd", "bitround-zstd"]
     assert all(r["n_values"] == 96 * 192 for r in rows)
     assert "Peers not installed" in (tmp_path / "bench_era5.md").read_text()
+
+
+def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """benchmarks/heldout_rd.py on a file laid out like make_heldout_weather.py's: only the split's
+    members, chunks of one member's times, real chunk bytes, the equal-RMSE table."""
+    import sys
+
+    import xarray as xr
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import heldout_rd
+
+    lat, lon = global_lat_lon()
+    values = smooth_field(3 * 4).astype("f4").reshape(3, 4, *lat.shape, *lon.shape)
+    ds = xr.Dataset({"t850": (("member", "time", "lat", "lon"), values)},
+                    coords={"member": [0, 1, 2], "time": np.arange(4), "lat": lat, "lon": lon,
+                            "split": ("member", ["val", "test", "test"])})
+    ds.to_netcdf(tmp_path / "w.nc")
+    monkeypatch.setattr(sys, "argv", ["heldout_rd.py"])
+    assert heldout_rd.main(["--data", str(tmp_path / "w.nc"), "--split", "test", "--chunk", "2", "--model",
+                            tiny_model_dir, "--bits", "3", "--codec-option", "inner_steps=1", "--peers", "sz3",
+                            "--out", str(tmp_path / "out")]) == 0
+    rows = bench.read_csv(tmp_path / "out" / "heldout_t850_test_native_inner_steps1.csv")
+    inr = rows[0]
+    assert inr["codec"] == "inrcodec" and inr["n_values"] == 2 * 4 * lat.size * lon.size
+    from inrcodec.codec import COINppCodec
+
+    codec = COINppCodec(tiny_model_dir, bits=3, inner_steps=1, lat=lat, lon=lon)
+    chunks = values[1:].reshape(-1, lat.size, lon.size)
+    assert inr["written_bytes"] == sum(len(codec.encode(chunks[i:i + 2])) for i in range(0, 8, 2))
+    assert "Ratio at equal cos RMSE" in capsys.readouterr().out
