@@ -100,8 +100,8 @@ def markdown(name: str, field: Field, chunk: int, rows, command: str) -> str:
         lines.append(f"| {r['label']} | {r['setting']} | {r['compression_ratio']:.1f}x | {r['rmse_coslat']:.3g} | "
                      f"{r['rmse']:.3g} | {r['max_abs_error']:.3g} | {r['encode_s']:.3g} | {r['decode_s']:.3g} |")
     comp = equal_rmse(rows)
-    if comp:
-        labels = sorted({k for c in comp for k in c["peers"]})
+    labels = sorted({k for c in comp for k in c["peers"]})
+    if labels:
         lines += ["", "Ratio at equal cos RMSE: peer / inrcodec (the peer's ratio, interpolated log-log along its "
                   "frontier; `>=`: even the peer's coarsest setting has a lower RMSE, at that ratio; `-`: below "
                   "the peer's sweep):", "",
