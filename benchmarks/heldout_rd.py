@@ -96,7 +96,8 @@ def markdown(name: str, field: Field, chunk: int, rows, command: str) -> str:
     lines = [f"### `{name}`: {field.name}, {x.shape[0]} items of {x.shape[1]} x {x.shape[2]}, "
              f"chunks of {chunk} ({-(-x.shape[0] // chunk)} chunks)", "", f"Command: `{command}`", "",
              "| codec | setting | ratio | cos RMSE | RMSE | max abs err | encode s | decode s |", "|---" * 8 + "|"]
-    for r in sorted(report.ok_rows(rows), key=lambda r: (r["codec"] != "inrcodec", r["label"], -r["compression_ratio"])):
+    order = lambda r: (r["codec"] != "inrcodec", r["label"], -r["compression_ratio"])  # noqa: E731
+    for r in sorted(report.ok_rows(rows), key=order):
         lines.append(f"| {r['label']} | {r['setting']} | {r['compression_ratio']:.1f}x | {r['rmse_coslat']:.3g} | "
                      f"{r['rmse']:.3g} | {r['max_abs_error']:.3g} | {r['encode_s']:.3g} | {r['decode_s']:.3g} |")
     comp = equal_rmse(rows)
@@ -108,8 +109,10 @@ def markdown(name: str, field: Field, chunk: int, rows, command: str) -> str:
                   "| inrcodec | cos RMSE | ratio | " + " | ".join(labels) + " |", "|---" * (3 + len(labels)) + "|"]
         for c in comp:
             r = c["row"]
-            cells = [f"{b}{v / r['compression_ratio']:.2f} ({v:.0f}x)" if v else "-" for b, v in (c["peers"][k] for k in labels)]
-            lines.append(f"| {r['setting']} | {r['rmse_coslat']:.3g} | {r['compression_ratio']:.0f}x | " + " | ".join(cells) + " |")
+            cells = [f"{b}{v / r['compression_ratio']:.2f} ({v:.0f}x)" if v else "-"
+                     for b, v in (c["peers"][k] for k in labels)]
+            lines.append(f"| {r['setting']} | {r['rmse_coslat']:.3g} | {r['compression_ratio']:.0f}x | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -93,6 +93,10 @@ class ChunkedPeer:
                                for e, n, p in zip(ends, self._sizes, self._pieces(like))])
 
 
+def _chunked(codec, chunk_length: int | None):
+    return ChunkedPeer(codec, chunk_length) if chunk_length else codec
+
+
 def machine_info() -> dict:
     """Python, platform, CPU, torch threads and the versions of inrcodec and the peer packages."""
     from importlib.metadata import PackageNotFoundError, version
@@ -157,7 +161,7 @@ def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 
             log(f"inrcodec {mname}: {b} bits{extra}")
             params = {"model": str(mname), "bits": int(b), "inner_steps": kwargs["inner_steps"], **options,
                       "sha256": model.sha256[:16]}
-            row = measure(ChunkedPeer(peer, chunk_length) if chunk_length else peer, x, dataset=dataset,
+            row = measure(_chunked(peer, chunk_length), x, dataset=dataset,
                           name="inrcodec", label=f"inrcodec latent {model.latent_dim}",
                           setting=f"{mname} {b} bits{extra}", params=params, lat=rd.lat, repeats=repeats,
                           latent_dim=model.latent_dim, bits=int(b), model_bytes=len(data))
@@ -183,10 +187,9 @@ def peer_rows(peers, x: np.ndarray, dataset: str, lat=None, quick: bool = False,
             log(f"{peer.name}: {setting}")
             t0 = time.perf_counter()
             try:
-                codec = peer.make(p, x)
-                rows.append(measure(ChunkedPeer(codec, chunk_length) if chunk_length else codec, x, dataset=dataset, name=peer.name, label=peer.label,
-                                    setting=setting, params=p, lat=lat, repeats=1 if peer.slow else repeats,
-                                    warmup=not peer.slow))
+                rows.append(measure(_chunked(peer.make(p, x), chunk_length), x, dataset=dataset, name=peer.name,
+                                    label=peer.label, setting=setting, params=p, lat=lat,
+                                    repeats=1 if peer.slow else repeats, warmup=not peer.slow))
             except Exception as exc:  # a setting a codec refuses: record it, go on
                 log(f"{peer.name} {setting}: failed: {exc!r}")
                 rows.append({"dataset": dataset, "codec": peer.name, "label": peer.label, "setting": setting,

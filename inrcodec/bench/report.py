@@ -203,7 +203,8 @@ def _comparison_lines(rows) -> list[str]:
              "|---|---|---|" + "---|" * len(labels)]
     for c in comp:
         r = c["row"]
-        cells = [(f"{c['peers'][k]:.4g} ({c['max'][k]:.3g})" if c["peers"].get(k) is not None else "-") for k in labels]
+        cells = [f"{c['peers'][k]:.4g} ({c['max'][k]:.3g})" if c["peers"].get(k) is not None else "-"
+                 for k in labels]
         lines.append(f"| {r['setting']} | {r['compression_ratio']:.0f}x | {r['rmse']:.4g} ({r['max_abs_error']:.3g}) | "
                      + " | ".join(cells) + " |")
     return lines

@@ -231,7 +231,8 @@ def _bits_for(settings, model, cands: _LatentCandidates, writer: _Writer, values
     if not choice.met:  # the closest width is coded, but a missed target is never silent
         if settings.target_rmse is not None:
             units = (model.description or {}).get("units")
-            want, best = f"target_rmse {settings.target_rmse:g}", f"{choice.reached:.3g}" + (f" {units}" if units else "")
+            want = f"target_rmse {settings.target_rmse:g}"
+            best = f"{choice.reached:.3g}" + (f" {units}" if units else "")
         else:
             want, best = f"target_ratio {settings.target_ratio:g}", f"{choice.reached:.3g}x"
         warnings.warn(f"{want} not reached: best {best} at {choice.bits} bits", TargetNotMetWarning, stacklevel=4)
