@@ -12,7 +12,8 @@ bad metadata, a wrong model are bad values), so code written before this hierarc
   ``inrcodec compress`` stores.
 
 Warnings: :class:`OutOfRangeWarning` (a chunk stored raw because its values are not the
-model's variable), :class:`IncompleteStoreWarning` (reading an unfinished store).
+model's variable), :class:`IncompleteStoreWarning` (reading an unfinished store),
+:class:`TargetNotMetWarning` (rate control could not meet ``target_rmse`` / ``target_ratio``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "InrcodecError", "CorruptChunkError", "ModelFileError", "PinnedModelError", "PinnedGridError",
     "StoreMismatchError", "IncompleteStoreError", "StoreLockedError", "OutOfRangeWarning", "IncompleteStoreWarning",
+    "TargetNotMetWarning",
 ]
 
 
@@ -63,3 +65,8 @@ class OutOfRangeWarning(UserWarning):
 class IncompleteStoreWarning(UserWarning):
     """The array belongs to a store whose ``inrcodec compress`` run did not finish: the regions it
     never wrote read as NaN. ``inrcodec info STORE`` says which command resumes it."""
+
+
+class TargetNotMetWarning(UserWarning):
+    """Rate control found no latent width that meets ``target_rmse`` / ``target_ratio`` for a
+    chunk; the chunk was coded at the closest width, and the message says what it reached."""

@@ -4,12 +4,14 @@ make_golden_v3.py there), with exactly the recorded codec configuration, and dec
 import hashlib
 import json
 import pathlib
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 from golden_cases import CASES, codec_and_input
 
 from inrcodec import chunkformat as cf
+from inrcodec.errors import TargetNotMetWarning
 
 MANIFEST = json.loads((pathlib.Path(__file__).parent / "data" / "golden_v3" / "manifest.json").read_text())
 
@@ -22,7 +24,9 @@ def test_every_chunk_mode_has_a_golden_case():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_chunk_bytes_and_config_are_unchanged(name):
     codec, x = codec_and_input(name)
-    chunk = codec.encode(x)
+    # the golden rate-control case asks the untrained model for 1 K: unreachable, and said so
+    with pytest.warns(TargetNotMetWarning, match="not reached") if name == "target_rmse" else nullcontext():
+        chunk = codec.encode(x)
     want = MANIFEST[name]
     assert cf.unpack_chunk(chunk)[0].mode == want["mode"]
     assert (len(chunk), hashlib.sha256(chunk).hexdigest()) == (want["bytes"], want["sha256"])

@@ -29,7 +29,7 @@ from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.chunkcodec import decode_chunk
 from inrcodec.errors import (CorruptChunkError, IncompleteStoreWarning, ModelFileError, OutOfRangeWarning,
-                             PinnedGridError, PinnedModelError)
+                             PinnedGridError, PinnedModelError, TargetNotMetWarning)
 from inrcodec.model import CoinModel
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
@@ -621,3 +621,18 @@ def test_r2_case06_data_partly_outside_the_training_range_are_stored_raw_with_a_
         warnings.simplefilter("error")
         for normal in (x, extreme):
             assert cf.unpack_chunk(codec.encode(normal))[0].mode != cf.MODE_RAW
+
+
+# ---------------------------------------------------------------------------------- issue 21, case 7
+def test_r2_case07_rate_control_never_misses_in_silence():
+    """target_rmse=0.001 returned 2.85 K with no word: a target no width meets now warns with
+    what the chunk reached, and the chunk still decodes without any setting."""
+    m = build_spherical_model()
+    m.description = {"units": "K"}
+    m.changed()
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    codec = COINppCodec(m, inner_steps=1, lat=lat, lon=lon, target_rmse=0.001)
+    with pytest.warns(TargetNotMetWarning, match=r"target_rmse 0.001 not reached: best [0-9.]+ K at \d+ bits"):
+        chunk = codec.encode(x)
+    assert COINppCodec(m, lat=lat, lon=lon).decode(chunk).shape == x.shape

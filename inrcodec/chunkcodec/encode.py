@@ -24,7 +24,7 @@ from inrcodec import residual as _residual
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.decode import decode_chunk
 from inrcodec.chunkcodec.latents import LatentCoder
-from inrcodec.errors import OutOfRangeWarning
+from inrcodec.errors import OutOfRangeWarning, TargetNotMetWarning
 
 __all__ = ["encode_chunk", "check_input", "OUT_OF_RANGE_LIMIT", "RANGE_MARGIN", "OUT_OF_RANGE_SHARE",
            "RANGE_TOLERANCE", "BOUNDED_TRIES"]
@@ -255,11 +255,20 @@ def _bits_for(settings, model, cands: _LatentCandidates, writer: _Writer, values
     """``settings.bits``, or the width rate control picks for this chunk."""
     if not settings.rate_controlled:
         return settings.bits
-    return ratecontrol.bits_for_target(
+    choice = ratecontrol.bits_for_target(
         ratecontrol.candidate_bits(model), target_rmse=settings.target_rmse,
         target_ratio=settings.target_ratio, rmse_of=lambda b: cands.rmse(b, values, valid),
         ratio_of=lambda b: writer.chunk.arr.nbytes / len(writer.latents(cands, b)),
     )
+    if not choice.met:  # the closest width is coded, but a missed target is never silent
+        if settings.target_rmse is not None:
+            units = (model.description or {}).get("units")
+            want = f"target_rmse {settings.target_rmse:g}"
+            best = f"{choice.reached:.3g}" + (f" {units}" if units else "")
+        else:
+            want, best = f"target_ratio {settings.target_ratio:g}", f"{choice.reached:.3g}x"
+        warnings.warn(f"{want} not reached: best {best} at {choice.bits} bits", TargetNotMetWarning, stacklevel=4)
+    return choice.bits
 
 
 def _bounded_widths(settings, model) -> list[int]:
