@@ -393,3 +393,30 @@ def test_bounded_inflate_refuses_bombs_short_long_and_broken_streams():
         peak, err = _peak_bytes(lambda: inflate(blob, size, "section", CorruptChunkError))
         assert isinstance(err, CorruptChunkError) and peak < 1 << 20, (msg, err, peak)
         assert re.search(msg, str(err)), err
+
+
+# ================================================================================== issue 21
+# ---------------------------------------------------------------------------------- 11 step counts
+def test_r2_case11_step_counts_are_bounded(tmp_path, tiny_model):
+    from inrcodec.settings import MAX_INNER_STEPS, MAX_REFINE_STEPS, CodecSettings
+
+    for opts, msg in (({"inner_steps": 10**12}, f"inner_steps must be an integer in 0..{MAX_INNER_STEPS}"),
+                      ({"refine_steps": 2**70}, f"refine_steps must be an integer in 0..{MAX_REFINE_STEPS}")):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            CodecSettings(**opts)
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            COINppCodec(tiny_model, assume_global_grid=True, **opts)
+    # a store whose metadata was edited refuses to open, so no append can start the endless fit
+    ds = _dataset(2)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1)
+    ds[["tas"]].to_zarr(tmp_path / "s.zarr", encoding={"tas": enc}, consolidated=False)
+    meta = tmp_path / "s.zarr/tas/zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["codecs"][0]["configuration"]["inner_steps"] = 10**12
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="inner_steps must be an integer in 0..10000"):
+        zarr.open_array(tmp_path / "s.zarr/tas")
+    # the model's own encode_steps (compress_dataset's default inner_steps) is bounded alike
+    arrays, m = tensorfile.loads(tiny_model.to_bytes())
+    with pytest.raises(ModelFileError, match="encode_steps 1000000000000"):
+        CoinModel.from_bytes(tensorfile.dumps(arrays, {**m, "encode_steps": 10**12}))
