@@ -420,3 +420,43 @@ def test_r2_case11_step_counts_are_bounded(tmp_path, tiny_model):
     arrays, m = tensorfile.loads(tiny_model.to_bytes())
     with pytest.raises(ModelFileError, match="encode_steps 1000000000000"):
         CoinModel.from_bytes(tensorfile.dumps(arrays, {**m, "encode_steps": 10**12}))
+
+
+# ---------------------------------------------------------------------------------- 10 declared shapes
+def test_r2_case10_bounded_and_bit_packed_chunks_check_counts_before_allocating(tiny_model):
+    from inrcodec import residual
+
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    packed = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, entropy_coding=False)
+    bounded = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5)
+    plain_residual = bounded.encode(x)  # mode 3 (no network) for this field
+    section = cf.unpack_chunk(plain_residual)[1]["residual"]
+    info = residual.residual_info(section)
+    assert cf.unpack_chunk(plain_residual)[0].mode == cf.MODE_PLAIN_RESIDUAL and info["count"] == x.size
+    mib512 = {"header": {"shape": (1 << 20, 8, 16)}}  # 512 MiB of float32
+    cases = {  # name: (codec, hostile chunk, what the error says)
+        "bit-packed, 1.8 GB declared": (packed, _repack(packed.encode(x), header={"shape": (3_500_000, 8, 16)}),
+                                        "bit-packed latents section of"),
+        "residual, 512 MiB declared": (bounded, _repack(plain_residual, **mib512), "residual section codes 256 values"),
+    }
+    for name, (codec, chunk, msg) in cases.items():
+        assert len(chunk) < 1000
+        peak, err = _peak_bytes(lambda: codec.decode(chunk))
+        assert isinstance(err, CorruptChunkError) and msg in str(err), (name, err)
+        assert peak < 8 << 20, (name, peak)
+    # a residual section whose histogram does not count the values it codes
+    codes = np.zeros(x.size, np.int64)
+    params, stream, escapes = residual.encode_codes(codes, residual.CODER_HISTOGRAM)
+    hist = section[:residual._FIXED.size + 8] + b"".join(len(b).to_bytes(8, "little") + b
+                                                         for b in (params, stream, escapes, b""))
+    hist = bytearray(hist)
+    hist[2] = residual.CODER_HISTOGRAM
+    hist[3 + 1 + 16:3 + 1 + 24] = (x.size * 4096).to_bytes(8, "little")  # count, as if 4096x the items
+    big = _repack(plain_residual, header={"shape": (2 * 4096, 8, 16)}, residual=bytes(hist))
+    peak, err = _peak_bytes(lambda: bounded.decode(big))
+    assert isinstance(err, CorruptChunkError) and "histogram counts 256 codes" in str(err), err
+    assert peak < 8 << 20, peak
+    # honest chunks of every kind still decode
+    assert np.abs(bounded.decode(bounded.encode(x)) - x).max() <= 0.5
+    assert np.isfinite(packed.decode(packed.encode(x))).all()
