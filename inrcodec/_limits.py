@@ -19,10 +19,10 @@ ZLIB_MAX_RATIO = 1100
 #: without ``out=`` or ``chunk_shape``); readers with a known chunk shape never use this
 MAX_UNPINNED_CHUNK_BYTES = 1 << 31
 #: the largest model file a reader accepts (inline in a codec configuration, in an HDF5 file, on
-#: disk): 600 times the shipped t2m-global (215 KB); a width-1024, depth-10 SIREN with 1024
-#: latents and its tables (about 21 M float32, 85 MB) fits. A model is read whole before it is
-#: parsed, so this is what a hostile or corrupt model entry can cost a reader.
-MAX_MODEL_BYTES = 128 << 20
+#: disk): 300 times the shipped t2m-global (215 KB); a width-512, depth-10 SIREN mapping 1024
+#: latents to its shifts (about 7.9 M float32, 32 MB) fits twice. A model is read whole before
+#: it is parsed, so this bounds what a hostile or corrupt model entry can cost a reader.
+MAX_MODEL_BYTES = 64 << 20
 #: latitude/longitude points per side of a spherical chunk (0.0003 degrees); a decoder builds the
 #: grid's coordinate lists before it can count patches
 MAX_GRID_SIDE = 1 << 20

@@ -28,7 +28,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from inrcodec.errors import PinnedModelError
+from inrcodec._limits import MAX_MODEL_BYTES
+from inrcodec.errors import ModelFileError, PinnedModelError
 
 if TYPE_CHECKING:
     from inrcodec.model import CoinModel
@@ -103,10 +104,12 @@ def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
     if isinstance(model_like, StoredModel):
         model_like = model_like.data
     if isinstance(model_like, (bytes, bytearray, memoryview)):
+        _check_size(memoryview(model_like).nbytes, "model bytes")
         data, pinned = bytes(model_like), None
     elif isinstance(model_like, (str, os.PathLike)):
         path = resolve_path(model_like)
         shipped = isinstance(model_like, str) and path != Path(model_like).expanduser()
+        _check_size(path.stat().st_size, f"model file {path}")
         data = path.read_bytes()
         pinned = _zoo_sha(model_like) if shipped else None
     elif hasattr(model_like, "to_bytes") and hasattr(model_like, "sha256"):
@@ -126,6 +129,13 @@ def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
     with _lock:
         hit = _models.get(digest)
     return hit if hit is not None else _parse(data, digest)
+
+
+def _check_size(nbytes: int, what: str) -> None:
+    """ModelFileError for more than MAX_MODEL_BYTES: a model is read whole before it is parsed."""
+    if nbytes > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{what}: {nbytes} bytes, more than the {MAX_MODEL_BYTES} a model file may have "
+                             "(inrcodec._limits.MAX_MODEL_BYTES)")
 
 
 def _zoo_sha(name: str) -> str | None:

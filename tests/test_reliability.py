@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import os
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 import warnings
 import zlib
@@ -460,3 +462,79 @@ def test_r2_case10_bounded_and_bit_packed_chunks_check_counts_before_allocating(
     # honest chunks of every kind still decode
     assert np.abs(bounded.decode(bounded.encode(x)) - x).max() <= 0.5
     assert np.isfinite(packed.decode(packed.encode(x))).all()
+
+
+# ---------------------------------------------------------------------------------- 8 HDF5 model entries
+def test_r2_case08_hdf5_model_and_grid_entries_are_checked_before_reading(tmp_path, tiny_model):
+    from inrcodec._limits import MAX_MODEL_BYTES
+
+    lat, lon = global_lat_lon()
+    x = smooth_field(2).astype("f4")
+    p = tmp_path / "huge_entry.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("tas", data=x, chunks=(2, 8, 16), **ih5.h5py_kwargs(tiny_model, inner_steps=1, lat=lat, lon=lon))
+        g = f.require_group(ih5.MODELS_GROUP)  # never written: a few KB on disk, 2 GiB when read
+        g.create_dataset(tiny_model.sha256, shape=(2 << 30,), dtype="u1", chunks=(1 << 20,))
+    assert p.stat().st_size < 300_000
+    peak, err = _peak_bytes(lambda: ih5.load_models(p))
+    assert isinstance(err, ModelFileError), err
+    assert f"holds {2 << 30} values, more than the {MAX_MODEL_BYTES}" in str(err) and peak < 8 << 20, (err, peak)
+    with h5py.File(p, "a") as f:  # a grid entry of the wrong kind, and one too large
+        g = f[ih5.MODELS_GROUP]
+        del g[tiny_model.sha256]
+        g.create_dataset("grid_0123456789abcdef", shape=(1 << 28,), dtype="f8", chunks=(1 << 16,))
+        for name, ds in (("grid_0123456789abcdef", None), ("grid_fedcba9876543210", "i8")):
+            if ds:
+                g.create_dataset(name, shape=(4,), dtype=ds)
+            peak, err = _peak_bytes(lambda: ih5.load_models(f))
+            assert isinstance(err, ModelFileError) and peak < 8 << 20, (err, peak)
+            del g[name]
+    # the filter, finding the model in the open file, says why and stays small (fresh process: no cache)
+    with h5py.File(p, "a") as f:
+        f[ih5.MODELS_GROUP].create_dataset(tiny_model.sha256, shape=(2 << 30,), dtype="u1", chunks=(1 << 20,))
+    code = f"""
+        import resource, h5py, inrcodec.hdf5 as ih5
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            with h5py.File({str(p)!r}) as f:
+                f["tas"][...]
+        except OSError:
+            print("refused", ih5.last_error)
+        print("grew_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+    """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert "refused" in r.stdout and "more than the" in r.stdout, (r.stdout, r.stderr[-2000:])
+    assert int(r.stdout.split("grew_kb")[1]) < 200_000
+
+
+# ---------------------------------------------------------------------------------- 9 inline models
+def test_r2_case09_inline_model_is_inflated_with_a_cap(tmp_path, tiny_model):
+    from inrcodec._limits import MAX_MODEL_BYTES
+    from inrcodec.errors import PinnedModelError
+
+    ds = _dataset(2)
+    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1)
+    ds[["tas"]].to_zarr(tmp_path / "m.zarr", encoding={"tas": enc}, consolidated=False)
+    meta = tmp_path / "m.zarr/tas/zarr.json"
+    doc = json.loads(meta.read_text())
+    z = zlib.compressobj(9)  # 256 MiB of zeros (4 x the cap) in 250 KB, streamed
+    bomb = b"".join([z.compress(bytes(1 << 20)) for _ in range(256)] + [z.flush()])
+    doc["codecs"][0]["configuration"]["model"] = base64.b64encode(bomb).decode("ascii")
+    meta.write_text(json.dumps(doc))
+    assert meta.stat().st_size < 1_500_000
+    del bomb, doc
+    t = time.perf_counter()
+    peak, err = _peak_bytes(lambda: zarr.open_array(tmp_path / "m.zarr/tas"))
+    assert isinstance(err, PinnedModelError), err
+    assert f"more than the {MAX_MODEL_BYTES} bytes a model may have" in str(err)
+    # the inflated bytes are held once and joined once: twice the cap, not what the stream holds
+    assert peak < 2 * MAX_MODEL_BYTES + (16 << 20) and time.perf_counter() - t < 5, (peak, time.perf_counter() - t)
+    # model files and bytes beyond the cap are refused before they are read or parsed
+    from inrcodec import modelstore
+
+    big = tmp_path / "big.safetensors"
+    with open(big, "wb") as fh:
+        fh.truncate(MAX_MODEL_BYTES + 1)
+    for arg in (big, bytes(MAX_MODEL_BYTES + 1)):
+        with pytest.raises(ModelFileError, match="more than the"):
+            modelstore.load(arg)
