@@ -369,16 +369,17 @@ def test_case12_chained_h5py_read_without_with(tmp_path, tiny_model):
 
 # ---------------------------------------------------------------------------------- fuzz
 def test_fuzz_mutated_chunks_and_model_metadata_bounded():
-    """CRC-fixed byte mutants and repacked field/section mutants of four kinds of chunk (plain,
-    NaN mask, raw, error-bounded with fill mask), decoded pinned and unpinned, plus mutated model
-    metadata: each returns the chunk's shape or raises CorruptChunkError / ModelFileError, with
-    peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
+    """CRC-fixed byte mutants and repacked field/section mutants of every kind of chunk (plain, NaN
+    mask, raw, bit-packed, error-bounded modes 2 and 3, entropy-coded and bit-packed, with fill
+    masks), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
+    grid entries: each returns the chunk's shape or raises CorruptChunkError / ModelFileError,
+    with peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
     script = os.path.join(os.path.dirname(__file__), "fuzz", "fuzz_decode.py")
-    r = subprocess.run([sys.executable, script, "200", "100", "0"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, script, "200", "100", "0", "40"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["n_failures"] == 0, res["failures"]
-    assert res["refused"] > 100 and res["decoded"] > 50 and res["models_refused"] > 20
+    assert res["refused"] > 100 and res["decoded"] > 50 and res["models_refused"] > 20 and res["hdf5_refused"] > 20
     assert res["rss_growth_kb"] < 150_000, res
 
 
@@ -589,3 +590,17 @@ def test_r2_case13_fixtures_decode_within_the_promise_on_another_cpu_code_path(t
                        env={**os.environ, "MKL_CBWR": "COMPATIBLE"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert [line.split()[2] for line in r.stdout.split("\n") if line] == ["True", "True"], r.stdout
+
+
+# ---------------------------------------------------------------------------------- 14 benchmarks
+def test_r2_case14_small_chunks_benchmark_measures_the_legacy_layout(tiny_model, monkeypatch):
+    """benchmarks/small_chunks.py called ``codec._grid``, gone since the chunk pipeline moved to
+    chunkcodec; every benchmark now also runs at its smallest setting (tests/test_benchmarks.py)."""
+    import runpy
+
+    benchmarks = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+    monkeypatch.syspath_prepend(benchmarks)
+    bench = runpy.run_path(os.path.join(benchmarks, "small_chunks.py"))
+    codec = COINppCodec(tiny_model, inner_steps=1, lat=global_lat_lon()[0], lon=global_lat_lon()[1])
+    chunk = codec.encode(smooth_field(1).astype("f4"))
+    assert bench["legacy_size"](chunk, codec) > len(chunk) + 90  # the version-1 layout's full hash and fields

@@ -116,7 +116,7 @@ def _model_if_valid(name: str, data) -> modelstore.StoredModel | None:
 
 def _grid_values(data) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     v = np.asarray(data, dtype="<f8").ravel()
-    if v.size < 2 or not (v[0] >= 1 and v[1] >= 1 and v.size == 2 + int(v[0]) + int(v[1])):
+    if v.size < 2 or not (1 <= v[0] <= v.size and 1 <= v[1] <= v.size and v.size == 2 + int(v[0]) + int(v[1])):
         return None
     nlat = int(v[0])
     return tuple(float(x) for x in v[2: 2 + nlat]), tuple(float(x) for x in v[2 + nlat:])
