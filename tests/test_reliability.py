@@ -399,6 +399,18 @@ def test_bounded_inflate_refuses_bombs_short_long_and_broken_streams():
 
 
 # ================================================================================== issue 21
+def _store_with_config(path, coin_model, **changes):
+    """A Zarr 3 store of ``tas`` whose codec configuration then gets ``changes``; the array's path."""
+    ds = _dataset(2)
+    ds[["tas"]].to_zarr(path, encoding={"tas": COINppCodec.for_dataarray(ds.tas, coin_model, inner_steps=1)},
+                        consolidated=False)
+    meta = path / "tas" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["codecs"][0]["configuration"].update(changes)
+    meta.write_text(json.dumps(doc))
+    return path / "tas"
+
+
 # ---------------------------------------------------------------------------------- 11 step counts
 def test_r2_case11_step_counts_are_bounded(tmp_path, tiny_model):
     from inrcodec.settings import MAX_INNER_STEPS, MAX_REFINE_STEPS, CodecSettings
@@ -410,15 +422,9 @@ def test_r2_case11_step_counts_are_bounded(tmp_path, tiny_model):
         with pytest.raises(ValueError, match=re.escape(msg)):
             COINppCodec(tiny_model, assume_global_grid=True, **opts)
     # a store whose metadata was edited refuses to open, so no append can start the endless fit
-    ds = _dataset(2)
-    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1)
-    ds[["tas"]].to_zarr(tmp_path / "s.zarr", encoding={"tas": enc}, consolidated=False)
-    meta = tmp_path / "s.zarr/tas/zarr.json"
-    doc = json.loads(meta.read_text())
-    doc["codecs"][0]["configuration"]["inner_steps"] = 10**12
-    meta.write_text(json.dumps(doc))
+    edited = _store_with_config(tmp_path / "s.zarr", tiny_model, inner_steps=10**12)
     with pytest.raises(ValueError, match="inner_steps must be an integer in 0..10000"):
-        zarr.open_array(tmp_path / "s.zarr/tas")
+        zarr.open_array(edited)
     # the model's own encode_steps (compress_dataset's default inner_steps) is bounded alike
     arrays, m = tensorfile.loads(tiny_model.to_bytes())
     with pytest.raises(ModelFileError, match="encode_steps 1000000000000"):
@@ -513,19 +519,13 @@ def test_r2_case09_inline_model_is_inflated_with_a_cap(tmp_path, tiny_model):
     from inrcodec._limits import MAX_MODEL_BYTES
     from inrcodec.errors import PinnedModelError
 
-    ds = _dataset(2)
-    enc = COINppCodec.for_dataarray(ds.tas, tiny_model, inner_steps=1)
-    ds[["tas"]].to_zarr(tmp_path / "m.zarr", encoding={"tas": enc}, consolidated=False)
-    meta = tmp_path / "m.zarr/tas/zarr.json"
-    doc = json.loads(meta.read_text())
     z = zlib.compressobj(9)  # 256 MiB of zeros (4 x the cap) in 250 KB, streamed
     bomb = b"".join([z.compress(bytes(1 << 20)) for _ in range(256)] + [z.flush()])
-    doc["codecs"][0]["configuration"]["model"] = base64.b64encode(bomb).decode("ascii")
-    meta.write_text(json.dumps(doc))
-    assert meta.stat().st_size < 1_500_000
-    del bomb, doc
+    edited = _store_with_config(tmp_path / "m.zarr", tiny_model, model=base64.b64encode(bomb).decode("ascii"))
+    assert (edited / "zarr.json").stat().st_size < 400_000
+    del bomb
     t = time.perf_counter()
-    peak, err = _peak_bytes(lambda: zarr.open_array(tmp_path / "m.zarr/tas"))
+    peak, err = _peak_bytes(lambda: zarr.open_array(edited))
     assert isinstance(err, PinnedModelError), err
     assert f"more than the {MAX_MODEL_BYTES} bytes a model may have" in str(err)
     # the inflated bytes are held once and joined once: twice the cap, not what the stream holds
