@@ -212,15 +212,16 @@ def _model_from_config(encoding: str, model: Any) -> Any:
         return model
     if encoding != INLINE:
         raise PinnedModelError(f"unknown model_encoding {encoding!r} (expected {INLINE!r} or {SHIPPED!r})")
-    try:  # inflated no further than a model may be: the metadata is untrusted
-        return _limits.inflate_at_most(base64.b64decode(model.encode("ascii"), validate=True), _limits.MAX_MODEL_BYTES,
-                                       "the inline model", limit_name=f"the {_limits.MAX_MODEL_BYTES} bytes a model may "
-                                       "have (inrcodec._limits.MAX_MODEL_BYTES)")
+    what, edited = "the inline model in the codec configuration", "the store metadata was modified or corrupted"
+    try:
+        blob = base64.b64decode(model.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError) as exc:
-        raise PinnedModelError(
-            f"the inline model in the codec configuration is not valid {INLINE} data ({exc}); "
-            "the store metadata was modified or corrupted"
-        ) from None
+        raise PinnedModelError(f"{what} is not valid {INLINE} data ({exc}); {edited}") from None
+    try:  # inflated no further than a model may be: the metadata is untrusted
+        return _limits.inflate_at_most(blob, _limits.MAX_MODEL_BYTES, what, limit_name=(
+            f"the {_limits.MAX_MODEL_BYTES} bytes a model may have (inrcodec._limits.MAX_MODEL_BYTES)"))
+    except ValueError as exc:
+        raise PinnedModelError(f"{exc}; {edited}") from None
 
 
 def _rebuild_codec(sha: str, data: bytes | None, name: str | None, settings: dict[str, Any]) -> COINppCodec:
