@@ -1,4 +1,5 @@
-"""Issue 13: lose nothing, trust nothing. One test per numbered case (docs/reliability.md)."""
+"""Issues 13 and 21: lose nothing, trust nothing. One test per numbered case (docs/reliability.md);
+issue 21's are named ``test_r2_caseNN_...``."""
 
 from __future__ import annotations
 
