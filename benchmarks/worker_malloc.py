@@ -32,7 +32,8 @@ def encode_times(n: int = 5, tune: bool = False, smoke: bool = False) -> dict:
 
         tune_malloc()
     torch.set_num_threads(1)
-    model = build_spherical_model(**(dict(width=8, depth=1, latent_dim=4) if smoke else dict(width=128, depth=4, latent_dim=64)))
+    size = dict(width=8, depth=1, latent_dim=4) if smoke else dict(width=128, depth=4, latent_dim=64)
+    model = build_spherical_model(**size)
     codec = COINppCodec(model, inner_steps=1 if smoke else 3, assume_global_grid=True)
     rng = np.random.default_rng(0)
     x = (250 + 20 * rng.standard_normal((2, 16, 32) if smoke else (2, 96, 192))).astype("f4")

@@ -102,8 +102,8 @@ def _entry_values(d, name: str) -> np.ndarray:
         raise ModelFileError(f"{what} is a {d.dtype} dataset of shape {d.shape}, not a 1-D "
                              f"{'float64 grid' if grid else 'uint8 model file'}")
     if d.shape[0] > most:
-        raise ModelFileError(f"{what} holds {d.shape[0]} values, more than the {most} a "
-                             f"{'lat/lon grid (2 + 2 x _limits.MAX_GRID_SIDE)' if grid else 'model file (_limits.MAX_MODEL_BYTES)'} may have")
+        kind = "lat/lon grid (2 + 2 x _limits.MAX_GRID_SIDE)" if grid else "model file (_limits.MAX_MODEL_BYTES)"
+        raise ModelFileError(f"{what} holds {d.shape[0]} values, more than the {most} a {kind} may have")
     return d[()]
 
 
