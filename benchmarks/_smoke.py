@@ -5,6 +5,8 @@ cannot silently stop working. Smoke numbers mean nothing."""
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,10 +20,17 @@ def add_flag(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--smoke", action="store_true", help=HELP)
 
 
+def tmpdir() -> str:
+    """A temporary directory, removed when the process exits."""
+    out = tempfile.mkdtemp(prefix="inrcodec-smoke-")
+    atexit.register(shutil.rmtree, out, True)
+    return out
+
+
 def model_dir() -> str:
     """A directory holding a tiny calibrated spherical model (tests/conftest.py's)."""
     from conftest import build_spherical_model
 
-    out = tempfile.mkdtemp(prefix="inrcodec-smoke-")
+    out = tmpdir()
     build_spherical_model(width=8, depth=1, latent_dim=4).save(out)
     return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import _smoke
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:  # two fields of the smallest set, no peers
         args.model, args.sets, args.bits, args.peers = [_smoke.model_dir()], ["e1"], [2], []
-        args.out = tempfile.mkdtemp(prefix="inrcodec-smoke-")
+        args.out = _smoke.tmpdir()
     elif not args.model:
         ap.error("--model is required")
     sets = test_sets()

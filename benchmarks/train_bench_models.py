@@ -12,7 +12,6 @@ below the recipes' presets; pass --steps-scale to train longer.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import _smoke
@@ -37,7 +36,7 @@ def main(argv=None) -> None:
     jobs = JOBS
     if args.smoke:  # one step of a width-8 network for the first job, into a temporary directory
         (name, _, _, overrides), = JOBS[:1]
-        jobs = [(name, 1, tempfile.mkdtemp(prefix="inrcodec-smoke-"), {**overrides, **SMOKE})]
+        jobs = [(name, 1, _smoke.tmpdir(), {**overrides, **SMOKE})]
     for name, steps, out, overrides in jobs:
         t = time.time()
         r = train_recipe(name, steps=max(1, int(steps * args.steps_scale)), out=out, progress=False,
