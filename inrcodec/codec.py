@@ -30,7 +30,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_ndarray_like, ndarray_copy
 from zarr.abc.codec import ArrayBytesCodec
 
-from inrcodec import modelstore
+from inrcodec import _limits, modelstore
 from inrcodec.chunkcodec import decode_chunk, encode_chunk
 from inrcodec.chunkcodec.context import context
 from inrcodec.errors import ModelFileError, PinnedGridError, PinnedModelError
@@ -217,13 +217,16 @@ def _model_from_config(encoding: str, model: Any) -> Any:
         return modelstore.ShippedName(model)  # inside the package only, never a path in the cwd
     if encoding != INLINE:
         raise PinnedModelError(f"unknown model_encoding {encoding!r} (expected {INLINE!r} or {SHIPPED!r})")
+    what, edited = "the inline model in the codec configuration", "the store metadata was modified or corrupted"
     try:
-        return zlib.decompress(base64.b64decode(model.encode("ascii"), validate=True))
-    except (ValueError, zlib.error, UnicodeEncodeError) as exc:
-        raise PinnedModelError(
-            f"the inline model in the codec configuration is not valid {INLINE} data ({exc}); "
-            "the store metadata was modified or corrupted"
-        ) from None
+        blob = base64.b64decode(model.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise PinnedModelError(f"{what} is not valid {INLINE} data ({exc}); {edited}") from None
+    try:  # inflated no further than a model may be: the metadata is untrusted
+        return _limits.inflate_at_most(blob, _limits.MAX_MODEL_BYTES, what, limit_name=(
+            f"the {_limits.MAX_MODEL_BYTES} bytes a model may have (inrcodec._limits.MAX_MODEL_BYTES)"))
+    except ValueError as exc:
+        raise PinnedModelError(f"{exc}; {edited}") from None
 
 
 def _rebuild_codec(sha: str, data: bytes | None, name: str | None, settings: dict[str, Any]) -> COINppCodec:

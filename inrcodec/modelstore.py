@@ -28,7 +28,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from inrcodec.errors import PinnedModelError
+from inrcodec._limits import MAX_MODEL_BYTES
+from inrcodec.errors import ModelFileError, PinnedModelError
 
 if TYPE_CHECKING:
     from inrcodec.model import CoinModel
@@ -136,11 +137,14 @@ def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
     if isinstance(model_like, StoredModel):
         model_like = model_like.data
     if isinstance(model_like, (bytes, bytearray, memoryview)):
+        _check_size(memoryview(model_like).nbytes, "model bytes")
         data, pinned = bytes(model_like), None
     elif isinstance(model_like, str) and _names_shipped(model_like):
         data, pinned = read_shipped(model_like)
     elif isinstance(model_like, (str, os.PathLike)):
-        data, pinned = resolve_path(model_like).read_bytes(), None
+        path = resolve_path(model_like)
+        _check_size(path.stat().st_size, f"model file {path}")
+        data, pinned = path.read_bytes(), None
     elif hasattr(model_like, "to_bytes") and hasattr(model_like, "sha256"):
         data, pinned = bytes(model_like.to_bytes()), None
     else:
@@ -158,6 +162,13 @@ def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
     with _lock:
         hit = _models.get(digest)
     return hit if hit is not None else _parse(data, digest)
+
+
+def _check_size(nbytes: int, what: str) -> None:
+    """ModelFileError for more than MAX_MODEL_BYTES: a model is read whole before it is parsed."""
+    if nbytes > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{what}: {nbytes} bytes, more than the {MAX_MODEL_BYTES} a model file may have "
+                             "(inrcodec._limits.MAX_MODEL_BYTES)")
 
 
 def _parse(data: bytes, digest: str) -> StoredModel:

@@ -22,7 +22,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CodecSettings"]
+__all__ = ["CodecSettings", "MAX_INNER_STEPS", "MAX_REFINE_STEPS"]
+
+#: the most inner-loop steps per item: the paper and the recipes use 3-10, and each step is a
+#: forward and backward pass over the chunk (10_000 is hours per chunk on a CPU). A count read
+#: from store metadata is trusted by every later append, so an edited 10**12 must not get in.
+MAX_INNER_STEPS = 10_000
+#: the most extra Adam steps on the latents (docs/benchmarks.md measures 10-30, where the coded
+#: chunk already stops improving): same reason; ten times the inner bound, as a refine step skips
+#: the meta-learned machinery and is cheaper
+MAX_REFINE_STEPS = 100_000
 
 
 def _option(default: Any, help: str, *, always: bool = False, flag: bool = True) -> Any:
@@ -128,8 +137,8 @@ class CodecSettings:
     def __post_init__(self) -> None:
         clean = {
             "bits": _int("bits", self.bits, 1, 16),
-            "inner_steps": _int("inner_steps", self.inner_steps, 0),
-            "refine_steps": _int("refine_steps", self.refine_steps, 0),
+            "inner_steps": _int("inner_steps", self.inner_steps, 0, MAX_INNER_STEPS),
+            "refine_steps": _int("refine_steps", self.refine_steps, 0, MAX_REFINE_STEPS),
             "lat": _coords("lat", self.lat),
             "lon": _coords("lon", self.lon),
             "entropy_coding": bool(self.entropy_coding),

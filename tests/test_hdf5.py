@@ -18,6 +18,7 @@ import inrcodec.hdf5 as ih5
 from conftest import global_lat_lon, smooth_field
 from inrcodec.datasets import embedded_sample
 from inrcodec.errors import PinnedModelError
+from inrcodec.residual import cross_machine_tolerance
 from inrcodec.settings import CodecSettings
 
 LAYOUT1 = pathlib.Path(__file__).parent / "data" / "hdf5_v1" / "layout1.h5"
@@ -120,8 +121,9 @@ def test_files_of_the_first_layout_still_decode(tmp_path):
         assert ih5.COINpp.of(f["tas"]).settings == CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON)
         assert ih5.COINpp.of(f["tas_global"]).settings == CodecSettings(
             bits=4, inner_steps=1, entropy_coding=False, assume_global_grid=True)
-        for name in ("tas", "tas_global"):
-            np.testing.assert_array_equal(f[name][...], f["expected_" + name][...])
+        for name in ("tas", "tas_global"):  # written on another machine: the cross-machine promise
+            expected = f["expected_" + name][...]
+            np.testing.assert_allclose(f[name][...], expected, rtol=0, atol=cross_machine_tolerance(expected))
         f["tas"][1] = f["expected_tas"][0]  # re-encoding through the old words works too
         assert np.abs(f["tas"][1] - f["expected_tas"][0]).max() < 50
 

@@ -141,6 +141,21 @@ def _check_spatial(ctx: ChunkContext, settings, shape, n_total: int, hdr, has_fi
     return spatial
 
 
+def _with_residual(fn):
+    """``fn()``, its ResidualError worded as a CorruptChunkError."""
+    try:
+        return fn()
+    except _residual.ResidualError as exc:
+        raise CorruptChunkError(f"residual section: {exc}") from None
+
+
+def _residual_section(hdr, sections, count: int, dtype):
+    """The checked residual section of a mode-2/3 chunk coding ``count`` values (None otherwise)."""
+    if hdr.mode == cf.MODE_MODULATIONS or not count:
+        return None
+    return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype))
+
+
 def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
     """Versions 1 and 2 store the counts the model and masks imply: they must agree."""
     m = ctx.model
@@ -182,18 +197,18 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
     coding = dict(bits=hdr.bits, quantizer_id=hdr.quantizer_id, entropy_id=hdr.entropy_id, count=n_items * patches)
     if not plain:
         coder.check_payload(payload, **coding)
+    # every count the sections declare is checked before anything of the chunk's size exists
+    residual = _residual_section(hdr, sections, n_items * math.prod(spatial), dtype)
+    prediction = _prediction(sections["prediction"]) if plain else None
     items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
     if n_items:
         if plain:
-            rec = np.full((n_items, *spatial), _prediction(sections["prediction"]))
+            rec = np.full((n_items, *spatial), prediction)
         else:
             latents = coder.decompress(payload, **coding).reshape(n_items, patches, m.latent_dim)
             rec = ctx.reconstruct(latents, spatial).reshape((n_items, *spatial))
-        if hdr.mode != cf.MODE_MODULATIONS:
-            try:
-                rec = _residual.decode_residual(sections["residual"], rec, dtype)
-            except _residual.ResidualError as exc:
-                raise CorruptChunkError(f"residual section: {exc}") from None
+        if residual is not None:
+            rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
         items[valid_items] = rec
     if nan is not None:
         items[nan] = np.nan

@@ -221,7 +221,7 @@ class _Writer:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds."""
         prediction = float(np.mean(values[valid], dtype=np.float64))
         res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound,
-                                        self.chunk.arr.dtype)
+                                        self.chunk.arr.dtype, exact_recon=True)
         return self._pack(cf.MODE_PLAIN_RESIDUAL, {**self.masks, "residual": res.payload,
                                                    "prediction": struct.pack("<d", prediction)},
                           flags=self.flags)
