@@ -10,11 +10,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inrcodec.recipes.data import RecipeData, load_recipe_data
+from inrcodec.recipes.finetune import init_record, resolve_init, start_from
 from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
 from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_markdown
 
 if TYPE_CHECKING:
     from inrcodec.model import CoinModel
+
+#: with ``--minutes``, the share of the budget meta-training may use: calibration and the report
+#: (encoding the calibration and test items) need the rest
+BUDGET_TRAINING_SHARE = 0.8
 
 
 def build_model(recipe: Recipe, preset: dict, sample_shape) -> "CoinModel":
@@ -51,16 +56,22 @@ def train_recipe(
     calibration_items: int = 2048,
     overrides: dict | None = None,
     report_bits=None,
+    init="auto",
+    minutes: float | None = None,
 ) -> dict:
     """Train a base network for a recipe, calibrate its coding tables, write model and report.
 
     ``overrides`` replaces preset keys (e.g. a tiny ``width`` in tests); ``report_bits`` the
-    recipe's list of bit widths to report. Returns the report dict (also written to
-    ``OUT/report.json`` and ``OUT/report.md``).
+    recipe's list of bit widths to report. ``init``: the model to start from (``"auto"``: with
+    ``data``, the recipe's shipped model when the data are its variable; ``"none"``: random;
+    else a shipped name, model file or directory, see :mod:`inrcodec.recipes.finetune`).
+    ``minutes``: a wall-clock budget for this call; meta-training stops early enough
+    (:data:`BUDGET_TRAINING_SHARE`) to leave the rest for calibration and the report, which
+    always run. Returns the report dict (also written to ``OUT/report.json`` and ``OUT/report.md``).
     """
     import torch
 
-    t_start = time.time()
+    t_start, deadline = time.time(), _deadline(minutes)
     recipe = load_recipe(name)
     p = recipe.preset(preset)
     unknown = set(overrides or {}) - PRESET_KEYS
@@ -71,16 +82,21 @@ def train_recipe(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     rd = load_recipe_data(recipe, data, variable)
+    start = resolve_init(recipe, init, rd, data_given=bool(data))
     model = build_model(recipe, p, rd.train.shape[1:])
     train_fields = rd.fields["train"] if rd.fields else None
-    model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+    if start is None:
+        model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+    else:  # weights, Meta-SGD rates and normalisation of the init model
+        model = start_from(start, model, p, preset)
     model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
                          "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
                          "item_shape": list(rd.train.shape[1:]),
-                         "training_range": [model.offset, model.offset + model.scale]}
+                         "training_range": [model.offset, model.offset + model.scale],
+                         **({"init": init_record(start)} if start else {})}
     grid = model.make_grid(rd.test.shape[1:], lat=rd.lat, lon=rd.lon)  # rd.lat/lon are those of the test items
     n_steps = int(steps if steps is not None else p["steps"])
-    history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress)
+    history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress, deadline)
     t_train = time.time() - t_start
 
     cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in train_fields] if train_fields else [(rd.train, grid)]
@@ -89,7 +105,9 @@ def train_recipe(
     bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
     report = evaluate_fields(model, rd.fields, bits) if rd.fields else evaluate(model, rd, bits, grid)
     report.update(
-        recipe=recipe.name, preset=preset, steps=n_steps, seed=seed, device=device,
+        recipe=recipe.name, preset=preset, steps=history.steps[-1] if history.steps else 0, planned_steps=n_steps,
+        budget_minutes=minutes, init=init_record(start), seed=seed, device=device,
+        time_ranges={k: [str(t[0]), str(t[-1])] for k, t in rd.times.items()} if rd.times else None,
         model_file=str(path), model_sha256=model.sha256, train_seconds=round(t_train, 1),
         total_seconds=round(time.time() - t_start, 1), data=rd.source, units=rd.units,
         split={k: int(sum(f.values.shape[0] for f in fs)) for k, fs in rd.fields.items()} if rd.fields
@@ -103,8 +121,17 @@ def train_recipe(
     return report
 
 
+def _deadline(minutes: float | None) -> float | None:
+    """The ``time.monotonic()`` at which meta-training stops for a budget of ``minutes`` (None: no budget)."""
+    if minutes is None:
+        return None
+    if not minutes > 0:
+        raise ValueError(f"--minutes must be a positive number of minutes, got {minutes}")
+    return time.monotonic() + BUDGET_TRAINING_SHARE * 60.0 * float(minutes)
+
+
 def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, device: str, out: Path, resume: bool,
-                progress: bool):
+                progress: bool, deadline: float | None = None):
     """Meta-train ``model.network`` on the recipe's training split (checkpoints in ``out``); the history."""
     from inrcodec.metalearn import MetaTrainer, TrainConfig
 
@@ -123,7 +150,7 @@ def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, dev
     trainer = MetaTrainer(model.network, sampler, val_batch, cfg, out)
     if resume and trainer.checkpoint_path.exists():
         trainer.load_checkpoint()
-    history = trainer.train(progress=progress)
+    history = trainer.train(progress=progress, deadline=deadline)
     model.network = trainer.network.cpu().eval()
     return history
 

@@ -1,0 +1,106 @@
+"""Starting a recipe from a trained model (``train-recipe --init``): fine-tuning on the user's own data.
+
+With ``--data`` a recipe starts by default from the shipped model its TOML names in ``[init]``
+when the data are that model's variable (name and units) on its grid kind; otherwise, or with
+``--init none``, from a random network. The init model gives the network weights, the
+latent-to-shift map, the Meta-SGD rates and the normalisation; the architecture and patch rule
+are therefore the init model's, and a preset or override asking for another one is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from inrcodec.errors import InrcodecError
+
+#: ``init=`` values: the recipe's default (with ``--data`` only), or a random network
+AUTO, NONE = "auto", "none"
+#: what must be equal between the preset and the init model (the rest of the preset trains it)
+_ARCHITECTURE = ("grid_kind", "width", "depth", "latent_dim", "w0", "meta_sgd", "patch_shape", "patch_degrees")
+#: preset keys the init model overrides (its own values are kept, so they are reported as ignored)
+_FROM_INIT = ("inner_lr", "encode_steps")
+
+
+def _note(text: str) -> None:
+    print(f"inrcodec: note: {text}", file=sys.stderr)
+
+
+def resolve_init(recipe, init, rd, data_given: bool):
+    """``(StoredModel, label)`` of the model to start from, or None for a random network.
+
+    ``init``: ``"auto"`` (the recipe's ``[init] model`` when ``data_given`` and the data match it,
+    else None with a note), ``"none"``/None, or anything :func:`inrcodec.modelstore.load` takes.
+    An explicit model whose grid kind or units differ from the data's is an error.
+    """
+    from inrcodec import modelstore
+
+    if init is None or (isinstance(init, str) and init.lower() == NONE):
+        return None
+    explicit = not (isinstance(init, str) and init.lower() == AUTO)
+    if not explicit:
+        if not data_given or not recipe.init.get("model"):
+            return None  # the recipe's own data (the README's main job): trained from scratch as always
+        init = recipe.init["model"]
+    stored = modelstore.load(init)
+    reason = _mismatch(recipe, stored.model, rd, check_name=not explicit)
+    if reason is None:
+        return stored, stored.name or str(init)
+    if explicit:
+        raise InrcodecError(f"--init {init}: {reason}; pass --init none to train from scratch")
+    _note(f"training from scratch, not from the shipped model {init}: {reason} (--init NAME|FILE to choose a model)")
+    return None
+
+
+def _mismatch(recipe, model, rd, check_name: bool) -> str | None:
+    """Why ``model`` cannot start training on ``rd`` (None: it can)."""
+    if model.grid_kind != recipe.model["grid"]:
+        return f"the model is for {model.grid_kind} grids, recipe {recipe.name!r} for {recipe.model['grid']} ones"
+    units = str(model.description.get("units", ""))
+    if units and rd.units and units != rd.units:
+        return f"the model was trained on data in {units!r}, these data are in {rd.units!r}"
+    names = recipe.init.get("variables", [])
+    if check_name and rd.variable not in names:
+        return f"the data variable {rd.variable!r} is not one it was trained on ({', '.join(names)})"
+    return None
+
+
+def architecture(model) -> dict:
+    """The architecture and patch rule of a model, as :data:`_ARCHITECTURE` names them."""
+    net = model.network
+    return {"grid_kind": model.grid_kind, "width": net.width, "depth": net.depth, "latent_dim": net.latent_dim,
+            "w0": float(net.w0), "meta_sgd": bool(net.meta_sgd), "patch_shape": model.patch_shape,
+            "patch_degrees": model.patch_degrees}
+
+
+def start_from(init, fresh, preset: dict, preset_name: str):
+    """A private copy of the init model, to train; ``fresh`` is what the preset would build.
+
+    The copy keeps the init model's weights, Meta-SGD rates and normalisation; its coding tables
+    are dropped (calibration counts new ones). A preset whose architecture differs is refused.
+    """
+    from inrcodec.model import CoinModel
+
+    stored, label = init
+    want, have = architecture(fresh), architecture(stored.model)
+    differ = [k for k in _ARCHITECTURE if want[k] != have[k]]
+    if differ:
+        raise InrcodecError(
+            f"the init model ({label}) has {_pairs(have, differ)} but preset {preset_name!r} asks for "
+            f"{_pairs(want, differ)}: use the preset it was trained with, or --init none to train from scratch")
+    model = CoinModel.from_bytes(stored.data)  # a copy: the one modelstore caches must keep its hash
+    ignored = [k for k in _FROM_INIT if k in preset and float(preset[k]) != float(getattr(model, k))]
+    if ignored:
+        _note(f"{_pairs({k: getattr(model, k) for k in ignored}, ignored)} from the init model, not the preset's "
+              f"{_pairs(preset, ignored)}")
+    model.coding = None
+    model.changed()
+    return model
+
+
+def init_record(init) -> dict | None:
+    """What the report and the model's description say about the starting point."""
+    return None if init is None else {"name": init[1], "sha256": init[0].sha256}
+
+
+def _pairs(values: dict, keys) -> str:
+    return ", ".join(f"{k} {values[k]}" for k in keys)
