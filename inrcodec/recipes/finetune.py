@@ -1,10 +1,12 @@
 """Starting a recipe from a trained model (``train-recipe --init``): fine-tuning on the user's own data.
 
 With ``--data`` a recipe starts by default from the shipped model its TOML names in ``[init]``
-when the data are that model's variable (name and units) on its grid kind; otherwise, or with
-``--init none``, from a random network. The init model gives the network weights, the
-latent-to-shift map, the Meta-SGD rates and the normalisation; the architecture and patch rule
-are therefore the init model's, and a preset or override asking for another one is refused.
+when that model fits: the data are its variable (name and units), on its grid kind, and the
+preset has its architecture (width, depth, latent_dim, w0, Meta-SGD, patch rule); otherwise, with
+a note, or with ``--init none``, from a random network. A model named by ``--init`` that does not
+fit (grid kind, units, architecture) is refused. The init model gives the network weights, the
+latent-to-shift map, the Meta-SGD rates and the normalisation; the preset gives the training
+(steps, batch, learning rates, quantizer range).
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ def _note(text: str) -> None:
     print(f"inrcodec: note: {text}", file=sys.stderr)
 
 
-def resolve_init(recipe, init, rd, data_given: bool):
+def resolve_init(recipe, init, rd, fresh, data_given: bool):
     """``(StoredModel, label)`` of the model to start from, or None for a random network.
 
-    ``init``: ``"auto"`` (the recipe's ``[init] model`` when ``data_given`` and the data match it,
-    else None with a note), ``"none"``/None, or anything :func:`inrcodec.modelstore.load` takes.
-    An explicit model whose grid kind or units differ from the data's is an error.
+    ``init``: ``"auto"`` (the recipe's ``[init] model`` when ``data_given`` and it fits, else None
+    with a note), ``"none"``/None, or anything :func:`inrcodec.modelstore.load` takes. ``fresh``:
+    the model the preset builds; an explicit init model that does not fit the data or the preset's
+    architecture is an error.
     """
     from inrcodec import modelstore
 
@@ -42,17 +45,17 @@ def resolve_init(recipe, init, rd, data_given: bool):
             return None  # the recipe's own data (the README's main job): trained from scratch as always
         init = recipe.init["model"]
     stored = modelstore.load(init)
-    reason = _mismatch(recipe, stored.model, rd, check_name=not explicit)
+    reason = _mismatch(recipe, stored.model, rd, fresh, check_name=not explicit)
     if reason is None:
         return stored, stored.name or str(init)
     if explicit:
-        raise InrcodecError(f"--init {init}: {reason}; pass --init none to train from scratch")
-    _note(f"training from scratch, not from the shipped model {init}: {reason} (--init NAME|FILE to choose a model)")
+        raise InrcodecError(f"--init {init}: {reason}; --init none trains from scratch")
+    _note(f"training from scratch, not from the shipped model {init}: {reason}")
     return None
 
 
-def _mismatch(recipe, model, rd, check_name: bool) -> str | None:
-    """Why ``model`` cannot start training on ``rd`` (None: it can)."""
+def _mismatch(recipe, model, rd, fresh, check_name: bool) -> str | None:
+    """Why ``model`` cannot start training ``fresh`` on ``rd`` (None: it can)."""
     if model.grid_kind != recipe.model["grid"]:
         return f"the model is for {model.grid_kind} grids, recipe {recipe.name!r} for {recipe.model['grid']} ones"
     units = str(model.description.get("units", ""))
@@ -61,6 +64,11 @@ def _mismatch(recipe, model, rd, check_name: bool) -> str | None:
     names = recipe.init.get("variables", [])
     if check_name and rd.variable not in names:
         return f"the data variable {rd.variable!r} is not one it was trained on ({', '.join(names)})"
+    want, have = architecture(fresh), architecture(model)
+    differ = [k for k in _ARCHITECTURE if want[k] != have[k]]
+    if differ:
+        hint = f" (it was trained with --preset {model.description['preset']})" if "preset" in model.description else ""
+        return f"the model has {_pairs(have, differ)}, the preset asks for {_pairs(want, differ)}{hint}"
     return None
 
 
@@ -72,22 +80,12 @@ def architecture(model) -> dict:
             "patch_degrees": model.patch_degrees}
 
 
-def start_from(init, fresh, preset: dict, preset_name: str):
-    """A private copy of the init model, to train; ``fresh`` is what the preset would build.
-
-    The copy keeps the init model's weights, Meta-SGD rates and normalisation; its coding tables
-    are dropped (calibration counts new ones). A preset whose architecture differs is refused.
-    """
+def start_from(init, preset: dict):
+    """A private copy of the init model to train: its weights, Meta-SGD rates and normalisation,
+    without its coding tables (calibration counts new ones). Says which preset keys it overrides."""
     from inrcodec.model import CoinModel
 
-    stored, label = init
-    want, have = architecture(fresh), architecture(stored.model)
-    differ = [k for k in _ARCHITECTURE if want[k] != have[k]]
-    if differ:
-        raise InrcodecError(
-            f"the init model ({label}) has {_pairs(have, differ)} but preset {preset_name!r} asks for "
-            f"{_pairs(want, differ)}: use the preset it was trained with, or --init none to train from scratch")
-    model = CoinModel.from_bytes(stored.data)  # a copy: the one modelstore caches must keep its hash
+    model = CoinModel.from_bytes(init[0].data)  # a copy: the one modelstore caches must keep its hash
     ignored = [k for k in _FROM_INIT if k in preset and float(preset[k]) != float(getattr(model, k))]
     if ignored:
         _note(f"{_pairs({k: getattr(model, k) for k in ignored}, ignored)} from the init model, not the preset's "

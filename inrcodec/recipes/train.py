@@ -82,13 +82,13 @@ def train_recipe(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     rd = load_recipe_data(recipe, data, variable)
-    start = resolve_init(recipe, init, rd, data_given=bool(data))
     model = build_model(recipe, p, rd.train.shape[1:])
+    start = resolve_init(recipe, init, rd, model, data_given=bool(data))
     train_fields = rd.fields["train"] if rd.fields else None
     if start is None:
         model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
     else:  # weights, Meta-SGD rates and normalisation of the init model
-        model = start_from(start, model, p, preset)
+        model = start_from(start, p)
     model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
                          "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
                          "item_shape": list(rd.train.shape[1:]),
