@@ -82,7 +82,9 @@ def architecture(model) -> dict:
 
 def start_from(init, preset: dict):
     """A private copy of the init model to train: its weights, Meta-SGD rates and normalisation,
-    without its coding tables (calibration counts new ones). Says which preset keys it overrides."""
+    without its coding tables (calibration counts new ones), its latent dimensions back at the scale
+    it was trained at. Says which preset keys it overrides."""
+    from inrcodec.calibration import unwhiten_network
     from inrcodec.model import CoinModel
 
     model = CoinModel.from_bytes(init[0].data)  # a copy: the one modelstore caches must keep its hash
@@ -90,6 +92,7 @@ def start_from(init, preset: dict):
     if ignored:
         _note(f"{_pairs({k: getattr(model, k) for k in ignored}, ignored)} from the init model, not the preset's "
               f"{_pairs(preset, ignored)}")
+    unwhiten_network(model)
     model.coding = None
     model.changed()
     return model
