@@ -170,3 +170,24 @@ def test_data_splits_are_disjoint_in_time(sample):
     assert [len(times[k]) for k in ("train", "val", "test-time")] == [len(rd.train), len(rd.val), len(rd.test)]
     hashes = {k: {hash(f.tobytes()) for f in v} for k, v in (("train", rd.train), ("val", rd.val), ("test", rd.test))}
     assert not (hashes["train"] & hashes["val"] or hashes["train"] & hashes["test"] or hashes["val"] & hashes["test"])
+
+
+def test_unwhitening_keeps_the_fits_at_the_training_scale(base, sample):
+    from inrcodec.calibration import unwhiten_network
+
+    whitened, model = CoinModel.load(base), CoinModel.load(base)
+    unwhiten_network(model)
+    np.testing.assert_allclose(model.network.inner_lrs.detach().numpy(), model.network.inner_lr, rtol=1e-5)
+    rd = load_recipe_data(load_recipe("era5"), [sample])
+    grid = model.make_grid(rd.test.shape[1:], lat=rd.lat, lon=rd.lon)
+    recon = [m.decode(m.encode(rd.test[:1], grid), grid) for m in (whitened, model)]
+    np.testing.assert_allclose(recon[0], recon[1], atol=1e-3 * model.scale)
+
+
+def test_fine_tuning_takes_the_recipes_outer_lr_unless_overridden():
+    from inrcodec.recipes.finetune import finetune_preset
+
+    recipe = load_recipe("era5")
+    cpu = recipe.preset("cpu")
+    assert finetune_preset(recipe, cpu, None)["outer_lr"] == recipe.init["outer_lr"] == 3e-5 < cpu["outer_lr"]
+    assert finetune_preset(recipe, {**cpu, "outer_lr": 1e-3}, {"outer_lr": 1e-3})["outer_lr"] == 1e-3

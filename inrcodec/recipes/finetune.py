@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 from inrcodec.errors import InrcodecError
+from inrcodec.recipes.recipe import PRESET_KEYS
 
 #: ``init=`` values: the recipe's default (with ``--data`` only), or a random network
 AUTO, NONE = "auto", "none"
@@ -78,6 +79,13 @@ def architecture(model) -> dict:
     return {"grid_kind": model.grid_kind, "width": net.width, "depth": net.depth, "latent_dim": net.latent_dim,
             "w0": float(net.w0), "meta_sgd": bool(net.meta_sgd), "patch_shape": model.patch_shape,
             "patch_degrees": model.patch_degrees}
+
+
+def finetune_preset(recipe, preset: dict, overrides: dict | None) -> dict:
+    """The preset for training from a model: the recipe's ``[init]`` training keys (``outer_lr``:
+    a converged network wants smaller outer steps than a random one) unless ``overrides`` set them."""
+    keys = {k: v for k, v in recipe.init.items() if k in PRESET_KEYS and k not in (overrides or {})}
+    return {**preset, **keys}
 
 
 def start_from(init, preset: dict):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inrcodec.recipes.data import RecipeData, load_recipe_data
-from inrcodec.recipes.finetune import init_record, resolve_init, start_from
+from inrcodec.recipes.finetune import finetune_preset, init_record, resolve_init, start_from
 from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
 from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_markdown
 
@@ -88,6 +88,7 @@ def train_recipe(
     if start is None:
         model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
     else:  # weights, Meta-SGD rates and normalisation of the init model
+        p = finetune_preset(recipe, p, overrides)
         model = start_from(start, p)
     model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
                          "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
