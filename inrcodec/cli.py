@@ -134,8 +134,8 @@ def main(argv=None) -> int:
     p.add_argument("--variable", help="variable to train on (default: t2m, else the only gridded one)")
     p.add_argument("--preset", default="cpu", help=f"preset in the recipe ({_presets_help()})")
     p.add_argument("--steps", type=int, help="meta-training steps (default: the preset's)")
-    p.add_argument("--minutes", type=float, help="wall-clock budget: training stops at 80%% of it (or at --steps, "
-                   "whichever comes first) and the model is calibrated and reported as usual")
+    p.add_argument("--minutes", type=float, help="wall-clock budget: training stops in time to calibrate and report "
+                   "within it (estimated from a timed encode), or at --steps, whichever comes first")
     p.add_argument("--init", default="auto", help="model to start from: a shipped name, a model file or train-recipe "
                    "directory, or none (default: with --data, the recipe's shipped model when the data are its "
                    "variable, e.g. t2m-global for t2m/tas; without --data, none)")

@@ -17,10 +17,6 @@ from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_mar
 if TYPE_CHECKING:
     from inrcodec.model import CoinModel
 
-#: with ``--minutes``, the share of the budget meta-training may use: calibration and the report
-#: (encoding the calibration and test items) need the rest
-BUDGET_TRAINING_SHARE = 0.8
-
 
 def build_model(recipe: Recipe, preset: dict, sample_shape) -> "CoinModel":
     from inrcodec.model import CoinModel
@@ -65,13 +61,15 @@ def train_recipe(
     recipe's list of bit widths to report. ``init``: the model to start from (``"auto"``: with
     ``data``, the recipe's shipped model when the data are its variable; ``"none"``: random;
     else a shipped name, model file or directory, see :mod:`inrcodec.recipes.finetune`).
-    ``minutes``: a wall-clock budget for this call; meta-training stops early enough
-    (:data:`BUDGET_TRAINING_SHARE`) to leave the rest for calibration and the report, which
-    always run. Returns the report dict (also written to ``OUT/report.json`` and ``OUT/report.md``).
+    ``minutes``: a wall-clock budget for this call; meta-training stops early enough to leave what
+    calibration and the report are estimated to take (:func:`_after_training_seconds`); they always
+    run. Returns the report dict (also written to ``OUT/report.json`` and ``OUT/report.md``).
     """
     import torch
 
-    t_start, deadline = time.time(), _deadline(minutes)
+    t_start, t0 = time.time(), time.monotonic()
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"--minutes must be a positive number of minutes, got {minutes}")
     recipe = load_recipe(name)
     p = recipe.preset(preset)
     unknown = set(overrides or {}) - PRESET_KEYS
@@ -97,13 +95,16 @@ def train_recipe(
                          **({"init": init_record(start)} if start else {})}
     grid = model.make_grid(rd.test.shape[1:], lat=rd.lat, lon=rd.lon)  # rd.lat/lon are those of the test items
     n_steps = int(steps if steps is not None else p["steps"])
+    cal_sets = _grid_sets(model, train_fields) if train_fields else [(rd.train, grid)]
+    bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
+    deadline = None if minutes is None else t0 + 60.0 * minutes - _after_training_seconds(
+        model, cal_sets, _grid_sets(model, rd.fields.get("test-source", []) + rd.fields["test-time"]) if rd.fields
+        else [(rd.test, grid)], calibration_items, 1 + len(bits) * (1 if rd.fields else 2))
     history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress, deadline)
     t_train = time.time() - t_start
 
-    cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in train_fields] if train_fields else [(rd.train, grid)]
     calibrate_model(model, cal_sets, calibration_items, seed, p)
     path = model.save(out)
-    bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
     report = evaluate_fields(model, rd.fields, bits) if rd.fields else evaluate(model, rd, bits, grid)
     report.update(
         recipe=recipe.name, preset=preset, steps=history.steps[-1] if history.steps else 0, planned_steps=n_steps,
@@ -122,13 +123,23 @@ def train_recipe(
     return report
 
 
-def _deadline(minutes: float | None) -> float | None:
-    """The ``time.monotonic()`` at which meta-training stops for a budget of ``minutes`` (None: no budget)."""
-    if minutes is None:
-        return None
-    if not minutes > 0:
-        raise ValueError(f"--minutes must be a positive number of minutes, got {minutes}")
-    return time.monotonic() + BUDGET_TRAINING_SHARE * 60.0 * float(minutes)
+def _grid_sets(model, fields) -> list:
+    """(values, grid) of each :class:`~inrcodec.pool.Field`."""
+    return [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in fields]
+
+
+def _after_training_seconds(model, cal_sets, test_sets, calibration_items: int, passes: int) -> float:
+    """What calibration and the report will take, from one timed encode of one item: the calibration
+    patches, and every test patch ``passes`` times (float latents and each bit width). Encoding costs the
+    same with trained weights, so ``--minutes`` can stop meta-training in time for both."""
+    values, g = cal_sets[0]
+    model.encode(values[:1], g)  # the first call pays for torch's start
+    t = time.monotonic()
+    model.encode(values[:1], g)
+    per_patch = (time.monotonic() - t) / model.partition(g).num_patches
+    patches = lambda v, g, limit: min(v.shape[0], limit) * model.partition(g).num_patches
+    cal = sum(patches(v, g, _calibration_items(model, g, len(cal_sets), calibration_items)) for v, g in cal_sets)
+    return per_patch * (cal + passes * sum(patches(v, g, v.shape[0]) for v, g in test_sets))
 
 
 def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, device: str, out: Path, resume: bool,
@@ -166,7 +177,7 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
     rng = np.random.default_rng(seed)
     latents = []
     for values, g in cal_sets:
-        max_items = max(1, calibration_items // (len(cal_sets) * model.partition(g).num_patches))
+        max_items = _calibration_items(model, g, len(cal_sets), calibration_items)
         if values.shape[0] > max_items:
             values = values[np.sort(rng.choice(values.shape[0], max_items, replace=False))]
         latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
@@ -174,6 +185,11 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
     if model.network.meta_sgd:
         latents = model.whiten_latents(latents)
     model.calibrate(latents, num_std=float(preset.get("quant_num_std", 3.0)))
+
+
+def _calibration_items(model, grid, n_sets: int, calibration_items: int) -> int:
+    """Items of one of ``n_sets`` calibration sets on ``grid`` (about ``calibration_items`` patches in all)."""
+    return max(1, calibration_items // (n_sets * model.partition(grid).num_patches))
 
 
 def pool_batches(model, fields: dict, points: int, seed: int):
