@@ -142,6 +142,7 @@ def test_minutes_stops_training_and_still_writes_a_calibrated_model(base, sample
     _clock_jumps_after(monkeypatch, 3)
     r = train_recipe("era5", data=[sample], steps=1000, minutes=5, out=tmp_path, init="none", **RUN)
     assert (r["steps"], r["planned_steps"], r["budget_minutes"]) == (3, 1000, 5)
+    assert r["time_ranges"]["train"][0] == "2005-01-16T12:00:00"  # the report says which times trained the model
     assert "3 steps of 1000 (stopped by the --minutes 5 budget)" in (tmp_path / "report.md").read_text()
     model = CoinModel.load(tmp_path, expected_sha256=r["model_sha256"])
     assert model.coding is not None and model.entropy_models(5)

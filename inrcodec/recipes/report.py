@@ -81,7 +81,7 @@ def report_markdown(r: dict) -> str:
         f"# inrcodec recipe `{r['recipe']}` (preset `{r['preset']}`)", "",
         f"- data: {r['data']}", f"- split (items): {r['split']}", f"- model: `{r['model_file']}` sha256 `{r['model_sha256']}`",
         f"- architecture: {r['architecture']}, patch {r['patch_shape']}", _start_line(r),
-        *([f"- time ranges: " + "; ".join(f"{k} {a} to {b}" for k, (a, b) in r["time_ranges"].items())] if r.get("time_ranges") else []),
+        *(["- time ranges: " + "; ".join(f"{k} {a} to {b}" for k, (a, b) in r["time_ranges"].items())] if r.get("time_ranges") else []),
         f"- meta-training: {r['steps']} steps{_budget_note(r)}, {r['train_seconds']} s on {r['device']} (total {r['total_seconds']} s); "
         f"final validation PSNR {r['final_val_psnr']:.2f} dB (3 inner steps; peak = training range)" if r.get("final_val_psnr") is not None else "",
         "", f"Held-out test split {r['test_shape']}" + (f" ({r['tests'][0]['split']}: {r['tests'][0]['field']})" if r.get("tests") else "")

@@ -97,9 +97,11 @@ def train_recipe(
     n_steps = int(steps if steps is not None else p["steps"])
     cal_sets = _grid_sets(model, train_fields) if train_fields else [(rd.train, grid)]
     bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
-    deadline = None if minutes is None else t0 + 60.0 * minutes - _after_training_seconds(
-        model, cal_sets, _grid_sets(model, rd.fields.get("test-source", []) + rd.fields["test-time"]) if rd.fields
-        else [(rd.test, grid)], calibration_items, 1 + len(bits) * (1 if rd.fields else 2))
+    deadline = None
+    if minutes is not None:  # the report encodes each test set at float latents and each bit width (x entropy options)
+        test_sets = _grid_sets(model, rd.fields.get("test-source", []) + rd.fields["test-time"]) if rd.fields else [(rd.test, grid)]
+        passes = 1 + len(bits) * (1 if rd.fields else 2)
+        deadline = t0 + 60.0 * minutes - _after_training_seconds(model, cal_sets, test_sets, calibration_items, passes)
     history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress, deadline)
     t_train = time.time() - t_start
 
@@ -109,7 +111,7 @@ def train_recipe(
     report.update(
         recipe=recipe.name, preset=preset, steps=history.steps[-1] if history.steps else 0, planned_steps=n_steps,
         budget_minutes=minutes, init=init_record(start), seed=seed, device=device,
-        time_ranges={k: [str(t[0]), str(t[-1])] for k, t in rd.times.items()} if rd.times else None,
+        time_ranges={k: [_time_text(t[0]), _time_text(t[-1])] for k, t in rd.times.items()} if rd.times else None,
         model_file=str(path), model_sha256=model.sha256, train_seconds=round(t_train, 1),
         total_seconds=round(time.time() - t_start, 1), data=rd.source, units=rd.units,
         split={k: int(sum(f.values.shape[0] for f in fs)) for k, fs in rd.fields.items()} if rd.fields
@@ -121,6 +123,11 @@ def train_recipe(
     (out / "report.md").write_text(report_markdown(report))
     plots(out, history, model, rd, grid, report)
     return report
+
+
+def _time_text(t) -> str:
+    """A time to the second (datetime64), else as the calendar object prints it."""
+    return str(np.datetime_as_string(t, unit="s")) if isinstance(t, np.datetime64) else str(t)
 
 
 def _grid_sets(model, fields) -> list:
