@@ -65,6 +65,26 @@ def whiten_network(model, latents: np.ndarray) -> np.ndarray:
     lat = np.asarray(latents, dtype=np.float64).reshape(-1, model.latent_dim)
     s = lat.std(axis=0)
     s = np.where(s > 0, s, 1.0)
+    _rescale_latent_dims(model, s)
+    return (lat / s).reshape(np.shape(latents))
+
+
+def unwhiten_network(model) -> None:
+    """Undo :func:`whiten_network` on a Meta-SGD model, in place: its per-latent rates back at the
+    network's initial ``inner_lr`` (the same fits and reconstructions). Whitening shrinks the
+    latent-to-shift columns to the latents' scale (about 1e-3 in t2m-global), where the outer loop's
+    Adam steps (a fixed size per weight) would swamp them: fine-tuning starts from this scale."""
+    net = model.network
+    if not net.meta_sgd:
+        return
+    rates = net.inner_lrs.detach().double().numpy()
+    s = np.sqrt(np.where(rates > 0, rates, net.inner_lr) / net.inner_lr)
+    _rescale_latent_dims(model, s)
+
+
+def _rescale_latent_dims(model, s: np.ndarray) -> None:
+    """Latent dimension j in units of ``s[j]``: its latent-to-shift column times ``s[j]``, its
+    inner rate divided by ``s[j]**2`` (the inner loop then takes the same steps in ``z / s``)."""
     net = model.network
     with torch.no_grad():
         net.latent_to_modulations.weight.mul_(torch.as_tensor(s, dtype=net.latent_to_modulations.weight.dtype)[None, :])
@@ -73,7 +93,7 @@ def whiten_network(model, latents: np.ndarray) -> np.ndarray:
         if not net.meta_sgd:
             net.meta_sgd, net.inner_lrs = True, torch.nn.Parameter(torch.zeros(model.latent_dim))
         net.inner_lrs.copy_(rates)
-    return (lat / s).reshape(np.shape(latents))
+    model.changed()
 
 
 def coding_tables(latents: np.ndarray, latent_dim: int, bits, num_std: float) -> dict:

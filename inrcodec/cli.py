@@ -31,7 +31,7 @@ def _train_recipe(args) -> int:
     report = train_recipe(
         args.name, data=args.data or None, variable=args.variable, preset=args.preset, steps=args.steps,
         out=args.out or f"inrcodec-{args.name}", device=args.device, seed=args.seed, resume=args.resume,
-        progress=not args.quiet,
+        progress=not args.quiet, init=args.init, minutes=args.minutes,
     )
     out = args.out or f"inrcodec-{args.name}"
     print(open(f"{out}/report.md").read())
@@ -134,6 +134,11 @@ def main(argv=None) -> int:
     p.add_argument("--variable", help="variable to train on (default: t2m, else the only gridded one)")
     p.add_argument("--preset", default="cpu", help=f"preset in the recipe ({_presets_help()})")
     p.add_argument("--steps", type=int, help="meta-training steps (default: the preset's)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget: training stops in time to calibrate and report "
+                   "within it (estimated from a timed encode), or at --steps, whichever comes first")
+    p.add_argument("--init", default="auto", help="model to start from: a shipped name, a model file or train-recipe "
+                   "directory, or none (default: with --data, the recipe's shipped model when the data are its "
+                   "variable, e.g. t2m-global for t2m/tas; without --data, none)")
     p.add_argument("--out", help="output directory (default: inrcodec-NAME)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0)

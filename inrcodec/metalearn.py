@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,27 +145,35 @@ class MetaTrainer:
         has_points = mask_t.reshape(mask_t.shape[0], -1).any(dim=1).cpu().numpy() if mask is not None else slice(None)
         return float(psnr_normalised(mse[has_points]).mean())
 
-    def train(self, steps: int | None = None, progress: bool = True) -> TrainHistory:
+    def train(self, steps: int | None = None, progress: bool = True, deadline: float | None = None) -> TrainHistory:
+        """Outer steps up to ``steps``, or until ``time.monotonic()`` reaches ``deadline`` (checked between
+        steps); the step it stops at is validated and checkpointed either way, so ``--resume`` continues it."""
         from tqdm.auto import tqdm
 
         steps = self.config.steps if steps is None else steps
         bar = tqdm(total=steps, initial=self.step, disable=not progress, desc="meta-training", unit="step")
         last_psnr = self.history.val_psnr[-1] if self.history.val_psnr else float("nan")
-        while self.step < steps:
+        done = self._done(steps, deadline)
+        while not done:
             loss = self.train_step()
             self.step += 1
             self.history.steps.append(self.step)
             self.history.loss.append(loss)
-            if self.step % self.config.val_every == 0 or self.step == steps:
+            done = self._done(steps, deadline)
+            if self.step % self.config.val_every == 0 or done:
                 last_psnr = self.validate()
                 self.history.val_steps.append(self.step)
                 self.history.val_psnr.append(last_psnr)
-            if self.out_dir is not None and (self.step % self.config.checkpoint_every == 0 or self.step == steps):
+            if self.out_dir is not None and (self.step % self.config.checkpoint_every == 0 or done):
                 self.save_checkpoint()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.2e}", train_psnr=f"{psnr_normalised(loss):.1f}", val_psnr=f"{last_psnr:.1f}")
+            budget = {} if deadline is None else {"budget_left": f"{max(0.0, deadline - time.monotonic()) / 60:.1f} min"}
+            bar.set_postfix(loss=f"{loss:.2e}", train_psnr=f"{psnr_normalised(loss):.1f}", val_psnr=f"{last_psnr:.1f}", **budget)
         bar.close()
         return self.history
+
+    def _done(self, steps: int, deadline: float | None) -> bool:
+        return self.step >= steps or (deadline is not None and time.monotonic() >= deadline)
 
     # -- checkpoints (safetensors + JSON, never pickled) ---------------------------------
     @property

@@ -24,6 +24,9 @@ class RecipeData:
     #: lat/lon recipes: split name -> list of :class:`inrcodec.pool.Field` (several sources and
     #: grids); ``train``/``val``/``test`` above are then the first field of each split
     fields: dict | None = None
+    #: the data variable's name (era5: what ``--init`` checks against the model), and split -> times (era5)
+    variable: str = ""
+    times: dict | None = None
 
 
 def _split(items: np.ndarray, fractions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,7 +92,9 @@ def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) ->
         src = list(paths) if paths else [datasets.embedded_sample_path(recipe.data["embedded"])]
         da = datasets.load_era5(src if len(src) > 1 else src[0], variable=variable or recipe.data.get("variable") or None)
         parts = dict(zip(("train", "val", "test-time"), datasets.split_by_time(da, tuple(split))))
-        return _field_data({k: [v] for k, v in parts.items()}, ", ".join(str(s) for s in src) + f" [{da.name}]")
+        rd = _field_data({k: [v] for k, v in parts.items()}, ", ".join(str(s) for s in src) + f" [{da.name}]")
+        rd.variable, rd.times = str(da.name), {k: v["time"].values for k, v in parts.items()}
+        return rd
     if loader in ("audio", "image", "volume"):
         return _load_modality(recipe, paths, split)
     raise ValueError(f"recipe {recipe.name!r}: unknown data loader {loader!r}")

@@ -31,6 +31,8 @@ class Recipe:
     model: dict
     presets: dict
     report: dict = field(default_factory=dict)
+    #: the shipped model ``--data`` starts from by default (``model``) and the data ``variables`` it fits
+    init: dict = field(default_factory=dict)
 
     def preset(self, name: str) -> dict:
         if name not in self.presets:
@@ -68,5 +70,6 @@ def load_recipe(name_or_path) -> Recipe:
     return Recipe(
         name=raw["name"], description=raw.get("description", ""), modality=raw.get("modality", ""),
         data=raw["data"], model=raw["model"], presets=raw["presets"], report=raw.get("report", {}),
+        init=raw.get("init", {}),
     )
 

@@ -80,8 +80,9 @@ def report_markdown(r: dict) -> str:
     lines = [
         f"# inrcodec recipe `{r['recipe']}` (preset `{r['preset']}`)", "",
         f"- data: {r['data']}", f"- split (items): {r['split']}", f"- model: `{r['model_file']}` sha256 `{r['model_sha256']}`",
-        f"- architecture: {r['architecture']}, patch {r['patch_shape']}",
-        f"- meta-training: {r['steps']} steps, {r['train_seconds']} s on {r['device']} (total {r['total_seconds']} s); "
+        f"- architecture: {r['architecture']}, patch {r['patch_shape']}", _start_line(r),
+        *(["- time ranges: " + "; ".join(f"{k} {a} to {b}" for k, (a, b) in r["time_ranges"].items())] if r.get("time_ranges") else []),
+        f"- meta-training: {r['steps']} steps{_budget_note(r)}, {r['train_seconds']} s on {r['device']} (total {r['total_seconds']} s); "
         f"final validation PSNR {r['final_val_psnr']:.2f} dB (3 inner steps; peak = training range)" if r.get("final_val_psnr") is not None else "",
         "", f"Held-out test split {r['test_shape']}" + (f" ({r['tests'][0]['split']}: {r['tests'][0]['field']})" if r.get("tests") else "")
         + f"; errors in {r['units'] or 'data units'}; rate from the real chunk bytes "
@@ -92,6 +93,19 @@ def report_markdown(r: dict) -> str:
         lines += ["", f"### {t['split']}: {t['field']} {t['test_shape']}, grid spacing {t['spacing']} degrees", ""]
         lines += _rows_markdown(t["rows"] + [t["baseline"]])
     return "\n".join(lines) + "\n"
+
+
+def _start_line(r: dict) -> str:
+    init = r.get("init")
+    return "- initialised at random" if not init else f"- fine-tuned from: {init['name']} sha256 `{init['sha256']}`"
+
+
+def _budget_note(r: dict) -> str:
+    """Why training stopped before the planned steps, if it did."""
+    planned = r.get("planned_steps", r["steps"])
+    if r["steps"] >= planned:
+        return ""
+    return f" of {planned} (stopped by the --minutes {r['budget_minutes']:g} budget)" if r.get("budget_minutes") else f" of {planned}"
 
 
 def _rows_markdown(rows) -> list[str]:

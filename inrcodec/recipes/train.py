@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inrcodec.recipes.data import RecipeData, load_recipe_data
+from inrcodec.recipes.finetune import finetune_preset, init_record, resolve_init, start_from
 from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
 from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_markdown
 
@@ -51,16 +52,24 @@ def train_recipe(
     calibration_items: int = 2048,
     overrides: dict | None = None,
     report_bits=None,
+    init="auto",
+    minutes: float | None = None,
 ) -> dict:
     """Train a base network for a recipe, calibrate its coding tables, write model and report.
 
     ``overrides`` replaces preset keys (e.g. a tiny ``width`` in tests); ``report_bits`` the
-    recipe's list of bit widths to report. Returns the report dict (also written to
-    ``OUT/report.json`` and ``OUT/report.md``).
+    recipe's list of bit widths to report. ``init``: the model to start from (``"auto"``: with
+    ``data``, the recipe's shipped model when the data are its variable; ``"none"``: random;
+    else a shipped name, model file or directory, see :mod:`inrcodec.recipes.finetune`).
+    ``minutes``: a wall-clock budget for this call; meta-training stops early enough to leave what
+    calibration and the report are estimated to take (:func:`_after_training_seconds`); they always
+    run. Returns the report dict (also written to ``OUT/report.json`` and ``OUT/report.md``).
     """
     import torch
 
-    t_start = time.time()
+    t_start, t0 = time.time(), time.monotonic()
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"--minutes must be a positive number of minutes, got {minutes}")
     recipe = load_recipe(name)
     p = recipe.preset(preset)
     unknown = set(overrides or {}) - PRESET_KEYS
@@ -72,24 +81,37 @@ def train_recipe(
     torch.manual_seed(seed)
     rd = load_recipe_data(recipe, data, variable)
     model = build_model(recipe, p, rd.train.shape[1:])
+    start = resolve_init(recipe, init, rd, model, data_given=bool(data))
     train_fields = rd.fields["train"] if rd.fields else None
-    model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+    if start is None:
+        model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+    else:  # weights, Meta-SGD rates and normalisation of the init model
+        p = finetune_preset(recipe, p, overrides)
+        model = start_from(start, p)
     model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
                          "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
                          "item_shape": list(rd.train.shape[1:]),
-                         "training_range": [model.offset, model.offset + model.scale]}
+                         "training_range": [model.offset, model.offset + model.scale],
+                         **({"init": init_record(start)} if start else {})}
     grid = model.make_grid(rd.test.shape[1:], lat=rd.lat, lon=rd.lon)  # rd.lat/lon are those of the test items
     n_steps = int(steps if steps is not None else p["steps"])
-    history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress)
+    cal_sets = _grid_sets(model, train_fields) if train_fields else [(rd.train, grid)]
+    bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
+    deadline = None
+    if minutes is not None:  # the report encodes each test set at float latents and each bit width (x entropy options)
+        test_sets = _grid_sets(model, rd.fields.get("test-source", []) + rd.fields["test-time"]) if rd.fields else [(rd.test, grid)]
+        passes = 1 + len(bits) * (1 if rd.fields else 2)
+        deadline = t0 + 60.0 * minutes - _after_training_seconds(model, cal_sets, test_sets, calibration_items, passes)
+    history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress, deadline)
     t_train = time.time() - t_start
 
-    cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in train_fields] if train_fields else [(rd.train, grid)]
     calibrate_model(model, cal_sets, calibration_items, seed, p)
     path = model.save(out)
-    bits = report_bits or recipe.report.get("bits", [4, 5, 6, 8])
     report = evaluate_fields(model, rd.fields, bits) if rd.fields else evaluate(model, rd, bits, grid)
     report.update(
-        recipe=recipe.name, preset=preset, steps=n_steps, seed=seed, device=device,
+        recipe=recipe.name, preset=preset, steps=history.steps[-1] if history.steps else 0, planned_steps=n_steps,
+        budget_minutes=minutes, init=init_record(start), seed=seed, device=device,
+        time_ranges={k: [_time_text(t[0]), _time_text(t[-1])] for k, t in rd.times.items()} if rd.times else None,
         model_file=str(path), model_sha256=model.sha256, train_seconds=round(t_train, 1),
         total_seconds=round(time.time() - t_start, 1), data=rd.source, units=rd.units,
         split={k: int(sum(f.values.shape[0] for f in fs)) for k, fs in rd.fields.items()} if rd.fields
@@ -103,8 +125,32 @@ def train_recipe(
     return report
 
 
+def _time_text(t) -> str:
+    """A time to the second (datetime64), else as the calendar object prints it."""
+    return str(np.datetime_as_string(t, unit="s")) if isinstance(t, np.datetime64) else str(t)
+
+
+def _grid_sets(model, fields) -> list:
+    """(values, grid) of each :class:`~inrcodec.pool.Field`."""
+    return [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in fields]
+
+
+def _after_training_seconds(model, cal_sets, test_sets, calibration_items: int, passes: int) -> float:
+    """What calibration and the report will take, from one timed encode of one item: the calibration
+    patches, and every test patch ``passes`` times (float latents and each bit width). Encoding costs the
+    same with trained weights, so ``--minutes`` can stop meta-training in time for both."""
+    values, g = cal_sets[0]
+    model.encode(values[:1], g)  # the first call pays for torch's start
+    t = time.monotonic()
+    model.encode(values[:1], g)
+    per_patch = (time.monotonic() - t) / model.partition(g).num_patches
+    patches = lambda v, g, limit: min(v.shape[0], limit) * model.partition(g).num_patches
+    cal = sum(patches(v, g, _calibration_items(model, g, len(cal_sets), calibration_items)) for v, g in cal_sets)
+    return per_patch * (cal + passes * sum(patches(v, g, v.shape[0]) for v, g in test_sets))
+
+
 def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, device: str, out: Path, resume: bool,
-                progress: bool):
+                progress: bool, deadline: float | None = None):
     """Meta-train ``model.network`` on the recipe's training split (checkpoints in ``out``); the history."""
     from inrcodec.metalearn import MetaTrainer, TrainConfig
 
@@ -123,7 +169,7 @@ def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, dev
     trainer = MetaTrainer(model.network, sampler, val_batch, cfg, out)
     if resume and trainer.checkpoint_path.exists():
         trainer.load_checkpoint()
-    history = trainer.train(progress=progress)
+    history = trainer.train(progress=progress, deadline=deadline)
     model.network = trainer.network.cpu().eval()
     return history
 
@@ -138,7 +184,7 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
     rng = np.random.default_rng(seed)
     latents = []
     for values, g in cal_sets:
-        max_items = max(1, calibration_items // (len(cal_sets) * model.partition(g).num_patches))
+        max_items = _calibration_items(model, g, len(cal_sets), calibration_items)
         if values.shape[0] > max_items:
             values = values[np.sort(rng.choice(values.shape[0], max_items, replace=False))]
         latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
@@ -146,6 +192,11 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
     if model.network.meta_sgd:
         latents = model.whiten_latents(latents)
     model.calibrate(latents, num_std=float(preset.get("quant_num_std", 3.0)))
+
+
+def _calibration_items(model, grid, n_sets: int, calibration_items: int) -> int:
+    """Items of one of ``n_sets`` calibration sets on ``grid`` (about ``calibration_items`` patches in all)."""
+    return max(1, calibration_items // (n_sets * model.partition(grid).num_patches))
 
 
 def pool_batches(model, fields: dict, points: int, seed: int):
