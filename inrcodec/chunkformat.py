@@ -98,7 +98,7 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
 # layout byte: bits 0-3 ndim, bit 4 order (1 = F), bits 5-6 dtype code - 1, bit 7 reserved
 # content byte: bits 0-1 mode, bits 2-7 one bit per section tag 1..6 (present)
 # coding byte (modes 0 and 2 only): bits 0-3 bits - 1, bits 4-5 quantizer_id, bits 6-7 entropy_id
-# version 4, modes 0 and 2 only: then a patch-aim byte (0 = the model's patch) and a predict byte
+# version 4, modes 0 and 2 only: then one varint, patch aim << 1 | predict (aim 0 = the model's patch)
 _V3_MIN_LEN = len(V3_PREFIX) + PIN_SIZE + 2 + CRC_SIZE
 
 
@@ -139,7 +139,7 @@ def _pack_v3(header: ChunkHeader, encoded: list[tuple[int, memoryview]]) -> byte
     if header.mode not in MODES_WITHOUT_LATENTS:
         out.append((header.bits - 1) | header.quantizer_id << 4 | header.entropy_id << 6)
         if v4:
-            out += bytes([header.patch_aim, header.predict])
+            out += _varint(header.patch_aim << 1 | header.predict)
     for d in header.shape:
         out += _varint(d)
     for _, payload in encoded[:-1]:  # the last section runs to the checksum
@@ -185,9 +185,10 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
         bits, qid, eid = (coding & 0x0F) + 1, coding >> 4 & 3, coding >> 6
     aim = predict = 0
     if version == 4 and mode not in MODES_WITHOUT_LATENTS:
-        aim, predict = r.unpack("<BB", "patch aim / predict bytes")
-        if predict not in KNOWN_PREDICTORS:
-            raise CorruptChunkError(f"unknown item predictor {predict} (this build knows {list(KNOWN_PREDICTORS)})")
+        latent_layout = _read_varint(r, "latent layout (patch aim, predict)")
+        aim, predict = latent_layout >> 1, latent_layout & 1
+        if aim > 255:
+            raise CorruptChunkError(f"patch aim {aim} exceeds 255 points")
     shape = tuple(_read_varint(r, f"shape[{i}]") for i in range(ndim))
     codes = [code for code in sorted(TAG_NAMES) if present >> (code - 1) & 1]
     lengths = [_read_varint(r, f"length of section {TAG_NAMES[c]!r}") for c in codes[:-1]]

@@ -9,6 +9,10 @@ chunk header:
   Always available, needs no table.
 * ``1`` shared: one categorical table for every symbol (the COIN++ paper).
 * ``2`` per-dimension: one categorical table per latent dimension (k tables).
+* ``3`` parametric (chunk format version 4, mid-tread symbols): signed symbols in groups, each
+  coded with a discrete Laplace or Gaussian whose family and scale one parameter byte gives
+  (``encode_parametric`` / ``decode_parametric``; probabilities from ``parametric_probabilities``,
+  deterministic: decimal arithmetic, float64 products and ``math.fsum``).
 
 Tables are *integer counts* (np.int64, every entry >= 1), stored with the model.
 Before they are handed to constriction's range coder (``constriction.stream.queue``,

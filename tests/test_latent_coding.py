@@ -179,20 +179,20 @@ def test_corrupt_version4_chunks_are_refused(tiny_model, patched_model):
         with pytest.raises(CorruptChunkError):
             decode_chunk(chunk[:cut], tiny_model, codec.settings, shape=x.shape)
     body = bytearray(chunk[:-4])
-    # layout: I 4 pin(4) layout content coding aim predict shape...
-    assert body[:2] == cf.V4_PREFIX and body[9] == 0 and body[10] == 1
-    bad_predict = bytearray(body)
-    bad_predict[10] = 7
-    with pytest.raises(CorruptChunkError, match="predictor"):
-        codec.decode(_recrc(bytes(bad_predict)))
+    # layout: I 4 pin(4) layout content coding latent-layout(varint aim << 1 | predict) shape...
+    assert body[:2] == cf.V4_PREFIX and body[9] == 1
+    big = bytearray(body)
+    big[9:10] = b"\x80\x04"  # aim 256
+    with pytest.raises(CorruptChunkError, match="exceeds 255"):
+        codec.decode(_recrc(bytes(big)))
     aim = bytearray(body)
-    aim[9] = 2  # this model's patches are not sized in degrees
+    aim[9] = 2 << 1 | 1  # this model's patches are not sized in degrees
     with pytest.raises(CorruptChunkError, match="patch aim"):
         codec.decode(_recrc(bytes(aim)))
     v3 = bytearray(body)
     v3[1] = 3  # version 3 cannot name the mid-tread quantizer
     with pytest.raises(CorruptChunkError):
-        codec.decode(_recrc(bytes(v3[:9] + v3[11:])))
+        codec.decode(_recrc(bytes(v3[:9] + v3[10:])))
     hdr, sections = cf.unpack_chunk(chunk)
     for payload in (b"", sections["latents"][:1], sections["latents"][:-4], sections["latents"] + b"\0\0\0\0",
                     b"\xff" * len(sections["latents"])):

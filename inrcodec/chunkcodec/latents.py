@@ -79,20 +79,26 @@ class LatentCoder:
         return CodedLatents(q.quantizer_id, eid, payload, symbols)
 
     def _compress_midtread(self, latents: np.ndarray, bits: int) -> CodedLatents:
+        """Mid-tread symbols, parametric range coding. With ``predict`` (and more than one item)
+        the items are coded both ways and the smaller payload is kept: the prediction is a
+        level of the same lattice (``mean + j * step``), so both give the same latents (up to the
+        clipping of far outliers) and the choice only changes the bytes."""
         q = midtread(self.model, bits)
         n_items = latents.shape[0] if latents.ndim > 2 else 1
         items = np.asarray(latents, dtype=np.float64).reshape(n_items, -1)
-        symbols, deq = q.quantize(items, predict=self.predict)
-        groups = _groups(n_items, items.shape[1], q.limit, self.predict)
-        parts, start = [], 0
-        flat = symbols.reshape(-1)
-        for count, limit in groups:
-            parts.append((flat[start:start + count], limit))
-            start += count
-        payload = entropy.encode_parametric(parts, _base(q))
         k = latents.shape[-1]
-        return CodedLatents(MIDTREAD_QUANTIZER, entropy.ENTROPY_PARAMETRIC, payload, symbols.reshape(-1, k),
-                            deq.astype(np.float32).reshape(-1, k), int(self.predict))
+        best = None
+        for predict in ((False, True) if self.predict and n_items > 1 else (False,)):
+            symbols, deq = q.quantize(items, predict=predict)
+            parts, start, flat = [], 0, symbols.reshape(-1)
+            for count, limit in _groups(n_items, items.shape[1], q.limit, predict):
+                parts.append((flat[start:start + count], limit))
+                start += count
+            payload = entropy.encode_parametric(parts, _base(q))
+            if best is None or len(payload) < len(best.payload):
+                best = CodedLatents(MIDTREAD_QUANTIZER, entropy.ENTROPY_PARAMETRIC, payload, symbols.reshape(-1, k),
+                                    deq.astype(np.float32).reshape(-1, k), int(predict))
+        return best
 
     def dequantize(self, coded: CodedLatents, bits: int) -> np.ndarray:
         """The latents the decoder will see for ``coded`` (flat ``(n, latent_dim)``)."""
