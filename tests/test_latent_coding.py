@@ -211,3 +211,24 @@ def test_corrupt_version4_chunks_are_refused(tiny_model, patched_model):
                          patched_model, patched.settings, shape=x.shape)
         except CorruptChunkError:
             pass
+
+
+# ------------------------------------------------------------------ a golden version-4 chunk
+#: the golden model's v1_modulations_input (tests/data/golden_v1v2) with the default coding at
+#: bits=4, inner_steps=3 (mid-tread, two items predicted): the bytes and the decoded values' sha256
+GOLDEN_V4 = "4904971136560304e301020810c100beebe4f10a726db1"
+GOLDEN_V4_DECODED_SHA256 = "f986ec5b1c1e51d28b17dd0f018248d2918a850aa024327692603124c6ecdb88"
+
+
+def test_golden_version4_chunk():
+    from golden_cases import DATA, golden_model
+
+    with np.load(DATA / "arrays.npz") as z:
+        x = z["v1_modulations_input"].copy()
+    codec = COINppCodec(golden_model(), bits=4, inner_steps=3, assume_global_grid=True)
+    chunk = bytes.fromhex(GOLDEN_V4)
+    hdr = cf.unpack_chunk(chunk)[0]
+    assert (hdr.quantizer_id, hdr.entropy_id, hdr.predict, hdr.patch_aim) == (2, 3, 1, 0)
+    y = codec.decode(chunk)
+    assert hashlib.sha256(y.tobytes()).hexdigest() == GOLDEN_V4_DECODED_SHA256
+    assert codec.encode(x) == chunk
