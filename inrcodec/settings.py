@@ -219,6 +219,12 @@ class CodecSettings:
                 out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
+    def explicit_legacy(self) -> dict[str, Any]:
+        """The options ``to_dict`` leaves out because they hold their legacy value although
+        today's default differs: keywords that rebuild these settings need them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata["legacy"] != f.default and getattr(self, f.name) == f.metadata["legacy"]}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CodecSettings":
         """The settings of a configuration; a key it lacks takes its *legacy* value (what the

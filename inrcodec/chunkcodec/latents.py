@@ -126,7 +126,7 @@ class LatentCoder:
         belong to (mid-tread with ``predict``)."""
         self.check_header(bits, quantizer_id, entropy_id)
         if quantizer_id == MIDTREAD_QUANTIZER:
-            q = midtread(self.model, bits)
+            q = self._midtread(bits)
             try:
                 entropy.parametric_header(payload, self._parametric_groups(q, count, items, predict), _base(q))
             except ValueError as exc:
@@ -140,6 +140,12 @@ class LatentCoder:
                 "this chunk needs"
             )
 
+    def _midtread(self, bits: int):
+        try:
+            return midtread(self.model, bits)
+        except ValueError as exc:  # a model without quantizer statistics cannot have written it
+            raise CorruptChunkError(f"mid-tread latents, but {exc}") from None
+
     def _parametric_groups(self, q, count: int, items: int | None, predict: int) -> list[tuple[int, int]]:
         k = self.model.latent_dim
         items = count if items is None else int(items)
@@ -152,7 +158,7 @@ class LatentCoder:
         """The dequantised latents ``(count, latent_dim)`` of a ``latents`` section payload."""
         self.check_header(bits, quantizer_id, entropy_id)
         if quantizer_id == MIDTREAD_QUANTIZER:
-            q = midtread(self.model, bits)
+            q = self._midtread(bits)
             groups = self._parametric_groups(q, count, items, predict)
             try:
                 parts = entropy.decode_parametric(payload, groups, _base(q))
