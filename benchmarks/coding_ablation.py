@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-steps", type=int, default=0, help="use only the first N steps of each set")
     ap.add_argument("--sets", nargs="+", help="pool sets to run (default: all)")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"of {list(CONFIGS)}")
-    ap.add_argument("--bits", nargs="+", type=int, default=[1, 2, 3, 4, 5, 6])
+    ap.add_argument("--bits", nargs="*", type=int, default=[1, 2, 3, 4, 5, 6])
     ap.add_argument("--target-ratio", nargs="+", type=float, default=[],
                     help="also run rate control at these ratios (patch size and width chosen per chunk)")
     ap.add_argument("--patch-points", default="0", help="aim of the patch/time configurations (0 = auto, 'model')")

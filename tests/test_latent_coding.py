@@ -232,3 +232,29 @@ def test_golden_version4_chunk():
     y = codec.decode(chunk)
     assert hashlib.sha256(y.tobytes()).hexdigest() == GOLDEN_V4_DECODED_SHA256
     assert codec.encode(x) == chunk
+
+
+def test_version4_header_round_trip_and_checks():
+    pin = b"\x01\x02\x03\x04"
+    base = dict(model_sha256=None, dtype="<f4", shape=(3, 8, 16), order="C", mode=0, patch_shape=None,
+                num_items=None, num_patches=None, latent_dim=None, bits=5, quantizer_id=2, entropy_id=3, pin=pin)
+    for aim, predict in ((0, 0), (0, 1), (63, 1), (64, 0), (255, 1)):
+        hdr = cf.ChunkHeader(**base, patch_aim=aim, predict=predict)
+        data = cf.pack_chunk(hdr, {"latents": b"\x05" * 8})
+        assert data[:2] == cf.V4_PREFIX and len(data) == 13 + (aim >= 64) + 8 + 4
+        assert cf.unpack_chunk(data) == (hdr, {"latents": b"\x05" * 8})
+    legacy = cf.ChunkHeader(**{**base, "quantizer_id": 1, "entropy_id": 1})
+    assert cf.pack_chunk(legacy, {"latents": b"x"})[:2] == cf.V3_PREFIX  # the old coding stays version 3
+    with pytest.raises(ValueError, match="predict"):
+        cf.ChunkHeader(**{**base, "quantizer_id": 1, "entropy_id": 1}, predict=1)
+    with pytest.raises(ValueError, match="version-4 fields"):
+        cf.ChunkHeader(**{**base, "mode": 1, "bits": 0, "quantizer_id": 0, "entropy_id": 0}, patch_aim=3)
+    with pytest.raises(ValueError, match="version-4 fields"):
+        cf.ChunkHeader(**{**base, "pin": None, "model_sha256": "ab" * 32, "patch_shape": (), "num_items": 1,
+                          "num_patches": 1, "latent_dim": 1}, patch_aim=3)
+    # a version-4 chunk that a version-3 header could express is refused (one way to write it)
+    body = bytearray(cf.pack_chunk(legacy, {"latents": b"x"})[:-4])
+    body[1] = 4
+    body[9:9] = b"\x00"
+    with pytest.raises(CorruptChunkError, match="version 3"):
+        cf.unpack_chunk(_recrc(bytes(body)))
