@@ -258,3 +258,22 @@ def test_version4_header_round_trip_and_checks():
     body[9:9] = b"\x00"
     with pytest.raises(CorruptChunkError, match="version 3"):
         cf.unpack_chunk(_recrc(bytes(body)))
+
+
+def test_new_options_validate_and_parse_from_the_command_line():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    CodecSettings.add_arguments(p)
+    opts = CodecSettings.options_from_arguments(p.parse_args(["--quantizer", "uniform", "--no-time-coding",
+                                                              "--patch-points", "model"]))
+    assert opts == {"quantizer": "uniform", "time_coding": False, "patch_points": None}
+    assert CodecSettings.options_from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == \
+        {"patch_points": 0, "time_coding": True}
+    s = CodecSettings(**opts)
+    assert s.to_dict() == CodecSettings.from_dict({"bits": 6}).to_dict() and s.explicit_legacy() == opts
+    for bad in (dict(quantizer="zigzag"), dict(patch_points=256), dict(patch_points=-1), dict(patch_points=True)):
+        with pytest.raises(ValueError):
+            CodecSettings(**bad)
+    assert CodecSettings(entropy_coding=False).quantizer == "uniform"  # bit packing needs it
+    assert CodecSettings(bits=14).quantizer == "uniform" and not CodecSettings(quantizer="uniform").time_coding
