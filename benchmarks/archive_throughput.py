@@ -20,6 +20,7 @@ import tempfile
 import time
 import warnings
 
+import _smoke
 import numpy as np
 import torch
 import xarray as xr
@@ -30,13 +31,16 @@ from inrcodec.model import CoinModel
 from inrcodec.network import ModulatedSiren
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=48)
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--inner-steps", type=int, default=10)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, os.cpu_count() or 1])
-    args = ap.parse_args()
+    _smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:  # the threaded scheduler only (a LocalCluster takes longer to start than this)
+        args.steps, args.chunk, args.inner_steps, args.workers = 2, 2, 1, []
     warnings.simplefilter("ignore")
     tmp = tempfile.mkdtemp()
     tas = embedded_sample("tas")
@@ -48,7 +52,8 @@ def main() -> None:
     ds.to_netcdf(src)
     torch.manual_seed(0)
     model = CoinModel(ModulatedSiren(3, 1, width=32, depth=3, latent_dim=16), "spherical", offset=250.0, scale=40.0)
-    model.calibrate(model.encode(data[:8], model.make_grid(data.shape[1:], lat=tas.lat.values, lon=tas.lon.values), steps=2))
+    model.calibrate(model.encode(data[:8], model.make_grid(data.shape[1:], lat=tas.lat.values, lon=tas.lon.values),
+                                 steps=1 if args.smoke else 2))
     mb = data.nbytes / 1e6
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
           f"input {args.steps} x 96 x 192 float32 = {mb:.1f} MB, chunks time={args.chunk}, inner_steps={args.inner_steps}\n")

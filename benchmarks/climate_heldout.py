@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import _smoke
 import numpy as np
 
 from inrcodec import bench, datasets
@@ -51,15 +52,23 @@ def test_sets() -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", nargs="+", required=True, help="model file(s), train-recipe dirs or shipped names")
+    ap.add_argument("--model", nargs="+", help="model file(s), train-recipe dirs or shipped names")
     ap.add_argument("--sets", nargs="+", default=["mpi_esm_4deg", "mpi_esm", "glosea4_4deg", "glosea4", "e1"])
     ap.add_argument("--bits", nargs="+", type=int, default=[1, 2, 3, 4, 5, 6, 8])
     ap.add_argument("--peers", nargs="+", default=["sperr", "sz3", "zfp", "bitround-zstd"])
     ap.add_argument("--out", default="bench-climate")
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:  # two fields of the smallest set, no peers
+        args.model, args.sets, args.bits, args.peers = [_smoke.model_dir()], ["e1"], [2], []
+        args.out = _smoke.tmpdir()
+    elif not args.model:
+        ap.error("--model is required")
     sets = test_sets()
     for name in args.sets:
         f = sets[name]
+        if args.smoke:
+            f = Field(f.values[:2], f.lat, f.lon, f.name)
         rd = RecipeData(None, None, f.values, lat=f.lat, lon=f.lon, units="K", source=f.name)
         res = bench.run_bench(rd, models=args.model, bits=args.bits, peers=args.peers, log=print, name=name)
         files = bench.write_outputs(res, Path(args.out) / name, command="python " + " ".join(sys.argv))

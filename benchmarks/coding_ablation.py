@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+import _smoke
+
 #: name -> COINppCodec options (cumulative, as in the issue)
 CONFIGS = {
     "baseline": dict(quantizer="uniform", time_coding=False, patch_points=None),
@@ -81,8 +83,20 @@ def load_sets(args) -> dict:
     return {k: out[k] for k in order if k in out}
 
 
-def install_fit_cache() -> None:
-    """Memoise CoinModel.encode on its exact inputs (benchmark only)."""
+def _smoke_data() -> str:
+    import xarray as xr
+    from conftest import global_lat_lon, smooth_field
+
+    lat, lon = global_lat_lon()
+    path = _smoke.tmpdir() + "/smoke.nc"
+    xr.Dataset({"t": (("time", "lat", "lon"), smooth_field(4).astype("f4"))},
+               coords={"lat": lat, "lon": lon}).to_netcdf(path)
+    return path
+
+
+def install_fit_cache():
+    """Memoise CoinModel.encode on its exact inputs (benchmark only); returns the function that
+    puts the original back."""
     from inrcodec.model import CoinModel
 
     original = CoinModel.encode
@@ -101,6 +115,7 @@ def install_fit_cache() -> None:
         return cache[key].copy()
 
     CoinModel.encode = encode
+    return lambda: setattr(CoinModel, "encode", original)
 
 
 def run(codec, values: np.ndarray, steps: int) -> dict:
@@ -125,7 +140,7 @@ def run(codec, values: np.ndarray, steps: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    src = ap.add_mutually_exclusive_group(required=True)
+    src = ap.add_mutually_exclusive_group()
     src.add_argument("--data", help="a netCDF file (with --var)")
     src.add_argument("--split", help="the climate pool split: 'validation' (settings are chosen there)")
     ap.add_argument("--var", help="the variable of --data")
@@ -142,15 +157,30 @@ def main(argv=None) -> int:
     ap.add_argument("--inner-steps", type=int, default=None, help="default: the model's")
     ap.add_argument("--refine-steps", type=int, default=0)
     ap.add_argument("--fit-cache", action="store_true", help="fit once per chunk and patch size (times meaningless)")
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:  # a tiny untrained model on 4 smooth 8 x 16 fields, one width
+        args.model, args.bits = _smoke.model_dir(), [2]
+        args.data, args.var, args.chunk_steps = _smoke_data(), "t", 2
+    if not (args.data or args.split):
+        ap.error("give --data PATH --var NAME, or --split validation")
     if args.data and not args.var:
         ap.error("--data needs --var")
 
     from inrcodec import COINppCodec
     from inrcodec.metrics import rmse_coslat
 
-    if args.fit_cache:
-        install_fit_cache()
+    restore = install_fit_cache() if args.fit_cache else (lambda: None)
+    try:
+        return _run_all(args)
+    finally:
+        restore()
+
+
+def _run_all(args) -> int:
+    from inrcodec import COINppCodec
+    from inrcodec.metrics import rmse_coslat
+
     aim = None if args.patch_points == "model" else int(args.patch_points)
     configs = {k: dict(CONFIGS[k]) for k in args.configs}
     for k in ("patch", "time"):

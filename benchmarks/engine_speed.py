@@ -12,6 +12,7 @@ import argparse
 import platform
 import time
 
+import _smoke
 import numpy as np
 import torch
 
@@ -21,7 +22,7 @@ from inrcodec.model import CoinModel
 from inrcodec.network import ModulatedSiren
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=4)
@@ -33,7 +34,11 @@ def main() -> None:
     ap.add_argument("--encode-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    _smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.width, args.depth, args.latent_dim, args.batch_size, args.outer_points = 8, 1, 4, 2, 16
+        args.train_steps, args.encode_steps = 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -46,9 +51,10 @@ def main() -> None:
     cfg = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, outer_lr=1e-3,
                       outer_points=args.outer_points, val_every=10**9, device=args.device)
     trainer = MetaTrainer(net, model.training_sampler(values, grid), None, cfg)
-    trainer.train(steps=3, progress=False)  # warm-up
+    warm = 1 if args.smoke else 3
+    trainer.train(steps=warm, progress=False)  # warm-up
     t = time.perf_counter()
-    trainer.train(steps=3 + args.train_steps, progress=False)
+    trainer.train(steps=warm + args.train_steps, progress=False)
     steps_per_s = args.train_steps / (time.perf_counter() - t)
     model.network = trainer.network.cpu().eval()
 

@@ -25,6 +25,7 @@ import platform
 import time
 from importlib import metadata
 
+import _smoke
 import numpy as np
 
 
@@ -106,7 +107,10 @@ def main(argv=None) -> None:
     ap.add_argument("--mode2", action="store_true",
                     help="also the best mode-2 chunk (network + residual, no fallback) over widths 1..bits")
     ap.add_argument("--inner-steps", type=int, default=10)
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:  # peers that are not installed are reported as such
+        args.model, args.bounds, args.bits, args.inner_steps = _smoke.model_dir(), "0.5", 2, 1
     bounds = [float(b) for b in args.bounds.split(",")]
 
     da = embedded_sample("tas")

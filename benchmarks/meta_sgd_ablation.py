@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import _smoke
 import numpy as np
 import torch
 
@@ -26,7 +27,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=3)
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps, args.width, args.depth = 1, 8, 1
     torch.set_num_threads(args.threads)
     recipe = load_recipe("era5")
     rd = load_recipe_data(recipe)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+import _smoke
 import numpy as np
 
 
@@ -24,11 +25,16 @@ def main(argv=None) -> int:
     from inrcodec.recipes import load_recipe, load_recipe_data
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model")
     ap.add_argument("--whiten", action="store_true")
     ap.add_argument("--ranges", nargs="+", type=float, default=[3, 4, 5, 6, 8])
     ap.add_argument("--bits", nargs="+", type=int, default=[3, 4, 6])
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.model, args.ranges, args.bits = _smoke.model_dir(), [3.0], [3]
+    elif not args.model:
+        ap.error("--model is required")
     model = CoinModel.from_bytes(modelstore.load(args.model).model.to_bytes())  # a private copy
     rd = load_recipe_data(load_recipe("era5"))
     rng = np.random.default_rng(0)

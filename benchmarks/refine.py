@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import _smoke
 import numpy as np
 
 
@@ -33,7 +34,10 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--float", action="store_true", help="also the RMSE of the unquantized latents")
     ap.add_argument("--threads", type=int, default=2)
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.model, args.refine, args.bits, args.inner_steps, args.float = _smoke.model_dir(), "0,1", "2", 1, True
     torch.set_num_threads(args.threads)
 
     da = embedded_sample("tas")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import _smoke
 import numpy as np
 
 
@@ -40,9 +41,10 @@ def globe46(da):
 def legacy_size(chunk: bytes, codec) -> int:
     """Bytes of the same chunk in the version-1 layout (full sha256, fixed-width fields)."""
     from inrcodec import chunkformat as cf
+    from inrcodec.chunkcodec.context import context
 
     hdr, sections = cf.unpack_chunk(chunk)
-    part = codec.model.partition(codec._grid(tuple(hdr.shape[-2:])))
+    part = codec.model.partition(context(codec.model, codec.settings).grid(tuple(hdr.shape[-2:])))
     legacy = cf.ChunkHeader(**{**hdr.__dict__, "pin": None, "model_sha256": codec.model_sha256,
                                "patch_shape": part.patch_shape, "num_items": hdr.shape[0],
                                "num_patches": part.num_patches, "latent_dim": codec.model.latent_dim})
@@ -65,7 +67,10 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--bits", default="1,2,3,4,6")
     ap.add_argument("--inner-steps", type=int, default=10)
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:  # a tiny untrained model instead of training one
+        args.model, args.bits, args.inner_steps = _smoke.model_dir(), "2", 1
     torch.set_num_threads(1)
 
     da = globe46(embedded_sample("tas"))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import _smoke
+
 from inrcodec.recipes import train_recipe
 
 JOBS = [  # recipe, steps, output directory, preset overrides
@@ -23,13 +25,22 @@ JOBS = [  # recipe, steps, output directory, preset overrides
 ]
 
 
-def main() -> None:
+SMOKE = {"width": 8, "depth": 1, "latent_dim": 4, "batch_size": 2}
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps-scale", type=float, default=1.0)
-    args = ap.parse_args()
-    for name, steps, out, overrides in JOBS:
+    _smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    jobs = JOBS
+    if args.smoke:  # one step of a width-8 network for the first job, into a temporary directory
+        (name, _, _, overrides), = JOBS[:1]
+        jobs = [(name, 1, _smoke.tmpdir(), {**overrides, **SMOKE})]
+    for name, steps, out, overrides in jobs:
         t = time.time()
-        r = train_recipe(name, steps=int(steps * args.steps_scale), out=out, progress=False, overrides=overrides)
+        r = train_recipe(name, steps=max(1, int(steps * args.steps_scale)), out=out, progress=False,
+                         overrides=overrides, **({"calibration_items": 16, "report_bits": [2]} if args.smoke else {}))
         print(f"{out}: {time.time() - t:.0f} s, validation PSNR {r['final_val_psnr']:.2f} dB, sha256 {r['model_sha256'][:12]}")
 
 

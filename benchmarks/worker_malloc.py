@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def encode_times(n: int = 5, tune: bool = False) -> dict:
+def encode_times(n: int = 5, tune: bool = False, smoke: bool = False) -> dict:
     import resource
 
     import numpy as np
@@ -31,10 +32,11 @@ def encode_times(n: int = 5, tune: bool = False) -> dict:
 
         tune_malloc()
     torch.set_num_threads(1)
-    model = build_spherical_model(width=128, depth=4, latent_dim=64)
-    codec = COINppCodec(model, inner_steps=3, assume_global_grid=True)
+    size = dict(width=8, depth=1, latent_dim=4) if smoke else dict(width=128, depth=4, latent_dim=64)
+    model = build_spherical_model(**size)
+    codec = COINppCodec(model, inner_steps=1 if smoke else 3, assume_global_grid=True)
     rng = np.random.default_rng(0)
-    x = (250 + 20 * rng.standard_normal((2, 96, 192))).astype("f4")
+    x = (250 + 20 * rng.standard_normal((2, 16, 32) if smoke else (2, 96, 192))).astype("f4")
     codec.encode(x)
     ts = []
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -46,14 +48,24 @@ def encode_times(n: int = 5, tune: bool = False) -> dict:
     return {"median_s": round(statistics.median(ts), 3), "minor_faults_per_encode": int(faults)}
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import argparse
+
+    import _smoke
     import dask
     from distributed import Client, LocalCluster
 
     from inrcodec.archive import WORKER_MALLOC_ENV
 
-    print("this process, glibc defaults:", encode_times())
-    print("this process after inrcodec.cli.tune_malloc() (what `inrcodec compress` does):", encode_times(tune=True))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    n = 1 if args.smoke else 5
+    print("this process, glibc defaults:", encode_times(n, smoke=args.smoke))
+    print("this process after inrcodec.cli.tune_malloc() (what `inrcodec compress` does):",
+          encode_times(n, tune=True, smoke=args.smoke))
+    if args.smoke:  # worker processes take longer to start than the smoke budget
+        return
     default_env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     for label, env in (("distributed default", default_env), ("inrcodec WORKER_MALLOC_ENV", {**default_env, **WORKER_MALLOC_ENV})):
         with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):

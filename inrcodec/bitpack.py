@@ -32,6 +32,11 @@ def check_symbols(symbols: np.ndarray, bits: int, *, ndim: int | None = 2) -> np
     return s
 
 
+def fixed_nbytes(count: int, bits: int) -> int:
+    """The exact payload size of ``count`` symbols of ``bits`` bits (what ``pack_fixed`` writes)."""
+    return (int(count) * int(bits) + 7) // 8
+
+
 def pack_fixed(symbols: np.ndarray, bits: int) -> bytes:
     """Fixed-length code: each symbol (flattened in C order) as ``bits`` bits, LSB first,
     bit-packed little-endian into ``ceil(count * bits / 8)`` bytes; pad bits are 0."""
@@ -52,7 +57,7 @@ def unpack_fixed(data: bytes | bytearray | memoryview, bits: int, count: int) ->
     if count < 0:
         raise ValueError(f"unpack_fixed: count must be >= 0, got {count}")
     buf = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
-    expected = (count * bits + 7) // 8
+    expected = fixed_nbytes(count, bits)
     if len(buf) != expected:
         raise ValueError(
             f"fixed-length payload for {count} symbols of {bits} bits must be "

@@ -7,6 +7,20 @@ import json
 import sys
 
 
+def os_error_message(exc: OSError, command: str) -> str:
+    """One line for an operating-system error: what failed where, and what to do."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota exceeded)",
+            errno.EROFS: "the file system is read-only: write somewhere else",
+            errno.EBUSY: "the path is in use (a mount point?): write to a path inside it",
+            errno.EACCES: "no permission: write somewhere else"}.get(exc.errno, "")
+    if command == "compress" and hint:
+        hint += "; an unfinished store resumes when the same command is run again"
+    return f"{exc.strerror or exc}{where}" + (f": {hint}" if hint else "")
+
+
 def _train_recipe(args) -> int:
     from .recipes import list_recipes, train_recipe
 
@@ -176,6 +190,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
         print(f"inrcodec: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only or busy file system: one line, not a traceback
+        print(f"inrcodec: error: {os_error_message(exc, args.command)}", file=sys.stderr)
         return 2
 
 

@@ -30,10 +30,10 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_ndarray_like, ndarray_copy
 from zarr.abc.codec import ArrayBytesCodec
 
-from inrcodec import modelstore
+from inrcodec import _limits, modelstore
 from inrcodec.chunkcodec import decode_chunk, encode_chunk
 from inrcodec.chunkcodec.context import context
-from inrcodec.errors import PinnedGridError, PinnedModelError
+from inrcodec.errors import ModelFileError, PinnedGridError, PinnedModelError
 from inrcodec.settings import CodecSettings
 from inrcodec.zarr3 import CODEC_ID, INCOMPLETE_KEY, Zarr3Serializer
 
@@ -112,7 +112,12 @@ class COINppCodec(Codec, Zarr3Serializer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "COINppCodec":
         model, settings, pinned, grid_pin = _parse_config(config)
-        codec = cls(model, settings, model_sha256=pinned)
+        try:
+            codec = cls(model, settings, model_sha256=pinned)
+        except (LookupError, OSError, AssertionError) as exc:
+            # zarr and xarray read these as "no such array" and silently drop the variable
+            raise ModelFileError(f"the model the codec configuration pins (sha256 {pinned}) cannot be "
+                                 f"loaded: {type(exc).__name__}: {exc}") from exc
         if grid_pin is not None and codec.grid_sha256 != grid_pin:
             raise PinnedGridError(
                 f"the codec's lat/lon values hash to {codec.grid_sha256} but the configuration pins "
@@ -209,16 +214,19 @@ def _model_from_config(encoding: str, model: Any) -> Any:
                 f"the store names the shipped model {model!r}, which this inrcodec does not ship "
                 f"(it ships {sorted(zoo.available())}); upgrade inrcodec"
             )
-        return model
+        return modelstore.ShippedName(model)  # inside the package only, never a path in the cwd
     if encoding != INLINE:
         raise PinnedModelError(f"unknown model_encoding {encoding!r} (expected {INLINE!r} or {SHIPPED!r})")
+    what, edited = "the inline model in the codec configuration", "the store metadata was modified or corrupted"
     try:
-        return zlib.decompress(base64.b64decode(model.encode("ascii"), validate=True))
-    except (ValueError, zlib.error, UnicodeEncodeError) as exc:
-        raise PinnedModelError(
-            f"the inline model in the codec configuration is not valid {INLINE} data ({exc}); "
-            "the store metadata was modified or corrupted"
-        ) from None
+        blob = base64.b64decode(model.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise PinnedModelError(f"{what} is not valid {INLINE} data ({exc}); {edited}") from None
+    try:  # inflated no further than a model may be: the metadata is untrusted
+        return _limits.inflate_at_most(blob, _limits.MAX_MODEL_BYTES, what, limit_name=(
+            f"the {_limits.MAX_MODEL_BYTES} bytes a model may have (inrcodec._limits.MAX_MODEL_BYTES)"))
+    except ValueError as exc:
+        raise PinnedModelError(f"{exc}; {edited}") from None
 
 
 def _rebuild_codec(sha: str, data: bytes | None, name: str | None, settings: dict[str, Any]) -> COINppCodec:
@@ -230,4 +238,5 @@ def _rebuild_codec(sha: str, data: bytes | None, name: str | None, settings: dic
                 "this process does not hold it; ship it with inrcodec.archive.ship_models(client, ...)"
             )
         data = hit.data
-    return COINppCodec(data if data is not None else name, CodecSettings.from_dict(settings), model_sha256=sha)
+    model = data if data is not None else modelstore.ShippedName(name)
+    return COINppCodec(model, CodecSettings.from_dict(settings), model_sha256=sha)

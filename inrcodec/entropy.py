@@ -42,7 +42,7 @@ from typing import Iterable, Mapping, Sequence
 import constriction
 import numpy as np
 
-from .bitpack import check_bits, check_symbols, pack_fixed, unpack_fixed
+from .bitpack import check_bits, check_symbols, fixed_nbytes, pack_fixed, unpack_fixed
 
 __all__ = [
     "ENTROPY_RAW",
@@ -50,6 +50,7 @@ __all__ = [
     "ENTROPY_PER_DIMENSION",
     "MAX_TABLE_BITS",
     "CategoricalEntropyModel",
+    "fixed_nbytes",
     "pack_fixed",
     "unpack_fixed",
     "encode_symbols",

@@ -8,17 +8,20 @@ bad metadata, a wrong model are bad values), so code written before this hierarc
 - :class:`PinnedModelError`: model bytes whose SHA-256 is not the one pinned (store metadata,
   the model list of the package, or ``expected_sha256=``). A :class:`ModelFileError`.
 - :class:`PinnedGridError`: lat/lon values whose hash is not the ``grid_sha256`` pinned.
-- :class:`StoreMismatchError`, :class:`IncompleteStoreError`: ``inrcodec compress`` stores.
+- :class:`StoreMismatchError`, :class:`IncompleteStoreError`, :class:`StoreLockedError`:
+  ``inrcodec compress`` stores.
 
 Warnings: :class:`OutOfRangeWarning` (a chunk stored raw because its values are not the
-model's variable), :class:`IncompleteStoreWarning` (reading an unfinished store).
+model's variable), :class:`IncompleteStoreWarning` (reading an unfinished store),
+:class:`TargetNotMetWarning` (rate control could not meet ``target_rmse`` / ``target_ratio``).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "InrcodecError", "CorruptChunkError", "ModelFileError", "PinnedModelError", "PinnedGridError",
-    "StoreMismatchError", "IncompleteStoreError", "OutOfRangeWarning", "IncompleteStoreWarning",
+    "StoreMismatchError", "IncompleteStoreError", "StoreLockedError", "OutOfRangeWarning", "IncompleteStoreWarning",
+    "TargetNotMetWarning",
 ]
 
 
@@ -50,6 +53,10 @@ class IncompleteStoreError(InrcodecError):
     """A store whose ``inrcodec compress`` run did not finish."""
 
 
+class StoreLockedError(InrcodecError):
+    """Another process is writing the store (``inrcodec compress`` holds a lock on its output)."""
+
+
 class OutOfRangeWarning(UserWarning):
     """A chunk's values lie far outside the model's training range (e.g. Pa for a model trained
     in K); the chunk was stored raw (lossless) instead of with the neural codec."""
@@ -58,3 +65,8 @@ class OutOfRangeWarning(UserWarning):
 class IncompleteStoreWarning(UserWarning):
     """The array belongs to a store whose ``inrcodec compress`` run did not finish: the regions it
     never wrote read as NaN. ``inrcodec info STORE`` says which command resumes it."""
+
+
+class TargetNotMetWarning(UserWarning):
+    """Rate control found no latent width that meets ``target_rmse`` / ``target_ratio`` for a
+    chunk; the chunk was coded at the closest width, and the message says what it reached."""

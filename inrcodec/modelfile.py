@@ -18,6 +18,7 @@ from ._version import __version__
 from .errors import ModelFileError, PinnedModelError
 from .modelstore import MODEL_FILENAME  # noqa: F401 (the file name inside a model directory)
 from .network import ModulatedSiren
+from .settings import MAX_INNER_STEPS
 
 FORMAT = "inrcodec.model/1"
 MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare
@@ -93,6 +94,9 @@ def model_arguments(cfg: dict, arrays: dict) -> dict:
                 or math.prod(patch) > MAX_PATCH_POINTS:
             raise ModelFileError(f"malformed model metadata: patch_shape {patch!r} (each side 1..{MAX_PATCH_SIDE}, "
                                  f"at most {MAX_PATCH_POINTS} points)")
+    steps = cfg["encode_steps"]  # the inner_steps of compress_dataset without the option: bounded alike
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_INNER_STEPS:
+        raise ModelFileError(f"malformed model metadata: encode_steps {steps!r} (0..{MAX_INNER_STEPS})")
     coding = _coding(cfg["coding"], arrays) if cfg.get("coding") else None
     return {
         "grid_kind": cfg["grid_kind"],

@@ -28,13 +28,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from inrcodec.errors import PinnedModelError
+from inrcodec._limits import MAX_MODEL_BYTES
+from inrcodec.errors import ModelFileError, PinnedModelError
 
 if TYPE_CHECKING:
     from inrcodec.model import CoinModel
 
-__all__ = ["StoredModel", "load", "cached", "lock", "mark_shipped", "unmark_shipped", "is_shipped",
-           "clear", "resolve_path", "shipped_name", "MODEL_FILENAME"]
+__all__ = ["StoredModel", "ShippedName", "load", "cached", "lock", "mark_shipped", "unmark_shipped", "is_shipped",
+           "clear", "resolve_path", "read_shipped", "shipped_name", "MODEL_FILENAME"]
 
 MODEL_FILENAME = "model.safetensors"
 
@@ -50,6 +51,11 @@ class StoredModel(NamedTuple):
     sha256: str
     #: the shipped model these bytes are (:mod:`inrcodec.zoo`), else None
     name: str | None = None
+
+
+class ShippedName(str):
+    """A shipped model's name that must resolve inside the package only (what a store's codec
+    configuration names): never a file or directory of that name in the working directory."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -81,6 +87,34 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return p
 
 
+def read_shipped(name: str) -> tuple[bytes, str]:
+    """(bytes, pinned SHA-256) of the shipped model ``name``, read from inside the package.
+
+    A missing or unreadable file is a :class:`PinnedModelError`, never a ``FileNotFoundError``:
+    zarr reads that as "no such array" and would drop the variable from the dataset.
+    """
+    from inrcodec import zoo
+
+    pinned = zoo.pinned_sha256(name)
+    if pinned is None:
+        raise PinnedModelError(f"{name!r} is not a shipped model (this inrcodec ships {sorted(zoo.available())})")
+    path = zoo.model_path(name)
+    try:
+        return path.read_bytes(), pinned
+    except OSError as exc:
+        raise PinnedModelError(f"the shipped model {name!r} (sha256 {pinned}) cannot be read from this inrcodec "
+                               f"installation ({path}: {exc.strerror}); reinstall inrcodec") from None
+
+
+def _names_shipped(model_like: str) -> bool:
+    """A string names a shipped model when it is marked so, or when no such path exists."""
+    if isinstance(model_like, ShippedName):
+        return True
+    from inrcodec import zoo
+
+    return not Path(model_like).expanduser().exists() and zoo.pinned_sha256(model_like) is not None
+
+
 def shipped_name(sha256: str) -> str | None:
     """The name of the shipped model whose bytes hash to ``sha256`` (None if none is)."""
     from inrcodec import zoo
@@ -103,12 +137,14 @@ def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
     if isinstance(model_like, StoredModel):
         model_like = model_like.data
     if isinstance(model_like, (bytes, bytearray, memoryview)):
+        _check_size(memoryview(model_like).nbytes, "model bytes")
         data, pinned = bytes(model_like), None
+    elif isinstance(model_like, str) and _names_shipped(model_like):
+        data, pinned = read_shipped(model_like)
     elif isinstance(model_like, (str, os.PathLike)):
         path = resolve_path(model_like)
-        shipped = isinstance(model_like, str) and path != Path(model_like).expanduser()
-        data = path.read_bytes()
-        pinned = _zoo_sha(model_like) if shipped else None
+        _check_size(path.stat().st_size, f"model file {path}")
+        data, pinned = path.read_bytes(), None
     elif hasattr(model_like, "to_bytes") and hasattr(model_like, "sha256"):
         data, pinned = bytes(model_like.to_bytes()), None
     else:
@@ -128,10 +164,11 @@ def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
     return hit if hit is not None else _parse(data, digest)
 
 
-def _zoo_sha(name: str) -> str | None:
-    from inrcodec import zoo
-
-    return zoo.pinned_sha256(name)
+def _check_size(nbytes: int, what: str) -> None:
+    """ModelFileError for more than MAX_MODEL_BYTES: a model is read whole before it is parsed."""
+    if nbytes > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{what}: {nbytes} bytes, more than the {MAX_MODEL_BYTES} a model file may have "
+                             "(inrcodec._limits.MAX_MODEL_BYTES)")
 
 
 def _parse(data: bytes, digest: str) -> StoredModel:

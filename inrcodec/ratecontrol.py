@@ -7,16 +7,17 @@ The chosen width is stored in the chunk header, so decoding needs no setting.
 
 * :func:`bits_for_target`: ``target_rmse`` (the fewest bits whose RMSE meets it) or
   ``target_ratio`` (the most bits whose compression ratio meets it); when no width meets the
-  target, the closest one (most bits for an RMSE target, fewest for a ratio target).
+  target, the closest one (most bits for an RMSE target, fewest for a ratio target), marked as
+  not met so the caller can say so (``TargetNotMetWarning``).
 * :func:`smallest`: the width whose chunk is smallest (error-bounded mode, where every width
   meets the bound and only the size differs).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
-__all__ = ["candidate_bits", "bits_for_target", "smallest", "best_of"]
+__all__ = ["candidate_bits", "bits_for_target", "smallest", "TargetChoice", "best_of"]
 
 #: widths tried when a model has no entropy tables (bit-packed latents work for any width)
 FALLBACK_BITS = tuple(range(1, 9))
@@ -28,6 +29,15 @@ def candidate_bits(model) -> list[int]:
     return widths or list(FALLBACK_BITS)
 
 
+class TargetChoice(NamedTuple):
+    """What rate control chose: the width, whether it meets the target, and the RMSE or ratio
+    measured at that width."""
+
+    bits: int
+    met: bool
+    reached: float
+
+
 def bits_for_target(
     candidates: Sequence[int],
     *,
@@ -35,7 +45,7 @@ def bits_for_target(
     target_ratio: float | None = None,
     rmse_of: Callable[[int], float] | None = None,
     ratio_of: Callable[[int], float] | None = None,
-) -> int:
+) -> TargetChoice:
     """The width of ``candidates`` that meets the one target given (see the module doc).
 
     ``rmse_of(bits)`` / ``ratio_of(bits)`` measure a candidate; they are called lazily, from the
@@ -50,13 +60,13 @@ def bits_for_target(
         raise ValueError("give exactly one of target_rmse and target_ratio")
     if target_rmse is not None:
         for b in widths:
-            if rmse_of(b) <= target_rmse:
-                return b
-        return widths[-1]
+            if (r := rmse_of(b)) <= target_rmse:
+                return TargetChoice(b, True, r)
+        return TargetChoice(widths[-1], False, r)
     for b in reversed(widths):
-        if ratio_of(b) >= target_ratio:
-            return b
-    return widths[0]
+        if (r := ratio_of(b)) >= target_ratio:
+            return TargetChoice(b, True, r)
+    return TargetChoice(widths[0], False, r)
 
 
 def smallest(candidates: Sequence[int], size_of: Callable[[int], int]) -> int:

@@ -23,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CodecSettings"]
+__all__ = ["CodecSettings", "MAX_INNER_STEPS", "MAX_REFINE_STEPS"]
+
+#: the most inner-loop steps per item: the paper and the recipes use 3-10, and each step is a
+#: forward and backward pass over the chunk (10_000 is hours per chunk on a CPU). A count read
+#: from store metadata is trusted by every later append, so an edited 10**12 must not get in.
+MAX_INNER_STEPS = 10_000
+#: the most extra Adam steps on the latents (docs/benchmarks.md measures 10-30, where the coded
+#: chunk already stops improving): same reason; ten times the inner bound, as a refine step skips
+#: the meta-learned machinery and is cheaper
+MAX_REFINE_STEPS = 100_000
 
 
 _UNSET = object()
@@ -84,6 +93,18 @@ def _shape(values: Any) -> tuple[int, ...] | None:
     return shape
 
 
+def _float_dtype(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise ValueError(f"chunk_dtype must be 'float32' or 'float64', got {value!r}")
+    return dtype.name
+
+
 def _fill(value: Any) -> float | None:
     if value is None:
         return None
@@ -122,6 +143,8 @@ class CodecSettings:
     chunk_shape: tuple[int, ...] | None = _option(
         None, "the array's chunk shape, for readers that pass none (Zarr 2)", flag=False)
     chunk_order: str | None = _option(None, "the array's chunk memory order 'C' or 'F' (Zarr 2)", flag=False)
+    chunk_dtype: str | None = _option(
+        None, "the array's dtype 'float32' or 'float64', for readers that pass none (Zarr 2)", flag=False)
     refine_steps: int = _option(0, "extra Adam steps on the latents after the meta-learned steps")
     target_rmse: float | None = _option(
         None, "rate control: per chunk, the fewest bits whose RMSE (data units) is at most this")
@@ -142,14 +165,15 @@ class CodecSettings:
     def __post_init__(self) -> None:
         clean = {
             "bits": _int("bits", self.bits, 1, 16),
-            "inner_steps": _int("inner_steps", self.inner_steps, 0),
-            "refine_steps": _int("refine_steps", self.refine_steps, 0),
+            "inner_steps": _int("inner_steps", self.inner_steps, 0, MAX_INNER_STEPS),
+            "refine_steps": _int("refine_steps", self.refine_steps, 0, MAX_REFINE_STEPS),
             "lat": _coords("lat", self.lat),
             "lon": _coords("lon", self.lon),
             "entropy_coding": bool(self.entropy_coding),
             "assume_global_grid": bool(self.assume_global_grid),
             "fill_value": _fill(self.fill_value),
             "chunk_shape": _shape(self.chunk_shape),
+            "chunk_dtype": _float_dtype(self.chunk_dtype),
             "time_coding": bool(self.time_coding),
             "patch_points": None if self.patch_points is None else _int("patch_points", self.patch_points, 0, 255),
             **{k: _positive(k, getattr(self, k)) for k in

@@ -103,8 +103,8 @@ def encoding_for(cls, da, model: Any, *, zarr_format: int = 3, chunks: Any = Non
         options["lat"], options["lon"] = _lat_lon(da, stored.model, chunk_shape,
                                                   options.get("assume_global_grid", False))
     if zarr_format == 2:
-        # Zarr 2 hands the codec no chunk shape: pin it in the config, so a chunk file of another
-        # array is refused instead of reshaped (Zarr 3 and HDF5 pass the shape to decode_chunk)
-        codec = cls(stored, chunk_shape=chunk_shape, chunk_order="C", **options)
+        # Zarr 2 hands the codec no chunk shape or dtype: pin them in the config, so a chunk file
+        # of another array is refused instead of reshaped (Zarr 3 and HDF5 pass them to decode_chunk)
+        codec = cls(stored, chunk_shape=chunk_shape, chunk_order="C", chunk_dtype=da.dtype.name, **options)
         return {"compressors": [codec], "filters": None, "chunks": chunk_shape}
     return {"serializer": cls(stored, **options), "compressors": None, "filters": None, "chunks": chunk_shape}

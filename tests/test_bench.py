@@ -135,14 +135,43 @@ def test_csvs_written_before_psnr_was_named_still_read(tmp_path):
 
 def test_interpolation_and_comparison():
     rows = [
-        {"codec": "inrcodec", "label": "inr", "bits_per_value": 0.5, "rmse": 1.0, "written_bytes": 1, "compression_ratio": 64},
-        {"codec": "p", "label": "P", "bits_per_value": 0.25, "rmse": 4.0, "written_bytes": 1, "compression_ratio": 128},
-        {"codec": "p", "label": "P", "bits_per_value": 1.0, "rmse": 1.0, "written_bytes": 1, "compression_ratio": 32},
+        {"codec": "inrcodec", "label": "inr", "bits_per_value": 0.5, "rmse": 1.0, "written_bytes": 1,
+         "compression_ratio": 64, "max_abs_error": 9.0, "rmse_coslat": 1.0},
+        {"codec": "p", "label": "P", "bits_per_value": 0.25, "rmse": 4.0, "written_bytes": 1,
+         "compression_ratio": 128, "max_abs_error": 8.0, "rmse_coslat": 4.0},
+        {"codec": "p", "label": "P", "bits_per_value": 1.0, "rmse": 1.0, "written_bytes": 1,
+         "compression_ratio": 32, "max_abs_error": 2.0, "rmse_coslat": 1.0},
     ]
     assert bench.interpolate_rmse(rows[1:], 0.5) == pytest.approx(2.0)  # log-log midpoint
     assert bench.interpolate_rmse(rows[1:], 2.0) is None  # outside the peer's sweep
+    assert bench.interpolate_max(rows[1:], 0.5) == pytest.approx(4.0)
+    assert bench.interpolate_ratio(rows[1:], 2.0) == pytest.approx(64.0)  # ratio at equal (cos) RMSE
+    assert bench.interpolate_ratio(rows[1:], 0.5) is None
     (c,) = bench.comparison(rows)
-    assert c["peers"] == {"P": pytest.approx(2.0)}
+    assert c["peers"] == {"P": pytest.approx(2.0)} and c["max"] == {"P": pytest.approx(4.0)}
+
+
+def test_every_markdown_table_shows_max_abs_error_for_every_codec():
+    rows = _timing_rows(1.0, 1.0)
+    info = {**bench.machine_info(), "test_shape": [1, 10, 10], "source": "test", "repeats": 1, "data_range": 10.0,
+            "units": "K", "lat_lon": False}
+    md = bench.markdown(bench.BenchResult("d", rows + [{**rows[1], "bits_per_value": 1.6, "rmse": 0.5,
+                                                         "max_abs_error": 1.5}], {}, info, np.zeros(3)))
+    tables = [ln for ln in md.splitlines() if ln.startswith("| ") and "max abs err" in ln]
+    assert len(tables) == 2  # the points and the peers at inrcodec's rate
+    assert "| m 4 bits | 40x | 1 (3) | 2 (3) |" in md  # the peer's point at inrcodec's rate
+
+
+def test_chunked_peer_counts_each_chunk_on_its_own(tiny_model):
+    from inrcodec.bench.measure import InrcodecPeer
+
+    x = smooth_field(5, seed=2).astype("f4")
+    codec = COINppCodec(tiny_model, bits=4, inner_steps=1, assume_global_grid=True)
+    chunked = bench.ChunkedPeer(InrcodecPeer(codec), 2)
+    data = chunked.encode(x)
+    assert len(data) == sum(len(codec.encode(x[i:i + 2])) for i in (0, 2, 4))  # chunks of 2, 2, 1 items
+    np.testing.assert_array_equal(chunked.decode(data, x), np.concatenate([codec.decode(codec.encode(x[i:i + 2]))
+                                                                           for i in (0, 2, 4)]))
 
 
 def test_missing_peer_is_reported_and_others_run(monkeypatch, tmp_path, tiny_model_dir, capsys):
@@ -162,3 +191,34 @@ def test_missing_peer_is_reported_and_others_run(monkeypatch, tmp_path, tiny_mod
     assert [r["codec"] for r in rows] == ["inrcodec", "bitround-zstd", "bitround-zstd"]
     assert all(r["n_values"] == 96 * 192 for r in rows)
     assert "Peers not installed" in (tmp_path / "bench_era5.md").read_text()
+
+
+def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """benchmarks/heldout_rd.py on a file laid out like make_heldout_weather.py's: only the split's
+    members, chunks of one member's times, real chunk bytes, the equal-RMSE table."""
+    import sys
+
+    import xarray as xr
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import heldout_rd
+
+    lat, lon = global_lat_lon()
+    values = smooth_field(3 * 4).astype("f4").reshape(3, 4, *lat.shape, *lon.shape)
+    ds = xr.Dataset({"t850": (("member", "time", "lat", "lon"), values)},
+                    coords={"member": [0, 1, 2], "time": np.arange(4), "lat": lat, "lon": lon,
+                            "split": ("member", ["val", "test", "test"])})
+    ds.to_netcdf(tmp_path / "w.nc")
+    monkeypatch.setattr(sys, "argv", ["heldout_rd.py"])
+    assert heldout_rd.main(["--data", str(tmp_path / "w.nc"), "--split", "test", "--chunk", "2", "--model",
+                            tiny_model_dir, "--bits", "3", "--codec-option", "inner_steps=1", "--peers", "sz3",
+                            "--out", str(tmp_path / "out")]) == 0
+    rows = bench.read_csv(tmp_path / "out" / "heldout_t850_test_native_inner_steps1.csv")
+    inr = rows[0]
+    assert inr["codec"] == "inrcodec" and inr["n_values"] == 2 * 4 * lat.size * lon.size
+    from inrcodec.codec import COINppCodec
+
+    codec = COINppCodec(tiny_model_dir, bits=3, inner_steps=1, lat=lat, lon=lon)
+    chunks = values[1:].reshape(-1, lat.size, lon.size)
+    assert inr["written_bytes"] == sum(len(codec.encode(chunks[i:i + 2])) for i in range(0, 8, 2))
+    assert "Ratio at equal cos RMSE" in capsys.readouterr().out

@@ -24,7 +24,7 @@ LAT, LON = global_lat_lon()
 OPTION_SETS = {
     "bounded": dict(bits=5, inner_steps=2, entropy_coding=False, max_abs_error=0.2, rel_error=0.01,
                     fill_value=-999.0, assume_global_grid=True, refine_steps=1, chunk_shape=(2, NLAT, NLON),
-                    chunk_order="F"),
+                    chunk_order="F", chunk_dtype="float32"),
     "target_rmse": dict(target_rmse=1.5, lat=tuple(LAT), lon=tuple(LON), fill_value=0.0, quantizer="uniform"),
     "target_ratio": dict(target_ratio=30.0, assume_global_grid=True, time_coding=False, patch_points=3),
 }
@@ -79,7 +79,7 @@ def test_for_dataarray_door_forwards_every_option(tiny_model, zarr_format):
     da = xr.DataArray(smooth_field(2).astype("f4"), dims=("time", "lat", "lon"),
                       coords={"lat": LAT, "lon": LON}, name="t2m")
     for opts in OPTION_SETS.values():
-        opts = {k: v for k, v in opts.items() if k not in ("lat", "lon", "chunk_shape", "chunk_order")}
+        opts = {k: v for k, v in opts.items() if k not in ("lat", "lon", "chunk_shape", "chunk_order", "chunk_dtype")}
         enc = COINppCodec.for_dataarray(da, tiny_model, zarr_format=zarr_format, **opts)
         codec = enc["compressors"][0] if zarr_format == 2 else enc["serializer"]
         want = CodecSettings(**opts)

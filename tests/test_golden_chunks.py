@@ -9,6 +9,7 @@ import pytest
 from inrcodec import COINppCodec
 from inrcodec import chunkformat as cf
 from inrcodec.model import CoinModel
+from inrcodec.residual import cross_machine_tolerance
 
 DATA = pathlib.Path(__file__).parent / "data" / "golden_v1v2"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())
@@ -46,8 +47,8 @@ def test_legacy_chunk_decodes_to_the_recorded_values(name, golden_model, arrays)
     mode = cf.unpack_chunk((DATA / f"{name}.bin").read_bytes())[0].mode
     if mode == cf.MODE_RAW:
         np.testing.assert_array_equal(y, x)
-    else:  # network output: same computation, allow last-bit differences across CPUs
-        np.testing.assert_allclose(y, expected, rtol=0, atol=1e-3)
+    else:  # network output, recorded on another machine: the cross-machine promise (docs/reliability.md)
+        np.testing.assert_allclose(y, expected, rtol=0, atol=cross_machine_tolerance(expected))
     if "max_abs_error" in settings:
         assert np.nanmax(np.abs(y.astype("f8") - x)) <= settings["max_abs_error"]
     if "fill_value" in settings:

@@ -1,15 +1,23 @@
 """Golden version-3 chunks: every chunk mode writes exactly the bytes recorded before the
 integration layer was restructured (tests/data/golden_v3/manifest.json, from
-make_golden_v3.py there), with exactly the recorded codec configuration, and decodes back."""
+make_golden_v3.py there), with exactly the recorded codec configuration, and decodes back.
+
+Across machines (docs/reliability.md, "What is promised across machines") the bytes are
+promised where the fitted latents quantize alike (they did on the machine whose decoded values
+differed, issue 21: the float differences stay inside a quantization bin); decoded values only within
+``residual.cross_machine_tolerance``, so they are checked against the input and the bound, never
+against one machine's floats."""
 import hashlib
 import json
 import pathlib
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 from golden_cases import CASES, codec_and_input
 
 from inrcodec import chunkformat as cf
+from inrcodec.errors import TargetNotMetWarning
 
 MANIFEST = json.loads((pathlib.Path(__file__).parent / "data" / "golden_v3" / "manifest.json").read_text())
 
@@ -22,7 +30,9 @@ def test_every_chunk_mode_has_a_golden_case():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_chunk_bytes_and_config_are_unchanged(name):
     codec, x = codec_and_input(name)
-    chunk = codec.encode(x)
+    # the golden rate-control case asks the untrained model for 1 K: unreachable, and said so
+    with pytest.warns(TargetNotMetWarning, match="not reached") if name == "target_rmse" else nullcontext():
+        chunk = codec.encode(x)
     want = MANIFEST[name]
     assert cf.unpack_chunk(chunk)[0].mode == want["mode"]
     assert (len(chunk), hashlib.sha256(chunk).hexdigest()) == (want["bytes"], want["sha256"])

@@ -1,6 +1,7 @@
 """Per-chunk choice of the latent width: rate control (target RMSE / ratio) and error-bounded
 mode (smallest of several widths, fallback to the no-network residual)."""
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from inrcodec import COINppCodec
 from inrcodec import chunkformat as cf
 from inrcodec.chunkcodec import encode as encode_module
 from inrcodec import ratecontrol, residual
+from inrcodec.errors import TargetNotMetWarning
 
 
 def _rmse(a, b):
@@ -24,10 +26,10 @@ def test_pickers_follow_their_rules():
     rmse = {1: 5.0, 2: 3.0, 3: 2.0, 4: 1.5}
     ratio = {1: 900.0, 2: 500.0, 3: 300.0, 4: 200.0}
     pick = ratecontrol.bits_for_target
-    assert pick(rmse, target_rmse=2.5, rmse_of=rmse.get) == 3
-    assert pick(rmse, target_rmse=0.1, rmse_of=rmse.get) == 4  # unreachable: most bits
-    assert pick(ratio, target_ratio=400, ratio_of=ratio.get) == 2
-    assert pick(ratio, target_ratio=5000, ratio_of=ratio.get) == 1  # unreachable: fewest bits
+    assert pick(rmse, target_rmse=2.5, rmse_of=rmse.get) == (3, True, 2.0)
+    assert pick(rmse, target_rmse=0.1, rmse_of=rmse.get) == (4, False, 1.5)  # unreachable: most bits
+    assert pick(ratio, target_ratio=400, ratio_of=ratio.get) == (2, True, 500.0)
+    assert pick(ratio, target_ratio=5000, ratio_of=ratio.get) == (1, False, 900.0)  # unreachable: fewest bits
     assert ratecontrol.smallest([1, 2, 3], {1: 9, 2: 7, 3: 7}.get) == 2
 
 
@@ -63,6 +65,33 @@ def test_target_ratio_is_met_on_a_held_out_chunk(tiny_model):
     chosen = _bits(chunk)
     wider = [b for b in sizes if b > chosen]
     assert all(held_out.nbytes / sizes[b] < target for b in wider)  # the most bits that meet it
+
+
+def test_unreachable_rmse_target_warns_with_what_was_reached(tiny_model):
+    x = smooth_field(2, seed=3).astype("f4")
+    codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_rmse=1e-6)
+    with pytest.warns(TargetNotMetWarning, match=r"target_rmse 1e-06 not reached: best ([0-9.e+-]+) at (\d+) bits") as rec:
+        chunk = codec.encode(x)
+    best, bits = rec[0].message.args[0].split("best ")[1].split(" at ")
+    assert int(bits.split()[0]) == _bits(chunk) == max(ratecontrol.candidate_bits(tiny_model))
+    assert float(best.split()[0]) == pytest.approx(_rmse(codec.decode(chunk), x), rel=1e-2)
+
+
+def test_unreachable_ratio_target_warns_with_what_was_reached(tiny_model):
+    x = smooth_field(2, seed=3).astype("f4")
+    codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_ratio=1e9)
+    with pytest.warns(TargetNotMetWarning, match=r"target_ratio 1e\+09 not reached: best ([0-9.]+)x at (\d+) bits") as rec:
+        chunk = codec.encode(x)
+    assert _bits(chunk) == min(ratecontrol.candidate_bits(tiny_model))
+    assert f"best {x.nbytes / len(chunk):.3g}x" in str(rec[0].message)
+
+
+def test_reachable_targets_do_not_warn(tiny_model):
+    x = smooth_field(2, seed=3).astype("f4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TargetNotMetWarning)
+        COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_rmse=1e6).encode(x)
+        COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_ratio=1.0).encode(x)
 
 
 def test_rate_control_options(tiny_model):

@@ -11,12 +11,12 @@ from typing import Any, Callable, Iterable
 
 from inrcodec import modelstore
 from inrcodec.archive.plan import WritePlan, make_plan, open_input
-from inrcodec.archive.progress import (PROGRESS_FILE, ProgressFile, RunProgress, ignore_progress_file_warning,
-                                       request_fingerprint)
+from inrcodec.archive.progress import (PROGRESS_FILE, ProgressFile, RunProgress, fingerprint_difference,
+                                       ignore_progress_file_warning, request_fingerprint)
 from inrcodec.archive.report import compress_report
 from inrcodec.archive.schedulers import make_client, run_distributed, run_local, ship_models
-from inrcodec.archive.store import (check_output, mark_incomplete, remove_zarr_store, swap_into_place,
-                                    temp_sibling)
+from inrcodec.archive.store import (check_output, mark_incomplete, output_lock, output_path, remove_zarr_store,
+                                    swap_into_place, temp_sibling)
 from inrcodec.errors import IncompleteStoreWarning, StoreMismatchError
 from inrcodec.settings import CodecSettings
 
@@ -74,32 +74,33 @@ def compress_dataset(
     "resumed_regions"}`` (:func:`inrcodec.archive.report.compress_report`).
     """
     t0 = time.perf_counter()
-    final = Path(output)
-    check_output(input, final)
-    # overwrite of an existing store: write a temporary sibling and swap it in when complete,
-    # so an interrupted run leaves the old store as it was
-    replacing = overwrite and final.exists()
-    store = temp_sibling(final) if replacing else final
-    stored = modelstore.load(model)
-    settings = request_settings(stored.model, settings, options)
-    plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks)
-    fingerprint = request_fingerprint(input, plan.variables, stored.sha256, settings, plan.dim, plan.size)
-    file = _start_or_resume(store, plan, fingerprint, resume=not overwrite)
-    tracker = RunProgress(file, progress, on_region)
-    client, cluster = make_client(scheduler, workers)
-    try:
-        _write_regions(store, plan, tracker, stored, client, scheduler, workers, device)
-        mark_incomplete(store, sorted(plan.codecs), False)
-        file.remove()  # complete: the store holds nothing but Zarr
-        if replacing:
-            swap_into_place(store, final)
-            store = final
-        report = compress_report(store, plan.ds, plan.variables, client, scheduler, evaluate)
-    finally:
-        if client is not None:  # ours: never left behind as dask's default scheduler
-            client.close()
-        if cluster is not None:
-            cluster.close()
+    final = output_path(output)
+    check_output(input, final, overwrite)
+    with output_lock(final):  # one writer per store: two runs would mix their chunks
+        # overwrite of an existing store: write a temporary sibling and swap it in when complete,
+        # so an interrupted run leaves the old store as it was
+        replacing = overwrite and final.exists()
+        store = temp_sibling(final) if replacing else final
+        stored = modelstore.load(model)
+        settings = request_settings(stored.model, settings, options)
+        plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks)
+        fingerprint = request_fingerprint(input, plan.variables, stored.sha256, settings, plan.dim, plan.size)
+        file = _start_or_resume(store, plan, fingerprint, resume=not overwrite)
+        tracker = RunProgress(file, progress, on_region)
+        client, cluster = make_client(scheduler, workers)
+        try:
+            _write_regions(store, plan, tracker, stored, client, scheduler, workers, device)
+            mark_incomplete(store, sorted(plan.codecs), False)
+            file.remove()  # complete: the store holds nothing but Zarr
+            if replacing:
+                swap_into_place(store, final)
+                store = final
+            report = compress_report(store, plan.ds, plan.variables, client, scheduler, evaluate)
+        finally:
+            if client is not None:  # ours: never left behind as dask's default scheduler
+                client.close()
+            if cluster is not None:
+                cluster.close()
     report.update(seconds=round(time.perf_counter() - t0, 3), regions=len(plan.regions),
                   resumed_regions=tracker.resumed, region_dim=plan.dim, chunk=plan.size, output=str(store))
     return report
@@ -128,18 +129,25 @@ def _start_or_resume(store: Path, plan: WritePlan, fingerprint: dict, resume: bo
         prev = ProgressFile.read(store)
         if prev is None or prev.get("fingerprint") != fingerprint:
             why = (f"has no {PROGRESS_FILE} (it is complete, or was not written by inrcodec)"
-                   if prev is None else "is an unfinished run of another request (input, variables, "
-                   "model, codec options or chunks differ)")
+                   if prev is None else fingerprint_difference(prev.get("fingerprint") or {}, fingerprint))
             raise StoreMismatchError(f"{store} exists and {why}; pass overwrite=True (--overwrite) to replace it")
-        return ProgressFile(store, fingerprint, plan.regions, plan.dim, done={int(i) for i in prev.get("done", [])})
-    if store.exists():  # a stale temporary sibling of ours (remove_zarr_store checks it is a store)
+        if prev.get("started", True):  # else killed while writing the metadata: start again
+            return ProgressFile(store, fingerprint, plan.regions, plan.dim, done={int(i) for i in prev.get("done", [])})
+    if store.exists():  # a stale run of ours (remove_zarr_store checks it is a store)
         remove_zarr_store(store)
-    # not consolidated: consolidated metadata would repeat every codec configuration (and an
-    # inline model) in the root zarr.json
-    plan.ds.to_zarr(store, mode="w", compute=False, encoding=plan.encoding, zarr_format=3, consolidated=False)
-    file = ProgressFile(store, fingerprint, plan.regions, plan.dim)
+    # the progress file first: a run killed at any later point leaves a store every reader
+    # knows is unfinished (mode "a" keeps the file; "w" would clear the directory)
+    store.mkdir(parents=True, exist_ok=True)
+    file = ProgressFile(store, fingerprint, plan.regions, plan.dim, started=False)
     file.write()
+    with warnings.catch_warnings():
+        ignore_progress_file_warning()
+        # not consolidated: consolidated metadata would repeat every codec configuration (and an
+        # inline model) in the root zarr.json
+        plan.ds.to_zarr(store, mode="a", compute=False, encoding=plan.encoding, zarr_format=3, consolidated=False)
     mark_incomplete(store, sorted(plan.codecs), True)
+    file.started = True
+    file.write()
     return file
 
 

@@ -19,7 +19,7 @@ _BOUNDS_DIMS = ("bnds", "bounds", "nv", "nbnd", "nb2", "vertices")
 #: the region size along ``time`` when ``chunks`` is not given
 DEFAULT_REGION = 24
 #: codec settings that come from the data (coordinates, chunk layout), never from the request
-_FROM_DATA = ("lat", "lon", "chunk_shape", "chunk_order")
+_FROM_DATA = ("lat", "lon", "chunk_shape", "chunk_order", "chunk_dtype")
 
 
 @dataclass

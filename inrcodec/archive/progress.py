@@ -4,6 +4,7 @@ region progress bar and the caller's ``on_region`` callback, all fed by :class:`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -15,10 +16,14 @@ from typing import Any, Callable
 
 from inrcodec.settings import CodecSettings
 
-__all__ = ["PROGRESS_FILE", "ignore_progress_file_warning", "ProgressFile", "RunProgress", "request_fingerprint", "resume_command"]
+__all__ = ["PROGRESS_FILE", "ignore_progress_file_warning", "ProgressFile", "RunProgress", "request_fingerprint", "input_fingerprint",
+           "fingerprint_difference", "resume_command"]
 
 PROGRESS_FILE = ".inrcodec-progress.json"
-PROGRESS_VERSION = 2
+PROGRESS_VERSION = 3
+#: bytes hashed at each end of an input file, on top of its size and mtime
+HASHED_ENDS = 1 << 20
+_ZARR_METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
 
 def ignore_progress_file_warning() -> None:
@@ -27,28 +32,72 @@ def ignore_progress_file_warning() -> None:
     warnings.filterwarnings("ignore", message=f".*{PROGRESS_FILE} is not recognized", category=UserWarning)
 
 
-def _file_fingerprint(path) -> dict:
+def input_fingerprint(path) -> dict:
+    """The input's path and content, so a resume against a changed input is refused: a file's
+    size, mtime and a hash of its first and last MiB; a directory (Zarr store) a hash of its
+    metadata files' bytes and of every other file's name, size and mtime."""
     p = Path(path)
+    out = {"path": str(p.resolve())}
     if p.is_file():
         st = p.stat()
-        return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return {"path": str(p.resolve())}
+        out.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256_ends=_ends_digest(p, st.st_size))
+    elif p.is_dir():
+        out.update(_tree_digest(p))
+    return out
+
+
+def _ends_digest(path: Path, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(HASHED_ENDS))
+        if size > HASHED_ENDS:
+            f.seek(max(HASHED_ENDS, size - HASHED_ENDS))
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _tree_digest(root: Path) -> dict:
+    h, files, total = hashlib.sha256(), 0, 0
+    for base, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            f = Path(base, name)
+            st = f.stat()
+            files, total = files + 1, total + st.st_size
+            h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            if name in _ZARR_METADATA:
+                h.update(f.read_bytes())
+    return {"files": files, "bytes": total, "sha256_tree": h.hexdigest()}
 
 
 def request_fingerprint(input, variables, model_sha256: str, settings: CodecSettings, dim, size) -> dict:
     """What must match for a store to be resumed: input, variables, model, every option, chunking."""
-    return {"input": _file_fingerprint(input), "variables": sorted(variables), "model_sha256": model_sha256,
+    return {"input": input_fingerprint(input), "variables": sorted(variables), "model_sha256": model_sha256,
             "settings": settings.to_dict(), "region_dim": dim, "chunk": size}
+
+
+def fingerprint_difference(old: dict, new: dict) -> str:
+    """Why an unfinished run's fingerprint ``old`` is not the request ``new`` (one phrase)."""
+    a, b = old.get("input", {}), new["input"]
+    if a.get("path") == b["path"] and a != b and set(a) == set(b):  # (else an older progress file)
+        return (f"the input {b['path']} changed since that run started (its content differs): resuming "
+                "would mix old and new data")
+    parts = {"input": "input", "variables": "variables", "model_sha256": "model", "settings": "codec options",
+             "region_dim": "chunks", "chunk": "chunks"}
+    differ = sorted({what for key, what in parts.items() if old.get(key) != new.get(key)}) or ["progress file version"]
+    return f"it is an unfinished run of another request ({', '.join(differ)} differ)"
 
 
 class ProgressFile:
     """``<store>/.inrcodec-progress.json``: the request's fingerprint and the finished regions."""
 
     def __init__(self, store: Path, fingerprint: dict, regions: list[list[int]], dim: str | None,
-                 done: set[int] = frozenset()):
+                 done: set[int] = frozenset(), started: bool = True):
         self.path = store / PROGRESS_FILE
         self.fingerprint, self.regions, self.dim = fingerprint, regions, dim
         self.done: set[int] = set(done)
+        #: False until the store's metadata is written: a run killed before that starts again
+        self.started = started
         self._lock = threading.Lock()
 
     @staticmethod
@@ -64,7 +113,7 @@ class ProgressFile:
     def write(self) -> None:
         with self._lock:
             doc = {"version": PROGRESS_VERSION, "fingerprint": self.fingerprint, "region_dim": self.dim,
-                   "regions": self.regions, "done": sorted(self.done), "complete": False}
+                   "regions": self.regions, "done": sorted(self.done), "complete": False, "started": self.started}
             # written beside and renamed: a kill never leaves a half-written file
             tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}.{threading.get_ident()}")
             tmp.write_text(json.dumps(doc, indent=1))
@@ -113,7 +162,7 @@ def _flags(settings: dict) -> str:
     out = []
     for f in dataclasses.fields(CodecSettings):
         k, v = f.name, getattr(s, f.name)
-        if k in ("lat", "lon", "chunk_shape", "chunk_order") or (v == getattr(default, k) and k != "inner_steps"):
+        if k in ("lat", "lon", "chunk_shape", "chunk_order", "chunk_dtype") or (v == getattr(default, k) and k != "inner_steps"):
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

@@ -10,6 +10,7 @@ Two ratios, both of decoded bytes (what the arrays hold in memory):
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -70,6 +71,17 @@ def _codec_entry(arr) -> dict[str, Any]:
             "model": modelstore.shipped_name(codec.model_sha256), "settings": settings}
 
 
+def check_is_store(store: Path) -> None:
+    """A store's array given for the store: one line saying which path to give instead."""
+    meta = store / "zarr.json"
+    try:
+        array = (store / ".zarray").is_file() or (meta.is_file() and json.loads(meta.read_text()).get("node_type") == "array")
+    except (OSError, ValueError):
+        return  # zarr says what is wrong with it
+    if array:
+        raise ValueError(f"{store} is the array {store.name!r} of a Zarr store, not a store; give the store: {store.parent}")
+
+
 def store_info(store: str | os.PathLike) -> dict[str, Any]:
     """Every array of a store: shape, codec (settings and pinned model for COIN++), decoded,
     chunk and metadata bytes and the chunk ratio; for the whole store the decoded bytes, chunk
@@ -81,6 +93,7 @@ def store_info(store: str | os.PathLike) -> dict[str, Any]:
     import zarr
 
     store = Path(store)
+    check_is_store(store)
     with warnings.catch_warnings():  # an unfinished store is reported below, not warned about
         warnings.simplefilter("ignore", IncompleteStoreWarning)
         ignore_progress_file_warning()
@@ -189,6 +202,7 @@ def open_store(store: str | os.PathLike, **kwargs):
     resume it) instead of showing NaN regions."""
     import xarray as xr
 
+    check_is_store(Path(store))
     check_complete(store)
     kwargs.setdefault("decode_timedelta", False)
     kwargs.setdefault("consolidated", False)  # compress_dataset does not consolidate (no second model copy)
@@ -209,6 +223,8 @@ def decompress_store(store: str | os.PathLike, output: str | os.PathLike, engine
     from inrcodec.archive.plan import cf_encoding
 
     output = Path(output)
+    if Path(store).resolve() in output.resolve().parents:
+        raise ValueError(f"output {output} lies inside the store {store} it reads; write it somewhere else")
     if output.exists() and not overwrite:
         raise ValueError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
     if output.is_dir():

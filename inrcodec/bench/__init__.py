@@ -37,13 +37,15 @@ Conventions (also written into the markdown summary):
 """
 
 from inrcodec.bench.cli import main
-from inrcodec.bench.measure import machine_info, measure, run_bench
+from inrcodec.bench.measure import ChunkedPeer, machine_info, measure, run_bench
 from inrcodec.bench.peers import PEERS, SCIENTIFIC_PEERS, Peer, available_peers, default_peers
 from inrcodec.bench.report import (
     COLUMNS,
     BenchResult,
     comparison,
     fourier_comparison,
+    interpolate_max,
+    interpolate_ratio,
     interpolate_rmse,
     load_result,
     markdown,
@@ -54,7 +56,8 @@ from inrcodec.bench.report import (
 )
 
 __all__ = [
-    "main", "machine_info", "measure", "run_bench", "PEERS", "SCIENTIFIC_PEERS", "Peer", "available_peers",
-    "default_peers", "COLUMNS", "BenchResult", "comparison", "fourier_comparison", "interpolate_rmse",
+    "main", "ChunkedPeer", "machine_info", "measure", "run_bench", "PEERS", "SCIENTIFIC_PEERS", "Peer", "available_peers",
+    "default_peers", "COLUMNS", "BenchResult", "comparison", "fourier_comparison", "interpolate_max",
+    "interpolate_ratio", "interpolate_rmse",
     "load_result", "markdown", "read_csv", "relative_speed", "write_csv", "write_outputs",
 ]

@@ -68,6 +68,35 @@ class InrcodecPeer:
         return np.asarray(self.codec.decode(data)).reshape(like.shape)
 
 
+class ChunkedPeer:
+    """A codec applied to chunks of ``length`` items along the leading axis, each encoded on its
+    own, as a Zarr array with that chunk length stores them: the written bytes are the sum of the
+    real chunk bytes (where each chunk starts is the store's business, as for Zarr's keys)."""
+
+    def __init__(self, codec, length: int):
+        self.codec, self.length = codec, int(length)
+        self._sizes: list[int] = []
+
+    def _pieces(self, x):
+        return [x[i:i + self.length] for i in range(0, x.shape[0], self.length)]
+
+    def encode(self, x):
+        chunks = [bytes(self.codec.encode(np.ascontiguousarray(p))) for p in self._pieces(x)]
+        self._sizes = [len(c) for c in chunks]
+        return b"".join(chunks)
+
+    def decode(self, data, like):
+        ends = np.cumsum(self._sizes)
+        if len(ends) != len(self._pieces(like)) or ends[-1] != len(data):
+            raise ValueError("decode the bytes of the last encode")
+        return np.concatenate([self.codec.decode(data[e - n:e], p)
+                               for e, n, p in zip(ends, self._sizes, self._pieces(like))])
+
+
+def _chunked(codec, chunk_length: int | None):
+    return ChunkedPeer(codec, chunk_length) if chunk_length else codec
+
+
 def machine_info() -> dict:
     """Python, platform, CPU, torch threads and the versions of inrcodec and the peer packages."""
     from importlib.metadata import PackageNotFoundError, version
@@ -113,21 +142,28 @@ def _format_setting(params: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 1, log=None) -> list[dict]:
+def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 1, log=None,
+                  options: dict | None = None, chunk_length: int | None = None) -> list[dict]:
     """One measured row per model and bit width (``rd``: the :class:`~inrcodec.recipes.RecipeData`,
-    for its lat/lon)."""
+    for its lat/lon); ``options``: further ``COINppCodec`` options (they may override
+    ``inner_steps``); ``chunk_length``: encode chunks of that many items (:class:`ChunkedPeer`)."""
     from inrcodec.codec import COINppCodec
 
     log = log or (lambda s: None)
+    options = dict(options or {})
+    extra = "".join(f", {k}={v}" for k, v in options.items())
     rows = []
     for m in models:
         model, data, mname = load_model(m)
         for b in bits:
-            codec = COINppCodec(model, bits=int(b), inner_steps=model.encode_steps, lat=rd.lat, lon=rd.lon)
-            log(f"inrcodec {mname}: {b} bits")
-            params = {"model": str(mname), "bits": int(b), "inner_steps": model.encode_steps, "sha256": model.sha256[:16]}
-            row = measure(InrcodecPeer(codec), x, dataset=dataset, name="inrcodec", label=f"inrcodec latent {model.latent_dim}",
-                          setting=f"{mname} {b} bits", params=params, lat=rd.lat, repeats=repeats,
+            kwargs = {"bits": int(b), "inner_steps": model.encode_steps, "lat": rd.lat, "lon": rd.lon, **options}
+            peer = InrcodecPeer(COINppCodec(model, **kwargs))
+            log(f"inrcodec {mname}: {b} bits{extra}")
+            params = {"model": str(mname), "bits": int(b), "inner_steps": kwargs["inner_steps"], **options,
+                      "sha256": model.sha256[:16]}
+            row = measure(_chunked(peer, chunk_length), x, dataset=dataset,
+                          name="inrcodec", label=f"inrcodec latent {model.latent_dim}",
+                          setting=f"{mname} {b} bits{extra}", params=params, lat=rd.lat, repeats=repeats,
                           latent_dim=model.latent_dim, bits=int(b), model_bytes=len(data))
             row["note"] = "model bytes not counted per chunk (shared, stored once in the array metadata)"
             rows.append(row)
@@ -135,9 +171,10 @@ def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 
 
 
 def peer_rows(peers, x: np.ndarray, dataset: str, lat=None, quick: bool = False, repeats: int = 1,
-              log=None) -> list[dict]:
+              log=None, chunk_length: int | None = None) -> list[dict]:
     """One row per setting of each peer (``quick``: two settings); a setting the codec refuses
-    becomes a row with the error in ``note``; a peer over its time budget skips its other settings."""
+    becomes a row with the error in ``note``; a peer over its time budget skips its other settings.
+    ``chunk_length``: each setting encodes chunks of that many items (:class:`ChunkedPeer`)."""
     log = log or (lambda s: None)
     rows = []
     for peer in peers:
@@ -150,9 +187,9 @@ def peer_rows(peers, x: np.ndarray, dataset: str, lat=None, quick: bool = False,
             log(f"{peer.name}: {setting}")
             t0 = time.perf_counter()
             try:
-                rows.append(measure(peer.make(p, x), x, dataset=dataset, name=peer.name, label=peer.label,
-                                    setting=setting, params=p, lat=lat, repeats=1 if peer.slow else repeats,
-                                    warmup=not peer.slow))
+                rows.append(measure(_chunked(peer.make(p, x), chunk_length), x, dataset=dataset, name=peer.name,
+                                    label=peer.label, setting=setting, params=p, lat=lat,
+                                    repeats=1 if peer.slow else repeats, warmup=not peer.slow))
             except Exception as exc:  # a setting a codec refuses: record it, go on
                 log(f"{peer.name} {setting}: failed: {exc!r}")
                 rows.append({"dataset": dataset, "codec": peer.name, "label": peer.label, "setting": setting,

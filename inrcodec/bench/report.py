@@ -82,16 +82,38 @@ def interpolate_rmse(rows, bpv: float) -> float | None:
     return float(np.exp(np.interp(np.log(bpv), xs, ys)))
 
 
+def interpolate_max(rows, bpv: float) -> float | None:
+    """A codec's max abs error at ``bpv`` bits per value, log-log between its two measured points
+    around that rate (max errors need not fall with rate: no frontier); None outside its range."""
+    pts = sorted((r["bits_per_value"], r["max_abs_error"]) for r in rows if r.get("max_abs_error"))
+    if not pts or bpv < pts[0][0] or bpv > pts[-1][0]:
+        return None
+    return float(np.exp(np.interp(np.log(bpv), np.log([p[0] for p in pts]), np.log([p[1] for p in pts]))))
+
+
+def interpolate_ratio(rows, error: float, key: str = "rmse_coslat") -> float | None:
+    """A codec's compression ratio at error ``error`` (column ``key``): log-log interpolation along
+    its frontier (the best ratio reached at or below each error); None outside its error range."""
+    pts = sorted((r[key], r["compression_ratio"]) for r in rows if r.get(key) and r[key] > 0)
+    if not pts or error < pts[0][0] or error > pts[-1][0]:
+        return None
+    xs = np.log([p[0] for p in pts])
+    ys = np.log(np.maximum.accumulate([p[1] for p in pts]))
+    return float(np.exp(np.interp(np.log(error), xs, ys)))
+
+
 def comparison(rows) -> list[dict]:
-    """For each inrcodec point: every peer's RMSE at the same rate (interpolated) or None."""
+    """For each inrcodec point: every peer's RMSE and max abs error at the same rate
+    (interpolated; None where the peer's sweep does not reach that rate)."""
     g = groups(rows)
     out = []
     for r in ok_rows(rows):
         if r["codec"] != "inrcodec":
             continue
-        peers = {label: interpolate_rmse(pts, r["bits_per_value"]) for label, pts in g.items()
-                 if pts[0]["codec"] != "inrcodec"}
-        out.append({"row": r, "peers": peers})
+        bpv = r["bits_per_value"]
+        peers = {label: interpolate_rmse(pts, bpv) for label, pts in g.items() if pts[0]["codec"] != "inrcodec"}
+        maxes = {label: interpolate_max(pts, bpv) for label, pts in g.items() if pts[0]["codec"] != "inrcodec"}
+        out.append({"row": r, "peers": peers, "max": maxes})
     return out
 
 
@@ -174,14 +196,17 @@ def _comparison_lines(rows) -> list[str]:
     if not comp:
         return []
     labels = sorted({k for c in comp for k in c["peers"]})
-    lines = ["", "RMSE of each peer at inrcodec's rate (log-log interpolation along the peer's best RMSE "
-             "at or below that rate; `-`: the peer's sweep does not reach that rate):", "",
-             "| inrcodec point | ratio | RMSE | " + " | ".join(labels) + " |",
+    lines = ["", "RMSE (max abs error) of each peer at inrcodec's rate (log-log interpolation along the peer's "
+             "best RMSE at or below that rate, max abs error between its neighbouring points; `-`: the peer's "
+             "sweep does not reach that rate):", "",
+             "| inrcodec point | ratio | RMSE (max abs err) | " + " | ".join(labels) + " |",
              "|---|---|---|" + "---|" * len(labels)]
     for c in comp:
         r = c["row"]
-        cells = [(f"{c['peers'][k]:.4g}" if c["peers"].get(k) is not None else "-") for k in labels]
-        lines.append(f"| {r['setting']} | {r['compression_ratio']:.0f}x | {r['rmse']:.4g} | " + " | ".join(cells) + " |")
+        cells = [f"{c['peers'][k]:.4g} ({c['max'][k]:.3g})" if c["peers"].get(k) is not None else "-"
+                 for k in labels]
+        lines.append(f"| {r['setting']} | {r['compression_ratio']:.0f}x | {r['rmse']:.4g} ({r['max_abs_error']:.3g}) | "
+                     + " | ".join(cells) + " |")
     return lines
 
 

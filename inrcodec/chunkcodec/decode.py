@@ -29,8 +29,8 @@ def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) 
     """Decode chunk bytes written with ``model`` and the grid of ``settings``.
 
     ``shape`` / ``dtype`` / ``nbytes``: the array chunk the result fills, when the reader knows
-    it (Zarr 3, HDF5, numcodecs ``out=``); ``shape`` defaults to ``settings.chunk_shape``
-    (Zarr 2). A chunk that does not fit raises :class:`CorruptChunkError` before anything is
+    it (Zarr 3, HDF5, numcodecs ``out=``); ``shape`` / ``dtype`` default to
+    ``settings.chunk_shape`` / ``settings.chunk_dtype`` (Zarr 2). A chunk that does not fit raises :class:`CorruptChunkError` before anything is
     allocated. The result has the chunk's dtype, shape and memory order (or
     ``settings.chunk_order`` when set).
     """
@@ -40,7 +40,8 @@ def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) 
     hdr, sections = cf.unpack_chunk(ensure_contiguous_ndarray(data))
     _check_origin(hdr, ctx, settings)
     cdtype, cshape = np.dtype(hdr.dtype), tuple(hdr.shape)
-    _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape, dtype, nbytes)
+    _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape,
+                settings.chunk_dtype if dtype is None else dtype, nbytes)
     if hdr.mode == cf.MODE_RAW:
         n = math.prod(cshape) * cdtype.itemsize
         raw = _limits.inflate(sections.get("raw_values", b""), n, "raw chunk values", CorruptChunkError)
@@ -140,6 +141,21 @@ def _check_spatial(ctx: ChunkContext, settings, shape, n_total: int, hdr, has_fi
     return spatial
 
 
+def _with_residual(fn):
+    """``fn()``, its ResidualError worded as a CorruptChunkError."""
+    try:
+        return fn()
+    except _residual.ResidualError as exc:
+        raise CorruptChunkError(f"residual section: {exc}") from None
+
+
+def _residual_section(hdr, sections, count: int, dtype):
+    """The checked residual section of a mode-2/3 chunk coding ``count`` values (None otherwise)."""
+    if hdr.mode == cf.MODE_MODULATIONS or not count:
+        return None
+    return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype))
+
+
 def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
     """Versions 1 and 2 store the counts the model and masks imply: they must agree."""
     m = ctx.model
@@ -184,18 +200,18 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
                   items=n_items, predict=hdr.predict)
     if not plain:
         coder.check_payload(payload, **coding)
+    # every count the sections declare is checked before anything of the chunk's size exists
+    residual = _residual_section(hdr, sections, n_items * math.prod(spatial), dtype)
+    prediction = _prediction(sections["prediction"]) if plain else None
     items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
     if n_items:
         if plain:
-            rec = np.full((n_items, *spatial), _prediction(sections["prediction"]))
+            rec = np.full((n_items, *spatial), prediction)
         else:
             latents = coder.decompress(payload, **coding).reshape(n_items, patches, m.latent_dim)
             rec = ctx.reconstruct(latents, spatial, hdr.patch_aim).reshape((n_items, *spatial))
-        if hdr.mode != cf.MODE_MODULATIONS:
-            try:
-                rec = _residual.decode_residual(sections["residual"], rec, dtype)
-            except _residual.ResidualError as exc:
-                raise CorruptChunkError(f"residual section: {exc}") from None
+        if residual is not None:
+            rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
         items[valid_items] = rec
     if nan is not None:
         items[nan] = np.nan

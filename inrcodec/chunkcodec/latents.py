@@ -134,7 +134,16 @@ class LatentCoder:
             return
         tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
         k = self.model.latent_dim
-        if entropy_id in tables and len(payload) < _limits.min_coded_bytes(tables[entropy_id], count, k):
+        if entropy_id == entropy.ENTROPY_RAW:  # bit-packed: the size is exact
+            if len(payload) != entropy.fixed_nbytes(count * k, bits):
+                raise CorruptChunkError(
+                    f"bit-packed latents section of {len(payload)} bytes does not hold the {count * k} "
+                    f"symbols of {bits} bits this chunk needs ({entropy.fixed_nbytes(count * k, bits)} bytes)"
+                )
+        elif entropy_id not in tables:
+            raise CorruptChunkError(f"latents use entropy_id {entropy_id}, which this model has no table for "
+                                    f"at bits={bits}")
+        elif len(payload) < _limits.min_coded_bytes(tables[entropy_id], count, k):
             raise CorruptChunkError(
                 f"latents section of {len(payload)} bytes is too short for the {count * k} symbols "
                 "this chunk needs"

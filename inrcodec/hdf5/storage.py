@@ -20,8 +20,9 @@ import h5py
 import numpy as np
 
 from inrcodec import modelstore
+from inrcodec._limits import MAX_GRID_SIDE, MAX_MODEL_BYTES
 from inrcodec.codec import COINppCodec
-from inrcodec.errors import PinnedModelError
+from inrcodec.errors import ModelFileError, PinnedModelError
 from inrcodec.hdf5.layout import FILTER_ID
 
 __all__ = ["MODELS_GROUP", "READ_HINT", "store_model", "load_models", "grid_id", "remember_grid",
@@ -68,18 +69,42 @@ def _open_files():
 
 def _from_open_files(name: str, valid):
     """The first ``/_inrcodec_models/<name>...`` in the open files that ``valid(entry, data)``
-    accepts (it returns the parsed value, or None for content that does not match the name)."""
+    accepts (it returns the parsed value, or None for content that does not match the name).
+    An entry refused before reading (:func:`_entry_values`) is skipped; when no entry is
+    accepted, the last refusal is raised (a ModelFileError)."""
+    refused = None
     for f in _open_files():
         try:
             g = f.get(MODELS_GROUP)
             for entry in g if g is not None else ():
                 if entry.startswith(name):
-                    value = valid(entry, g[entry][()])
+                    try:
+                        value = valid(entry, _entry_values(g[entry], entry))
+                    except ModelFileError as exc:
+                        refused = exc
+                        continue
                     if value is not None:
                         return value
         except Exception:  # noqa: BLE001 - a file we cannot read is not the one
             continue
+    if refused is not None:
+        raise refused
     return None
+
+
+def _entry_values(d, name: str) -> np.ndarray:
+    """The values of the entry ``d`` named ``name``, its dtype, shape and size checked before it is
+    read: an entry is read whole, and a small file can declare a huge dataset it never wrote."""
+    grid = name.startswith("grid_")
+    kinds, most = ("f", 2 + 2 * MAX_GRID_SIDE) if grid else ("ui", MAX_MODEL_BYTES)
+    what = f"/{MODELS_GROUP}/{name}"
+    if d.dtype.kind not in kinds or d.dtype.itemsize > (8 if grid else 1) or len(d.shape) != 1:
+        raise ModelFileError(f"{what} is a {d.dtype} dataset of shape {d.shape}, not a 1-D "
+                             f"{'float64 grid' if grid else 'uint8 model file'}")
+    if d.shape[0] > most:
+        kind = "lat/lon grid (2 + 2 x _limits.MAX_GRID_SIDE)" if grid else "model file (_limits.MAX_MODEL_BYTES)"
+        raise ModelFileError(f"{what} holds {d.shape[0]} values, more than the {most} a {kind} may have")
+    return d[()]
 
 
 def _model_if_valid(name: str, data) -> modelstore.StoredModel | None:
@@ -91,7 +116,7 @@ def _model_if_valid(name: str, data) -> modelstore.StoredModel | None:
 
 def _grid_values(data) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     v = np.asarray(data, dtype="<f8").ravel()
-    if v.size < 2 or not (v[0] >= 1 and v[1] >= 1 and v.size == 2 + int(v[0]) + int(v[1])):
+    if v.size < 2 or not (1 <= v[0] <= v.size and 1 <= v[1] <= v.size and v.size == 2 + int(v[0]) + int(v[1])):
         return None
     nlat = int(v[0])
     return tuple(float(x) for x in v[2: 2 + nlat]), tuple(float(x) for x in v[2 + nlat:])
@@ -191,18 +216,20 @@ def _label_filtered_datasets(f) -> None:
 def load_models(h5) -> list[str]:
     """Load every model (and lat/lon grid) stored in ``h5`` (file or path) into this process's
     cache; returns the model hashes. Needed before reading through netCDF4's libhdf5.
-    A model whose bytes do not hash to its name raises :class:`~inrcodec.errors.PinnedModelError`."""
+    A model whose bytes do not hash to its name raises :class:`~inrcodec.errors.PinnedModelError`,
+    an entry too large or of the wrong kind :class:`~inrcodec.errors.ModelFileError` before it is read."""
     if isinstance(h5, (str, os.PathLike)):
         with h5py.File(h5, "r") as f:
             return load_models(f)
     g = h5.file.get(MODELS_GROUP)
     out = []
     for name, d in (g.items() if g is not None else ()):
+        values = _entry_values(d, name)
         if name.startswith("grid_"):
-            grid = _grid_if_valid(name, d[()])
+            grid = _grid_if_valid(name, values)
             if grid is None:
                 raise ValueError(f"{h5.file.filename}: /{MODELS_GROUP}/{name} does not hold the grid its name hashes")
             remember_grid(*grid)
         else:
-            out.append(modelstore.load(d[()].tobytes(), expected_sha256=name).sha256)
+            out.append(modelstore.load(values.tobytes(), expected_sha256=name).sha256)
     return out

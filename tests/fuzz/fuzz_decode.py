@@ -1,8 +1,13 @@
 """Bounded fuzz run (tests/test_reliability.py runs it in a subprocess to measure its peak RSS).
 
 Mutates valid chunks (random bytes with the CRC fixed, and random header fields / sections
-repacked with a valid CRC) and model metadata; every decode must return the chunk's shape or
-raise the documented error. Prints one JSON line: counts, failures, RSS growth.
+repacked with a valid CRC) of every kind (plain, NaN mask, raw, bit-packed, error-bounded with
+a network (mode 2, entropy-coded and bit-packed) and without (mode 3)), model metadata, and the
+model and grid entries of HDF5 files (huge never-written datasets, other dtypes and shapes,
+damaged bytes); every decode must return the chunk's shape or raise the documented error.
+Prints one JSON line: counts, failures, RSS growth.
+
+    python tests/fuzz/fuzz_decode.py N_CHUNKS N_MODELS SEED [N_HDF5_ENTRIES]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this tree's inrcodec, not another installed one
 from conftest import build_patched_model, build_spherical_model, global_lat_lon, smooth_field  # noqa: E402
 
 from inrcodec import chunkformat as cf  # noqa: E402
@@ -49,7 +55,8 @@ def field_mutant(rng, chunk: bytes) -> bytes:
     f = {k: getattr(hdr, k) for k in hdr.__dataclass_fields__}
     big = [0, 1, 3, 255, 2**16, 2**31, 10**9, 2**32 - 1]
     key = rng.choice(["shape", "num_items", "num_patches", "latent_dim", "bits", "entropy_id", "patch_shape",
-                      "dtype", "order", "mode", "section", "bomb", "quantizer_id", "patch_aim", "predict"])
+                      "dtype", "order", "mode", "section", "bomb", "residual", "quantizer_id", "patch_aim",
+                      "predict"])
     if key == "shape":
         s = list(f["shape"])
         s[int(rng.integers(len(s)))] = int(rng.choice(big))
@@ -68,13 +75,20 @@ def field_mutant(rng, chunk: bytes) -> bytes:
         f["order"] = "F" if f["order"] == "C" else "C"
     elif key == "mode":
         f["mode"] = int(rng.choice(list(cf.KNOWN_MODES)))
+    elif key == "residual" and "residual" in sections:  # its counts: values, exceptions, blob lengths
+        r = bytearray(sections["residual"])
+        at = int(rng.choice([2, 28, 36, 44]))  # coder, count, exceptions, params length
+        r[at:at + (1 if at == 2 else 8)] = int(rng.choice(big)).to_bytes(8, "little")[:1 if at == 2 else 8]
+        sections["residual"] = bytes(r)
+        if rng.random() < 0.5:  # and a header declaring as many values
+            f["shape"] = (int(rng.choice(big[3:])), *f["shape"][1:])
     elif key == "section" and sections:
         name = str(rng.choice(sorted(sections)))
         sections[name] = rng.bytes(int(rng.integers(0, 64)))
     else:  # a zlib bomb in any compressed section
         name = str(rng.choice(["raw_values", "nan_mask", "fill_mask", "residual"]))
         sections[name] = (b"\0" * 8 if name == "fill_mask" else b"") + BOMB
-    if "residual" in sections and f["mode"] != cf.MODE_BOUNDED:
+    if "residual" in sections and f["mode"] not in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL):
         sections.pop("residual")
     f["flags"] = cf.FLAG_NAN_MASK if "nan_mask" in sections else 0
     try:
@@ -97,7 +111,57 @@ def model_mutant(rng, data: bytes) -> bytes:
     return tensorfile.dumps(arrays, meta)
 
 
-def main(n_chunks: int, n_models: int, seed: int) -> None:
+def hdf5_mutant(rng, f, model, lat, lon) -> None:
+    """A model or grid entry of ``f`` (an open h5py File), damaged one way."""
+    import h5py  # noqa: F401 (h5py objects are passed in)
+
+    import inrcodec.hdf5 as ih5
+
+    g = f.require_group(ih5.MODELS_GROUP)
+    for name in list(g):
+        del g[name]
+    ih5.store_model(f, model, lat=lat, lon=lon)
+    name = str(rng.choice(sorted(g)))
+    data = g[name][()]
+    del g[name]
+    kind = rng.choice(["huge", "dtype", "2d", "bytes", "short", "header"])
+    if kind == "huge":  # never written: bytes of metadata, gigabytes when read
+        g.create_dataset(name, shape=(int(rng.choice([2**31, 2**36, 2**40])),), dtype=data.dtype, chunks=(1 << 16,))
+    elif kind == "dtype":
+        g.create_dataset(name, data=data.astype(rng.choice(["f8", "u1", "i4", "f2"])))
+    elif kind == "2d":
+        g.create_dataset(name, data=np.resize(data, (2, max(1, data.size // 2))))
+    elif kind in ("bytes", "header"):
+        d = data.copy()
+        idx = rng.integers(0, 2 if kind == "header" else d.size, 3)
+        d[idx] = rng.choice([0, 255, 1e300, np.nan, -1]) if d.dtype.kind == "f" else rng.integers(0, 256, 3)
+        g.create_dataset(name, data=d)
+    else:
+        g.create_dataset(name, data=data[: int(rng.integers(0, data.size))])
+
+
+def fuzz_hdf5(rng, n: int, model, lat, lon, bad: list) -> tuple[int, int]:
+    import h5py
+
+    import inrcodec.hdf5 as ih5
+    from inrcodec import modelstore
+
+    ok = refused = 0
+    for i in range(n):
+        with h5py.File(f"fuzz{i}.h5", "w", driver="core", backing_store=False) as f:
+            hdf5_mutant(rng, f, model, lat, lon)
+            modelstore.clear()  # the model must come from the damaged file
+            try:
+                ih5.load_models(f)
+                ok += 1
+            except (ModelFileError, ValueError):  # ValueError: a grid whose values do not hash to its name
+                refused += 1
+            except Exception as exc:  # noqa: BLE001
+                bad.append(f"hdf5 entry {i}: {type(exc).__name__}: {str(exc)[:120]}")
+    return ok, refused
+
+
+def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     rng = np.random.default_rng(seed)
     model = build_spherical_model()
     lat, lon = global_lat_lon()
@@ -106,13 +170,22 @@ def main(n_chunks: int, n_models: int, seed: int) -> None:
     xn[0, :2] = np.nan
     plain = COINppCodec(model, inner_steps=1, lat=lat, lon=lon)
     bounded = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0)
+    packed = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, entropy_coding=False)
     xf = x.copy()
     xf[1, 3] = -9999.0
-    # version 4 (mid-tread, items predicted, patch aims) and version 3 (the uniform quantizer)
+    xr = (plain.decode(plain.encode(x)) + np.random.default_rng(1).normal(0, 0.05, SHAPE)).astype("f4")
+    xrf = xr.copy()
+    xrf[0, 2] = -9999.0  # a field the network represents: mode 2 wins
+    bounded_packed = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, entropy_coding=False)
+    seeds = [(plain, plain.encode(x)), (plain, plain.encode(xn)), (plain, plain.encode(np.full(SHAPE, 5.0, "f4"))),
+             (bounded, bounded.encode(xf)), (packed, packed.encode(xn)), (bounded, bounded.encode(xrf)),
+             (bounded_packed, bounded_packed.encode(xr))]
+    # version 4 (mid-tread, items predicted, patch aims: plain above) and version 3 (uniform quantizer)
     uniform = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, quantizer="uniform")
     patched = COINppCodec(build_patched_model(), inner_steps=1, lat=lat, lon=lon, patch_points=2)
-    seeds = [(plain, plain.encode(x)), (plain, plain.encode(xn)), (plain, plain.encode(np.full(SHAPE, 5.0, "f4"))),
-             (bounded, bounded.encode(xf)), (uniform, uniform.encode(x)), (patched, patched.encode(x))]
+    seeds += [(uniform, uniform.encode(x)), (patched, patched.encode(x))]
+    modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
+    assert modes == sorted(cf.KNOWN_MODES), modes
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ok = refused = 0
     bad: list[str] = []
@@ -143,8 +216,10 @@ def main(n_chunks: int, n_models: int, seed: int) -> None:
             m_refused += 1
         except Exception as exc:  # noqa: BLE001
             bad.append(f"model {i}: {type(exc).__name__}: {str(exc)[:120]}")
+    h_ok, h_refused = fuzz_hdf5(rng, n_hdf5, model, lat, lon, bad)
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
     print(json.dumps({"decoded": ok, "refused": refused, "models_ok": m_ok, "models_refused": m_refused,
+                      "hdf5_ok": h_ok, "hdf5_refused": h_refused,
                       "failures": bad[:20], "n_failures": len(bad), "rss_growth_kb": grew,
                       "seconds": round(time.perf_counter() - t0, 2), "slowest_decode_s": round(slowest, 3)}))
 
@@ -152,4 +227,4 @@ def main(n_chunks: int, n_models: int, seed: int) -> None:
 BOMB = zlib.compress(bytes(64 << 20), 9)
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    main(*[int(a) for a in sys.argv[1:5]])
