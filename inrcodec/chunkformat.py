@@ -30,7 +30,8 @@ from inrcodec.chunkheader import (  # noqa: F401 (the public names of the chunk 
     CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FLAG_NAN_MASK, FORMAT_VERSION, KNOWN_FLAGS, KNOWN_MODES, MAGIC,
     MAX_NDIM, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, MODES_WITHOUT_LATENTS,
     ORDER_BY_CODE, ORDER_CODES, PIN_SIZE, SECTION_TAGS, SUPPORTED_VERSIONS, TAG_NAMES, U16, U64, V3_MODES,
-    V3_PREFIX, V3_SECTIONS, ChunkHeader, Reader, as_bytes_view, tag_of,
+    V3_PREFIX, V3_SECTIONS, V4_PREFIX, ENTROPY_PARAMETRIC, KNOWN_PREDICTORS, PREDICT_NONE, PREDICT_PREVIOUS,
+    QUANTIZER_MIDTREAD, ChunkHeader, Reader, as_bytes_view, tag_of,
 )
 from inrcodec.chunklegacy import pack_legacy, unpack_legacy
 from inrcodec.errors import CorruptChunkError
@@ -89,7 +90,7 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
     if not header.version3 and (header.mode in V3_MODES or any(n in V3_SECTIONS for n in names)):
         raise ValueError(f"mode {header.mode} / sections {names} need format version 3 (a header with a pin)")
     if header.version3:
-        return _pack_v3(header, encoded)
+        return _pack_v3(header, encoded)  # version 3 or 4
     return pack_legacy(header, encoded, names)
 
 
@@ -97,6 +98,7 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
 # layout byte: bits 0-3 ndim, bit 4 order (1 = F), bits 5-6 dtype code - 1, bit 7 reserved
 # content byte: bits 0-1 mode, bits 2-7 one bit per section tag 1..6 (present)
 # coding byte (modes 0 and 2 only): bits 0-3 bits - 1, bits 4-5 quantizer_id, bits 6-7 entropy_id
+# version 4, modes 0 and 2 only: then one varint, patch aim << 1 | predict (aim 0 = the model's patch)
 _V3_MIN_LEN = len(V3_PREFIX) + PIN_SIZE + 2 + CRC_SIZE
 
 
@@ -129,12 +131,15 @@ def _pack_v3(header: ChunkHeader, encoded: list[tuple[int, memoryview]]) -> byte
     present = 0
     for code, _ in encoded:
         present |= 1 << (code - 1)
-    out = bytearray(V3_PREFIX)
+    v4 = header.version == 4
+    out = bytearray(V4_PREFIX if v4 else V3_PREFIX)
     out += header.pin
     out.append(len(header.shape) | ORDER_CODES[header.order] << 4 | (DTYPE_CODES[header.dtype] - 1) << 5)
     out.append(header.mode | present << 2)
     if header.mode not in MODES_WITHOUT_LATENTS:
         out.append((header.bits - 1) | header.quantizer_id << 4 | header.entropy_id << 6)
+        if v4:
+            out += _varint(header.patch_aim << 1 | header.predict)
     for d in header.shape:
         out += _varint(d)
     for _, payload in encoded[:-1]:  # the last section runs to the checksum
@@ -146,7 +151,9 @@ def _pack_v3(header: ChunkHeader, encoded: list[tuple[int, memoryview]]) -> byte
 
 
 def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader, dict[str, bytes]]:
+    """Version 3 or 4 (the version byte says which)."""
     size = len(buf)
+    version = buf[1]
     if size < _V3_MIN_LEN:
         raise CorruptChunkError(f"truncated at byte {size} of at least {_V3_MIN_LEN}")
     (stored_crc,) = struct.unpack("<I", buf[size - CRC_SIZE :])
@@ -156,7 +163,7 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
             f"checksum mismatch: stored CRC32 0x{stored_crc:08x}, computed 0x{computed_crc:08x} "
             "(a version-3 chunk has no length field: truncation and trailing bytes show here)"
         )
-    r = Reader(buf, len(V3_PREFIX), size - CRC_SIZE, "version-3 header")
+    r = Reader(buf, len(V3_PREFIX), size - CRC_SIZE, f"version-{version} header")
     pin = bytes(r.take(PIN_SIZE, "pin"))
     if expected_pin is not None and pin != bytes(expected_pin):
         raise CorruptChunkError(
@@ -176,6 +183,12 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
     if mode not in MODES_WITHOUT_LATENTS:
         (coding,) = r.unpack("<B", "coding byte")
         bits, qid, eid = (coding & 0x0F) + 1, coding >> 4 & 3, coding >> 6
+    aim = predict = 0
+    if version == 4 and mode not in MODES_WITHOUT_LATENTS:
+        latent_layout = _read_varint(r, "latent layout (patch aim, predict)")
+        aim, predict = latent_layout >> 1, latent_layout & 1
+        if aim > 255:
+            raise CorruptChunkError(f"patch aim {aim} exceeds 255 points")
     shape = tuple(_read_varint(r, f"shape[{i}]") for i in range(ndim))
     codes = [code for code in sorted(TAG_NAMES) if present >> (code - 1) & 1]
     lengths = [_read_varint(r, f"length of section {TAG_NAMES[c]!r}") for c in codes[:-1]]
@@ -195,10 +208,15 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
             model_sha256=None, dtype=DTYPE_BY_CODE[dtype_code], shape=shape,
             order=ORDER_BY_CODE[order_code], mode=mode, patch_shape=None, num_items=None,
             num_patches=None, latent_dim=None, bits=bits, quantizer_id=qid, entropy_id=eid,
-            flags=FLAG_NAN_MASK if "nan_mask" in sections else 0, pin=pin,
+            flags=FLAG_NAN_MASK if "nan_mask" in sections else 0, pin=pin, patch_aim=aim, predict=predict,
         )
     except ValueError as exc:
         raise CorruptChunkError(f"invalid header field: {exc}") from None
+    if header.version != version:  # one way to write every header: version 3 cannot name the new coding
+        raise CorruptChunkError(
+            f"a version-{version} chunk with quantizer_id {qid}, entropy_id {eid}, patch aim {aim}, "
+            f"predict {predict} (that is version {header.version})"
+        )
     return header, sections
 
 
@@ -241,6 +259,6 @@ def unpack_chunk(
     with ``expected_pin``, so does a version-3 chunk whose pin differs.
     """
     buf = _as_input_view(data)
-    if bytes(buf[: len(V3_PREFIX)]) == V3_PREFIX:
+    if bytes(buf[: len(V3_PREFIX)]) in (V3_PREFIX, V4_PREFIX):
         return _unpack_v3(buf, expected_pin)
     return unpack_legacy(buf, expected_model_sha256)

@@ -18,10 +18,19 @@ MAGIC = b"INRC"
 #: the newest version this build writes and reads. Headers with a ``pin`` are written as
 #: version 3; headers with a ``model_sha256`` as the lowest legacy version that can express
 #: them (version 1 unless they use a version-2 feature)
-FORMAT_VERSION = 3
-SUPPORTED_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 #: version 3 starts with MAGIC[:1] and then the version byte (legacy chunks: the whole MAGIC)
 V3_PREFIX = MAGIC[:1] + bytes([3])
+#: version 4 is version 3 plus the latent layout (patch aim, item prediction) and the coding of
+#: ``QUANTIZER_MIDTREAD`` / ``ENTROPY_PARAMETRIC``; it starts with MAGIC[:1] and then 4
+V4_PREFIX = MAGIC[:1] + bytes([4])
+#: quantizer / entropy ids only version 4 may name (docs/format.md, "Version 4")
+QUANTIZER_MIDTREAD = 2
+ENTROPY_PARAMETRIC = 3
+#: ``ChunkHeader.predict`` values: items coded independently / item i predicted from item i-1
+PREDICT_NONE, PREDICT_PREVIOUS = 0, 1
+KNOWN_PREDICTORS = (PREDICT_NONE, PREDICT_PREVIOUS)
 PIN_SIZE = 4
 LEGACY_VERSIONS = (1, 2)  # the versions that start with the whole MAGIC
 
@@ -106,6 +115,14 @@ class ChunkHeader:
                   masks imply them) and must be None; ``bits``, ``quantizer_id`` and
                   ``entropy_id`` are stored only in modes 0 and 2 (bits 1..16, ids 0..3) and
                   are 0 in mode 1.
+    patch_aim     version 4, modes 0 and 2: the patch side in grid points the model's patch rule
+                  aims at (:meth:`CoinModel.patch_points`), 1..255; 0 = the model's own
+                  ``patch_shape`` (what versions 1-3 imply).
+    predict       version 4, modes 0 and 2: 0 = items coded independently, 1 = fitted item i
+                  coded as the difference from the dequantised latents of fitted item i - 1
+                  (``PREDICT_PREVIOUS``; needs quantizer_id 2 and entropy_id 3).
+    A header with a pin is written as version 4 when it sets ``patch_aim`` or ``predict`` or
+    names quantizer_id 2 or entropy_id 3, else as version 3 (:attr:`version`).
     """
 
     model_sha256: str | None
@@ -122,10 +139,22 @@ class ChunkHeader:
     entropy_id: int
     flags: int = 0
     pin: bytes | None = None
+    patch_aim: int = 0
+    predict: int = 0
 
     @property
     def version3(self) -> bool:
+        """A compact header (version 3 or 4: a pin instead of the model hash)."""
         return self.pin is not None
+
+    @property
+    def version(self) -> int:
+        """The format version this header is written in (1 or 2: see chunklegacy)."""
+        if self.pin is None:
+            return 1
+        new = (self.patch_aim, self.predict) != (0, 0) or self.quantizer_id == QUANTIZER_MIDTREAD \
+            or self.entropy_id == ENTROPY_PARAMETRIC
+        return 4 if new else 3
 
     def __post_init__(self) -> None:
         sha = self.model_sha256
@@ -178,6 +207,8 @@ class ChunkHeader:
             "quantizer_id": _uint("quantizer_id", self.quantizer_id, U8),
             "entropy_id": _uint("entropy_id", self.entropy_id, U8),
             "flags": flags,
+            "patch_aim": _uint("patch_aim", self.patch_aim, U8),
+            "predict": _uint("predict", self.predict, U8),
         })
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -188,6 +219,13 @@ class ChunkHeader:
                     f"0..3; got bits={self.bits}, quantizer_id={self.quantizer_id}, "
                     f"entropy_id={self.entropy_id}"
                 )
+        if (self.pin is None or self.mode in MODES_WITHOUT_LATENTS) and (self.patch_aim, self.predict) != (0, 0):
+            raise ValueError("patch_aim and predict are version-4 fields of chunks with latents (pin set, "
+                             f"mode 0 or 2); got patch_aim={self.patch_aim}, predict={self.predict}")
+        if self.predict not in KNOWN_PREDICTORS:
+            raise ValueError(f"ChunkHeader.predict must be one of {KNOWN_PREDICTORS}, got {self.predict}")
+        if self.predict and (self.quantizer_id, self.entropy_id) != (QUANTIZER_MIDTREAD, ENTROPY_PARAMETRIC):
+            raise ValueError("predicted items (predict=1) need quantizer_id 2 and entropy_id 3")
 
     def _check_v3(self) -> None:
         implied = {k: getattr(self, k) for k in ("patch_shape", "num_items", "num_patches", "latent_dim")}

@@ -102,7 +102,7 @@ def unpack_legacy(buf: memoryview, expected_model_sha256: str | None) -> tuple[C
 def _check_preamble(buf: memoryview) -> tuple[int, int, int]:
     """Magic, version, declared length and CRC; ``(version, header length, total length)``."""
     size = len(buf)
-    # 1. magic (a version > 3 would keep MAGIC[:1] and then its version byte, like version 3)
+    # 1. magic (versions 3 and 4 keep; a later one would keep MAGIC[:1] and then its version byte, like version 3)
     head = bytes(buf[: len(MAGIC)])
     if size >= 2 and head[:1] == MAGIC[:1] and buf[1] < 0x20:
         raise CorruptChunkError(

@@ -9,6 +9,10 @@ chunk header:
   Always available, needs no table.
 * ``1`` shared: one categorical table for every symbol (the COIN++ paper).
 * ``2`` per-dimension: one categorical table per latent dimension (k tables).
+* ``3`` parametric (chunk format version 4, mid-tread symbols): signed symbols in groups, each
+  coded with a discrete Laplace or Gaussian whose family and scale one parameter byte gives
+  (``encode_parametric`` / ``decode_parametric``; probabilities from ``parametric_probabilities``,
+  deterministic: decimal arithmetic, float64 products and ``math.fsum``).
 
 Tables are *integer counts* (np.int64, every entry >= 1), stored with the model.
 Before they are handed to constriction's range coder (``constriction.stream.queue``,
@@ -31,6 +35,8 @@ corruption upstream); the result always has exactly the requested shape.
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
 import constriction
@@ -49,6 +55,9 @@ __all__ = [
     "unpack_fixed",
     "encode_symbols",
     "decode_symbols",
+    "ENTROPY_PARAMETRIC",
+    "encode_parametric",
+    "decode_parametric",
 ]
 
 ENTROPY_RAW = 0
@@ -354,3 +363,136 @@ def decode_symbols(
     if model.bits != bits:
         raise ValueError(f"entropy model is for bits={model.bits}, the chunk uses bits={bits}")
     return model.decode(payload, (n_items, k))
+
+
+# ---------------------------------------------------------------------- parametric (entropy_id 3)
+#: ``entropy_id`` of the parametric coder of mid-tread symbols (format version 4)
+ENTROPY_PARAMETRIC = 3
+#: a parameter byte: bit 7 = family (0 discrete Laplace, 1 discrete Gaussian), bits 0-6 = scale
+#: index ``j``: the scale is ``base * 2**((j - SCALE_CENTRE) / 8)`` symbols, ``base`` the latents'
+#: standard deviation in symbols (``2**bits / (2 * num_std)``)
+SCALE_CENTRE = 64
+PARAMETRIC_FAMILIES = ("laplace", "gaussian")
+#: weight floor relative to the mode: every symbol of the alphabet stays codable (an escape)
+_WEIGHT_FLOOR = 2.0**-40
+
+
+@lru_cache(maxsize=256)
+def parametric_probabilities(param: int, limit: int, base: float) -> np.ndarray:
+    """float64 probabilities of the symbols ``-limit .. limit`` under parameter byte ``param``.
+
+    Deterministic on every machine: the decay factor is computed with :mod:`decimal` (every
+    operation correctly rounded) and rounded once to float64; the weights are repeated float64
+    multiplications, summed with ``math.fsum``: the encoder and decoder hand constriction the
+    same numbers (as ``inrcodec.residual`` does for its geometric coder).
+    """
+    import decimal
+
+    family, j = param >> 7, param & 0x7F
+    with decimal.localcontext(decimal.Context(prec=40)):
+        scale = decimal.Decimal(base) * ((decimal.Decimal(j - SCALE_CENTRE) / 8) * decimal.Decimal(2).ln()).exp()
+        if family == 0:  # discrete Laplace p(i) ~ theta**|i|, theta = exp(-sqrt(2) / std)
+            factor = float((-decimal.Decimal(2).sqrt() / scale).exp())
+        else:  # discrete Gaussian p(i) ~ r**(i*i), r = exp(-1 / (2 std**2))
+            factor = float((-1 / (2 * scale * scale)).exp())
+    half = [1.0]
+    w, g = 1.0, factor
+    g2 = factor * factor
+    for _ in range(limit):
+        if family == 0:
+            w = w * factor
+        else:
+            w, g = w * g, g * g2
+        half.append(max(w, _WEIGHT_FLOOR))
+    weights = half[:0:-1] + half
+    total = math.fsum(weights)
+    out = np.array([x / total for x in weights], dtype=np.float64)
+    out.setflags(write=False)
+    return out
+
+
+def _parametric_cost(symbols: np.ndarray, probs: np.ndarray, limit: int) -> float:
+    return float(-np.log2(probs[symbols + limit]).sum())
+
+
+def best_parameter(symbols: np.ndarray, limit: int, base: float) -> int:
+    """The parameter byte (family and scale) that codes ``symbols`` (int, |s| <= limit) in the
+    fewest bits: a moment estimate of the scale per family, then its neighbours."""
+    s = np.asarray(symbols, dtype=np.int64).reshape(-1)
+    if s.size == 0:
+        return 0
+    rms = math.sqrt(float(np.mean(s.astype(np.float64) ** 2)))
+    best = None
+    for family in (0, 1):
+        std = rms if family else math.sqrt(2.0) * float(np.mean(np.abs(s)))
+        j0 = 0 if std <= 0 else int(round(SCALE_CENTRE + 8 * math.log2(std / base)))
+        for j in range(j0 - 2, j0 + 3):
+            if 0 <= j <= 0x7F:
+                param = family << 7 | j
+                cost = _parametric_cost(s, parametric_probabilities(param, limit, base), limit)
+                if best is None or cost < best[0]:
+                    best = (cost, param)
+    if best is None:  # every estimate was off the scale: the nearest end
+        return 0x7F if rms > base else 0
+    return best[1]
+
+
+def encode_parametric(groups: Sequence[tuple[np.ndarray, int]], base: float) -> bytes:
+    """Range-code groups of signed symbols ``[(symbols, limit), ...]`` (each with the parameter
+    that suits it best); returns the parameter bytes (one per non-empty group) and the words."""
+    enc = _RangeEncoder()
+    params = bytearray()
+    for symbols, limit in groups:
+        s = np.asarray(symbols, dtype=np.int64).reshape(-1)
+        if not s.size:
+            continue
+        if int(np.abs(s).max()) > limit:
+            raise ValueError(f"symbol beyond the alphabet +-{limit}")
+        param = best_parameter(s, limit, base)
+        params.append(param)
+        probs = parametric_probabilities(param, limit, base)
+        enc.encode((s + limit).astype(np.int32), _Categorical(probs, perfect=False))
+    return bytes(params) + np.asarray(enc.get_compressed(), dtype="<u4").tobytes()
+
+
+def parametric_header(data, groups: Sequence[tuple[int, int]], base: float) -> tuple[list[np.ndarray], memoryview]:
+    """The probability tables of a parametric payload and its words; ``ValueError`` if it has
+    too few bytes for its parameters or for the symbols (a lower bound, checked before any
+    symbol array exists). ``groups``: ``[(count, limit), ...]``."""
+    buf = memoryview(bytes(data))
+    live = [(n, lim) for n, lim in groups if n]
+    if len(buf) < len(live):
+        raise ValueError(f"parametric payload of {len(buf)} bytes lacks its {len(live)} parameter bytes")
+    tables, min_bits = [], 0.0
+    for i, (n, lim) in enumerate(live):
+        probs = parametric_probabilities(int(buf[i]), lim, base)
+        tables.append(probs)
+        min_bits += n * -math.log2(min(float(probs.max()), 1.0 - 2.0**-24))
+    words = buf[len(live):]
+    if len(words) < max(0, int(min_bits / 16) - 16):
+        raise ValueError(f"parametric payload of {len(buf)} bytes is too short for its {sum(n for n, _ in live)} symbols")
+    return tables, words
+
+
+def decode_parametric(data, groups: Sequence[tuple[int, int]], base: float) -> list[np.ndarray]:
+    """Inverse of :func:`encode_parametric`: one int64 array per group (``[(count, limit), ...]``)."""
+    tables, words_view = parametric_header(data, groups, base)
+    words = _payload_words(words_view)
+    out, t = [], 0
+    try:
+        dec = _RangeDecoder(words)
+        for n, lim in groups:
+            if not n:
+                out.append(np.zeros(0, np.int64))
+                continue
+            got = np.asarray(dec.decode(_Categorical(tables[t], perfect=False), n), dtype=np.int64) - lim
+            t += 1
+            out.append(got)
+        exhausted = dec.maybe_exhausted()
+    except BaseException as exc:
+        if not _constriction_error(exc):
+            raise
+        raise ValueError(f"invalid range-coded payload: {exc}") from None
+    if not exhausted:
+        raise ValueError("range-coded payload has data left after the last symbol")
+    return out

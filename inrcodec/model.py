@@ -110,31 +110,40 @@ class CoinModel:
             raise ValueError(f"lat/lon of sizes {grid.shape} do not match the chunk's spatial shape {shape}")
         return grid
 
-    def patch_points(self, grid) -> tuple[int, ...] | None:
+    def patch_points(self, grid, aim: int = 0) -> tuple[int, ...] | None:
         """The patch shape in grid points for ``grid`` (None: the whole grid is one patch).
 
-        With ``patch_degrees`` the side is ``patch_shape[0]`` times the latitude spacing, clipped
-        to the trained range, then converted back to points along each axis. This rule is part
-        of the chunk format: encoder and decoder derive the same partition from the grid.
+        With ``patch_degrees`` the side is ``patch_shape[0]`` (or ``aim``, when given) times the
+        latitude spacing, clipped to the trained range, then converted back to points along each
+        axis. This rule is part of the chunk format: encoder and decoder derive the same
+        partition from the grid (and the chunk's patch aim, format version 4).
         """
+        aim = int(aim)
+        if aim and not self.supports_patch_aim:
+            raise ValueError("a patch aim needs a spherical model with patch_degrees (patches sized in degrees)")
         if self.patch_degrees is None or not isinstance(grid, SphericalGrid):
             return self.patch_shape
         dlat, dlon = grid.spacing()
-        side = min(max(self.patch_shape[0] * dlat, self.patch_degrees[0]), self.patch_degrees[1])
+        side = min(max((aim or self.patch_shape[0]) * dlat, self.patch_degrees[0]), self.patch_degrees[1])
         return (max(1, int(round(side / dlat))), max(1, int(round(side / dlon))))
 
-    def partition(self, grid_or_shape) -> PatchPartition:
+    @property
+    def supports_patch_aim(self) -> bool:
+        """Whether chunks may choose their patch size (spherical models with ``patch_degrees``)."""
+        return self.patch_degrees is not None
+
+    def partition(self, grid_or_shape, aim: int = 0) -> PatchPartition:
         """The patch partition of a grid (or of a spatial shape, on the grid ``make_grid`` assumes)."""
         grid = grid_or_shape if hasattr(grid_or_shape, "coordinates") else self.make_grid(grid_or_shape)
-        return PatchPartition(grid.shape, self.patch_points(grid) or grid.shape)
+        return PatchPartition(grid.shape, self.patch_points(grid, aim) or grid.shape)
 
     @cached_property
     def _local_patch_coords(self) -> np.ndarray:
         return CartesianGrid(self.patch_shape, self.extent).coordinates()
 
-    def item_coordinates(self, grid) -> tuple[np.ndarray, PatchPartition]:
+    def item_coordinates(self, grid, aim: int = 0) -> tuple[np.ndarray, PatchPartition]:
         """Coordinates (num_patches, P, d) of every patch of ``grid``, and the partition."""
-        part = self.partition(grid)
+        part = self.partition(grid, aim)
         if self.grid_kind == "cartesian" and self.patch_shape is not None:
             local = self._local_patch_coords[tuple(slice(0, s) for s in part.patch_shape)]
             local = local.reshape(-1, local.shape[-1])
@@ -174,18 +183,19 @@ class CoinModel:
         return np.asarray(values, dtype=np.float64) * self.scale + self.offset
 
     # -- encode / decode ---------------------------------------------------------------------
-    def encode(self, values, grid, steps: int | None = None, mask=None, refine_steps: int = 0) -> np.ndarray:
+    def encode(self, values, grid, steps: int | None = None, mask=None, refine_steps: int = 0,
+               patch_aim: int = 0) -> np.ndarray:
         """Fit latents for ``values`` (N, *spatial) in physical units -> (N, num_patches, k).
 
         ``mask`` (N, *spatial) bool is True where a value is valid; NaNs are always masked.
         ``refine_steps`` Adam steps (``refine_lr``) follow the meta-learned SGD steps: more
-        accuracy for more encode time.
+        accuracy for more encode time. ``patch_aim``: see :meth:`patch_points` (0: the model's).
         """
         values = np.asarray(values)
         if values.shape[1:] != grid.shape:
             raise ValueError(f"values of shape {values.shape} do not match grid {grid.shape}")
         valid = np.isfinite(values) if mask is None else (np.asarray(mask, bool) & np.isfinite(values))
-        coords, part = self.item_coordinates(grid)
+        coords, part = self.item_coordinates(grid, patch_aim)
         n = values.shape[0]
         patches = part.extract(np.where(valid, self.normalise(np.where(valid, values, self.offset)), 0.0))
         pmask = part.extract(valid)
@@ -206,10 +216,10 @@ class CoinModel:
             return 1e-3
         return 0.1 * float(np.median(np.asarray(self.coding["latent_std"], dtype=np.float64)))
 
-    def decode(self, latents, grid) -> np.ndarray:
+    def decode(self, latents, grid, patch_aim: int = 0) -> np.ndarray:
         """Latents (N, num_patches, k) -> values (N, *spatial) in physical units (float64)."""
         latents = np.asarray(latents, dtype=np.float32)
-        coords, part = self.item_coordinates(grid)
+        coords, part = self.item_coordinates(grid, patch_aim)
         n = latents.shape[0]
         if latents.shape[1:] != (part.num_patches, self.latent_dim):
             raise ValueError(f"latents of shape {latents.shape} do not fit {part.num_patches} patches x {self.latent_dim}")

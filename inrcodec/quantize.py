@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UniformQuantizer"]
+__all__ = ["UniformQuantizer", "MidTreadQuantizer"]
 
 _MIN_BITS = 1
 _MAX_BITS = 16
@@ -188,3 +188,78 @@ class UniformQuantizer:
         return cls(
             mean=d["mean"], std=d["std"], bits=d["bits"], num_std=d.get("num_std", 3.0)
         )
+
+
+@dataclass(frozen=True)
+class MidTreadQuantizer:
+    """Mid-tread scalar quantizer (``quantizer_id`` 2): zero (the mean, or the prediction) is a level.
+
+    ``step = 2 * num_std * std / 2**bits`` (the bin width :class:`UniformQuantizer` has at the same
+    ``bits``; ``bits`` 1..12). A latent ``x`` with base ``b`` (the mean, or with ``predict`` the
+    dequantised latent of the previous item: closed-loop prediction) becomes the signed symbol
+    ``s = clip(rint((x - b) / step), -limit, limit)`` and is dequantised to ``b + s * step``
+    (float64, cast to float32 only for the network). ``limit`` is ``2**(bits + 1)``
+    (``4 * num_std`` standard deviations) for a symbol against the mean and twice that for a
+    difference from the previous item, so refined latents far outside the uniform quantizer's
+    clipping range stay codable. Encoder and decoder run the same float64 operations in the same
+    order, so they agree bit for bit on every IEEE-754 machine.
+    """
+
+    mean: float
+    std: float
+    bits: int
+    num_std: float = 3.0
+
+    quantizer_id = 2
+    MAX_BITS = 12
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= int(self.bits) <= self.MAX_BITS:
+            raise ValueError(f"MidTreadQuantizer.bits must be in 1..{self.MAX_BITS}, got {self.bits}")
+        ref = UniformQuantizer(self.mean, self.std, int(self.bits), self.num_std)  # the same checks
+        for name in ("mean", "std", "num_std", "bits"):
+            object.__setattr__(self, name, getattr(ref, name))
+
+    @property
+    def step(self) -> float:
+        return 2.0 * self.num_std * self.std / float(1 << self.bits)
+
+    @property
+    def limit(self) -> int:
+        """Largest |symbol| against the mean (differences: ``2 * limit``)."""
+        return 1 << (self.bits + 1)
+
+    def quantize(self, latents: np.ndarray, predict: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Latents ``(n_items, m)`` -> (int64 symbols, float64 dequantised latents), both ``(n_items, m)``.
+
+        ``predict``: item ``i > 0`` is coded against the dequantised item ``i - 1``."""
+        x = np.asarray(latents, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"latents must be (n_items, m), got shape {x.shape}")
+        if np.isnan(x).any():
+            raise ValueError("latents contain NaN; cannot quantize")
+        step, lim = self.step, self.limit
+        if not predict:
+            s = np.zeros(x.shape, np.int64) if step == 0 else np.clip(np.rint((x - self.mean) / step), -lim, lim).astype(np.int64)
+            return s, self.dequantize(s)
+        s = np.zeros(x.shape, np.int64)
+        deq = np.empty(x.shape, np.float64)
+        for i in range(x.shape[0]):
+            base, bound = (self.mean, lim) if i == 0 else (deq[i - 1], 2 * lim)
+            if step:
+                s[i] = np.clip(np.rint((x[i] - base) / step), -bound, bound)
+            deq[i] = base + s[i].astype(np.float64) * step
+        return s, deq
+
+    def dequantize(self, symbols: np.ndarray, predict: bool = False) -> np.ndarray:
+        """Signed symbols ``(n_items, m)`` -> float64 latents (the encoder's exact values)."""
+        s = np.asarray(symbols)
+        if s.dtype.kind not in "iu":
+            raise ValueError(f"symbols must be an integer array, got dtype {s.dtype}")
+        s = s.astype(np.float64)
+        if not predict:
+            return self.mean + s * self.step
+        deq = np.empty(s.shape, np.float64)
+        for i in range(s.shape[0]):
+            deq[i] = (self.mean if i == 0 else deq[i - 1]) + s[i] * self.step
+        return deq

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Sequence
 
-__all__ = ["candidate_bits", "bits_for_target", "smallest", "TargetChoice"]
+__all__ = ["candidate_bits", "bits_for_target", "smallest", "TargetChoice", "best_of"]
 
 #: widths tried when a model has no entropy tables (bit-packed latents work for any width)
 FALLBACK_BITS = tuple(range(1, 9))
@@ -75,3 +75,21 @@ def smallest(candidates: Sequence[int], size_of: Callable[[int], int]) -> int:
     if not widths:
         raise ValueError("no candidate bit widths")
     return min(widths, key=lambda b: (size_of(b), b))
+
+
+def best_of(results: Sequence[tuple[float, float]], *, target_rmse: float | None = None,
+            target_ratio: float | None = None) -> int:
+    """The index of the best ``(ratio, rmse)`` of several candidates (one per patch size, each at
+    the width :func:`bits_for_target` chose): ``target_rmse``: the highest ratio among those that
+    meet it, else the lowest RMSE; ``target_ratio``: the lowest RMSE among those that meet it,
+    else the highest ratio. Ties: the earlier candidate."""
+    if not results:
+        raise ValueError("no candidates")
+    if (target_rmse is None) == (target_ratio is None):
+        raise ValueError("give exactly one of target_rmse and target_ratio")
+    idx = range(len(results))
+    if target_rmse is not None:
+        ok = [i for i in idx if results[i][1] <= target_rmse]
+        return max(ok, key=lambda i: (results[i][0], -i)) if ok else min(idx, key=lambda i: (results[i][1], i))
+    ok = [i for i in idx if results[i][0] >= target_ratio]
+    return min(ok, key=lambda i: (results[i][1], i)) if ok else max(idx, key=lambda i: (results[i][0], -i))

@@ -6,8 +6,9 @@ filter's ``cd_values``, ``COINppCodec.for_dataarray`` and the ``inrcodec compres
 option added here reaches all of them.
 
 >>> s = CodecSettings(bits=5, max_abs_error=0.1)
->>> s.to_dict()
-{'bits': 5, 'inner_steps': 10, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1}
+>>> s.to_dict()  # doctest: +NORMALIZE_WHITESPACE
+{'bits': 5, 'inner_steps': 10, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1,
+ 'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0}
 >>> CodecSettings.from_dict(s.to_dict()) == s
 True
 """
@@ -34,12 +35,21 @@ MAX_INNER_STEPS = 10_000
 MAX_REFINE_STEPS = 100_000
 
 
-def _option(default: Any, help: str, *, always: bool = False, flag: bool = True) -> Any:
+_UNSET = object()
+
+
+def _option(default: Any, help: str, *, always: bool = False, flag: bool = True, legacy: Any = _UNSET,
+            choices: tuple | None = None) -> Any:
     """A settings field. ``always``: written to configurations even at its default (the options
     of the first format; the later ones appear only when set, so older configurations stay
     byte-identical). ``flag``: exposed as an ``inrcodec compress`` flag (lat/lon and the chunk
-    layout come from the data instead)."""
-    return field(default=default, metadata={"help": help, "always": always, "flag": flag})
+    layout come from the data instead). ``legacy``: for an option whose default changed the
+    coding, what a configuration without its key means (what builds before the option did):
+    ``from_dict`` fills it in and ``to_dict`` writes the key whenever the value is not it, so
+    new codecs carry the new default explicitly and stored configurations keep their bytes."""
+    return field(default=default, metadata={"help": help, "always": always, "flag": flag,
+                                            "legacy": default if legacy is _UNSET else legacy,
+                                            "choices": choices})
 
 
 def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
@@ -104,6 +114,13 @@ def _fill(value: Any) -> float | None:
     return None if math.isnan(value) else value  # NaN is always treated as missing
 
 
+def _patch_argument(text: str) -> int | str:
+    """``--patch-points``: an integer 0..255, ``auto`` (0) or ``model`` (the model's own patch)."""
+    if text in ("auto", "model"):
+        return 0 if text == "auto" else "model"
+    return int(text)
+
+
 @dataclass(frozen=True)
 class CodecSettings:
     """The options of a COIN++ codec (everything but the model). Frozen and validated."""
@@ -133,6 +150,17 @@ class CodecSettings:
         None, "rate control: per chunk, the fewest bits whose RMSE (data units) is at most this")
     target_ratio: float | None = _option(
         None, "rate control: per chunk, the most bits whose compression ratio is at least this")
+    quantizer: str = _option(
+        "midtread", "latent quantizer: 'midtread' (zero is a level, parametric entropy coding, format "
+        "version 4) or 'uniform' (the paper's, the model's count tables)", legacy="uniform",
+        choices=("midtread", "uniform"))
+    time_coding: bool = _option(
+        True, "code each item (time step) of a chunk as the difference from the previous one "
+        "(mid-tread quantizer)", legacy=False)
+    patch_points: int | None = _option(
+        0, "patch side in grid points the model's patch rule aims at (inside its trained degrees); "
+        "0: chosen per chunk (by grid resolution, or by rate control); 'model': the model's own",
+        legacy=None)
 
     def __post_init__(self) -> None:
         clean = {
@@ -146,11 +174,21 @@ class CodecSettings:
             "fill_value": _fill(self.fill_value),
             "chunk_shape": _shape(self.chunk_shape),
             "chunk_dtype": _float_dtype(self.chunk_dtype),
+            "time_coding": bool(self.time_coding),
+            "patch_points": None if self.patch_points is None else _int("patch_points", self.patch_points, 0, 255),
             **{k: _positive(k, getattr(self, k)) for k in
                ("max_abs_error", "rel_error", "target_rmse", "target_ratio")},
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)
+        if self.quantizer not in ("midtread", "uniform"):
+            raise ValueError(f"quantizer must be 'midtread' or 'uniform', got {self.quantizer!r}")
+        if not self.entropy_coding or self.bits > 12:
+            # bit-packed symbols (no entropy coding) and widths above 12 need the uniform
+            # quantizer; the mid-tread one is always range-coded with its parametric model
+            object.__setattr__(self, "quantizer", "uniform")
+        if self.quantizer == "uniform":  # predicting items needs the mid-tread quantizer
+            object.__setattr__(self, "time_coding", False)
         if self.chunk_order not in (None, "C", "F"):
             raise ValueError(f"chunk_order must be 'C', 'F' or None, got {self.chunk_order!r}")
         if self.target_rmse is not None and self.target_ratio is not None:
@@ -196,23 +234,33 @@ class CodecSettings:
 
     # ------------------------------------------------------------------ dict form
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready options: those of the first format always, later ones only when set."""
+        """JSON-ready options: those of the first format always, later ones only when set (not
+        their legacy value: what a configuration without the key means, see ``from_dict``)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.metadata["always"] or v != f.default:  # (fill_value=0.0 is set: 0.0 != None)
+            if f.metadata["always"] or v != f.metadata["legacy"]:  # (fill_value=0.0 is set: 0.0 != None)
                 out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
+    def explicit_legacy(self) -> dict[str, Any]:
+        """The options ``to_dict`` leaves out because they hold their legacy value although
+        today's default differs: keywords that rebuild these settings need them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata["legacy"] != f.default and getattr(self, f.name) == f.metadata["legacy"]}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CodecSettings":
+        """The settings of a configuration; a key it lacks takes its *legacy* value (what the
+        build that wrote it did), so a stored configuration encodes as it always did."""
         unknown = sorted(set(data) - cls.names())
         if unknown:
             raise ValueError(
                 f"unknown codec setting(s) {unknown}: written by a newer inrcodec, or edited; "
                 "upgrade inrcodec or remove them"
             )
-        return cls(**data)
+        legacy = {f.name: f.metadata["legacy"] for f in dataclasses.fields(cls) if f.metadata["legacy"] != f.default}
+        return cls(**{**legacy, **data})
 
     @classmethod
     def names(cls) -> set[str]:
@@ -228,7 +276,16 @@ class CodecSettings:
             if not f.metadata["flag"]:
                 continue
             name = "--" + f.name.replace("_", "-")
-            if f.type in ("bool", bool):
+            if f.metadata["legacy"] != f.default and f.type in ("bool", bool):  # both ways
+                parser.add_argument(name, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+                                    help=f"{f.metadata['help']} (default: {f.default})")
+            elif f.metadata["choices"]:
+                parser.add_argument(name, dest=f.name, default=None, choices=f.metadata["choices"],
+                                    help=f"{f.metadata['help']} (default: {f.default})")
+            elif f.name == "patch_points":
+                parser.add_argument(name, dest=f.name, type=_patch_argument, default=None,
+                                    help=f"{f.metadata['help']} (default: {f.default})")
+            elif f.type in ("bool", bool):
                 negated = "--no-" + f.name.replace("_", "-")
                 parser.add_argument(negated if f.default else name, dest=f.name, default=None,
                                     action="store_false" if f.default else "store_true",
@@ -242,5 +299,8 @@ class CodecSettings:
     @classmethod
     def options_from_arguments(cls, args: argparse.Namespace) -> dict[str, Any]:
         """The options whose flags were given (``CodecSettings(**options)`` validates them)."""
-        return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                if f.metadata["flag"] and getattr(args, f.name, None) is not None}
+        out = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+               if f.metadata["flag"] and getattr(args, f.name, None) is not None}
+        if out.get("patch_points") == "model":
+            out["patch_points"] = None
+        return out

@@ -39,6 +39,20 @@ def build_spherical_model(seed: int = 0, width: int = 16, depth: int = 2, latent
     return model
 
 
+def build_patched_model(seed: int = 2) -> CoinModel:
+    """Spherical model whose patches are sized in degrees (4 points aimed, 20-90 degrees), so a
+    chunk may choose its patch size (format version 4); on the 8 x 16 test grid (22.5 degrees)
+    its own patches are 4 x 4 points, aims 1 and 2 give 1 x 1 and 2 x 2."""
+    torch.manual_seed(seed)
+    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=8)
+    model = CoinModel(net, "spherical", patch_shape=(4, 4), offset=220.0, scale=80.0, encode_steps=3,
+                      patch_degrees=(20.0, 90.0))
+    train = smooth_field(8, seed=seed)
+    latents = model.encode(train, model.make_grid((NLAT, NLON)), steps=3)
+    model.calibrate(latents)
+    return model
+
+
 def build_cartesian_model(seed: int = 1) -> CoinModel:
     torch.manual_seed(seed)
     net = ModulatedSiren(2, 1, width=16, depth=2, latent_dim=8)
@@ -60,6 +74,12 @@ def tiny_model() -> CoinModel:
 def other_model() -> CoinModel:
     """Same architecture, other weights: a different SHA-256."""
     return build_spherical_model(seed=123)
+
+
+@pytest.fixture(scope="session")
+def patched_model() -> CoinModel:
+    """Spherical model with patches sized in degrees (chunks may choose their patch size)."""
+    return build_patched_model()
 
 
 @pytest.fixture(scope="session")

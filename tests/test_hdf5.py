@@ -28,8 +28,9 @@ LAT, LON = global_lat_lon()
 BOUNDED = CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON, entropy_coding=False, max_abs_error=1.5,
                         rel_error=0.05, fill_value=-999.0, refine_steps=1, chunk_shape=(2, 8, 16), chunk_order="C",
                         chunk_dtype="float32")
-RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0)
-RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0)
+RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0, quantizer="uniform")
+RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0, time_coding=False,
+                      patch_points=3)
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +118,11 @@ def test_files_of_the_first_layout_still_decode(tmp_path):
     with h5py.File(path, "a") as f:
         params = ih5.COINpp.parse_options(f["tas"].id.get_create_plist().get_filter(0)[2])
         assert params.version == 1 and (params.itemsize, params.chunks) == (4, (2, 8, 16))
-        assert params.settings == CodecSettings(bits=5, inner_steps=2)
-        assert ih5.COINpp.of(f["tas"]).settings == CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON)
-        assert ih5.COINpp.of(f["tas_global"]).settings == CodecSettings(
-            bits=4, inner_steps=1, entropy_coding=False, assume_global_grid=True)
+        # a stored configuration: the options added later take their legacy values
+        assert params.settings == CodecSettings.from_dict(dict(bits=5, inner_steps=2))
+        assert ih5.COINpp.of(f["tas"]).settings == CodecSettings.from_dict(dict(bits=5, inner_steps=2, lat=LAT, lon=LON))
+        assert ih5.COINpp.of(f["tas_global"]).settings == CodecSettings.from_dict(dict(
+            bits=4, inner_steps=1, entropy_coding=False, assume_global_grid=True))
         for name in ("tas", "tas_global"):  # written on another machine: the cross-machine promise
             expected = f["expected_" + name][...]
             np.testing.assert_allclose(f[name][...], expected, rtol=0, atol=cross_machine_tolerance(expected))

@@ -165,7 +165,8 @@ def test_mode_3_needs_version_3():
 # ------------------------------------------------------------------ encode-time refinement
 def test_refine_steps_reach_the_engine_and_the_config(tiny_model):
     x = smooth_field(2, seed=4).astype("f4")
-    codec = COINppCodec(tiny_model, assume_global_grid=True, bits=8, inner_steps=2, refine_steps=5)
+    codec = COINppCodec(tiny_model, assume_global_grid=True, bits=8, inner_steps=2, refine_steps=5,
+                        quantizer="uniform")
     assert codec.get_config()["refine_steps"] == 5 and "refine_steps" not in COINppCodec(tiny_model, assume_global_grid=True).get_config()
     assert COINppCodec.from_config(codec.get_config()) == codec
     y = codec.decode(codec.encode(x))

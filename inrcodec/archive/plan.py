@@ -130,8 +130,11 @@ def cf_encoding(enc: dict) -> dict:
 
 
 def codec_options(settings: CodecSettings) -> dict[str, Any]:
-    """The request's options for ``COINppCodec.for_dataarray`` (which reads lat/lon from the data)."""
-    return {k: v for k, v in settings.to_dict().items() if k not in _FROM_DATA}
+    """The request's options for ``COINppCodec.for_dataarray`` (which reads lat/lon from the data);
+    options at a legacy value (``to_dict`` leaves them out) are passed too, else they would become
+    today's defaults."""
+    opts = {**settings.explicit_legacy(), **settings.to_dict()}
+    return {k: v for k, v in opts.items() if k not in _FROM_DATA}
 
 
 def _encodings(ds, plan_vars, stored: StoredModel, settings: CodecSettings, dim, size):

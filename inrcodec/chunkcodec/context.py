@@ -62,7 +62,7 @@ class ChunkContext:
         with self._grids_lock:
             return self._grids.setdefault(spatial, g)
 
-    def reconstruct(self, latents: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+    def reconstruct(self, latents: np.ndarray, spatial: tuple[int, ...], patch_aim: int = 0) -> np.ndarray:
         """The network reconstruction (float64, physical units) of dequantised latents.
 
         The one function the encoder (error-bounded mode) and the decoder both use, with the
@@ -70,7 +70,7 @@ class ChunkContext:
         """
         grid = self.grid(spatial)
         with self.lock:
-            return np.asarray(self.model.decode(latents, grid), dtype=np.float64)
+            return np.asarray(self.model.decode(latents, grid, patch_aim=patch_aim), dtype=np.float64)
 
 
 @lru_cache(maxsize=64)

@@ -177,14 +177,16 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
     plain = hdr.mode == cf.MODE_PLAIN_RESIDUAL  # no latents: a constant prediction + residual
     coder, patches = LatentCoder(m), 0
     if not plain:
+        if hdr.patch_aim and not m.supports_patch_aim:
+            raise CorruptChunkError(f"chunk declares patch aim {hdr.patch_aim} but this model's patches are not sized in degrees")
         # the patch count without building the partition (one entry per patch)
-        patches = _limits.num_patches(spatial, m.patch_points(ctx.grid(spatial)))
+        patches = _limits.num_patches(spatial, m.patch_points(ctx.grid(spatial), hdr.patch_aim))
         if hdr.num_items is not None and (hdr.num_patches, hdr.latent_dim) != (patches, m.latent_dim):
             raise CorruptChunkError(
                 f"chunk header (patches, latent_dim)=({hdr.num_patches}, {hdr.latent_dim}) does not "
                 f"match this chunk and model: ({patches}, {m.latent_dim})"
             )
-        coder.check_header(hdr.bits, hdr.quantizer_id)
+        coder.check_header(hdr.bits, hdr.quantizer_id, hdr.entropy_id)
     if hdr.mode in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL) and "residual" not in sections:  # pragma: no cover
         raise CorruptChunkError("error-bounded chunk without a residual section")
     nan, fill, fill_value = _masks(hdr, sections, (n_total, *spatial))
@@ -194,7 +196,8 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
     if hdr.num_items is not None:
         _check_legacy_counts(ctx, hdr, spatial, n_items)
     payload = sections.get("latents", b"")
-    coding = dict(bits=hdr.bits, quantizer_id=hdr.quantizer_id, entropy_id=hdr.entropy_id, count=n_items * patches)
+    coding = dict(bits=hdr.bits, quantizer_id=hdr.quantizer_id, entropy_id=hdr.entropy_id, count=n_items * patches,
+                  items=n_items, predict=hdr.predict)
     if not plain:
         coder.check_payload(payload, **coding)
     # every count the sections declare is checked before anything of the chunk's size exists
@@ -206,7 +209,7 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
             rec = np.full((n_items, *spatial), prediction)
         else:
             latents = coder.decompress(payload, **coding).reshape(n_items, patches, m.latent_dim)
-            rec = ctx.reconstruct(latents, spatial).reshape((n_items, *spatial))
+            rec = ctx.reconstruct(latents, spatial, hdr.patch_aim).reshape((n_items, *spatial))
         if residual is not None:
             rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
         items[valid_items] = rec

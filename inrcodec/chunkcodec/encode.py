@@ -21,6 +21,7 @@ from numcodecs.compat import ensure_ndarray_like
 from inrcodec import chunkformat as cf
 from inrcodec import ratecontrol
 from inrcodec import residual as _residual
+from inrcodec.chunkcodec import patching
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.decode import decode_chunk
 from inrcodec.chunkcodec.latents import LatentCoder
@@ -160,12 +161,19 @@ def _warn_if_out_of_range(finite: np.ndarray, model, settings) -> bool:
 
 
 class _LatentCandidates:
-    """The fitted latents of one chunk, coded at any bit width on demand (memoised per width)."""
+    """The fitted latents of one chunk (with one patch aim), coded at any bit width on demand
+    (memoised per width)."""
 
-    def __init__(self, ctx: ChunkContext, coder: LatentCoder, latents: np.ndarray, spatial):
+    def __init__(self, ctx: ChunkContext, coder: LatentCoder, latents: np.ndarray, spatial, aim: int = 0):
         self._ctx, self._coder, self._latents, self._spatial = ctx, coder, latents, spatial
+        self.aim = aim
         self._coded: dict[int, tuple] = {}
         self._recon: dict[int, np.ndarray] = {}
+
+    @property
+    def patches(self) -> int:
+        """Latent vectors per item."""
+        return self._latents.shape[1]
 
     def coded(self, bits: int):
         if bits not in self._coded:
@@ -176,7 +184,7 @@ class _LatentCandidates:
         """The reconstruction from the dequantised latents, exactly as the decoder computes it."""
         if bits not in self._recon:
             deq = self._coder.dequantize(self.coded(bits), bits).reshape(self._latents.shape)
-            self._recon[bits] = self._ctx.reconstruct(deq, self._spatial)
+            self._recon[bits] = self._ctx.reconstruct(deq, self._spatial, self.aim)
         return self._recon[bits]
 
     def rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
@@ -201,9 +209,10 @@ class _Writer:
             self.masks["fill_mask"] = struct.pack("<d", fill_value) + zlib.compress(
                 np.packbits(chunk.fill.ravel()).tobytes(), 9)
 
-    def _pack(self, mode: int, sections: dict, bits=0, qid=0, eid=0, flags=0) -> bytes:
+    def _pack(self, mode: int, sections: dict, bits=0, qid=0, eid=0, flags=0, aim=0, predict=0) -> bytes:
         hdr = cf.ChunkHeader(mode=mode, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
-                             bits=bits, quantizer_id=qid, entropy_id=eid, flags=flags, **self.common)
+                             bits=bits, quantizer_id=qid, entropy_id=eid, flags=flags, patch_aim=aim,
+                             predict=predict, **self.common)
         return cf.pack_chunk(hdr, sections)
 
     def raw(self) -> bytes:
@@ -212,10 +221,12 @@ class _Writer:
 
     def latents(self, cands: _LatentCandidates, bits: int, mode: int = cf.MODE_MODULATIONS,
                 extra: dict | None = None) -> bytes:
-        # version 3: patches, items and latent size are implied by the model and the masks
+        # versions 3 and 4: patches, items and latent size are implied by the model, the masks
+        # and (version 4) the patch aim
         c = cands.coded(bits)
+        predict = cf.PREDICT_PREVIOUS if c.predict and c.symbols.shape[0] > cands.patches else cf.PREDICT_NONE
         return self._pack(mode, {"latents": c.payload, **self.masks, **(extra or {})}, bits,
-                          c.quantizer_id, c.entropy_id, self.flags)
+                          c.quantizer_id, c.entropy_id, self.flags, cands.aim, predict)
 
     def plain_residual(self, values, valid, bound: float) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds."""
@@ -229,7 +240,7 @@ class _Writer:
 
 def encode_chunk(array, model, settings) -> bytes:
     """Encode one chunk ``(*leading, *spatial)`` with ``model`` (a CoinModel) and ``settings``
-    (a :class:`~inrcodec.settings.CodecSettings`); returns version-3 chunk bytes."""
+    (a :class:`~inrcodec.settings.CodecSettings`); returns version-3 or version-4 chunk bytes."""
     arr = check_input(array, model, settings)
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
@@ -239,28 +250,46 @@ def encode_chunk(array, model, settings) -> bytes:
     valid_items = ~chunk.missing.reshape(chunk.items.shape[0], -1).all(axis=1)
     values = chunk.items[valid_items]
     mask = ~chunk.missing[valid_items] if chunk.has_missing else None
-    with ctx.lock:
-        latents = model.encode(values, ctx.grid(chunk.spatial), steps=settings.inner_steps, mask=mask,
-                               refine_steps=settings.refine_steps)
-    cands = _LatentCandidates(ctx, LatentCoder(model, settings.entropy_coding),
-                              np.asarray(latents, dtype=np.float32), chunk.spatial)
+    coder = LatentCoder(model, settings.entropy_coding, settings.quantizer, settings.time_coding)
+    grid = ctx.grid(chunk.spatial)
+
+    def fitted(aim: int) -> _LatentCandidates:
+        with ctx.lock:
+            latents = model.encode(values, grid, steps=settings.inner_steps, mask=mask,
+                                   refine_steps=settings.refine_steps, patch_aim=aim)
+        return _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim)
+
     valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
     bound = settings.chunk_bound(chunk.finite)
-    if bound is None:
-        return writer.latents(cands, _bits_for(settings, model, cands, writer, values, valid))
-    return _bounded(settings, model, cands, writer, values, valid, bound)
-
-
-def _bits_for(settings, model, cands: _LatentCandidates, writer: _Writer, values, valid) -> int:
-    """``settings.bits``, or the width rate control picks for this chunk."""
+    if bound is not None:
+        return _bounded(settings, model, fitted(patching.aim_for(model, grid, settings)), writer, values, valid, bound)
     if not settings.rate_controlled:
-        return settings.bits
-    choice = ratecontrol.bits_for_target(
+        return writer.latents(fitted(patching.aim_for(model, grid, settings)), settings.bits)
+    # rate control: the width for each candidate patch size, then the best of those
+    tried = []
+    for aim in patching.candidate_aims(model, grid, settings):
+        cands = fitted(aim)
+        choice = _choice_for(settings, model, cands, writer, values, valid)
+        data = writer.latents(cands, choice.bits)
+        tried.append((data, cands.rmse(choice.bits, values, valid), choice))
+    pick = ratecontrol.best_of([(writer.chunk.arr.nbytes / len(d), e) for d, e, _ in tried],
+                               target_rmse=settings.target_rmse, target_ratio=settings.target_ratio)
+    _warn_if_missed(settings, model, tried[pick][2])
+    return tried[pick][0]
+
+
+def _choice_for(settings, model, cands: _LatentCandidates, writer: _Writer, values, valid):
+    """The width rate control picks for these latents (a ``ratecontrol.TargetChoice``)."""
+    return ratecontrol.bits_for_target(
         ratecontrol.candidate_bits(model), target_rmse=settings.target_rmse,
         target_ratio=settings.target_ratio, rmse_of=lambda b: cands.rmse(b, values, valid),
         ratio_of=lambda b: writer.chunk.arr.nbytes / len(writer.latents(cands, b)),
     )
-    if not choice.met:  # the closest width is coded, but a missed target is never silent
+
+
+def _warn_if_missed(settings, model, choice) -> None:
+    """The chosen candidate's target was not met: the closest is coded, but never silently."""
+    if not choice.met:
         if settings.target_rmse is not None:
             units = (model.description or {}).get("units")
             want = f"target_rmse {settings.target_rmse:g}"
@@ -268,7 +297,6 @@ def _bits_for(settings, model, cands: _LatentCandidates, writer: _Writer, values
         else:
             want, best = f"target_ratio {settings.target_ratio:g}", f"{choice.reached:.3g}x"
         warnings.warn(f"{want} not reached: best {best} at {choice.bits} bits", TargetNotMetWarning, stacklevel=4)
-    return choice.bits
 
 
 def _bounded_widths(settings, model) -> list[int]:

@@ -3,6 +3,11 @@
 In the spirit of CompressAI's latent codecs: ``compress`` turns latents into the ``latents``
 section payload at a bit width, ``decompress`` turns it back into dequantised latents. The
 quantizer (``quantize``) and the count tables (``entropy``) belong to the model file.
+
+Two codings: the uniform quantizer (id 1) with the model's count tables (entropy ids 0-2), and
+the mid-tread quantizer (id 2, format version 4) with the parametric coder (entropy id 3),
+optionally predicting each item from the previous one (``predict``): the mid-tread step and the
+parametric scale base come from the model's quantizer statistics, the scales from the chunk.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from inrcodec.errors import CorruptChunkError
 
 __all__ = ["LatentCoder", "CodedLatents"]
 
-#: the only quantizer chunks name today (uniform, clipped to the model's calibrated range)
+#: the quantizer of versions 1-3 (uniform, clipped to the model's calibrated range)
 UNIFORM_QUANTIZER = 1
+#: mid-tread quantizer with a zero level, parametric entropy coding (format version 4)
+MIDTREAD_QUANTIZER = 2
+QUANTIZERS = {"uniform": UNIFORM_QUANTIZER, "midtread": MIDTREAD_QUANTIZER}
 
 
 class CodedLatents(NamedTuple):
@@ -25,39 +33,105 @@ class CodedLatents(NamedTuple):
     entropy_id: int
     payload: bytes
     symbols: np.ndarray
+    #: the latents the decoder will see, ``(n, latent_dim)`` float32 (mid-tread; None: uniform)
+    dequantized: np.ndarray | None = None
+    predict: int = 0
+
+
+def midtread(model, bits: int):
+    """The mid-tread quantizer of ``model`` at ``bits`` (its calibrated mean, std and num_std)."""
+    from inrcodec.quantize import MidTreadQuantizer
+
+    q = model.quantizer(min(int(bits), 16))  # the statistics (and a clear error without them)
+    return MidTreadQuantizer(q.mean, q.std, int(bits), q.num_std)
+
+
+def _base(q) -> float:
+    """The latents' standard deviation in mid-tread symbols: the parametric scales' unit."""
+    return float(1 << q.bits) / (2.0 * q.num_std)
+
+
+def _groups(n_items: int, per_item: int, limit: int, predict: bool) -> list[tuple[int, int]]:
+    """(count, limit) of the symbol groups of a parametric payload: all items against the mean,
+    or with ``predict`` the first item against the mean and the rest as differences."""
+    if predict and n_items > 1:
+        return [(per_item, limit), ((n_items - 1) * per_item, 2 * limit)]
+    return [(n_items * per_item, limit)]
 
 
 class LatentCoder:
     """Codes the latents of one model; ``entropy_coding=False`` stores symbols bit-packed."""
 
-    def __init__(self, model, entropy_coding: bool = True):
+    def __init__(self, model, entropy_coding: bool = True, quantizer: str = "uniform", predict: bool = False):
         self.model = model
         self.entropy_coding = entropy_coding
+        self.quantizer = quantizer
+        self.predict = bool(predict)
 
     def compress(self, latents: np.ndarray, bits: int) -> CodedLatents:
-        """Latents ``(..., latent_dim)`` -> the ``latents`` section payload at ``bits``."""
+        """Latents ``(items, ..., latent_dim)`` -> the ``latents`` section payload at ``bits``."""
+        if self.quantizer == "midtread":
+            return self._compress_midtread(latents, bits)
         q = self.model.quantizer(bits)
         symbols = q.quantize(latents.reshape(-1, latents.shape[-1]))
         tables = self.model.entropy_models(bits) if self.entropy_coding else []
         eid, payload = entropy.encode_symbols(symbols, bits, tables)
         return CodedLatents(q.quantizer_id, eid, payload, symbols)
 
+    def _compress_midtread(self, latents: np.ndarray, bits: int) -> CodedLatents:
+        """Mid-tread symbols, parametric range coding. With ``predict`` (and more than one item)
+        the items are coded both ways and the smaller payload is kept: the prediction is a
+        level of the same lattice (``mean + j * step``), so both give the same latents (up to the
+        clipping of far outliers) and the choice only changes the bytes."""
+        q = midtread(self.model, bits)
+        n_items = latents.shape[0] if latents.ndim > 2 else 1
+        items = np.asarray(latents, dtype=np.float64).reshape(n_items, -1)
+        k = latents.shape[-1]
+        best = None
+        for predict in ((False, True) if self.predict and n_items > 1 else (False,)):
+            symbols, deq = q.quantize(items, predict=predict)
+            parts, start, flat = [], 0, symbols.reshape(-1)
+            for count, limit in _groups(n_items, items.shape[1], q.limit, predict):
+                parts.append((flat[start:start + count], limit))
+                start += count
+            payload = entropy.encode_parametric(parts, _base(q))
+            if best is None or len(payload) < len(best.payload):
+                best = CodedLatents(MIDTREAD_QUANTIZER, entropy.ENTROPY_PARAMETRIC, payload, symbols.reshape(-1, k),
+                                    deq.astype(np.float32).reshape(-1, k), int(predict))
+        return best
+
     def dequantize(self, coded: CodedLatents, bits: int) -> np.ndarray:
         """The latents the decoder will see for ``coded`` (flat ``(n, latent_dim)``)."""
+        if coded.dequantized is not None:
+            return coded.dequantized
         return self.model.quantizer(bits).dequantize(coded.symbols)
 
     @staticmethod
-    def check_header(bits: int, quantizer_id: int) -> None:
+    def check_header(bits: int, quantizer_id: int, entropy_id: int | None = None) -> None:
         """Refuse (CorruptChunkError) a quantizer or width no chunk can have."""
-        if quantizer_id != UNIFORM_QUANTIZER:
+        if quantizer_id not in (UNIFORM_QUANTIZER, MIDTREAD_QUANTIZER):
             raise CorruptChunkError(f"unknown quantizer_id {quantizer_id}")
         if not 1 <= bits <= 16:
             raise CorruptChunkError(f"chunk header declares bits={bits} (1..16 allowed)")
+        if quantizer_id == MIDTREAD_QUANTIZER and bits > 12:
+            raise CorruptChunkError(f"chunk header declares a mid-tread quantizer with bits={bits} (1..12 allowed)")
+        if entropy_id is not None and (quantizer_id == MIDTREAD_QUANTIZER) != (entropy_id == entropy.ENTROPY_PARAMETRIC):
+            raise CorruptChunkError(f"quantizer_id {quantizer_id} does not go with entropy_id {entropy_id} "
+                                    "(the mid-tread quantizer, id 2, is coded with entropy id 3, and only it)")
 
-    def check_payload(self, payload: bytes, *, bits: int, quantizer_id: int, entropy_id: int, count: int) -> None:
+    def check_payload(self, payload: bytes, *, bits: int, quantizer_id: int, entropy_id: int, count: int,
+                      items: int | None = None, predict: int = 0) -> None:
         """Refuse (CorruptChunkError) a payload too short for ``count`` latent vectors, before
-        anything of that size is allocated."""
-        self.check_header(bits, quantizer_id)
+        anything of that size is allocated. ``items``: how many items the ``count`` vectors
+        belong to (mid-tread with ``predict``)."""
+        self.check_header(bits, quantizer_id, entropy_id)
+        if quantizer_id == MIDTREAD_QUANTIZER:
+            q = self._midtread(bits)
+            try:
+                entropy.parametric_header(payload, self._parametric_groups(q, count, items, predict), _base(q))
+            except ValueError as exc:
+                raise CorruptChunkError(f"latents section: {exc}") from None
+            return
         tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
         k = self.model.latent_dim
         if entropy_id == entropy.ENTROPY_RAW:  # bit-packed: the size is exact
@@ -75,10 +149,33 @@ class LatentCoder:
                 "this chunk needs"
             )
 
-    def decompress(self, payload: bytes, *, bits: int, quantizer_id: int, entropy_id: int, count: int) -> np.ndarray:
+    def _midtread(self, bits: int):
+        try:
+            return midtread(self.model, bits)
+        except ValueError as exc:  # a model without quantizer statistics cannot have written it
+            raise CorruptChunkError(f"mid-tread latents, but {exc}") from None
+
+    def _parametric_groups(self, q, count: int, items: int | None, predict: int) -> list[tuple[int, int]]:
+        k = self.model.latent_dim
+        items = count if items is None else int(items)
+        if items and count % items:
+            raise CorruptChunkError(f"{count} latent vectors do not split into {items} items")
+        return _groups(items, (count // items) * k if items else 0, q.limit, bool(predict))
+
+    def decompress(self, payload: bytes, *, bits: int, quantizer_id: int, entropy_id: int, count: int,
+                   items: int | None = None, predict: int = 0) -> np.ndarray:
         """The dequantised latents ``(count, latent_dim)`` of a ``latents`` section payload."""
-        if quantizer_id != UNIFORM_QUANTIZER:
-            raise CorruptChunkError(f"unknown quantizer_id {quantizer_id}")
+        self.check_header(bits, quantizer_id, entropy_id)
+        if quantizer_id == MIDTREAD_QUANTIZER:
+            q = self._midtread(bits)
+            groups = self._parametric_groups(q, count, items, predict)
+            try:
+                parts = entropy.decode_parametric(payload, groups, _base(q))
+            except ValueError as exc:
+                raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
+            n_items = count if items is None else int(items)
+            symbols = np.concatenate(parts).reshape(n_items, -1) if n_items else np.zeros((0, 0), np.int64)
+            return q.dequantize(symbols, predict=bool(predict)).astype(np.float32).reshape(count, self.model.latent_dim)
         tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
         try:
             symbols = entropy.decode_symbols(entropy_id, payload, (count, self.model.latent_dim), bits, tables)

@@ -123,6 +123,6 @@ def _parse_v1(head: list[int]) -> FilterParams:
     prefix = struct.pack(">4I", *head[2:6]).hex()
     gid = struct.pack(">2I", *head[6:8]).hex() if flags & 2 else None
     # layout 1 wrote no lat/lon only for global regular grids (assume_global_grid=True)
-    settings = CodecSettings(bits=head[1] & 0xFF, inner_steps=head[1] >> 8, entropy_coding=bool(flags & 1),
-                             assume_global_grid=gid is None)
+    settings = CodecSettings.from_dict(dict(bits=head[1] & 0xFF, inner_steps=head[1] >> 8,
+                                            entropy_coding=bool(flags & 1), assume_global_grid=gid is None))
     return FilterParams(prefix, settings, gid, version=1)

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this tree's inrcodec, not another installed one
-from conftest import build_spherical_model, global_lat_lon, smooth_field  # noqa: E402
+from conftest import build_patched_model, build_spherical_model, global_lat_lon, smooth_field  # noqa: E402
 
 from inrcodec import chunkformat as cf  # noqa: E402
 from inrcodec import tensorfile  # noqa: E402
@@ -55,7 +55,8 @@ def field_mutant(rng, chunk: bytes) -> bytes:
     f = {k: getattr(hdr, k) for k in hdr.__dataclass_fields__}
     big = [0, 1, 3, 255, 2**16, 2**31, 10**9, 2**32 - 1]
     key = rng.choice(["shape", "num_items", "num_patches", "latent_dim", "bits", "entropy_id", "patch_shape",
-                      "dtype", "order", "mode", "section", "bomb", "residual"])
+                      "dtype", "order", "mode", "section", "bomb", "residual", "quantizer_id", "patch_aim",
+                      "predict"])
     if key == "shape":
         s = list(f["shape"])
         s[int(rng.integers(len(s)))] = int(rng.choice(big))
@@ -64,8 +65,10 @@ def field_mutant(rng, chunk: bytes) -> bytes:
         f["patch_shape"] = tuple(int(rng.choice(big[:6])) for _ in range(int(rng.integers(0, 3))))
     elif key in ("num_items", "num_patches", "latent_dim"):
         f[key] = int(rng.choice(big))
-    elif key in ("bits", "entropy_id"):
+    elif key in ("bits", "entropy_id", "quantizer_id", "predict"):
         f[key] = int(rng.integers(0, 20))
+    elif key == "patch_aim":
+        f[key] = int(rng.choice([0, 1, 2, 3, 4, 7, 100, 255]))
     elif key == "dtype":
         f["dtype"] = str(rng.choice(["<f4", "<f8", ">f4", ">f8"]))
     elif key == "order":
@@ -177,6 +180,10 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     seeds = [(plain, plain.encode(x)), (plain, plain.encode(xn)), (plain, plain.encode(np.full(SHAPE, 5.0, "f4"))),
              (bounded, bounded.encode(xf)), (packed, packed.encode(xn)), (bounded, bounded.encode(xrf)),
              (bounded_packed, bounded_packed.encode(xr))]
+    # version 4 (mid-tread, items predicted, patch aims: plain above) and version 3 (uniform quantizer)
+    uniform = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, quantizer="uniform")
+    patched = COINppCodec(build_patched_model(), inner_steps=1, lat=lat, lon=lon, patch_points=2)
+    seeds += [(uniform, uniform.encode(x)), (patched, patched.encode(x))]
     modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
     assert modes == sorted(cf.KNOWN_MODES), modes
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
