@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+import _smoke
 from climate_heldout import PAPER_LAT, PAPER_LON, test_sets
 from inrcodec.bench import report
 from inrcodec.bench.measure import inrcodec_rows, peer_rows
@@ -57,6 +58,19 @@ def load(data: str, variable: str, split: str, grid: str, chunk: int) -> tuple[s
     if grid == "4deg":
         field = regrid(field, PAPER_LAT, PAPER_LON)
     return f"{variable}_{split}_{grid}", field
+
+
+def _smoke_data() -> str:
+    """A file shaped like make_heldout_weather.py's: 2 members (val, test) x 2 times of a smooth field."""
+    import xarray as xr
+    from conftest import global_lat_lon, smooth_field
+
+    lat, lon = global_lat_lon()
+    t = smooth_field(4).astype("f4").reshape(2, 2, len(lat), len(lon))
+    path = _smoke.tmpdir() + "/smoke.nc"
+    xr.Dataset({"t850": (("member", "time", "lat", "lon"), t)},
+               coords={"lat": lat, "lon": lon, "split": ("member", ["val", "test"])}).to_netcdf(path)
+    return path
 
 
 def codec_options(pairs) -> dict:
@@ -118,7 +132,7 @@ def markdown(name: str, field: Field, chunk: int, rows, command: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True, help="file of scripts/make_heldout_weather.py, or pool:NAME")
+    ap.add_argument("--data", help="file of scripts/make_heldout_weather.py, or pool:NAME")
     ap.add_argument("--variable", default="t850")
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--grid", default="native", choices=["native", "4deg"])
@@ -130,7 +144,13 @@ def main(argv=None) -> int:
     ap.add_argument("--peers", nargs="*", default=["sperr", "sz3", "zfp"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", default="bench-heldout")
+    _smoke.add_flag(ap)
     args = ap.parse_args(argv)
+    if args.smoke:  # a tiny untrained model on 2 smooth fields, one width, no peers
+        args.data, args.model, args.bits, args.chunk = _smoke_data(), [_smoke.model_dir()], [2], 2
+        args.peers, args.out = [], _smoke.tmpdir()
+    elif not args.data:
+        ap.error("--data is required")
     import torch
 
     torch.set_num_threads(args.threads)
