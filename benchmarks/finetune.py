@@ -9,12 +9,14 @@ Run in the directory of the page's example (``tas_first.nc``, ``tas_rest.nc``, `
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 
 import numpy as np
 
 
-def outer_lr(lr: float, steps: int) -> None:
+def outer_lr(lr: float, steps: int, data: str = "tas_first.nc") -> None:
     """Meta-training from t2m-global as ``train-recipe --data tas_first.nc`` starts it, at outer lr ``lr``."""
     import torch
 
@@ -26,7 +28,7 @@ def outer_lr(lr: float, steps: int) -> None:
     torch.manual_seed(0)
     recipe = load_recipe("era5")
     model = start_from((modelstore.load("t2m-global"), "t2m-global"), recipe.preset("cpu"))
-    sampler, val = pool_batches(model, load_recipe_data(recipe, ["tas_first.nc"]).fields, 256, 0)
+    sampler, val = pool_batches(model, load_recipe_data(recipe, [data]).fields, 256, 0)
     cfg = TrainConfig(steps=steps, batch_size=32, outer_lr=lr, inner_lr=0.01, inner_steps=3, seed=0,
                       lr_schedule="cosine", val_every=5)
     trainer = MetaTrainer(model.network, sampler, val, cfg)
@@ -35,14 +37,14 @@ def outer_lr(lr: float, steps: int) -> None:
     print(", ".join(f"step {s}: {p:.2f} dB" for s, p in zip(history.val_steps, history.val_psnr)))
 
 
-def compare() -> None:
+def compare(data: str = "tas_rest.nc", models=("t2m-global", "tas-model"), widths=(4, 6)) -> None:
     from inrcodec import datasets, metrics
     from inrcodec.codec import COINppCodec
 
-    da = datasets.load_era5("tas_rest.nc")
+    da = datasets.load_era5(data)
     x = np.ascontiguousarray(da.values, dtype=np.float32)
-    for model in ("t2m-global", "tas-model"):
-        for bits in (4, 6):
+    for model in models:
+        for bits in widths:
             codec = COINppCodec(model=model, bits=bits, lat=da.lat.values, lon=da.lon.values)
             enc = codec.encode(x)
             dec = codec.decode(enc)
@@ -50,10 +52,33 @@ def compare() -> None:
                   f"{metrics.rmse_coslat(x, dec, da.lat.values):.3f} K, max {metrics.max_abs_error(x, dec):.2f} K")
 
 
+def smoke() -> None:
+    """One outer step and one width on three months of the embedded tas sample (numbers meaningless)."""
+    import xarray as xr
+
+    from inrcodec.datasets import embedded_sample_path
+
+    path = os.path.join(_smoke.tmpdir(), "tas_three.nc")
+    with xr.open_dataset(embedded_sample_path("tas")) as ds:
+        ds.isel(time=slice(0, 3)).to_netcdf(path)
+    outer_lr(3e-5, 1, path)
+    compare(path, ("t2m-global",), (4,))
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["lr"]:
-        outer_lr(float(sys.argv[2]), int(sys.argv[3]))
-    elif sys.argv[1:2] == ["compare"]:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _smoke
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", nargs="*", help="lr LR STEPS | compare")
+    _smoke.add_flag(ap)
+    args = ap.parse_args()
+    if args.smoke:
+        smoke()
+    elif args.what[:1] == ["lr"] and len(args.what) == 3:
+        outer_lr(float(args.what[1]), int(args.what[2]))
+    elif args.what == ["compare"]:
         compare()
     else:
-        sys.exit(__doc__)
+        ap.error("give: lr LR STEPS, or compare")
