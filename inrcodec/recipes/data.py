@@ -81,6 +81,17 @@ def _volume_slabs(vol: np.ndarray, slab: int, shape=None) -> np.ndarray:
     return np.stack([vol[i : i + slab] for i in range(0, vol.shape[0] - slab + 1, slab)])
 
 
+def _rescale_volume(vol: np.ndarray, percentile: float | None) -> np.ndarray:
+    """``vol`` scaled so the ``percentile`` of its foreground (voxels > 0) is 255. MRI intensities are in each
+    scanner's (template's) own arbitrary units: without this a model trained on one brain meets the other's
+    tissue at intensities it never saw (Colin27's white matter near 130 of 240, MNI152's near 210)."""
+    if percentile is None:
+        return vol
+    fg = vol[np.isfinite(vol) & (vol > 0)]
+    ref = float(np.percentile(fg, percentile)) if fg.size else 0.0
+    return vol * np.float32(255.0 / ref) if ref > 0 else vol
+
+
 def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) -> RecipeData:
     """Read the recipe's data (``paths`` or the embedded default) and split it."""
     from inrcodec import datasets
@@ -126,11 +137,12 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
                 groups[k].append(items)
         units = "amplitude in [-1, 1]"
     else:
-        vols = {k: [datasets.load_volume(p) for p in v] for k, v in files.items()}
+        pct = recipe.data.get("intensity_percentile")
+        vols = {k: [_rescale_volume(datasets.load_volume(p), pct) for p in v] for k, v in files.items()}
         shape = tuple(min(s) for s in zip(*(x.shape[1:] for v in vols.values() for x in v)))
         slab = recipe.model["patch"][0]
         groups = {k: [_volume_slabs(x, slab, shape) for x in v] for k, v in vols.items()}
-        units = "intensity"
+        units = "intensity" if pct is None else f"intensity (each volume scaled: foreground {pct}th percentile = 255)"
         if not paths and files["val"] == files["test"]:  # one volume for both: inferior slabs validate, superior test
             slabs = groups["val"][0]
             groups["val"], groups["test"] = [slabs[: len(slabs) // 2]], [slabs[len(slabs) // 2 :]]

@@ -61,7 +61,19 @@ def evaluate(model, rd: RecipeData, bits_list, grid, baseline: str = "training m
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(rd.train, axis=0)
     clim = m(baseline, None, np.broadcast_to(mean, test.shape), float("nan"))
-    return {"test_shape": list(test.shape), "rows": rows, "baseline": clim}
+    out = {"test_shape": list(test.shape), "rows": rows, "baseline": clim}
+    if model.grid_kind == "cartesian" and model.patch_shape:
+        out["patch_mean"] = m("patch means (baseline)", None, patch_means(model, test, grid), float("nan"))
+    return out
+
+
+def patch_means(model, values, grid) -> np.ndarray:
+    """``values`` (N, *spatial) with every patch of the model's partition replaced by its mean: what
+    a model that learnt only patch means reconstructs, so one that learnt structure must beat it."""
+    part = model.partition(grid)
+    patches = part.extract(np.asarray(values, dtype=np.float64))
+    means = np.nanmean(patches, axis=tuple(range(2, patches.ndim)), keepdims=True)
+    return part.assemble(np.ascontiguousarray(np.broadcast_to(means, patches.shape)))
 
 
 def _metrics(label, bits, original, decoded, bpv, training_range, estimated=False, nbytes=None, lat=None) -> dict:
@@ -88,7 +100,7 @@ def report_markdown(r: dict) -> str:
         + f"; errors in {r['units'] or 'data units'}; rate from the real chunk bytes "
         "(headers included) except the float32 row, which counts 32 bits per latent value.", "",
     ]
-    lines += _rows_markdown(r["rows"] + [r["baseline"]])
+    lines += _rows_markdown(r["rows"] + [r["baseline"]] + ([r["patch_mean"]] if r.get("patch_mean") else []))
     for t in r.get("tests", [])[1:]:
         lines += ["", f"### {t['split']}: {t['field']} {t['test_shape']}, grid spacing {t['spacing']} degrees", ""]
         lines += _rows_markdown(t["rows"] + [t["baseline"]])
