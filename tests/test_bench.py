@@ -221,4 +221,10 @@ def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, m
     codec = COINppCodec(tiny_model_dir, bits=3, inner_steps=1, lat=lat, lon=lon)
     chunks = values[1:].reshape(-1, lat.size, lon.size)
     assert inr["written_bytes"] == sum(len(codec.encode(chunks[i:i + 2])) for i in range(0, 8, 2))
-    assert "Ratio at equal cos RMSE" in capsys.readouterr().out
+    from inrcodec.bench.peers import available_peers
+
+    out = capsys.readouterr().out
+    if available_peers(["sz3"])[0]:  # the equal-RMSE table needs a peer (`pip install ".[bench]"`)
+        assert "Ratio at equal cos RMSE" in out
+    else:
+        assert "peer sz3 not installed" in out and "Ratio at equal cos RMSE" not in out

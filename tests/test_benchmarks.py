@@ -21,7 +21,10 @@ SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.nam
 PER_SCRIPT_S = 60
 
 DRIVER = textwrap.dedent("""
-    import contextlib, io, json, runpy, sys, time, traceback
+    import contextlib, io, json, os, runpy, sys, time, traceback
+    # the installed inrcodec, not the checkout's source folder of the same name (python -c puts
+    # the working directory first; the source tree lacks the installed inrcodec._recipes)
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
     sys.path.insert(0, "benchmarks")
     out = {}
     for script in sys.argv[1:]:

@@ -91,9 +91,13 @@ def test_recipe_splits_share_no_item(name):
 
 
 def test_mri_validation_and_test_are_different_regions_of_another_brain():
-    rd = load_recipe_data(load_recipe("mri"))
-    train_vol, other = (load_volume(p) for p in (modality_sample_paths("mri")["train"][0],
-                                                  modality_sample_paths("mri")["test"][0]))
+    from inrcodec.recipes.data import _rescale_volume
+
+    recipe = load_recipe("mri")
+    rd = load_recipe_data(recipe)
+    pct = recipe.data.get("intensity_percentile")  # each volume is scaled as a whole before it is cut
+    train_vol, other = (_rescale_volume(load_volume(p), pct) for p in (modality_sample_paths("mri")["train"][0],
+                                                                      modality_sample_paths("mri")["test"][0]))
     np.testing.assert_array_equal(np.concatenate(list(rd.train)), train_vol)  # every training slab is Colin27
     joined = np.concatenate(list(rd.val) + list(rd.test))
     np.testing.assert_array_equal(joined, other)  # val = inferior, test = superior slabs of MNI152, no slice twice
