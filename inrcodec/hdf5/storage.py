@@ -172,7 +172,7 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
     if isinstance(codec, COINppCodec):
         if lat is None and codec.settings.lat is not None:
             lat, lon = codec.settings.lat, codec.settings.lon
-        model = codec.model_bytes
+        model = codec.stored  # the model it holds, not parsed again from its bytes
     if isinstance(h5, (str, os.PathLike)):
         with h5py.File(h5, "a") as f:
             return store_model(f, model, lat, lon)
