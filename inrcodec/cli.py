@@ -76,10 +76,10 @@ def _compress(args) -> int:
     from .settings import CodecSettings
 
     tune_malloc()
-    # the options given as flags; compress_dataset fills in the rest (inner_steps: the model's own)
+    # one CodecSettings from the flags (inner_steps unset: the model's own, resolved with the model)
     rep = compress_dataset(
         args.input, args.output, model=args.model, variables=args.variables,
-        **CodecSettings.options_from_arguments(args), chunks=args.chunks,
+        settings=CodecSettings.from_arguments(args), chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
         device=args.device,
     )
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="model file, train-recipe output directory, or a shipped model's name (inrcodec models)")
     p.add_argument("--variables", help="comma-separated variables to encode (default: all the model can encode)")
     codec_options = p.add_argument_group("codec options (inrcodec.settings.CodecSettings)")
-    CodecSettings.add_arguments(codec_options, defaults={"inner_steps": "the model's own"})
+    CodecSettings.add_arguments(codec_options)
     p.add_argument("--chunks", help="chunk size along the region dim, e.g. time=24 (default)")
     p.add_argument("--scheduler", default="threads", help="threads (default), processes, or a dask.distributed address")
     p.add_argument("--workers", type=int, help="start a LocalCluster of N processes (or N processes with --scheduler processes)")

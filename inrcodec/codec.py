@@ -30,7 +30,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_ndarray_like, ndarray_copy
 from zarr.abc.codec import ArrayBytesCodec
 
-from inrcodec import _limits, modelstore
+from inrcodec import _limits, grids, modelstore, xarray_encoding
 from inrcodec.chunkcodec import decode_chunk, encode_chunk
 from inrcodec.chunkcodec.context import context
 from inrcodec.errors import ModelFileError, PinnedGridError, PinnedModelError
@@ -67,18 +67,14 @@ class COINppCodec(Codec, Zarr3Serializer):
 
     def __init__(self, model: "CoinModel | str | os.PathLike | bytes", settings: CodecSettings | None = None,
                  *, model_sha256: str | None = None, **options: Any):
-        if settings is not None and options:
-            raise TypeError("pass settings=CodecSettings(...) or the options as keywords, not both")
-        if settings is not None and not isinstance(settings, CodecSettings):
-            raise TypeError(f"settings must be a CodecSettings, got {type(settings).__name__}")
-        settings = settings if settings is not None else CodecSettings(**options)
+        settings = CodecSettings.given(settings, options, "COINppCodec()")
         stored = modelstore.load(model, expected_sha256=model_sha256)
-        settings.check_model(stored.model)
-        self._settings, self._stored = settings, stored
-        self._pin = context(stored.model, settings).pin
+        self._settings, self._stored = settings.for_model(stored.model), stored
+        self._pin = context(stored.model, self._settings).pin
 
     # ------------------------------------------------------------------ what it is
     settings = property(lambda self: self._settings, doc="The options (a CodecSettings).")
+    stored = property(lambda self: self._stored, doc="The StoredModel (model, bytes, hash, shipped name).")
     model = property(lambda self: self._stored.model, doc="The CoinModel (shared per process by hash).")
     model_sha256 = property(lambda self: self._stored.sha256, doc="SHA-256 of the model bytes.")
     model_bytes = property(lambda self: self._stored.data, doc="The pinned model file's bytes.")
@@ -86,8 +82,10 @@ class COINppCodec(Codec, Zarr3Serializer):
 
     @property
     def grid_sha256(self) -> str | None:
-        """SHA-256 of the lat/lon values (:meth:`SphericalGrid.digest`), None without lat/lon."""
-        return _grid_sha256(self._settings)
+        """The configuration's pin of the lat/lon values (:func:`inrcodec.grids.config_grid_sha256`),
+        None without lat/lon."""
+        s = self._settings
+        return None if s.lat is None else grids.config_grid_sha256(s.lat, s.lon)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, COINppCodec) and (self.model_sha256, self._settings) == (
@@ -154,12 +152,20 @@ class COINppCodec(Codec, Zarr3Serializer):
     # ------------------------------------------------------------------ xarray
     @classmethod
     def for_dataarray(cls, da: "xr.DataArray", model: Any, *, zarr_format: int = 3, chunks: Any = None,
-                      **options: Any) -> dict[str, Any]:
-        """The ``encoding`` entry for ``da`` in ``ds.to_zarr(store, encoding={name: ...})``;
-        see :func:`inrcodec.xarray_encoding.encoding_for` (chunks, lat/lon, ``_FillValue``)."""
-        from inrcodec.xarray_encoding import encoding_for
+                      settings: CodecSettings | None = None, **options: Any) -> dict[str, Any]:
+        """The ``encoding`` entry for ``da`` in ``ds.to_zarr(store, encoding={name: ...})``:
+        ``{"serializer": codec, ...}`` (Zarr 3) or ``{"compressors": [codec], ...}`` (Zarr 2).
 
-        return encoding_for(cls, da, model, zarr_format=zarr_format, chunks=chunks, **options)
+        ``settings`` or ``options``: the request (:class:`~inrcodec.settings.CodecSettings`);
+        the data decides the rest (:func:`inrcodec.xarray_encoding.settings_for_data`): the
+        chunks (``chunks``: a tuple or a dict dim -> size, else ``da.encoding["chunks"]``, else
+        the dask chunks, else one chunk), lat/lon from the coordinates of spherical models (each
+        chunk spans the whole lat/lon extent) and ``fill_value`` from ``da.encoding["_FillValue"]``.
+        """
+        stored = modelstore.load(model)
+        request = CodecSettings.given(settings, options, "COINppCodec.for_dataarray()")
+        settings, chunk_shape = xarray_encoding.settings_for_data(da, stored.model, request, chunks, zarr_format)
+        return xarray_encoding.encoding_entry(cls(stored, settings), chunk_shape, zarr_format)
 
 
 def _decode_into(buf, out, model, settings):
@@ -168,14 +174,6 @@ def _decode_into(buf, out, model, settings):
     if out.dtype.kind != "f" or out.dtype.itemsize not in (4, 8):
         raise TypeError(f"out= must be a float32 or float64 array, got dtype {out.dtype}")
     return ndarray_copy(decode_chunk(buf, model, settings, dtype=out.dtype, nbytes=out.nbytes), out)
-
-
-def _grid_sha256(settings: CodecSettings) -> str | None:
-    if settings.lat is None:
-        return None
-    from inrcodec.grids import SphericalGrid
-
-    return SphericalGrid(settings.lat, settings.lon).digest()
 
 
 def _model_config(stored: modelstore.StoredModel) -> dict[str, str]:

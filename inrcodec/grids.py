@@ -1,4 +1,5 @@
-"""Coordinate grids for the trailing (spatial) dimensions of a chunk, and patch partitions.
+"""Coordinate grids for the trailing (spatial) dimensions of a chunk, patch partitions, and the
+three hashes that name a lat/lon grid in stored data.
 
 Leading dimensions (time, ensemble member, level) are batch items, never coordinates.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +119,41 @@ def _digest(kind: str, *arrays: np.ndarray) -> str:
         h.update(len(a.ravel()).to_bytes(8, "little"))
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+# ------------------------------------------------------------------ the hashes of a lat/lon grid
+# Three formats name a lat/lon grid by a hash of its values, each in its own way. Each is frozen
+# by what it is stored in: a change would make stored data refuse to decode.
+
+
+def config_grid_sha256(lat, lon) -> str:
+    """The ``grid_sha256`` of a codec configuration (numcodecs, Zarr 2 and Zarr 3 metadata; a
+    mismatch raises ``PinnedGridError``): :meth:`SphericalGrid.digest` of the values. Frozen by
+    every stored configuration (docs/usage.md)."""
+    return SphericalGrid(lat, lon).digest()
+
+
+def pin_grid_key(lat, lon) -> bytes:
+    """The grid part of a chunk's pin (``chunkformat.model_pin``): ``b"regular"`` without lat/lon
+    or with exactly the values of the regular global grid of their sizes (the chunk header holds
+    the shape), else the SHA-256 of ``b"lat" || lat || b"lon" || lon`` (little-endian float64).
+    Frozen by every chunk written (docs/format.md, "The pin")."""
+    if lat is None:
+        return b"regular"
+    lat, lon = np.asarray(lat, "<f8"), np.asarray(lon, "<f8")
+    default = SphericalGrid.regular_global(lat.size, lon.size)
+    if np.array_equal(lat, np.asarray(default.lat, "<f8")) and np.array_equal(lon, np.asarray(default.lon, "<f8")):
+        return b"regular"
+    return hashlib.sha256(b"lat" + lat.tobytes() + b"lon" + lon.tobytes()).digest()
+
+
+def hdf5_grid_id(lat, lon) -> str:
+    """16 hex digits naming a lat/lon grid inside an HDF5 file (``/_inrcodec_models/grid_<id>``
+    and the filter's ``cd_values``, layouts 1 and 2): the SHA-256 of the values (little-endian
+    float64, lat then lon) and their counts (two little-endian uint32). Frozen by every file
+    written (docs/hdf5.md)."""
+    data = np.asarray(list(lat) + list(lon), dtype="<f8").tobytes() + struct.pack("<2I", len(lat), len(lon))
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 class PatchPartition:

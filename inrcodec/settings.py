@@ -2,15 +2,21 @@
 
 Every front door is derived from this dataclass: the numcodecs configuration
 (``COINppCodec.get_config`` / ``from_config``), the Zarr 3 ``configuration``, pickling, the HDF5
-filter's ``cd_values``, ``COINppCodec.for_dataarray`` and the ``inrcodec compress`` flags. An
-option added here reaches all of them.
+filter's ``cd_values``, ``COINppCodec.for_dataarray`` and the ``inrcodec compress`` flags
+(``add_arguments`` / ``from_arguments`` / ``to_arguments``). An option added here reaches all of
+them. One object travels from the command line down to the chunk functions; the doors that see
+the data set the fields it decides (``data_fields``: lat/lon, the chunk layout), and a codec
+resolves ``inner_steps=None`` to its model's ``encode_steps`` (``for_model``), so every written
+configuration names a number.
 
->>> s = CodecSettings(bits=5, max_abs_error=0.1)
+>>> s = CodecSettings(bits=5, max_abs_error=0.1, inner_steps=3)
 >>> s.to_dict()  # doctest: +NORMALIZE_WHITESPACE
-{'bits': 5, 'inner_steps': 10, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1,
+{'bits': 5, 'inner_steps': 3, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1,
  'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0}
 >>> CodecSettings.from_dict(s.to_dict()) == s
 True
+>>> s.to_arguments()
+['--bits', '5', '--inner-steps', '3', '--max-abs-error', '0.1']
 """
 
 from __future__ import annotations
@@ -38,18 +44,20 @@ MAX_REFINE_STEPS = 100_000
 _UNSET = object()
 
 
-def _option(default: Any, help: str, *, always: bool = False, flag: bool = True, legacy: Any = _UNSET,
-            choices: tuple | None = None) -> Any:
+def _option(default: Any, help: str, *, always: bool = False, from_data: bool = False, legacy: Any = _UNSET,
+            choices: tuple | None = None, shown_default: str | None = None) -> Any:
     """A settings field. ``always``: written to configurations even at its default (the options
     of the first format; the later ones appear only when set, so older configurations stay
-    byte-identical). ``flag``: exposed as an ``inrcodec compress`` flag (lat/lon and the chunk
-    layout come from the data instead). ``legacy``: for an option whose default changed the
+    byte-identical). ``from_data``: the data decides it (lat/lon from the coordinates, the chunk
+    layout from the array): the doors that see the data set it, so it is no ``inrcodec compress``
+    flag and a request's value is replaced. ``legacy``: for an option whose default changed the
     coding, what a configuration without its key means (what builds before the option did):
     ``from_dict`` fills it in and ``to_dict`` writes the key whenever the value is not it, so
-    new codecs carry the new default explicitly and stored configurations keep their bytes."""
-    return field(default=default, metadata={"help": help, "always": always, "flag": flag,
+    new codecs carry the new default explicitly and stored configurations keep their bytes.
+    ``shown_default``: what the flag's help says the default is, when not the value itself."""
+    return field(default=default, metadata={"help": help, "always": always, "from_data": from_data,
                                             "legacy": default if legacy is _UNSET else legacy,
-                                            "choices": choices})
+                                            "choices": choices, "shown_default": shown_default})
 
 
 def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
@@ -126,11 +134,13 @@ class CodecSettings:
     """The options of a COIN++ codec (everything but the model). Frozen and validated."""
 
     bits: int = _option(6, "bits per latent value (2**bits quantisation bins)", always=True)
-    inner_steps: int = _option(10, "gradient steps fitting each item's latents when encoding", always=True)
+    inner_steps: int | None = _option(
+        None, "gradient steps fitting each item's latents when encoding (None: the model's encode_steps, "
+        "resolved by for_model)", always=True, legacy=10, shown_default="the model's encode_steps")
     lat: tuple[float, ...] | None = _option(
-        None, "latitudes (degrees) of the chunk's spatial extent (spherical models)", always=True, flag=False)
+        None, "latitudes (degrees) of the chunk's spatial extent (spherical models)", always=True, from_data=True)
     lon: tuple[float, ...] | None = _option(
-        None, "longitudes (degrees) of the chunk's spatial extent (spherical models)", always=True, flag=False)
+        None, "longitudes (degrees) of the chunk's spatial extent (spherical models)", always=True, from_data=True)
     entropy_coding: bool = _option(True, "range-code the latent symbols with the model's tables", always=True)
     max_abs_error: float | None = _option(
         None, "error-bounded mode: every valid decoded value is within this absolute error")
@@ -141,10 +151,10 @@ class CodecSettings:
     assume_global_grid: bool = _option(
         False, "spherical models without lat/lon: every chunk is a global regular grid")
     chunk_shape: tuple[int, ...] | None = _option(
-        None, "the array's chunk shape, for readers that pass none (Zarr 2)", flag=False)
-    chunk_order: str | None = _option(None, "the array's chunk memory order 'C' or 'F' (Zarr 2)", flag=False)
+        None, "the array's chunk shape, for readers that pass none (Zarr 2)", from_data=True)
+    chunk_order: str | None = _option(None, "the array's chunk memory order 'C' or 'F' (Zarr 2)", from_data=True)
     chunk_dtype: str | None = _option(
-        None, "the array's dtype 'float32' or 'float64', for readers that pass none (Zarr 2)", flag=False)
+        None, "the array's dtype 'float32' or 'float64', for readers that pass none (Zarr 2)", from_data=True)
     refine_steps: int = _option(0, "extra Adam steps on the latents after the meta-learned steps")
     target_rmse: float | None = _option(
         None, "rate control: per chunk, the fewest bits whose RMSE (data units) is at most this")
@@ -165,7 +175,8 @@ class CodecSettings:
     def __post_init__(self) -> None:
         clean = {
             "bits": _int("bits", self.bits, 1, 16),
-            "inner_steps": _int("inner_steps", self.inner_steps, 0, MAX_INNER_STEPS),
+            "inner_steps": None if self.inner_steps is None else _int("inner_steps", self.inner_steps, 0,
+                                                                      MAX_INNER_STEPS),
             "refine_steps": _int("refine_steps", self.refine_steps, 0, MAX_REFINE_STEPS),
             "lat": _coords("lat", self.lat),
             "lon": _coords("lon", self.lon),
@@ -224,10 +235,45 @@ class CodecSettings:
         b = min(bounds) if bounds else 0.0
         return b if b > 0 and math.isfinite(b) else None
 
-    def check_model(self, model: Any) -> None:
-        """Raise ValueError when these settings cannot encode with ``model`` (a CoinModel)."""
+    def check_model(self, model: Any, *, encoding: bool = False) -> None:
+        """Raise ValueError when these settings cannot code with ``model`` (a CoinModel);
+        ``encoding``: also the rules for writing (a spherical model needs the grid it encodes on)."""
         if self.lat is not None and model.grid_kind != "spherical":
             raise ValueError(f"lat/lon only apply to spherical models; this model is {model.grid_kind}")
+        if encoding and model.grid_kind == "spherical" and self.lat is None and not self.assume_global_grid:
+            # stores written before this rule decode as they always did: reading never checks it
+            raise ValueError(
+                "this spherical codec has no lat/lon: pass lat=/lon= (the chunk's coordinates, or use "
+                "COINppCodec.for_dataarray), or assume_global_grid=True if every chunk is a global "
+                "regular grid with ascending latitudes"
+            )
+
+    def for_model(self, model: Any) -> "CodecSettings":
+        """These settings checked against ``model`` and with ``inner_steps`` resolved (None: the
+        model's ``encode_steps``): what a codec holds and every configuration names."""
+        self.check_model(model)
+        return self if self.inner_steps is not None else self.replace(inner_steps=int(model.encode_steps))
+
+    @classmethod
+    def given(cls, settings: "CodecSettings | None", options: dict[str, Any], caller: str) -> "CodecSettings":
+        """The settings a door was given: ``settings=CodecSettings(...)`` or the fields as keyword
+        ``options``, not both (``caller`` names the door in the errors)."""
+        if settings is not None:
+            if options:
+                raise TypeError(f"{caller}: pass settings=CodecSettings(...) or the codec options as keywords, "
+                                "not both")
+            if not isinstance(settings, cls):
+                raise TypeError(f"{caller}: settings must be a CodecSettings, got {type(settings).__name__}")
+            return settings
+        unknown = sorted(set(options) - cls.names())
+        if unknown:
+            raise TypeError(f"{caller} got unknown option(s) {unknown}; the codec options are {sorted(cls.names())}")
+        return cls(**options)
+
+    @classmethod
+    def data_fields(cls) -> tuple[str, ...]:
+        """The fields the data decides (coordinates, chunk layout): set by the doors that see it."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["from_data"])
 
     def replace(self, **changes: Any) -> "CodecSettings":
         return dataclasses.replace(self, **changes)
@@ -242,12 +288,6 @@ class CodecSettings:
             if f.metadata["always"] or v != f.metadata["legacy"]:  # (fill_value=0.0 is set: 0.0 != None)
                 out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
-
-    def explicit_legacy(self) -> dict[str, Any]:
-        """The options ``to_dict`` leaves out because they hold their legacy value although
-        today's default differs: keywords that rebuild these settings need them."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.metadata["legacy"] != f.default and getattr(self, f.name) == f.metadata["legacy"]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CodecSettings":
@@ -268,39 +308,61 @@ class CodecSettings:
 
     # ------------------------------------------------------------------ command line
     @classmethod
-    def add_arguments(cls, parser, defaults: dict[str, str] | None = None) -> None:
-        """Add a flag per option (``--max-abs-error``, ``--no-entropy-coding``, ...) to ``parser``
-        (an argparse parser or argument group); :meth:`options_from_arguments` reads them back. Unset flags
-        keep the defaults; ``defaults`` overrides what the help says a default is."""
+    def add_arguments(cls, parser) -> None:
+        """Add a flag per option the request decides (``--max-abs-error``, ``--no-entropy-coding``,
+        ...) to ``parser`` (an argparse parser or argument group); :meth:`from_arguments` reads
+        them back and :meth:`to_arguments` writes them. Unset flags keep the defaults."""
         for f in dataclasses.fields(cls):
-            if not f.metadata["flag"]:
+            if f.metadata["from_data"]:
                 continue
-            name = "--" + f.name.replace("_", "-")
-            if f.metadata["legacy"] != f.default and f.type in ("bool", bool):  # both ways
-                parser.add_argument(name, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
-                                    help=f"{f.metadata['help']} (default: {f.default})")
+            name, shown = "--" + f.name.replace("_", "-"), f.metadata["shown_default"] or f.default
+            help = f"{f.metadata['help']} (default: {shown})"
+            if _both_ways(f):
+                parser.add_argument(name, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help)
             elif f.metadata["choices"]:
-                parser.add_argument(name, dest=f.name, default=None, choices=f.metadata["choices"],
-                                    help=f"{f.metadata['help']} (default: {f.default})")
+                parser.add_argument(name, dest=f.name, default=None, choices=f.metadata["choices"], help=help)
             elif f.name == "patch_points":
-                parser.add_argument(name, dest=f.name, type=_patch_argument, default=None,
-                                    help=f"{f.metadata['help']} (default: {f.default})")
-            elif f.type in ("bool", bool):
-                negated = "--no-" + f.name.replace("_", "-")
-                parser.add_argument(negated if f.default else name, dest=f.name, default=None,
+                parser.add_argument(name, dest=f.name, type=_patch_argument, default=None, help=help)
+            elif _is_bool(f):
+                parser.add_argument(_bool_flag(f, not f.default), dest=f.name, default=None,
                                     action="store_false" if f.default else "store_true",
                                     help=("turn off: " if f.default else "") + f.metadata["help"])
             else:
-                kind = int if f.type in ("int", int) else float
-                default = (defaults or {}).get(f.name, f.default)
-                parser.add_argument(name, dest=f.name, type=kind, default=None,
-                                    help=f"{f.metadata['help']} (default: {default})")
+                kind = int if f.type in ("int", int, "int | None") else float
+                parser.add_argument(name, dest=f.name, type=kind, default=None, help=help)
 
     @classmethod
-    def options_from_arguments(cls, args: argparse.Namespace) -> dict[str, Any]:
-        """The options whose flags were given (``CodecSettings(**options)`` validates them)."""
-        out = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-               if f.metadata["flag"] and getattr(args, f.name, None) is not None}
-        if out.get("patch_points") == "model":
-            out["patch_points"] = None
+    def from_arguments(cls, args: argparse.Namespace) -> "CodecSettings":
+        """The settings of parsed :meth:`add_arguments` flags (those not given keep the defaults)."""
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                 if not f.metadata["from_data"] and getattr(args, f.name, None) is not None}
+        if given.get("patch_points") == "model":
+            given["patch_points"] = None
+        return cls(**given)
+
+    def to_arguments(self) -> list[str]:
+        """The :meth:`add_arguments` flags that give these settings (the fields the data decides
+        left out): ``from_arguments(parse(to_arguments()))`` is ``self`` without them."""
+        out: list[str] = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.metadata["from_data"] or v == f.default:
+                continue
+            if _is_bool(f):
+                out.append(_bool_flag(f, v))
+            else:  # patch_points=None: the model's own patches
+                out += ["--" + f.name.replace("_", "-"), "model" if v is None else str(v)]
         return out
+
+
+def _is_bool(f: dataclasses.Field) -> bool:
+    return f.type in ("bool", bool)
+
+
+def _both_ways(f: dataclasses.Field) -> bool:
+    """A bool whose default changed: a flag for each value (``--time-coding`` / ``--no-time-coding``)."""
+    return _is_bool(f) and f.metadata["legacy"] != f.default
+
+
+def _bool_flag(f: dataclasses.Field, value: bool) -> str:
+    return ("--" if value else "--no-") + f.name.replace("_", "-")

@@ -1,7 +1,10 @@
-"""The xarray ``encoding`` entry of a variable for COIN++ (``COINppCodec.for_dataarray``).
+"""What a DataArray decides of its COIN++ codec (behind ``COINppCodec.for_dataarray``).
 
-Chooses uniform chunks, reads lat/lon from the coordinates of spherical models, and returns
-``{"serializer": codec, ...}`` for Zarr 3 or ``{"compressors": [codec], ...}`` for Zarr 2.
+:func:`settings_for_data` takes the request's :class:`~inrcodec.settings.CodecSettings` and sets
+the fields the data decides: uniform chunks, lat/lon from the coordinates of spherical models,
+the Zarr 2 chunk layout and the fill value; :func:`encoding_entry` is the entry around the codec,
+``{"serializer": codec, ...}`` for Zarr 3 or ``{"compressors": [codec], ...}`` for Zarr 2. The
+codec builds itself between the two, so this module needs neither it nor its class.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from inrcodec import modelstore
+from inrcodec.settings import CodecSettings
 
-__all__ = ["encoding_for", "uniform_chunks"]
+__all__ = ["settings_for_data", "encoding_entry", "uniform_chunks"]
 
 
 def uniform_chunks(da, chunks) -> tuple[int, ...]:
@@ -77,34 +80,35 @@ def _lat_lon(da, model, chunk_shape, assume_global_grid: bool):
     return lat, lon
 
 
-def encoding_for(cls, da, model: Any, *, zarr_format: int = 3, chunks: Any = None, **options: Any) -> dict[str, Any]:
-    """The encoding entry of ``da`` for ``to_zarr``, with a ``cls`` (COINppCodec) codec.
-
-    ``options`` are :class:`~inrcodec.settings.CodecSettings` options. Chunks come from
-    ``chunks`` (a tuple, or a dict dim -> size), else ``da.encoding["chunks"]``, else the dask
-    chunks, else one chunk. Spherical models read lat/lon from the coordinates of the last two
-    dimensions and need each chunk to span the whole lat/lon extent. ``fill_value`` defaults to
-    ``da.encoding["_FillValue"]`` when that is set (xarray writes it in place of NaN).
-    """
+def settings_for_data(da, model, settings: CodecSettings, chunks: Any = None,
+                      zarr_format: int = 3) -> tuple[CodecSettings, tuple[int, ...]]:
+    """``(settings, chunk shape)`` for encoding ``da`` with ``model`` (a CoinModel): the request's
+    ``settings`` with every field the data decides (:meth:`CodecSettings.data_fields`) taken from
+    ``da``, and ``fill_value`` from ``da.encoding["_FillValue"]`` when the request sets none
+    (xarray writes it in place of NaN). Chunks: see :func:`uniform_chunks`."""
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if da.dtype not in (np.dtype("float32"), np.dtype("float64")):
         raise TypeError(f"COINppCodec encodes float32/float64 variables; {da.name!r} is {da.dtype}")
-    if options.get("fill_value") is None:
-        fv = da.encoding.get("_FillValue")
-        if isinstance(fv, (int, float, np.integer, np.floating)) and not isinstance(fv, bool):
-            options["fill_value"] = float(fv)
-    stored = modelstore.load(model)
-    nd = stored.model.spatial_ndim
+    nd = model.spatial_ndim
     if da.ndim < nd:
         raise ValueError(f"{da.name!r} has dims {tuple(da.dims)}; the model needs {nd} spatial (trailing) dims")
     chunk_shape = uniform_chunks(da, chunks)
-    if stored.model.grid_kind == "spherical":
-        options["lat"], options["lon"] = _lat_lon(da, stored.model, chunk_shape,
-                                                  options.get("assume_global_grid", False))
+    data: dict[str, Any] = dict.fromkeys(CodecSettings.data_fields())
+    if model.grid_kind == "spherical":
+        data["lat"], data["lon"] = _lat_lon(da, model, chunk_shape, settings.assume_global_grid)
     if zarr_format == 2:
         # Zarr 2 hands the codec no chunk shape or dtype: pin them in the config, so a chunk file
         # of another array is refused instead of reshaped (Zarr 3 and HDF5 pass them to decode_chunk)
-        codec = cls(stored, chunk_shape=chunk_shape, chunk_order="C", chunk_dtype=da.dtype.name, **options)
+        data.update(chunk_shape=chunk_shape, chunk_order="C", chunk_dtype=da.dtype.name)
+    fv = da.encoding.get("_FillValue")
+    if settings.fill_value is None and isinstance(fv, (int, float, np.integer, np.floating)) and not isinstance(fv, bool):
+        data["fill_value"] = float(fv)
+    return settings.replace(**data), chunk_shape
+
+
+def encoding_entry(codec, chunk_shape: tuple[int, ...], zarr_format: int = 3) -> dict[str, Any]:
+    """The ``to_zarr`` encoding entry of ``codec`` (a COINppCodec) for chunks ``chunk_shape``."""
+    if zarr_format == 2:
         return {"compressors": [codec], "filters": None, "chunks": chunk_shape}
-    return {"serializer": cls(stored, **options), "compressors": None, "filters": None, "chunks": chunk_shape}
+    return {"serializer": codec, "compressors": None, "filters": None, "chunks": chunk_shape}

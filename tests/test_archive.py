@@ -236,7 +236,7 @@ OPTION_SETS = {
     "target_rmse": dict(target_rmse=1.5, inner_steps=1, quantizer="uniform"),
     "target_ratio": dict(target_ratio=30.0, inner_steps=1, time_coding=False, patch_points=3),
 }
-FLAG_OPTIONS = {f.name for f in dataclasses.fields(CodecSettings) if f.metadata["flag"]}
+FLAG_OPTIONS = {f.name for f in dataclasses.fields(CodecSettings) if not f.metadata["from_data"]}
 
 
 @pytest.fixture(scope="module")

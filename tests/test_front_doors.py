@@ -1,8 +1,10 @@
 """Every codec option survives every front door this module covers: the numcodecs
 configuration (JSON), Zarr 2 and Zarr 3 array metadata written and read back, pickling, and
-``for_dataarray``; plus xarray's own encodings with the codec object itself. (HDF5 and the
-``inrcodec compress`` / ``compress_dataset`` doors have their tests in test_hdf5.py and
-test_archive.py.) The option sets together set every field of CodecSettings to a non-default."""
+``for_dataarray``; plus xarray's own encodings with the codec object itself, and every door
+(``inrcodec compress``, ``compress_dataset``, ``COINppCodec``, ``for_dataarray``, the HDF5 filter)
+writing the same chunk bytes by default. (The options through HDF5 and the ``inrcodec compress`` /
+``compress_dataset`` doors have their tests in test_hdf5.py and test_archive.py.) The option sets
+together set every field of CodecSettings to a non-default."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from conftest import NLAT, NLON, global_lat_lon, smooth_field
+from conftest import NLAT, NLON, build_spherical_model, global_lat_lon, smooth_field
 from inrcodec import COINppCodec, CodecSettings
 
 LAT, LON = global_lat_lon()
@@ -148,3 +150,47 @@ def test_pickles_carry_model_bytes_only_when_the_receiver_cannot_have_them(tiny_
         assert pickle.loads(pickle.dumps(own)) == own
     finally:
         modelstore.unmark_shipped(own.model_sha256)
+
+
+def test_every_door_writes_the_same_chunk_bytes_by_default(tmp_path):
+    """No option given: the CLI, compress_dataset, COINppCodec(model), for_dataarray and the HDF5
+    filter all encode with the model's encode_steps (3 here, not CodecSettings' old 10)."""
+    import h5py
+
+    import inrcodec.hdf5 as ih5
+    from inrcodec.archive import compress_dataset
+    from inrcodec.cli import main as cli_main
+
+    model = build_spherical_model(seed=7)
+    model.save(tmp_path / "model")
+    x = smooth_field(4, seed=7).astype("f4")
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), x)}, coords={"time": np.arange(4), "lat": LAT, "lon": LON})
+    ds.to_netcdf(tmp_path / "in.nc")
+    inp, mdir = str(tmp_path / "in.nc"), str(tmp_path / "model")
+    chunks = {}
+    assert cli_main(["compress", inp, str(tmp_path / "cli.zarr"), "--model", mdir, "--variables", "tas",
+                     "--chunks", "time=4", "--quiet"]) == 0
+    compress_dataset(inp, tmp_path / "api.zarr", mdir, variables="tas", chunks="time=4", progress=False, evaluate=False)
+    for door in ("cli", "api"):  # one chunk, written as the serializer returned it (no compressors)
+        chunks[door] = (tmp_path / f"{door}.zarr" / "tas" / "c" / "0" / "0" / "0").read_bytes()
+    chunks["codec"] = bytes(COINppCodec(mdir, lat=LAT, lon=LON).encode(x))
+    chunks["for_dataarray"] = bytes(COINppCodec.for_dataarray(ds.tas, mdir)["serializer"].encode(x))
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("tas", data=x, chunks=x.shape, compression=ih5.COINpp(mdir, lat=LAT, lon=LON))
+        chunks["hdf5"] = f["tas"].id.read_direct_chunk((0, 0, 0))[1]
+    assert len(set(chunks.values())) == 1, {k: len(v) for k, v in chunks.items()}
+    assert COINppCodec(mdir, lat=LAT, lon=LON).get_config()["inner_steps"] == model.encode_steps == 3
+    np.testing.assert_array_equal(COINppCodec(mdir, lat=LAT, lon=LON).decode(chunks["hdf5"]),
+                                  ih5.COINpp.of(h5py.File(tmp_path / "f.h5")["tas"]).codec.decode(chunks["cli"]))
+
+
+def test_the_command_line_flags_repeat_every_setting_the_data_does_not_decide():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    CodecSettings.add_arguments(parser)
+    assert CodecSettings.data_fields() == ("lat", "lon", "chunk_shape", "chunk_order", "chunk_dtype")
+    for opts in OPTION_SETS.values():
+        s = CodecSettings(**opts)
+        back = CodecSettings.from_arguments(parser.parse_args(s.to_arguments()))
+        assert back == s.replace(**dict.fromkeys(CodecSettings.data_fields()))

@@ -270,13 +270,12 @@ def test_new_options_validate_and_parse_from_the_command_line():
 
     p = argparse.ArgumentParser()
     CodecSettings.add_arguments(p)
-    opts = CodecSettings.options_from_arguments(p.parse_args(["--quantizer", "uniform", "--no-time-coding",
-                                                              "--patch-points", "model"]))
-    assert opts == {"quantizer": "uniform", "time_coding": False, "patch_points": None}
-    assert CodecSettings.options_from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == \
-        {"patch_points": 0, "time_coding": True}
-    s = CodecSettings(**opts)
-    assert s.to_dict() == CodecSettings.from_dict({"bits": 6}).to_dict() and s.explicit_legacy() == opts
+    s = CodecSettings.from_arguments(p.parse_args(["--quantizer", "uniform", "--no-time-coding",
+                                                   "--patch-points", "model"]))
+    assert (s.quantizer, s.time_coding, s.patch_points) == ("uniform", False, None)
+    assert CodecSettings.from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == CodecSettings()
+    assert s.to_dict() == CodecSettings.from_dict({"bits": 6, "inner_steps": None}).to_dict()  # legacy values unwritten
+    assert CodecSettings.from_arguments(p.parse_args(s.to_arguments())) == s  # the flags that repeat it
     for bad in (dict(quantizer="zigzag"), dict(patch_points=256), dict(patch_points=-1), dict(patch_points=True)):
         with pytest.raises(ValueError):
             CodecSettings(**bad)

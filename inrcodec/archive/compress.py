@@ -52,8 +52,9 @@ def compress_dataset(
     variables : names (list or comma-separated) to encode with COIN++; default: every variable
         the model can encode (:func:`encodable_variables`). All others are copied losslessly.
     settings, options : the codec options, a :class:`~inrcodec.settings.CodecSettings` or its
-        fields as keywords (``bits=5, max_abs_error=0.1, fill_value=-9999, ...``). Keywords
-        without ``inner_steps`` use the model's own ``encode_steps``. lat/lon come from the data.
+        fields as keywords (``bits=5, max_abs_error=0.1, fill_value=-9999, ...``), as for
+        ``COINppCodec`` (``inner_steps`` unset: the model's own ``encode_steps``). lat/lon come
+        from the data.
     chunks : ``{"time": 24}`` or ``"time=24"``: the chunk size along the region dimension (the
         first key; default ``time`` with 24 steps). Other dims are not chunked.
     scheduler : ``"threads"`` (default), ``"processes"``, ``"synchronous"`` or the address of a
@@ -82,7 +83,8 @@ def compress_dataset(
         replacing = overwrite and final.exists()
         store = temp_sibling(final) if replacing else final
         stored = modelstore.load(model)
-        settings = request_settings(stored.model, settings, options)
+        # resolved here (inner_steps), as every codec of the run will: the progress file names them
+        settings = CodecSettings.given(settings, options, "compress_dataset()").for_model(stored.model)
         plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks)
         fingerprint = request_fingerprint(input, plan.variables, stored.sha256, settings, plan.dim, plan.size)
         file = _start_or_resume(store, plan, fingerprint, resume=not overwrite)
@@ -104,22 +106,6 @@ def compress_dataset(
     report.update(seconds=round(time.perf_counter() - t0, 3), regions=len(plan.regions),
                   resumed_regions=tracker.resumed, region_dim=plan.dim, chunk=plan.size, output=str(store))
     return report
-
-
-def request_settings(model, settings: CodecSettings | None, options: dict[str, Any]) -> CodecSettings:
-    """The request's CodecSettings: ``settings``, or ``options`` (``inner_steps`` defaulting to
-    the model's ``encode_steps``)."""
-    if settings is not None:
-        if options:
-            raise TypeError("pass settings=CodecSettings(...) or the codec options as keywords, not both")
-        if not isinstance(settings, CodecSettings):
-            raise TypeError(f"settings must be a CodecSettings, got {type(settings).__name__}")
-        return settings
-    unknown = sorted(set(options) - CodecSettings.names())
-    if unknown:
-        raise TypeError(f"compress_dataset() got unknown option(s) {unknown}; the codec options are "
-                        f"{sorted(CodecSettings.names())}")
-    return CodecSettings(**{"inner_steps": model.encode_steps, **options})
 
 
 def _start_or_resume(store: Path, plan: WritePlan, fingerprint: dict, resume: bool) -> ProgressFile:

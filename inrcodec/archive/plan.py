@@ -18,8 +18,6 @@ __all__ = ["WritePlan", "make_plan", "open_input", "encodable_variables", "parse
 _BOUNDS_DIMS = ("bnds", "bounds", "nv", "nbnd", "nb2", "vertices")
 #: the region size along ``time`` when ``chunks`` is not given
 DEFAULT_REGION = 24
-#: codec settings that come from the data (coordinates, chunk layout), never from the request
-_FROM_DATA = ("lat", "lon", "chunk_shape", "chunk_order", "chunk_dtype")
 
 
 @dataclass
@@ -129,25 +127,17 @@ def cf_encoding(enc: dict) -> dict:
     return {k: v for k, v in enc.items() if k in keep}
 
 
-def codec_options(settings: CodecSettings) -> dict[str, Any]:
-    """The request's options for ``COINppCodec.for_dataarray`` (which reads lat/lon from the data);
-    options at a legacy value (``to_dict`` leaves them out) are passed too, else they would become
-    today's defaults."""
-    opts = {**settings.explicit_legacy(), **settings.to_dict()}
-    return {k: v for k, v in opts.items() if k not in _FROM_DATA}
-
-
 def _encodings(ds, plan_vars, stored: StoredModel, settings: CodecSettings, dim, size):
     encoding: dict[str, dict] = {}
     codecs: dict[str, COINppCodec] = {}
-    options = codec_options(settings)
     for n in ds.variables:
         var, name = ds[n], str(n)
         chunks = tuple(size if d == dim else int(s) for d, s in zip(var.dims, var.shape))
         if name in plan_vars:
             data = var.astype(var.dtype if var.dtype in (np.float32, np.float64) else np.float32)
             data.encoding = {}  # the input's _FillValue is already NaN here; fill_value is the request's
-            enc = COINppCodec.for_dataarray(data, stored, zarr_format=3, chunks=chunks, **options)
+            # the request's settings; for_dataarray sets what the data decides (lat/lon)
+            enc = COINppCodec.for_dataarray(data, stored, zarr_format=3, chunks=chunks, settings=settings)
             enc["_FillValue"] = np.nan  # NaN stays NaN: the codec masks it (never a numeric fill)
             enc["dtype"] = data.dtype
             codecs[name] = enc["serializer"]

@@ -3,7 +3,6 @@ region progress bar and the caller's ``on_region`` callback, all fed by :class:`
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -155,30 +154,12 @@ class RunProgress:
         sys.stderr.flush()
 
 
-def _flags(settings: dict) -> str:
-    """The ``inrcodec compress`` flags that repeat ``settings`` (a CodecSettings dict; options
-    missing from it take their legacy values, which may differ from today's defaults)."""
-    s, default = CodecSettings.from_dict(settings), CodecSettings()
-    out = []
-    for f in dataclasses.fields(CodecSettings):
-        k, v = f.name, getattr(s, f.name)
-        if k in ("lat", "lon", "chunk_shape", "chunk_order", "chunk_dtype") or (v == getattr(default, k) and k != "inner_steps"):
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else "--no-" + k.replace("_", "-"))
-        elif v is None:  # patch_points=None: the model's own patches
-            out.append(f"{flag} model")
-        else:
-            out.append(f"{flag} {v}")
-    return " ".join(out)
-
-
 def resume_command(store, doc: dict) -> str:
     """The ``inrcodec compress`` command that resumes the run whose progress document is ``doc``."""
     fp = doc.get("fingerprint", {})
     try:
-        flags = _flags(fp.get("settings", {}))
+        # options missing from an older file take their legacy values, which may differ from today's defaults
+        flags = " ".join(CodecSettings.from_dict(fp.get("settings", {})).to_arguments())
     except (TypeError, ValueError):  # an edited or older progress file: say what is known
         flags = "..."
     return (f"inrcodec compress {fp.get('input', {}).get('path', 'INPUT')} {store} --model MODEL "

@@ -145,8 +145,8 @@ def _format_setting(params: dict) -> str:
 def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 1, log=None,
                   options: dict | None = None, chunk_length: int | None = None) -> list[dict]:
     """One measured row per model and bit width (``rd``: the :class:`~inrcodec.recipes.RecipeData`,
-    for its lat/lon); ``options``: further ``COINppCodec`` options (they may override
-    ``inner_steps``); ``chunk_length``: encode chunks of that many items (:class:`ChunkedPeer`)."""
+    for its lat/lon); ``options``: further ``COINppCodec`` options (``inner_steps``
+    unset: the model's ``encode_steps``); ``chunk_length``: encode chunks of that many items (:class:`ChunkedPeer`)."""
     from inrcodec.codec import COINppCodec
 
     log = log or (lambda s: None)
@@ -156,10 +156,10 @@ def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 
     for m in models:
         model, data, mname = load_model(m)
         for b in bits:
-            kwargs = {"bits": int(b), "inner_steps": model.encode_steps, "lat": rd.lat, "lon": rd.lon, **options}
-            peer = InrcodecPeer(COINppCodec(model, **kwargs))
+            codec = COINppCodec(model, **{"bits": int(b), "lat": rd.lat, "lon": rd.lon, **options})
+            peer = InrcodecPeer(codec)
             log(f"inrcodec {mname}: {b} bits{extra}")
-            params = {"model": str(mname), "bits": int(b), "inner_steps": kwargs["inner_steps"], **options,
+            params = {"model": str(mname), "bits": int(b), "inner_steps": codec.settings.inner_steps, **options,
                       "sha256": model.sha256[:16]}
             row = measure(_chunked(peer, chunk_length), x, dataset=dataset,
                           name="inrcodec", label=f"inrcodec latent {model.latent_dim}",

@@ -7,7 +7,6 @@ and serialise work per model (:func:`inrcodec.modelstore.lock`).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from functools import lru_cache
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from inrcodec import chunkformat as cf
 from inrcodec import modelstore
+from inrcodec.grids import pin_grid_key
 
 __all__ = ["ChunkContext", "context"]
 
@@ -24,22 +24,10 @@ class ChunkContext:
         self.model, self.lat, self.lon = model, lat, lon
         self.sha256 = model.sha256
         self.lock = modelstore.lock(self.sha256)
-        self.pin = cf.model_pin(self.sha256, self._grid_key())
+        # lat/lon equal to the regular global grid pin like none: that grid is what is assumed
+        self.pin = cf.model_pin(self.sha256, pin_grid_key(lat, lon))
         self._grids: dict[tuple[int, ...], object] = {}
         self._grids_lock = threading.Lock()
-
-    def _grid_key(self) -> bytes:
-        # Without lat/lon (or with exactly the default ones) the grid is the global regular grid
-        # of the chunk's shape, which the chunk header stores. Otherwise the key is defined here,
-        # from the coordinate values alone, so that pins of stored chunks never change
-        # (docs/format.md, "The pin").
-        if self.lat is None:
-            return b"regular"
-        lat, lon = np.asarray(self.lat, "<f8"), np.asarray(self.lon, "<f8")
-        default = self.model.make_grid((lat.size, lon.size))
-        if np.array_equal(lat, np.asarray(default.lat, "<f8")) and np.array_equal(lon, np.asarray(default.lon, "<f8")):
-            return b"regular"
-        return hashlib.sha256(b"lat" + lat.tobytes() + b"lon" + lon.tobytes()).digest()
 
     def grid(self, spatial: tuple[int, ...]):
         """The coordinate grid of a chunk whose spatial shape is ``spatial`` (built once)."""

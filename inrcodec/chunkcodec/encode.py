@@ -71,12 +71,7 @@ def check_input(buf, model, settings) -> np.ndarray:
     if arr.ndim < nd:
         raise ValueError(f"the model is {nd}-D ({model.grid_kind}); a chunk needs at least {nd} "
                          f"dimensions, got shape {arr.shape}")
-    if model.grid_kind == "spherical" and settings.lat is None and not settings.assume_global_grid:
-        raise ValueError(
-            "this spherical codec has no lat/lon: pass lat=/lon= (the chunk's coordinates, or use "
-            "COINppCodec.for_dataarray), or assume_global_grid=True if every chunk is a global "
-            "regular grid with ascending latitudes"
-        )
+    settings.check_model(model, encoding=True)
     _check_pinned_layout(arr, settings)
     return arr
 

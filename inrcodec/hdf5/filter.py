@@ -39,18 +39,16 @@ class COINpp(h5py.filters.FilterRefBase):
     filter_id = FILTER_ID
 
     def __init__(self, model: Any, settings: CodecSettings | None = None, **options: Any):
-        if isinstance(model, COINppCodec):
-            if settings is None and not options:
-                settings = model.settings
-            model = model.model_bytes
+        if isinstance(model, COINppCodec) and settings is None and not options:
+            codec = model  # its model and settings: the codec it is, not a second one from its bytes
+        else:
+            codec = COINppCodec(model.stored if isinstance(model, COINppCodec) else model, settings, **options)
+        codec.settings.check_model(codec.model, encoding=True)  # a filter is made to write
         #: the :class:`~inrcodec.COINppCodec` of this model and these settings (model, hash, bytes)
-        self.codec = COINppCodec(model, settings, **options)
-        s = self.codec.settings
-        if self.codec.model.grid_kind == "spherical" and s.lat is None and not s.assume_global_grid:
-            raise ValueError("a spherical model needs lat=/lon= (the dataset's coordinates), or "
-                             "assume_global_grid=True for a global regular grid with ascending latitudes")
+        self.codec = codec
+        s = codec.settings
         gid = None if s.lat is None else storage.remember_grid(s.lat, s.lon)
-        self.filter_options = FilterParams(self.codec.model_sha256, s, gid).to_cd_values()
+        self.filter_options = FilterParams(codec.model_sha256, s, gid).to_cd_values()
 
     @property
     def settings(self) -> CodecSettings:
@@ -78,7 +76,7 @@ class COINpp(h5py.filters.FilterRefBase):
                 if params.grid_id is not None:
                     lat, lon = storage.find_grid(params.grid_id)
                     settings = settings.replace(lat=lat, lon=lon)
-                return cls(storage.find_model(params.model_sha256).data, settings)
+                return cls(storage.find_model(params.model_sha256), settings)
         raise ValueError(f"dataset {dataset.name} does not use the inrcodec filter (id {FILTER_ID})")
 
 
@@ -96,7 +94,7 @@ def xarray_encoding(da, model: Any, *, chunks: Any = None, **options: Any) -> di
     else NaN (missing values reach the codec as NaN and are masked out of the fit).
     """
     enc = COINppCodec.for_dataarray(da, model, zarr_format=3, chunks=chunks, **options)
-    filt = COINpp(enc["serializer"])
+    filt = COINpp(enc["serializer"])  # the codec for_dataarray made
     fill = filt.settings.fill_value
     return {"compression": FILTER_ID, "compression_opts": filt.filter_options, "chunksizes": tuple(enc["chunks"]),
             "_FillValue": np.nan if fill is None else fill}

@@ -10,9 +10,7 @@ grid when its values hash to its id.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
 import threading
 from typing import Any
 
@@ -23,9 +21,10 @@ from inrcodec import modelstore
 from inrcodec._limits import MAX_GRID_SIDE, MAX_MODEL_BYTES
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import ModelFileError, PinnedModelError
+from inrcodec.grids import hdf5_grid_id
 from inrcodec.hdf5.layout import FILTER_ID
 
-__all__ = ["MODELS_GROUP", "READ_HINT", "store_model", "load_models", "grid_id", "remember_grid",
+__all__ = ["MODELS_GROUP", "READ_HINT", "store_model", "load_models", "remember_grid",
            "find_model", "find_grid"]
 
 MODELS_GROUP = "_inrcodec_models"
@@ -36,16 +35,10 @@ _grids: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
 _grids_lock = threading.Lock()
 
 
-def grid_id(lat, lon) -> str:
-    """16 hex digits naming a lat/lon grid (a hash of its values; the file format keeps it)."""
-    data = np.asarray(list(lat) + list(lon), dtype="<f8").tobytes() + struct.pack("<2I", len(lat), len(lon))
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
 def remember_grid(lat, lon) -> str:
     """Put a grid in this process's cache; returns its id."""
     lat, lon = tuple(float(v) for v in lat), tuple(float(v) for v in lon)
-    gid = grid_id(lat, lon)
+    gid = hdf5_grid_id(lat, lon)
     with _grids_lock:
         _grids.setdefault(gid, (lat, lon))
     return gid
@@ -125,7 +118,7 @@ def _grid_values(data) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
 def _grid_if_valid(name: str, data):
     g = _grid_values(data)
     # a grid is keyed by its content: a dataset named grid_<id> holding other values is ignored
-    return g if g is not None and "grid_" + grid_id(*g) == name else None
+    return g if g is not None and "grid_" + hdf5_grid_id(*g) == name else None
 
 
 def find_model(sha_or_prefix: str) -> modelstore.StoredModel:
@@ -179,7 +172,7 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
     if isinstance(codec, COINppCodec):
         if lat is None and codec.settings.lat is not None:
             lat, lon = codec.settings.lat, codec.settings.lon
-        model = codec.model_bytes
+        model = codec.stored  # the model it holds, not parsed again from its bytes
     if isinstance(h5, (str, os.PathLike)):
         with h5py.File(h5, "a") as f:
             return store_model(f, model, lat, lon)

@@ -50,9 +50,7 @@ def evaluate(model, rd: RecipeData, bits_list, grid, baseline: str = "training m
     rows.append(m("float32 latents", None, recon, 32 * k_values / test.size, estimated=True))
     for b in bits_list:
         for entropy in entropy_options:
-            codec = COINppCodec(model, bits=int(b), inner_steps=model.encode_steps,
-                                lat=rd.lat, lon=rd.lon,
-                                entropy_coding=entropy)
+            codec = COINppCodec(model, bits=int(b), lat=rd.lat, lon=rd.lon, entropy_coding=entropy)
             enc = codec.encode(test)
             dec = codec.decode(enc)
             label = f"{b} bits" + (" + entropy coding" if entropy else "")
