@@ -27,8 +27,8 @@ import xarray as xr
 
 from inrcodec.archive import compress_dataset
 from inrcodec.datasets import embedded_sample
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
 
 
 def main(argv=None) -> None:

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from inrcodec import datasets
-from inrcodec.metalearn import MetaTrainer, TrainConfig
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
 
 
 def main(argv=None) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from inrcodec.recipes import build_model, pool_batches, load_recipe, load_recipe_data
-from inrcodec.metalearn import MetaTrainer, TrainConfig
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
 
 
 def main(argv=None) -> int:

@@ -18,10 +18,11 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from inrcodec import metrics, modelstore
-    from inrcodec.entropy import CategoricalEntropyModel
-    from inrcodec.model import CoinModel
-    from inrcodec.quantize import UniformQuantizer
+    from inrcodec import metrics
+    from inrcodec.models import modelstore
+    from inrcodec.coding.entropy import CategoricalEntropyModel
+    from inrcodec.models.model import CoinModel
+    from inrcodec.coding.quantize import UniformQuantizer
     from inrcodec.recipes import load_recipe, load_recipe_data
 
     ap = argparse.ArgumentParser()

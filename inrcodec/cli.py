@@ -104,7 +104,7 @@ def _info(args) -> int:
 
 
 def _models(args) -> int:
-    from . import zoo
+    from inrcodec.models import zoo
 
     print(json.dumps(zoo.available(), indent=1) if args.json else zoo.describe(), end="")
     return 0

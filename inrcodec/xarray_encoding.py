@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from inrcodec import modelstore
+from inrcodec.models import modelstore
 
 __all__ = ["encoding_for", "uniform_chunks"]
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from inrcodec.metalearn import MetaTrainer, TrainConfig
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
 from inrcodec.recipes import build_model, load_recipe, load_recipe_data
 from inrcodec.recipes.report import patch_means
 

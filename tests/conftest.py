@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
 
 NLAT, NLON = 8, 16
 

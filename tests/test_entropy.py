@@ -5,15 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inrcodec.entropy import (
-    ENTROPY_PER_DIMENSION,
-    ENTROPY_RAW,
-    ENTROPY_SHARED,
-    CategoricalEntropyModel,
-    decode_symbols,
-    encode_symbols,
-    pack_fixed,
-    unpack_fixed,
+from inrcodec.coding.entropy import (
+    ENTROPY_PER_DIMENSION, ENTROPY_RAW, ENTROPY_SHARED, CategoricalEntropyModel, decode_symbols, encode_symbols,
+    pack_fixed, unpack_fixed,
 )
 
 

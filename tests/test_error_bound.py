@@ -22,7 +22,7 @@ from numcodecs.tests.common import check_config
 
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
 from inrcodec import chunkformat as cf
-from inrcodec import residual
+from inrcodec.chunkcodec import residual
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import CorruptChunkError, OutOfRangeWarning
 

@@ -8,8 +8,8 @@ import pytest
 
 from inrcodec import COINppCodec
 from inrcodec import chunkformat as cf
-from inrcodec.model import CoinModel
-from inrcodec.residual import cross_machine_tolerance
+from inrcodec.models.model import CoinModel
+from inrcodec.chunkcodec.residual import cross_machine_tolerance
 
 DATA = pathlib.Path(__file__).parent / "data" / "golden_v1v2"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())

@@ -22,7 +22,7 @@ from conftest import build_cartesian_model
 
 PACKAGE_DIR = Path(inrcodec.__file__).parent
 HEAVY_FOR_IMPORT = ("h5py", "dask", "distributed", "matplotlib", "torch", "xarray")
-TRAINING_MODULES = ("inrcodec.metalearn", "inrcodec.recipes", "inrcodec.pool", "matplotlib")
+TRAINING_MODULES = ("inrcodec.training.metalearn", "inrcodec.recipes", "inrcodec.training.pool", "matplotlib")
 
 
 def _modules_after(code: str) -> set[str]:
@@ -81,7 +81,7 @@ def _package_import_graph() -> dict[str, set[str]]:
 
 def test_import_graph_of_the_package_has_no_cycle():
     graph = _package_import_graph()
-    assert "inrcodec.model" in graph and "inrcodec.fitting" in graph["inrcodec.model"]  # the parse sees imports
+    assert "inrcodec.models.model" in graph and "inrcodec.models.fitting" in graph["inrcodec.models.model"]  # the parse sees imports
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def walk(name, path):

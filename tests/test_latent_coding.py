@@ -15,11 +15,12 @@ from conftest import NLAT, NLON, global_lat_lon, smooth_field
 
 from inrcodec import COINppCodec, CodecSettings
 from inrcodec import chunkformat as cf
-from inrcodec import entropy, ratecontrol
+from inrcodec.coding import entropy
+from inrcodec.chunkcodec import ratecontrol
 from inrcodec.chunkcodec import decode_chunk, patching
 from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.errors import CorruptChunkError, TargetNotMetWarning
-from inrcodec.quantize import MidTreadQuantizer, UniformQuantizer
+from inrcodec.coding.quantize import MidTreadQuantizer, UniformQuantizer
 
 LAT, LON = global_lat_lon()
 

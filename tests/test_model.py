@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from inrcodec import datasets
-from inrcodec.metalearn import MetaTrainer, TrainConfig
-from inrcodec.model import CoinModel, ModelFileError
-from inrcodec.network import ModulatedSiren
-from inrcodec.tensorfile import TensorFileError, dumps, loads
+from inrcodec.datasets.era5 import split_by_time
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
+from inrcodec.models.model import CoinModel, ModelFileError
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.models.tensorfile import TensorFileError, dumps, loads
 
 from conftest import build_cartesian_model
 
@@ -91,7 +92,7 @@ def test_end_to_end_real_temperature_beats_training_mean():
     """Meta-train a tiny model on real near-surface temperature, encode held-out months."""
     torch.manual_seed(0)
     da = datasets.embedded_sample("tas")
-    train, _, test = datasets.split_by_time(da, (0.75, 0.01, 0.24))
+    train, _, test = split_by_time(da, (0.75, 0.01, 0.24))
     train, test = train.values, test.values
     net = ModulatedSiren(3, 1, width=32, depth=3, latent_dim=8, w0=30.0)
     model = CoinModel(net, "spherical", patch_shape=(16, 16), encode_steps=10)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from inrcodec.grids import SphericalGrid
-from inrcodec.metalearn import MetaTrainer, TrainConfig, fit_modulations, per_item_mse, reconstruct
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
-from inrcodec.pool import Field, SphericalPatchPool, coarsen
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig, fit_modulations, per_item_mse, reconstruct
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.training.pool import Field, SphericalPatchPool, coarsen
 
 
 def _meta_sgd_model(seed=0) -> CoinModel:
@@ -120,7 +120,8 @@ def test_pool_batches_mix_grids_and_pad_small_patches_with_masked_points():
 def test_a_model_trained_at_one_resolution_encodes_another():
     """Meta-trained on the real 1.875-degree temperature sample, it encodes the same months'
     held-out test split at 3.75 degrees better than the (coarsened) training mean."""
-    from inrcodec.datasets import embedded_sample, split_by_time
+    from inrcodec.datasets import embedded_sample
+    from inrcodec.datasets.era5 import split_by_time
     from inrcodec.recipes import pool_batches
 
     train, val, test = split_by_time(embedded_sample("tas"), (0.7, 0.15, 0.15))

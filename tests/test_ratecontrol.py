@@ -10,7 +10,7 @@ from conftest import NLAT, NLON, smooth_field
 from inrcodec import COINppCodec
 from inrcodec import chunkformat as cf
 from inrcodec.chunkcodec import encode as encode_module
-from inrcodec import ratecontrol, residual
+from inrcodec.chunkcodec import ratecontrol, residual
 from inrcodec.errors import TargetNotMetWarning
 
 

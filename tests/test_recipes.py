@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from inrcodec.model import CoinModel
+from inrcodec.models.model import CoinModel
 from inrcodec.recipes import build_model, list_recipes, load_recipe, load_recipe_data, train_recipe
 from inrcodec.recipes.report import patch_means
 from inrcodec.cli import main
@@ -128,7 +128,7 @@ def test_mri_preset_learns_more_than_patch_means():
 
     import torch
 
-    from inrcodec.metalearn import MetaTrainer, TrainConfig
+    from inrcodec.training.metalearn import MetaTrainer, TrainConfig
 
     toml = Path(__file__).parents[1] / "recipes" / "mri.toml"  # this checkout's preset, not an installed copy
     recipe = load_recipe(str(toml) if toml.exists() else "mri")

@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from inrcodec import COINppCodec, modelstore, zoo
+from inrcodec import COINppCodec
+from inrcodec.models import modelstore, zoo
 from inrcodec.errors import PinnedModelError
 from inrcodec.cli import main
 

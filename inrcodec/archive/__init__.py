@@ -34,7 +34,7 @@ How the write works (and why it can resume)
 5. :mod:`.schedulers`: dask's local threads/processes or a ``dask.distributed`` cluster; worker
    processes get ``cores_on_host // workers_on_host`` torch threads, the HDF5 filter and the
    model once (:func:`ship_models`: codecs then pickle as the model's hash only, through
-   ``COINppCodec.__reduce__`` and :func:`inrcodec.modelstore.mark_shipped`).
+   ``COINppCodec.__reduce__`` and :func:`inrcodec.models.modelstore.mark_shipped`).
 6. :mod:`.report`: sizes, ratios and errors; :func:`open_store`, :func:`decompress_store`.
 """
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inrcodec import modelstore
+from inrcodec.models import modelstore
 from inrcodec.archive.progress import ProgressFile, ignore_progress_file_warning
 from inrcodec.archive.store import check_complete
 from inrcodec.codec import COINppCodec

@@ -126,9 +126,9 @@ def machine_info() -> dict:
 
 def load_model(model_like):
     """(CoinModel, its bytes, the name it is reported under) of a model-like argument
-    (:func:`inrcodec.modelstore.load`): a directory's or file's name, a shipped model's name, or
+    (:func:`inrcodec.models.modelstore.load`): a directory's or file's name, a shipped model's name, or
     ``model-<sha256 prefix>`` for a model object or bytes."""
-    from inrcodec import modelstore
+    from inrcodec.models import modelstore
 
     stored = modelstore.load(model_like)
     if isinstance(model_like, (str, os.PathLike)):
@@ -226,7 +226,7 @@ def run_bench(
     """Run the benchmark on the held-out test split of recipe ``dataset`` (or on a
     :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
 
-    ``models``: model-like arguments (:func:`inrcodec.modelstore.load`: directories, files,
+    ``models``: model-like arguments (:func:`inrcodec.models.modelstore.load`: directories, files,
     shipped names, ``CoinModel`` objects); ``bits``: their bit widths; ``peers``: peer names
     (default: :func:`~inrcodec.bench.peers.default_peers` of the recipe's modality; missing ones
     are skipped and listed in ``result.missing``); ``quick``: two settings per peer and the first

@@ -6,7 +6,7 @@
 
 ``encode_chunk(array, model, settings) -> bytes`` (:mod:`.encode`) and
 ``decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) -> ndarray``
-(:mod:`.decode`), with ``model`` a :class:`~inrcodec.model.CoinModel` and ``settings`` a
+(:mod:`.decode`), with ``model`` a :class:`~inrcodec.models.model.CoinModel` and ``settings`` a
 :class:`~inrcodec.settings.CodecSettings`. :mod:`.latents` quantises and entropy codes
 latents; :mod:`.context` holds what chunks of one model and grid share (pin, grids, lock).
 """

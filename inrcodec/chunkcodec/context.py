@@ -2,7 +2,7 @@
 
 ``context(model, settings)`` is cached by the model's hash and the settings' lat/lon, so the
 pure functions ``encode_chunk`` / ``decode_chunk`` build coordinate grids once per chunk shape
-and serialise work per model (:func:`inrcodec.modelstore.lock`).
+and serialise work per model (:func:`inrcodec.models.modelstore.lock`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from inrcodec import chunkformat as cf
-from inrcodec import modelstore
+from inrcodec.models import modelstore
 
 __all__ = ["ChunkContext", "context"]
 

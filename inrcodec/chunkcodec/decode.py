@@ -15,7 +15,7 @@ from numcodecs.compat import ensure_contiguous_ndarray
 
 from inrcodec import _limits
 from inrcodec import chunkformat as cf
-from inrcodec import residual as _residual
+from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.errors import CorruptChunkError

@@ -19,8 +19,8 @@ import numpy as np
 from numcodecs.compat import ensure_ndarray_like
 
 from inrcodec import chunkformat as cf
-from inrcodec import ratecontrol
-from inrcodec import residual as _residual
+from inrcodec.chunkcodec import ratecontrol
+from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec import patching
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.decode import decode_chunk

@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from inrcodec import _limits, entropy
+from inrcodec import _limits
+from inrcodec.coding import entropy
 from inrcodec.errors import CorruptChunkError
 
 __all__ = ["LatentCoder", "CodedLatents"]
@@ -40,7 +41,7 @@ class CodedLatents(NamedTuple):
 
 def midtread(model, bits: int):
     """The mid-tread quantizer of ``model`` at ``bits`` (its calibrated mean, std and num_std)."""
-    from inrcodec.quantize import MidTreadQuantizer
+    from inrcodec.coding.quantize import MidTreadQuantizer
 
     q = model.quantizer(min(int(bits), 16))  # the statistics (and a clear error without them)
     return MidTreadQuantizer(q.mean, q.std, int(bits), q.num_std)

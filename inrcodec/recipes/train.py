@@ -15,12 +15,12 @@ from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
 from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_markdown
 
 if TYPE_CHECKING:
-    from inrcodec.model import CoinModel
+    from inrcodec.models.model import CoinModel
 
 
 def build_model(recipe: Recipe, preset: dict, sample_shape) -> "CoinModel":
-    from inrcodec.model import CoinModel
-    from inrcodec.network import ModulatedSiren
+    from inrcodec.models.model import CoinModel
+    from inrcodec.models.network import ModulatedSiren
 
     kind = recipe.model["grid"]
     patch = preset.get("patch", recipe.model.get("patch")) or None
@@ -131,7 +131,7 @@ def _time_text(t) -> str:
 
 
 def _grid_sets(model, fields) -> list:
-    """(values, grid) of each :class:`~inrcodec.pool.Field`."""
+    """(values, grid) of each :class:`~inrcodec.training.pool.Field`."""
     return [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in fields]
 
 
@@ -152,7 +152,7 @@ def _after_training_seconds(model, cal_sets, test_sets, calibration_items: int, 
 def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, device: str, out: Path, resume: bool,
                 progress: bool, deadline: float | None = None):
     """Meta-train ``model.network`` on the recipe's training split (checkpoints in ``out``); the history."""
-    from inrcodec.metalearn import MetaTrainer, TrainConfig
+    from inrcodec.training.metalearn import MetaTrainer, TrainConfig
 
     cfg = TrainConfig(
         steps=steps, batch_size=p["batch_size"], outer_lr=p["outer_lr"],
@@ -201,7 +201,7 @@ def _calibration_items(model, grid, n_sets: int, calibration_items: int) -> int:
 
 def pool_batches(model, fields: dict, points: int, seed: int):
     """The training sampler and a fixed validation batch of normalised spherical patches."""
-    from inrcodec.pool import Field, SphericalPatchPool
+    from inrcodec.training.pool import Field, SphericalPatchPool
 
     norm = lambda fs: [Field(model.normalise(f.values), f.lat, f.lon, f.name) for f in fs]
     sampler = SphericalPatchPool(norm(fields["train"]), model.patch_points, points=points)

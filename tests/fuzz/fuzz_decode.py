@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this tree's inrc
 from conftest import build_patched_model, build_spherical_model, global_lat_lon, smooth_field  # noqa: E402
 
 from inrcodec import chunkformat as cf  # noqa: E402
-from inrcodec import tensorfile  # noqa: E402
+from inrcodec.models import tensorfile  # noqa: E402
 from inrcodec.codec import COINppCodec  # noqa: E402
 from inrcodec.chunkcodec import decode_chunk  # noqa: E402
 from inrcodec.errors import CorruptChunkError, ModelFileError  # noqa: E402
-from inrcodec.model import CoinModel  # noqa: E402
+from inrcodec.models.model import CoinModel  # noqa: E402
 
 SHAPE = (2, 8, 16)
 
@@ -144,7 +144,7 @@ def fuzz_hdf5(rng, n: int, model, lat, lon, bad: list) -> tuple[int, int]:
     import h5py
 
     import inrcodec.hdf5 as ih5
-    from inrcodec import modelstore
+    from inrcodec.models import modelstore
 
     ok = refused = 0
     for i in range(n):

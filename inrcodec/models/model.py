@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import modelfile
-from .errors import ModelFileError
-from .fitting import fit_modulations, reconstruct
-from .grids import CartesianGrid, PatchPartition, SphericalGrid
-from .modelfile import FORMAT, MODEL_FILENAME  # noqa: F401 (public names of this module)
-from .network import ModulatedSiren
+from inrcodec.models import modelfile
+from inrcodec.errors import ModelFileError
+from inrcodec.models.fitting import fit_modulations, reconstruct
+from inrcodec.grids import CartesianGrid, PatchPartition, SphericalGrid
+from inrcodec.models.modelfile import FORMAT, MODEL_FILENAME  # noqa: F401 (public names of this module)
+from inrcodec.models.network import ModulatedSiren
 
 GRID_KINDS = ("cartesian", "spherical")
 CODING_BITS = tuple(range(1, 9))  # entropy tables are counted for these bit widths
@@ -153,20 +153,20 @@ class CoinModel:
 
     def training_sampler(self, values, grid):
         """Random-patch batches of ``values`` (N, *spatial, physical units) for meta-training
-        (a :class:`~inrcodec.metalearn.PatchSampler`)."""
-        from .calibration import training_sampler
+        (a :class:`~inrcodec.training.metalearn.PatchSampler`)."""
+        from inrcodec.training.calibration import training_sampler
 
         return training_sampler(self, values, grid)
 
     def validation_batch(self, values, grid, max_items: int = 256, seed: int = 0):
         """A fixed set of held-out patches (coords, values, mask) in normalised units."""
-        from .calibration import validation_batch
+        from inrcodec.training.calibration import validation_batch
 
         return validation_batch(self, values, grid, max_items, seed)
 
     def fit_normalisation(self, values) -> None:
         """Map the training data's finite range to [0, 1]."""
-        from .calibration import finite_range
+        from inrcodec.training.calibration import finite_range
 
         self.offset, self.scale = finite_range(values)
         self.changed()
@@ -240,7 +240,7 @@ class CoinModel:
         needs. A model without Meta-SGD gets per-dimension rates ``inner_lr / s**2``. Returns the
         latents in the new units; calibrate the model on those.
         """
-        from .calibration import whiten_network
+        from inrcodec.training.calibration import whiten_network
 
         whitened = whiten_network(self, latents)
         self.changed()
@@ -252,13 +252,13 @@ class CoinModel:
         ``num_std``: the quantizer clips to mean +- num_std std. The paper's 3 clips the larger
         latents that data unlike the training data needs; recipes choose it on validation data.
         """
-        from .calibration import coding_tables
+        from inrcodec.training.calibration import coding_tables
 
         self.coding = coding_tables(latents, self.latent_dim, bits, num_std)
         self.changed()
 
     def quantizer(self, bits: int):
-        from .quantize import UniformQuantizer
+        from inrcodec.coding.quantize import UniformQuantizer
 
         if self.coding is None:
             raise ValueError("this model has no quantizer statistics: run CoinModel.calibrate on training latents")

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .era5 import load_era5
-from .fileloaders import load_audio
+from inrcodec.datasets.era5 import load_era5
+from inrcodec.datasets.fileloaders import load_audio
 
 # ---------------------------------------------------------------------------------------------------------------------
 # embedded samples

@@ -5,7 +5,7 @@
 resolved to the model file inside the package, whose SHA-256 must match the one listed here,
 and stores pin that hash like any other model. ``inrcodec models`` lists them.
 
->>> from inrcodec import zoo
+>>> from inrcodec.models import zoo
 >>> "t2m-global" in zoo.available()
 True
 >>> zoo.model_path("t2m-global").name

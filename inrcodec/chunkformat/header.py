@@ -2,7 +2,7 @@
 dtype and order codes), plus the bounds-checked reader the layouts parse with.
 
 :mod:`inrcodec.chunkformat` (which re-exports the public names) writes and reads the compact
-version 3; :mod:`inrcodec.chunklegacy` the self-describing versions 1 and 2.
+version 3; :mod:`inrcodec.chunkformat.legacy` the self-describing versions 1 and 2.
 """
 from __future__ import annotations
 

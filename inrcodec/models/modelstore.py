@@ -1,8 +1,8 @@
 """The one place a model-like argument becomes a model: resolve, verify, cache by content hash.
 
-``load(model_like)`` accepts a :class:`~inrcodec.model.CoinModel`, a model file, a directory
+``load(model_like)`` accepts a :class:`~inrcodec.models.model.CoinModel`, a model file, a directory
 holding ``model.safetensors`` (``inrcodec train-recipe --out DIR``), the name of a shipped model
-(:mod:`inrcodec.zoo`) or the model file's bytes, and returns a :class:`StoredModel`: the parsed
+(:mod:`inrcodec.models.zoo`) or the model file's bytes, and returns a :class:`StoredModel`: the parsed
 model, its bytes and their SHA-256. Every codec, filter and benchmark goes through here, so a
 hash mismatch is always a :class:`~inrcodec.errors.PinnedModelError`, and a process parses the
 weights of a hash once, however many codecs zarr builds from the same metadata.
@@ -14,7 +14,7 @@ no longer name the weights).
 It also remembers which models every Dask worker already holds (:func:`mark_shipped`): a codec
 of such a model pickles as its hash only (``COINppCodec.__reduce__``).
 
->>> from inrcodec import modelstore
+>>> from inrcodec.models import modelstore
 >>> stored = modelstore.load("t2m-global")
 >>> stored.name, stored.sha256 == modelstore.load(stored.data).sha256
 ('t2m-global', True)
@@ -32,7 +32,7 @@ from inrcodec._limits import MAX_MODEL_BYTES
 from inrcodec.errors import ModelFileError, PinnedModelError
 
 if TYPE_CHECKING:
-    from inrcodec.model import CoinModel
+    from inrcodec.models.model import CoinModel
 
 __all__ = ["StoredModel", "ShippedName", "load", "cached", "lock", "mark_shipped", "unmark_shipped", "is_shipped",
            "clear", "resolve_path", "read_shipped", "shipped_name", "MODEL_FILENAME"]
@@ -49,7 +49,7 @@ class StoredModel(NamedTuple):
     model: "CoinModel"
     data: bytes
     sha256: str
-    #: the shipped model these bytes are (:mod:`inrcodec.zoo`), else None
+    #: the shipped model these bytes are (:mod:`inrcodec.models.zoo`), else None
     name: str | None = None
 
 
@@ -64,10 +64,10 @@ def sha256_hex(data: bytes) -> str:
 
 def resolve_path(path: str | os.PathLike) -> Path:
     """A model file, a directory holding ``model.safetensors``, or the name of a shipped model
-    (:mod:`inrcodec.zoo`) when no such file or directory exists."""
+    (:mod:`inrcodec.models.zoo`) when no such file or directory exists."""
     p = Path(path).expanduser()
     if not p.exists() and isinstance(path, str):
-        from inrcodec import zoo
+        from inrcodec.models import zoo
 
         if zoo.pinned_sha256(path) is not None:
             return zoo.model_path(path)
@@ -93,7 +93,7 @@ def read_shipped(name: str) -> tuple[bytes, str]:
     A missing or unreadable file is a :class:`PinnedModelError`, never a ``FileNotFoundError``:
     zarr reads that as "no such array" and would drop the variable from the dataset.
     """
-    from inrcodec import zoo
+    from inrcodec.models import zoo
 
     pinned = zoo.pinned_sha256(name)
     if pinned is None:
@@ -110,14 +110,14 @@ def _names_shipped(model_like: str) -> bool:
     """A string names a shipped model when it is marked so, or when no such path exists."""
     if isinstance(model_like, ShippedName):
         return True
-    from inrcodec import zoo
+    from inrcodec.models import zoo
 
     return not Path(model_like).expanduser().exists() and zoo.pinned_sha256(model_like) is not None
 
 
 def shipped_name(sha256: str) -> str | None:
     """The name of the shipped model whose bytes hash to ``sha256`` (None if none is)."""
-    from inrcodec import zoo
+    from inrcodec.models import zoo
 
     for name, entry in zoo.available().items():
         if entry["sha256"] == sha256:
@@ -172,7 +172,7 @@ def _check_size(nbytes: int, what: str) -> None:
 
 
 def _parse(data: bytes, digest: str) -> StoredModel:
-    from inrcodec.model import CoinModel
+    from inrcodec.models.model import CoinModel
 
     model = CoinModel.from_bytes(data)
     if model.sha256 != digest:

@@ -1,7 +1,7 @@
 """The model file format: one safetensors file, weights and count tables as arrays, everything
 else as one canonical JSON string in its metadata. Loading never unpickles.
 
-:class:`inrcodec.model.CoinModel` writes and reads itself through these functions
+:class:`inrcodec.models.model.CoinModel` writes and reads itself through these functions
 (``to_bytes``/``config``/``from_bytes``); this module checks everything a file declares before
 anything of that size is allocated.
 """
@@ -13,12 +13,12 @@ import math
 
 import torch
 
-from . import tensorfile
-from ._version import __version__
-from .errors import ModelFileError, PinnedModelError
-from .modelstore import MODEL_FILENAME  # noqa: F401 (the file name inside a model directory)
-from .network import ModulatedSiren
-from .settings import MAX_INNER_STEPS
+from inrcodec.models import tensorfile
+from inrcodec._version import __version__
+from inrcodec.errors import ModelFileError, PinnedModelError
+from inrcodec.models.modelstore import MODEL_FILENAME  # noqa: F401 (the file name inside a model directory)
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.settings import MAX_INNER_STEPS
 
 FORMAT = "inrcodec.model/1"
 MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare
@@ -115,7 +115,7 @@ def model_arguments(cfg: dict, arrays: dict) -> dict:
 
 def _coding(coding_cfg: dict, arrays: dict) -> dict:
     """Quantizer statistics and entropy tables ``{bits: {"shared", "per_dim"}}`` from the file."""
-    from .entropy import CategoricalEntropyModel
+    from inrcodec.coding.entropy import CategoricalEntropyModel
 
     tables = {}
     for b in coding_cfg["bits"]:

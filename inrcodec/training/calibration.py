@@ -1,4 +1,4 @@
-"""Preparing a :class:`~inrcodec.model.CoinModel` while it is trained: batches of training and
+"""Preparing a :class:`~inrcodec.models.model.CoinModel` while it is trained: batches of training and
 validation patches, latent whitening, and the quantizer statistics and entropy tables.
 
 CoinModel's methods of the same names call these. Nothing here runs when a chunk is encoded or
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .grids import CartesianGrid
-from .metalearn import PatchSampler
+from inrcodec.grids import CartesianGrid
+from inrcodec.training.metalearn import PatchSampler
 
 
 def training_sampler(model, values, grid) -> PatchSampler:
@@ -99,8 +99,8 @@ def _rescale_latent_dims(model, s: np.ndarray) -> None:
 def coding_tables(latents: np.ndarray, latent_dim: int, bits, num_std: float) -> dict:
     """The ``CoinModel.coding`` counted on training ``latents``: quantizer mean/std, clipping range
     and, for every bit width in ``bits``, the shared and per-dimension entropy tables."""
-    from .entropy import CategoricalEntropyModel
-    from .quantize import UniformQuantizer
+    from inrcodec.coding.entropy import CategoricalEntropyModel
+    from inrcodec.coding.quantize import UniformQuantizer
 
     lat = np.asarray(latents, dtype=np.float64).reshape(-1, latent_dim)
     base = UniformQuantizer.fit(lat, bits=1)
