@@ -65,14 +65,15 @@ def _measure(codec, x: np.ndarray) -> tuple[float, float, float]:
 def _coder_sizes(codec, chunk: bytes, x: np.ndarray) -> str:
     """Residual bytes of each (predictor, coder) pair for this chunk (the codec keeps the smallest)."""
     from inrcodec import chunkformat as cf
+    from inrcodec.chunkformat.header import ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW
     from inrcodec.chunkcodec import residual
 
     hdr, sections = cf.unpack_chunk(chunk)
-    if hdr.mode != cf.MODE_BOUNDED:
-        return {cf.MODE_RAW: "raw", cf.MODE_PLAIN_RESIDUAL: "no-network residual (mode 3)"}[hdr.mode]
+    if hdr.mode != MODE_BOUNDED:
+        return {MODE_RAW: "raw", MODE_PLAIN_RESIDUAL: "no-network residual (mode 3)"}[hdr.mode]
     plain = dict(sections)
     info = residual.residual_info(plain.pop("residual"))
-    h0 = cf.ChunkHeader(**{**hdr.__dict__, "mode": cf.MODE_MODULATIONS})
+    h0 = ChunkHeader(**{**hdr.__dict__, "mode": MODE_MODULATIONS})
     recon = codec.decode(cf.pack_chunk(h0, plain))  # the reconstruction alone (in the chunk dtype)
     enc = residual.encode_residual(x, recon, np.isfinite(x), info["bound"], x.dtype)
     name = {(0, 1): "hist", (0, 2): "geom", (1, 1): "lorenzo+hist", (1, 2): "lorenzo+geom"}

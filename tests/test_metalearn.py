@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from inrcodec.training.metalearn import (
-    MetaTrainer, PatchSampler, TrainConfig, fit_modulations, inner_loop, per_item_mse, reconstruct,
-)
+from inrcodec.training.metalearn import MetaTrainer, PatchSampler, TrainConfig
+from inrcodec.models.fitting import fit_modulations, inner_loop, per_item_mse, reconstruct
 from inrcodec.models.network import ModulatedSiren
 
 

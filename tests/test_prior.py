@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from inrcodec.grids import SphericalGrid
-from inrcodec.training.metalearn import MetaTrainer, TrainConfig, fit_modulations, per_item_mse, reconstruct
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
+from inrcodec.models.fitting import fit_modulations, per_item_mse, reconstruct
 from inrcodec.models.model import CoinModel
 from inrcodec.models.network import ModulatedSiren
 from inrcodec.training.pool import Field, SphericalPatchPool, coarsen

@@ -27,6 +27,7 @@ from test_archive import Stop, stop_after_first_region
 from test_archive import _files as _tree
 from inrcodec import archive
 from inrcodec import chunkformat as cf
+from inrcodec.chunkformat.header import ChunkHeader, MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_RAW
 from inrcodec.models import tensorfile
 from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
@@ -246,7 +247,7 @@ def _repack(chunk: bytes, **changes) -> bytes:
     fields = {k: getattr(hdr, k) for k in hdr.__dataclass_fields__}
     fields.update(changes.pop("header", {}))
     sections.update(changes)
-    return cf.pack_chunk(cf.ChunkHeader(**fields), sections)
+    return cf.pack_chunk(ChunkHeader(**fields), sections)
 
 
 def test_case08_hostile_chunks_are_refused_before_allocating(tiny_model):
@@ -624,7 +625,7 @@ def test_r2_case06_data_partly_outside_the_training_range_are_stored_raw_with_a_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for normal in (x, extreme):
-            assert cf.unpack_chunk(codec.encode(normal))[0].mode != cf.MODE_RAW
+            assert cf.unpack_chunk(codec.encode(normal))[0].mode != MODE_RAW
 
 
 # ---------------------------------------------------------------------------------- issue 21, case 7
@@ -686,7 +687,7 @@ def test_r2_case10_bounded_and_bit_packed_chunks_check_counts_before_allocating(
     plain_residual = bounded.encode(x)  # mode 3 (no network) for this field
     section = cf.unpack_chunk(plain_residual)[1]["residual"]
     info = residual.residual_info(section)
-    assert cf.unpack_chunk(plain_residual)[0].mode == cf.MODE_PLAIN_RESIDUAL and info["count"] == x.size
+    assert cf.unpack_chunk(plain_residual)[0].mode == MODE_PLAIN_RESIDUAL and info["count"] == x.size
     mib512 = {"header": {"shape": (1 << 20, 8, 16)}}  # 512 MiB of float32
     cases = {  # name: (codec, hostile chunk, what the error says)
         "bit-packed, 1.8 GB declared": (packed, _repack(packed.encode(x), header={"shape": (3_500_000, 8, 16)}),
@@ -803,7 +804,7 @@ def test_r2_case13_bound_holds_when_another_machine_reconstructs_a_few_ulps_off(
     codec = COINppCodec(tiny_model, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
     chunk = codec.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
-    assert hdr.mode == cf.MODE_BOUNDED and residual.residual_info(sections["residual"])["num_exceptions"] > 0
+    assert hdr.mode == MODE_BOUNDED and residual.residual_info(sections["residual"])["num_exceptions"] > 0
     real = ChunkContext.reconstruct
     for pattern in (1.0, -1.0, np.where(rng.random((2, 8, 16)) < 0.5, 1.0, -1.0)):
         monkeypatch.setattr(ChunkContext, "reconstruct",

@@ -18,6 +18,7 @@ import numpy as np
 
 from inrcodec import _limits
 from inrcodec.coding import entropy
+from inrcodec.coding.bitpack import fixed_nbytes
 from inrcodec.errors import CorruptChunkError
 
 __all__ = ["LatentCoder", "CodedLatents"]
@@ -136,10 +137,10 @@ class LatentCoder:
         tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
         k = self.model.latent_dim
         if entropy_id == entropy.ENTROPY_RAW:  # bit-packed: the size is exact
-            if len(payload) != entropy.fixed_nbytes(count * k, bits):
+            if len(payload) != fixed_nbytes(count * k, bits):
                 raise CorruptChunkError(
                     f"bit-packed latents section of {len(payload)} bytes does not hold the {count * k} "
-                    f"symbols of {bits} bits this chunk needs ({entropy.fixed_nbytes(count * k, bits)} bytes)"
+                    f"symbols of {bits} bits this chunk needs ({fixed_nbytes(count * k, bits)} bytes)"
                 )
         elif entropy_id not in tables:
             raise CorruptChunkError(f"latents use entropy_id {entropy_id}, which this model has no table for "

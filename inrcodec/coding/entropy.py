@@ -42,7 +42,7 @@ from typing import Iterable, Mapping, Sequence
 import constriction
 import numpy as np
 
-from inrcodec.coding.bitpack import check_bits, check_symbols, fixed_nbytes, pack_fixed, unpack_fixed
+from inrcodec.coding.bitpack import check_bits, check_symbols, pack_fixed, unpack_fixed
 
 __all__ = [
     "ENTROPY_RAW",
@@ -50,9 +50,6 @@ __all__ = [
     "ENTROPY_PER_DIMENSION",
     "MAX_TABLE_BITS",
     "CategoricalEntropyModel",
-    "fixed_nbytes",
-    "pack_fixed",
-    "unpack_fixed",
     "encode_symbols",
     "decode_symbols",
     "ENTROPY_PARAMETRIC",

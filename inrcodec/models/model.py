@@ -17,7 +17,7 @@ from inrcodec.models import modelfile
 from inrcodec.errors import ModelFileError
 from inrcodec.models.fitting import fit_modulations, reconstruct
 from inrcodec.grids import CartesianGrid, PatchPartition, SphericalGrid
-from inrcodec.models.modelfile import FORMAT, MODEL_FILENAME  # noqa: F401 (public names of this module)
+from inrcodec.models.modelfile import MODEL_FILENAME
 from inrcodec.models.network import ModulatedSiren
 
 GRID_KINDS = ("cartesian", "spherical")

@@ -2,7 +2,7 @@
 
 The outer loop (COIN++ §2, appendix B) is Adam on the base network and the latent-to-shift map,
 differentiating through the inner steps (second-order MAML). The inner loop and decoding live in
-:mod:`inrcodec.models.fitting` (re-exported here), so decoding a chunk never imports this module.
+:mod:`inrcodec.models.fitting`, so decoding a chunk never imports this module.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from inrcodec.models import tensorfile
-from inrcodec.models.fitting import fit_modulations, inner_loop, per_item_mse, reconstruct, refine_latents  # noqa: F401 (re-exported)
+from inrcodec.models.fitting import fit_modulations, inner_loop, per_item_mse, reconstruct
 from inrcodec.metrics import psnr_normalised
 from inrcodec.models.network import ModulatedSiren
 
