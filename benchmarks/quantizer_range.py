@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     from inrcodec.models.model import CoinModel
     from inrcodec.coding.quantize import UniformQuantizer
     from inrcodec.recipes import load_recipe, load_recipe_data
+    from inrcodec.training.calibration import whiten_latents
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         model.encode(f.values[np.sort(rng.choice(len(f.values), min(len(f.values), 6), replace=False))], grid(f)).reshape(-1, model.latent_dim)
         for f in rd.fields["train"]])
     if args.whiten:
-        cal = model.whiten_latents(cal)
+        cal = whiten_latents(model, cal)
     mean, std = float(cal.mean()), float(cal.std())
     val = [(f, grid(f), model.encode(f.values, grid(f))) for f in rd.fields["val"]]
 

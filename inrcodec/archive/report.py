@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inrcodec.models import modelstore
+from inrcodec.models import zoo
 from inrcodec.archive.progress import ProgressFile, ignore_progress_file_warning
 from inrcodec.archive.store import check_complete
 from inrcodec.codec import COINppCodec
@@ -68,7 +68,7 @@ def _codec_entry(arr) -> dict[str, Any]:
     if codec.settings.lat is not None:
         settings["grid"] = f"lat[{len(codec.settings.lat)}] x lon[{len(codec.settings.lon)}]"
     return {"codec": "inrcodec.coinpp", "model_sha256": codec.model_sha256,
-            "model": modelstore.shipped_name(codec.model_sha256), "settings": settings}
+            "model": zoo.name_of(codec.model_sha256), "settings": settings}
 
 
 def check_is_store(store: Path) -> None:

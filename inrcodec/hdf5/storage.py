@@ -145,10 +145,8 @@ def find_model(sha_or_prefix: str) -> modelstore.StoredModel:
 def _shipped_model(sha_or_prefix: str) -> modelstore.StoredModel | None:
     from inrcodec.models import zoo
 
-    for name, entry in zoo.available().items():
-        if entry["sha256"].startswith(sha_or_prefix):
-            return modelstore.load(name)
-    return None
+    name = zoo.name_of(sha_or_prefix)
+    return None if name is None else modelstore.load(name)
 
 
 def find_grid(gid: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -13,6 +13,9 @@ from inrcodec.recipes.data import RecipeData, load_recipe_data
 from inrcodec.recipes.finetune import finetune_preset, init_record, resolve_init, start_from
 from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
 from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_markdown
+from inrcodec.training.calibration import (
+    calibrate, fit_normalisation, training_sampler, validation_batch, whiten_latents,
+)
 
 if TYPE_CHECKING:
     from inrcodec.models.model import CoinModel
@@ -84,7 +87,7 @@ def train_recipe(
     start = resolve_init(recipe, init, rd, model, data_given=bool(data))
     train_fields = rd.fields["train"] if rd.fields else None
     if start is None:
-        model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+        fit_normalisation(model, np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
     else:  # weights, Meta-SGD rates and normalisation of the init model
         p = finetune_preset(recipe, p, overrides)
         model = start_from(start, p)
@@ -165,7 +168,7 @@ def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, dev
         sampler, val_batch = pool_batches(model, rd.fields, int(p.get("points", 256)), seed)
         model.description["training_grids"] = sampler.describe()
     else:
-        sampler, val_batch = model.training_sampler(rd.train, grid), model.validation_batch(rd.val, grid)
+        sampler, val_batch = training_sampler(model, rd.train, grid), validation_batch(model, rd.val, grid)
     trainer = MetaTrainer(model.network, sampler, val_batch, cfg, out)
     if resume and trainer.checkpoint_path.exists():
         trainer.load_checkpoint()
@@ -190,8 +193,8 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
         latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
     latents = np.concatenate(latents)
     if model.network.meta_sgd:
-        latents = model.whiten_latents(latents)
-    model.calibrate(latents, num_std=float(preset.get("quant_num_std", 3.0)))
+        latents = whiten_latents(model, latents)
+    calibrate(model, latents, num_std=float(preset.get("quant_num_std", 3.0)))
 
 
 def _calibration_items(model, grid, n_sets: int, calibration_items: int) -> int:
