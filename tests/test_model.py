@@ -7,7 +7,8 @@ import torch
 from inrcodec import datasets
 from inrcodec.datasets.era5 import split_by_time
 from inrcodec.training.metalearn import MetaTrainer, TrainConfig
-from inrcodec.models.model import CoinModel, ModelFileError
+from inrcodec.errors import ModelFileError
+from inrcodec.models.model import CoinModel
 from inrcodec.models.network import ModulatedSiren
 from inrcodec.models.tensorfile import TensorFileError, dumps, loads
 

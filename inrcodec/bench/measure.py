@@ -17,7 +17,8 @@ import numpy as np
 
 from inrcodec import metrics
 from inrcodec.bench.peers import available_peers, default_peers
-from inrcodec.bench.report import BenchResult, write_outputs
+from inrcodec.bench.outputs import write_outputs
+from inrcodec.bench.report import BenchResult
 
 
 def _median_time(fn, repeats: int):
@@ -104,7 +105,7 @@ def machine_info() -> dict:
     import numcodecs
     import torch
 
-    from inrcodec import __version__
+    from inrcodec._version import __version__
 
     versions = {"inrcodec": __version__, "numpy": np.__version__, "torch": torch.__version__,
                 "numcodecs": numcodecs.__version__}
@@ -232,7 +233,7 @@ def run_bench(
     are skipped and listed in ``result.missing``); ``quick``: two settings per peer and the first
     two bit widths; ``data``/``variable``: as in :func:`inrcodec.recipes.load_recipe_data`;
     ``max_items``: use only the first items of the test split. With ``out`` the CSV, plots and
-    markdown are written there (see :func:`~inrcodec.bench.report.write_outputs`).
+    markdown are written there (see :func:`~inrcodec.bench.outputs.write_outputs`).
     """
     log = log or (lambda s: None)
     rd, name, modality = _test_split(dataset, name, data, variable)
