@@ -191,6 +191,12 @@ def test_import_graph_of_the_package_has_no_cycle():
             walk(name, [name])
 
 
+def test_the_public_names_import_from_inrcodec():
+    """``from inrcodec import X`` works for every public name, the ones loaded on first use included."""
+    code = f"import inrcodec\nfor name in {sorted(inrcodec._LAZY)!r}: getattr(inrcodec, name)\n"
+    assert "inrcodec.models.model" in _modules_after(code)
+
+
 @pytest.mark.parametrize("heavy", HEAVY_FOR_IMPORT)
 def test_import_inrcodec_does_not_load_heavy_optional_packages(heavy):
     assert heavy not in _modules_after("import inrcodec")
