@@ -181,7 +181,7 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
     """Quantizer statistics and entropy tables from latents fitted on training items.
 
     ``cal_sets``: (values, grid) pairs, subsampled to about ``calibration_items`` patches in all.
-    A Meta-SGD model first gets unit-scale latent dimensions (``CoinModel.whiten_latents``); the
+    A Meta-SGD model first gets unit-scale latent dimensions (:func:`~inrcodec.training.calibration.whiten_latents`); the
     preset's ``quant_num_std`` (default 3, the paper's) sets the quantizer's clipping range.
     """
     rng = np.random.default_rng(seed)
