@@ -24,7 +24,7 @@ from conftest import build_cartesian_model
 
 PACKAGE_DIR = Path(inrcodec.__file__).parent
 HEAVY_FOR_IMPORT = ("h5py", "dask", "distributed", "matplotlib", "torch", "xarray")
-TRAINING_MODULES = ("inrcodec.training.metalearn", "inrcodec.recipes", "inrcodec.training.pool", "matplotlib")
+TRAINING_MODULES = ("inrcodec.training", "inrcodec.training.metalearn", "inrcodec.recipes", "matplotlib")
 
 # The rooms of the package and the rooms each may import (besides itself): one way, no room imports
 # a room above it. "base" is the shared modules at the top (errors, settings, grids, metrics,
@@ -161,7 +161,13 @@ def test_every_name_is_imported_from_its_one_home():
     wrong = []
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.ImportFrom) or node.level or node.module not in modules:
+            if isinstance(node, ast.Import):
+                wrong += [f"{path.relative_to(repo)}:{node.lineno}: no module {a.name}" for a in node.names
+                          if a.name.startswith("inrcodec.") and a.name not in modules]
+            if not isinstance(node, ast.ImportFrom) or node.level or not (node.module or "").startswith("inrcodec"):
+                continue
+            if node.module not in modules:
+                wrong.append(f"{path.relative_to(repo)}:{node.lineno}: no module {node.module}")
                 continue
             tree, is_package = trees[node.module], modules[node.module].name == "__init__.py"
             for alias in node.names:
