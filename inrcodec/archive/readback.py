@@ -1,13 +1,24 @@
-"""Reading a store back: :func:`open_store` (xarray, refusing an unfinished store) and
-:func:`decompress_store` (a plain netCDF file)."""
+"""Reading a store back: :func:`open_store` (xarray, refusing an unfinished store or an array
+given for the store) and :func:`decompress_store` (a plain netCDF file)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from inrcodec.archive.report import check_is_store
 from inrcodec.archive.store import check_complete
+
+
+def check_is_store(store: Path) -> None:
+    """A store's array given for the store: one line saying which path to give instead."""
+    meta = store / "zarr.json"
+    try:
+        array = (store / ".zarray").is_file() or (meta.is_file() and json.loads(meta.read_text()).get("node_type") == "array")
+    except (OSError, ValueError):
+        return  # zarr says what is wrong with it
+    if array:
+        raise ValueError(f"{store} is the array {store.name!r} of a Zarr store, not a store; give the store: {store.parent}")
 
 
 def open_store(store: str | os.PathLike, **kwargs):

@@ -1,5 +1,5 @@
-"""What a store holds and how small it is (:func:`store_info`), and the compress report. Reading
-it back is :mod:`inrcodec.archive.readback`.
+"""What a store holds and how small it is (:func:`store_info`), and the compress report (which
+reads the store back through :mod:`inrcodec.archive.readback`).
 
 Two ratios, both of decoded bytes (what the arrays hold in memory):
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from inrcodec.models import zoo
 from inrcodec.archive.progress import ProgressFile, ignore_progress_file_warning
+from inrcodec.archive.readback import check_is_store, open_store
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import IncompleteStoreWarning
 
@@ -68,17 +69,6 @@ def _codec_entry(arr) -> dict[str, Any]:
         settings["grid"] = f"lat[{len(codec.settings.lat)}] x lon[{len(codec.settings.lon)}]"
     return {"codec": "inrcodec.coinpp", "model_sha256": codec.model_sha256,
             "model": zoo.name_of(codec.model_sha256), "settings": settings}
-
-
-def check_is_store(store: Path) -> None:
-    """A store's array given for the store: one line saying which path to give instead."""
-    meta = store / "zarr.json"
-    try:
-        array = (store / ".zarray").is_file() or (meta.is_file() and json.loads(meta.read_text()).get("node_type") == "array")
-    except (OSError, ValueError):
-        return  # zarr says what is wrong with it
-    if array:
-        raise ValueError(f"{store} is the array {store.name!r} of a Zarr store, not a store; give the store: {store.parent}")
 
 
 def store_info(store: str | os.PathLike) -> dict[str, Any]:
