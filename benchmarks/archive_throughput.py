@@ -27,8 +27,9 @@ import xarray as xr
 
 from inrcodec.archive import compress_dataset
 from inrcodec.datasets import embedded_sample
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.training.calibration import calibrate
 
 
 def main(argv=None) -> None:
@@ -52,7 +53,7 @@ def main(argv=None) -> None:
     ds.to_netcdf(src)
     torch.manual_seed(0)
     model = CoinModel(ModulatedSiren(3, 1, width=32, depth=3, latent_dim=16), "spherical", offset=250.0, scale=40.0)
-    model.calibrate(model.encode(data[:8], model.make_grid(data.shape[1:], lat=tas.lat.values, lon=tas.lon.values),
+    calibrate(model, model.encode(data[:8], model.make_grid(data.shape[1:], lat=tas.lat.values, lon=tas.lon.values),
                                  steps=1 if args.smoke else 2))
     mb = data.nbytes / 1e6
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "

@@ -24,7 +24,7 @@ import _smoke
 import numpy as np
 
 from inrcodec import bench, datasets
-from inrcodec.pool import Field, regrid
+from inrcodec.training.pool import Field, regrid
 from inrcodec.recipes import RecipeData
 
 PAPER_LAT = np.linspace(-90.0, 90.0, 46)  # 4-degree grid with both poles, as in COIN++ appendix B.4

@@ -55,8 +55,8 @@ def load_sets(args) -> dict:
         if args.max_steps:
             v = v[: args.max_steps]
         return {args.var: (np.ascontiguousarray(v), lat, lon, args.chunk_steps)}
-    from inrcodec.pool import Field, regrid
-    from inrcodec.samples import climate_pool
+    from inrcodec.training.pool import Field, regrid
+    from inrcodec.datasets import climate_pool
 
     split = {"validation": "val"}.get(args.split, args.split)
     if split not in ("val", "train"):
@@ -97,7 +97,7 @@ def _smoke_data() -> str:
 def install_fit_cache():
     """Memoise CoinModel.encode on its exact inputs (benchmark only); returns the function that
     puts the original back."""
-    from inrcodec.model import CoinModel
+    from inrcodec.models.model import CoinModel
 
     original = CoinModel.encode
     cache: dict = {}

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from inrcodec import datasets
-from inrcodec.metalearn import MetaTrainer, TrainConfig
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.training.calibration import fit_normalisation, training_sampler
 
 
 def main(argv=None) -> None:
@@ -46,11 +47,11 @@ def main(argv=None) -> None:
     values = da.values.astype(np.float32)
     net = ModulatedSiren(3, 1, width=args.width, depth=args.depth, latent_dim=args.latent_dim, w0=30.0)
     model = CoinModel(net, "spherical", patch_shape=(args.patch, args.patch), encode_steps=args.encode_steps)
-    model.fit_normalisation(values)
+    fit_normalisation(model, values)
     grid = model.make_grid(values.shape[1:], lat=da.lat.values, lon=da.lon.values)
     cfg = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, outer_lr=1e-3,
                       outer_points=args.outer_points, val_every=10**9, device=args.device)
-    trainer = MetaTrainer(net, model.training_sampler(values, grid), None, cfg)
+    trainer = MetaTrainer(net, training_sampler(model, values, grid), None, cfg)
     warm = 1 if args.smoke else 3
     trainer.train(steps=warm, progress=False)  # warm-up
     t = time.perf_counter()

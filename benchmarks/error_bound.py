@@ -13,7 +13,7 @@ widths and the no-network residual per chunk and keeps the smallest); the chunk'
 are reported.
 Peers (``numcodecs-wasm-*`` from PyPI): SZ3 ``eb_mode="abs"``, ZFP ``fixed-accuracy`` with
 ``tolerance=bound``, SPERR ``pwe=bound``. A peer that is not installed or fails is reported as such.
-"no-network ablation": the same residual coder (:mod:`inrcodec.residual`) against a constant
+"no-network ablation": the same residual coder (:mod:`inrcodec.chunkcodec.residual`) against a constant
 prediction (the chunk mean), i.e. without the neural reconstruction: what the network contributes.
 Prints a markdown table.
 """
@@ -65,14 +65,15 @@ def _measure(codec, x: np.ndarray) -> tuple[float, float, float]:
 def _coder_sizes(codec, chunk: bytes, x: np.ndarray) -> str:
     """Residual bytes of each (predictor, coder) pair for this chunk (the codec keeps the smallest)."""
     from inrcodec import chunkformat as cf
-    from inrcodec import residual
+    from inrcodec.chunkformat.header import ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW
+    from inrcodec.chunkcodec import residual
 
     hdr, sections = cf.unpack_chunk(chunk)
-    if hdr.mode != cf.MODE_BOUNDED:
-        return {cf.MODE_RAW: "raw", cf.MODE_PLAIN_RESIDUAL: "no-network residual (mode 3)"}[hdr.mode]
+    if hdr.mode != MODE_BOUNDED:
+        return {MODE_RAW: "raw", MODE_PLAIN_RESIDUAL: "no-network residual (mode 3)"}[hdr.mode]
     plain = dict(sections)
     info = residual.residual_info(plain.pop("residual"))
-    h0 = cf.ChunkHeader(**{**hdr.__dict__, "mode": cf.MODE_MODULATIONS})
+    h0 = ChunkHeader(**{**hdr.__dict__, "mode": MODE_MODULATIONS})
     recon = codec.decode(cf.pack_chunk(h0, plain))  # the reconstruction alone (in the chunk dtype)
     enc = residual.encode_residual(x, recon, np.isfinite(x), info["bound"], x.dtype)
     name = {(0, 1): "hist", (0, 2): "geom", (1, 1): "lorenzo+hist", (1, 2): "lorenzo+geom"}
@@ -83,7 +84,7 @@ def _mode2_sizes(args, lat, lon, x: np.ndarray, bound: float) -> dict:
     """Bytes of a mode-2 chunk (latents + residual, no fallback) at each width 1..``--bits``:
     the plain chunk at that width plus the residual of its reconstruction (+2 for the section
     length varint), i.e. what the codec weighs against mode 3."""
-    from inrcodec import residual
+    from inrcodec.chunkcodec import residual
     from inrcodec.codec import COINppCodec
 
     sizes = {}
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
             m2 = _mode2_sizes(args, lat, lon, x, bound)
             b2 = min(m2, key=m2.get)
             row.append(f"{x.nbytes / m2[b2]:.2f} ({b2} bits)")
-        from inrcodec import residual
+        from inrcodec.chunkcodec import residual
 
         alone = residual.encode_residual(x, np.full(x.shape, float(x.mean())), np.isfinite(x), bound, x.dtype)
         row.append(f"{x.nbytes / len(alone.payload):.2f}")

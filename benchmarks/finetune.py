@@ -20,8 +20,8 @@ def outer_lr(lr: float, steps: int, data: str = "tas_first.nc") -> None:
     """Meta-training from t2m-global as ``train-recipe --data tas_first.nc`` starts it, at outer lr ``lr``."""
     import torch
 
-    from inrcodec import modelstore
-    from inrcodec.metalearn import MetaTrainer, TrainConfig
+    from inrcodec.models import modelstore
+    from inrcodec.training.metalearn import MetaTrainer, TrainConfig
     from inrcodec.recipes import load_recipe, load_recipe_data, pool_batches
     from inrcodec.recipes.finetune import start_from
 
@@ -38,10 +38,11 @@ def outer_lr(lr: float, steps: int, data: str = "tas_first.nc") -> None:
 
 
 def compare(data: str = "tas_rest.nc", models=("t2m-global", "tas-model"), widths=(4, 6)) -> None:
-    from inrcodec import datasets, metrics
+    from inrcodec import metrics
+    from inrcodec.datasets.era5 import load_era5
     from inrcodec.codec import COINppCodec
 
-    da = datasets.load_era5(data)
+    da = load_era5(data)
     x = np.ascontiguousarray(da.values, dtype=np.float32)
     for model in models:
         for bits in widths:

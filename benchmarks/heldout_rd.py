@@ -38,7 +38,7 @@ from climate_heldout import PAPER_LAT, PAPER_LON, test_sets
 from inrcodec.bench import report
 from inrcodec.bench.measure import inrcodec_rows, peer_rows
 from inrcodec.bench.peers import available_peers
-from inrcodec.pool import Field, regrid
+from inrcodec.training.pool import Field, regrid
 from inrcodec.recipes import RecipeData
 
 

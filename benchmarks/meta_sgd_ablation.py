@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from inrcodec.recipes import build_model, pool_batches, load_recipe, load_recipe_data
-from inrcodec.metalearn import MetaTrainer, TrainConfig
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
+from inrcodec.training.calibration import fit_normalisation
 
 
 def main(argv=None) -> int:
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
         p = dict(recipe.preset("cpu"), width=args.width, depth=args.depth, meta_sgd=meta_sgd)
         torch.manual_seed(0)
         model = build_model(recipe, p, rd.train.shape[1:])
-        model.fit_normalisation(np.concatenate([f.values.ravel() for f in rd.fields["train"]]))
+        fit_normalisation(model, np.concatenate([f.values.ravel() for f in rd.fields["train"]]))
         sampler, val = pool_batches(model, rd.fields, p["points"], seed=0)
         cfg = TrainConfig(steps=args.steps, batch_size=p["batch_size"], outer_lr=p["outer_lr"], inner_lr=p["inner_lr"],
                           inner_steps=p["inner_steps"], val_every=10**9)

@@ -18,11 +18,13 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from inrcodec import metrics, modelstore
-    from inrcodec.entropy import CategoricalEntropyModel
-    from inrcodec.model import CoinModel
-    from inrcodec.quantize import UniformQuantizer
+    from inrcodec import metrics
+    from inrcodec.models import modelstore
+    from inrcodec.coding.entropy import CategoricalEntropyModel
+    from inrcodec.models.model import CoinModel
+    from inrcodec.coding.quantize import UniformQuantizer
     from inrcodec.recipes import load_recipe, load_recipe_data
+    from inrcodec.training.calibration import whiten_latents
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
@@ -43,7 +45,7 @@ def main(argv=None) -> int:
         model.encode(f.values[np.sort(rng.choice(len(f.values), min(len(f.values), 6), replace=False))], grid(f)).reshape(-1, model.latent_dim)
         for f in rd.fields["train"]])
     if args.whiten:
-        cal = model.whiten_latents(cal)
+        cal = whiten_latents(model, cal)
     mean, std = float(cal.mean()), float(cal.std())
     val = [(f, grid(f), model.encode(f.values, grid(f))) for f in rd.fields["val"]]
 

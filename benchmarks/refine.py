@@ -21,7 +21,8 @@ def main(argv=None) -> None:
     import torch
 
     from inrcodec import COINppCodec
-    from inrcodec import metrics, modelstore
+    from inrcodec import metrics
+    from inrcodec.models import modelstore
     from inrcodec.datasets import embedded_sample
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

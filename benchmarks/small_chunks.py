@@ -41,11 +41,12 @@ def globe46(da):
 def legacy_size(chunk: bytes, codec) -> int:
     """Bytes of the same chunk in the version-1 layout (full sha256, fixed-width fields)."""
     from inrcodec import chunkformat as cf
+    from inrcodec.chunkformat.header import ChunkHeader
     from inrcodec.chunkcodec.context import context
 
     hdr, sections = cf.unpack_chunk(chunk)
     part = codec.model.partition(context(codec.model, codec.settings).grid(tuple(hdr.shape[-2:])))
-    legacy = cf.ChunkHeader(**{**hdr.__dict__, "pin": None, "model_sha256": codec.model_sha256,
+    legacy = ChunkHeader(**{**hdr.__dict__, "pin": None, "model_sha256": codec.model_sha256,
                                "patch_shape": part.patch_shape, "num_items": hdr.shape[0],
                                "num_patches": part.num_patches, "latent_dim": codec.model.latent_dim})
     return len(cf.pack_chunk(legacy, sections))

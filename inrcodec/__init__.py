@@ -18,8 +18,8 @@ from .settings import CodecSettings
 
 #: public names whose modules load on first use: torch with the model, training code only when
 #: training (a process that decodes never imports it)
-_LAZY = {"CoinModel": "model", "ModulatedSiren": "network", "MetaTrainer": "metalearn",
-         "TrainConfig": "metalearn", "fit_modulations": "fitting", "reconstruct": "fitting"}
+_LAZY = {"CoinModel": "models.model", "ModulatedSiren": "models.network", "MetaTrainer": "training.metalearn",
+         "TrainConfig": "training.metalearn", "fit_modulations": "models.fitting", "reconstruct": "models.fitting"}
 
 
 def __getattr__(name):

@@ -104,16 +104,10 @@ def _info(args) -> int:
 
 
 def _models(args) -> int:
-    from . import zoo
+    from inrcodec.models import zoo
 
     print(json.dumps(zoo.available(), indent=1) if args.json else zoo.describe(), end="")
     return 0
-
-
-def _bench(args) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(args)
 
 
 def _output_flags(p, what: str) -> None:
@@ -175,20 +169,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("bench", help="rate-distortion benchmark against SZ3, ZFP, SPERR, BitRound+Zstd, JPEG 2000, ...")
-    p.add_argument("dataset", help="recipe name (era5, audio, image, mri): its held-out test split")
-    p.add_argument("--model", nargs="+", help="inrcodec model file(s) or train-recipe output dir(s), e.g. several latent sizes")
-    p.add_argument("--bits", nargs="+", type=int, default=[4, 5, 6, 8], help="inrcodec bit widths (default 4 5 6 8)")
-    p.add_argument("--peers", nargs="+", help="peer codecs (default: the modality's: JPEG/WebP/JPEG 2000 for image, MP3/Opus for audio, JPEG/JPEG 2000 per slice + SPERR/SZ3 3-D for mri, scientific codecs for era5; see inrcodec.bench.PEERS)")
-    p.add_argument("--out", default="inrcodec-bench", help="output directory: CSV, PNG, markdown (default inrcodec-bench)")
-    p.add_argument("--quick", action="store_true", help="tiny sweep: two settings per peer, first two bit widths")
-    p.add_argument("--data", nargs="+", help="data files (default: the recipe's embedded sample)")
-    p.add_argument("--variable", help="variable (default: the recipe's)")
-    p.add_argument("--max-items", type=int, help="only the first N items of the test split")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs per point, median reported (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_bench)
+    from .bench import cli as bench_cli
+
+    p = sub.add_parser("bench", help=bench_cli.HELP)
+    bench_cli.add_arguments(p)
+    p.set_defaults(func=bench_cli.main)
 
     args = parser.parse_args(argv)
     try:

@@ -8,12 +8,12 @@ One object serves both Zarr formats::
 
 or let :meth:`COINppCodec.for_dataarray` pick chunks and coordinates. The codec is a thin
 adapter: the options are a :class:`~inrcodec.settings.CodecSettings`, the model comes from
-:mod:`inrcodec.modelstore`, and the chunk bytes from the pure functions of
+:mod:`inrcodec.models.modelstore`, and the chunk bytes from the pure functions of
 :mod:`inrcodec.chunkcodec`.
 
 The configuration pins the model by SHA-256. A model of your own travels inline (zlib +
 base64) in the array metadata, so a store decodes in a fresh process with nothing but inrcodec
-installed; a shipped model (:mod:`inrcodec.zoo`) is named instead of copied, and inrcodec keeps
+installed; a shipped model (:mod:`inrcodec.models.zoo`) is named instead of copied, and inrcodec keeps
 every shipped model, under its name and hash, in later releases.
 """
 
@@ -30,7 +30,8 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_ndarray_like, ndarray_copy
 from zarr.abc.codec import ArrayBytesCodec
 
-from inrcodec import _limits, grids, modelstore, xarray_encoding
+from inrcodec import _limits, grids, xarray_encoding
+from inrcodec.models import modelstore
 from inrcodec.chunkcodec import decode_chunk, encode_chunk
 from inrcodec.chunkcodec.context import context
 from inrcodec.errors import ModelFileError, PinnedGridError, PinnedModelError
@@ -40,7 +41,7 @@ from inrcodec.zarr3 import CODEC_ID, INCOMPLETE_KEY, Zarr3Serializer
 if TYPE_CHECKING:
     import xarray as xr
 
-    from inrcodec.model import CoinModel
+    from inrcodec.models.model import CoinModel
 
 __all__ = ["COINppCodec", "CODEC_ID", "INCOMPLETE_KEY"]
 
@@ -51,7 +52,7 @@ INLINE, SHIPPED = "zlib+base64", "shipped"
 class COINppCodec(Codec, Zarr3Serializer):
     """COIN++ neural compression of float32/float64 chunks: ``COINppCodec(model, **options)``.
 
-    ``model``: a :class:`~inrcodec.model.CoinModel`, a model file, a directory holding
+    ``model``: a :class:`~inrcodec.models.model.CoinModel`, a model file, a directory holding
     ``model.safetensors``, a shipped model's name (``inrcodec models``) or model bytes.
     ``options`` (or ``settings=CodecSettings(...)``): see :class:`~inrcodec.settings.CodecSettings`.
     ``model_sha256``: the model must hash to it, else :class:`~inrcodec.errors.PinnedModelError`.
@@ -205,7 +206,7 @@ def _model_from_config(encoding: str, model: Any) -> Any:
     if not isinstance(model, str):
         raise PinnedModelError("the codec configuration's 'model' must be a string")
     if encoding == SHIPPED:
-        from inrcodec import zoo
+        from inrcodec.models import zoo
 
         if zoo.pinned_sha256(model) is None:
             raise PinnedModelError(

@@ -48,7 +48,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from inrcodec.datasets import split_by_time
+from inrcodec.datasets.era5 import split_by_time
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "inrcodec", "data", "climate")
 FRACTIONS = (0.7, 0.15, 0.15)

@@ -15,9 +15,10 @@ import time
 import numpy as np
 import torch
 
-from inrcodec.metalearn import MetaTrainer, TrainConfig
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
 from inrcodec.recipes import build_model, load_recipe, load_recipe_data
 from inrcodec.recipes.report import patch_means
+from inrcodec.training.calibration import fit_normalisation, training_sampler
 
 
 def main(recipe_path: str, overrides: dict) -> dict:
@@ -30,11 +31,11 @@ def main(recipe_path: str, overrides: dict) -> dict:
     rd = load_recipe_data(recipe)
     torch.manual_seed(0)
     model = build_model(recipe, p, rd.train.shape[1:])
-    model.fit_normalisation(rd.train)
+    fit_normalisation(model, rd.train)
     grid = model.make_grid(rd.val.shape[1:])
     cfg = TrainConfig(steps=steps, batch_size=p["batch_size"], outer_lr=p["outer_lr"], inner_lr=p["inner_lr"],
                       inner_steps=p["inner_steps"], inner_points=p.get("inner_points"), outer_points=p.get("outer_points"))
-    trainer = MetaTrainer(model.network, model.training_sampler(rd.train, grid), None, cfg)
+    trainer = MetaTrainer(model.network, training_sampler(model, rd.train, grid), None, cfg)
     t0 = time.time()
     history = trainer.train(progress=False)
     seconds = time.time() - t0

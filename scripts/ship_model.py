@@ -16,7 +16,7 @@ import csv
 import json
 from pathlib import Path
 
-from inrcodec.model import CoinModel
+from inrcodec.models.model import CoinModel
 from inrcodec.recipes import calibrate_model, load_recipe, load_recipe_data
 
 OUT = Path(__file__).resolve().parents[1] / "inrcodec" / "data" / "models"

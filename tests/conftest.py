@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.training.calibration import calibrate
 
 NLAT, NLON = 8, 16
 
@@ -35,7 +36,7 @@ def build_spherical_model(seed: int = 0, width: int = 16, depth: int = 2, latent
     model = CoinModel(net, "spherical", patch_shape=None, offset=220.0, scale=80.0, encode_steps=3)
     train = smooth_field(16, seed=seed)
     latents = model.encode(train, model.make_grid((NLAT, NLON)), steps=3)
-    model.calibrate(latents)
+    calibrate(model, latents)
     return model
 
 
@@ -49,7 +50,7 @@ def build_patched_model(seed: int = 2) -> CoinModel:
                       patch_degrees=(20.0, 90.0))
     train = smooth_field(8, seed=seed)
     latents = model.encode(train, model.make_grid((NLAT, NLON)), steps=3)
-    model.calibrate(latents)
+    calibrate(model, latents)
     return model
 
 
@@ -60,7 +61,7 @@ def build_cartesian_model(seed: int = 1) -> CoinModel:
     rng = np.random.default_rng(seed)
     train = rng.random((8, 8, 8))
     latents = model.encode(train, model.make_grid((8, 8)), steps=3)
-    model.calibrate(latents)
+    calibrate(model, latents)
     return model
 
 

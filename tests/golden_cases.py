@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 
 from inrcodec import COINppCodec, CodecSettings
-from inrcodec.model import CoinModel
+from inrcodec.models.model import CoinModel
 
 DATA = pathlib.Path(__file__).parent / "data" / "golden_v1v2"
 

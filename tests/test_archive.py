@@ -15,7 +15,8 @@ import xarray as xr
 
 
 from conftest import build_spherical_model, global_lat_lon, smooth_field
-from inrcodec import archive, modelstore
+from inrcodec import archive
+from inrcodec.models import modelstore
 from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.datasets import embedded_sample

@@ -228,3 +228,24 @@ def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, m
         assert "Ratio at equal cos RMSE" in out
     else:
         assert "peer sz3 not installed" in out and "Ratio at equal cos RMSE" not in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["era5"],
+    ["mri", "--model", "a", "b c", "--bits", "3", "--peers", "sz3-3d", "--data", "x y.nii.gz", "--variable", "t",
+     "--max-items", "3", "--threads", "2", "--repeats", "3", "--quick", "--out", "o"],
+])
+def test_the_written_bench_command_line_parses_back_to_the_same_run(argv):
+    """``inrcodec bench`` declares its flags once (bench/cli.py): the command line written into a
+    summary is rebuilt from that declaration and reproduces the run."""
+    import argparse
+    import shlex
+
+    from inrcodec.bench import cli as bench_cli
+
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    args = parser.parse_args([*argv, "--quiet"])
+    line = bench_cli.command_line(args)
+    assert line.startswith("inrcodec bench ") and "--quiet" not in line
+    assert vars(parser.parse_args([*shlex.split(line)[2:], "--quiet"])) == vars(args)

@@ -7,15 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inrcodec.chunkformat import (
-    FORMAT_VERSION,
-    MAGIC,
-    SECTION_TAGS,
-    ChunkHeader,
-    CorruptChunkError,
-    pack_chunk,
-    unpack_chunk,
-)
+from inrcodec.chunkformat import pack_chunk, unpack_chunk
+from inrcodec.errors import CorruptChunkError
+from inrcodec.chunkformat.header import FORMAT_VERSION, MAGIC, SECTION_TAGS, ChunkHeader
 
 SHA_A = hashlib.sha256(b"network A").hexdigest()
 SHA_B = hashlib.sha256(b"network B").hexdigest()

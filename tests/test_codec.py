@@ -15,8 +15,9 @@ from inrcodec.chunkcodec.latents import LatentCoder
 from numcodecs.tests.common import check_config, check_err_encode_object_buffer
 
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
-from inrcodec import modelstore
-from inrcodec.chunkformat import MODE_MODULATIONS, MODE_RAW, unpack_chunk
+from inrcodec.models import modelstore
+from inrcodec.chunkformat import unpack_chunk
+from inrcodec.chunkformat.header import MODE_MODULATIONS, MODE_RAW
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import CorruptChunkError, PinnedModelError
 

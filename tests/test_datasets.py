@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from inrcodec import datasets, era5, fileloaders, samples
-from inrcodec.datasets import (
-    embedded_audio,
-    embedded_sample,
-    embedded_sample_path,
-    embedded_samples,
-    load_audio,
-    load_era5,
-    load_image,
-    load_volume,
-    split_by_time,
-)
+from inrcodec import datasets
+from inrcodec.datasets import era5, fileloaders
+from inrcodec.datasets import embedded_audio, embedded_sample, embedded_sample_path, embedded_samples
+from inrcodec.datasets.fileloaders import load_audio, load_image, load_volume
+from inrcodec.datasets.era5 import load_era5, split_by_time
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +323,7 @@ def test_load_volume_with_nibabel(tmp_path):
     np.testing.assert_array_equal(load_volume(tmp_path / "v.nii.gz"), vol)
 
 
-DATASET_MODULES = (datasets, era5, fileloaders, samples)
+DATASET_MODULES = (datasets, era5, fileloaders)
 
 
 def test_docstring_examples_run():

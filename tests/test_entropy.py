@@ -5,16 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inrcodec.entropy import (
-    ENTROPY_PER_DIMENSION,
-    ENTROPY_RAW,
-    ENTROPY_SHARED,
-    CategoricalEntropyModel,
-    decode_symbols,
-    encode_symbols,
-    pack_fixed,
-    unpack_fixed,
+from inrcodec.coding.entropy import (
+    ENTROPY_PER_DIMENSION, ENTROPY_RAW, ENTROPY_SHARED, CategoricalEntropyModel, decode_symbols, encode_symbols,
 )
+from inrcodec.coding.bitpack import pack_fixed, unpack_fixed
 
 
 def skewed_symbols(rng, n, k, bits):

@@ -22,7 +22,10 @@ from numcodecs.tests.common import check_config
 
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
 from inrcodec import chunkformat as cf
-from inrcodec import residual
+from inrcodec.chunkformat.header import (
+    ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, V3_PREFIX, V4_PREFIX,
+)
+from inrcodec.chunkcodec import residual
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import CorruptChunkError, OutOfRangeWarning
 
@@ -102,7 +105,7 @@ def test_bound_holds_on_random_fields(tiny_model, seed, n, bound, dtype, nan_fra
     c = COINppCodec(tiny_model, assume_global_grid=True, bits=int(rng.integers(2, 7)), inner_steps=2, max_abs_error=bound,
                     fill_value=-9999.0)
     chunk = c.encode(x)
-    assert _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL, cf.MODE_RAW)
+    assert _mode(chunk) in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_RAW)
     y = c.decode(chunk)
     assert y.dtype == x.dtype and y.shape == x.shape
     assert y.flags.f_contiguous if order == "F" else y.flags.c_contiguous
@@ -136,7 +139,7 @@ def test_bound_holds_on_real_data(tiny_model, bound, t):
     lat, lon = da[da.dims[-2]].values, da[da.dims[-1]].values
     c = COINppCodec(tiny_model, assume_global_grid=True, bits=4, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
     chunk = c.encode(x)
-    assert _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
+    assert _mode(chunk) in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
     _check_bound(x, c.decode(chunk), bound)
     assert len(chunk) < x.nbytes
 
@@ -155,7 +158,7 @@ def test_tighter_bound_costs_more_and_format_is_version_3(tiny_model):
     sizes = []
     for b in (0.5, 0.05, 0.005):
         chunk = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=b).encode(x)
-        assert chunk[:2] == cf.V3_PREFIX and _mode(chunk) in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
+        assert chunk[:2] == V3_PREFIX and _mode(chunk) in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
         sizes.append(len(chunk))
     assert sizes[0] < sizes[1] < sizes[2]
 
@@ -241,7 +244,7 @@ def test_format_version_rules(tiny_model):
                                                quantizer="uniform").encode(x))
     legacy = {**v3.__dict__, "pin": None, "model_sha256": tiny_model.sha256, "patch_shape": (),
               "num_items": 1, "num_patches": 1, "latent_dim": 8}
-    hdr = cf.ChunkHeader(**legacy)  # the same chunk in the legacy layout: version 2
+    hdr = ChunkHeader(**legacy)  # the same chunk in the legacy layout: version 2
     chunk = bytearray(cf.pack_chunk(hdr, sections))
     assert chunk[4] == 2
     chunk[4] = 1  # claim version 1: mode 2 is a version-2 feature
@@ -250,7 +253,7 @@ def test_format_version_rules(tiny_model):
         cf.unpack_chunk(bytes(chunk))
     with pytest.raises(ValueError, match="residual"):
         cf.pack_chunk(hdr, {"latents": b""})
-    fill = cf.pack_chunk(cf.ChunkHeader(**{**hdr.__dict__, "mode": 0}), {"fill_mask": b"x" * 9})
+    fill = cf.pack_chunk(ChunkHeader(**{**hdr.__dict__, "mode": 0}), {"fill_mask": b"x" * 9})
     assert fill[4] == 2
     bad = bytearray(fill)
     bad[4] = 1
@@ -275,7 +278,7 @@ def test_edge_chunks_are_stored_raw_and_exact(tiny_model, bound, make):
     x = make()
     c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound)
     chunk = c.encode(x)
-    assert _mode(chunk) == cf.MODE_RAW
+    assert _mode(chunk) == MODE_RAW
     y = c.decode(chunk)
     np.testing.assert_array_equal(y, x)  # NaN == NaN, inf == inf here
 
@@ -286,14 +289,14 @@ def test_values_far_outside_training_range_fall_back_to_raw(tiny_model, bound):
     c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound)
     with pytest.warns(OutOfRangeWarning, match="training range"):
         chunk = c.encode(x)
-    assert _mode(chunk) == cf.MODE_RAW
+    assert _mode(chunk) == MODE_RAW
     np.testing.assert_array_equal(c.decode(chunk), x)
     with pytest.warns(OutOfRangeWarning, match="do not come within"):  # beside the range (issue 13 #6)
-        assert _mode(c.encode((smooth_field(2) + 300.0).astype("f4"))) == cf.MODE_RAW
+        assert _mode(c.encode((smooth_field(2) + 300.0).astype("f4"))) == MODE_RAW
     with warnings.catch_warnings():  # inside the training range: no warning, neural path
         warnings.simplefilter("error")  # (partly outside it: stored raw, test_r2_case06 in test_reliability.py)
         near = (smooth_field(2) + 10.0).astype("f4")
-        assert _mode(c.encode(near)) in (cf.MODE_MODULATIONS, cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
+        assert _mode(c.encode(near)) in (MODE_MODULATIONS, MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
 
 
 # ------------------------------------------------------------------ fill values
@@ -307,7 +310,7 @@ def test_fill_value_masked_and_exact(tiny_model, bound):
     c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound, fill_value=-9999.0)
     chunk = c.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
-    assert "fill_mask" in sections and chunk[:2] in (cf.V3_PREFIX, cf.V4_PREFIX)
+    assert "fill_mask" in sections and chunk[:2] in (V3_PREFIX, V4_PREFIX)
     y = c.decode(chunk)
     fill = x == -9999.0
     np.testing.assert_array_equal(y == -9999.0, fill)
@@ -353,5 +356,5 @@ def test_encoder_decode_check_falls_back_to_raw(tiny_model, monkeypatch):
     monkeypatch.setattr(residual, "decode_residual", lambda p, r, d: real(p, r, d) + np.float32(0.2))
     with pytest.warns(RuntimeWarning, match="decode check"):
         chunk = c.encode(x)
-    assert _mode(chunk) == cf.MODE_RAW
+    assert _mode(chunk) == MODE_RAW
     np.testing.assert_array_equal(c.decode(chunk), x)

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from inrcodec import datasets, metalearn, modelstore
+from inrcodec import datasets
+from inrcodec.training import metalearn
+from inrcodec.models import modelstore
 from inrcodec.cli import main
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import InrcodecError
-from inrcodec.model import CoinModel
+from inrcodec.models.model import CoinModel
 from inrcodec.recipes import load_recipe, load_recipe_data, train_recipe
 
 from test_recipes import TINY
@@ -174,7 +176,7 @@ def test_data_splits_are_disjoint_in_time(sample):
 
 
 def test_unwhitening_keeps_the_fits_at_the_training_scale(base, sample):
-    from inrcodec.calibration import unwhiten_network
+    from inrcodec.training.calibration import unwhiten_network
 
     whitened, model = CoinModel.load(base), CoinModel.load(base)
     unwhiten_network(model)

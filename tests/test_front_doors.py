@@ -139,7 +139,7 @@ def test_a_store_naming_a_shipped_model_decodes_only_with_that_model():
 
 
 def test_pickles_carry_model_bytes_only_when_the_receiver_cannot_have_them(tiny_model):
-    from inrcodec import modelstore
+    from inrcodec.models import modelstore
 
     shipped = COINppCodec("t2m-global", assume_global_grid=True)
     own = COINppCodec(tiny_model, assume_global_grid=True)

@@ -8,8 +8,9 @@ import pytest
 
 from inrcodec import COINppCodec
 from inrcodec import chunkformat as cf
-from inrcodec.model import CoinModel
-from inrcodec.residual import cross_machine_tolerance
+from inrcodec.chunkformat.header import MODE_RAW, V3_PREFIX
+from inrcodec.models.model import CoinModel
+from inrcodec.chunkcodec.residual import cross_machine_tolerance
 
 DATA = pathlib.Path(__file__).parent / "data" / "golden_v1v2"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())
@@ -45,7 +46,7 @@ def test_legacy_chunk_decodes_to_the_recorded_values(name, golden_model, arrays)
     assert y.flags.f_contiguous == expected.flags.f_contiguous
     np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
     mode = cf.unpack_chunk((DATA / f"{name}.bin").read_bytes())[0].mode
-    if mode == cf.MODE_RAW:
+    if mode == MODE_RAW:
         np.testing.assert_array_equal(y, x)
     else:  # network output, recorded on another machine: the cross-machine promise (docs/reliability.md)
         np.testing.assert_allclose(y, expected, rtol=0, atol=cross_machine_tolerance(expected))
@@ -61,7 +62,7 @@ def test_new_chunks_are_version_3_and_decode_like_the_legacy_ones(golden_model, 
                         patch_points=None)
     x = arrays["v1_modulations_input"]
     chunk = codec.encode(x)
-    assert chunk[:2] == cf.V3_PREFIX
+    assert chunk[:2] == V3_PREFIX
     legacy = (DATA / "v1_modulations.bin").read_bytes()
     # same latents, denser header: the payload is identical and the overhead shrinks
     assert cf.unpack_chunk(chunk)[1]["latents"] == cf.unpack_chunk(legacy)[1]["latents"]

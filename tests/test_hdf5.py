@@ -18,7 +18,7 @@ import inrcodec.hdf5 as ih5
 from conftest import global_lat_lon, smooth_field
 from inrcodec.datasets import embedded_sample
 from inrcodec.errors import PinnedModelError
-from inrcodec.residual import cross_machine_tolerance
+from inrcodec.chunkcodec.residual import cross_machine_tolerance
 from inrcodec.settings import CodecSettings
 
 LAYOUT1 = pathlib.Path(__file__).parent / "data" / "hdf5_v1" / "layout1.h5"
@@ -98,7 +98,7 @@ def test_fresh_process_reads_with_the_model_and_grid_from_the_file(tmp_path, tin
     np.save(tmp_path / "y.npy", y)
     r = _run(f"""
         import h5py, numpy as np, inrcodec.hdf5
-        from inrcodec import modelstore
+        from inrcodec.models import modelstore
         assert modelstore.cached("") is None
         with h5py.File({str(path)!r}) as f:
             y = f["t2m"][0:2]
@@ -231,7 +231,7 @@ def test_a_shipped_model_is_not_copied_into_the_file_and_still_decodes(tmp_path,
     np.save(tmp_path / "x.npy", tas.values[:2])
     r = _run(f"""
         import h5py, numpy as np, inrcodec.hdf5
-        from inrcodec import modelstore
+        from inrcodec.models import modelstore
         assert modelstore.cached("") is None
         with h5py.File({str(path)!r}) as f:
             y = f["tas"][...]

@@ -15,11 +15,13 @@ from conftest import NLAT, NLON, global_lat_lon, smooth_field
 
 from inrcodec import COINppCodec, CodecSettings
 from inrcodec import chunkformat as cf
-from inrcodec import entropy, ratecontrol
+from inrcodec.chunkformat.header import ChunkHeader, PREDICT_PREVIOUS, V3_PREFIX, V4_PREFIX
+from inrcodec.coding import entropy
+from inrcodec.chunkcodec import ratecontrol
 from inrcodec.chunkcodec import decode_chunk, patching
 from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.errors import CorruptChunkError, TargetNotMetWarning
-from inrcodec.quantize import MidTreadQuantizer, UniformQuantizer
+from inrcodec.coding.quantize import MidTreadQuantizer, UniformQuantizer
 
 LAT, LON = global_lat_lon()
 
@@ -84,7 +86,7 @@ def test_time_coded_chunks_round_trip_bit_exactly(tiny_model):
     x = smooth_field(5).astype("f4")
     chunk = codec.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
-    assert chunk[:2] == cf.V4_PREFIX and hdr.predict == cf.PREDICT_PREVIOUS
+    assert chunk[:2] == V4_PREFIX and hdr.predict == PREDICT_PREVIOUS
     assert (hdr.quantizer_id, hdr.entropy_id) == (2, 3)
     # the decoder's latents are exactly the encoder's dequantised latents
     m, grid = tiny_model, tiny_model.make_grid((NLAT, NLON), lat=LAT, lon=LON)
@@ -168,7 +170,7 @@ def test_old_configurations_keep_the_legacy_coding(tiny_model):
     assert settings.to_dict() == old
     codec = COINppCodec(tiny_model, settings)
     chunk = codec.encode(smooth_field(3).astype("f4"))
-    assert chunk[:2] == cf.V3_PREFIX
+    assert chunk[:2] == V3_PREFIX
     back = COINppCodec.from_config(codec.get_config())
     assert back.settings == settings and back.encode(smooth_field(3).astype("f4")) == chunk
     new = COINppCodec(tiny_model, lat=LAT, lon=LON)
@@ -185,7 +187,7 @@ def test_corrupt_version4_chunks_are_refused(tiny_model, patched_model):
             decode_chunk(chunk[:cut], tiny_model, codec.settings, shape=x.shape)
     body = bytearray(chunk[:-4])
     # layout: I 4 pin(4) layout content coding latent-layout(varint aim << 1 | predict) shape...
-    assert body[:2] == cf.V4_PREFIX and body[9] == 1
+    assert body[:2] == V4_PREFIX and body[9] == 1
     big = bytearray(body)
     big[9:10] = b"\x80\x04"  # aim 256
     with pytest.raises(CorruptChunkError, match="exceeds 255"):
@@ -212,7 +214,7 @@ def test_corrupt_version4_chunks_are_refused(tiny_model, patched_model):
     hdr, sections = cf.unpack_chunk(chunk)
     for a in (1, 3, 255):  # another aim changes the latent count: refused or decoded, never a crash
         try:
-            decode_chunk(cf.pack_chunk(cf.ChunkHeader(**{**hdr.__dict__, "patch_aim": a}), sections),
+            decode_chunk(cf.pack_chunk(ChunkHeader(**{**hdr.__dict__, "patch_aim": a}), sections),
                          patched_model, patched.settings, shape=x.shape)
         except CorruptChunkError:
             pass
@@ -244,18 +246,18 @@ def test_version4_header_round_trip_and_checks():
     base = dict(model_sha256=None, dtype="<f4", shape=(3, 8, 16), order="C", mode=0, patch_shape=None,
                 num_items=None, num_patches=None, latent_dim=None, bits=5, quantizer_id=2, entropy_id=3, pin=pin)
     for aim, predict in ((0, 0), (0, 1), (63, 1), (64, 0), (255, 1)):
-        hdr = cf.ChunkHeader(**base, patch_aim=aim, predict=predict)
+        hdr = ChunkHeader(**base, patch_aim=aim, predict=predict)
         data = cf.pack_chunk(hdr, {"latents": b"\x05" * 8})
-        assert data[:2] == cf.V4_PREFIX and len(data) == 13 + (aim >= 64) + 8 + 4
+        assert data[:2] == V4_PREFIX and len(data) == 13 + (aim >= 64) + 8 + 4
         assert cf.unpack_chunk(data) == (hdr, {"latents": b"\x05" * 8})
-    legacy = cf.ChunkHeader(**{**base, "quantizer_id": 1, "entropy_id": 1})
-    assert cf.pack_chunk(legacy, {"latents": b"x"})[:2] == cf.V3_PREFIX  # the old coding stays version 3
+    legacy = ChunkHeader(**{**base, "quantizer_id": 1, "entropy_id": 1})
+    assert cf.pack_chunk(legacy, {"latents": b"x"})[:2] == V3_PREFIX  # the old coding stays version 3
     with pytest.raises(ValueError, match="predict"):
-        cf.ChunkHeader(**{**base, "quantizer_id": 1, "entropy_id": 1}, predict=1)
+        ChunkHeader(**{**base, "quantizer_id": 1, "entropy_id": 1}, predict=1)
     with pytest.raises(ValueError, match="version-4 fields"):
-        cf.ChunkHeader(**{**base, "mode": 1, "bits": 0, "quantizer_id": 0, "entropy_id": 0}, patch_aim=3)
+        ChunkHeader(**{**base, "mode": 1, "bits": 0, "quantizer_id": 0, "entropy_id": 0}, patch_aim=3)
     with pytest.raises(ValueError, match="version-4 fields"):
-        cf.ChunkHeader(**{**base, "pin": None, "model_sha256": "ab" * 32, "patch_shape": (), "num_items": 1,
+        ChunkHeader(**{**base, "pin": None, "model_sha256": "ab" * 32, "patch_shape": (), "num_items": 1,
                           "num_patches": 1, "latent_dim": 1}, patch_aim=3)
     # a version-4 chunk that a version-3 header could express is refused (one way to write it)
     body = bytearray(cf.pack_chunk(legacy, {"latents": b"x"})[:-4])

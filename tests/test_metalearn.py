@@ -2,16 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from inrcodec.metalearn import (
-    MetaTrainer,
-    PatchSampler,
-    TrainConfig,
-    fit_modulations,
-    inner_loop,
-    per_item_mse,
-    reconstruct,
-)
-from inrcodec.network import ModulatedSiren
+from inrcodec.training.metalearn import MetaTrainer, PatchSampler, TrainConfig
+from inrcodec.models.fitting import fit_modulations, inner_loop, per_item_mse, reconstruct
+from inrcodec.models.network import ModulatedSiren
 
 
 def _signals(n=6, p=40, seed=0):

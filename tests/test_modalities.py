@@ -8,7 +8,8 @@ import pytest
 
 from inrcodec import bench
 from inrcodec.bench import modality_peers
-from inrcodec.datasets import load_audio, load_image, load_volume, modality_sample_paths
+from inrcodec.datasets.fileloaders import load_audio, load_image, load_volume
+from inrcodec.datasets import modality_sample_paths
 from inrcodec.recipes import split_groups, load_recipe, load_recipe_data
 
 

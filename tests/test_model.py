@@ -5,12 +5,15 @@ import pytest
 import torch
 
 from inrcodec import datasets
-from inrcodec.metalearn import MetaTrainer, TrainConfig
-from inrcodec.model import CoinModel, ModelFileError
-from inrcodec.network import ModulatedSiren
-from inrcodec.tensorfile import TensorFileError, dumps, loads
+from inrcodec.datasets.era5 import split_by_time
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
+from inrcodec.errors import ModelFileError
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.models.tensorfile import TensorFileError, dumps, loads
 
 from conftest import build_cartesian_model
+from inrcodec.training.calibration import fit_normalisation, training_sampler
 
 
 def test_save_load_round_trip_keeps_hash_and_behaviour(tiny_model, tmp_path):
@@ -91,14 +94,14 @@ def test_end_to_end_real_temperature_beats_training_mean():
     """Meta-train a tiny model on real near-surface temperature, encode held-out months."""
     torch.manual_seed(0)
     da = datasets.embedded_sample("tas")
-    train, _, test = datasets.split_by_time(da, (0.75, 0.01, 0.24))
+    train, _, test = split_by_time(da, (0.75, 0.01, 0.24))
     train, test = train.values, test.values
     net = ModulatedSiren(3, 1, width=32, depth=3, latent_dim=8, w0=30.0)
     model = CoinModel(net, "spherical", patch_shape=(16, 16), encode_steps=10)
-    model.fit_normalisation(train)
+    fit_normalisation(model, train)
     grid = model.make_grid(train.shape[1:], lat=da.lat.values, lon=da.lon.values)
     cfg = TrainConfig(steps=300, batch_size=16, outer_lr=1e-3, outer_points=64, val_every=1000, seed=0)
-    MetaTrainer(net, model.training_sampler(train, grid), None, cfg).train(progress=False)
+    MetaTrainer(net, training_sampler(model, train, grid), None, cfg).train(progress=False)
     recon = model.decode(model.encode(test, grid, steps=10), grid)
     mse = np.mean((recon - test) ** 2)
     mse_mean = np.mean((train.mean(axis=0) - test) ** 2)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from inrcodec.network import ModulatedSiren
+from inrcodec.models.network import ModulatedSiren
 
 
 def test_output_shapes_shared_and_batched_coords():

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from inrcodec.grids import SphericalGrid
-from inrcodec.metalearn import MetaTrainer, TrainConfig, fit_modulations, per_item_mse, reconstruct
-from inrcodec.model import CoinModel
-from inrcodec.network import ModulatedSiren
-from inrcodec.pool import Field, SphericalPatchPool, coarsen
+from inrcodec.training.metalearn import MetaTrainer, TrainConfig
+from inrcodec.models.fitting import fit_modulations, per_item_mse, reconstruct
+from inrcodec.models.model import CoinModel
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.training.pool import Field, SphericalPatchPool, coarsen
+from inrcodec.training.calibration import calibrate, fit_normalisation, whiten_latents
 
 
 def _meta_sgd_model(seed=0) -> CoinModel:
@@ -120,7 +122,8 @@ def test_pool_batches_mix_grids_and_pad_small_patches_with_masked_points():
 def test_a_model_trained_at_one_resolution_encodes_another():
     """Meta-trained on the real 1.875-degree temperature sample, it encodes the same months'
     held-out test split at 3.75 degrees better than the (coarsened) training mean."""
-    from inrcodec.datasets import embedded_sample, split_by_time
+    from inrcodec.datasets import embedded_sample
+    from inrcodec.datasets.era5 import split_by_time
     from inrcodec.recipes import pool_batches
 
     train, val, test = split_by_time(embedded_sample("tas"), (0.7, 0.15, 0.15))
@@ -129,7 +132,7 @@ def test_a_model_trained_at_one_resolution_encodes_another():
     torch.manual_seed(0)
     net = ModulatedSiren(3, 1, width=32, depth=3, latent_dim=8, w0=30.0, meta_sgd=True)
     model = CoinModel(net, "spherical", patch_shape=(16, 16), patch_degrees=(12.0, 96.0), encode_steps=10)
-    model.fit_normalisation(fields["train"][0].values)
+    fit_normalisation(model, fields["train"][0].values)
     sampler, val_batch = pool_batches(model, fields, 128, seed=0)
     MetaTrainer(model.network, sampler, val_batch, TrainConfig(steps=150, batch_size=16, outer_lr=1e-3, val_every=1000)).train(progress=False)
     coarse = coarsen(field(test), 2)
@@ -185,14 +188,14 @@ def test_whitening_keeps_the_fits_and_gives_unit_scale_latents_and_the_range_is_
     values = (250 + 40 * np.cos(np.deg2rad(lat))[None, :, None] + rng.normal(0, 3, (6, 16, 32))).astype(np.float32)
     before = model.encode(values, grid)
     recon_before = model.decode(before, grid)
-    white = model.whiten_latents(before)
+    white = whiten_latents(model, before)
     np.testing.assert_allclose(white.reshape(-1, 6).std(axis=0), 1.0, rtol=1e-6)
     after = model.encode(values, grid)  # the same inner steps, in the new units
     np.testing.assert_allclose(after, white, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(model.decode(after, grid), recon_before, atol=1e-3)
-    model.calibrate(white, num_std=6.0)
+    calibrate(model, white, num_std=6.0)
     loaded = CoinModel.from_bytes(model.to_bytes())
     assert loaded.quantizer(4).num_std == 6.0 and loaded.sha256 == model.sha256
     plain = _meta_sgd_model(seed=3)
-    plain.calibrate(before)
+    calibrate(plain, before)
     assert plain.quantizer(4).num_std == 3.0 and "num_std" not in plain.config()["coding"]

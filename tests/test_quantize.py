@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from inrcodec.quantize import UniformQuantizer
+from inrcodec.coding.quantize import UniformQuantizer
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 

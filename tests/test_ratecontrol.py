@@ -9,8 +9,9 @@ from conftest import NLAT, NLON, smooth_field
 
 from inrcodec import COINppCodec
 from inrcodec import chunkformat as cf
+from inrcodec.chunkformat.header import ChunkHeader, MODE_PLAIN_RESIDUAL
 from inrcodec.chunkcodec import encode as encode_module
-from inrcodec import ratecontrol, residual
+from inrcodec.chunkcodec import ratecontrol, residual
 from inrcodec.errors import TargetNotMetWarning
 
 
@@ -113,8 +114,8 @@ def _no_network_chunk(codec, x, bound):
     mean = float(np.mean(items, dtype=np.float64))
     res = residual.encode_residual(items, np.full(items.shape, mean), np.ones(items.shape, bool),
                                    bound, x.dtype)
-    hdr = cf.ChunkHeader(model_sha256=None, pin=codec.pin, dtype=x.dtype.str, shape=x.shape,
-                         order="C", mode=cf.MODE_PLAIN_RESIDUAL, patch_shape=None, num_items=None,
+    hdr = ChunkHeader(model_sha256=None, pin=codec.pin, dtype=x.dtype.str, shape=x.shape,
+                         order="C", mode=MODE_PLAIN_RESIDUAL, patch_shape=None, num_items=None,
                          num_patches=None, latent_dim=None, bits=0, quantizer_id=0, entropy_id=0)
     return cf.pack_chunk(hdr, {"residual": res.payload, "prediction": struct.pack("<d", mean)})
 
@@ -139,7 +140,7 @@ def test_noise_chunk_falls_back_to_mode_3(tiny_model):
     codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.5)
     chunk = codec.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
-    assert hdr.mode == cf.MODE_PLAIN_RESIDUAL and "latents" not in sections
+    assert hdr.mode == MODE_PLAIN_RESIDUAL and "latents" not in sections
     assert np.max(np.abs(codec.decode(chunk).astype("f8") - x)) <= 0.5
 
 
@@ -155,7 +156,7 @@ def test_bounded_mode_keeps_the_smallest_width(tiny_model, monkeypatch):
 
 
 def test_mode_3_needs_version_3():
-    hdr = cf.ChunkHeader(model_sha256="ab" * 32, dtype="<f4", shape=(1, 2), order="C", mode=3,
+    hdr = ChunkHeader(model_sha256="ab" * 32, dtype="<f4", shape=(1, 2), order="C", mode=3,
                          patch_shape=(), num_items=1, num_patches=1, latent_dim=1, bits=0,
                          quantizer_id=0, entropy_id=0)
     with pytest.raises(ValueError, match="version 3"):

@@ -27,13 +27,14 @@ from test_archive import Stop, stop_after_first_region
 from test_archive import _files as _tree
 from inrcodec import archive
 from inrcodec import chunkformat as cf
-from inrcodec import tensorfile
+from inrcodec.chunkformat.header import ChunkHeader, MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_RAW
+from inrcodec.models import tensorfile
 from inrcodec.cli import main as cli_main
 from inrcodec.codec import COINppCodec
 from inrcodec.chunkcodec import decode_chunk
 from inrcodec.errors import (CorruptChunkError, IncompleteStoreWarning, ModelFileError, OutOfRangeWarning,
                              PinnedGridError, PinnedModelError, TargetNotMetWarning)
-from inrcodec.model import CoinModel
+from inrcodec.models.model import CoinModel
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
 
@@ -246,7 +247,7 @@ def _repack(chunk: bytes, **changes) -> bytes:
     fields = {k: getattr(hdr, k) for k in hdr.__dataclass_fields__}
     fields.update(changes.pop("header", {}))
     sections.update(changes)
-    return cf.pack_chunk(cf.ChunkHeader(**fields), sections)
+    return cf.pack_chunk(ChunkHeader(**fields), sections)
 
 
 def test_case08_hostile_chunks_are_refused_before_allocating(tiny_model):
@@ -277,7 +278,7 @@ def test_case08_model_metadata_claiming_a_huge_network_is_refused(tiny_model):
     evil = tensorfile.dumps(arrays, meta)
     code = """
         import resource
-        from inrcodec.model import CoinModel, ModelFileError
+        from inrcodec.models.model import CoinModel, ModelFileError
         import sys
         data = sys.stdin.buffer.read()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -413,7 +414,7 @@ def _shipped_store(path, n=2):
 
 
 def test_r2_case01_shipped_model_name_resolves_inside_the_package_only(tmp_path, monkeypatch, capsys):
-    from inrcodec import modelstore, zoo
+    from inrcodec.models import modelstore, zoo
 
     store = tmp_path / "s.zarr"
     ds = _shipped_store(store)
@@ -624,7 +625,7 @@ def test_r2_case06_data_partly_outside_the_training_range_are_stored_raw_with_a_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for normal in (x, extreme):
-            assert cf.unpack_chunk(codec.encode(normal))[0].mode != cf.MODE_RAW
+            assert cf.unpack_chunk(codec.encode(normal))[0].mode != MODE_RAW
 
 
 # ---------------------------------------------------------------------------------- issue 21, case 7
@@ -677,7 +678,7 @@ def test_r2_case11_step_counts_are_bounded(tmp_path, tiny_model):
 
 # ---------------------------------------------------------------------------------- 10 declared shapes
 def test_r2_case10_bounded_and_bit_packed_chunks_check_counts_before_allocating(tiny_model):
-    from inrcodec import residual
+    from inrcodec.chunkcodec import residual
 
     lat, lon = global_lat_lon()
     x = smooth_field(2).astype("f4")
@@ -686,7 +687,7 @@ def test_r2_case10_bounded_and_bit_packed_chunks_check_counts_before_allocating(
     plain_residual = bounded.encode(x)  # mode 3 (no network) for this field
     section = cf.unpack_chunk(plain_residual)[1]["residual"]
     info = residual.residual_info(section)
-    assert cf.unpack_chunk(plain_residual)[0].mode == cf.MODE_PLAIN_RESIDUAL and info["count"] == x.size
+    assert cf.unpack_chunk(plain_residual)[0].mode == MODE_PLAIN_RESIDUAL and info["count"] == x.size
     mib512 = {"header": {"shape": (1 << 20, 8, 16)}}  # 512 MiB of float32
     cases = {  # name: (codec, hostile chunk, what the error says)
         "bit-packed, 1.8 GB declared": (packed, _repack(packed.encode(x), header={"shape": (3_500_000, 8, 16)}),
@@ -775,7 +776,7 @@ def test_r2_case09_inline_model_is_inflated_with_a_cap(tmp_path, tiny_model):
     # the inflated bytes are held once and joined once: twice the cap, not what the stream holds
     assert peak < 2 * MAX_MODEL_BYTES + (16 << 20) and time.perf_counter() - t < 5, (peak, time.perf_counter() - t)
     # model files and bytes beyond the cap are refused before they are read or parsed
-    from inrcodec import modelstore
+    from inrcodec.models import modelstore
 
     big = tmp_path / "big.safetensors"
     with open(big, "wb") as fh:
@@ -790,7 +791,7 @@ def test_r2_case13_bound_holds_when_another_machine_reconstructs_a_few_ulps_off(
     """Another CPU's network output differs in the last bits (docs/reliability.md, "What is promised
     across machines"): decoding with the reconstruction moved by the whole promised tolerance, up
     or down or alternating, still keeps every value within the bound."""
-    from inrcodec import residual
+    from inrcodec.chunkcodec import residual
     from inrcodec.chunkcodec.context import ChunkContext
 
     lat, lon = global_lat_lon()
@@ -803,7 +804,7 @@ def test_r2_case13_bound_holds_when_another_machine_reconstructs_a_few_ulps_off(
     codec = COINppCodec(tiny_model, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
     chunk = codec.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
-    assert hdr.mode == cf.MODE_BOUNDED and residual.residual_info(sections["residual"])["num_exceptions"] > 0
+    assert hdr.mode == MODE_BOUNDED and residual.residual_info(sections["residual"])["num_exceptions"] > 0
     real = ChunkContext.reconstruct
     for pattern in (1.0, -1.0, np.where(rng.random((2, 8, 16)) < 0.5, 1.0, -1.0)):
         monkeypatch.setattr(ChunkContext, "reconstruct",
@@ -824,7 +825,7 @@ def test_r2_case13_fixtures_decode_within_the_promise_on_another_cpu_code_path(t
     shutil.copy(os.path.join(os.path.dirname(__file__), "data", "hdf5_v1", "layout1.h5"), p)
     code = f"""
         import h5py, numpy as np, inrcodec.hdf5
-        from inrcodec.residual import cross_machine_tolerance
+        from inrcodec.chunkcodec.residual import cross_machine_tolerance
         with h5py.File({str(p)!r}) as f:
             for name in ("tas", "tas_global"):
                 y, e = f[name][...], f["expected_" + name][...]

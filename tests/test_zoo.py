@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from inrcodec import COINppCodec, modelstore, zoo
+from inrcodec import COINppCodec
+from inrcodec.models import modelstore, zoo
 from inrcodec.errors import PinnedModelError
 from inrcodec.cli import main
 
@@ -27,9 +28,30 @@ def test_every_shipped_model_loads_by_name_and_matches_its_hash():
 def test_a_shipped_model_whose_bytes_differ_from_its_listing_is_refused(monkeypatch):
     listing = {k: dict(v) for k, v in zoo.available().items()}
     listing["t2m-global"]["sha256"] = "0" * 64
-    monkeypatch.setattr(zoo, "available", lambda: listing)
+    monkeypatch.setattr(zoo, "_index", lambda: listing)
     with pytest.raises(PinnedModelError):
         modelstore.load("t2m-global")
+
+
+def test_loading_a_shipped_model_reads_the_list_once_and_hashes_the_bytes_once(monkeypatch):
+    data = zoo.model_path("t2m-global").read_bytes()
+    hashed = []
+    real_sha256 = hashlib.sha256
+
+    def counting_sha256(payload=b"", *args, **kwargs):
+        if bytes(payload) == data:
+            hashed.append(1)
+        return real_sha256(payload, *args, **kwargs)
+
+    modelstore.clear()
+    zoo._index.cache_clear()
+    monkeypatch.setattr(hashlib, "sha256", counting_sha256)
+    first = modelstore.load("t2m-global")
+    assert first.model.sha256 == first.sha256 and first.name == "t2m-global"
+    assert modelstore.load("t2m-global").model is first.model  # the cache: parsed once
+    assert len(hashed) == 2  # once per load, the second one a cache hit
+    assert zoo._index.cache_info().misses == 1  # models.json was read once
+    assert zoo.available() is not zoo.available()  # callers get copies of the list
 
 
 def test_unknown_names_are_still_file_not_found_errors():

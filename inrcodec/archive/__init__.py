@@ -34,14 +34,16 @@ How the write works (and why it can resume)
 5. :mod:`.schedulers`: dask's local threads/processes or a ``dask.distributed`` cluster; worker
    processes get ``cores_on_host // workers_on_host`` torch threads, the HDF5 filter and the
    model once (:func:`ship_models`: codecs then pickle as the model's hash only, through
-   ``COINppCodec.__reduce__`` and :func:`inrcodec.modelstore.mark_shipped`).
-6. :mod:`.report`: sizes, ratios and errors; :func:`open_store`, :func:`decompress_store`.
+   ``COINppCodec.__reduce__`` and :func:`inrcodec.models.modelstore.mark_shipped`).
+6. :mod:`.report`: sizes, ratios and errors; :mod:`.readback`: :func:`open_store`,
+   :func:`decompress_store`.
 """
 
 from inrcodec.archive.compress import compress_dataset
 from inrcodec.archive.plan import encodable_variables
 from inrcodec.archive.progress import PROGRESS_FILE
-from inrcodec.archive.report import decompress_store, format_info, format_report, open_store, store_info
+from inrcodec.archive.readback import decompress_store, open_store
+from inrcodec.archive.report import format_info, format_report, store_info
 from inrcodec.archive.schedulers import WORKER_MALLOC_ENV, make_client, ship_models
 from inrcodec.archive.store import check_complete
 from inrcodec.errors import IncompleteStoreError, StoreLockedError, StoreMismatchError

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from inrcodec import modelstore
+from inrcodec.models import modelstore
 from inrcodec.archive.plan import WritePlan, make_plan, open_input
 from inrcodec.archive.progress import (PROGRESS_FILE, ProgressFile, RunProgress, fingerprint_difference,
                                        ignore_progress_file_warning, request_fingerprint)
@@ -47,7 +47,7 @@ def compress_dataset(
     ----------
     input : path of a netCDF/HDF5 file (any xarray engine; ``engine=`` to force one) or a Zarr store.
     output : the Zarr (format 3) store directory to write.
-    model : anything :func:`inrcodec.modelstore.load` takes (``CoinModel``, model file,
+    model : anything :func:`inrcodec.models.modelstore.load` takes (``CoinModel``, model file,
         ``train-recipe --out`` directory, shipped model name, bytes) or a ``COINppCodec``.
     variables : names (list or comma-separated) to encode with COIN++; default: every variable
         the model can encode (:func:`encodable_variables`). All others are copied losslessly.

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from inrcodec.codec import COINppCodec
-from inrcodec.modelstore import StoredModel
+from inrcodec.models.modelstore import StoredModel
 from inrcodec.settings import CodecSettings
 
 __all__ = ["WritePlan", "make_plan", "open_input", "encodable_variables", "parse_chunks"]

@@ -7,7 +7,7 @@ import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
-from inrcodec import modelstore
+from inrcodec.models import modelstore
 
 __all__ = ["WORKER_MALLOC_ENV", "LOCAL_SCHEDULERS", "make_client", "ship_models", "setup_process",
            "run_local", "run_distributed"]
@@ -73,12 +73,12 @@ class _WorkerSetup:
 
 
 def ship_models(client, models: Iterable[Any], device: str | None = None) -> list[str]:
-    """Ship models (anything :func:`inrcodec.modelstore.load` takes, or codecs) to every worker of a
+    """Ship models (anything :func:`inrcodec.models.modelstore.load` takes, or codecs) to every worker of a
     ``dask.distributed`` client once, and to workers that join later.
 
     Each worker also gets ``cores // workers`` torch threads on its host and the HDF5 filter.
-    Codecs of these models then pickle as their hash only (:func:`inrcodec.modelstore.mark_shipped`);
-    returns the hashes: :func:`inrcodec.modelstore.unmark_shipped` them when the cluster goes.
+    Codecs of these models then pickle as their hash only (:func:`inrcodec.models.modelstore.mark_shipped`);
+    returns the hashes: :func:`inrcodec.models.modelstore.unmark_shipped` them when the cluster goes.
     """
     from distributed.diagnostics.plugin import WorkerPlugin
 

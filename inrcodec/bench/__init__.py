@@ -12,10 +12,12 @@ cos(latitude)-weighted RMSE and per-latitude-band errors, the high-wavenumber po
 last-axis (zonal) spectrum (all from :mod:`inrcodec.metrics`), and encode/decode wall-clock time on
 this machine's CPU. Results go to a CSV (every point), PNG plots and a markdown summary.
 
-Modules: :mod:`~inrcodec.bench.peers` (the peer registry; the everyday codecs of images, speech
-and MRI in :mod:`~inrcodec.bench.modality_peers`), :mod:`~inrcodec.bench.measure` (timing and
-measuring), :mod:`~inrcodec.bench.report` (CSV, markdown, comparisons),
-:mod:`~inrcodec.bench.plots` (figures) and :mod:`~inrcodec.bench.cli` (the sub-command).
+Modules, each importing only the ones before it: :mod:`~inrcodec.bench.scientific_peers` (the
+numcodecs and numcodecs-wasm codecs), :mod:`~inrcodec.bench.modality_peers` (the everyday codecs
+of images, speech and MRI), :mod:`~inrcodec.bench.peers` (the peer registry and sweeps),
+:mod:`~inrcodec.bench.report` (CSV, markdown, comparisons), :mod:`~inrcodec.bench.plots`
+(figures), :mod:`~inrcodec.bench.outputs` (the files of a result), :mod:`~inrcodec.bench.measure`
+(timing and measuring) and :mod:`~inrcodec.bench.cli` (the sub-command: its flags and its run).
 
 Peers are optional: a peer whose package is missing is reported (with the pip command that
 installs it) and skipped; ``pip install "inrcodec[bench]"`` installs all of them.
@@ -39,6 +41,7 @@ Conventions (also written into the markdown summary):
 from inrcodec.bench.cli import main
 from inrcodec.bench.measure import ChunkedPeer, machine_info, measure, run_bench
 from inrcodec.bench.peers import PEERS, SCIENTIFIC_PEERS, Peer, available_peers, default_peers
+from inrcodec.bench.outputs import load_result, write_outputs
 from inrcodec.bench.report import (
     COLUMNS,
     BenchResult,
@@ -47,12 +50,10 @@ from inrcodec.bench.report import (
     interpolate_max,
     interpolate_ratio,
     interpolate_rmse,
-    load_result,
     markdown,
     read_csv,
     relative_speed,
     write_csv,
-    write_outputs,
 )
 
 __all__ = [

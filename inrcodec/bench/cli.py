@@ -1,4 +1,6 @@
-"""The ``inrcodec bench`` sub-command (its arguments are declared in :mod:`inrcodec.cli`)."""
+"""The ``inrcodec bench`` sub-command: its flags (:func:`add_arguments`, which :mod:`inrcodec.cli`
+calls), its run (:func:`main`) and the command line that reproduces a run, rebuilt from the same
+declaration of the flags."""
 
 from __future__ import annotations
 
@@ -7,8 +9,36 @@ import sys
 from pathlib import Path
 
 from inrcodec.bench.measure import run_bench
+from inrcodec.bench.outputs import write_outputs
 from inrcodec.bench.peers import available_peers
-from inrcodec.bench.report import write_outputs
+
+HELP = "rate-distortion benchmark against SZ3, ZFP, SPERR, BitRound+Zstd, JPEG 2000, ..."
+
+#: ``(flag, add_argument keywords)`` of every argument, in the order of a written command line
+ARGUMENTS = (
+    ("dataset", dict(help="recipe name (era5, audio, image, mri): its held-out test split")),
+    ("--model", dict(nargs="+", help="inrcodec model file(s) or train-recipe output dir(s), e.g. several latent sizes")),
+    ("--bits", dict(nargs="+", type=int, default=[4, 5, 6, 8], help="inrcodec bit widths (default 4 5 6 8)")),
+    ("--peers", dict(nargs="+", help="peer codecs (default: the modality's: JPEG/WebP/JPEG 2000 for image, MP3/Opus "
+                     "for audio, JPEG/JPEG 2000 per slice + SPERR/SZ3 3-D for mri, scientific codecs for era5; see "
+                     "inrcodec.bench.PEERS)")),
+    ("--data", dict(nargs="+", help="data files (default: the recipe's embedded sample)")),
+    ("--variable", dict(help="variable (default: the recipe's)")),
+    ("--max-items", dict(type=int, help="only the first N items of the test split")),
+    ("--threads", dict(type=int, default=0, help="torch threads (default: torch's)")),
+    ("--repeats", dict(type=int, default=1, help="timed runs per point, median reported (default 1)")),
+    ("--quick", dict(action="store_true", help="tiny sweep: two settings per peer, first two bit widths")),
+    ("--out", dict(default="inrcodec-bench", help="output directory: CSV, PNG, markdown (default inrcodec-bench)")),
+    ("--quiet", dict(action="store_true", help="no progress lines")),
+)
+_ALWAYS_WRITTEN = ("--bits", "--out")  # written into a command line even at their defaults
+_NOT_WRITTEN = ("--quiet",)  # changes nothing measured
+
+
+def add_arguments(parser) -> None:
+    """Declare the sub-command's arguments on ``parser`` (an ``argparse`` parser)."""
+    for flag, options in ARGUMENTS:
+        parser.add_argument(flag, **options)
 
 
 def main(args) -> int:
@@ -36,20 +66,17 @@ def main(args) -> int:
 
 
 def command_line(args) -> str:
-    """The ``inrcodec bench ...`` command that reproduces ``args`` (written into the summary)."""
-    parts = ["inrcodec bench", args.dataset]
-    if args.model:
-        parts += ["--model", *map(str, args.model)]
-    parts += ["--bits", *map(str, args.bits)]
-    for flag, val in (("--peers", args.peers), ("--data", args.data)):
-        if val:
-            parts += [flag, *map(str, val)]
-    for flag, val in (("--variable", args.variable), ("--max-items", args.max_items), ("--threads", args.threads)):
-        if val:
-            parts += [flag, str(val)]
-    if args.repeats != 1:
-        parts += ["--repeats", str(args.repeats)]
-    if args.quick:
-        parts.append("--quick")
-    parts += ["--out", str(args.out)]
+    """The ``inrcodec bench ...`` command that reproduces ``args`` (written into the summary):
+    every argument given a value other than its default."""
+    parts = ["inrcodec bench"]
+    for flag, options in ARGUMENTS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if not flag.startswith("-"):
+            parts.append(str(value))
+        elif flag in _NOT_WRITTEN or not value or (value == options.get("default") and flag not in _ALWAYS_WRITTEN):
+            continue
+        elif options.get("action") == "store_true":
+            parts.append(flag)
+        else:
+            parts += [flag, *map(str, value if options.get("nargs") else [value])]
     return " ".join(shlex.quote(p) if i > 0 else p for i, p in enumerate(parts))

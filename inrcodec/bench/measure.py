@@ -17,7 +17,8 @@ import numpy as np
 
 from inrcodec import metrics
 from inrcodec.bench.peers import available_peers, default_peers
-from inrcodec.bench.report import BenchResult, write_outputs
+from inrcodec.bench.outputs import write_outputs
+from inrcodec.bench.report import BenchResult
 
 
 def _median_time(fn, repeats: int):
@@ -104,7 +105,7 @@ def machine_info() -> dict:
     import numcodecs
     import torch
 
-    from inrcodec import __version__
+    from inrcodec._version import __version__
 
     versions = {"inrcodec": __version__, "numpy": np.__version__, "torch": torch.__version__,
                 "numcodecs": numcodecs.__version__}
@@ -126,9 +127,9 @@ def machine_info() -> dict:
 
 def load_model(model_like):
     """(CoinModel, its bytes, the name it is reported under) of a model-like argument
-    (:func:`inrcodec.modelstore.load`): a directory's or file's name, a shipped model's name, or
+    (:func:`inrcodec.models.modelstore.load`): a directory's or file's name, a shipped model's name, or
     ``model-<sha256 prefix>`` for a model object or bytes."""
-    from inrcodec import modelstore
+    from inrcodec.models import modelstore
 
     stored = modelstore.load(model_like)
     if isinstance(model_like, (str, os.PathLike)):
@@ -226,13 +227,13 @@ def run_bench(
     """Run the benchmark on the held-out test split of recipe ``dataset`` (or on a
     :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
 
-    ``models``: model-like arguments (:func:`inrcodec.modelstore.load`: directories, files,
+    ``models``: model-like arguments (:func:`inrcodec.models.modelstore.load`: directories, files,
     shipped names, ``CoinModel`` objects); ``bits``: their bit widths; ``peers``: peer names
     (default: :func:`~inrcodec.bench.peers.default_peers` of the recipe's modality; missing ones
     are skipped and listed in ``result.missing``); ``quick``: two settings per peer and the first
     two bit widths; ``data``/``variable``: as in :func:`inrcodec.recipes.load_recipe_data`;
     ``max_items``: use only the first items of the test split. With ``out`` the CSV, plots and
-    markdown are written there (see :func:`~inrcodec.bench.report.write_outputs`).
+    markdown are written there (see :func:`~inrcodec.bench.outputs.write_outputs`).
     """
     log = log or (lambda s: None)
     rd, name, modality = _test_split(dataset, name, data, variable)

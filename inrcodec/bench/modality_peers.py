@@ -19,6 +19,7 @@ import struct
 
 import numpy as np
 
+from inrcodec.bench.scientific_peers import make_sperr, make_sz3
 from inrcodec.metrics import data_range
 
 SPEECH_RATE = 16000  # Hz: the audio recipe's data; kbps = bits/value * SPEECH_RATE / 1000
@@ -107,14 +108,10 @@ class _Volume:
 
 
 def _sz3_3d(p, x):
-    from inrcodec.bench.peers import make_sz3  # that module imports this one
-
     return _Volume(make_sz3({"eb_abs": p["eb_rel"] * data_range(x)}, x))
 
 
 def _sperr_3d(p, x):
-    from inrcodec.bench.peers import make_sperr
-
     return _Volume(make_sperr({"pwe": p["pwe_rel"] * data_range(x)}, x))
 
 

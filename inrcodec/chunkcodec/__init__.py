@@ -6,9 +6,11 @@
 
 ``encode_chunk(array, model, settings) -> bytes`` (:mod:`.encode`) and
 ``decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) -> ndarray``
-(:mod:`.decode`), with ``model`` a :class:`~inrcodec.model.CoinModel` and ``settings`` a
+(:mod:`.decode`), with ``model`` a :class:`~inrcodec.models.model.CoinModel` and ``settings`` a
 :class:`~inrcodec.settings.CodecSettings`. :mod:`.latents` quantises and entropy codes
-latents; :mod:`.context` holds what chunks of one model and grid share (pin, grids, lock).
+latents; :mod:`.context` holds what chunks of one model and grid share (pin, grids, lock);
+:mod:`.patching` chooses a chunk's patch size, :mod:`.ratecontrol` its latent width, and
+:mod:`.residual` codes the error-bounded residual.
 """
 
 from inrcodec.chunkcodec.decode import decode_chunk

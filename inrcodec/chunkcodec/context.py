@@ -2,7 +2,7 @@
 
 ``context(model, settings)`` is cached by the model's hash and the settings' lat/lon, so the
 pure functions ``encode_chunk`` / ``decode_chunk`` build coordinate grids once per chunk shape
-and serialise work per model (:func:`inrcodec.modelstore.lock`).
+and serialise work per model (:func:`model_lock`).
 """
 
 from __future__ import annotations
@@ -13,17 +13,30 @@ from functools import lru_cache
 import numpy as np
 
 from inrcodec import chunkformat as cf
-from inrcodec import modelstore
 from inrcodec.grids import pin_grid_key
 
-__all__ = ["ChunkContext", "context"]
+__all__ = ["ChunkContext", "context", "model_lock"]
+
+_locks_lock = threading.Lock()
+_locks: dict[str, threading.RLock] = {}
+
+
+def model_lock(sha256: str) -> threading.RLock:
+    """One lock per model: the encode inner loop (autograd) and decode run one at a time per model.
+
+    torch already spreads a single call over all cores (intra-op threads), so serialising the
+    calls that zarr makes from its thread pool avoids oversubscription and any sharing of the
+    network's parameters between concurrent autograd graphs.
+    """
+    with _locks_lock:
+        return _locks.setdefault(sha256, threading.RLock())
 
 
 class ChunkContext:
     def __init__(self, model, lat: tuple[float, ...] | None, lon: tuple[float, ...] | None):
         self.model, self.lat, self.lon = model, lat, lon
         self.sha256 = model.sha256
-        self.lock = modelstore.lock(self.sha256)
+        self.lock = model_lock(self.sha256)
         # lat/lon equal to the regular global grid pin like none: that grid is what is assumed
         self.pin = cf.model_pin(self.sha256, pin_grid_key(lat, lon))
         self._grids: dict[tuple[int, ...], object] = {}

@@ -15,14 +15,15 @@ from numcodecs.compat import ensure_contiguous_ndarray
 
 from inrcodec import _limits
 from inrcodec import chunkformat as cf
-from inrcodec import residual as _residual
+from inrcodec.chunkformat.header import MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW
+from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.errors import CorruptChunkError
 
 __all__ = ["decode_chunk"]
 
-_NETWORK_MODES = (cf.MODE_MODULATIONS, cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL)
+_NETWORK_MODES = (MODE_MODULATIONS, MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
 
 
 def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) -> np.ndarray:
@@ -42,7 +43,7 @@ def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) 
     cdtype, cshape = np.dtype(hdr.dtype), tuple(hdr.shape)
     _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape,
                 settings.chunk_dtype if dtype is None else dtype, nbytes)
-    if hdr.mode == cf.MODE_RAW:
+    if hdr.mode == MODE_RAW:
         n = math.prod(cshape) * cdtype.itemsize
         raw = _limits.inflate(sections.get("raw_values", b""), n, "raw chunk values", CorruptChunkError)
         result = np.frombuffer(raw, dtype=cdtype).reshape(cshape, order=hdr.order).copy(order="A")
@@ -151,7 +152,7 @@ def _with_residual(fn):
 
 def _residual_section(hdr, sections, count: int, dtype):
     """The checked residual section of a mode-2/3 chunk coding ``count`` values (None otherwise)."""
-    if hdr.mode == cf.MODE_MODULATIONS or not count:
+    if hdr.mode == MODE_MODULATIONS or not count:
         return None
     return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype))
 
@@ -174,7 +175,7 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
     m = ctx.model
     n_total = math.prod(shape[: len(shape) - m.spatial_ndim])
     spatial = _check_spatial(ctx, settings, shape, n_total, hdr, "fill_mask" in sections)
-    plain = hdr.mode == cf.MODE_PLAIN_RESIDUAL  # no latents: a constant prediction + residual
+    plain = hdr.mode == MODE_PLAIN_RESIDUAL  # no latents: a constant prediction + residual
     coder, patches = LatentCoder(m), 0
     if not plain:
         if hdr.patch_aim and not m.supports_patch_aim:
@@ -187,7 +188,7 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
                 f"match this chunk and model: ({patches}, {m.latent_dim})"
             )
         coder.check_header(hdr.bits, hdr.quantizer_id, hdr.entropy_id)
-    if hdr.mode in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL) and "residual" not in sections:  # pragma: no cover
+    if hdr.mode in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL) and "residual" not in sections:  # pragma: no cover
         raise CorruptChunkError("error-bounded chunk without a residual section")
     nan, fill, fill_value = _masks(hdr, sections, (n_total, *spatial))
     missing = nan if fill is None else (fill if nan is None else nan | fill)

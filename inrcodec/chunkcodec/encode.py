@@ -19,8 +19,12 @@ import numpy as np
 from numcodecs.compat import ensure_ndarray_like
 
 from inrcodec import chunkformat as cf
-from inrcodec import ratecontrol
-from inrcodec import residual as _residual
+from inrcodec.chunkformat.header import (
+    ChunkHeader, FLAG_NAN_MASK, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, PREDICT_NONE,
+    PREDICT_PREVIOUS,
+)
+from inrcodec.chunkcodec import ratecontrol
+from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec import patching
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.decode import decode_chunk
@@ -199,27 +203,27 @@ class _Writer:
         self.flags = 0
         if chunk.has_nan:
             self.masks["nan_mask"] = zlib.compress(np.packbits(chunk.nan.ravel()).tobytes(), 9)
-            self.flags = cf.FLAG_NAN_MASK
+            self.flags = FLAG_NAN_MASK
         if chunk.fill is not None:
             self.masks["fill_mask"] = struct.pack("<d", fill_value) + zlib.compress(
                 np.packbits(chunk.fill.ravel()).tobytes(), 9)
 
     def _pack(self, mode: int, sections: dict, bits=0, qid=0, eid=0, flags=0, aim=0, predict=0) -> bytes:
-        hdr = cf.ChunkHeader(mode=mode, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
-                             bits=bits, quantizer_id=qid, entropy_id=eid, flags=flags, patch_aim=aim,
-                             predict=predict, **self.common)
+        hdr = ChunkHeader(mode=mode, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
+                          bits=bits, quantizer_id=qid, entropy_id=eid, flags=flags, patch_aim=aim,
+                          predict=predict, **self.common)
         return cf.pack_chunk(hdr, sections)
 
     def raw(self) -> bytes:
         arr = self.chunk.arr
-        return self._pack(cf.MODE_RAW, {"raw_values": zlib.compress(arr.tobytes(order=self.chunk.order), 6)})
+        return self._pack(MODE_RAW, {"raw_values": zlib.compress(arr.tobytes(order=self.chunk.order), 6)})
 
-    def latents(self, cands: _LatentCandidates, bits: int, mode: int = cf.MODE_MODULATIONS,
+    def latents(self, cands: _LatentCandidates, bits: int, mode: int = MODE_MODULATIONS,
                 extra: dict | None = None) -> bytes:
         # versions 3 and 4: patches, items and latent size are implied by the model, the masks
         # and (version 4) the patch aim
         c = cands.coded(bits)
-        predict = cf.PREDICT_PREVIOUS if c.predict and c.symbols.shape[0] > cands.patches else cf.PREDICT_NONE
+        predict = PREDICT_PREVIOUS if c.predict and c.symbols.shape[0] > cands.patches else PREDICT_NONE
         return self._pack(mode, {"latents": c.payload, **self.masks, **(extra or {})}, bits,
                           c.quantizer_id, c.entropy_id, self.flags, cands.aim, predict)
 
@@ -228,8 +232,8 @@ class _Writer:
         prediction = float(np.mean(values[valid], dtype=np.float64))
         res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound,
                                         self.chunk.arr.dtype, exact_recon=True)
-        return self._pack(cf.MODE_PLAIN_RESIDUAL, {**self.masks, "residual": res.payload,
-                                                   "prediction": struct.pack("<d", prediction)},
+        return self._pack(MODE_PLAIN_RESIDUAL, {**self.masks, "residual": res.payload,
+                                                "prediction": struct.pack("<d", prediction)},
                           flags=self.flags)
 
 
@@ -307,7 +311,7 @@ def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: floa
 
     def with_residual(bits: int) -> bytes:
         res = _residual.encode_residual(values, cands.recon(bits), valid, bound, dtype)
-        return writer.latents(cands, bits, cf.MODE_BOUNDED, {"residual": res.payload})
+        return writer.latents(cands, bits, MODE_BOUNDED, {"residual": res.payload})
 
     chunks = {b: with_residual(b) for b in _bounded_widths(settings, model)}
     best = chunks[ratecontrol.smallest(chunks, lambda b: len(chunks[b]))]

@@ -16,7 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from inrcodec import _limits, entropy
+from inrcodec import _limits
+from inrcodec.coding import entropy
+from inrcodec.coding.bitpack import fixed_nbytes
 from inrcodec.errors import CorruptChunkError
 
 __all__ = ["LatentCoder", "CodedLatents"]
@@ -40,7 +42,7 @@ class CodedLatents(NamedTuple):
 
 def midtread(model, bits: int):
     """The mid-tread quantizer of ``model`` at ``bits`` (its calibrated mean, std and num_std)."""
-    from inrcodec.quantize import MidTreadQuantizer
+    from inrcodec.coding.quantize import MidTreadQuantizer
 
     q = model.quantizer(min(int(bits), 16))  # the statistics (and a clear error without them)
     return MidTreadQuantizer(q.mean, q.std, int(bits), q.num_std)
@@ -135,10 +137,10 @@ class LatentCoder:
         tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
         k = self.model.latent_dim
         if entropy_id == entropy.ENTROPY_RAW:  # bit-packed: the size is exact
-            if len(payload) != entropy.fixed_nbytes(count * k, bits):
+            if len(payload) != fixed_nbytes(count * k, bits):
                 raise CorruptChunkError(
                     f"bit-packed latents section of {len(payload)} bytes does not hold the {count * k} "
-                    f"symbols of {bits} bits this chunk needs ({entropy.fixed_nbytes(count * k, bits)} bytes)"
+                    f"symbols of {bits} bits this chunk needs ({fixed_nbytes(count * k, bits)} bytes)"
                 )
         elif entropy_id not in tables:
             raise CorruptChunkError(f"latents use entropy_id {entropy_id}, which this model has no table for "

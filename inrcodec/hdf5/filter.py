@@ -24,7 +24,7 @@ __all__ = ["COINpp", "h5py_kwargs", "xarray_encoding"]
 class COINpp(h5py.filters.FilterRefBase):
     """The COIN++ HDF5 filter for ``h5py.Group.create_dataset``.
 
-    ``model`` is anything :func:`inrcodec.modelstore.load` takes (a CoinModel, a model file or
+    ``model`` is anything :func:`inrcodec.models.modelstore.load` takes (a CoinModel, a model file or
     directory, a shipped model name, model bytes) or a :class:`~inrcodec.COINppCodec`, whose
     settings are then the default. Options are :class:`~inrcodec.settings.CodecSettings` fields,
     as keywords or as ``settings=``. Spherical models need ``lat``/``lon`` (the dataset's

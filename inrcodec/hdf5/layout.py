@@ -24,7 +24,8 @@ Layout 1 (files written before; read only)::
 
 The lat/lon values and the model are too large for ``cd_values`` (an HDF5 object header
 message is at most 64 KiB; h5py shows at most 256 values): :mod:`inrcodec.hdf5.storage` keeps
-them in the file. Every chunk header carries the model's full SHA-256 and is checked at decode.
+them in the file. Every chunk carries a 4-byte pin of the model's SHA-256 and the grid (format
+versions 3 and 4; versions 1 and 2 carried the full SHA-256), checked at decode.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from inrcodec import modelstore
+from inrcodec.models import modelstore
 from inrcodec._limits import MAX_GRID_SIDE, MAX_MODEL_BYTES
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import ModelFileError, PinnedModelError
@@ -130,18 +130,16 @@ def find_model(sha_or_prefix: str) -> modelstore.StoredModel:
         raise LookupError(
             f"COIN++ model sha256 {sha_or_prefix[:32]}... is neither loaded in this process nor stored "
             f"in an open file as /{MODELS_GROUP}/<sha256>; call inrcodec.hdf5.load_models(path) or "
-            "inrcodec.modelstore.load(model_file) first"
+            "inrcodec.models.modelstore.load(model_file) first"
         )
     return hit
 
 
 def _shipped_model(sha_or_prefix: str) -> modelstore.StoredModel | None:
-    from inrcodec import zoo
+    from inrcodec.models import zoo
 
-    for name, entry in zoo.available().items():
-        if entry["sha256"].startswith(sha_or_prefix):
-            return modelstore.load(name)
-    return None
+    name = zoo.name_of(sha_or_prefix)
+    return None if name is None else modelstore.load(name)
 
 
 def find_grid(gid: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -163,7 +161,7 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
     by its hash in the package) and, with lat/lon, the grid as ``/_inrcodec_models/grid_<id>``;
     returns the model hash. Writing the same model twice is a no-op.
 
-    ``model`` is anything :func:`inrcodec.modelstore.load` takes, or a
+    ``model`` is anything :func:`inrcodec.models.modelstore.load` takes, or a
     :class:`~inrcodec.hdf5.COINpp` filter / :class:`~inrcodec.COINppCodec` (whose lat/lon are
     then stored unless ``lat``/``lon`` are given). Also labels every dataset of the file that
     uses the filter with an ``inrcodec`` attribute naming what a reader must install.
@@ -178,7 +176,7 @@ def store_model(h5, model: Any, lat=None, lon=None) -> str:
             return store_model(f, model, lat, lon)
     stored = modelstore.load(model)
     g = h5.file.require_group(MODELS_GROUP)
-    # a shipped model (inrcodec.zoo) is found by its hash wherever inrcodec is installed: not copied
+    # a shipped model (inrcodec.models.zoo) is found by its hash wherever inrcodec is installed: not copied
     if stored.name is None and stored.sha256 not in g:
         d = g.create_dataset(stored.sha256, data=np.frombuffer(stored.data, dtype=np.uint8))
         d.attrs["description"] = "inrcodec CoinModel (safetensors bytes) used by HDF5 filter %d" % FILTER_ID

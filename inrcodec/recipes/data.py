@@ -21,7 +21,7 @@ class RecipeData:
     lon: np.ndarray | None = None
     units: str = ""
     source: str = ""
-    #: lat/lon recipes: split name -> list of :class:`inrcodec.pool.Field` (several sources and
+    #: lat/lon recipes: split name -> list of :class:`inrcodec.training.pool.Field` (several sources and
     #: grids); ``train``/``val``/``test`` above are then the first field of each split
     fields: dict | None = None
     #: the data variable's name (era5: what ``--init`` checks against the model), and split -> times (era5)
@@ -62,9 +62,9 @@ def _image_tiles(img: np.ndarray, tile, name) -> np.ndarray:
 
 
 def _audio_segments(path, seg: int, rate: int | None) -> tuple[np.ndarray, int]:
-    from inrcodec import datasets
+    from inrcodec.datasets.fileloaders import load_audio
 
-    signal, r = datasets.load_audio(path)
+    signal, r = load_audio(path)
     if rate is not None and r != rate:
         raise ValueError(f"{path} is sampled at {r} Hz, the other audio files at {rate} Hz; resample them to one rate")
     n = len(signal) // seg
@@ -95,14 +95,15 @@ def _rescale_volume(vol: np.ndarray, percentile: float | None) -> np.ndarray:
 def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) -> RecipeData:
     """Read the recipe's data (``paths`` or the embedded default) and split it."""
     from inrcodec import datasets
+    from inrcodec.datasets import era5
 
     loader, split = recipe.data["loader"], recipe.data.get("split", [0.7, 0.15, 0.15])
     if loader == "era5":
         if not paths and recipe.data["embedded"] == "pool":
             return _climate_pool_data()
         src = list(paths) if paths else [datasets.embedded_sample_path(recipe.data["embedded"])]
-        da = datasets.load_era5(src if len(src) > 1 else src[0], variable=variable or recipe.data.get("variable") or None)
-        parts = dict(zip(("train", "val", "test-time"), datasets.split_by_time(da, tuple(split))))
+        da = era5.load_era5(src if len(src) > 1 else src[0], variable=variable or recipe.data.get("variable") or None)
+        parts = dict(zip(("train", "val", "test-time"), era5.split_by_time(da, tuple(split))))
         rd = _field_data({k: [v] for k, v in parts.items()}, ", ".join(str(s) for s in src) + f" [{da.name}]")
         rd.variable, rd.times = str(da.name), {k: v["time"].values for k, v in parts.items()}
         return rd
@@ -115,6 +116,7 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
     """Image, audio and volume recipes: the user's files (split by file when there are 3 or more), or the shipped
     sample, whose splits are fixed by file (different photographs, speakers/languages, brain volumes)."""
     from inrcodec import datasets
+    from inrcodec.datasets import fileloaders
 
     loader = recipe.data["loader"]
     if paths:
@@ -125,7 +127,7 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
         source = datasets.MODALITY_SAMPLES[recipe.data["embedded"]]["source"]
     if loader == "image":
         tile = recipe.data.get("item", [256, 256])
-        groups = {k: [_image_tiles(datasets.load_image(p), tile, p) for p in v] for k, v in files.items()}
+        groups = {k: [_image_tiles(fileloaders.load_image(p), tile, p) for p in v] for k, v in files.items()}
         units = "intensity in [0, 1]"
     elif loader == "audio":
         seg = recipe.data.get("item", [8 * recipe.model["patch"][0]])[0]
@@ -138,7 +140,7 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
         units = "amplitude in [-1, 1]"
     else:
         pct = recipe.data.get("intensity_percentile")
-        vols = {k: [_rescale_volume(datasets.load_volume(p), pct) for p in v] for k, v in files.items()}
+        vols = {k: [_rescale_volume(fileloaders.load_volume(p), pct) for p in v] for k, v in files.items()}
         shape = tuple(min(s) for s in zip(*(x.shape[1:] for v in vols.values() for x in v)))
         slab = recipe.model["patch"][0]
         groups = {k: [_volume_slabs(x, slab, shape) for x in v] for k, v in vols.items()}
@@ -155,7 +157,7 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
 
 def _field_data(splits: dict, source: str) -> RecipeData:
     """RecipeData from split name -> list of (time, lat, lon) DataArrays."""
-    from inrcodec.pool import Field
+    from inrcodec.training.pool import Field
 
     fields = {}
     for k, das in splits.items():

@@ -32,11 +32,11 @@ def resolve_init(recipe, init, rd, fresh, data_given: bool):
     """``(StoredModel, label)`` of the model to start from, or None for a random network.
 
     ``init``: ``"auto"`` (the recipe's ``[init] model`` when ``data_given`` and it fits, else None
-    with a note), ``"none"``/None, or anything :func:`inrcodec.modelstore.load` takes. ``fresh``:
+    with a note), ``"none"``/None, or anything :func:`inrcodec.models.modelstore.load` takes. ``fresh``:
     the model the preset builds; an explicit init model that does not fit the data or the preset's
     architecture is an error.
     """
-    from inrcodec import modelstore
+    from inrcodec.models import modelstore
 
     if init is None or (isinstance(init, str) and init.lower() == NONE):
         return None
@@ -92,8 +92,8 @@ def start_from(init, preset: dict):
     """A private copy of the init model to train: its weights, Meta-SGD rates and normalisation,
     without its coding tables (calibration counts new ones), its latent dimensions back at the scale
     it was trained at. Says which preset keys it overrides."""
-    from inrcodec.calibration import unwhiten_network
-    from inrcodec.model import CoinModel
+    from inrcodec.training.calibration import unwhiten_network
+    from inrcodec.models.model import CoinModel
 
     model = CoinModel.from_bytes(init[0].data)  # a copy: the one modelstore caches must keep its hash
     ignored = [k for k in _FROM_INIT if k in preset and float(preset[k]) != float(getattr(model, k))]

@@ -13,14 +13,17 @@ from inrcodec.recipes.data import RecipeData, load_recipe_data
 from inrcodec.recipes.finetune import finetune_preset, init_record, resolve_init, start_from
 from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
 from inrcodec.recipes.report import evaluate, evaluate_fields, plots, report_markdown
+from inrcodec.training.calibration import (
+    calibrate, fit_normalisation, training_sampler, validation_batch, whiten_latents,
+)
 
 if TYPE_CHECKING:
-    from inrcodec.model import CoinModel
+    from inrcodec.models.model import CoinModel
 
 
 def build_model(recipe: Recipe, preset: dict, sample_shape) -> "CoinModel":
-    from inrcodec.model import CoinModel
-    from inrcodec.network import ModulatedSiren
+    from inrcodec.models.model import CoinModel
+    from inrcodec.models.network import ModulatedSiren
 
     kind = recipe.model["grid"]
     patch = preset.get("patch", recipe.model.get("patch")) or None
@@ -84,7 +87,7 @@ def train_recipe(
     start = resolve_init(recipe, init, rd, model, data_given=bool(data))
     train_fields = rd.fields["train"] if rd.fields else None
     if start is None:
-        model.fit_normalisation(np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+        fit_normalisation(model, np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
     else:  # weights, Meta-SGD rates and normalisation of the init model
         p = finetune_preset(recipe, p, overrides)
         model = start_from(start, p)
@@ -131,7 +134,7 @@ def _time_text(t) -> str:
 
 
 def _grid_sets(model, fields) -> list:
-    """(values, grid) of each :class:`~inrcodec.pool.Field`."""
+    """(values, grid) of each :class:`~inrcodec.training.pool.Field`."""
     return [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in fields]
 
 
@@ -152,7 +155,7 @@ def _after_training_seconds(model, cal_sets, test_sets, calibration_items: int, 
 def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, device: str, out: Path, resume: bool,
                 progress: bool, deadline: float | None = None):
     """Meta-train ``model.network`` on the recipe's training split (checkpoints in ``out``); the history."""
-    from inrcodec.metalearn import MetaTrainer, TrainConfig
+    from inrcodec.training.metalearn import MetaTrainer, TrainConfig
 
     cfg = TrainConfig(
         steps=steps, batch_size=p["batch_size"], outer_lr=p["outer_lr"],
@@ -165,7 +168,7 @@ def _meta_train(model, rd: RecipeData, grid, p: dict, steps: int, seed: int, dev
         sampler, val_batch = pool_batches(model, rd.fields, int(p.get("points", 256)), seed)
         model.description["training_grids"] = sampler.describe()
     else:
-        sampler, val_batch = model.training_sampler(rd.train, grid), model.validation_batch(rd.val, grid)
+        sampler, val_batch = training_sampler(model, rd.train, grid), validation_batch(model, rd.val, grid)
     trainer = MetaTrainer(model.network, sampler, val_batch, cfg, out)
     if resume and trainer.checkpoint_path.exists():
         trainer.load_checkpoint()
@@ -178,7 +181,7 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
     """Quantizer statistics and entropy tables from latents fitted on training items.
 
     ``cal_sets``: (values, grid) pairs, subsampled to about ``calibration_items`` patches in all.
-    A Meta-SGD model first gets unit-scale latent dimensions (``CoinModel.whiten_latents``); the
+    A Meta-SGD model first gets unit-scale latent dimensions (:func:`~inrcodec.training.calibration.whiten_latents`); the
     preset's ``quant_num_std`` (default 3, the paper's) sets the quantizer's clipping range.
     """
     rng = np.random.default_rng(seed)
@@ -190,8 +193,8 @@ def calibrate_model(model, cal_sets, calibration_items: int, seed: int, preset: 
         latents.append(model.encode(values, g).reshape(-1, model.latent_dim))
     latents = np.concatenate(latents)
     if model.network.meta_sgd:
-        latents = model.whiten_latents(latents)
-    model.calibrate(latents, num_std=float(preset.get("quant_num_std", 3.0)))
+        latents = whiten_latents(model, latents)
+    calibrate(model, latents, num_std=float(preset.get("quant_num_std", 3.0)))
 
 
 def _calibration_items(model, grid, n_sets: int, calibration_items: int) -> int:
@@ -201,7 +204,7 @@ def _calibration_items(model, grid, n_sets: int, calibration_items: int) -> int:
 
 def pool_batches(model, fields: dict, points: int, seed: int):
     """The training sampler and a fixed validation batch of normalised spherical patches."""
-    from inrcodec.pool import Field, SphericalPatchPool
+    from inrcodec.training.pool import Field, SphericalPatchPool
 
     norm = lambda fs: [Field(model.normalise(f.values), f.lat, f.lon, f.name) for f in fs]
     sampler = SphericalPatchPool(norm(fields["train"]), model.patch_points, points=points)

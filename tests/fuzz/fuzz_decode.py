@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this tree's inrc
 from conftest import build_patched_model, build_spherical_model, global_lat_lon, smooth_field  # noqa: E402
 
 from inrcodec import chunkformat as cf  # noqa: E402
-from inrcodec import tensorfile  # noqa: E402
+from inrcodec.chunkformat.header import ChunkHeader, FLAG_NAN_MASK, KNOWN_MODES, MODE_BOUNDED, MODE_PLAIN_RESIDUAL
+from inrcodec.models import tensorfile  # noqa: E402
 from inrcodec.codec import COINppCodec  # noqa: E402
 from inrcodec.chunkcodec import decode_chunk  # noqa: E402
 from inrcodec.errors import CorruptChunkError, ModelFileError  # noqa: E402
-from inrcodec.model import CoinModel  # noqa: E402
+from inrcodec.models.model import CoinModel  # noqa: E402
 
 SHAPE = (2, 8, 16)
 
@@ -74,7 +75,7 @@ def field_mutant(rng, chunk: bytes) -> bytes:
     elif key == "order":
         f["order"] = "F" if f["order"] == "C" else "C"
     elif key == "mode":
-        f["mode"] = int(rng.choice(list(cf.KNOWN_MODES)))
+        f["mode"] = int(rng.choice(list(KNOWN_MODES)))
     elif key == "residual" and "residual" in sections:  # its counts: values, exceptions, blob lengths
         r = bytearray(sections["residual"])
         at = int(rng.choice([2, 28, 36, 44]))  # coder, count, exceptions, params length
@@ -88,11 +89,11 @@ def field_mutant(rng, chunk: bytes) -> bytes:
     else:  # a zlib bomb in any compressed section
         name = str(rng.choice(["raw_values", "nan_mask", "fill_mask", "residual"]))
         sections[name] = (b"\0" * 8 if name == "fill_mask" else b"") + BOMB
-    if "residual" in sections and f["mode"] not in (cf.MODE_BOUNDED, cf.MODE_PLAIN_RESIDUAL):
+    if "residual" in sections and f["mode"] not in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL):
         sections.pop("residual")
-    f["flags"] = cf.FLAG_NAN_MASK if "nan_mask" in sections else 0
+    f["flags"] = FLAG_NAN_MASK if "nan_mask" in sections else 0
     try:
-        return cf.pack_chunk(cf.ChunkHeader(**f), sections)
+        return cf.pack_chunk(ChunkHeader(**f), sections)
     except ValueError:
         return chunk
 
@@ -144,7 +145,7 @@ def fuzz_hdf5(rng, n: int, model, lat, lon, bad: list) -> tuple[int, int]:
     import h5py
 
     import inrcodec.hdf5 as ih5
-    from inrcodec import modelstore
+    from inrcodec.models import modelstore
 
     ok = refused = 0
     for i in range(n):
@@ -185,7 +186,7 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     patched = COINppCodec(build_patched_model(), inner_steps=1, lat=lat, lon=lon, patch_points=2)
     seeds += [(uniform, uniform.encode(x)), (patched, patched.encode(x))]
     modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
-    assert modes == sorted(cf.KNOWN_MODES), modes
+    assert modes == sorted(KNOWN_MODES), modes
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ok = refused = 0
     bad: list[str] = []

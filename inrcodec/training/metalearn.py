@@ -2,7 +2,7 @@
 
 The outer loop (COIN++ §2, appendix B) is Adam on the base network and the latent-to-shift map,
 differentiating through the inner steps (second-order MAML). The inner loop and decoding live in
-:mod:`inrcodec.fitting` (re-exported here), so decoding a chunk never imports this module.
+:mod:`inrcodec.models.fitting`, so decoding a chunk never imports this module.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import tensorfile
-from .fitting import fit_modulations, inner_loop, per_item_mse, reconstruct, refine_latents  # noqa: F401 (re-exported)
-from .metrics import psnr_normalised
-from .network import ModulatedSiren
+from inrcodec.models import tensorfile
+from inrcodec.models.fitting import fit_modulations, inner_loop, per_item_mse, reconstruct
+from inrcodec.metrics import psnr_normalised
+from inrcodec.models.network import ModulatedSiren
 
 
 @dataclass
@@ -62,7 +62,7 @@ class PatchSampler:
         self.patch_shape = tuple(min(p, s) for p, s in zip(patch_shape or self.spatial, self.spatial))
 
     def sample(self, rng: np.random.Generator, batch_size: int):
-        from .grids import random_patch_starts
+        from inrcodec.grids import random_patch_starts
 
         items = rng.integers(0, self.values.shape[0], size=batch_size)
         starts = random_patch_starts(rng, self.spatial, self.patch_shape, batch_size)

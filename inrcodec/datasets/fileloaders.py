@@ -1,5 +1,5 @@
 """Loaders for other modalities: audio (soundfile, or the stdlib for PCM WAV), 3-D volumes
-(NIfTI through nibabel, or ``.npy``) and images (Pillow). :mod:`inrcodec.datasets` re-exports them.
+(NIfTI through nibabel, or ``.npy``) and images (Pillow).
 
 Everything here is numpy (plus the optional readers); nothing imports torch.
 """

@@ -1,6 +1,6 @@
 """Training batches of spherical patches drawn from many fields, sources and resolutions.
 
-A spherical model with ``patch_degrees`` (see :meth:`inrcodec.model.CoinModel.patch_points`)
+A spherical model with ``patch_degrees`` (see :meth:`inrcodec.models.model.CoinModel.patch_points`)
 is meant to encode grids from about 0.5 to 5 degrees. It learns that from a pool: every field
 (one source on its own lat/lon grid) is also block-averaged to coarser grids, and each training
 patch covers the area the encoder would give it on that grid (jittered a little, so sizes in
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grids import SphericalGrid
+from inrcodec.grids import SphericalGrid
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""Preparing a :class:`~inrcodec.model.CoinModel` while it is trained: batches of training and
-validation patches, latent whitening, and the quantizer statistics and entropy tables.
+"""Preparing a :class:`~inrcodec.models.model.CoinModel` while it is trained: its normalisation,
+batches of training and validation patches, latent whitening, and the quantizer statistics and
+entropy tables (:func:`calibrate`).
 
-CoinModel's methods of the same names call these. Nothing here runs when a chunk is encoded or
-decoded, so the model module does not import this one (nor the training sampler) at load time.
+Nothing here runs when a chunk is encoded or decoded: the model knows nothing of training.
 """
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .grids import CartesianGrid
-from .metalearn import PatchSampler
+from inrcodec.coding.entropy import CategoricalEntropyModel
+from inrcodec.coding.quantize import UniformQuantizer
+from inrcodec.grids import CartesianGrid
+from inrcodec.training.metalearn import PatchSampler
+
+CODING_BITS = tuple(range(1, 9))  # entropy tables are counted for these bit widths
 
 
 def training_sampler(model, values, grid) -> PatchSampler:
@@ -49,19 +53,29 @@ def validation_batch(model, values, grid, max_items: int = 256, seed: int = 0):
     return np.ascontiguousarray(c), np.nan_to_num(v), m
 
 
-def finite_range(values) -> tuple[float, float]:
-    """``(offset, scale)`` mapping the finite range of ``values`` to [0, 1]."""
+def fit_normalisation(model, values) -> None:
+    """Set ``model``'s normalisation so that the finite range of ``values`` (training data, physical
+    units) maps to [0, 1]."""
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise ValueError("training data has no finite values")
     lo, hi = float(finite.min()), float(finite.max())
-    return lo, (hi - lo) if hi > lo else 1.0
+    model.offset, model.scale = lo, (hi - lo) if hi > lo else 1.0
+    model.changed()
 
 
-def whiten_network(model, latents: np.ndarray) -> np.ndarray:
-    """Fold the per-dimension scale of ``latents`` into ``model``'s network (in place); the
-    latents in the new units. See :meth:`CoinModel.whiten_latents`."""
+def whiten_latents(model, latents: np.ndarray) -> np.ndarray:
+    """Give every latent dimension unit scale by folding the scale into ``model``'s network (in place).
+
+    ``latents`` (..., k) are training latents fitted by this model; with ``s`` their standard
+    deviation per dimension, the latent-to-shift columns are multiplied by ``s`` and the
+    Meta-SGD rates divided by ``s**2``. The inner loop then takes exactly the same steps in
+    ``z / s`` that it took in ``z`` (the same fits, the same reconstructions), but all
+    dimensions share one scale, which the global quantizer (one mean and std for all values)
+    needs. A model without Meta-SGD gets per-dimension rates ``inner_lr / s**2``. Returns the
+    latents in the new units; :func:`calibrate` the model on those.
+    """
     lat = np.asarray(latents, dtype=np.float64).reshape(-1, model.latent_dim)
     s = lat.std(axis=0)
     s = np.where(s > 0, s, 1.0)
@@ -70,7 +84,7 @@ def whiten_network(model, latents: np.ndarray) -> np.ndarray:
 
 
 def unwhiten_network(model) -> None:
-    """Undo :func:`whiten_network` on a Meta-SGD model, in place: its per-latent rates back at the
+    """Undo :func:`whiten_latents` on a Meta-SGD model, in place: its per-latent rates back at the
     network's initial ``inner_lr`` (the same fits and reconstructions). Whitening shrinks the
     latent-to-shift columns to the latents' scale (about 1e-3 in t2m-global), where the outer loop's
     Adam steps (a fixed size per weight) would swamp them: fine-tuning starts from this scale."""
@@ -96,12 +110,19 @@ def _rescale_latent_dims(model, s: np.ndarray) -> None:
     model.changed()
 
 
-def coding_tables(latents: np.ndarray, latent_dim: int, bits, num_std: float) -> dict:
+def calibrate(model, latents: np.ndarray, bits=CODING_BITS, num_std: float = 3.0) -> None:
+    """Store in ``model`` the quantizer statistics and entropy tables counted on training ``latents``.
+
+    ``num_std``: the quantizer clips to mean +- num_std std. The paper's 3 clips the larger
+    latents that data unlike the training data needs; recipes choose it on validation data.
+    """
+    model.coding = _coding_tables(latents, model.latent_dim, bits, num_std)
+    model.changed()
+
+
+def _coding_tables(latents: np.ndarray, latent_dim: int, bits, num_std: float) -> dict:
     """The ``CoinModel.coding`` counted on training ``latents``: quantizer mean/std, clipping range
     and, for every bit width in ``bits``, the shared and per-dimension entropy tables."""
-    from .entropy import CategoricalEntropyModel
-    from .quantize import UniformQuantizer
-
     lat = np.asarray(latents, dtype=np.float64).reshape(-1, latent_dim)
     base = UniformQuantizer.fit(lat, bits=1)
     tables = {}

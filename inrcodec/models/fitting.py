@@ -2,7 +2,7 @@
 
 Names follow COIN++ §2 and appendix B: the inner loop takes a few SGD steps on the latent only,
 from zero, with the per-item MSE (so one item's step does not depend on the batch it is in).
-Training (the outer loop, :mod:`inrcodec.metalearn`) builds on these; this module imports no
+Training (the outer loop, :mod:`inrcodec.training.metalearn`) builds on these; this module imports no
 training code, so decoding a chunk does not load the trainer.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .network import ModulatedSiren
+from inrcodec.models.network import ModulatedSiren
 
 
 def per_item_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

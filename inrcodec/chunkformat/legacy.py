@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from inrcodec.chunkheader import (
+from inrcodec.chunkformat.header import (
     CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FORMAT_VERSION, KNOWN_MODES, LEGACY_VERSIONS, MAGIC, MAX_NDIM,
     MODE_BOUNDED, ORDER_BY_CODE, ORDER_CODES, SECTION_TAGS, TAG_NAMES, U16, V2_MODES, V2_SECTIONS, V3_MODES,
     V3_SECTIONS, ChunkHeader, Reader,

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import modelfile
-from .errors import ModelFileError
-from .fitting import fit_modulations, reconstruct
-from .grids import CartesianGrid, PatchPartition, SphericalGrid
-from .modelfile import FORMAT, MODEL_FILENAME  # noqa: F401 (public names of this module)
-from .network import ModulatedSiren
+from inrcodec.models import modelfile
+from inrcodec.errors import ModelFileError, PinnedModelError
+from inrcodec.models.fitting import fit_modulations, reconstruct
+from inrcodec.grids import CartesianGrid, PatchPartition, SphericalGrid
+from inrcodec.models.network import ModulatedSiren
 
 GRID_KINDS = ("cartesian", "spherical")
-CODING_BITS = tuple(range(1, 9))  # entropy tables are counted for these bit widths
 
 
 class CoinModel:
@@ -151,29 +149,10 @@ class CoinModel:
         coords = part.extract(grid.coordinates(), trailing=1)
         return coords.reshape(part.num_patches, -1, coords.shape[-1]), part
 
-    def training_sampler(self, values, grid):
-        """Random-patch batches of ``values`` (N, *spatial, physical units) for meta-training
-        (a :class:`~inrcodec.metalearn.PatchSampler`)."""
-        from .calibration import training_sampler
-
-        return training_sampler(self, values, grid)
-
-    def validation_batch(self, values, grid, max_items: int = 256, seed: int = 0):
-        """A fixed set of held-out patches (coords, values, mask) in normalised units."""
-        from .calibration import validation_batch
-
-        return validation_batch(self, values, grid, max_items, seed)
-
-    def fit_normalisation(self, values) -> None:
-        """Map the training data's finite range to [0, 1]."""
-        from .calibration import finite_range
-
-        self.offset, self.scale = finite_range(values)
-        self.changed()
-
     def changed(self) -> None:
         """Forget the cached bytes/hash after the network or settings were changed in place."""
         self.__dict__.pop("_bytes", None)
+        self.__dict__.pop("_sha256", None)
 
     # -- normalisation -----------------------------------------------------------------------
     def normalise(self, values: np.ndarray) -> np.ndarray:
@@ -229,39 +208,12 @@ class CoinModel:
         return self.denormalise(part.assemble(patches))
 
     # -- coding tables -----------------------------------------------------------------------
-    def whiten_latents(self, latents: np.ndarray) -> np.ndarray:
-        """Give every latent dimension unit scale by folding the scale into the network.
-
-        ``latents`` (..., k) are training latents fitted by this model; with ``s`` their standard
-        deviation per dimension, the latent-to-shift columns are multiplied by ``s`` and the
-        Meta-SGD rates divided by ``s**2``. The inner loop then takes exactly the same steps in
-        ``z / s`` that it took in ``z`` (the same fits, the same reconstructions), but all
-        dimensions share one scale, which the global quantizer (one mean and std for all values)
-        needs. A model without Meta-SGD gets per-dimension rates ``inner_lr / s**2``. Returns the
-        latents in the new units; calibrate the model on those.
-        """
-        from .calibration import whiten_network
-
-        whitened = whiten_network(self, latents)
-        self.changed()
-        return whitened
-
-    def calibrate(self, latents: np.ndarray, bits=CODING_BITS, num_std: float = 3.0) -> None:
-        """Store the quantizer statistics and entropy tables counted on training latents.
-
-        ``num_std``: the quantizer clips to mean +- num_std std. The paper's 3 clips the larger
-        latents that data unlike the training data needs; recipes choose it on validation data.
-        """
-        from .calibration import coding_tables
-
-        self.coding = coding_tables(latents, self.latent_dim, bits, num_std)
-        self.changed()
-
     def quantizer(self, bits: int):
-        from .quantize import UniformQuantizer
+        from inrcodec.coding.quantize import UniformQuantizer
 
         if self.coding is None:
-            raise ValueError("this model has no quantizer statistics: run CoinModel.calibrate on training latents")
+            raise ValueError("this model has no quantizer statistics: run inrcodec.training.calibration.calibrate "
+                             "on training latents")
         return UniformQuantizer(self.coding["latent_mean"], self.coding["latent_std"], int(bits),
                                 num_std=self.coding.get("num_std", 3.0))
 
@@ -283,39 +235,44 @@ class CoinModel:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
+        """The SHA-256 of :meth:`to_bytes` (computed once until :meth:`changed`)."""
+        if "_sha256" not in self.__dict__:
+            self.__dict__["_sha256"] = hashlib.sha256(self.to_bytes()).hexdigest()
+        return self.__dict__["_sha256"]
 
     def save(self, path) -> Path:
         """Write the model file; a directory gets ``model.safetensors`` inside it."""
-        path = Path(path)
-        if path.is_dir() or path.suffix == "":
-            path.mkdir(parents=True, exist_ok=True)
-            path = path / MODEL_FILENAME
+        path = modelfile.file_to_write(path)
         path.write_bytes(self.to_bytes())
         return path
 
     @classmethod
     def load(cls, path, expected_sha256: str | None = None) -> "CoinModel":
         """Load a model file, or the ``model.safetensors`` in a directory (``train-recipe --out``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / MODEL_FILENAME
-        if not path.exists():
-            raise FileNotFoundError(f"no model file at {path}")
-        return cls.from_bytes(path.read_bytes(), expected_sha256)
+        return cls.from_bytes(modelfile.file_in(path).read_bytes(), expected_sha256)
 
     @classmethod
     def from_bytes(cls, data: bytes, expected_sha256: str | None = None) -> "CoinModel":
-        """The model in model-file bytes (``ModelFileError`` on anything malformed or a hash mismatch)."""
+        """The model in model-file bytes (``ModelFileError`` on anything malformed,
+        ``PinnedModelError`` when they do not hash to ``expected_sha256``)."""
         data = bytes(data)
-        network, cfg, arrays = modelfile.read_model_file(data, expected_sha256)
+        digest = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise PinnedModelError(f"model bytes have SHA-256 {digest}, but {expected_sha256} was pinned")
+        return cls.from_hashed_bytes(data, digest)
+
+    @classmethod
+    def from_hashed_bytes(cls, data: bytes, sha256: str) -> "CoinModel":
+        """The model in model-file bytes whose SHA-256 ``sha256`` the caller has computed (the
+        model store has, to look up its cache): the bytes are hashed once per load."""
+        network, cfg, arrays = modelfile.read_model_file(data)
         try:
             model = cls(network, **modelfile.model_arguments(cfg, arrays))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ModelFileError):
                 raise
             raise ModelFileError(f"malformed model metadata: {type(exc).__name__}: {exc}") from None
-        model.__dict__["_bytes"] = data  # the hash is of the bytes we were given
+        model.__dict__.update(_bytes=data, _sha256=sha256)  # the hash is of the bytes we were given
         return model
 
     def __repr__(self) -> str:

@@ -8,8 +8,8 @@ full 32-byte model hash) and the compact version 3 (varints, a 4-byte ``pin`` in
 model hash, no fields the codec configuration already fixes: 16 bytes of overhead for a
 one-item 46 x 90 chunk). A header with ``pin`` set is written as version 3; one with
 ``model_sha256`` as the lowest of versions 1 and 2 that can express it. All versions are read.
-This module holds version 3 and the dispatch; versions 1 and 2 live in :mod:`inrcodec.chunklegacy`
-and the header with the shared constants in :mod:`inrcodec.chunkheader` (re-exported here).
+This module holds version 3 and the dispatch; versions 1 and 2 live in :mod:`inrcodec.chunkformat.legacy`
+and the header with the shared constants in :mod:`inrcodec.chunkformat.header`.
 
 Every problem with chunk bytes raises ``CorruptChunkError`` (a ``ValueError``) with a
 message saying what is wrong.  The reader checks, in order: magic, format version,
@@ -26,28 +26,15 @@ from typing import Iterable, Mapping, Union
 
 import numpy as np
 
-from inrcodec.chunkheader import (  # noqa: F401 (the public names of the chunk format live here too)
-    CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FLAG_NAN_MASK, FORMAT_VERSION, KNOWN_FLAGS, KNOWN_MODES, MAGIC,
-    MAX_NDIM, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, MODES_WITHOUT_LATENTS,
-    ORDER_BY_CODE, ORDER_CODES, PIN_SIZE, SECTION_TAGS, SUPPORTED_VERSIONS, TAG_NAMES, U16, U64, V3_MODES,
-    V3_PREFIX, V3_SECTIONS, V4_PREFIX, ENTROPY_PARAMETRIC, KNOWN_PREDICTORS, PREDICT_NONE, PREDICT_PREVIOUS,
-    QUANTIZER_MIDTREAD, ChunkHeader, Reader, as_bytes_view, tag_of,
+from inrcodec.chunkformat.header import (
+    CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FLAG_NAN_MASK, KNOWN_MODES, MAX_NDIM, MODE_BOUNDED, MODE_PLAIN_RESIDUAL,
+    MODES_WITHOUT_LATENTS, ORDER_BY_CODE, ORDER_CODES, PIN_SIZE, TAG_NAMES, U16, U64, V3_MODES, V3_PREFIX,
+    V3_SECTIONS, V4_PREFIX, ChunkHeader, Reader, as_bytes_view, tag_of,
 )
-from inrcodec.chunklegacy import pack_legacy, unpack_legacy
+from inrcodec.chunkformat.legacy import pack_legacy, unpack_legacy
 from inrcodec.errors import CorruptChunkError
 
 __all__ = [
-    "MAGIC",
-    "FORMAT_VERSION",
-    "MODE_MODULATIONS",
-    "MODE_RAW",
-    "MODE_BOUNDED",
-    "MODE_PLAIN_RESIDUAL",
-    "FLAG_NAN_MASK",
-    "SECTION_TAGS",
-    "CorruptChunkError",
-    "ChunkHeader",
-    "PIN_SIZE",
     "model_pin",
     "pack_chunk",
     "unpack_chunk",

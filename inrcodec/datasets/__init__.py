@@ -1,7 +1,29 @@
-"""The data shipped in ``inrcodec/data``: the embedded samples, the climate pool (near-surface
-temperature from several sources, split by validity time and by source) and the image, speech
-and MRI samples. Each is a table of files with descriptions and licences plus the functions that
-read them. :mod:`inrcodec.datasets` re-exports them.
+"""Real data: the data shipped in ``inrcodec/data`` (this module) and the loaders of files.
+
+This module holds the embedded samples, the climate pool (near-surface temperature from several
+sources, split by validity time and by source) and the image, speech and MRI samples: each is a
+table of files with descriptions and licences plus the functions that read them.
+:mod:`inrcodec.datasets.era5` reads ERA5-style netCDF/Zarr fields and splits them by time;
+:mod:`inrcodec.datasets.fileloaders` reads audio, volumes and images. Everything here is numpy +
+xarray (plus optional readers); nothing imports torch.
+
+Gridded fields come out of :func:`~inrcodec.datasets.era5.load_era5` in one canonical form,
+whatever the file looked like:
+
+* an ``xr.DataArray`` with dims exactly ``("time", "lat", "lon")``, float32, NaN kept;
+* ``lat`` ascending (degrees north), ``lon`` ascending in ``[-180, 180)`` (degrees east);
+* ``time`` sorted ascending, no duplicates.
+
+>>> from inrcodec.datasets import embedded_sample
+>>> from inrcodec.datasets.era5 import split_by_time
+>>> tas = embedded_sample("tas")
+>>> tas.dims, tas.shape, tas.dtype.name, tas.attrs["units"]
+(('time', 'lat', 'lon'), (12, 96, 192), 'float32', 'K')
+>>> float(tas.lon[0]), float(tas.lon[-1])
+(-180.0, 178.125)
+>>> train, val, test = split_by_time(tas)
+>>> train.sizes["time"], val.sizes["time"], test.sizes["time"]
+(10, 1, 1)
 """
 
 from __future__ import annotations
@@ -15,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .era5 import load_era5
-from .fileloaders import load_audio
+from inrcodec.datasets.era5 import load_era5
+from inrcodec.datasets.fileloaders import load_audio
 
 # ---------------------------------------------------------------------------------------------------------------------
 # embedded samples

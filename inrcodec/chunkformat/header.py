@@ -1,8 +1,8 @@
 """The chunk header and the constants every chunk layout shares (modes, flags, section tags,
 dtype and order codes), plus the bounds-checked reader the layouts parse with.
 
-:mod:`inrcodec.chunkformat` (which re-exports the public names) writes and reads the compact
-version 3; :mod:`inrcodec.chunklegacy` the self-describing versions 1 and 2.
+:mod:`inrcodec.chunkformat` writes and reads the compact
+version 3; :mod:`inrcodec.chunkformat.legacy` the self-describing versions 1 and 2.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The one place a model-like argument becomes a model: resolve, verify, cache by content hash.
 
-``load(model_like)`` accepts a :class:`~inrcodec.model.CoinModel`, a model file, a directory
+``load(model_like)`` accepts a :class:`~inrcodec.models.model.CoinModel`, a model file, a directory
 holding ``model.safetensors`` (``inrcodec train-recipe --out DIR``), the name of a shipped model
-(:mod:`inrcodec.zoo`) or the model file's bytes, and returns a :class:`StoredModel`: the parsed
+(:mod:`inrcodec.models.zoo`) or the model file's bytes, and returns a :class:`StoredModel`: the parsed
 model, its bytes and their SHA-256. Every codec, filter and benchmark goes through here, so a
 hash mismatch is always a :class:`~inrcodec.errors.PinnedModelError`, and a process parses the
 weights of a hash once, however many codecs zarr builds from the same metadata.
@@ -14,7 +14,7 @@ no longer name the weights).
 It also remembers which models every Dask worker already holds (:func:`mark_shipped`): a codec
 of such a model pickles as its hash only (``COINppCodec.__reduce__``).
 
->>> from inrcodec import modelstore
+>>> from inrcodec.models import modelstore
 >>> stored = modelstore.load("t2m-global")
 >>> stored.name, stored.sha256 == modelstore.load(stored.data).sha256
 ('t2m-global', True)
@@ -32,16 +32,13 @@ from inrcodec._limits import MAX_MODEL_BYTES
 from inrcodec.errors import ModelFileError, PinnedModelError
 
 if TYPE_CHECKING:
-    from inrcodec.model import CoinModel
+    from inrcodec.models.model import CoinModel
 
-__all__ = ["StoredModel", "ShippedName", "load", "cached", "lock", "mark_shipped", "unmark_shipped", "is_shipped",
-           "clear", "resolve_path", "read_shipped", "shipped_name", "MODEL_FILENAME"]
-
-MODEL_FILENAME = "model.safetensors"
+__all__ = ["StoredModel", "ShippedName", "load", "cached", "mark_shipped", "unmark_shipped", "is_shipped",
+           "clear", "resolve_path", "read_shipped"]
 
 _lock = threading.Lock()
 _models: dict[str, "StoredModel"] = {}
-_locks: dict[str, threading.RLock] = {}
 _shipped: set[str] = set()
 
 
@@ -49,7 +46,7 @@ class StoredModel(NamedTuple):
     model: "CoinModel"
     data: bytes
     sha256: str
-    #: the shipped model these bytes are (:mod:`inrcodec.zoo`), else None
+    #: the shipped model these bytes are (:mod:`inrcodec.models.zoo`), else None
     name: str | None = None
 
 
@@ -58,33 +55,17 @@ class ShippedName(str):
     configuration names): never a file or directory of that name in the working directory."""
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def resolve_path(path: str | os.PathLike) -> Path:
     """A model file, a directory holding ``model.safetensors``, or the name of a shipped model
-    (:mod:`inrcodec.zoo`) when no such file or directory exists."""
-    p = Path(path).expanduser()
-    if not p.exists() and isinstance(path, str):
-        from inrcodec import zoo
+    (:mod:`inrcodec.models.zoo`) when no such file or directory exists."""
+    if isinstance(path, str) and not Path(path).expanduser().exists():
+        from inrcodec.models import zoo
 
         if zoo.pinned_sha256(path) is not None:
             return zoo.model_path(path)
-    if p.is_dir():
-        cand = p / MODEL_FILENAME
-        if not cand.is_file():
-            raise FileNotFoundError(
-                f"{p} is a directory without {MODEL_FILENAME}; pass the model file itself or the "
-                f"directory written by `inrcodec train-recipe --out DIR`"
-            )
-        return cand
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"model file not found: {p} (pass a model file, a directory holding {MODEL_FILENAME}, "
-            "or a shipped model name: `inrcodec models` lists them)"
-        )
-    return p
+    from inrcodec.models import modelfile  # torch: not at import time (``import inrcodec`` stays light)
+
+    return modelfile.file_in(path)
 
 
 def read_shipped(name: str) -> tuple[bytes, str]:
@@ -93,7 +74,7 @@ def read_shipped(name: str) -> tuple[bytes, str]:
     A missing or unreadable file is a :class:`PinnedModelError`, never a ``FileNotFoundError``:
     zarr reads that as "no such array" and would drop the variable from the dataset.
     """
-    from inrcodec import zoo
+    from inrcodec.models import zoo
 
     pinned = zoo.pinned_sha256(name)
     if pinned is None:
@@ -110,19 +91,9 @@ def _names_shipped(model_like: str) -> bool:
     """A string names a shipped model when it is marked so, or when no such path exists."""
     if isinstance(model_like, ShippedName):
         return True
-    from inrcodec import zoo
+    from inrcodec.models import zoo
 
     return not Path(model_like).expanduser().exists() and zoo.pinned_sha256(model_like) is not None
-
-
-def shipped_name(sha256: str) -> str | None:
-    """The name of the shipped model whose bytes hash to ``sha256`` (None if none is)."""
-    from inrcodec import zoo
-
-    for name, entry in zoo.available().items():
-        if entry["sha256"] == sha256:
-            return name
-    return None
 
 
 def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
@@ -148,11 +119,13 @@ def load(model_like: Any, expected_sha256: str | None = None) -> StoredModel:
     elif hasattr(model_like, "to_bytes") and hasattr(model_like, "sha256"):
         data, pinned = bytes(model_like.to_bytes()), None
     else:
+        from inrcodec.models.modelfile import MODEL_FILENAME
+
         raise TypeError(
             "model must be a CoinModel, a model file path, a directory holding "
             f"{MODEL_FILENAME}, a shipped model name, or model bytes; got {type(model_like).__name__}"
         )
-    digest = sha256_hex(data)
+    digest = hashlib.sha256(data).hexdigest()  # the one hash of a load: the cache's key
     for want, what in ((pinned, "the list of shipped models"), (expected_sha256, "the configuration")):
         if want is not None and digest != str(want).lower():
             raise PinnedModelError(
@@ -172,15 +145,10 @@ def _check_size(nbytes: int, what: str) -> None:
 
 
 def _parse(data: bytes, digest: str) -> StoredModel:
-    from inrcodec.model import CoinModel
+    from inrcodec.models import zoo
+    from inrcodec.models.model import CoinModel
 
-    model = CoinModel.from_bytes(data)
-    if model.sha256 != digest:
-        raise PinnedModelError(
-            f"model bytes are not canonical: they hash to {digest} but the parsed model "
-            f"re-serialises to sha256 {model.sha256}"
-        )
-    entry = StoredModel(model, data, digest, shipped_name(digest))
+    entry = StoredModel(CoinModel.from_hashed_bytes(data, digest), data, digest, zoo.name_of(digest))
     with _lock:
         return _models.setdefault(digest, entry)
 
@@ -192,17 +160,6 @@ def cached(prefix: str) -> StoredModel | None:
             if sha.startswith(prefix):
                 return entry
     return None
-
-
-def lock(sha256: str) -> threading.RLock:
-    """One lock per model: the encode inner loop (autograd) and decode run one at a time per model.
-
-    torch already spreads a single call over all cores (intra-op threads), so serialising the
-    calls that zarr makes from its thread pool avoids oversubscription and any sharing of the
-    network's parameters between concurrent autograd graphs.
-    """
-    with _lock:
-        return _locks.setdefault(sha256, threading.RLock())
 
 
 def mark_shipped(sha256: str) -> None:

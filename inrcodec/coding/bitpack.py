@@ -1,5 +1,5 @@
 """Fixed-length bit packing of symbol arrays: the raw coder (``entropy_id`` 0), which needs no
-table, and the argument checks every symbol coder shares. :mod:`inrcodec.entropy` re-exports it.
+table, and the argument checks every symbol coder shares.
 """
 from __future__ import annotations
 

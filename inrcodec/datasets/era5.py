@@ -6,7 +6,7 @@
 * ``lat`` ascending (degrees north), ``lon`` ascending in ``[-180, 180)`` (degrees east);
 * ``time`` sorted ascending, no duplicates.
 
-Everything here is numpy + xarray; nothing imports torch. :mod:`inrcodec.datasets` re-exports it.
+Everything here is numpy + xarray; nothing imports torch.
 """
 
 from __future__ import annotations

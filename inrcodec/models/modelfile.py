@@ -1,27 +1,53 @@
 """The model file format: one safetensors file, weights and count tables as arrays, everything
 else as one canonical JSON string in its metadata. Loading never unpickles.
 
-:class:`inrcodec.model.CoinModel` writes and reads itself through these functions
+:class:`inrcodec.models.model.CoinModel` writes and reads itself through these functions
 (``to_bytes``/``config``/``from_bytes``); this module checks everything a file declares before
-anything of that size is allocated.
+anything of that size is allocated. A model directory (``inrcodec train-recipe --out DIR``)
+holds its file as :data:`MODEL_FILENAME` (:func:`file_in`, :func:`file_to_write`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
+from pathlib import Path
 
 import torch
 
-from . import tensorfile
-from ._version import __version__
-from .errors import ModelFileError, PinnedModelError
-from .modelstore import MODEL_FILENAME  # noqa: F401 (the file name inside a model directory)
-from .network import ModulatedSiren
-from .settings import MAX_INNER_STEPS
+from inrcodec.models import tensorfile
+from inrcodec._version import __version__
+from inrcodec.errors import ModelFileError
+from inrcodec.models.network import ModulatedSiren
+from inrcodec.settings import MAX_INNER_STEPS
 
 FORMAT = "inrcodec.model/1"
+MODEL_FILENAME = "model.safetensors"  # the model file inside a model directory
 MAX_PATCH_SIDE, MAX_PATCH_POINTS = 1 << 16, 1 << 22  # what a loaded model file may declare
+
+
+def file_in(path) -> Path:
+    """The model file ``path`` names: the file itself, or the :data:`MODEL_FILENAME` inside a
+    directory. ``FileNotFoundError`` (saying what to pass) when there is none."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / MODEL_FILENAME
+        if not p.is_file():
+            raise FileNotFoundError(f"{p.parent} is a directory without {MODEL_FILENAME}; pass the model file itself "
+                                    "or the directory written by `inrcodec train-recipe --out DIR`")
+    if not p.is_file():
+        raise FileNotFoundError(f"model file not found: {p} (pass a model file, a directory holding {MODEL_FILENAME}, "
+                                "or a shipped model name: `inrcodec models` lists them)")
+    return p
+
+
+def file_to_write(path) -> Path:
+    """Where a model saved to ``path`` goes: a directory (an existing one, or a path without a
+    suffix, created) gets :data:`MODEL_FILENAME` inside it."""
+    p = Path(path)
+    if p.is_dir() or p.suffix == "":
+        p.mkdir(parents=True, exist_ok=True)
+        p = p / MODEL_FILENAME
+    return p
 
 
 def model_config(model) -> dict:
@@ -58,15 +84,12 @@ def model_bytes(model) -> bytes:
     return tensorfile.dumps(arrays, model_config(model))
 
 
-def read_model_file(data: bytes, expected_sha256: str | None = None) -> tuple[ModulatedSiren, dict, dict]:
+def read_model_file(data: bytes) -> tuple[ModulatedSiren, dict, dict]:
     """Check and parse model bytes: ``(network with its weights, metadata, arrays)``.
 
-    The hash is checked first (against ``expected_sha256``), then the format, then the network
-    the metadata describes against the tensors actually stored.
+    The format is checked first, then the network the metadata describes against the tensors
+    actually stored (the caller checks the bytes' hash).
     """
-    actual = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and actual != expected_sha256:
-        raise PinnedModelError(f"model bytes have SHA-256 {actual}, but {expected_sha256} was pinned")
     try:
         arrays, cfg = tensorfile.loads(data)
     except tensorfile.TensorFileError as exc:
@@ -115,7 +138,7 @@ def model_arguments(cfg: dict, arrays: dict) -> dict:
 
 def _coding(coding_cfg: dict, arrays: dict) -> dict:
     """Quantizer statistics and entropy tables ``{bits: {"shared", "per_dim"}}`` from the file."""
-    from .entropy import CategoricalEntropyModel
+    from inrcodec.coding.entropy import CategoricalEntropyModel
 
     tables = {}
     for b in coding_cfg["bits"]:

@@ -5,7 +5,7 @@ values in ``[0, 2**bits)``.  Three codings, identified by ``entropy_id`` in the
 chunk header:
 
 * ``0`` raw: fixed-length bit packing, ``bits`` bits per symbol (``pack_fixed``, from
-  :mod:`inrcodec.bitpack`).
+  :mod:`inrcodec.coding.bitpack`).
   Always available, needs no table.
 * ``1`` shared: one categorical table for every symbol (the COIN++ paper).
 * ``2`` per-dimension: one categorical table per latent dimension (k tables).
@@ -42,7 +42,7 @@ from typing import Iterable, Mapping, Sequence
 import constriction
 import numpy as np
 
-from .bitpack import check_bits, check_symbols, fixed_nbytes, pack_fixed, unpack_fixed
+from inrcodec.coding.bitpack import check_bits, check_symbols, pack_fixed, unpack_fixed
 
 __all__ = [
     "ENTROPY_RAW",
@@ -50,9 +50,6 @@ __all__ = [
     "ENTROPY_PER_DIMENSION",
     "MAX_TABLE_BITS",
     "CategoricalEntropyModel",
-    "fixed_nbytes",
-    "pack_fixed",
-    "unpack_fixed",
     "encode_symbols",
     "decode_symbols",
     "ENTROPY_PARAMETRIC",
@@ -384,7 +381,7 @@ def parametric_probabilities(param: int, limit: int, base: float) -> np.ndarray:
     Deterministic on every machine: the decay factor is computed with :mod:`decimal` (every
     operation correctly rounded) and rounded once to float64; the weights are repeated float64
     multiplications, summed with ``math.fsum``: the encoder and decoder hand constriction the
-    same numbers (as ``inrcodec.residual`` does for its geometric coder).
+    same numbers (as ``inrcodec.chunkcodec.residual`` does for its geometric coder).
     """
     import decimal
 

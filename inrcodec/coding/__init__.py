@@ -1,0 +1,1 @@
+"""The coding maths: quantizers, entropy coders and bit packing of latent symbols."""
