@@ -55,6 +55,7 @@ __all__ = [
     "pack_chunk",
     "unpack_chunk",
     "chunk_mode",
+    "mode_counts",
 ]
 
 
@@ -308,3 +309,16 @@ def unpack_chunk(
 def chunk_mode(data) -> int:
     """The mode of valid chunk bytes (for reports: which mode each chunk of a store took)."""
     return unpack_chunk(data)[0].mode
+
+
+def mode_counts(chunks) -> dict[str, int]:
+    """How many of ``chunks`` (chunk bytes) took each mode, by the mode's name (``KNOWN_MODES``);
+    chunks that are not valid inrcodec chunks count as ``"unreadable"``."""
+    counts: dict[str, int] = {}
+    for data in chunks:
+        try:
+            name = KNOWN_MODES[chunk_mode(data)]
+        except (CorruptChunkError, TypeError):
+            name = "unreadable"
+        counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -93,7 +93,11 @@ class WaveletCandidates:
             data = self._pack(cands, bits, payload)
             if len(data) <= budget:
                 return data, self._rmse(self.decoded(cands, bits, payload))
-            bpp *= 0.97 * room / max(1, len(data) - overhead)
+            # SPERR writes about bpp * n / 8 bytes plus a fixed part (its header, the mean, ...)
+            fixed = len(data) - overhead - bpp * field.size / 8.0
+            bpp = 0.98 * 8.0 * (room - fixed) / field.size
+            if not bpp > 0:
+                return None
         return None
 
     def at_rmse(self, cands, bits: int, target_rmse: float) -> tuple[bytes, float] | None:
