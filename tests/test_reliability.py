@@ -372,7 +372,7 @@ def test_case12_chained_h5py_read_without_with(tmp_path, tiny_model):
 def test_fuzz_mutated_chunks_and_model_metadata_bounded():
     """CRC-fixed byte mutants and repacked field/section mutants of every kind of chunk (plain, NaN
     mask, raw, bit-packed, error-bounded modes 2 and 3, entropy-coded and bit-packed, with fill
-    masks), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
+    masks, the SPERR modes 4 and 5 of format version 5), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
     grid entries: each returns the chunk's shape or raises CorruptChunkError / ModelFileError,
     with peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
     script = os.path.join(os.path.dirname(__file__), "fuzz", "fuzz_decode.py")
