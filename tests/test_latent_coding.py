@@ -25,7 +25,8 @@ LAT, LON = global_lat_lon()
 
 
 def _codec(model, **opts):
-    return COINppCodec(model, lat=LAT, lon=LON, inner_steps=2, **opts)
+    # the network's latent coding alone (no SPERR candidates: tests/test_hybrid.py)
+    return COINppCodec(model, lat=LAT, lon=LON, inner_steps=2, **{"residual_coder": "none", **opts})
 
 
 def _recrc(body: bytes) -> bytes:
@@ -271,8 +272,8 @@ def test_new_options_validate_and_parse_from_the_command_line():
     p = argparse.ArgumentParser()
     CodecSettings.add_arguments(p)
     opts = CodecSettings.options_from_arguments(p.parse_args(["--quantizer", "uniform", "--no-time-coding",
-                                                              "--patch-points", "model"]))
-    assert opts == {"quantizer": "uniform", "time_coding": False, "patch_points": None}
+                                                              "--patch-points", "model", "--residual-coder", "none"]))
+    assert opts == {"quantizer": "uniform", "time_coding": False, "patch_points": None, "residual_coder": "none"}
     assert CodecSettings.options_from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == \
         {"patch_points": 0, "time_coding": True}
     s = CodecSettings(**opts)
