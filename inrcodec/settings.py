@@ -8,7 +8,7 @@ option added here reaches all of them.
 >>> s = CodecSettings(bits=5, max_abs_error=0.1)
 >>> s.to_dict()  # doctest: +NORMALIZE_WHITESPACE
 {'bits': 5, 'inner_steps': 10, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1,
- 'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0}
+ 'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0, 'residual_coder': 'sperr'}
 >>> CodecSettings.from_dict(s.to_dict()) == s
 True
 """
@@ -162,9 +162,9 @@ class CodecSettings:
         "0: chosen per chunk (by grid resolution, or by rate control); 'model': the model's own",
         legacy=None)
     residual_coder: str = _option(
-        "none", "'sperr': per chunk, also try the network's residual coded by SPERR (hybrid) and SPERR alone "
+        "sperr", "'sperr': per chunk, also try the network's residual coded by SPERR (hybrid) and SPERR alone "
         "and keep the smallest chunk that meets the target (format version 5); 'none': the network alone",
-        choices=("sperr", "none"))
+        legacy="none", choices=("sperr", "none"))
 
     def __post_init__(self) -> None:
         clean = {
