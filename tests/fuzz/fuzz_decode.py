@@ -173,21 +173,21 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     x = smooth_field(2).astype("f4")
     xn = x.copy()
     xn[0, :2] = np.nan
-    plain = COINppCodec(model, inner_steps=1, lat=lat, lon=lon)
-    bounded = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0)
-    packed = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, entropy_coding=False)
+    plain = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon)
+    bounded = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0)
+    packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, entropy_coding=False)
     xf = x.copy()
     xf[1, 3] = -9999.0
     xr = (plain.decode(plain.encode(x)) + np.random.default_rng(1).normal(0, 0.05, SHAPE)).astype("f4")
     xrf = xr.copy()
     xrf[0, 2] = -9999.0  # a field the network represents: mode 2 wins
-    bounded_packed = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, entropy_coding=False)
+    bounded_packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.02, entropy_coding=False)
     seeds = [(plain, plain.encode(x)), (plain, plain.encode(xn)), (plain, plain.encode(np.full(SHAPE, 5.0, "f4"))),
              (bounded, bounded.encode(xf)), (packed, packed.encode(xn)), (bounded, bounded.encode(xrf)),
              (bounded_packed, bounded_packed.encode(xr))]
     # version 4 (mid-tread, items predicted, patch aims: plain above) and version 3 (uniform quantizer)
-    uniform = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, quantizer="uniform")
-    patched = COINppCodec(build_patched_model(), inner_steps=1, lat=lat, lon=lon, patch_points=2)
+    uniform = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, quantizer="uniform")
+    patched = COINppCodec(build_patched_model(), inner_steps=1, residual_coder="none", lat=lat, lon=lon, patch_points=2)
     seeds += [(uniform, uniform.encode(x)), (patched, patched.encode(x))]
     # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
     # and SPERR alone on one it does not (mode 5)
