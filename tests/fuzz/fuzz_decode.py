@@ -174,14 +174,17 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     xn = x.copy()
     xn[0, :2] = np.nan
     plain = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon)
-    bounded = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0)
+    # the network's own modes (residual_coder "none"); SPERR's modes 4 and 5 below
+    bounded = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.5,
+                          fill_value=-9999.0)
     packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, entropy_coding=False)
     xf = x.copy()
     xf[1, 3] = -9999.0
     xr = (plain.decode(plain.encode(x)) + np.random.default_rng(1).normal(0, 0.05, SHAPE)).astype("f4")
     xrf = xr.copy()
     xrf[0, 2] = -9999.0  # a field the network represents: mode 2 wins
-    bounded_packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.02, entropy_coding=False)
+    bounded_packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.02,
+                                 entropy_coding=False)
     seeds = [(plain, plain.encode(x)), (plain, plain.encode(xn)), (plain, plain.encode(np.full(SHAPE, 5.0, "f4"))),
              (bounded, bounded.encode(xf)), (packed, packed.encode(xn)), (bounded, bounded.encode(xrf)),
              (bounded_packed, bounded_packed.encode(xr))]
