@@ -6,7 +6,10 @@ non-finite or out-of-range chunks are stored raw), mask NaN / fill values, fit t
 
 * plain: latents at ``settings.bits``, or at the width rate control picks (``ratecontrol``);
 * error-bounded: every candidate width plus a residual, the no-network residual (mode 3) and
-  the raw values, keeping the smallest; the chosen bytes are decoded again as a final check.
+  the raw values, keeping the smallest; the chosen bytes are decoded again as a final check;
+* with ``settings.residual_coder == "sperr"`` (issue 24), each of the above also weighs the hybrid
+  chunks (latents at a low width + SPERR-coded residual, mode 4) and SPERR alone (mode 5) of
+  :mod:`inrcodec.chunkcodec.hybrid`, keeping the smallest chunk that meets the target.
 """
 
 from __future__ import annotations
@@ -248,7 +251,7 @@ class _Writer:
 
 def encode_chunk(array, model, settings) -> bytes:
     """Encode one chunk ``(*leading, *spatial)`` with ``model`` (a CoinModel) and ``settings``
-    (a :class:`~inrcodec.settings.CodecSettings`); returns version-3 or version-4 chunk bytes."""
+    (a :class:`~inrcodec.settings.CodecSettings`); returns version-3, 4 or 5 chunk bytes."""
     arr = check_input(array, model, settings)
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
