@@ -21,6 +21,12 @@ Usage::
     python benchmarks/heldout_rd.py --data heldout_weather.nc --variable t850 --split test --grid 4deg
     python benchmarks/heldout_rd.py --data pool:mpi_esm --chunk 4
     python benchmarks/heldout_rd.py --data heldout_weather.nc --split val --codec-option max_abs_error=2 --peers
+    python benchmarks/heldout_rd.py --data heldout_weather.nc --split val --grid 4deg --target-ratio 50 200 1000 \
+        --codec-option residual_coder=sperr --peers
+
+``--target-ratio R ...`` sweeps rate control (``target_ratio``) instead of ``--bits``; the table's
+"modes" column gives the share of chunks per chunk mode (network alone ``modulations``, ``hybrid``,
+``wavelet`` alone: issue 24).
 """
 
 from __future__ import annotations
@@ -109,11 +115,12 @@ def markdown(name: str, field: Field, chunk: int, rows, command: str) -> str:
     x = field.values
     lines = [f"### `{name}`: {field.name}, {x.shape[0]} items of {x.shape[1]} x {x.shape[2]}, "
              f"chunks of {chunk} ({-(-x.shape[0] // chunk)} chunks)", "", f"Command: `{command}`", "",
-             "| codec | setting | ratio | cos RMSE | RMSE | max abs err | encode s | decode s |", "|---" * 8 + "|"]
+             "| codec | setting | ratio | cos RMSE | RMSE | max abs err | encode s | decode s | modes |", "|---" * 9 + "|"]
     order = lambda r: (r["codec"] != "inrcodec", r["label"], -r["compression_ratio"])  # noqa: E731
     for r in sorted(report.ok_rows(rows), key=order):
         lines.append(f"| {r['label']} | {r['setting']} | {r['compression_ratio']:.1f}x | {r['rmse_coslat']:.3g} | "
-                     f"{r['rmse']:.3g} | {r['max_abs_error']:.3g} | {r['encode_s']:.3g} | {r['decode_s']:.3g} |")
+                     f"{r['rmse']:.3g} | {r['max_abs_error']:.3g} | {r['encode_s']:.3g} | {r['decode_s']:.3g} | "
+                     f"{r.get('chunk_modes') or ''} |")
     comp = equal_rmse(rows)
     labels = sorted({k for c in comp for k in c["peers"]})
     if labels:
@@ -139,6 +146,8 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=4, help="items per chunk along the leading axis")
     ap.add_argument("--model", nargs="+", default=["t2m-global"])
     ap.add_argument("--bits", nargs="+", type=int, default=list(range(1, 9)))
+    ap.add_argument("--target-ratio", nargs="+", type=float, default=None,
+                    help="sweep rate control (target_ratio) instead of --bits")
     ap.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE",
                     help="a further COINppCodec option (repeatable), e.g. max_abs_error=2")
     ap.add_argument("--peers", nargs="*", default=["sperr", "sz3", "zfp"])
@@ -158,14 +167,16 @@ def main(argv=None) -> int:
     options = codec_options(args.codec_option)
     x = np.ascontiguousarray(field.values, dtype=np.float32)
     rd = RecipeData(None, None, x, lat=field.lat, lon=field.lon, units="K", source=field.name)
-    rows = inrcodec_rows(args.model, args.bits, x, rd, name, log=print, options=options, chunk_length=args.chunk)
+    sweep = [options] if not args.target_ratio else [{**options, "target_ratio": r} for r in args.target_ratio]
+    rows = [row for opts in sweep for row in inrcodec_rows(args.model, args.bits if not args.target_ratio else [6], x, rd,
+                                                          name, log=print, options=opts, chunk_length=args.chunk)]
     ok, missing = available_peers(args.peers)
     for peer, hint in missing.items():
         print(f"peer {peer} not installed, skipped: {hint}")
     rows += peer_rows(ok, x, name, field.lat, log=print, chunk_length=args.chunk)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(f"_{k}{v}" for k, v in options.items())
+    suffix = "".join(f"_{k}{v}" for k, v in options.items()) + ("_ratios" if args.target_ratio else "")
     report.write_csv(rows, out / f"heldout_{name}{suffix}.csv")
     md = markdown(name, field, args.chunk, rows, "python " + " ".join(map(shlex.quote, sys.argv)))
     (out / f"heldout_{name}{suffix}.md").write_text(md)

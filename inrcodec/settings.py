@@ -12,7 +12,7 @@ configuration names a number.
 >>> s = CodecSettings(bits=5, max_abs_error=0.1, inner_steps=3)
 >>> s.to_dict()  # doctest: +NORMALIZE_WHITESPACE
 {'bits': 5, 'inner_steps': 3, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1,
- 'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0}
+ 'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0, 'residual_coder': 'sperr'}
 >>> CodecSettings.from_dict(s.to_dict()) == s
 True
 >>> s.to_arguments()
@@ -171,6 +171,10 @@ class CodecSettings:
         0, "patch side in grid points the model's patch rule aims at (inside its trained degrees); "
         "0: chosen per chunk (by grid resolution, or by rate control); 'model': the model's own",
         legacy=None)
+    residual_coder: str = _option(
+        "sperr", "'sperr': per chunk, also try the network's residual coded by SPERR (hybrid) and SPERR alone "
+        "and keep the smallest chunk that meets the target (format version 5); 'none': the network alone",
+        legacy="none", choices=("sperr", "none"))
 
     def __post_init__(self) -> None:
         clean = {
@@ -192,6 +196,8 @@ class CodecSettings:
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)
+        if self.residual_coder not in ("sperr", "none"):
+            raise ValueError(f"residual_coder must be 'sperr' or 'none', got {self.residual_coder!r}")
         if self.quantizer not in ("midtread", "uniform"):
             raise ValueError(f"quantizer must be 'midtread' or 'uniform', got {self.quantizer!r}")
         if not self.entropy_coding or self.bits > 12:

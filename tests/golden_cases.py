@@ -1,4 +1,4 @@
-"""The fixed inputs, model and settings of the golden version-3 chunks (one per chunk mode).
+"""The fixed inputs, model and settings of the golden version-3/4/5 chunks (one per chunk mode).
 
 Shared by tests/test_golden_v3.py and tests/data/golden_v3/make_golden_v3.py.
 """
@@ -28,6 +28,12 @@ CASES = {
     "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),
     "refine": ("v1_modulations_input", {"bits": 6, "inner_steps": 2, "refine_steps": 3}, None),
     "latlon": ("v1_modulations_input", {"bits": 6, "inner_steps": 2, "lat": "custom"}, None),
+    # format version 5 (issue 24): a field the network represents, its residual coded by SPERR
+    # within the bound (mode 4); a field the untrained network does not, SPERR alone (mode 5)
+    "hybrid": ("v1_modulations_decoded", {"bits": 6, "inner_steps": 3, "max_abs_error": 0.02,
+                                          "residual_coder": "sperr"}, None),
+    "wavelet": ("v1_modulations_input", {"bits": 6, "inner_steps": 1, "max_abs_error": 0.2, "residual_coder": "sperr"},
+                None),
 }
 
 

@@ -410,5 +410,5 @@ def test_v3_corruption_is_reported():
     bounded[7] = (bounded[7] & ~3) | 2  # mode 2 without a residual section
     with pytest.raises(CorruptChunkError, match="residual"):
         unpack_chunk(_recrc_v3(bytes(bounded)))
-    with pytest.raises(CorruptChunkError, match="unsupported format version 5"):
-        unpack_chunk(b"I\x05" + bytes(body[2:]) + b"\x00" * 4)
+    with pytest.raises(CorruptChunkError, match="unsupported format version 6"):
+        unpack_chunk(b"I\x06" + bytes(body[2:]) + b"\x00" * 4)

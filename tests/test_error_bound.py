@@ -49,25 +49,25 @@ def _mode(chunk: bytes) -> int:
 
 # ------------------------------------------------------------------ config
 def test_config_round_trip(tiny_model):
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3, max_abs_error=0.05, rel_error=1e-3, fill_value=-9999)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=3, max_abs_error=0.05, rel_error=1e-3, fill_value=-9999)
     check_config(c)
     cfg = json.loads(json.dumps(c.get_config()))
     assert (cfg["max_abs_error"], cfg["rel_error"], cfg["fill_value"]) == (0.05, 1e-3, -9999.0)
     again = numcodecs.get_codec(cfg)
     assert again == c and hash(again) == hash(c) and again.get_config() == c.get_config()
-    assert again != COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3, max_abs_error=0.1, rel_error=1e-3, fill_value=-9999)
+    assert again != COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=3, max_abs_error=0.1, rel_error=1e-3, fill_value=-9999)
     assert "max_abs_error=0.05" in repr(c)
-    plain = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3).get_config()  # unchanged for plain codecs
+    plain = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=3).get_config()  # unchanged for plain codecs
     assert not {"max_abs_error", "rel_error", "fill_value"} & set(plain)
     for bad in (0, -1.0, float("nan"), float("inf"), "0.1", True):
         with pytest.raises(ValueError):
-            COINppCodec(tiny_model, assume_global_grid=True, max_abs_error=bad)
+            COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, max_abs_error=bad)
         with pytest.raises(ValueError):
-            COINppCodec(tiny_model, assume_global_grid=True, rel_error=bad)
+            COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, rel_error=bad)
 
 
 def test_zarr3_codec_options_round_trip(tmp_path, tiny_model):
-    ser = COINppCodec(model=tiny_model, assume_global_grid=True, inner_steps=3, max_abs_error=0.1, fill_value=-9999.0)
+    ser = COINppCodec(model=tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=3, max_abs_error=0.1, fill_value=-9999.0)
     d = json.loads(json.dumps(ser.to_dict()))
     assert d["configuration"]["max_abs_error"] == 0.1 and d["configuration"]["fill_value"] == -9999.0
     assert COINppCodec.from_dict(d) == ser
@@ -102,7 +102,7 @@ def test_bound_holds_on_random_fields(tiny_model, seed, n, bound, dtype, nan_fra
     fill = rng.random(x.shape) < fill_frac
     x[fill] = -9999.0
     x = np.asarray(x.astype(dtype), order=order)
-    c = COINppCodec(tiny_model, assume_global_grid=True, bits=int(rng.integers(2, 7)), inner_steps=2, max_abs_error=bound,
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=int(rng.integers(2, 7)), inner_steps=2, max_abs_error=bound,
                     fill_value=-9999.0)
     chunk = c.encode(x)
     assert _mode(chunk) in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_RAW)
@@ -123,7 +123,7 @@ def test_bound_holds_on_random_fields(tiny_model, seed, n, bound, dtype, nan_fra
 def test_rel_error_bound_on_cartesian_any_shape(cartesian_model, seed, shape, rel, scale):
     rng = np.random.default_rng(seed)
     x = (rng.random(shape) * scale).astype("f4")
-    c = COINppCodec(cartesian_model, bits=4, inner_steps=2, rel_error=rel)
+    c = COINppCodec(cartesian_model, residual_coder="none", bits=4, inner_steps=2, rel_error=rel)
     y = c.decode(c.encode(x))
     rng_x = float(x.max()) - float(x.min())
     _check_bound(x, y, rel * rng_x)
@@ -137,7 +137,7 @@ def test_bound_holds_on_real_data(tiny_model, bound, t):
     da = embedded_sample("tas")
     x = np.ascontiguousarray(da.values[t : t + 2], dtype=np.float32)
     lat, lon = da[da.dims[-2]].values, da[da.dims[-1]].values
-    c = COINppCodec(tiny_model, assume_global_grid=True, bits=4, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=4, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
     chunk = c.encode(x)
     assert _mode(chunk) in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
     _check_bound(x, c.decode(chunk), bound)
@@ -146,7 +146,7 @@ def test_bound_holds_on_real_data(tiny_model, bound, t):
 
 def test_both_options_take_the_smaller_bound(tiny_model):
     x = smooth_field(2).astype("f4")
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.5, rel_error=1e-4)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=0.5, rel_error=1e-4)
     rng_x = float(x.max()) - float(x.min())
     assert c.settings.chunk_bound(x.ravel()) == pytest.approx(min(0.5, 1e-4 * rng_x))
     _, sections = cf.unpack_chunk(c.encode(x))
@@ -157,7 +157,7 @@ def test_tighter_bound_costs_more_and_format_is_version_3(tiny_model):
     x = smooth_field(2).astype("f4")
     sizes = []
     for b in (0.5, 0.05, 0.005):
-        chunk = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=b).encode(x)
+        chunk = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=b).encode(x)
         assert chunk[:2] == V3_PREFIX and _mode(chunk) in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
         sizes.append(len(chunk))
     assert sizes[0] < sizes[1] < sizes[2]
@@ -167,7 +167,7 @@ def test_fresh_process_decodes_within_bound(tmp_path, tiny_model):
     x = smooth_field(3, seed=5).astype("f4")
     x[1, 2, 3] = np.nan
     bound = 0.01
-    c = COINppCodec(tiny_model, assume_global_grid=True, bits=5, inner_steps=3, max_abs_error=bound)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=5, inner_steps=3, max_abs_error=bound)
     (tmp_path / "cfg.json").write_text(json.dumps(c.get_config()))
     (tmp_path / "chunk.bin").write_bytes(c.encode(x))
     np.save(tmp_path / "x.npy", x)
@@ -197,7 +197,7 @@ def test_fresh_process_decodes_within_bound(tmp_path, tiny_model):
 # ------------------------------------------------------------------ exceptions / residual module
 def test_bound_below_float32_resolution_is_still_met(tiny_model):
     x = smooth_field(1).astype("f4")  # values ~250: float32 spacing ~1.5e-5
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=1e-6)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=1e-6)
     y = c.decode(c.encode(x))
     np.testing.assert_array_equal(y, x)  # only exact values are within 1e-6
 
@@ -230,7 +230,7 @@ def test_both_residual_coders_round_trip(coder):
 
 def test_corrupt_residual_section_is_reported(tiny_model):
     x = smooth_field(1).astype("f4")
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.1)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=0.1)
     hdr, sections = cf.unpack_chunk(c.encode(x))
     sections["residual"] = sections["residual"][:-3]
     with pytest.raises(CorruptChunkError, match="residual"):
@@ -240,7 +240,7 @@ def test_corrupt_residual_section_is_reported(tiny_model):
 # ------------------------------------------------------------------ format version 2
 def test_format_version_rules(tiny_model):
     x = smooth_field(1).astype("f4")
-    v3, sections = cf.unpack_chunk(COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.1,
+    v3, sections = cf.unpack_chunk(COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=0.1,
                                                quantizer="uniform").encode(x))
     legacy = {**v3.__dict__, "pin": None, "model_sha256": tiny_model.sha256, "patch_shape": (),
               "num_items": 1, "num_patches": 1, "latent_dim": 8}
@@ -276,7 +276,7 @@ def test_format_version_rules(tiny_model):
 )
 def test_edge_chunks_are_stored_raw_and_exact(tiny_model, bound, make):
     x = make()
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=bound)
     chunk = c.encode(x)
     assert _mode(chunk) == MODE_RAW
     y = c.decode(chunk)
@@ -286,7 +286,7 @@ def test_edge_chunks_are_stored_raw_and_exact(tiny_model, bound, make):
 @pytest.mark.parametrize("bound", [None, 0.05])
 def test_values_far_outside_training_range_fall_back_to_raw(tiny_model, bound):
     x = (smooth_field(2) * 400.0).astype("f4")  # "Pa" for a model trained on ~220..300 K
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=bound)
     with pytest.warns(OutOfRangeWarning, match="training range"):
         chunk = c.encode(x)
     assert _mode(chunk) == MODE_RAW
@@ -307,7 +307,7 @@ def test_fill_value_masked_and_exact(tiny_model, bound):
     x[1, 4, 5] = -9999.0
     x[2] = -9999.0  # an all-fill item
     x[1, 0, 0] = np.nan
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound, fill_value=-9999.0)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=bound, fill_value=-9999.0)
     chunk = c.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
     assert "fill_mask" in sections and chunk[:2] in (V3_PREFIX, V4_PREFIX)
@@ -351,7 +351,7 @@ def test_xarray_fill_value_through_cf_encoding(tmp_path, tiny_model, zarr_format
 def test_encoder_decode_check_falls_back_to_raw(tiny_model, monkeypatch):
     """The encoder decodes its own chunk bytes; a decoder that misses the bound -> raw + warning."""
     x = smooth_field(1).astype("f4")
-    c = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.1)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=0.1)
     real = residual.decode_residual
     monkeypatch.setattr(residual, "decode_residual", lambda p, r, d: real(p, r, d) + np.float32(0.2))
     with pytest.warns(RuntimeWarning, match="decode check"):

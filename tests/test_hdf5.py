@@ -28,7 +28,8 @@ LAT, LON = global_lat_lon()
 BOUNDED = CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON, entropy_coding=False, max_abs_error=1.5,
                         rel_error=0.05, fill_value=-999.0, refine_steps=1, chunk_shape=(2, 8, 16), chunk_order="C",
                         chunk_dtype="float32")
-RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0, quantizer="uniform")
+RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0, quantizer="uniform",
+                     residual_coder="none")
 RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0, time_coding=False,
                       patch_points=3)
 

@@ -27,7 +27,8 @@ LAT, LON = global_lat_lon()
 
 
 def _codec(model, **opts):
-    return COINppCodec(model, lat=LAT, lon=LON, inner_steps=2, **opts)
+    # the network's latent coding alone (no SPERR candidates: tests/test_hybrid.py)
+    return COINppCodec(model, lat=LAT, lon=LON, inner_steps=2, **{"residual_coder": "none", **opts})
 
 
 def _recrc(body: bytes) -> bytes:
@@ -273,8 +274,8 @@ def test_new_options_validate_and_parse_from_the_command_line():
     p = argparse.ArgumentParser()
     CodecSettings.add_arguments(p)
     s = CodecSettings.from_arguments(p.parse_args(["--quantizer", "uniform", "--no-time-coding",
-                                                   "--patch-points", "model"]))
-    assert (s.quantizer, s.time_coding, s.patch_points) == ("uniform", False, None)
+                                                   "--patch-points", "model", "--residual-coder", "none"]))
+    assert (s.quantizer, s.time_coding, s.patch_points, s.residual_coder) == ("uniform", False, None, "none")
     assert CodecSettings.from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == CodecSettings()
     assert s.to_dict() == CodecSettings.from_dict({"bits": 6, "inner_steps": None}).to_dict()  # legacy values unwritten
     assert CodecSettings.from_arguments(p.parse_args(s.to_arguments())) == s  # the flags that repeat it

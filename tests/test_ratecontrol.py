@@ -37,8 +37,8 @@ def test_pickers_follow_their_rules():
 def _calibration_rmse(model, bits):
     """RMSE per width on a calibration chunk (seed 0), used only to choose the targets."""
     x = smooth_field(2, seed=0)
-    return {b: _rmse(COINppCodec(model, assume_global_grid=True, bits=b, inner_steps=3).decode(
-        COINppCodec(model, assume_global_grid=True, bits=b, inner_steps=3).encode(x)), x) for b in bits}
+    return {b: _rmse(COINppCodec(model, residual_coder="none", assume_global_grid=True, bits=b, inner_steps=3).decode(
+        COINppCodec(model, residual_coder="none", assume_global_grid=True, bits=b, inner_steps=3).encode(x)), x) for b in bits}
 
 
 def test_target_rmse_is_met_on_a_held_out_chunk(tiny_model):
@@ -46,22 +46,22 @@ def test_target_rmse_is_met_on_a_held_out_chunk(tiny_model):
     calib = _calibration_rmse(tiny_model, widths)
     target = 0.5 * (calib[widths[0]] + calib[widths[-1]])  # between the extremes
     held_out = smooth_field(2, seed=7)  # float64: no cast between measured and decoded values
-    codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3, target_rmse=target)
+    codec = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=3, target_rmse=target)
     chunk = codec.encode(held_out)
     chosen = _bits(chunk)
-    assert _rmse(COINppCodec(tiny_model, assume_global_grid=True).decode(chunk), held_out) <= target  # no setting needed
+    assert _rmse(COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True).decode(chunk), held_out) <= target  # no setting needed
     smaller = [b for b in widths if b < chosen]
     if smaller:  # and it is the fewest bits that meet it
-        plain = COINppCodec(tiny_model, assume_global_grid=True, bits=smaller[-1], inner_steps=3)
+        plain = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=smaller[-1], inner_steps=3)
         assert _rmse(plain.decode(plain.encode(held_out)), held_out) > target
 
 
 def test_target_ratio_is_met_on_a_held_out_chunk(tiny_model):
     held_out = smooth_field(4, seed=11).astype("f4")
-    sizes = {b: len(COINppCodec(tiny_model, assume_global_grid=True, bits=b, inner_steps=3).encode(held_out))
+    sizes = {b: len(COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=b, inner_steps=3).encode(held_out))
              for b in ratecontrol.candidate_bits(tiny_model)}
     target = held_out.nbytes / sorted(sizes.values())[len(sizes) // 2]  # a width in the middle
-    chunk = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=3, target_ratio=target).encode(held_out)
+    chunk = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=3, target_ratio=target).encode(held_out)
     assert held_out.nbytes / len(chunk) >= target
     chosen = _bits(chunk)
     wider = [b for b in sizes if b > chosen]
@@ -70,7 +70,7 @@ def test_target_ratio_is_met_on_a_held_out_chunk(tiny_model):
 
 def test_unreachable_rmse_target_warns_with_what_was_reached(tiny_model):
     x = smooth_field(2, seed=3).astype("f4")
-    codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_rmse=1e-6)
+    codec = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, target_rmse=1e-6)
     with pytest.warns(TargetNotMetWarning, match=r"target_rmse 1e-06 not reached: best ([0-9.e+-]+) at (\d+) bits") as rec:
         chunk = codec.encode(x)
     best, bits = rec[0].message.args[0].split("best ")[1].split(" at ")
@@ -80,7 +80,7 @@ def test_unreachable_rmse_target_warns_with_what_was_reached(tiny_model):
 
 def test_unreachable_ratio_target_warns_with_what_was_reached(tiny_model):
     x = smooth_field(2, seed=3).astype("f4")
-    codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_ratio=1e9)
+    codec = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, target_ratio=1e9)
     with pytest.warns(TargetNotMetWarning, match=r"target_ratio 1e\+09 not reached: best ([0-9.]+)x at (\d+) bits") as rec:
         chunk = codec.encode(x)
     assert _bits(chunk) == min(ratecontrol.candidate_bits(tiny_model))
@@ -91,20 +91,20 @@ def test_reachable_targets_do_not_warn(tiny_model):
     x = smooth_field(2, seed=3).astype("f4")
     with warnings.catch_warnings():
         warnings.simplefilter("error", TargetNotMetWarning)
-        COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_rmse=1e6).encode(x)
-        COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, target_ratio=1.0).encode(x)
+        COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, target_rmse=1e6).encode(x)
+        COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, target_ratio=1.0).encode(x)
 
 
 def test_rate_control_options(tiny_model):
     with pytest.raises(ValueError, match="not both"):
-        COINppCodec(tiny_model, assume_global_grid=True, target_rmse=1.0, target_ratio=10.0)
+        COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_rmse=1.0, target_ratio=10.0)
     with pytest.raises(ValueError, match="do not combine"):
-        COINppCodec(tiny_model, assume_global_grid=True, target_rmse=1.0, max_abs_error=0.1)
+        COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_rmse=1.0, max_abs_error=0.1)
     with pytest.raises(ValueError, match="target_ratio"):
-        COINppCodec(tiny_model, assume_global_grid=True, target_ratio=-3)
-    c = COINppCodec(tiny_model, assume_global_grid=True, target_rmse=0.7, refine_steps=0)
+        COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_ratio=-3)
+    c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_rmse=0.7, refine_steps=0)
     assert COINppCodec.from_config(c.get_config()) == c and c.get_config()["target_rmse"] == 0.7
-    assert "target_rmse" not in COINppCodec(tiny_model, assume_global_grid=True).get_config()  # plain configs unchanged
+    assert "target_rmse" not in COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True).get_config()  # plain configs unchanged
 
 
 # ------------------------------------------------------------------ error-bounded mode
@@ -125,7 +125,7 @@ def _no_network_chunk(codec, x, bound):
 def test_bounded_chunk_is_never_larger_than_the_no_network_residual(tiny_model, noise, bound):
     rng = np.random.default_rng(3)
     x = (smooth_field(2, seed=5) + rng.normal(0, noise, (2, NLAT, NLON))).astype("f4")
-    codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=bound)
+    codec = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=bound)
     chunk = codec.encode(x)
     plain = _no_network_chunk(codec, x, bound)
     assert len(chunk) <= len(plain)
@@ -137,7 +137,7 @@ def test_bounded_chunk_is_never_larger_than_the_no_network_residual(tiny_model, 
 def test_noise_chunk_falls_back_to_mode_3(tiny_model):
     # nearly flat: the mean predicts every value within the bound, the network cannot do better
     x = (260.0 + np.random.default_rng(0).normal(0, 0.05, (1, NLAT, NLON))).astype("f4")
-    codec = COINppCodec(tiny_model, assume_global_grid=True, inner_steps=2, max_abs_error=0.5)
+    codec = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=0.5)
     chunk = codec.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
     assert hdr.mode == MODE_PLAIN_RESIDUAL and "latents" not in sections
@@ -146,12 +146,12 @@ def test_noise_chunk_falls_back_to_mode_3(tiny_model):
 
 def test_bounded_mode_keeps_the_smallest_width(tiny_model, monkeypatch):
     x = smooth_field(2, seed=9).astype("f4")
-    codec = COINppCodec(tiny_model, assume_global_grid=True, bits=6, inner_steps=2, max_abs_error=0.05)
+    codec = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=6, inner_steps=2, max_abs_error=0.05)
     chunk = codec.encode(x)
     widths = [b for b in ratecontrol.candidate_bits(tiny_model) if b <= 6]
     monkeypatch.setattr(encode_module, "BOUNDED_TRIES", 1)  # one width at a time
     for b in widths:
-        single = COINppCodec(tiny_model, assume_global_grid=True, bits=b, inner_steps=2, max_abs_error=0.05).encode(x)
+        single = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=b, inner_steps=2, max_abs_error=0.05).encode(x)
         assert len(chunk) <= len(single)
 
 
@@ -166,16 +166,16 @@ def test_mode_3_needs_version_3():
 # ------------------------------------------------------------------ encode-time refinement
 def test_refine_steps_reach_the_engine_and_the_config(tiny_model):
     x = smooth_field(2, seed=4).astype("f4")
-    codec = COINppCodec(tiny_model, assume_global_grid=True, bits=8, inner_steps=2, refine_steps=5,
+    codec = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=8, inner_steps=2, refine_steps=5,
                         quantizer="uniform")
-    assert codec.get_config()["refine_steps"] == 5 and "refine_steps" not in COINppCodec(tiny_model, assume_global_grid=True).get_config()
+    assert codec.get_config()["refine_steps"] == 5 and "refine_steps" not in COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True).get_config()
     assert COINppCodec.from_config(codec.get_config()) == codec
     y = codec.decode(codec.encode(x))
     grid, q = tiny_model.make_grid(x.shape[1:]), tiny_model.quantizer(8)
     lat = tiny_model.encode(x, grid, steps=2, refine_steps=5)
     ref = tiny_model.decode(q.dequantize(q.quantize(lat.reshape(-1, lat.shape[-1]))).reshape(lat.shape), grid)
     np.testing.assert_array_equal(y, ref.astype("f4"))
-    plain = COINppCodec(tiny_model, assume_global_grid=True, bits=8, inner_steps=2)
+    plain = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=8, inner_steps=2)
     assert not np.array_equal(plain.decode(plain.encode(x)), y)  # the refinement changed the fit
     with pytest.raises(ValueError, match="refine_steps"):
-        COINppCodec(tiny_model, assume_global_grid=True, refine_steps=-1)
+        COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, refine_steps=-1)

@@ -373,7 +373,7 @@ def test_case12_chained_h5py_read_without_with(tmp_path, tiny_model):
 def test_fuzz_mutated_chunks_and_model_metadata_bounded():
     """CRC-fixed byte mutants and repacked field/section mutants of every kind of chunk (plain, NaN
     mask, raw, bit-packed, error-bounded modes 2 and 3, entropy-coded and bit-packed, with fill
-    masks), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
+    masks, the SPERR modes 4 and 5 of format version 5), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
     grid entries: each returns the chunk's shape or raises CorruptChunkError / ModelFileError,
     with peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
     script = os.path.join(os.path.dirname(__file__), "fuzz", "fuzz_decode.py")
@@ -637,7 +637,7 @@ def test_r2_case07_rate_control_never_misses_in_silence():
     m.changed()
     lat, lon = global_lat_lon()
     x = smooth_field(2).astype("f4")
-    codec = COINppCodec(m, inner_steps=1, lat=lat, lon=lon, target_rmse=0.001)
+    codec = COINppCodec(m, inner_steps=1, lat=lat, lon=lon, target_rmse=0.001, residual_coder="none")
     with pytest.warns(TargetNotMetWarning, match=r"target_rmse 0.001 not reached: best [0-9.]+ K at \d+ bits"):
         chunk = codec.encode(x)
     assert COINppCodec(m, lat=lat, lon=lon).decode(chunk).shape == x.shape
@@ -682,8 +682,8 @@ def test_r2_case10_bounded_and_bit_packed_chunks_check_counts_before_allocating(
 
     lat, lon = global_lat_lon()
     x = smooth_field(2).astype("f4")
-    packed = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, entropy_coding=False)
-    bounded = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5)
+    packed = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, entropy_coding=False, residual_coder="none")
+    bounded = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, residual_coder="none")
     plain_residual = bounded.encode(x)  # mode 3 (no network) for this field
     section = cf.unpack_chunk(plain_residual)[1]["residual"]
     info = residual.residual_info(section)
@@ -795,22 +795,26 @@ def test_r2_case13_bound_holds_when_another_machine_reconstructs_a_few_ulps_off(
     from inrcodec.chunkcodec.context import ChunkContext
 
     lat, lon = global_lat_lon()
-    plain = COINppCodec(tiny_model, inner_steps=2, lat=lat, lon=lon)
+    plain = COINppCodec(tiny_model, inner_steps=2, lat=lat, lon=lon, residual_coder="none")
     rng = np.random.default_rng(3)  # a field the network represents, plus noise: mode 2 wins
     x = (plain.decode(plain.encode(smooth_field(2).astype("f4"))) + rng.normal(0, 0.02, (2, 8, 16))).astype("f4")
     bound = 8e-3  # bound/64 is less than the promised tolerance at 250 K: the margin alone does not cover it
     tol = residual.cross_machine_tolerance(x)
     assert residual.MARGIN * bound < tol
-    codec = COINppCodec(tiny_model, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound)
+    codec = COINppCodec(tiny_model, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound, residual_coder="none")
     chunk = codec.encode(x)
     hdr, sections = cf.unpack_chunk(chunk)
     assert hdr.mode == MODE_BOUNDED and residual.residual_info(sections["residual"])["num_exceptions"] > 0
+    # and SPERR's residual of the same prediction (hybrid, mode 4), which keeps the same slack
+    hybrid = COINppCodec(tiny_model, inner_steps=2, lat=lat, lon=lon, max_abs_error=bound, residual_coder="sperr")
+    chunks = [(codec, chunk), (hybrid, hybrid.encode(x))]
     real = ChunkContext.reconstruct
     for pattern in (1.0, -1.0, np.where(rng.random((2, 8, 16)) < 0.5, 1.0, -1.0)):
         monkeypatch.setattr(ChunkContext, "reconstruct",
-                            lambda self, latents, spatial, p=pattern: real(self, latents, spatial) + p * tol)
-        err = np.abs(codec.decode(chunk).astype("f8") - x)
-        assert err.max() <= bound, (pattern if np.isscalar(pattern) else "mixed", err.max() - bound)
+                            lambda self, latents, spatial, *a, p=pattern: real(self, latents, spatial, *a) + p * tol)
+        for c, data in chunks:
+            err = np.abs(c.decode(data).astype("f8") - x)
+            assert err.max() <= bound, (pattern if np.isscalar(pattern) else "mixed", err.max() - bound)
     # chunk bytes of the golden cases are unchanged (tests/test_golden_v3.py): bound/64 covers
     # the slack there; decoded fixtures from other machines are compared within `tol`
     # (tests/test_golden_chunks.py, tests/test_hdf5.py::test_files_of_the_first_layout_still_decode)

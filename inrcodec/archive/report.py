@@ -10,7 +10,6 @@ Two ratios, both of decoded bytes (what the arrays hold in memory):
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -18,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from inrcodec import chunkformat
 from inrcodec.models import zoo
 from inrcodec.archive.progress import ProgressFile, ignore_progress_file_warning
 from inrcodec.archive.readback import check_is_store, open_store
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import IncompleteStoreWarning
 
-__all__ = ["store_info", "format_info", "compress_report", "format_report", "open_store", "decompress_store"]
+__all__ = ["store_info", "format_info", "compress_report", "format_report"]
 
 _METADATA_FILES = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
@@ -44,6 +44,13 @@ def _array_bytes(store: Path, name: str) -> tuple[int, int]:
             else:
                 chunk += size
     return chunk, meta
+
+
+def _chunk_modes(store: Path, name: str) -> dict[str, int]:
+    """How many chunk files of the COIN++ array ``name`` took each chunk mode (issue 24: network
+    alone, hybrid, wavelet alone, ...); chunk files are read whole, one at a time."""
+    files = (os.path.join(root, f) for root, _dirs, fs in os.walk(store / name) for f in fs if f not in _METADATA_FILES)
+    return chunkformat.mode_counts(Path(f).read_bytes() for f in files)
 
 
 def _store_bytes(store: Path) -> int:
@@ -74,7 +81,8 @@ def _codec_entry(arr) -> dict[str, Any]:
 def store_info(store: str | os.PathLike) -> dict[str, Any]:
     """Every array of a store: shape, codec (settings and pinned model for COIN++), decoded,
     chunk and metadata bytes and the chunk ratio; for the whole store the decoded bytes, chunk
-    bytes, every byte of the store, the chunk ratio and the store ratio (module docstring).
+    bytes, every byte of the store, the chunk ratio and the store ratio (module docstring); for
+    COIN++ arrays ``chunk_modes``, the number of chunks per chunk mode (``chunkformat.mode_counts``).
 
     >>> info = store_info("era5.zarr")  # doctest: +SKIP
     >>> info["chunk_ratio"], info["store_ratio"], info["variables"]["t2m"]["settings"]["bits"]  # doctest: +SKIP
@@ -100,6 +108,8 @@ def store_info(store: str | os.PathLike) -> dict[str, Any]:
             "shape": list(arr.shape), "dtype": str(arr.dtype), "chunks": list(arr.chunks),
             "decoded_bytes": decoded, "chunk_bytes": chunk, "metadata_bytes": meta,
             "chunk_ratio": _ratio(decoded, chunk), **_codec_entry(arr)}
+        if "settings" in rep["variables"][name]:  # a COIN++ array: the share of chunks per mode
+            rep["variables"][name]["chunk_modes"] = _chunk_modes(store, name)
     entries = rep["variables"].values()
     rep["decoded_bytes"] = sum(e["decoded_bytes"] for e in entries)
     rep["chunk_bytes"] = sum(e["chunk_bytes"] for e in entries)
@@ -122,6 +132,11 @@ def format_info(info: dict) -> str:
         bits = str(e["settings"]["bits"]) if "settings" in e else ""
         lines.append(f"{n:16s} {e['codec'][:24]:24s} {bits:>4s} {model[:14]:14s} {e['decoded_bytes']:12d} "
                      f"{e['chunk_bytes']:12d} {e['chunk_ratio'] or 0:11.2f}")
+    for n, e in info["variables"].items():
+        if e.get("chunk_modes"):
+            total = sum(e["chunk_modes"].values())
+            lines.append(f"{n}: chunk modes " + ", ".join(
+                f"{k} {v}/{total}" for k, v in sorted(e["chunk_modes"].items(), key=lambda kv: -kv[1])))
     lines.append(f"all arrays: {info['decoded_bytes']} B decoded; chunk ratio {info['chunk_ratio']} "
                  f"(decoded / {info['chunk_bytes']} B of chunks); store ratio {info['store_ratio']} "
                  f"(decoded / {info['store_bytes']} B, every file of the store incl. metadata)")

@@ -61,9 +61,12 @@ class InrcodecPeer:
 
     def __init__(self, codec):
         self.codec = codec
+        self.last_chunks: list[bytes] = []  # the chunks of the last encode (for the mode shares)
 
     def encode(self, x):
-        return self.codec.encode(x)
+        data = self.codec.encode(x)
+        self.last_chunks = [bytes(data)]
+        return data
 
     def decode(self, data, like):
         return np.asarray(self.codec.decode(data)).reshape(like.shape)
@@ -84,6 +87,7 @@ class ChunkedPeer:
     def encode(self, x):
         chunks = [bytes(self.codec.encode(np.ascontiguousarray(p))) for p in self._pieces(x)]
         self._sizes = [len(c) for c in chunks]
+        self.last_chunks = chunks
         return b"".join(chunks)
 
     def decode(self, data, like):
@@ -139,6 +143,15 @@ def load_model(model_like):
     return stored.model, stored.data, name
 
 
+def mode_shares(chunks) -> str:
+    """``"hybrid 75%, wavelet 25%"``: the share of ``chunks`` (inrcodec chunk bytes) per chunk mode."""
+    from inrcodec.chunkformat import mode_counts
+
+    counts = mode_counts(chunks)
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def _format_setting(params: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
@@ -162,11 +175,13 @@ def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 
             log(f"inrcodec {mname}: {b} bits{extra}")
             params = {"model": str(mname), "bits": int(b), "inner_steps": codec.settings.inner_steps, **options,
                       "sha256": model.sha256[:16]}
-            row = measure(_chunked(peer, chunk_length), x, dataset=dataset,
+            coded = _chunked(peer, chunk_length)
+            row = measure(coded, x, dataset=dataset,
                           name="inrcodec", label=f"inrcodec latent {model.latent_dim}",
                           setting=f"{mname} {b} bits{extra}", params=params, lat=rd.lat, repeats=repeats,
                           latent_dim=model.latent_dim, bits=int(b), model_bytes=len(data))
             row["note"] = "model bytes not counted per chunk (shared, stored once in the array metadata)"
+            row["chunk_modes"] = mode_shares(coded.last_chunks)
             rows.append(row)
     return rows
 

@@ -14,9 +14,9 @@ COLUMNS = [
     "dataset", "codec", "label", "setting", "params", "latent_dim", "bits", "n_values", "raw_bytes",
     "written_bytes", "compression_ratio", "bits_per_value", "rmse", "max_abs_error", "psnr_data_range_db",
     "rmse_coslat", *[f"{k}_{b}" for b in LAT_BANDS for k in ("rmse", "max")], "hf_power_ratio", "encode_s",
-    "decode_s", "encode_values_per_s", "decode_values_per_s", "model_bytes", "note",
+    "decode_s", "encode_values_per_s", "decode_values_per_s", "model_bytes", "chunk_modes", "note",
 ]
-_TEXT_COLUMNS = ("dataset", "codec", "label", "setting", "params", "note")
+_TEXT_COLUMNS = ("dataset", "codec", "label", "setting", "params", "chunk_modes", "note")
 #: columns of CSVs written before the PSNR was named by its peak -> today's name
 _RENAMED_COLUMNS = {"psnr_db": "psnr_data_range_db"}
 

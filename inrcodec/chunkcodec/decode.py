@@ -15,15 +15,20 @@ from numcodecs.compat import ensure_contiguous_ndarray
 
 from inrcodec import _limits
 from inrcodec import chunkformat as cf
-from inrcodec.chunkformat.header import MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW
+from inrcodec.chunkformat.header import (
+    MODE_BOUNDED, MODE_HYBRID, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, MODE_WAVELET,
+)
 from inrcodec.chunkcodec import residual as _residual
+from inrcodec.chunkcodec import wavelet
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.errors import CorruptChunkError
 
 __all__ = ["decode_chunk"]
 
-_NETWORK_MODES = (MODE_MODULATIONS, MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
+_NETWORK_MODES = (MODE_MODULATIONS, MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_HYBRID, MODE_WAVELET)
+#: modes without latents: a constant prediction (3) or the wavelet-coded values (5)
+_NO_LATENTS = (MODE_PLAIN_RESIDUAL, MODE_WAVELET)
 
 
 def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) -> np.ndarray:
@@ -152,9 +157,30 @@ def _with_residual(fn):
 
 def _residual_section(hdr, sections, count: int, dtype):
     """The checked residual section of a mode-2/3 chunk coding ``count`` values (None otherwise)."""
-    if hdr.mode == MODE_MODULATIONS or not count:
+    if hdr.mode not in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL) or not count:
         return None
     return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype))
+
+
+def _wavelet_section(hdr, sections, items_shape: tuple[int, ...]) -> bytes | None:
+    """The wavelet section of a mode-4/5 chunk, its stream's dims checked against the fitted
+    items ``items_shape`` (None otherwise)."""
+    if hdr.mode not in (MODE_HYBRID, MODE_WAVELET) or not items_shape[0]:
+        return None
+    try:
+        wavelet.check(sections["wavelet"], items_shape)
+    except ValueError as exc:  # WaveletError, or a model the wavelet modes do not serve
+        raise CorruptChunkError(f"wavelet section: {exc}") from None
+    return sections["wavelet"]
+
+
+def _wavelet_values(payload: bytes, rec, items_shape: tuple[int, ...]) -> np.ndarray:
+    """The float64 values of a mode-4 (``rec``: the network's prediction) or mode-5 chunk."""
+    try:
+        field = wavelet.decode(payload, items_shape)
+    except wavelet.WaveletError as exc:
+        raise CorruptChunkError(f"wavelet section: {exc}") from None
+    return field if rec is None else np.asarray(rec, dtype=np.float64) + field
 
 
 def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
@@ -171,11 +197,12 @@ def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
 
 
 def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) -> np.ndarray:
-    """Modes 0, 2 and 3: network (or constant) prediction, plus the residual in modes 2 and 3."""
+    """Modes 0 and 2-5: network (or constant) prediction, plus the residual in modes 2 and 3, or the
+    wavelet-coded residual (mode 4) or values (mode 5)."""
     m = ctx.model
     n_total = math.prod(shape[: len(shape) - m.spatial_ndim])
     spatial = _check_spatial(ctx, settings, shape, n_total, hdr, "fill_mask" in sections)
-    plain = hdr.mode == MODE_PLAIN_RESIDUAL  # no latents: a constant prediction + residual
+    plain = hdr.mode in _NO_LATENTS  # no latents: a constant prediction + residual, or wavelets alone
     coder, patches = LatentCoder(m), 0
     if not plain:
         if hdr.patch_aim and not m.supports_patch_aim:
@@ -203,16 +230,20 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
         coder.check_payload(payload, **coding)
     # every count the sections declare is checked before anything of the chunk's size exists
     residual = _residual_section(hdr, sections, n_items * math.prod(spatial), dtype)
-    prediction = _prediction(sections["prediction"]) if plain else None
+    waves = _wavelet_section(hdr, sections, (n_items, *spatial))
+    prediction = _prediction(sections["prediction"]) if hdr.mode == MODE_PLAIN_RESIDUAL else None
     items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
     if n_items:
-        if plain:
+        rec = None
+        if prediction is not None:
             rec = np.full((n_items, *spatial), prediction)
-        else:
+        elif not plain:
             latents = coder.decompress(payload, **coding).reshape(n_items, patches, m.latent_dim)
             rec = ctx.reconstruct(latents, spatial, hdr.patch_aim).reshape((n_items, *spatial))
         if residual is not None:
             rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
+        if waves is not None:
+            rec = _wavelet_values(waves, rec, (n_items, *spatial))
         items[valid_items] = rec
     if nan is not None:
         items[nan] = np.nan

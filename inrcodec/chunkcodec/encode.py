@@ -6,7 +6,10 @@ non-finite or out-of-range chunks are stored raw), mask NaN / fill values, fit t
 
 * plain: latents at ``settings.bits``, or at the width rate control picks (``ratecontrol``);
 * error-bounded: every candidate width plus a residual, the no-network residual (mode 3) and
-  the raw values, keeping the smallest; the chosen bytes are decoded again as a final check.
+  the raw values, keeping the smallest; the chosen bytes are decoded again as a final check;
+* with ``settings.residual_coder == "sperr"`` (issue 24), each of the above also weighs the hybrid
+  chunks (latents at a low width + SPERR-coded residual, mode 4) and SPERR alone (mode 5) of
+  :mod:`inrcodec.chunkcodec.hybrid`, keeping the smallest chunk that meets the target.
 """
 
 from __future__ import annotations
@@ -20,12 +23,11 @@ from numcodecs.compat import ensure_ndarray_like
 
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import (
-    ChunkHeader, FLAG_NAN_MASK, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, PREDICT_NONE,
-    PREDICT_PREVIOUS,
+    ChunkHeader, FLAG_NAN_MASK, MODE_BOUNDED, MODE_HYBRID, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW,
+    MODE_WAVELET, PREDICT_NONE, PREDICT_PREVIOUS,
 )
-from inrcodec.chunkcodec import ratecontrol
+from inrcodec.chunkcodec import hybrid, patching, ratecontrol, wavelet
 from inrcodec.chunkcodec import residual as _residual
-from inrcodec.chunkcodec import patching
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.decode import decode_chunk
 from inrcodec.chunkcodec.latents import LatentCoder
@@ -227,6 +229,14 @@ class _Writer:
         return self._pack(mode, {"latents": c.payload, **self.masks, **(extra or {})}, bits,
                           c.quantizer_id, c.entropy_id, self.flags, cands.aim, predict)
 
+    def hybrid(self, cands: _LatentCandidates, bits: int, payload: bytes) -> bytes:
+        """Mode 4: the latents at ``bits`` and the wavelet-coded residual of their reconstruction."""
+        return self.latents(cands, bits, MODE_HYBRID, {"wavelet": payload})
+
+    def wavelet(self, payload: bytes) -> bytes:
+        """Mode 5: the wavelet-coded values, no network."""
+        return self._pack(MODE_WAVELET, {**self.masks, "wavelet": payload}, flags=self.flags)
+
     def plain_residual(self, values, valid, bound: float) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds."""
         prediction = float(np.mean(values[valid], dtype=np.float64))
@@ -239,7 +249,7 @@ class _Writer:
 
 def encode_chunk(array, model, settings) -> bytes:
     """Encode one chunk ``(*leading, *spatial)`` with ``model`` (a CoinModel) and ``settings``
-    (a :class:`~inrcodec.settings.CodecSettings`); returns version-3 or version-4 chunk bytes."""
+    (a :class:`~inrcodec.settings.CodecSettings`); returns version-3, 4 or 5 chunk bytes."""
     arr = check_input(array, model, settings)
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
@@ -259,22 +269,61 @@ def encode_chunk(array, model, settings) -> bytes:
         return _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim)
 
     valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
+    waves = _wavelets(settings, model, writer, values, valid)
     bound = settings.chunk_bound(chunk.finite)
     if bound is not None:
-        return _bounded(settings, model, fitted(patching.aim_for(model, grid, settings)), writer, values, valid, bound)
+        return _bounded(settings, model, fitted(patching.aim_for(model, grid, settings)), writer, values, valid,
+                        bound, waves)
     if not settings.rate_controlled:
-        return writer.latents(fitted(patching.aim_for(model, grid, settings)), settings.bits)
-    # rate control: the width for each candidate patch size, then the best of those
-    tried = []
+        return _at_bits(settings, model, fitted(patching.aim_for(model, grid, settings)), writer, values, valid, waves)
+    # rate control: the width for each candidate patch size, then the best of those and of the
+    # wavelet candidates (those meet the target or are not offered)
+    tried, fits = [], []
     for aim in patching.candidate_aims(model, grid, settings):
         cands = fitted(aim)
+        fits.append(cands)
         choice = _choice_for(settings, model, cands, writer, values, valid)
-        data = writer.latents(cands, choice.bits)
-        tried.append((data, cands.rmse(choice.bits, values, valid), choice))
+        tried.append((writer.latents(cands, choice.bits), cands.rmse(choice.bits, values, valid), choice))
+    if waves is not None:
+        tried += [(data, rmse, None) for data, rmse in _wavelet_targets(settings, model, waves, fits)]
     pick = ratecontrol.best_of([(writer.chunk.arr.nbytes / len(d), e) for d, e, _ in tried],
                                target_rmse=settings.target_rmse, target_ratio=settings.target_ratio)
-    _warn_if_missed(settings, model, tried[pick][2])
+    if tried[pick][2] is not None:
+        _warn_if_missed(settings, model, tried[pick][2])
     return tried[pick][0]
+
+
+def _wavelets(settings, model, writer: _Writer, values, valid):
+    """The wavelet candidates of this chunk, when the settings and the model allow them."""
+    if settings.residual_coder != "sperr" or not wavelet.available(model.spatial_ndim):
+        return None
+    return hybrid.WaveletCandidates(writer, values, valid)
+
+
+def _wavelet_targets(settings, model, waves, fits, below: int | None = None, target_rmse=None):
+    """(chunk, RMSE) of SPERR alone and of every fitted patch aim's hybrid at each low width that
+    meet the target (``target_rmse`` overrides the settings'; ``below``: widths under it)."""
+    target_rmse = settings.target_rmse if target_rmse is None else target_rmse
+    tries = [(None, 0)] + [(cands, b) for cands in fits for b in hybrid.hybrid_widths(model, below)]
+    out = []
+    for cands, bits in tries:
+        if target_rmse is not None:
+            found = waves.at_rmse(cands, bits, target_rmse)
+        else:
+            found = waves.at_ratio(cands, bits, settings.target_ratio)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> bytes:
+    """``bits`` alone: the latents at ``bits``, or the smallest wavelet candidate at least as accurate."""
+    data = writer.latents(cands, settings.bits)
+    if waves is None:
+        return data
+    rmse = cands.rmse(settings.bits, values, valid)
+    found = _wavelet_targets(settings, model, waves, [cands], below=settings.bits, target_rmse=rmse)
+    return min([data] + [d for d, _ in found], key=len)
 
 
 def _choice_for(settings, model, cands: _LatentCandidates, writer: _Writer, values, valid):
@@ -304,9 +353,10 @@ def _bounded_widths(settings, model) -> list[int]:
     return below[-(BOUNDED_TRIES - 1):] + [settings.bits] if BOUNDED_TRIES > 1 else [settings.bits]
 
 
-def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: float) -> bytes:
+def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: float, waves=None) -> bytes:
     """Error-bounded: every candidate width meets the bound; keep the smallest chunk, falling
-    back to the residual of a constant prediction (no network) or to the raw values."""
+    back to the residual of a constant prediction (no network), to the wavelet candidates (SPERR's
+    point-wise error mode, with ``waves``) or to the raw values."""
     dtype = writer.chunk.arr.dtype
 
     def with_residual(bits: int) -> bytes:
@@ -317,6 +367,10 @@ def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: floa
     best = chunks[ratecontrol.smallest(chunks, lambda b: len(chunks[b]))]
     plain = writer.plain_residual(values, valid, bound)
     chunk = plain if len(plain) <= len(best) else best
+    if waves is not None:
+        tries = [(None, 0)] + [(cands, b) for b in hybrid.hybrid_widths(model)]
+        found = [d for d in (waves.at_bound(c, b, bound) for c, b in tries) if d is not None]
+        chunk = min([chunk] + found, key=len)
     raw = writer.raw()
     if len(raw) <= len(chunk):
         return raw

@@ -27,9 +27,10 @@ from typing import Iterable, Mapping, Union
 import numpy as np
 
 from inrcodec.chunkformat.header import (
-    CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FLAG_NAN_MASK, KNOWN_MODES, MAX_NDIM, MODE_BOUNDED, MODE_PLAIN_RESIDUAL,
-    MODES_WITHOUT_LATENTS, ORDER_BY_CODE, ORDER_CODES, PIN_SIZE, TAG_NAMES, U16, U64, V3_MODES, V3_PREFIX,
-    V3_SECTIONS, V4_PREFIX, ChunkHeader, Reader, as_bytes_view, tag_of,
+    CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FLAG_NAN_MASK, KNOWN_MODES, MAX_NDIM, MODE_BOUNDED, MODE_HYBRID, SECTION_TAGS,
+    MODE_PLAIN_RESIDUAL, MODE_WAVELET, MODES_WITHOUT_LATENTS, ORDER_BY_CODE, ORDER_CODES, PIN_SIZE, TAG_NAMES, U16,
+    U64, V3_MODES, V3_PREFIX, V3_SECTIONS, V4_PREFIX, V5_MODES, V5_PREFIX, V5_SECTIONS, ChunkHeader, Reader,
+    as_bytes_view, tag_of,
 )
 from inrcodec.chunkformat.legacy import pack_legacy, unpack_legacy
 from inrcodec.errors import CorruptChunkError
@@ -38,6 +39,8 @@ __all__ = [
     "model_pin",
     "pack_chunk",
     "unpack_chunk",
+    "chunk_mode",
+    "mode_counts",
 ]
 
 
@@ -76,8 +79,9 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
         raise ValueError("mode 3 (plain-residual) chunks need a 'prediction' section")
     if not header.version3 and (header.mode in V3_MODES or any(n in V3_SECTIONS for n in names)):
         raise ValueError(f"mode {header.mode} / sections {names} need format version 3 (a header with a pin)")
+    _check_v5_sections(header.mode, names, ValueError)
     if header.version3:
-        return _pack_v3(header, encoded)  # version 3 or 4
+        return _pack_v3(header, encoded)  # version 3, 4 or 5
     return pack_legacy(header, encoded, names)
 
 
@@ -86,6 +90,11 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
 # content byte: bits 0-1 mode, bits 2-7 one bit per section tag 1..6 (present)
 # coding byte (modes 0 and 2 only): bits 0-3 bits - 1, bits 4-5 quantizer_id, bits 6-7 entropy_id
 # version 4, modes 0 and 2 only: then one varint, patch aim << 1 | predict (aim 0 = the model's patch)
+# version 5 (modes 4 and 5 only): the content is a varint, bits 0-2 mode, bits 3-8 one bit per
+# section tag 1..6; the "wavelet" section (tag 7) has no bit: it is present exactly in modes 4 and 5
+# (and, its tag being the highest, runs to the checksum). Mode 4 has the coding byte and latent layout.
+_V5_SECTIONS_BY_MODE = {MODE_HYBRID: ({"wavelet", "latents"}, {"nan_mask", "fill_mask"}),
+                        MODE_WAVELET: ({"wavelet"}, {"nan_mask", "fill_mask"})}
 _V3_MIN_LEN = len(V3_PREFIX) + PIN_SIZE + 2 + CRC_SIZE
 
 
@@ -98,6 +107,18 @@ def model_pin(model_sha256: str, grid_key: bytes) -> bytes:
     h.update(bytes.fromhex(model_sha256))
     h.update(bytes(grid_key))
     return h.digest()[:PIN_SIZE]
+
+
+def _check_v5_sections(mode: int, names, error: type[Exception]) -> None:
+    """Modes 4 and 5 have exactly their sections (``wavelet`` is theirs alone)."""
+    if mode not in V5_MODES:
+        if any(n in V5_SECTIONS for n in names):
+            raise error(f"section 'wavelet' belongs to modes {sorted(V5_MODES)}, not to mode {mode}")
+        return
+    required, optional = _V5_SECTIONS_BY_MODE[mode]
+    if not required <= set(names) or not set(names) <= required | optional:
+        raise error(f"a mode-{mode} ({KNOWN_MODES[mode]}) chunk has sections {sorted(required)} and "
+                    f"optionally {sorted(optional)}; got {sorted(names)}")
 
 
 def _varint(value: int) -> bytes:
@@ -118,14 +139,17 @@ def _pack_v3(header: ChunkHeader, encoded: list[tuple[int, memoryview]]) -> byte
     present = 0
     for code, _ in encoded:
         present |= 1 << (code - 1)
-    v4 = header.version == 4
-    out = bytearray(V4_PREFIX if v4 else V3_PREFIX)
+    version = header.version
+    out = bytearray({3: V3_PREFIX, 4: V4_PREFIX, 5: V5_PREFIX}[version])
     out += header.pin
     out.append(len(header.shape) | ORDER_CODES[header.order] << 4 | (DTYPE_CODES[header.dtype] - 1) << 5)
-    out.append(header.mode | present << 2)
+    if version == 5:
+        out += _varint(header.mode | (present & ~(1 << (SECTION_TAGS["wavelet"] - 1))) << 3)
+    else:
+        out.append(header.mode | present << 2)
     if header.mode not in MODES_WITHOUT_LATENTS:
         out.append((header.bits - 1) | header.quantizer_id << 4 | header.entropy_id << 6)
-        if v4:
+        if version >= 4:
             out += _varint(header.patch_aim << 1 | header.predict)
     for d in header.shape:
         out += _varint(d)
@@ -138,7 +162,7 @@ def _pack_v3(header: ChunkHeader, encoded: list[tuple[int, memoryview]]) -> byte
 
 
 def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader, dict[str, bytes]]:
-    """Version 3 or 4 (the version byte says which)."""
+    """Version 3, 4 or 5 (the version byte says which)."""
     size = len(buf)
     version = buf[1]
     if size < _V3_MIN_LEN:
@@ -157,13 +181,13 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
             f"chunk pin {pin.hex()} does not match the codec's pin {bytes(expected_pin).hex()}: "
             "it was written with another base network or grid"
         )
-    layout, content = r.unpack("<BB", "layout/content bytes")
+    (layout,) = r.unpack("<B", "layout byte")
     if layout & 0x80:
         raise CorruptChunkError(f"reserved bit set in layout byte 0x{layout:02x}")
     ndim, order_code, dtype_code = layout & 0x0F, layout >> 4 & 1, (layout >> 5 & 3) + 1
     if ndim > MAX_NDIM:
         raise CorruptChunkError(f"shape has {ndim} dims; at most {MAX_NDIM} allowed")
-    mode, present = content & 3, content >> 2
+    mode, present = _read_content(r, version)
     if mode not in KNOWN_MODES:
         raise CorruptChunkError(f"unknown chunk mode {mode} (this build knows {sorted(KNOWN_MODES)})")
     bits = qid = eid = 0
@@ -171,7 +195,7 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
         (coding,) = r.unpack("<B", "coding byte")
         bits, qid, eid = (coding & 0x0F) + 1, coding >> 4 & 3, coding >> 6
     aim = predict = 0
-    if version == 4 and mode not in MODES_WITHOUT_LATENTS:
+    if version >= 4 and mode not in MODES_WITHOUT_LATENTS:
         latent_layout = _read_varint(r, "latent layout (patch aim, predict)")
         aim, predict = latent_layout >> 1, latent_layout & 1
         if aim > 255:
@@ -190,6 +214,7 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
     for name in needs.get(mode, ()):
         if name not in sections:
             raise CorruptChunkError(f"mode {mode} ({KNOWN_MODES[mode]}) chunk lacks its {name!r} section")
+    _check_v5_sections(mode, sections, CorruptChunkError)
     try:
         header = ChunkHeader(
             model_sha256=None, dtype=DTYPE_BY_CODE[dtype_code], shape=shape,
@@ -205,6 +230,21 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
             f"predict {predict} (that is version {header.version})"
         )
     return header, sections
+
+
+def _read_content(r: "Reader", version: int) -> tuple[int, int]:
+    """(mode, section presence bits: bit ``tag - 1``) of the content byte (versions 3, 4) or varint
+    (version 5, where the ``wavelet`` section is implied by the mode)."""
+    if version < 5:
+        (content,) = r.unpack("<B", "content byte")
+        return content & 3, content >> 2
+    content = _read_varint(r, "content (mode, sections)")
+    mode, present = content & 7, content >> 3
+    if present >> (SECTION_TAGS["wavelet"] - 1):
+        raise CorruptChunkError(f"version-5 content 0x{content:x} names sections beyond tag 6")
+    if mode in V5_MODES:
+        present |= 1 << (SECTION_TAGS["wavelet"] - 1)
+    return mode, present
 
 
 def _read_varint(r: "Reader", field: str) -> int:
@@ -246,6 +286,24 @@ def unpack_chunk(
     with ``expected_pin``, so does a version-3 chunk whose pin differs.
     """
     buf = _as_input_view(data)
-    if bytes(buf[: len(V3_PREFIX)]) in (V3_PREFIX, V4_PREFIX):
+    if bytes(buf[: len(V3_PREFIX)]) in (V3_PREFIX, V4_PREFIX, V5_PREFIX):
         return _unpack_v3(buf, expected_pin)
     return unpack_legacy(buf, expected_model_sha256)
+
+
+def chunk_mode(data) -> int:
+    """The mode of valid chunk bytes (for reports: which mode each chunk of a store took)."""
+    return unpack_chunk(data)[0].mode
+
+
+def mode_counts(chunks) -> dict[str, int]:
+    """How many of ``chunks`` (chunk bytes) took each mode, by the mode's name (``KNOWN_MODES``);
+    chunks that are not valid inrcodec chunks count as ``"unreadable"``."""
+    counts: dict[str, int] = {}
+    for data in chunks:
+        try:
+            name = KNOWN_MODES[chunk_mode(data)]
+        except (CorruptChunkError, TypeError):
+            name = "unreadable"
+        counts[name] = counts.get(name, 0) + 1
+    return counts

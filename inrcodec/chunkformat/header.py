@@ -18,13 +18,15 @@ MAGIC = b"INRC"
 #: the newest version this build writes and reads. Headers with a ``pin`` are written as
 #: version 3; headers with a ``model_sha256`` as the lowest legacy version that can express
 #: them (version 1 unless they use a version-2 feature)
-FORMAT_VERSION = 4
-SUPPORTED_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
 #: version 3 starts with MAGIC[:1] and then the version byte (legacy chunks: the whole MAGIC)
 V3_PREFIX = MAGIC[:1] + bytes([3])
 #: version 4 is version 3 plus the latent layout (patch aim, item prediction) and the coding of
 #: ``QUANTIZER_MIDTREAD`` / ``ENTROPY_PARAMETRIC``; it starts with MAGIC[:1] and then 4
 V4_PREFIX = MAGIC[:1] + bytes([4])
+#: version 5 is version 4 with a varint content field (3 mode bits) for the wavelet modes 4 and 5
+V5_PREFIX = MAGIC[:1] + bytes([5])
 #: quantizer / entropy ids only version 4 may name (docs/format.md, "Version 4")
 QUANTIZER_MIDTREAD = 2
 ENTROPY_PARAMETRIC = 3
@@ -38,10 +40,15 @@ MODE_MODULATIONS = 0  #: latents of the base network (the codec path)
 MODE_RAW = 1  #: raw lossless values (constant / all-NaN / non-finite chunks)
 MODE_BOUNDED = 2  #: latents + error-bounded residual (format version 2)
 MODE_PLAIN_RESIDUAL = 3  #: error-bounded residual of a constant prediction, no network (version 3)
+MODE_HYBRID = 4  #: latents + the wavelet-coded residual of their reconstruction (version 5)
+MODE_WAVELET = 5  #: the wavelet coder alone, no network (version 5)
 KNOWN_MODES = {MODE_MODULATIONS: "modulations", MODE_RAW: "raw", MODE_BOUNDED: "bounded",
-               MODE_PLAIN_RESIDUAL: "plain-residual"}
+               MODE_PLAIN_RESIDUAL: "plain-residual", MODE_HYBRID: "hybrid", MODE_WAVELET: "wavelet"}
 #: modes whose version-3 header stores no coding byte (no latents)
-MODES_WITHOUT_LATENTS = {MODE_RAW, MODE_PLAIN_RESIDUAL}
+MODES_WITHOUT_LATENTS = {MODE_RAW, MODE_PLAIN_RESIDUAL, MODE_WAVELET}
+#: modes and sections that need format version 5 (and only they are written in it)
+V5_MODES = {MODE_HYBRID, MODE_WAVELET}
+V5_SECTIONS = {"wavelet"}
 #: modes and sections that need format version 3
 V3_MODES = {MODE_PLAIN_RESIDUAL}
 V3_SECTIONS = {"prediction"}
@@ -60,6 +67,7 @@ SECTION_TAGS: dict[str, int] = {
     "residual": 4,  # error-bound residual stream (mode 2; reserved in version 1)
     "fill_mask": 5,  # fill value + compressed mask of its positions (version 2)
     "prediction": 6,  # f64 LE constant prediction of mode 3 (version 3)
+    "wavelet": 7,  # wavelet-coded field: the residual (mode 4) or the values (mode 5) (version 5)
 }
 TAG_NAMES = {v: k for k, v in SECTION_TAGS.items()}
 
@@ -105,7 +113,9 @@ class ChunkHeader:
     shape         the chunk's shape, 0..8 dims, each 0..2**64-1.
     order         'C' or 'F' memory order of the original chunk.
     mode          0 = modulations, 1 = raw lossless values, 2 = modulations + error-bounded
-                  residual (see ``KNOWN_MODES``; mode 2 needs format version 2).
+                  residual, 3 = plain residual, 4 = hybrid (latents + wavelet residual), 5 = wavelet
+                  alone (see ``KNOWN_MODES``; mode 2 needs format version 2, mode 3 version 3,
+                  modes 4 and 5 version 5).
     patch_shape   0..8 dims, each 0..2**32-1.
     num_items, num_patches   u64;  latent_dim u32;  bits, quantizer_id, entropy_id u8.
     flags         u32, bit 0 = a "nan_mask" section is present; other bits must be 0.
@@ -121,8 +131,9 @@ class ChunkHeader:
     predict       version 4, modes 0 and 2: 0 = items coded independently, 1 = fitted item i
                   coded as the difference from the dequantised latents of fitted item i - 1
                   (``PREDICT_PREVIOUS``; needs quantizer_id 2 and entropy_id 3).
-    A header with a pin is written as version 4 when it sets ``patch_aim`` or ``predict`` or
-    names quantizer_id 2 or entropy_id 3, else as version 3 (:attr:`version`).
+    A header with a pin is written as version 5 in modes 4 and 5 (hybrid, wavelet), else as
+    version 4 when it sets ``patch_aim`` or ``predict`` or names quantizer_id 2 or entropy_id 3,
+    else as version 3 (:attr:`version`).
     """
 
     model_sha256: str | None
@@ -149,9 +160,11 @@ class ChunkHeader:
 
     @property
     def version(self) -> int:
-        """The format version this header is written in (1 or 2: see chunklegacy)."""
+        """The format version this header is written in (1 or 2: see chunkformat.legacy)."""
         if self.pin is None:
             return 1
+        if self.mode in V5_MODES:
+            return 5
         new = (self.patch_aim, self.predict) != (0, 0) or self.quantizer_id == QUANTIZER_MIDTREAD \
             or self.entropy_id == ENTROPY_PARAMETRIC
         return 4 if new else 3
@@ -167,6 +180,8 @@ class ChunkHeader:
             self._check_v3()
         elif not isinstance(sha, str) or not _HEX64.fullmatch(sha.lower()):
             raise ValueError(f"ChunkHeader.model_sha256 must be 64 hex characters, got {sha!r}")
+        elif self.mode in V5_MODES:
+            raise ValueError(f"mode {self.mode} needs format version 5 (a header with a pin)")
         dtype = None
         if isinstance(self.dtype, (str, np.dtype)):
             try:
@@ -221,7 +236,7 @@ class ChunkHeader:
                 )
         if (self.pin is None or self.mode in MODES_WITHOUT_LATENTS) and (self.patch_aim, self.predict) != (0, 0):
             raise ValueError("patch_aim and predict are version-4 fields of chunks with latents (pin set, "
-                             f"mode 0 or 2); got patch_aim={self.patch_aim}, predict={self.predict}")
+                             f"mode 0, 2 or 4); got patch_aim={self.patch_aim}, predict={self.predict}")
         if self.predict not in KNOWN_PREDICTORS:
             raise ValueError(f"ChunkHeader.predict must be one of {KNOWN_PREDICTORS}, got {self.predict}")
         if self.predict and (self.quantizer_id, self.entropy_id) != (QUANTIZER_MIDTREAD, ENTROPY_PARAMETRIC):

@@ -16,7 +16,7 @@ import zlib
 from inrcodec.chunkformat.header import (
     CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FORMAT_VERSION, KNOWN_MODES, LEGACY_VERSIONS, MAGIC, MAX_NDIM,
     MODE_BOUNDED, ORDER_BY_CODE, ORDER_CODES, SECTION_TAGS, TAG_NAMES, U16, V2_MODES, V2_SECTIONS, V3_MODES,
-    V3_SECTIONS, ChunkHeader, Reader,
+    V3_SECTIONS, V5_SECTIONS, ChunkHeader, Reader,
 )
 from inrcodec.errors import CorruptChunkError
 
@@ -102,7 +102,7 @@ def unpack_legacy(buf: memoryview, expected_model_sha256: str | None) -> tuple[C
 def _check_preamble(buf: memoryview) -> tuple[int, int, int]:
     """Magic, version, declared length and CRC; ``(version, header length, total length)``."""
     size = len(buf)
-    # 1. magic (versions 3 and 4 keep; a later one would keep MAGIC[:1] and then its version byte, like version 3)
+    # 1. magic (versions 3, 4 and 5 keep; a later one would keep MAGIC[:1] and then its version byte, like version 3)
     head = bytes(buf[: len(MAGIC)])
     if size >= 2 and head[:1] == MAGIC[:1] and buf[1] < 0x20:
         raise CorruptChunkError(
@@ -185,9 +185,9 @@ def _check_sections(header: ChunkHeader, sections: dict[str, bytes], version: in
             f"NaN-mask flag is {'set' if header.has_nan_mask else 'clear'} but the chunk "
             f"{'lacks' if header.has_nan_mask else 'has'} a 'nan_mask' section"
         )
-    if header.mode in V3_MODES or any(n in V3_SECTIONS for n in sections):
+    if header.mode in V3_MODES or any(n in V3_SECTIONS or n in V5_SECTIONS for n in sections):
         raise CorruptChunkError(
-            f"mode {header.mode} / sections {list(sections)} need format version 3, "
+            f"mode {header.mode} / sections {list(sections)} need format version 3 or 5, "
             f"the chunk says version {version}"
         )
     if version < 2:

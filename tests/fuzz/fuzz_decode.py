@@ -57,7 +57,7 @@ def field_mutant(rng, chunk: bytes) -> bytes:
     big = [0, 1, 3, 255, 2**16, 2**31, 10**9, 2**32 - 1]
     key = rng.choice(["shape", "num_items", "num_patches", "latent_dim", "bits", "entropy_id", "patch_shape",
                       "dtype", "order", "mode", "section", "bomb", "residual", "quantizer_id", "patch_aim",
-                      "predict"])
+                      "predict", "wavelet"])
     if key == "shape":
         s = list(f["shape"])
         s[int(rng.integers(len(s)))] = int(rng.choice(big))
@@ -83,6 +83,11 @@ def field_mutant(rng, chunk: bytes) -> bytes:
         sections["residual"] = bytes(r)
         if rng.random() < 0.5:  # and a header declaring as many values
             f["shape"] = (int(rng.choice(big[3:])), *f["shape"][1:])
+    elif key == "wavelet" and "wavelet" in sections:  # the SPERR stream's dims or coder byte
+        w = bytearray(sections["wavelet"])
+        at = int(rng.choice([0, 3, 7, 11]))
+        w[at:at + (1 if at == 0 else 4)] = int(rng.choice(big)).to_bytes(8, "little")[:1 if at == 0 else 4]
+        sections["wavelet"] = bytes(w)
     elif key == "section" and sections:
         name = str(rng.choice(sorted(sections)))
         sections[name] = rng.bytes(int(rng.integers(0, 64)))
@@ -169,22 +174,31 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     x = smooth_field(2).astype("f4")
     xn = x.copy()
     xn[0, :2] = np.nan
-    plain = COINppCodec(model, inner_steps=1, lat=lat, lon=lon)
-    bounded = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0)
-    packed = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, entropy_coding=False)
+    plain = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon)
+    # the network's own modes (residual_coder "none"); SPERR's modes 4 and 5 below
+    bounded = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.5,
+                          fill_value=-9999.0)
+    packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, entropy_coding=False)
     xf = x.copy()
     xf[1, 3] = -9999.0
     xr = (plain.decode(plain.encode(x)) + np.random.default_rng(1).normal(0, 0.05, SHAPE)).astype("f4")
     xrf = xr.copy()
     xrf[0, 2] = -9999.0  # a field the network represents: mode 2 wins
-    bounded_packed = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, entropy_coding=False)
+    bounded_packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.02,
+                                 entropy_coding=False)
     seeds = [(plain, plain.encode(x)), (plain, plain.encode(xn)), (plain, plain.encode(np.full(SHAPE, 5.0, "f4"))),
              (bounded, bounded.encode(xf)), (packed, packed.encode(xn)), (bounded, bounded.encode(xrf)),
              (bounded_packed, bounded_packed.encode(xr))]
     # version 4 (mid-tread, items predicted, patch aims: plain above) and version 3 (uniform quantizer)
-    uniform = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, quantizer="uniform")
-    patched = COINppCodec(build_patched_model(), inner_steps=1, lat=lat, lon=lon, patch_points=2)
+    uniform = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, quantizer="uniform")
+    patched = COINppCodec(build_patched_model(), inner_steps=1, residual_coder="none", lat=lat, lon=lon, patch_points=2)
     seeds += [(uniform, uniform.encode(x)), (patched, patched.encode(x))]
+    # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
+    # and SPERR alone on one it does not (mode 5)
+    waves = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, residual_coder="sperr")
+    waves_fill = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0,
+                             residual_coder="sperr")
+    seeds += [(waves, waves.encode(xr)), (waves_fill, waves_fill.encode(xf))]
     modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
     assert modes == sorted(KNOWN_MODES), modes
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,0 +1,138 @@
+"""The wavelet candidates of one chunk (format version 5, issue 24): the network's latents at a
+low width plus the SPERR-coded residual (mode 4, *hybrid*), and SPERR alone (mode 5, *wavelet*).
+
+The encoder (:mod:`inrcodec.chunkcodec.encode`) asks for them next to the network-alone chunks
+and keeps the smallest chunk that meets the target, so a chunk is never larger than SPERR alone
+plus its header:
+
+* ``target_ratio``: the residual gets what the latents leave of the byte budget (SPERR's ``bpp``
+  mode), :meth:`WaveletCandidates.at_ratio`;
+* ``target_rmse`` (and ``bits`` alone, whose target is the network's RMSE at ``bits``): SPERR's
+  ``psnr`` mode, moved towards the target until the chunk's RMSE just meets it,
+  :meth:`~WaveletCandidates.at_rmse`;
+* ``max_abs_error`` / ``rel_error``: SPERR's point-wise error mode, :meth:`~WaveletCandidates.at_bound`.
+
+The decoder adds the residual to *its* network prediction, which may differ from the encoder's by
+``residual.CROSS_MACHINE_ULPS`` float32 eps (docs/reliability.md); the bounded candidates keep
+that slack free of the bound, as mode 2 does (``residual.machine_slack``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from inrcodec.chunkcodec import ratecontrol
+from inrcodec.chunkcodec import residual as _residual
+from inrcodec.chunkcodec import wavelet
+
+__all__ = ["WaveletCandidates", "hybrid_widths", "HYBRID_MAX_BITS", "RATE_TRIES"]
+
+#: hybrid chunks code their latents at these widths at most: the residual carries the detail,
+#: the latents only the large scales (issue 24 measured 2-3 bits)
+HYBRID_MAX_BITS = 4
+#: SPERR encodes per candidate while its rate is tightened to meet a ratio or RMSE target
+RATE_TRIES = 5
+#: decibels added beyond the measured shortfall when an RMSE target was missed
+_PSNR_STEP_DB = 0.25
+
+
+def hybrid_widths(model, below: int | None = None) -> list[int]:
+    """The latent widths hybrid chunks try (with tables, at most ``HYBRID_MAX_BITS``, below ``below``)."""
+    top = HYBRID_MAX_BITS if below is None else min(HYBRID_MAX_BITS, below - 1)
+    return [b for b in ratecontrol.candidate_bits(model) if b <= top]
+
+
+class WaveletCandidates:
+    """Hybrid and wavelet-alone chunks of one input chunk (``values``: the fitted items,
+    ``valid``: their valid positions). ``cands`` arguments are the encoder's latent candidates
+    (one patch aim), or None for SPERR alone."""
+
+    def __init__(self, writer, values: np.ndarray, valid: np.ndarray):
+        self.writer, self.valid = writer, valid
+        self.dtype = writer.chunk.arr.dtype
+        self.x64 = values.astype(np.float64)
+        self.mean = float(np.mean(self.x64[valid]))
+        self.nbytes = writer.chunk.arr.nbytes
+
+    # ------------------------------------------------------------------ one candidate
+    def _field(self, cands, bits: int) -> np.ndarray:
+        """What SPERR codes: the residual of the network (0 where missing), or the values (their
+        mean where missing: no jump for the wavelets to spend bytes on)."""
+        if cands is None:
+            return np.where(self.valid, self.x64, self.mean)
+        return np.where(self.valid, self.x64 - cands.recon(bits).reshape(self.x64.shape), 0.0)
+
+    def decoded(self, cands, bits: int, payload: bytes) -> np.ndarray:
+        """The values the decoder computes (on this machine) from a candidate."""
+        field = wavelet.decode(payload, self.x64.shape)
+        if cands is not None:
+            field = cands.recon(bits).reshape(field.shape) + field
+        return field.astype(self.dtype.newbyteorder("="))
+
+    def _pack(self, cands, bits: int, payload: bytes) -> bytes:
+        return self.writer.wavelet(payload) if cands is None else self.writer.hybrid(cands, bits, payload)
+
+    def _rmse(self, y: np.ndarray) -> float:
+        err = y.astype(np.float64)[self.valid] - self.x64[self.valid]
+        return float(np.sqrt(np.mean(err * err)))
+
+    # ------------------------------------------------------------------ the three targets
+    def at_ratio(self, cands, bits: int, target_ratio: float) -> tuple[bytes, float] | None:
+        """The chunk of at most ``nbytes / target_ratio`` bytes (its residual at the rate the
+        latents leave), with its RMSE; None when the latents alone fill the budget."""
+        budget = int(self.nbytes / target_ratio)
+        field = self._field(cands, bits)
+        overhead = len(self._pack(cands, bits, b"")) + 2  # header, latents, the latents' length varint
+        room = budget - overhead
+        if room < wavelet.SPERR_HEADER + 8:
+            return None
+        bpp = 8.0 * room / field.size
+        for _ in range(RATE_TRIES):
+            payload = wavelet.encode(field, "bpp", bpp)
+            data = self._pack(cands, bits, payload)
+            if len(data) <= budget:
+                return data, self._rmse(self.decoded(cands, bits, payload))
+            # SPERR writes about bpp * n / 8 bytes plus a fixed part (its header, the mean, ...)
+            fixed = len(data) - overhead - bpp * field.size / 8.0
+            bpp = 0.98 * 8.0 * (room - fixed) / field.size
+            if not bpp > 0:
+                return None
+        return None
+
+    def at_rmse(self, cands, bits: int, target_rmse: float) -> tuple[bytes, float] | None:
+        """The smallest of ``RATE_TRIES`` chunks (SPERR's PSNR moved towards the target after each)
+        whose RMSE meets ``target_rmse``, with its RMSE; None when none does."""
+        field = self._field(cands, bits)
+        span = float(field.max() - field.min())
+        if not span > 0:
+            span = abs(float(field.flat[0])) or 1.0
+        psnr, best = 20.0 * math.log10(span / target_rmse), None
+        for _ in range(RATE_TRIES):
+            payload = wavelet.encode(field, "psnr", max(psnr, 1.0))
+            rmse = self._rmse(self.decoded(cands, bits, payload))
+            if rmse <= target_rmse and (best is None or len(payload) < len(best[0])):
+                best = (payload, rmse)
+            # SPERR's PSNR mode over- or undershoots the RMSE asked: move by the measured miss
+            # (a missed target by a little more, so that the next try meets it)
+            psnr += 20.0 * math.log10(max(rmse, 1e-300) / target_rmse) + (_PSNR_STEP_DB if rmse > target_rmse else 0.02)
+        return None if best is None else (self._pack(cands, bits, best[0]), best[1])
+
+    def at_bound(self, cands, bits: int, bound: float) -> bytes | None:
+        """The chunk whose every valid value decodes within ``bound`` (SPERR's point-wise error
+        mode); None when this machine's decode check fails (the bound is never trusted unchecked).
+        A hybrid keeps ``residual.machine_slack`` free for another machine's network."""
+        field = self._field(cands, bits)
+        slack = 0.0  # SPERR alone: WebAssembly decodes alike everywhere
+        if cands is not None:
+            recon = cands.recon(bits).reshape(field.shape)
+            slack = _residual.machine_slack(recon[self.valid], self.x64[self.valid])
+        limit = bound - slack
+        if not limit > 0:
+            return None
+        payload = wavelet.encode(field, "pwe", limit * (1.0 - _residual.MARGIN))
+        y = self.decoded(cands, bits, payload).astype(np.float64)
+        if not (np.abs(y - self.x64)[self.valid] <= limit).all():
+            return None
+        return self._pack(cands, bits, payload)

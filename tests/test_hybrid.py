@@ -1,0 +1,181 @@
+"""Format version 5 (issue 24): hybrid chunks (latents + SPERR-coded residual, mode 4) and
+SPERR alone (mode 5); the per-chunk search over them; their guards against untrusted bytes."""
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from golden_cases import codec_and_input
+
+from inrcodec import COINppCodec, CodecSettings
+from inrcodec import chunkformat as cf
+from inrcodec.chunkcodec import residual
+from inrcodec.chunkcodec import encode as enc
+from inrcodec.chunkcodec import hybrid, wavelet
+from inrcodec.chunkcodec.context import ChunkContext, context
+from inrcodec.errors import CorruptChunkError
+
+PIN = b"\x01\x02\x03\x04"
+
+
+def _v5_header(mode=cf.MODE_HYBRID, **kw):
+    latents = mode == cf.MODE_HYBRID
+    return cf.ChunkHeader(model_sha256=None, pin=PIN, dtype="<f4", shape=(2, 8, 16), order="C", mode=mode,
+                          patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
+                          bits=3 if latents else 0, quantizer_id=2 if latents else 0,
+                          entropy_id=3 if latents else 0, **kw)
+
+
+def test_version5_layout_round_trips_and_keeps_one_way_per_header():
+    sections = {"latents": b"\x10\x20", "wavelet": b"\x01sperr"}
+    data = cf.pack_chunk(_v5_header(), sections)
+    assert data[:2] == b"I\x05" and len(data) == 2 + 4 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 6 + 4
+    hdr, back = cf.unpack_chunk(data)
+    assert hdr == _v5_header() and back == sections and cf.chunk_mode(data) == cf.MODE_HYBRID
+    alone = cf.pack_chunk(_v5_header(cf.MODE_WAVELET), {"wavelet": b"\x01abc"})
+    assert cf.unpack_chunk(alone)[1] == {"wavelet": b"\x01abc"}
+    with pytest.raises(ValueError, match="wavelet"):  # the wavelet section is modes 4 and 5's alone
+        cf.pack_chunk(_v5_header(cf.MODE_WAVELET), {"wavelet": b"\x01", "latents": b""})
+    with pytest.raises(ValueError, match="wavelet"):
+        cf.pack_chunk(cf.ChunkHeader(model_sha256=None, pin=PIN, dtype="<f4", shape=(2,), order="C", mode=0,
+                                     patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
+                                     bits=3, quantizer_id=1, entropy_id=0), {"latents": b"", "wavelet": b""})
+    with pytest.raises(ValueError, match="version 5"):  # no legacy (model hash) header for the new modes
+        cf.ChunkHeader(model_sha256="0" * 64, dtype="<f4", shape=(2,), order="C", mode=cf.MODE_WAVELET,
+                       patch_shape=(), num_items=0, num_patches=0, latent_dim=0, bits=0, quantizer_id=0, entropy_id=0)
+    # a version-5 chunk naming mode 0 (a version-3/4 header) is refused
+    body = bytearray(data[:-4])
+    body[7] = cf.MODE_MODULATIONS | 1 << 3
+    with pytest.raises(CorruptChunkError):
+        cf.unpack_chunk(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
+
+
+def test_wavelet_payload_round_trips_and_leaves_out_the_wrapper_header():
+    x = np.cumsum(np.random.default_rng(0).normal(size=(3, 8, 16)), axis=2)
+    payload = wavelet.encode(x, "pwe", 0.01)
+    assert payload[0] == wavelet.CODER_SPERR
+    np.testing.assert_array_less(np.abs(wavelet.decode(payload, x.shape) - x), 0.01 + 1e-12)
+    assert wavelet.field_shape((5, 40)) == (1, 5, 40)
+    with pytest.raises(wavelet.WaveletError, match="dims"):
+        wavelet.decode(payload, (2, 8, 16))
+
+
+@pytest.mark.parametrize("name", ["hybrid", "wavelet"])
+def test_golden_version5_chunks_keep_their_bound(name):
+    codec, x = codec_and_input(name)
+    data = codec.encode(x)
+    assert data[:2] == b"I\x05"
+    y = codec.decode(data)
+    assert np.abs(y.astype("f8") - x).max() <= codec.settings.max_abs_error
+
+
+def test_hybrid_decodes_within_the_promise_on_another_machine(monkeypatch):
+    """The decoder adds SPERR's residual to *its* prediction: another machine's network (off by
+    the promised tolerance) moves the values by no more than that, and the bound still holds."""
+    codec, x = codec_and_input("hybrid")
+    data = codec.encode(x)
+    assert cf.chunk_mode(data) == cf.MODE_HYBRID
+    here = codec.decode(data).astype("f8")
+    tol = residual.cross_machine_tolerance(x)
+    original = ChunkContext.reconstruct
+    for sign in (1.0, -1.0):
+        monkeypatch.setattr(ChunkContext, "reconstruct",
+                            lambda self, *a, **k: original(self, *a, **k) + sign * tol)
+        there = codec.decode(data).astype("f8")
+        assert np.abs(there - here).max() <= tol + 2 * np.spacing(np.float32(np.abs(x).max()))
+        assert np.abs(there - x).max() <= codec.settings.max_abs_error
+
+
+def _sperr_alone(codec, x, **target):
+    """The mode-5 chunk the search considers for ``x`` (what SPERR alone writes for the target)."""
+    chunk = enc._Chunk(x, 2, None)
+    writer = enc._Writer(chunk, context(codec.model, codec.settings).pin, None)
+    waves = hybrid.WaveletCandidates(writer, x, np.ones(x.shape, bool))
+    if "target_ratio" in target:
+        return waves.at_ratio(None, 0, target["target_ratio"])[0]
+    return waves.at_rmse(None, 0, target["target_rmse"])[0]
+
+
+@pytest.mark.parametrize("target", [dict(target_rmse=0.3), dict(target_rmse=2.0), dict(target_ratio=4.0),
+                                    dict(target_ratio=8.0)])
+def test_search_is_never_larger_than_sperr_alone(tiny_model, target):
+    from conftest import smooth_field
+
+    x = smooth_field(2, seed=3).astype("f4")
+    codec = COINppCodec(tiny_model, inner_steps=2, assume_global_grid=True, residual_coder="sperr", **target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = codec.encode(x)
+    alone = _sperr_alone(codec, x, **target)
+    assert len(data) <= len(alone)
+    err = np.sqrt(np.mean((codec.decode(data).astype("f8") - x) ** 2))
+    if "target_rmse" in target:
+        assert err <= target["target_rmse"]
+    else:
+        assert x.nbytes / len(data) >= target["target_ratio"]
+        assert err <= np.sqrt(np.mean((codec.decode(alone).astype("f8") - x) ** 2))
+
+
+def test_residual_coder_none_writes_what_earlier_builds_wrote(tiny_model):
+    from conftest import smooth_field
+
+    x = smooth_field(2, seed=3).astype("f4")
+    kw = dict(inner_steps=2, assume_global_grid=True, target_rmse=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = COINppCodec(tiny_model, residual_coder="none", **kw).encode(x)
+    assert cf.chunk_mode(data) == cf.MODE_MODULATIONS
+    assert CodecSettings.from_dict({}).residual_coder == "none"  # a configuration written before the key
+    assert CodecSettings().to_dict()["residual_coder"] == "sperr"  # the default, written explicitly
+    assert "residual_coder" not in CodecSettings(residual_coder="none").to_dict()  # as earlier builds wrote
+    with pytest.raises(ValueError, match="residual_coder"):
+        CodecSettings(residual_coder="zfp")
+
+
+@pytest.mark.parametrize("name", ["hybrid", "wavelet"])
+def test_damaged_version5_chunks_raise_corrupt_chunk_error(name):
+    codec, x = codec_and_input(name)
+    data = codec.encode(x)
+    for cut in range(len(data)):  # truncation: the CRC says so
+        with pytest.raises(CorruptChunkError):
+            codec.decode(data[:cut])
+    hdr, sections = cf.unpack_chunk(data)
+    stream = sections["wavelet"]
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # damage behind a valid CRC: refused, or decoded to something of the chunk's shape
+        bad = bytearray(stream)
+        for i in rng.integers(0, len(bad), size=int(rng.integers(1, 4))):
+            bad[i] = int(rng.integers(0, 256))
+        try:
+            y = codec.decode(cf.pack_chunk(hdr, {**sections, "wavelet": bytes(bad)}))
+        except CorruptChunkError:
+            continue
+        assert y.shape == x.shape
+    huge = bytearray(stream)
+    huge[3:15] = struct.pack("<3I", 1 << 30, 1 << 30, 1 << 30)  # dims no chunk has: refused before SPERR
+    for bad, why in ((bytes(huge), "dims"), (b"\x07" + stream[1:], "coder"), (stream[:5], "shorter")):
+        with pytest.raises(CorruptChunkError, match=why):
+            codec.decode(cf.pack_chunk(hdr, {**sections, "wavelet": bad}))
+
+
+def test_store_info_reports_the_share_of_chunks_per_mode(tmp_path, tiny_model):
+    import zarr
+
+    from conftest import smooth_field
+    from inrcodec import archive
+
+    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, target_rmse=0.5, residual_coder="sperr")
+    x = smooth_field(4, seed=5).astype("f4")
+    root = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    arr = root.create_array("t", shape=x.shape, chunks=(2, *x.shape[1:]), dtype="f4", serializer=codec,
+                            compressors=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr[:] = x
+    info = archive.store_info(tmp_path / "s.zarr")
+    modes = info["variables"]["t"]["chunk_modes"]
+    assert sum(modes.values()) == 2 and set(modes) <= set(cf.KNOWN_MODES.values())
+    assert "chunk modes" in archive.format_info(info)
