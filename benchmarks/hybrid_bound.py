@@ -18,6 +18,7 @@ from heldout_rd import _smoke_data, load
 from inrcodec import CodecSettings, COINppCodec
 from inrcodec.models import modelstore
 from inrcodec import chunkformat as cf
+from inrcodec.chunkformat.header import KNOWN_MODES
 
 
 def _peer(name: str, bound: float):
@@ -77,7 +78,7 @@ def main() -> None:
             err = y.astype("f8") - x
             modes = ""
             if name.startswith("inrcodec"):
-                counts = Counter(cf.KNOWN_MODES[cf.unpack_chunk(c)[0].mode] for c in chunks)
+                counts = Counter(KNOWN_MODES[cf.unpack_chunk(c)[0].mode] for c in chunks)
                 modes = ", ".join(f"{k} {v}/{len(chunks)}" for k, v in counts.most_common())
             print(f"| {bound:g} | {name} | {x.nbytes / sum(map(len, chunks)):.2f}x | {np.abs(err).max():.4g} | "
                   f"{np.sqrt(np.mean(err ** 2)):.4g} | {te:.3g} | {td:.3g} | {modes} |", flush=True)

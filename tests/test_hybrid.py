@@ -12,6 +12,7 @@ from golden_cases import codec_and_input
 
 from inrcodec import COINppCodec, CodecSettings
 from inrcodec import chunkformat as cf
+from inrcodec.chunkformat.header import ChunkHeader, KNOWN_MODES, MODE_HYBRID, MODE_MODULATIONS, MODE_WAVELET
 from inrcodec.chunkcodec import residual
 from inrcodec.chunkcodec import encode as enc
 from inrcodec.chunkcodec import hybrid, wavelet
@@ -21,9 +22,9 @@ from inrcodec.errors import CorruptChunkError
 PIN = b"\x01\x02\x03\x04"
 
 
-def _v5_header(mode=cf.MODE_HYBRID, **kw):
-    latents = mode == cf.MODE_HYBRID
-    return cf.ChunkHeader(model_sha256=None, pin=PIN, dtype="<f4", shape=(2, 8, 16), order="C", mode=mode,
+def _v5_header(mode=MODE_HYBRID, **kw):
+    latents = mode == MODE_HYBRID
+    return ChunkHeader(model_sha256=None, pin=PIN, dtype="<f4", shape=(2, 8, 16), order="C", mode=mode,
                           patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
                           bits=3 if latents else 0, quantizer_id=2 if latents else 0,
                           entropy_id=3 if latents else 0, **kw)
@@ -34,21 +35,21 @@ def test_version5_layout_round_trips_and_keeps_one_way_per_header():
     data = cf.pack_chunk(_v5_header(), sections)
     assert data[:2] == b"I\x05" and len(data) == 2 + 4 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 6 + 4
     hdr, back = cf.unpack_chunk(data)
-    assert hdr == _v5_header() and back == sections and cf.chunk_mode(data) == cf.MODE_HYBRID
-    alone = cf.pack_chunk(_v5_header(cf.MODE_WAVELET), {"wavelet": b"\x01abc"})
+    assert hdr == _v5_header() and back == sections and cf.chunk_mode(data) == MODE_HYBRID
+    alone = cf.pack_chunk(_v5_header(MODE_WAVELET), {"wavelet": b"\x01abc"})
     assert cf.unpack_chunk(alone)[1] == {"wavelet": b"\x01abc"}
     with pytest.raises(ValueError, match="wavelet"):  # the wavelet section is modes 4 and 5's alone
-        cf.pack_chunk(_v5_header(cf.MODE_WAVELET), {"wavelet": b"\x01", "latents": b""})
+        cf.pack_chunk(_v5_header(MODE_WAVELET), {"wavelet": b"\x01", "latents": b""})
     with pytest.raises(ValueError, match="wavelet"):
-        cf.pack_chunk(cf.ChunkHeader(model_sha256=None, pin=PIN, dtype="<f4", shape=(2,), order="C", mode=0,
+        cf.pack_chunk(ChunkHeader(model_sha256=None, pin=PIN, dtype="<f4", shape=(2,), order="C", mode=0,
                                      patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
                                      bits=3, quantizer_id=1, entropy_id=0), {"latents": b"", "wavelet": b""})
     with pytest.raises(ValueError, match="version 5"):  # no legacy (model hash) header for the new modes
-        cf.ChunkHeader(model_sha256="0" * 64, dtype="<f4", shape=(2,), order="C", mode=cf.MODE_WAVELET,
+        ChunkHeader(model_sha256="0" * 64, dtype="<f4", shape=(2,), order="C", mode=MODE_WAVELET,
                        patch_shape=(), num_items=0, num_patches=0, latent_dim=0, bits=0, quantizer_id=0, entropy_id=0)
     # a version-5 chunk naming mode 0 (a version-3/4 header) is refused
     body = bytearray(data[:-4])
-    body[7] = cf.MODE_MODULATIONS | 1 << 3
+    body[7] = MODE_MODULATIONS | 1 << 3
     with pytest.raises(CorruptChunkError):
         cf.unpack_chunk(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
 
@@ -77,7 +78,7 @@ def test_hybrid_decodes_within_the_promise_on_another_machine(monkeypatch):
     the promised tolerance) moves the values by no more than that, and the bound still holds."""
     codec, x = codec_and_input("hybrid")
     data = codec.encode(x)
-    assert cf.chunk_mode(data) == cf.MODE_HYBRID
+    assert cf.chunk_mode(data) == MODE_HYBRID
     here = codec.decode(data).astype("f8")
     tol = residual.cross_machine_tolerance(x)
     original = ChunkContext.reconstruct
@@ -127,7 +128,7 @@ def test_residual_coder_none_writes_what_earlier_builds_wrote(tiny_model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = COINppCodec(tiny_model, residual_coder="none", **kw).encode(x)
-    assert cf.chunk_mode(data) == cf.MODE_MODULATIONS
+    assert cf.chunk_mode(data) == MODE_MODULATIONS
     assert CodecSettings.from_dict({}).residual_coder == "none"  # a configuration written before the key
     assert CodecSettings().to_dict()["residual_coder"] == "sperr"  # the default, written explicitly
     assert "residual_coder" not in CodecSettings(residual_coder="none").to_dict()  # as earlier builds wrote
@@ -177,5 +178,5 @@ def test_store_info_reports_the_share_of_chunks_per_mode(tmp_path, tiny_model):
         arr[:] = x
     info = archive.store_info(tmp_path / "s.zarr")
     modes = info["variables"]["t"]["chunk_modes"]
-    assert sum(modes.values()) == 2 and set(modes) <= set(cf.KNOWN_MODES.values())
+    assert sum(modes.values()) == 2 and set(modes) <= set(KNOWN_MODES.values())
     assert "chunk modes" in archive.format_info(info)
