@@ -8,7 +8,7 @@ from inrcodec.recipes import build_model, list_recipes, load_recipe, load_recipe
 from inrcodec.recipes.report import patch_means
 from inrcodec.cli import main
 
-RECIPES = ["era5", "audio", "image", "mri"]
+RECIPES = ["era5", "audio", "image", "mri", "fashion"]
 # constant outer lr: a run stopped at 2 of 4 steps and resumed equals a 4-step run (a cosine
 # schedule depends on the total, so its resume is tested in test_prior.py with one total)
 TINY = {"width": 8, "depth": 2, "latent_dim": 4, "batch_size": 4, "encode_steps": 2, "outer_points": 32,
@@ -24,7 +24,7 @@ def test_every_recipe_is_listed():
 def test_recipe_parses_and_builds_its_model(name, preset):
     recipe = load_recipe(name)
     p = recipe.preset(preset)
-    shape = {"era5": (46, 90), "audio": (3200,), "image": (64, 64), "mri": (16, 32, 32)}[name]
+    shape = {"era5": (46, 90), "audio": (3200,), "image": (64, 64), "mri": (16, 32, 32), "fashion": (28, 28)}[name]
     model = build_model(recipe, p, shape)
     assert model.latent_dim == p["latent_dim"]
     assert model.network.width == p["width"] and model.network.depth == p["depth"]
