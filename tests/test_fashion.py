@@ -78,3 +78,19 @@ def test_tiny_training_run_learns_more_than_the_mean_image(tmp_path):
     assert report["split"] == {"train": 400, "validation": 16, "test": 24}
     assert rows["float32 latents"]["rmse"] < 0.9 * mean_image
     assert rows["6 bits + entropy coding"]["rmse"] < 0.9 * mean_image
+
+
+@pytest.mark.parametrize("name", ["jpeg-mosaic", "webp-mosaic", "jpeg2000-mosaic"])
+def test_mosaic_peers_pay_headers_once_and_give_back_every_image(name):
+    from inrcodec.bench.peers import PEERS
+
+    x = fashion_mnist("val")[:60]  # 60 images: a 6 x 10 mosaic
+    single = PEERS[name.replace("-mosaic", "-2d" if name.startswith("jpeg2000") else "")]
+    codecs = [PEERS[name].make(p, x) for p in (PEERS[name].sweep(x)[1], PEERS[name].sweep(x)[-2])]
+    (small, rec_small), (large, rec_large) = sorted(((len(c.encode(x)), c.decode(c.encode(x), x)) for c in codecs),
+                                                    key=lambda t: t[0])
+    assert rec_large.shape == x.shape and small < large
+    err = lambda r: float(np.sqrt(np.mean((r - x) ** 2)))
+    assert err(rec_large) < err(rec_small) < 0.2  # more bytes, less error; each image comes back in its place
+    per_image = min(len(single.make(p, x).encode(x)) for p in single.sweep(x))
+    assert small < per_image  # one set of headers instead of 60: below the per-image codec's lowest rate
