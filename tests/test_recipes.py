@@ -9,7 +9,7 @@ from inrcodec.recipes.report import patch_means
 from inrcodec.cli import main
 from inrcodec.training.calibration import fit_normalisation, training_sampler
 
-RECIPES = ["era5", "audio", "image", "mri"]
+RECIPES = ["era5", "audio", "image", "mri", "fashion"]
 # constant outer lr: a run stopped at 2 of 4 steps and resumed equals a 4-step run (a cosine
 # schedule depends on the total, so its resume is tested in test_prior.py with one total)
 TINY = {"width": 8, "depth": 2, "latent_dim": 4, "batch_size": 4, "encode_steps": 2, "outer_points": 32,
@@ -25,7 +25,7 @@ def test_every_recipe_is_listed():
 def test_recipe_parses_and_builds_its_model(name, preset):
     recipe = load_recipe(name)
     p = recipe.preset(preset)
-    shape = {"era5": (46, 90), "audio": (3200,), "image": (64, 64), "mri": (16, 32, 32)}[name]
+    shape = {"era5": (46, 90), "audio": (3200,), "image": (64, 64), "mri": (16, 32, 32), "fashion": (28, 28)}[name]
     model = build_model(recipe, p, shape)
     assert model.latent_dim == p["latent_dim"]
     assert model.network.width == p["width"] and model.network.depth == p["depth"]

@@ -1,6 +1,7 @@
 """The everyday codecs of images, speech and MRI, as ``inrcodec bench`` peers.
 
-* images: JPEG, WebP and JPEG 2000 through Pillow, one 2-D image per item;
+* images: JPEG, WebP and JPEG 2000 through Pillow, one 2-D image per item, or (``*-mosaic``) all items tiled into
+  one image, which pays the format's headers once (small items such as 28 x 28);
 * MRI: JPEG and JPEG 2000 per axial slice (Pillow), SPERR and SZ3 on the 3-D volume (numcodecs-wasm);
 * speech: MP3 (LAME) and Opus through PyAV (FFmpeg), at bit rates matched to inrcodec's range.
 
@@ -90,6 +91,34 @@ def _jpeg2000_2d(p, x):
     return _PillowSlices("JPEG2000", {"quality_mode": "rates", "quality_layers": [p["ratio"]], "irreversible": True})
 
 
+class _Mosaic:
+    """A 2-D peer on all items tiled into one mosaic image (``rows x cols`` items, ``cols`` the smallest divisor of
+    the item count at or above its square root): for small items (28 x 28) whose per-file headers would otherwise
+    outweigh the pixels, so the peer pays its headers once, as inrcodec's one chunk does."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @staticmethod
+    def _layout(n: int) -> tuple[int, int]:
+        cols = next(d for d in range(int(np.ceil(np.sqrt(n))), n + 1) if n % d == 0)
+        return n // cols, cols
+
+    def _tile(self, x: np.ndarray) -> np.ndarray:
+        items = x.reshape(-1, *x.shape[-2:])
+        (rows, cols), (h, w) = self._layout(len(items)), items.shape[1:]
+        return items.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(1, rows * h, cols * w)
+
+    def encode(self, x: np.ndarray) -> bytes:
+        return self.inner.encode(self._tile(x))
+
+    def decode(self, data: bytes, like: np.ndarray) -> np.ndarray:
+        items = like.reshape(-1, *like.shape[-2:])
+        (rows, cols), (h, w) = self._layout(len(items)), items.shape[1:]
+        mosaic = self.inner.decode(data, self._tile(like))
+        return mosaic.reshape(rows, h, cols, w).transpose(0, 2, 1, 3).reshape(like.shape)
+
+
 # -- 3-D volumes ----------------------------------------------------------------------------------
 
 
@@ -166,6 +195,10 @@ def _opus(p, x):
     return _PyAVAudio("libopus", "ogg", p["kbps"])
 
 
+def _mosaic(make):
+    return lambda p, x: _Mosaic(make(p, x))
+
+
 # -- specs for inrcodec.bench.peers.Peer ------------------------------------------------------------------
 
 PEER_SPECS = [
@@ -178,6 +211,15 @@ PEER_SPECS = [
     dict(name="jpeg2000-2d", label="JPEG 2000 (Pillow)", modules=("PIL",), pip="pillow", make=_jpeg2000_2d,
          sweep=lambda x: [{"ratio": r} for r in (4, 8, 16, 32, 64, 128, 256)],
          quick=lambda x: [{"ratio": r} for r in (8, 64)]),
+    dict(name="jpeg-mosaic", label="JPEG, one mosaic of all items (Pillow)", modules=("PIL",), pip="pillow",
+         make=_mosaic(_jpeg), sweep=lambda x: [{"quality": q} for q in (5, 10, 20, 30, 50, 70, 85, 95)],
+         quick=lambda x: [{"quality": q} for q in (10, 70)]),
+    dict(name="webp-mosaic", label="WebP, one mosaic of all items (Pillow)", modules=("PIL",), pip="pillow",
+         make=_mosaic(_webp), sweep=lambda x: [{"quality": q} for q in (5, 10, 20, 30, 50, 70, 85, 95)],
+         quick=lambda x: [{"quality": q} for q in (10, 70)]),
+    dict(name="jpeg2000-mosaic", label="JPEG 2000, one mosaic of all items (Pillow)", modules=("PIL",),
+         pip="pillow", make=_mosaic(_jpeg2000_2d), sweep=lambda x: [{"ratio": r} for r in (4, 6, 8, 12, 16, 32, 64)],
+         quick=lambda x: [{"ratio": r} for r in (8, 32)]),
     dict(name="jpeg-slices", label="JPEG per slice (Pillow)", modules=("PIL",), pip="pillow", make=_jpeg,
          sweep=lambda x: [{"quality": q} for q in (5, 10, 20, 30, 50, 70, 85, 95)],
          quick=lambda x: [{"quality": q} for q in (10, 70)]),

@@ -109,6 +109,8 @@ def load_recipe_data(recipe: Recipe, paths=None, variable: str | None = None) ->
         return rd
     if loader in ("audio", "image", "volume"):
         return _load_modality(recipe, paths, split)
+    if loader == "smallimage":
+        return _small_image_data(recipe, paths, split)
     raise ValueError(f"recipe {recipe.name!r}: unknown data loader {loader!r}")
 
 
@@ -153,6 +155,24 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
     else:
         train, val, test = (np.concatenate(groups[k]) for k in ("train", "val", "test"))
     return RecipeData(train, val, test, units=units, source=source)
+
+
+def _small_image_data(recipe: Recipe, paths, split) -> RecipeData:
+    """Whole small images (:mod:`inrcodec.smallimages`): the shipped Fashion-MNIST subset, or the ``--data`` files
+    split by file (3+ files) or contiguously. Images an earlier split holds are dropped from later ones (by
+    content), and validation/test keep their first ``eval_items`` images (encoding every test item at every
+    bit width is the report's cost)."""
+    from inrcodec import smallimages
+
+    if paths:
+        parts = split_groups([smallimages.load_small_images(p) for p in paths], split)
+        source = ", ".join(str(p) for p in paths)
+    else:
+        parts = tuple(smallimages.fashion_mnist(k) for k in smallimages.SPLITS)
+        source = smallimages.FASHION_SOURCE
+    train, val, test = smallimages.drop_shared_images(*parts)
+    n = int(recipe.data.get("eval_items", 500))
+    return RecipeData(train, val[:n], test[:n], units="intensity in [0, 1]", source=source)
 
 
 def _field_data(splits: dict, source: str) -> RecipeData:
