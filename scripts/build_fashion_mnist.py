@@ -39,7 +39,7 @@ def take_unique(images: np.ndarray, n: int, seen: set, start: int = 0) -> tuple[
 
 def main():
     sys.path.insert(0, os.path.join(ROOT, ".."))
-    from inrcodec.smallimages import read_idx
+    from inrcodec.datasets.smallimages import read_idx
 
     train_all = read_idx(os.path.join(SRC, "train-images-idx3-ubyte.gz"))
     test_all = read_idx(os.path.join(SRC, "t10k-images-idx3-ubyte.gz"))

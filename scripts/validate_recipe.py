@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from inrcodec import metrics
-from inrcodec.model import CoinModel
+from inrcodec.models.model import CoinModel
 from inrcodec.recipes import load_recipe, load_recipe_data
 from inrcodec.recipes.data import RecipeData
 from inrcodec.recipes.report import evaluate

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from inrcodec.recipes import load_recipe, load_recipe_data, train_recipe
-from inrcodec.smallimages import SPLITS, drop_shared_images, fashion_mnist, image_keys, read_idx
+from inrcodec.datasets.smallimages import SPLITS, drop_shared_images, fashion_mnist, image_keys, read_idx
 
 
 def _write_idx(path, images: np.ndarray) -> None:

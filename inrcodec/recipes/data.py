@@ -158,11 +158,11 @@ def _load_modality(recipe: Recipe, paths, split) -> RecipeData:
 
 
 def _small_image_data(recipe: Recipe, paths, split) -> RecipeData:
-    """Whole small images (:mod:`inrcodec.smallimages`): the shipped Fashion-MNIST subset, or the ``--data`` files
+    """Whole small images (:mod:`inrcodec.datasets.smallimages`): the shipped Fashion-MNIST subset, or the ``--data`` files
     split by file (3+ files) or contiguously. Images an earlier split holds are dropped from later ones (by
     content), and validation/test keep their first ``eval_items`` images (encoding every test item at every
     bit width is the report's cost)."""
-    from inrcodec import smallimages
+    from inrcodec.datasets import smallimages
 
     if paths:
         parts = split_groups([smallimages.load_small_images(p) for p in paths], split)
