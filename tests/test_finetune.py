@@ -194,3 +194,12 @@ def test_fine_tuning_takes_the_recipes_outer_lr_unless_overridden():
     cpu = recipe.preset("cpu")
     assert finetune_preset(recipe, cpu, None)["outer_lr"] == recipe.init["outer_lr"] == 3e-5 < cpu["outer_lr"]
     assert finetune_preset(recipe, {**cpu, "outer_lr": 1e-3}, {"outer_lr": 1e-3})["outer_lr"] == 1e-3
+
+
+def test_a_budget_that_leaves_no_training_time_is_refused_before_anything_is_written(sample, tmp_path, monkeypatch):
+    from inrcodec.recipes import train
+
+    monkeypatch.setattr(train, "_after_training_seconds", lambda *a: 3600.0)  # the report alone would take an hour
+    with pytest.raises(InrcodecError, match="leaves no time to meta-train"):
+        train_recipe("era5", data=[sample], steps=5, minutes=30, out=tmp_path, init="none", **RUN)
+    assert not (tmp_path / "model.safetensors").exists()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inrcodec.errors import InrcodecError
 from inrcodec.recipes.data import RecipeData, load_recipe_data
 from inrcodec.recipes.finetune import finetune_preset, init_record, resolve_init, start_from
 from inrcodec.recipes.recipe import PRESET_KEYS, Recipe, load_recipe
@@ -104,7 +105,12 @@ def train_recipe(
     if minutes is not None:  # the report encodes each test set at float latents and each bit width (x entropy options)
         test_sets = _grid_sets(model, rd.fields.get("test-source", []) + rd.fields["test-time"]) if rd.fields else [(rd.test, grid)]
         passes = 1 + len(bits) * (1 if rd.fields else 2)
-        deadline = t0 + 60.0 * minutes - _after_training_seconds(model, cal_sets, test_sets, calibration_items, passes)
+        after = _after_training_seconds(model, cal_sets, test_sets, calibration_items, passes)
+        deadline = t0 + 60.0 * minutes - after
+        if deadline <= time.monotonic():  # else the run would write an untrained model without a word
+            raise InrcodecError(
+                f"--minutes {minutes:g} leaves no time to meta-train: calibration and the report are estimated at "
+                f"{after / 60:.1f} min on this machine (under load, this estimate grows); give more minutes")
     history = _meta_train(model, rd, grid, p, n_steps, seed, device, out, resume, progress, deadline)
     t_train = time.time() - t_start
 
