@@ -65,12 +65,12 @@ def _measure(codec, x: np.ndarray) -> tuple[float, float, float]:
 def _coder_sizes(codec, chunk: bytes, x: np.ndarray) -> str:
     """Residual bytes of each (predictor, coder) pair for this chunk (the codec keeps the smallest)."""
     from inrcodec import chunkformat as cf
-    from inrcodec.chunkformat.header import ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW
+    from inrcodec.chunkformat.header import KNOWN_MODES, ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS
     from inrcodec.chunkcodec import residual
 
     hdr, sections = cf.unpack_chunk(chunk)
     if hdr.mode != MODE_BOUNDED:
-        return {MODE_RAW: "raw", MODE_PLAIN_RESIDUAL: "no-network residual (mode 3)"}[hdr.mode]
+        return f"{KNOWN_MODES[hdr.mode]} (mode {hdr.mode})"  # no network residual to split by coder
     plain = dict(sections)
     info = residual.residual_info(plain.pop("residual"))
     h0 = ChunkHeader(**{**hdr.__dict__, "mode": MODE_MODULATIONS})
