@@ -1,6 +1,6 @@
 """Error-bounded mode with SPERR among the candidates (issue 24) next to SZ3 and SPERR alone, on the
-held-out ERA5 file of ``heldout_rd.py`` or a pool set (``--data pool:mpi_esm``): ratio and measured max error at each bound, chunks of
-``--chunk`` items, every codec through its real encoder and decoder.
+held-out ERA5 file of ``heldout_rd.py`` or a pool set (``--data pool:mpi_esm``): ratio and measured
+max error at each bound, chunks of ``--chunk`` items, every codec through its real encoder and decoder.
 
     python benchmarks/hybrid_bound.py --data heldout_weather.nc --split test --grid 4deg --bounds 0.1 0.5
     python benchmarks/hybrid_bound.py --data pool:mpi_esm --bounds 0.1 0.5
