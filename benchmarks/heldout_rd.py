@@ -150,7 +150,7 @@ def main(argv=None) -> int:
                     help="sweep rate control (target_ratio) instead of --bits")
     ap.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE",
                     help="a further COINppCodec option (repeatable), e.g. max_abs_error=2")
-    ap.add_argument("--peers", nargs="*", default=["sperr", "sz3", "zfp"])
+    ap.add_argument("--peers", nargs="*", default=["sperr", "sperr-bpp", "sz3", "zfp"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", default="bench-heldout")
     _smoke.add_flag(ap)

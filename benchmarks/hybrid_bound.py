@@ -1,8 +1,9 @@
 """Error-bounded mode with SPERR among the candidates (issue 24) next to SZ3 and SPERR alone, on the
-held-out ERA5 file of ``heldout_rd.py``: ratio and measured max error at each bound, chunks of
-``--chunk`` items, every codec through its real encoder and decoder.
+held-out ERA5 file of ``heldout_rd.py`` or a pool set (``--data pool:mpi_esm``): ratio and measured
+max error at each bound, chunks of ``--chunk`` items, every codec through its real encoder and decoder.
 
     python benchmarks/hybrid_bound.py --data heldout_weather.nc --split test --grid 4deg --bounds 0.1 0.5
+    python benchmarks/hybrid_bound.py --data pool:mpi_esm --bounds 0.1 0.5
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def main() -> None:
         coders = ("none", "sperr") if "residual_coder" in CodecSettings.names() else ("none",)
         rows = [(f"inrcodec {rc}", COINppCodec(model, bits=args.bits, inner_steps=model.encode_steps, lat=field.lat,
                                                lon=field.lon, max_abs_error=bound,
-                                               **({"residual_coder": rc} if rc != "none" else {})),
+                                               # named even for "none": the default is "sperr"
+                                               **({"residual_coder": rc} if len(coders) > 1 else {})),
                  lambda c, d, like: c.decode(d)) for rc in coders]
         rows += [(p, _peer(p, bound), lambda c, d, like: np.asarray(c.decode(np.frombuffer(d, np.uint8))).reshape(like.shape))
                  for p in ("SZ3", "SPERR") if _peer(p, bound) is not None]

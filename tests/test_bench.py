@@ -249,3 +249,22 @@ def test_the_written_bench_command_line_parses_back_to_the_same_run(argv):
     line = bench_cli.command_line(args)
     assert line.startswith("inrcodec bench ") and "--quiet" not in line
     assert vars(parser.parse_args([*shlex.split(line)[2:], "--quiet"])) == vars(args)
+
+
+def test_sperr_rate_peer_spends_the_bits_it_is_given():
+    """The "sperr-bpp" peer is SPERR's rate mode (what inrcodec's wavelet chunks use), next to the
+    point-wise error "sperr": its bytes follow bpp, and more bits give a smaller error."""
+    pytest.importorskip("numcodecs_wasm_sperr")
+    x = smooth_field(4, seed=3).astype("f4")
+    peer = bench.PEERS["sperr-bpp"]
+    assert "sperr-bpp" in bench.SCIENTIFIC_PEERS and "sperr" in bench.SCIENTIFIC_PEERS
+    sizes, errors = [], []
+    for params in ({"bpp": 0.5}, {"bpp": 2.0}, {"bpp": 8.0}):
+        codec = peer.make(params, x)
+        data = codec.encode(x)
+        y = codec.decode(data, x)
+        assert y.shape == x.shape and np.isfinite(y).all()
+        sizes.append(len(data))
+        errors.append(_rmse(x, y))
+    assert sizes[0] < sizes[1] < sizes[2] and sizes[2] <= 8.0 * x.size / 8 + 1024
+    assert errors[0] > errors[1] > errors[2]

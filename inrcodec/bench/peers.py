@@ -17,7 +17,8 @@ import numpy as np
 from inrcodec.bench.modality_peers import DEFAULT_PEERS as MODALITY_PEERS
 from inrcodec.bench.modality_peers import PEER_SPECS as MODALITY_PEER_SPECS
 from inrcodec.bench.scientific_peers import (
-    make_bitround, make_fourier, make_jpeg2000, make_sperr, make_sz3, make_zfp, make_zfp_rate,
+    make_bitround, make_fourier, make_jpeg2000, make_sperr, make_sperr_bpp, make_sz3, make_zfp,
+    make_zfp_rate,
 )
 from inrcodec.metrics import data_range
 
@@ -75,6 +76,11 @@ SCIENTIFIC = [
          _values("rate", (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)), _values("rate", (1.0, 4.0))),
     Peer("sperr", "SPERR (pwe)", ("numcodecs_wasm_sperr",), "numcodecs-wasm-sperr", make_sperr,
          _relative("pwe", _REL_BOUNDS), _relative("pwe", _REL_BOUNDS_QUICK)),
+    # SPERR's rate mode: it spends its bytes on the RMSE, not on the largest error (issue 24's fair peer)
+    Peer("sperr-bpp", "SPERR (bpp)", ("numcodecs_wasm_sperr",), "numcodecs-wasm-sperr", make_sperr_bpp,
+         _values("bpp", (0.004, 0.008, 0.012, 0.016, 0.024, 0.032, 0.048, 0.064, 0.1, 0.16, 0.25, 0.4, 0.64,
+                         1.0, 2.0, 4.0, 8.0)),
+         _values("bpp", (0.1, 1.0))),
     Peer("jpeg2000", "JPEG 2000 (uint16)", ("numcodecs_wasm_jpeg2000",), "numcodecs-wasm-jpeg2000", make_jpeg2000,
          _values("rate", (5, 10, 30, 100, 300, 1000, 3000)), _values("rate", (10, 300))),
     Peer("fourier-network", "Fourier-feature network", ("numcodecs_wasm_fourier_network",),

@@ -100,6 +100,13 @@ def make_sperr(p, x):
     return WasmPeer([Sperr(mode="pwe", pwe=p["pwe"])])
 
 
+def make_sperr_bpp(p, x):
+    """SPERR at a fixed rate of ``p["bpp"]`` bits per value (the mode inrcodec's wavelet chunks use)."""
+    from numcodecs_wasm_sperr import Sperr
+
+    return WasmPeer([Sperr(mode="bpp", bpp=p["bpp"])])
+
+
 def make_jpeg2000(p, x):
     from numcodecs_wasm_jpeg2000 import Jpeg2000
 
