@@ -304,9 +304,8 @@ def _wavelet_targets(settings, model, waves, fits, below: int | None = None, tar
     """(chunk, RMSE) of SPERR alone and of every fitted patch aim's hybrid at each low width that
     meet the target (``target_rmse`` overrides the settings'; ``below``: widths under it)."""
     target_rmse = settings.target_rmse if target_rmse is None else target_rmse
-    tries = [(None, 0)] + [(cands, b) for cands in fits for b in hybrid.hybrid_widths(model, below)]
     out = []
-    for cands, bits in tries:
+    for cands, bits in hybrid.tries(model, fits, below):
         if target_rmse is not None:
             found = waves.at_rmse(cands, bits, target_rmse)
         else:
@@ -368,8 +367,7 @@ def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: floa
     plain = writer.plain_residual(values, valid, bound)
     chunk = plain if len(plain) <= len(best) else best
     if waves is not None:
-        tries = [(None, 0)] + [(cands, b) for b in hybrid.hybrid_widths(model)]
-        found = [d for d in (waves.at_bound(c, b, bound) for c, b in tries) if d is not None]
+        found = [d for d in (waves.at_bound(c, b, bound) for c, b in hybrid.tries(model, [cands])) if d is not None]
         chunk = min([chunk] + found, key=len)
     raw = writer.raw()
     if len(raw) <= len(chunk):

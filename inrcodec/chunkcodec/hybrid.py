@@ -27,7 +27,7 @@ from inrcodec.chunkcodec import ratecontrol
 from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec import wavelet
 
-__all__ = ["WaveletCandidates", "hybrid_widths", "HYBRID_MAX_BITS", "RATE_TRIES"]
+__all__ = ["WaveletCandidates", "hybrid_widths", "tries", "HYBRID_MAX_BITS", "RATE_TRIES"]
 
 #: hybrid chunks code their latents at these widths at most: the residual carries the detail,
 #: the latents only the large scales (issue 24 measured 2-3 bits)
@@ -42,6 +42,13 @@ def hybrid_widths(model, below: int | None = None) -> list[int]:
     """The latent widths hybrid chunks try (with tables, at most ``HYBRID_MAX_BITS``, below ``below``)."""
     top = HYBRID_MAX_BITS if below is None else min(HYBRID_MAX_BITS, below - 1)
     return [b for b in ratecontrol.candidate_bits(model) if b <= top]
+
+
+def tries(model, fits, below: int | None = None) -> list[tuple]:
+    """The (latent candidates, width) pairs a chunk's wavelet search tries: SPERR alone ``(None, 0)``
+    first, then the hybrid of each fitted patch aim in ``fits`` at each of ``hybrid_widths``."""
+    widths = hybrid_widths(model, below)
+    return [(None, 0)] + [(cands, b) for cands in fits for b in widths]
 
 
 class WaveletCandidates:

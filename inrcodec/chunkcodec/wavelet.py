@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from inrcodec.chunkformat import varint  # the wrapper writes the same LEB128 as the chunk format
+
 __all__ = ["CODER_SPERR", "WaveletError", "available", "field_shape", "encode", "decode", "SPERR_HEADER"]
 
 #: the coder byte of a SPERR stream as numcodecs-wasm-sperr 0.2 writes it (float64, 1-3 dims)
@@ -59,19 +61,10 @@ def field_shape(items_shape: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple(int(s) for s in items_shape)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _wrapper_header(shape3: tuple[int, int, int], stream_len: int) -> bytes:
     """What numcodecs-wasm-sperr writes before the SPERR stream of a float64 array."""
-    return (bytes([_DTYPE_F64, len(shape3)]) + b"".join(_varint(s) for s in shape3)
-            + _varint(len(_WRAPPER_VERSION)) + _WRAPPER_VERSION + _varint(stream_len))
+    return (bytes([_DTYPE_F64, len(shape3)]) + b"".join(varint(s) for s in shape3)
+            + varint(len(_WRAPPER_VERSION)) + _WRAPPER_VERSION + varint(stream_len))
 
 
 def _codec(mode: str, value: float):

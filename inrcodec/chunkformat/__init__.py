@@ -41,6 +41,7 @@ __all__ = [
     "unpack_chunk",
     "chunk_mode",
     "mode_counts",
+    "varint",
 ]
 
 
@@ -121,7 +122,7 @@ def _check_v5_sections(mode: int, names, error: type[Exception]) -> None:
                     f"optionally {sorted(optional)}; got {sorted(names)}")
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
     """Unsigned LEB128 (7 bits per byte, low first, high bit = more bytes follow)."""
     out = bytearray()
     while True:
@@ -144,17 +145,17 @@ def _pack_v3(header: ChunkHeader, encoded: list[tuple[int, memoryview]]) -> byte
     out += header.pin
     out.append(len(header.shape) | ORDER_CODES[header.order] << 4 | (DTYPE_CODES[header.dtype] - 1) << 5)
     if version == 5:
-        out += _varint(header.mode | (present & ~(1 << (SECTION_TAGS["wavelet"] - 1))) << 3)
+        out += varint(header.mode | (present & ~(1 << (SECTION_TAGS["wavelet"] - 1))) << 3)
     else:
         out.append(header.mode | present << 2)
     if header.mode not in MODES_WITHOUT_LATENTS:
         out.append((header.bits - 1) | header.quantizer_id << 4 | header.entropy_id << 6)
         if version >= 4:
-            out += _varint(header.patch_aim << 1 | header.predict)
+            out += varint(header.patch_aim << 1 | header.predict)
     for d in header.shape:
-        out += _varint(d)
+        out += varint(d)
     for _, payload in encoded[:-1]:  # the last section runs to the checksum
-        out += _varint(len(payload))
+        out += varint(len(payload))
     for _, payload in encoded:
         out += payload
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
