@@ -18,7 +18,14 @@ coads_airt.nc       Debian ``ferret-datasets`` 7.6.0-5,         COADS monthly cl
 ncep_air.nc         PyPI ``hvsampledata`` 0.1.5,                NCEP/NCAR Reanalysis 1 air temperature at
                     ``hvsampledata/_data/                       sigma 0.995, 6-hourly 2014-02-24..28, 25 x 53
                     air_temperature_small.nc``
+era5_t.nc           PyPI ``cfgrib`` 0.9.15.1 source             ERA5 ensemble temperature at 850 and 500 hPa,
+                    distribution, ``tests/sample-data/          12-hourly 2017-01-01 00 UTC .. 01-02 12 UTC,
+                    era5-levels-members.nc``                    10 members x 2 levels, 61 x 120 (3 degrees)
 ==================  ==========================================  ==============================================
+
+ERA5 upper-air temperature is sub-daily weather (issue 20); ERA5 2 m temperature is never read (it is kept for
+independent evaluation). Its four times are split 2 / 1 / 1 (train = 2017-01-01, val = 01-02 00 UTC,
+test-time = 01-02 12 UTC), all 20 member-levels of one time in the same split.
 
 Every file holds one variable ``tas`` in K on ``(time, lat, lon)`` (GloSea4: ``(member, time, lat, lon)``,
 because its 13 members share the same 6 validity months), lat ascending, lon ascending in [-180, 180)
@@ -33,7 +40,9 @@ Run (with a Python environment that has inrcodec, scitools-iris, iris-sample-dat
 
     pip install scitools-iris==3.14.1 iris-sample-data==2.5.2 hvsampledata==0.1.5
     apt-get download ferret-datasets && dpkg -x ferret-datasets_7.6.0-5_all.deb /tmp/ferretx
-    python scripts/make_climate_pool.py /tmp/ferretx
+    pip download --no-deps --no-binary :all: cfgrib==0.9.15.1 && tar xzf cfgrib-0.9.15.1.tar.gz
+    python scripts/make_climate_pool.py /tmp/ferretx cfgrib-0.9.15.1
+    python scripts/make_climate_pool.py /tmp/ferretx cfgrib-0.9.15.1 --only era5_t   # one source
 
 The output is deterministic (same inputs -> same values; netCDF library versions may change the bytes).
 """
@@ -42,7 +51,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import sys
 import warnings
 
 import numpy as np
@@ -58,6 +66,9 @@ E1_YEARS = 24  # E1 held-out subset: its last 24 annual means (all inside A1B's 
 LIC_IRIS = ("Open Government Licence v3 (UK), British Crown copyright (Met Office); see LICENSE-iris-sample-data.txt")
 LIC_FERRET = ("Ferret licence (NOAA/PMEL, public domain, redistribution permitted with notice); "
               "see LICENSE-ferret-datasets.txt")
+LIC_ERA5 = ("Contains modified Copernicus Climate Change Service information 2017. Neither the European Commission "
+            "nor ECMWF is responsible for any use that may be made of the Copernicus information or data it contains "
+            "(ERA5 licence: attribution); see LICENSE-era5-cfgrib.txt")
 LIC_HV = ("NCEP-NCAR Reanalysis 1 data provided by the NOAA PSL, Boulder, Colorado, USA; package BSD-3-Clause "
           "(HoloViz); see LICENSE-hvsampledata.txt")
 
@@ -259,17 +270,70 @@ def ncep(path: str) -> None:
         {"standard_name": "air_temperature", "long_name": "air temperature at sigma 0.995", "units": "K"})
 
 
-def main() -> None:
-    import hvsampledata
-    import iris_sample_data
+ERA5_SAMPLE = os.path.join("tests", "sample-data", "era5-levels-members.nc")
+ERA5_SPLIT = ("train", "train", "val", "test-time")  # the four 12-hourly times, in order
 
-    ferret_root = sys.argv[1] if len(sys.argv) > 1 else "/tmp/ferretx"
-    sample_data = os.path.join(os.path.dirname(iris_sample_data.__file__), "sample_data")
+
+def era5_t(cfgrib_root: str) -> None:
+    """ERA5 ensemble temperature at 850 and 500 hPa: member axis = 10 ensemble numbers x 2 levels."""
+    path = os.path.join(cfgrib_root, ERA5_SAMPLE)
+    ds = xr.open_dataset(path)
+    t = ds["t"]
+    assert t.attrs["units"] == "K" and t.shape == (10, 4, 2, 61, 120), (t.attrs.get("units"), t.shape)
+    assert "2t" not in ds and "t2m" not in ds
+    levels = ds["isobaricInhPa"].values.astype("int32")
+    # member = level index * 10 + ensemble number, so each (number, level) is one array of 4 times
+    values = np.concatenate([t.isel(isobaricInhPa=k).values for k in range(len(levels))])
+    numbers = np.tile(ds["number"].values.astype("int32"), len(levels))
+    member_level = np.repeat(levels, ds.sizes["number"])
+    times = ds["time"].values.astype("datetime64[ns]")
+    labels = np.array(ERA5_SPLIT, dtype=object)
+    write("era5_t", values, ("member", "time", "lat", "lon"), {
+        "member": ("member", np.arange(values.shape[0], dtype="int32"),
+                   {"long_name": "level index x 10 + ERA5 ensemble number"}),
+        "number": ("member", numbers, {"long_name": "ERA5 ensemble member number"}),
+        "pressure_level": ("member", member_level, {"units": "hPa"}),
+        **time_coord(times, labels, "analysis time (12-hourly)"),
+        "lat": ("lat", ds.latitude.values), "lon": ("lon", ds.longitude.values)},
+        {"title": "ERA5 ensemble (EDA) temperature at 850 and 500 hPa, 10 members, 2017-01-01 00 UTC .. "
+                  "2017-01-02 12 UTC every 12 hours, global 3 degrees",
+         "institution": "ECMWF, Copernicus Climate Change Service (ERA5)",
+         "source": f"PyPI cfgrib 0.9.15.1 source distribution, {ERA5_SAMPLE.replace(os.sep, '/')}, variable t",
+         "original_file": "era5-levels-members.nc", "source_sha256": sha256(path), "licence": LIC_ERA5,
+         "pool_role": "training source (train / val / test-time), split by time",
+         "comment": "Upper-air temperature: smoother than 2 m temperature (no orography or coastlines). ERA5 2 m "
+                    "temperature is kept out of every split.", **split_attrs(times, labels)},
+        {"standard_name": "air_temperature", "long_name": "air temperature on a pressure level", "units": "K"})
+
+
+SOURCES = ("glosea4", "north_america", "coads", "ncep", "era5_t")
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("ferret_root", nargs="?", default="/tmp/ferretx", help="dpkg -x of ferret-datasets")
+    ap.add_argument("cfgrib_root", nargs="?", default="cfgrib-0.9.15.1", help="unpacked cfgrib sdist")
+    ap.add_argument("--only", nargs="+", choices=SOURCES, default=SOURCES)
+    args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    glosea4(sample_data)
-    north_america(sample_data)
-    coads(ferret_root)
-    ncep(os.path.join(os.path.dirname(hvsampledata.__file__), "_data", "air_temperature_small.nc"))
+    if {"glosea4", "north_america"} & set(args.only):
+        import iris_sample_data
+
+        sample_data = os.path.join(os.path.dirname(iris_sample_data.__file__), "sample_data")
+        if "glosea4" in args.only:
+            glosea4(sample_data)
+        if "north_america" in args.only:
+            north_america(sample_data)
+    if "coads" in args.only:
+        coads(args.ferret_root)
+    if "ncep" in args.only:
+        import hvsampledata
+
+        ncep(os.path.join(os.path.dirname(hvsampledata.__file__), "_data", "air_temperature_small.nc"))
+    if "era5_t" in args.only:
+        era5_t(args.cfgrib_root)
 
 
 if __name__ == "__main__":

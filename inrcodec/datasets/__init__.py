@@ -189,7 +189,7 @@ def climate_pool(split: str) -> list[xr.DataArray]:
     [('e1', (24, 37, 49)), ('mpi_esm', (12, 96, 192))]
     >>> train = climate_pool("train")
     >>> len(train), sorted({da.attrs["source"] for da in train})
-    (16, ['a1b', 'coads', 'glosea4', 'ncep'])
+    (36, ['a1b', 'coads', 'era5_t', 'glosea4', 'ncep'])
     """
     if split not in CLIMATE_SPLITS:
         raise ValueError(f"climate_pool: split must be one of {CLIMATE_SPLITS}, got {split!r}")
