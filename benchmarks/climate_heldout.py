@@ -7,6 +7,9 @@ Test sets, none of them seen by training, validation or any choice of settings (
 * ``glosea4``      held out by time: the pool's test-time GloSea4 month, 13 members x 145 x 192 (1.25 x 1.875)
 * ``glosea4_4deg`` the same on the 46 x 90 grid
 * ``e1``           held out by source (scenario): 24 annual North-American fields, 37 x 49
+* ``era5_t``       held out by time, sub-daily: the pool's test-time ERA5 analysis (2017-01-02 12 UTC),
+                   temperature at 850 and 500 hPa, 10 members each, 20 x 61 x 120 (3 degrees)
+* ``era5_t_4deg``  the same on the 46 x 90 grid
 
 Usage (writes CSV, plots and a markdown table per set under OUT)::
 
@@ -41,7 +44,10 @@ def _field(split: str, name: str) -> Field:
 
 def test_sets() -> dict:
     mpi, glo, e1 = _field("test-source", "mpi_esm"), _field("test-time", "glosea4"), _field("test-source", "e1")
+    era5 = _field("test-time", "era5_t")
     return {
+        "era5_t": era5,
+        "era5_t_4deg": regrid(era5, PAPER_LAT, PAPER_LON),
         "mpi_esm": mpi,
         "mpi_esm_4deg": regrid(mpi, PAPER_LAT, PAPER_LON),
         "glosea4": glo,
