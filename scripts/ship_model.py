@@ -1,12 +1,13 @@
-"""Dev-time: turn a trained era5 model into the shipped ``t2m-global`` (inrcodec/data/models/).
+"""Dev-time: turn a trained era5 model into a shipped model (inrcodec/data/models/).
 
-    python scripts/ship_model.py RUN_DIR [--bench BENCH_DIR]
+    python scripts/ship_model.py RUN_DIR --name t2m-global-2 [--bench BENCH_DIR]
 
 Re-calibrates RUN_DIR/model.safetensors exactly as ``train-recipe`` does today
 (``recipes.calibrate_model``: training-pool latents, whitening, the preset's clipping range),
-writes ``inrcodec/data/models/t2m-global.safetensors`` and its entry in ``models.json`` (SHA-256,
+writes ``inrcodec/data/models/NAME.safetensors`` and its entry in ``models.json`` (SHA-256,
 training data, grids; rate-distortion rows from ``benchmarks/climate_heldout.py`` CSVs in
-BENCH_DIR, if given). Nothing here runs at install or run time.
+BENCH_DIR, if given). Nothing here runs at install or run time. A shipped name is never given new
+weights: stores written with it pin its hash and must keep decoding, so a better model gets a new name.
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ def rd_rows(bench: Path) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
+    ap.add_argument("--name", required=True, help="a new name (an existing one is refused)")
     ap.add_argument("--bench")
     args = ap.parse_args()
+    index_path = OUT / "models.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    if args.name in index:
+        raise SystemExit(f"{args.name!r} is shipped already: stores pin its weights, give the new model a new name")
     recipe = load_recipe("era5")
     preset = recipe.preset("cpu")
     rd = load_recipe_data(recipe)
@@ -45,21 +51,22 @@ def main() -> None:
     model.description["data"] = rd.source  # as train-recipe writes it today
     calibrate_model(model, cal_sets, 2048, 0, preset)
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "t2m-global.safetensors"
+    path = OUT / f"{args.name}.safetensors"
     model.save(path)
-    index_path = OUT / "models.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    index["t2m-global"] = {
+    net = model.network
+    index[args.name] = {
         "file": path.name,
         "sha256": model.sha256,
-        "summary": "near-surface air temperature (K) on lat/lon grids; COIN++ SIREN width 96, depth 4, "
-                   "latent 16 per patch, Meta-SGD, patches of about 16 x 16 points (12-96 degrees)",
+        "summary": f"near-surface air temperature (K) on lat/lon grids; COIN++ SIREN width {net.width}, depth "
+                   f"{net.depth}, latent {net.latent_dim} per patch, Meta-SGD, patches of about 16 x 16 points "
+                   "(12-96 degrees)",
         "trained_on": model.description["data"] + "; train split only (docs/data.md)",
         "grids": "global or regional lat/lon, about 0.5 to 7.5 degrees (trained at 1.25-10 degrees by coarsening)",
         "training_range_K": [round(model.offset, 2), round(model.offset + model.scale, 2)],
         "recipe": "inrcodec train-recipe era5 --preset cpu (docs/recipes.md)",
-        "rate_distortion_data": "python benchmarks/climate_heldout.py --model t2m-global: held out by source "
-                                "(mpi_esm, mpi_esm_4deg, e1) and by time (glosea4, glosea4_4deg); 4deg = 46 x 90",
+        "rate_distortion_data": f"python benchmarks/climate_heldout.py --model {args.name} --sets era5_t_4deg "
+                                "era5_t mpi_esm_4deg mpi_esm glosea4_4deg glosea4 e1: held out by source (mpi_esm, "
+                                "e1) and by time (era5_t: sub-daily, glosea4); 4deg = 46 x 90",
         "rate_distortion": rd_rows(Path(args.bench)) if args.bench else [],
     }
     index_path.write_text(json.dumps(index, indent=1) + "\n")
