@@ -1,10 +1,11 @@
 """Dev-time: turn a trained era5 model into a shipped model (inrcodec/data/models/).
 
-    python scripts/ship_model.py RUN_DIR --name t2m-global-2 [--bench BENCH_DIR]
+    python scripts/ship_model.py RUN_DIR --name t2m-global-2 [--bench BENCH_DIR] [--recalibrate]
 
-Re-calibrates RUN_DIR/model.safetensors exactly as ``train-recipe`` does today
-(``recipes.calibrate_model``: training-pool latents, whitening, the preset's clipping range),
-writes ``inrcodec/data/models/NAME.safetensors`` and its entry in ``models.json`` (SHA-256,
+Ships RUN_DIR/model.safetensors byte for byte (the bytes its benchmarks measured); with
+``--recalibrate`` (a run of an older build) first re-calibrates it exactly as ``train-recipe`` does
+today (``recipes.calibrate_model``: training-pool latents, whitening, the preset's clipping range;
+whitening twice moves the weights by rounding, so a model of today's build is shipped as it is). Writes ``inrcodec/data/models/NAME.safetensors`` and its entry in ``models.json`` (SHA-256,
 training data, grids; rate-distortion rows from ``benchmarks/climate_heldout.py`` CSVs in
 BENCH_DIR, if given). Nothing here runs at install or run time. A shipped name is never given new
 weights: stores written with it pin its hash and must keep decoding, so a better model gets a new name.
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--name", required=True, help="a new name (an existing one is refused)")
     ap.add_argument("--bench")
+    ap.add_argument("--recalibrate", action="store_true", help="re-calibrate a model of an older build first")
     args = ap.parse_args()
     index_path = OUT / "models.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
@@ -48,8 +50,9 @@ def main() -> None:
     rd = load_recipe_data(recipe)
     model = CoinModel.load(args.run)
     cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in rd.fields["train"]]
-    model.description["data"] = rd.source  # as train-recipe writes it today
-    calibrate_model(model, cal_sets, 2048, 0, preset)
+    if args.recalibrate:
+        model.description["data"] = rd.source  # as train-recipe writes it today
+        calibrate_model(model, cal_sets, 2048, 0, preset)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{args.name}.safetensors"
     model.save(path)
@@ -57,7 +60,7 @@ def main() -> None:
     index[args.name] = {
         "file": path.name,
         "sha256": model.sha256,
-        "summary": f"near-surface air temperature (K) on lat/lon grids; COIN++ SIREN width {net.width}, depth "
+        "summary": f"air temperature (K; near-surface, and upper-air where the pool has it) on lat/lon grids; COIN++ SIREN width {net.width}, depth "
                    f"{net.depth}, latent {net.latent_dim} per patch, Meta-SGD, patches of about 16 x 16 points "
                    "(12-96 degrees)",
         "trained_on": model.description["data"] + "; train split only (docs/data.md)",

@@ -13,7 +13,7 @@ import xarray as xr
 
 from inrcodec import datasets
 from inrcodec.training import metalearn
-from inrcodec.models import modelstore
+from inrcodec.models import modelstore, zoo
 from inrcodec.cli import main
 from inrcodec.codec import COINppCodec
 from inrcodec.errors import InrcodecError
@@ -85,22 +85,24 @@ def test_fine_tuning_starts_from_the_init_model(base, sample, tmp_path):
 
 
 def test_the_default_init_is_the_shipped_model_for_its_variable(sample, tmp_path, capsys):
-    """With --data of t2m/tas in K and the cpu preset's architecture, era5 starts from t2m-global."""
-    shipped = modelstore.load("t2m-global")
+    """With --data of t2m/tas in K and the cpu preset's architecture, era5 starts from its [init] model."""
+    name = load_recipe("era5").init["model"]
+    assert name in zoo.available()
+    shipped = modelstore.load(name)
     cpu = {k: v for k, v in TINY.items() if k not in ("width", "depth", "latent_dim")}
     r = train_recipe("era5", data=[sample], steps=0, out=tmp_path, progress=False, overrides=cpu, report_bits=[5],
                      calibration_items=16)
-    assert r["init"] == {"name": "t2m-global", "sha256": shipped.sha256}
+    assert r["init"] == {"name": name, "sha256": shipped.sha256}
     model = CoinModel.load(tmp_path)
     assert (model.offset, model.scale) == (shipped.model.offset, shipped.model.scale)
     assert "encode_steps 10 from the init model" in capsys.readouterr().err  # TINY asks for 2
-    assert modelstore.load("t2m-global").model.sha256 == shipped.sha256  # the cached model was not trained
+    assert modelstore.load(name).model.sha256 == shipped.sha256  # the cached model was not trained
 
 
 def test_a_default_init_that_does_not_fit_falls_back_with_a_note(sample, tmp_path, capsys):
     r = train_recipe("era5", data=[sample], steps=0, out=tmp_path / "arch", **RUN)  # TINY is not t2m-global's width
     assert r["init"] is None
-    assert "training from scratch, not from the shipped model t2m-global: the model has width 96" in capsys.readouterr().err
+    assert "training from scratch, not from the shipped model t2m-global-2: the model has width 96" in capsys.readouterr().err
     sst = _sample(tmp_path / "sst.nc", name="sst")
     assert train_recipe("era5", data=[sst], steps=0, out=tmp_path / "sst", **RUN)["init"] is None
     assert "the data variable 'sst' is not one it was trained on" in capsys.readouterr().err
