@@ -33,10 +33,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _smoke
-from inrcodec import datasets
+from climate_heldout import pool_field
+from inrcodec.metrics import rmse_coslat
 from inrcodec.training.pool import Field
 
 #: name -> preset overrides of the era5 recipe's cpu preset
@@ -50,26 +49,14 @@ SIZES = {
 VAL_SETS = {"era5_t": 6, "glosea4": 1}
 
 
-def _val_field(name: str) -> Field:
-    das = [da for da in datasets.climate_pool("val") if da.attrs["source"] == name]
-    values = np.concatenate([np.asarray(d.values, np.float32) for d in das])
-    return Field(values, np.asarray(das[0]["lat"].values), np.asarray(das[0]["lon"].values), name)
-
-
 def _test_field(name: str) -> Field:
     from climate_heldout import test_sets
-    from heldout_rd import load
+    from heldout_rd import load  # imports climate_heldout too
 
     if name.endswith(".nc") or ".nc:" in name:
         path, _, grid = name.partition(":")
         return load(path, "t2m", "test", grid or "native", 1)[1]
     return test_sets()[name]
-
-
-def _cos_rmse(a: np.ndarray, b: np.ndarray, lat: np.ndarray) -> float:
-    w = np.broadcast_to(np.cos(np.deg2rad(lat))[None, :, None], a.shape)
-    ok = np.isfinite(a)
-    return float(np.sqrt(np.sum(w[ok] * (a[ok] - b[ok]) ** 2) / np.sum(w[ok])))
 
 
 def train(args) -> None:
@@ -99,24 +86,24 @@ def measure(args) -> list[dict]:
     for name, where in models:
         model = modelstore.load(str(where)).model
         for set_name in args.test or VAL_SETS:
-            f = _test_field(set_name) if args.test else _val_field(set_name)
+            f = _test_field(set_name) if args.test else pool_field("val", set_name)
             items = args.items or (None if args.test else VAL_SETS[set_name])
             if items:
                 f = Field(f.values[:items], f.lat, f.lon, f.name)
             grid = model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)
             t = time.perf_counter()
-            lat = model.encode(f.values, grid)
+            latents = model.encode(f.values, grid)
             t_enc = time.perf_counter() - t
             t = time.perf_counter()
-            meta = _cos_rmse(f.values, model.decode(lat, grid), f.lat)
+            meta = rmse_coslat(f.values, model.decode(latents, grid), f.lat)
             t_dec = time.perf_counter() - t
-            floor = (_cos_rmse(f.values, model.decode(model.encode(f.values, grid, refine_steps=args.floor_steps), grid),
-                               f.lat) if args.floor_steps else None)
+            floor = (rmse_coslat(f.values, model.decode(model.encode(f.values, grid, refine_steps=args.floor_steps),
+                                                        grid), f.lat) if args.floor_steps else None)
             n = f.values.size
             net = model.network
             rows.append({"model": name, "set": set_name, "width": net.width, "depth": net.depth,
-                         "latents_per_patch": model.latent_dim, "patches": int(lat.shape[1]),
-                         "values_per_latent": round(n / lat.size, 1), "meta_rmse": round(meta, 3),
+                         "latents_per_patch": model.latent_dim, "patches": int(latents.shape[1]),
+                         "values_per_latent": round(n / latents.size, 1), "meta_rmse": round(meta, 3),
                          "floor_rmse": None if floor is None else round(floor, 3),
                          "prior_share": None if floor is None else round(1 - floor / meta, 3),
                          "encode_values_per_s": round(n / t_enc), "decode_values_per_s": round(n / t_dec)})

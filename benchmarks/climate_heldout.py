@@ -34,7 +34,7 @@ PAPER_LAT = np.linspace(-90.0, 90.0, 46)  # 4-degree grid with both poles, as in
 PAPER_LON = np.arange(90) * 4.0
 
 
-def _field(split: str, name: str) -> Field:
+def pool_field(split: str, name: str) -> Field:
     das = [da for da in datasets.climate_pool(split) if da.name == name or da.name.startswith(name + "_m")]
     if not das:
         raise ValueError(f"no {name!r} in the pool's {split!r} split")
@@ -43,8 +43,8 @@ def _field(split: str, name: str) -> Field:
 
 
 def test_sets() -> dict:
-    mpi, glo, e1 = _field("test-source", "mpi_esm"), _field("test-time", "glosea4"), _field("test-source", "e1")
-    era5 = _field("test-time", "era5_t")
+    mpi, glo, e1 = pool_field("test-source", "mpi_esm"), pool_field("test-time", "glosea4"), pool_field("test-source", "e1")
+    era5 = pool_field("test-time", "era5_t")
     return {
         "era5_t": era5,
         "era5_t_4deg": regrid(era5, PAPER_LAT, PAPER_LON),

@@ -249,10 +249,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("sampledata", type=Path, help="the sampledata/ folder of the unpacked pygrib 2.1.8 sdist")
     ap.add_argument("--out-dir", type=Path, default=Path("."))
+    ap.add_argument("--overwrite", action="store_true", help="replace existing heldout_gfs.nc / heldout_tigge.nc")
     args = ap.parse_args(argv)
+    outs = [args.out_dir / "heldout_gfs.nc", args.out_dir / "heldout_tigge.nc"]
+    if not args.overwrite and any(p.exists() for p in outs):
+        raise SystemExit(f"already there: {', '.join(str(p) for p in outs if p.exists())}; --overwrite replaces them")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    write(build_gfs(args.sampledata), args.out_dir / "heldout_gfs.nc")
-    write(build_tigge(args.sampledata), args.out_dir / "heldout_tigge.nc")
+    write(build_gfs(args.sampledata), outs[0])
+    write(build_tigge(args.sampledata), outs[1])
     return 0
 
 

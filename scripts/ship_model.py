@@ -5,7 +5,8 @@
 Ships RUN_DIR/model.safetensors byte for byte (the bytes its benchmarks measured); with
 ``--recalibrate`` (a run of an older build) first re-calibrates it exactly as ``train-recipe`` does
 today (``recipes.calibrate_model``: training-pool latents, whitening, the preset's clipping range;
-whitening twice moves the weights by rounding, so a model of today's build is shipped as it is). Writes ``inrcodec/data/models/NAME.safetensors`` and its entry in ``models.json`` (SHA-256,
+whitening twice moves the weights by rounding, so a model of today's build is shipped as it is).
+Writes ``inrcodec/data/models/NAME.safetensors`` and its entry in ``models.json`` (SHA-256,
 training data, grids; rate-distortion rows from ``benchmarks/climate_heldout.py`` CSVs in
 BENCH_DIR, if given). Nothing here runs at install or run time. A shipped name is never given new
 weights: stores written with it pin its hash and must keep decoding, so a better model gets a new name.
@@ -45,14 +46,13 @@ def main() -> None:
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     if args.name in index:
         raise SystemExit(f"{args.name!r} is shipped already: stores pin its weights, give the new model a new name")
-    recipe = load_recipe("era5")
-    preset = recipe.preset("cpu")
-    rd = load_recipe_data(recipe)
     model = CoinModel.load(args.run)
-    cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in rd.fields["train"]]
     if args.recalibrate:
+        recipe = load_recipe("era5")
+        rd = load_recipe_data(recipe)
+        cal_sets = [(f.values, model.make_grid(f.values.shape[1:], lat=f.lat, lon=f.lon)) for f in rd.fields["train"]]
         model.description["data"] = rd.source  # as train-recipe writes it today
-        calibrate_model(model, cal_sets, 2048, 0, preset)
+        calibrate_model(model, cal_sets, 2048, 0, recipe.preset("cpu"))
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{args.name}.safetensors"
     model.save(path)
@@ -60,9 +60,9 @@ def main() -> None:
     index[args.name] = {
         "file": path.name,
         "sha256": model.sha256,
-        "summary": f"air temperature (K; near-surface, and upper-air where the pool has it) on lat/lon grids; COIN++ SIREN width {net.width}, depth "
-                   f"{net.depth}, latent {net.latent_dim} per patch, Meta-SGD, patches of about 16 x 16 points "
-                   "(12-96 degrees)",
+        "summary": "air temperature (K; near-surface, and upper-air where the pool has it) on lat/lon grids; "
+                   f"COIN++ SIREN width {net.width}, depth {net.depth}, latent {net.latent_dim} per patch, Meta-SGD, "
+                   "patches of about 16 x 16 points (12-96 degrees)",
         "trained_on": model.description["data"] + "; train split only (docs/data.md)",
         "grids": "global or regional lat/lon, about 0.5 to 7.5 degrees (trained at 1.25-10 degrees by coarsening)",
         "training_range_K": [round(model.offset, 2), round(model.offset + model.scale, 2)],
