@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     x = np.ascontiguousarray(field.values, dtype=np.float32)
     rd = RecipeData(None, None, x, lat=field.lat, lon=field.lon, units="K", source=field.name)
     sweep = [options] if not args.target_ratio else [{**options, "target_ratio": r} for r in args.target_ratio]
-    rows = [row for opts in sweep for row in inrcodec_rows(args.model, args.bits if not args.target_ratio else [6], x, rd,
+    rows = [row for opts in sweep for row in inrcodec_rows(args.model, args.bits, x, rd,
                                                           name, log=print, options=opts, chunk_length=args.chunk)]
     ok, missing = available_peers(args.peers)
     for peer, hint in missing.items():

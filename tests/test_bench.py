@@ -174,6 +174,22 @@ def test_chunked_peer_counts_each_chunk_on_its_own(tiny_model):
                                                                            for i in (0, 2, 4)]))
 
 
+def test_target_ratio_rows_are_the_rate_controlled_codec(tiny_data, tiny_model, tmp_path):
+    """``--target-ratio``: one row per model and ratio, coded with ``target_ratio`` (the width, and
+    with the default residual coder the chunk mode, chosen per chunk), none of them over budget."""
+    res = bench.run_bench(tiny_data, models=[tiny_model], bits=[], target_ratios=[8, 30], peers=[], out=tmp_path)
+    rows = bench.read_csv(res.files["csv"])
+    assert [r["setting"].split()[-1] for r in rows] == ["target_ratio=8.0", "target_ratio=30.0"]
+    x = np.ascontiguousarray(tiny_data.test, dtype=np.float32)
+    for r, ratio in zip(rows, (8, 30)):
+        assert r["bits"] in (None, "") and r["compression_ratio"] >= ratio
+        codec = COINppCodec(tiny_model, target_ratio=ratio, lat=tiny_data.lat, lon=tiny_data.lon)
+        enc = codec.encode(x)
+        assert r["written_bytes"] == len(enc)
+        assert r["rmse"] == pytest.approx(_rmse(codec.decode(enc), x), rel=1e-5)
+    assert rows[0]["rmse"] < rows[1]["rmse"]  # more bytes, less error
+
+
 def test_missing_peer_is_reported_and_others_run(monkeypatch, tmp_path, tiny_model_dir, capsys):
     fake = bench.Peer("fake-peer", "Fake", ("no_such_module_for_inrcodec_tests",), "fake-peer-package",
                       make=None, sweep=lambda x: [{}], quick=lambda x: [{}])
@@ -234,6 +250,7 @@ def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, m
     ["era5"],
     ["mri", "--model", "a", "b c", "--bits", "3", "--peers", "sz3-3d", "--data", "x y.nii.gz", "--variable", "t",
      "--max-items", "3", "--threads", "2", "--repeats", "3", "--quick", "--out", "o"],
+    ["fashion", "--model", "m", "--bits", "--target-ratio", "16", "32.5"],
 ])
 def test_the_written_bench_command_line_parses_back_to_the_same_run(argv):
     """``inrcodec bench`` declares its flags once (bench/cli.py): the command line written into a

@@ -18,7 +18,10 @@ HELP = "rate-distortion benchmark against SZ3, ZFP, SPERR, BitRound+Zstd, JPEG 2
 ARGUMENTS = (
     ("dataset", dict(help="recipe name (era5, audio, image, mri): its held-out test split")),
     ("--model", dict(nargs="+", help="inrcodec model file(s) or train-recipe output dir(s), e.g. several latent sizes")),
-    ("--bits", dict(nargs="+", type=int, default=[4, 5, 6, 8], help="inrcodec bit widths (default 4 5 6 8)")),
+    ("--bits", dict(nargs="*", type=int, default=[4, 5, 6, 8], help="inrcodec bit widths (default 4 5 6 8; "
+                    "none with --target-ratio alone)")),
+    ("--target-ratio", dict(nargs="+", type=float, help="also inrcodec at these compression ratios (rate control: "
+                            "per chunk the network, hybrid or SPERR chunk with the lowest RMSE within the ratio)")),
     ("--peers", dict(nargs="+", help="peer codecs (default: the modality's: JPEG/WebP/JPEG 2000 for image, MP3/Opus "
                      "for audio, JPEG/JPEG 2000 per slice + SPERR/SZ3 3-D for mri, scientific codecs for era5; see "
                      "inrcodec.bench.PEERS)")),
@@ -57,6 +60,7 @@ def main(args) -> int:
     res = run_bench(
         args.dataset, models=args.model or (), bits=args.bits, peers=args.peers, quick=args.quick,
         data=args.data or None, variable=args.variable, max_items=args.max_items, repeats=args.repeats,
+        target_ratios=args.target_ratio or (),
         log=(lambda s: print(f"  {s}", file=sys.stderr, flush=True)) if not args.quiet else None,
     )
     files = write_outputs(res, args.out, command_line(args))
@@ -73,7 +77,7 @@ def command_line(args) -> str:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if not flag.startswith("-"):
             parts.append(str(value))
-        elif flag in _NOT_WRITTEN or not value or (value == options.get("default") and flag not in _ALWAYS_WRITTEN):
+        elif flag in _NOT_WRITTEN or (flag not in _ALWAYS_WRITTEN and (not value or value == options.get("default"))):
             continue
         elif options.get("action") == "store_true":
             parts.append(flag)

@@ -160,26 +160,31 @@ def inrcodec_rows(models, bits, x: np.ndarray, rd, dataset: str, repeats: int = 
                   options: dict | None = None, chunk_length: int | None = None) -> list[dict]:
     """One measured row per model and bit width (``rd``: the :class:`~inrcodec.recipes.RecipeData`,
     for its lat/lon); ``options``: further ``COINppCodec`` options (``inner_steps``
-    unset: the model's ``encode_steps``); ``chunk_length``: encode chunks of that many items (:class:`ChunkedPeer`)."""
+    unset: the model's ``encode_steps``); with a ``target_ratio`` or ``target_rmse`` among them, one
+    row per model (rate control picks the width per chunk; ``bits`` unused); ``chunk_length``:
+    encode chunks of that many items (:class:`ChunkedPeer`)."""
     from inrcodec.codec import COINppCodec
 
     log = log or (lambda s: None)
     options = dict(options or {})
-    extra = "".join(f", {k}={v}" for k, v in options.items())
+    # a rate-control target picks the width per chunk: one row per target, no bits column
+    rated = any(options.get(k) is not None for k in ("target_ratio", "target_rmse"))
+    widths = [None] if rated else [int(b) for b in bits]
     rows = []
     for m in models:
         model, data, mname = load_model(m)
-        for b in bits:
-            codec = COINppCodec(model, **{"bits": int(b), "lat": rd.lat, "lon": rd.lon, **options})
+        for b in widths:
+            codec = COINppCodec(model, **{**({} if b is None else {"bits": b}), "lat": rd.lat, "lon": rd.lon, **options})
             peer = InrcodecPeer(codec)
-            log(f"inrcodec {mname}: {b} bits{extra}")
-            params = {"model": str(mname), "bits": int(b), "inner_steps": codec.settings.inner_steps, **options,
-                      "sha256": model.sha256[:16]}
+            setting = ", ".join(([] if b is None else [f"{b} bits"]) + [f"{k}={v}" for k, v in options.items()])
+            log(f"inrcodec {mname}: {setting}")
+            params = {"model": str(mname), **({} if b is None else {"bits": b}),
+                      "inner_steps": codec.settings.inner_steps, **options, "sha256": model.sha256[:16]}
             coded = _chunked(peer, chunk_length)
             row = measure(coded, x, dataset=dataset,
                           name="inrcodec", label=f"inrcodec latent {model.latent_dim}",
-                          setting=f"{mname} {b} bits{extra}", params=params, lat=rd.lat, repeats=repeats,
-                          latent_dim=model.latent_dim, bits=int(b), model_bytes=len(data))
+                          setting=f"{mname} {setting}", params=params, lat=rd.lat, repeats=repeats,
+                          latent_dim=model.latent_dim, bits=b, model_bytes=len(data))
             row["note"] = "model bytes not counted per chunk (shared, stored once in the array metadata)"
             row["chunk_modes"] = mode_shares(coded.last_chunks)
             rows.append(row)
@@ -238,6 +243,7 @@ def run_bench(
     repeats: int = 1,
     log: Callable[[str], None] | None = None,
     name: str | None = None,
+    target_ratios=(),
 ) -> BenchResult:
     """Run the benchmark on the held-out test split of recipe ``dataset`` (or on a
     :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
@@ -247,7 +253,10 @@ def run_bench(
     (default: :func:`~inrcodec.bench.peers.default_peers` of the recipe's modality; missing ones
     are skipped and listed in ``result.missing``); ``quick``: two settings per peer and the first
     two bit widths; ``data``/``variable``: as in :func:`inrcodec.recipes.load_recipe_data`;
-    ``max_items``: use only the first items of the test split. With ``out`` the CSV, plots and
+    ``max_items``: use only the first items of the test split; ``target_ratios``: also one inrcodec
+    row per model and compression ratio, coded with ``target_ratio`` (rate control: with the default
+    ``residual_coder`` the hybrid and SPERR chunks compete, so quality is not capped by the
+    network's at ``bits``; empty ``bits`` for those rows alone). With ``out`` the CSV, plots and
     markdown are written there (see :func:`~inrcodec.bench.outputs.write_outputs`).
     """
     log = log or (lambda s: None)
@@ -257,6 +266,8 @@ def run_bench(
         x = x[:max_items]
     bits = list(bits)[:2] if quick else list(bits)
     rows = inrcodec_rows(models, bits, x, rd, name, repeats, log)
+    for r in target_ratios:
+        rows += inrcodec_rows(models, (), x, rd, name, repeats, log, options={"target_ratio": float(r)})
     ok, missing = available_peers(default_peers(modality) if peers is None else peers)
     for peer_name, hint in missing.items():
         log(f"peer {peer_name} not installed, skipped: {hint}")
