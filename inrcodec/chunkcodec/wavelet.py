@@ -47,18 +47,23 @@ def _sperr_class():
 
 
 def available(spatial_ndim: int) -> bool:
-    """Whether chunks of a model with ``spatial_ndim`` spatial dims can take the wavelet modes:
-    SPERR codes 1-3 dims, and the items make one more (so 1-D and 2-D models)."""
-    return spatial_ndim in (1, 2) and _sperr_class() is not None
+    """Whether chunks of a model with ``spatial_ndim`` spatial dims can take the wavelet modes
+    (1-D, 2-D and 3-D models: SPERR codes 3 dims, see :func:`field_shape`)."""
+    return spatial_ndim in (1, 2, 3) and _sperr_class() is not None
 
 
 def field_shape(items_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """The 3-D array SPERR codes for fitted items of shape ``(n_items, *spatial)``."""
-    if len(items_shape) == 2:  # 1-D model: the items are rows of one plane
+    """The 3-D array SPERR codes for fitted items of shape ``(n_items, *spatial)``: the rows of one
+    plane (1-D models), the stack of items (2-D), or the volumes stacked along their first axis (3-D:
+    consecutive slabs of one volume, the usual chunking along it, become that volume again)."""
+    if len(items_shape) == 2:
         return (1, int(items_shape[0]), int(items_shape[1]))
-    if len(items_shape) != 3:
-        raise ValueError(f"the wavelet modes code items of 1-D or 2-D models, got shape {items_shape}")
-    return tuple(int(s) for s in items_shape)
+    if len(items_shape) == 3:
+        return tuple(int(s) for s in items_shape)
+    if len(items_shape) == 4:
+        n, d, h, w = (int(s) for s in items_shape)
+        return (n * d, h, w)
+    raise ValueError(f"the wavelet modes code items of 1-D, 2-D or 3-D models, got shape {items_shape}")
 
 
 def _wrapper_header(shape3: tuple[int, int, int], stream_len: int) -> bytes:
