@@ -190,6 +190,16 @@ def test_target_ratio_rows_are_the_rate_controlled_codec(tiny_data, tiny_model, 
     assert rows[0]["rmse"] < rows[1]["rmse"]  # more bytes, less error
 
 
+def test_validation_split_is_measured_in_place_of_the_test_split(tiny_data, tiny_model):
+    res = bench.run_bench(tiny_data, models=[tiny_model], bits=[4], peers=["bitround-zstd"], quick=True,
+                          split="validation", name="smooth")
+    assert res.dataset == "smooth-validation" and res.info["test_shape"] == list(tiny_data.val.shape)
+    codec = COINppCodec(tiny_model, bits=4, lat=tiny_data.lat, lon=tiny_data.lon)
+    assert res.rows[0]["written_bytes"] == len(codec.encode(np.ascontiguousarray(tiny_data.val, dtype=np.float32)))
+    with pytest.raises(ValueError, match="split"):
+        bench.run_bench(tiny_data, models=[tiny_model], split="train")
+
+
 def test_missing_peer_is_reported_and_others_run(monkeypatch, tmp_path, tiny_model_dir, capsys):
     fake = bench.Peer("fake-peer", "Fake", ("no_such_module_for_inrcodec_tests",), "fake-peer-package",
                       make=None, sweep=lambda x: [{}], quick=lambda x: [{}])
@@ -250,7 +260,7 @@ def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, m
     ["era5"],
     ["mri", "--model", "a", "b c", "--bits", "3", "--peers", "sz3-3d", "--data", "x y.nii.gz", "--variable", "t",
      "--max-items", "3", "--threads", "2", "--repeats", "3", "--quick", "--out", "o"],
-    ["fashion", "--model", "m", "--bits", "--target-ratio", "16", "32.5"],
+    ["fashion", "--model", "m", "--bits", "--target-ratio", "16", "32.5", "--split", "validation"],
 ])
 def test_the_written_bench_command_line_parses_back_to_the_same_run(argv):
     """``inrcodec bench`` declares its flags once (bench/cli.py): the command line written into a

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from inrcodec.bench.measure import run_bench
+from inrcodec.bench.measure import SPLITS, run_bench
 from inrcodec.bench.outputs import write_outputs
 from inrcodec.bench.peers import available_peers
 
@@ -27,7 +27,9 @@ ARGUMENTS = (
                      "inrcodec.bench.PEERS)")),
     ("--data", dict(nargs="+", help="data files (default: the recipe's embedded sample)")),
     ("--variable", dict(help="variable (default: the recipe's)")),
-    ("--max-items", dict(type=int, help="only the first N items of the test split")),
+    ("--split", dict(choices=SPLITS, default="test", help="the held-out split measured: test (default; the "
+                     "numbers to report) or validation (to choose settings on)")),
+    ("--max-items", dict(type=int, help="only the first N items of the split")),
     ("--threads", dict(type=int, default=0, help="torch threads (default: torch's)")),
     ("--repeats", dict(type=int, default=1, help="timed runs per point, median reported (default 1)")),
     ("--quick", dict(action="store_true", help="tiny sweep: two settings per peer, first two bit widths")),
@@ -60,7 +62,7 @@ def main(args) -> int:
     res = run_bench(
         args.dataset, models=args.model or (), bits=args.bits, peers=args.peers, quick=args.quick,
         data=args.data or None, variable=args.variable, max_items=args.max_items, repeats=args.repeats,
-        target_ratios=args.target_ratio or (),
+        target_ratios=args.target_ratio or (), split=args.split,
         log=(lambda s: print(f"  {s}", file=sys.stderr, flush=True)) if not args.quiet else None,
     )
     files = write_outputs(res, args.out, command_line(args))

@@ -220,14 +220,28 @@ def peer_rows(peers, x: np.ndarray, dataset: str, lat=None, quick: bool = False,
     return rows
 
 
-def _test_split(dataset, name, data, variable):
-    """(RecipeData, reported name, modality) of a recipe name or of a RecipeData."""
+def _test_split(dataset, name, data, variable, split: str = "test"):
+    """(RecipeData, reported name, modality) of a recipe name or of a RecipeData; ``split``
+    ``"validation"``: its validation items in place of the test items (named ``<name>-validation``)."""
+    import dataclasses
+
     from inrcodec.recipes import load_recipe, load_recipe_data
 
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if isinstance(dataset, str):
         recipe = load_recipe(dataset)
-        return load_recipe_data(recipe, data, variable), name or dataset, recipe.modality
-    return dataset, name or "custom", None
+        rd, name, modality = load_recipe_data(recipe, data, variable), name or dataset, recipe.modality
+    else:
+        rd, name, modality = dataset, name or "custom", None
+    if split == "validation":
+        rd, name = dataclasses.replace(rd, test=rd.val), f"{name}-validation"
+    return rd, name, modality
+
+
+#: the splits a benchmark can measure: the held-out test split (reported numbers) or the validation
+#: split (where settings are chosen)
+SPLITS = ("test", "validation")
 
 
 def run_bench(
@@ -244,6 +258,7 @@ def run_bench(
     log: Callable[[str], None] | None = None,
     name: str | None = None,
     target_ratios=(),
+    split: str = "test",
 ) -> BenchResult:
     """Run the benchmark on the held-out test split of recipe ``dataset`` (or on a
     :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
@@ -256,11 +271,12 @@ def run_bench(
     ``max_items``: use only the first items of the test split; ``target_ratios``: also one inrcodec
     row per model and compression ratio, coded with ``target_ratio`` (rate control: with the default
     ``residual_coder`` the hybrid and SPERR chunks compete, so quality is not capped by the
-    network's at ``bits``; empty ``bits`` for those rows alone). With ``out`` the CSV, plots and
+    network's at ``bits``; empty ``bits`` for those rows alone); ``split="validation"``: measure the
+    validation split instead (to choose settings; reported as ``<dataset>-validation``). With ``out`` the CSV, plots and
     markdown are written there (see :func:`~inrcodec.bench.outputs.write_outputs`).
     """
     log = log or (lambda s: None)
-    rd, name, modality = _test_split(dataset, name, data, variable)
+    rd, name, modality = _test_split(dataset, name, data, variable, split)
     x = np.ascontiguousarray(rd.test, dtype=np.float32)
     if max_items:
         x = x[:max_items]
