@@ -218,3 +218,29 @@ def test_volumes_take_the_wavelet_modes():
     flat[3:15] = struct.pack("<3I", 8, 8, 8)  # one volume, not the two stacked
     with pytest.raises(CorruptChunkError, match="dims"):
         codec.decode(cf.pack_chunk(hdr, {**sections, "wavelet": bytes(flat)}))
+
+
+def test_many_small_images_are_coded_as_one_mosaic(cartesian_model):
+    """Several items of a 2-D model may be tiled as one plane for SPERR (coder 2): small unrelated
+    images leave a stack few wavelet levels, so the search keeps the mosaic, which decodes back to the
+    items in order; the coders a chunk cannot use are refused."""
+    assert wavelet.mosaic_grid(500, 28, 28) == (22, 23) and wavelet.mosaic_grid(3, 64, 8) == (1, 3) and wavelet.mosaic_grid(3, 8, 64) == (3, 1)
+    assert wavelet.coders((1, 8, 16)) == wavelet.coders((5, 40)) == wavelet.coders((2, 4, 8, 16)) == (wavelet.CODER_SPERR,)
+    rng = np.random.default_rng(7)
+    yy, xx = np.meshgrid(np.linspace(0, 1, 16), np.linspace(0, 1, 16), indexing="ij")
+    f = rng.uniform(1, 4, size=(50, 4))
+    x = (0.5 + 0.2 * np.sin(f[:, :1, None] * 3 * yy + f[:, 1:2, None]) * np.cos(f[:, 2:3, None] * 3 * xx + f[:, 3:, None]))
+    x = x.astype("f4")
+    payload = wavelet.encode(x, "pwe", 0.01, wavelet.CODER_SPERR_MOSAIC)
+    assert payload[0] == wavelet.CODER_SPERR_MOSAIC and wavelet.layout_shape(x.shape, 2) == (1, 7 * 16, 8 * 16)
+    np.testing.assert_array_less(np.abs(wavelet.decode(payload, x.shape) - x), 0.01 + 1e-6)
+    with pytest.raises(wavelet.WaveletError, match="coder 2"):
+        wavelet.decode(payload, (1, 7 * 16, 8 * 16))  # one item: no mosaic
+    codec = COINppCodec(cartesian_model, inner_steps=1, target_ratio=16.0)
+    data = codec.encode(x)
+    assert cf.unpack_chunk(data)[1]["wavelet"][0] == wavelet.CODER_SPERR_MOSAIC
+    y = codec.decode(data)
+    assert x.nbytes / len(data) >= 16.0
+    waves = hybrid.WaveletCandidates(enc._Writer(enc._Chunk(x, 2, None), b"\0" * 4, None), x, np.ones(x.shape, bool))
+    _, stacked_rmse = waves.at_ratio(None, 0, 16.0, wavelet.CODER_SPERR)
+    assert np.sqrt(np.mean((y.astype("f8") - x) ** 2)) < stacked_rmse

@@ -305,11 +305,11 @@ def _wavelet_targets(settings, model, waves, fits, below: int | None = None, tar
     meet the target (``target_rmse`` overrides the settings'; ``below``: widths under it)."""
     target_rmse = settings.target_rmse if target_rmse is None else target_rmse
     out = []
-    for cands, bits in hybrid.tries(model, fits, below):
+    for cands, bits, coder in waves.tries(model, fits, below):
         if target_rmse is not None:
-            found = waves.at_rmse(cands, bits, target_rmse)
+            found = waves.at_rmse(cands, bits, target_rmse, coder)
         else:
-            found = waves.at_ratio(cands, bits, settings.target_ratio)
+            found = waves.at_ratio(cands, bits, settings.target_ratio, coder)
         if found is not None:
             out.append(found)
     return out
@@ -367,7 +367,7 @@ def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: floa
     plain = writer.plain_residual(values, valid, bound)
     chunk = plain if len(plain) <= len(best) else best
     if waves is not None:
-        found = [d for d in (waves.at_bound(c, b, bound) for c, b in hybrid.tries(model, [cands])) if d is not None]
+        found = [d for d in (waves.at_bound(c, b, bound, k) for c, b, k in waves.tries(model, [cands])) if d is not None]
         chunk = min([chunk] + found, key=len)
     raw = writer.raw()
     if len(raw) <= len(chunk):

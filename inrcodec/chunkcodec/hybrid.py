@@ -27,7 +27,7 @@ from inrcodec.chunkcodec import ratecontrol
 from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec import wavelet
 
-__all__ = ["WaveletCandidates", "hybrid_widths", "tries", "HYBRID_MAX_BITS", "RATE_TRIES"]
+__all__ = ["WaveletCandidates", "hybrid_widths", "HYBRID_MAX_BITS", "RATE_TRIES"]
 
 #: hybrid chunks code their latents at these widths at most: the residual carries the detail,
 #: the latents only the large scales (issue 24 measured 2-3 bits)
@@ -44,11 +44,6 @@ def hybrid_widths(model, below: int | None = None) -> list[int]:
     return [b for b in ratecontrol.candidate_bits(model) if b <= top]
 
 
-def tries(model, fits, below: int | None = None) -> list[tuple]:
-    """The (latent candidates, width) pairs a chunk's wavelet search tries: SPERR alone ``(None, 0)``
-    first, then the hybrid of each fitted patch aim in ``fits`` at each of ``hybrid_widths``."""
-    widths = hybrid_widths(model, below)
-    return [(None, 0)] + [(cands, b) for cands in fits for b in widths]
 
 
 class WaveletCandidates:
@@ -62,6 +57,15 @@ class WaveletCandidates:
         self.x64 = values.astype(np.float64)
         self.mean = float(np.mean(self.x64[valid]))
         self.nbytes = writer.chunk.arr.nbytes
+
+    def tries(self, model, fits, below: int | None = None) -> list[tuple]:
+        """The (latent candidates, width, coder) a chunk's wavelet search tries: SPERR alone
+        ``(None, 0, coder)`` first, then the hybrid of each fitted patch aim in ``fits`` at each of
+        ``hybrid_widths``, each in every layout of ``wavelet.coders`` (stacked items, and for several
+        items of a 2-D model their mosaic)."""
+        coders = wavelet.coders(self.x64.shape)
+        widths = hybrid_widths(model, below)
+        return [(None, 0, c) for c in coders] + [(cands, b, c) for cands in fits for b in widths for c in coders]
 
     # ------------------------------------------------------------------ one candidate
     def _field(self, cands, bits: int) -> np.ndarray:
@@ -86,29 +90,32 @@ class WaveletCandidates:
         return float(np.sqrt(np.mean(err * err)))
 
     # ------------------------------------------------------------------ the three targets
-    def at_ratio(self, cands, bits: int, target_ratio: float) -> tuple[bytes, float] | None:
+    def at_ratio(self, cands, bits: int, target_ratio: float,
+                 coder: int = wavelet.CODER_SPERR) -> tuple[bytes, float] | None:
         """The chunk of at most ``nbytes / target_ratio`` bytes (its residual at the rate the
         latents leave), with its RMSE; None when the latents alone fill the budget."""
         budget = int(self.nbytes / target_ratio)
         field = self._field(cands, bits)
+        size = int(np.prod(wavelet.layout_shape(field.shape, coder)))  # what SPERR's bpp counts (mosaic: padding too)
         overhead = len(self._pack(cands, bits, b"")) + 2  # header, latents, the latents' length varint
         room = budget - overhead
         if room < wavelet.SPERR_HEADER + 8:
             return None
-        bpp = 8.0 * room / field.size
+        bpp = 8.0 * room / size
         for _ in range(RATE_TRIES):
-            payload = wavelet.encode(field, "bpp", bpp)
+            payload = wavelet.encode(field, "bpp", bpp, coder)
             data = self._pack(cands, bits, payload)
             if len(data) <= budget:
                 return data, self._rmse(self.decoded(cands, bits, payload))
             # SPERR writes about bpp * n / 8 bytes plus a fixed part (its header, the mean, ...)
-            fixed = len(data) - overhead - bpp * field.size / 8.0
-            bpp = 0.98 * 8.0 * (room - fixed) / field.size
+            fixed = len(data) - overhead - bpp * size / 8.0
+            bpp = 0.98 * 8.0 * (room - fixed) / size
             if not bpp > 0:
                 return None
         return None
 
-    def at_rmse(self, cands, bits: int, target_rmse: float) -> tuple[bytes, float] | None:
+    def at_rmse(self, cands, bits: int, target_rmse: float,
+                coder: int = wavelet.CODER_SPERR) -> tuple[bytes, float] | None:
         """The smallest of ``RATE_TRIES`` chunks (SPERR's PSNR moved towards the target after each)
         whose RMSE meets ``target_rmse``, with its RMSE; None when none does."""
         field = self._field(cands, bits)
@@ -117,7 +124,7 @@ class WaveletCandidates:
             span = abs(float(field.flat[0])) or 1.0
         psnr, best = 20.0 * math.log10(span / target_rmse), None
         for _ in range(RATE_TRIES):
-            payload = wavelet.encode(field, "psnr", max(psnr, 1.0))
+            payload = wavelet.encode(field, "psnr", max(psnr, 1.0), coder)
             rmse = self._rmse(self.decoded(cands, bits, payload))
             if rmse <= target_rmse and (best is None or len(payload) < len(best[0])):
                 best = (payload, rmse)
@@ -126,7 +133,7 @@ class WaveletCandidates:
             psnr += 20.0 * math.log10(max(rmse, 1e-300) / target_rmse) + (_PSNR_STEP_DB if rmse > target_rmse else 0.02)
         return None if best is None else (self._pack(cands, bits, best[0]), best[1])
 
-    def at_bound(self, cands, bits: int, bound: float) -> bytes | None:
+    def at_bound(self, cands, bits: int, bound: float, coder: int = wavelet.CODER_SPERR) -> bytes | None:
         """The chunk whose every valid value decodes within ``bound`` (SPERR's point-wise error
         mode); None when this machine's decode check fails (the bound is never trusted unchecked).
         A hybrid keeps ``residual.machine_slack`` free for another machine's network."""
@@ -138,7 +145,7 @@ class WaveletCandidates:
         limit = bound - slack
         if not limit > 0:
             return None
-        payload = wavelet.encode(field, "pwe", limit * (1.0 - _residual.MARGIN))
+        payload = wavelet.encode(field, "pwe", limit * (1.0 - _residual.MARGIN), coder)
         y = self.decoded(cands, bits, payload).astype(np.float64)
         if not (np.abs(y - self.x64)[self.valid] <= limit).all():
             return None

@@ -6,7 +6,12 @@ values themselves (docs/format.md, "Version 5"). The coder is SPERR through
 machine, so the only cross-machine difference in a hybrid chunk is the network's prediction
 (``residual.CROSS_MACHINE_ULPS``).
 
-The section is one coder byte (``CODER_SPERR``) and the SPERR stream. The numcodecs wrapper's own
+The section is one coder byte and the SPERR stream. The coder byte says how the fitted items are
+laid out for SPERR (:func:`layout_shape`): ``CODER_SPERR`` stacks them (a 3-D field whose item axis
+SPERR transforms too: right for time steps of one field), ``CODER_SPERR_MOSAIC`` tiles the items of a
+2-D model side by side as one plane (right for many small unrelated images, whose own 28 x 28 leave
+SPERR few wavelet levels: +1.4 to +4.5 dB at 0.5-2 bpp on the Fashion-MNIST validation split,
+docs/benchmarks.md). The encoder tries both and keeps the smaller chunk. The numcodecs wrapper's own
 header (dtype, shape, format version, stream length: 13 bytes of a 46 x 90 chunk, a fifth of a
 chunk at 1000x) is left out: the decoder knows all of it and rebuilds it. Before SPERR sees a
 byte the decoder checks the stream's own dimensions against the chunk's, so untrusted bytes
@@ -22,10 +27,14 @@ import numpy as np
 
 from inrcodec.chunkformat import varint  # the wrapper writes the same LEB128 as the chunk format
 
-__all__ = ["CODER_SPERR", "WaveletError", "available", "field_shape", "encode", "decode", "SPERR_HEADER"]
+__all__ = ["CODER_SPERR", "CODER_SPERR_MOSAIC", "WaveletError", "available", "coders", "field_shape",
+           "layout_shape", "encode", "decode", "SPERR_HEADER"]
 
-#: the coder byte of a SPERR stream as numcodecs-wasm-sperr 0.2 writes it (float64, 1-3 dims)
+#: the coder byte of a SPERR stream as numcodecs-wasm-sperr 0.2 writes it (float64, 1-3 dims) of
+#: the items stacked (:func:`field_shape`)
 CODER_SPERR = 1
+#: the same coder on the items of a 2-D model tiled as one plane (:func:`mosaic_grid`)
+CODER_SPERR_MOSAIC = 2
 #: the numcodecs-sperr wrapper format the stream belongs to (part of its header we rebuild)
 _WRAPPER_VERSION = b"0.2.0"
 _DTYPE_F64 = 1
@@ -66,6 +75,50 @@ def field_shape(items_shape: tuple[int, ...]) -> tuple[int, int, int]:
     raise ValueError(f"the wavelet modes code items of 1-D, 2-D or 3-D models, got shape {items_shape}")
 
 
+def mosaic_grid(n: int, h: int, w: int) -> tuple[int, int]:
+    """(rows, columns) of tiles that hold ``n`` items of ``h x w`` in a plane about as tall as it is
+    wide, filled row by row (the last row's empty tiles are padding the decoder drops)."""
+    cols = max(1, min(n, int(np.ceil(np.sqrt(n * h / w)))))
+    return -(-n // cols), cols
+
+
+def coders(items_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The coder bytes that can code fitted items of ``items_shape``: the stack always, the mosaic
+    for several items of a 2-D model."""
+    return (CODER_SPERR, CODER_SPERR_MOSAIC) if len(items_shape) == 3 and items_shape[0] > 1 else (CODER_SPERR,)
+
+
+def layout_shape(items_shape: tuple[int, ...], coder: int) -> tuple[int, int, int]:
+    """The 3-D array SPERR codes for fitted items of ``items_shape`` with ``coder``."""
+    if coder not in coders(items_shape):
+        raise WaveletError(f"unknown wavelet coder {coder} for items of shape {tuple(items_shape)} (this build "
+                           f"knows {CODER_SPERR}: SPERR, {CODER_SPERR_MOSAIC}: SPERR on a mosaic of 2-D items)")
+    if coder == CODER_SPERR:
+        return field_shape(items_shape)
+    n, h, w = (int(s) for s in items_shape)
+    rows, cols = mosaic_grid(n, h, w)
+    return (1, rows * h, cols * w)
+
+
+def _to_layout(field: np.ndarray, coder: int) -> np.ndarray:
+    shape3 = layout_shape(field.shape, coder)
+    if coder == CODER_SPERR:
+        return field.reshape(shape3)
+    n, h, w = field.shape
+    rows, cols = mosaic_grid(n, h, w)
+    # padding tiles hold the field's mean: no edge for the wavelets to spend bytes on
+    tiles = np.concatenate([field, np.full((rows * cols - n, h, w), float(np.mean(field)))])
+    return tiles.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(shape3)
+
+
+def _from_layout(arr: np.ndarray, items_shape: tuple[int, ...], coder: int) -> np.ndarray:
+    if coder == CODER_SPERR:
+        return arr.reshape(items_shape)
+    n, h, w = items_shape
+    rows, cols = mosaic_grid(n, h, w)
+    return arr.reshape(rows, h, cols, w).transpose(0, 2, 1, 3).reshape(rows * cols, h, w)[:n]
+
+
 def _wrapper_header(shape3: tuple[int, int, int], stream_len: int) -> bytes:
     """What numcodecs-wasm-sperr writes before the SPERR stream of a float64 array."""
     return (bytes([_DTYPE_F64, len(shape3)]) + b"".join(varint(s) for s in shape3)
@@ -76,10 +129,10 @@ def _codec(mode: str, value: float):
     return _sperr_class()(mode=mode, **{mode: float(value)})
 
 
-def encode(field: np.ndarray, mode: str, value: float) -> bytes:
+def encode(field: np.ndarray, mode: str, value: float, coder: int = CODER_SPERR) -> bytes:
     """The section payload coding ``field`` (fitted items ``(n_items, *spatial)``, finite) with
-    SPERR in ``mode`` ``'bpp'``, ``'psnr'`` or ``'pwe'`` at ``value``."""
-    arr = np.ascontiguousarray(field, dtype=np.float64).reshape(field_shape(field.shape))
+    SPERR in ``mode`` ``'bpp'``, ``'psnr'`` or ``'pwe'`` at ``value``, laid out as ``coder`` says."""
+    arr = np.ascontiguousarray(_to_layout(np.asarray(field, dtype=np.float64), coder))
     out = np.asarray(_codec(mode, value).encode(arr)).tobytes()
     start = len(_wrapper_header(arr.shape, 0)) - 1
     for width in range(1, 6):  # the stream length's varint
@@ -89,16 +142,14 @@ def encode(field: np.ndarray, mode: str, value: float) -> bytes:
     if not out.startswith(header):  # another wrapper format: refuse rather than write unreadable bytes
         raise RuntimeError("numcodecs-wasm-sperr wrote a header this build does not know; "
                            "pin numcodecs-wasm-sperr 0.2 (pyproject.toml)")
-    return bytes([CODER_SPERR]) + out[len(header):]
+    return bytes([coder]) + out[len(header):]
 
 
 def check(payload: bytes, items_shape: tuple[int, ...]) -> None:
     """Refuse a payload that cannot code ``items_shape`` before SPERR sees it."""
-    shape3 = field_shape(items_shape)
     if len(payload) < 1 + SPERR_HEADER:
         raise WaveletError(f"wavelet section of {len(payload)} bytes is shorter than its headers")
-    if payload[0] != CODER_SPERR:
-        raise WaveletError(f"unknown wavelet coder {payload[0]} (this build knows {CODER_SPERR}: SPERR)")
+    shape3 = layout_shape(items_shape, payload[0])
     dims = struct.unpack_from("<3I", payload, 3)
     if dims != shape3[::-1]:
         raise WaveletError(f"SPERR stream of dims {dims[::-1]}, the chunk's fitted items are {shape3}")
@@ -108,7 +159,7 @@ def decode(payload: bytes, items_shape: tuple[int, ...]) -> np.ndarray:
     """The float64 field ``(n_items, *spatial)`` of a checked payload; WaveletError if SPERR refuses it."""
     payload = bytes(payload)
     check(payload, items_shape)
-    shape3 = field_shape(items_shape)
+    shape3 = layout_shape(items_shape, payload[0])
     stream = payload[1:]
     data = np.frombuffer(_wrapper_header(shape3, len(stream)) + stream, dtype=np.uint8)
     out = np.empty(shape3, dtype=np.float64)
@@ -118,4 +169,4 @@ def decode(payload: bytes, items_shape: tuple[int, ...]) -> np.ndarray:
         raise WaveletError(f"SPERR stream does not decode: {exc}") from None
     if not np.isfinite(out).all():
         raise WaveletError("SPERR stream decodes to non-finite values")
-    return out.reshape(items_shape)
+    return _from_layout(out, tuple(items_shape), payload[0])
