@@ -157,3 +157,21 @@ def test_volumes_are_scaled_by_their_foreground_percentile():
     out = _rescale_volume(vol, 100.0)
     assert out.max() == pytest.approx(255.0) and (out[vol == 0] == 0).all()
     assert _rescale_volume(vol, None) is vol
+
+
+def test_the_report_scores_the_network_not_the_wavelet_fallback(cartesian_model):
+    """The report's rows are the network alone: with the default residual coder the codec would keep
+    SPERR alone for data the network does not fit, and every width would show the same chunk."""
+    from inrcodec.codec import COINppCodec
+    from inrcodec.recipes import RecipeData
+    from inrcodec.recipes.report import evaluate
+
+    rng = np.random.default_rng(3)
+    items = (0.5 + 0.3 * np.sin(np.linspace(0, 20, 64))[None, :, None] * rng.random((6, 1, 64))).astype("f4")
+    rd = RecipeData(items[:2], items[2:4], items[4:])
+    grid = cartesian_model.make_grid((64, 64))
+    rows = evaluate(cartesian_model, rd, [2, 6], grid, entropy_options=(True,))["rows"]
+    for row, bits in zip(rows[1:], (2, 6)):
+        alone = COINppCodec(cartesian_model, bits=bits, residual_coder="none").encode(rd.test)
+        assert row["bytes"] == len(alone)
+    assert rows[1]["bytes"] != rows[2]["bytes"]
