@@ -39,6 +39,12 @@ def _train_recipe(args) -> int:
     return 0
 
 
+def _recipe_names() -> list[str]:
+    from .recipes import list_recipes
+
+    return sorted(list_recipes())
+
+
 def _presets_help() -> str:
     """The presets of every recipe, e.g. ``era5: cpu, cpu-p32, paper; audio: cpu, paper``."""
     from .recipes import list_recipes, load_recipe
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train-recipe", help="meta-train a base network for a dataset recipe")
-    p.add_argument("name", nargs="?", help="recipe name (era5, audio, image, mri) or a .toml file")
+    p.add_argument("name", nargs="?", help=f"recipe name ({', '.join(_recipe_names())}) or a .toml file")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--data", nargs="+", help="data files (default: the recipe's embedded sample)")
     p.add_argument("--variable", help="variable to train on (default: t2m, else the only gridded one)")

@@ -16,7 +16,7 @@ HELP = "rate-distortion benchmark against SZ3, ZFP, SPERR, BitRound+Zstd, JPEG 2
 
 #: ``(flag, add_argument keywords)`` of every argument, in the order of a written command line
 ARGUMENTS = (
-    ("dataset", dict(help="recipe name (era5, audio, image, mri): its held-out test split")),
+    ("dataset", dict(help="recipe name (see inrcodec train-recipe --list): its held-out test split")),
     ("--model", dict(nargs="+", help="inrcodec model file(s) or train-recipe output dir(s), e.g. several latent sizes")),
     ("--bits", dict(nargs="*", type=int, default=[4, 5, 6, 8], help="inrcodec bit widths (default 4 5 6 8; "
                     "none with --target-ratio alone)")),
