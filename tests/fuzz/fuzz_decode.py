@@ -201,6 +201,9 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     seeds += [(waves, waves.encode(xr)), (waves_fill, waves_fill.encode(xf))]
     modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
     assert modes == sorted(KNOWN_MODES), modes
+    # both wavelet layouts: the items stacked (the hybrid seed) and tiled as a mosaic (SPERR alone)
+    coders = sorted({cf.unpack_chunk(c)[1]["wavelet"][0] for _, c in seeds if "wavelet" in cf.unpack_chunk(c)[1]})
+    assert coders == [1, 2], coders
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ok = refused = 0
     bad: list[str] = []
