@@ -220,7 +220,12 @@ def peer_rows(peers, x: np.ndarray, dataset: str, lat=None, quick: bool = False,
     return rows
 
 
-def _test_split(dataset, name, data, variable, split: str = "test"):
+#: the splits a benchmark can measure: the held-out test split (reported numbers) or the validation
+#: split (where settings are chosen)
+SPLITS = ("test", "validation")
+
+
+def _measured_split(dataset, name, data, variable, split: str = "test"):
     """(RecipeData, reported name, modality) of a recipe name or of a RecipeData; ``split``
     ``"validation"``: its validation items in place of the test items (named ``<name>-validation``)."""
     import dataclasses
@@ -237,11 +242,6 @@ def _test_split(dataset, name, data, variable, split: str = "test"):
     if split == "validation":
         rd, name = dataclasses.replace(rd, test=rd.val), f"{name}-validation"
     return rd, name, modality
-
-
-#: the splits a benchmark can measure: the held-out test split (reported numbers) or the validation
-#: split (where settings are chosen)
-SPLITS = ("test", "validation")
 
 
 def run_bench(
@@ -276,7 +276,7 @@ def run_bench(
     markdown are written there (see :func:`~inrcodec.bench.outputs.write_outputs`).
     """
     log = log or (lambda s: None)
-    rd, name, modality = _test_split(dataset, name, data, variable, split)
+    rd, name, modality = _measured_split(dataset, name, data, variable, split)
     x = np.ascontiguousarray(rd.test, dtype=np.float32)
     if max_items:
         x = x[:max_items]

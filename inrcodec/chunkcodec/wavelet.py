@@ -105,7 +105,7 @@ def _to_layout(field: np.ndarray, coder: int) -> np.ndarray:
     if coder == CODER_SPERR:
         return field.reshape(shape3)
     n, h, w = field.shape
-    rows, cols = mosaic_grid(n, h, w)
+    rows, cols = shape3[1] // h, shape3[2] // w
     # padding tiles hold the field's mean: no edge for the wavelets to spend bytes on
     tiles = np.concatenate([field, np.full((rows * cols - n, h, w), float(np.mean(field)))])
     return tiles.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(shape3)
@@ -115,7 +115,7 @@ def _from_layout(arr: np.ndarray, items_shape: tuple[int, ...], coder: int) -> n
     if coder == CODER_SPERR:
         return arr.reshape(items_shape)
     n, h, w = items_shape
-    rows, cols = mosaic_grid(n, h, w)
+    rows, cols = arr.shape[1] // h, arr.shape[2] // w
     return arr.reshape(rows, h, cols, w).transpose(0, 2, 1, 3).reshape(rows * cols, h, w)[:n]
 
 
