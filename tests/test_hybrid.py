@@ -182,7 +182,7 @@ def test_store_info_reports_the_share_of_chunks_per_mode(tmp_path, tiny_model):
     assert "chunk modes" in archive.format_info(info)
 
 
-def _volume_model() -> "CoinModel":
+def _volume_model():
     import torch
 
     from inrcodec.models.model import CoinModel
