@@ -20,6 +20,7 @@ from inrcodec.coding import entropy
 from inrcodec.chunkcodec import ratecontrol
 from inrcodec.chunkcodec import decode_chunk, patching
 from inrcodec.chunkcodec.latents import LatentCoder
+from inrcodec.chunkcodec.residual import cross_machine_tolerance
 from inrcodec.errors import CorruptChunkError, TargetNotMetWarning
 from inrcodec.coding.quantize import MidTreadQuantizer, UniformQuantizer
 
@@ -223,9 +224,9 @@ def test_corrupt_version4_chunks_are_refused(tiny_model, patched_model):
 
 # ------------------------------------------------------------------ a golden version-4 chunk
 #: the golden model's v1_modulations_input (tests/data/golden_v1v2) with the default coding at
-#: bits=4, inner_steps=3 (mid-tread, two items predicted): the bytes and the decoded values' sha256
+#: bits=4, inner_steps=3 (mid-tread, two items predicted): the bytes; tests/data/golden_v3/v4_decoded.npy
+#: holds what they decoded to on the machine that recorded them
 GOLDEN_V4 = "4904971136560304e301020810c100beebe4f10a726db1"
-GOLDEN_V4_DECODED_SHA256 = "f986ec5b1c1e51d28b17dd0f018248d2918a850aa024327692603124c6ecdb88"
 
 
 def test_golden_version4_chunk():
@@ -238,7 +239,11 @@ def test_golden_version4_chunk():
     hdr = cf.unpack_chunk(chunk)[0]
     assert (hdr.quantizer_id, hdr.entropy_id, hdr.predict, hdr.patch_aim) == (2, 3, 1, 0)
     y = codec.decode(chunk)
-    assert hashlib.sha256(y.tobytes()).hexdigest() == GOLDEN_V4_DECODED_SHA256
+    # network output on another CPU: the cross-machine promise, not one machine's floats (issue 32:
+    # an Intel AVX-512 machine decoded other last bits)
+    expected = np.load(DATA.parent / "golden_v3" / "v4_decoded.npy")
+    assert y.dtype == expected.dtype and y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=0, atol=cross_machine_tolerance(expected))
     assert codec.encode(x) == chunk
 
 

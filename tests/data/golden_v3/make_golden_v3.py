@@ -1,4 +1,5 @@
-"""Record the golden version-3 chunks: the sha256 of the bytes each chunk mode writes today.
+"""Record the golden version-3 chunks: the sha256 of the bytes each chunk mode writes today, and
+of each of its sections.
 
 Run from the repository root (``python tests/data/golden_v3/make_golden_v3.py``) only when the
 bitstream changes on purpose; tests/test_golden_v3.py checks every later build against it.
@@ -22,7 +23,11 @@ for name in CASES:
     codec, x = codec_and_input(name)
     chunk = codec.encode(x)
     config = {k: v for k, v in codec.get_config().items() if k != "model"}
+    sections = cf.unpack_chunk(chunk)[1]
     out[name] = {"sha256": hashlib.sha256(chunk).hexdigest(), "bytes": len(chunk), "mode": cf.unpack_chunk(chunk)[0].mode,
-                 "config": config}
+                 "config": config,
+                 # per section: a hybrid's wavelet section codes the network's float residual, whose
+                 # last bits differ between CPUs; the other sections do not (tests/test_golden_v3.py)
+                 "sections_sha256": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(sections.items())}}
 (HERE / "manifest.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 print(json.dumps({k: (v["bytes"], v["sha256"][:12]) for k, v in out.items()}, indent=1))
