@@ -4,14 +4,38 @@ Names follow COIN++ §2 and appendix B: the inner loop takes a few SGD steps on 
 from zero, with the per-item MSE (so one item's step does not depend on the batch it is in).
 Training (the outer loop, :mod:`inrcodec.training.metalearn`) builds on these; this module imports no
 training code, so decoding a chunk does not load the trainer.
+
+Encoding runs the inner loop without a graph (:func:`fit_modulations`): its gradient with respect
+to the latents is written out by hand (:func:`_sgd_steps`), layer by layer, so a step costs one
+forward and one backward pass through the hidden layers and nothing for the weights; the first
+layer's product with the coordinates, the same at every step, is computed once. Work is cut into
+batches of about ``FIT_BATCH_POINTS`` points, which keeps the activations in the CPU's caches
+(issue 30: a 48 x 48-point patch batch of 256 patches ran 4x slower than 16 of them).
+
+:func:`fit_chunk` is how a chunk's items are fitted by default (``CodecSettings.effort="fast"``): the
+mean of the chunk's items is fitted first, and every item starts from it with
+``WARM_ITEM_STEPS`` steps, each step on a regular subset of every patch's points
+(:func:`fit_subset`, at least ``FIT_POINTS_PER_LATENT`` points per latent). Chosen on the climate
+pool's validation split (docs/benchmarks.md, "Encode speed").
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
+import math
 
 import numpy as np
 import torch
 
 from inrcodec.models.network import ModulatedSiren
+
+#: points per batch of the encoder's inner loop and of :func:`reconstruct` (cache-sized batches)
+FIT_BATCH_POINTS = 16384
+#: steps each item takes from the fitted chunk mean in :func:`fit_chunk`
+WARM_ITEM_STEPS = 3
+#: :func:`fit_chunk` fits every patch on a regular subset of at least this many points per latent
+FIT_POINTS_PER_LATENT = 4
 
 
 def per_item_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -31,8 +55,10 @@ def inner_loop(
     steps: int,
     lr: float,
     create_graph: bool,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """SGD on latents from zero; with ``create_graph`` the result stays differentiable (MAML).
+    """SGD on latents from zero (or ``init``); with ``create_graph`` the result stays
+    differentiable (MAML).
 
     With a Meta-SGD network the step size is its learned per-dimension ``inner_lrs`` and ``lr``
     is ignored; with ``create_graph`` the outer loss then trains those rates too.
@@ -40,13 +66,56 @@ def inner_loop(
     lr = network.inner_learning_rate(lr)
     if isinstance(lr, torch.Tensor) and not create_graph:
         lr = lr.detach()
-    latents = torch.zeros(values.shape[0], network.latent_dim, device=values.device, requires_grad=True)
+    if init is None:
+        latents = torch.zeros(values.shape[0], network.latent_dim, device=values.device, requires_grad=True)
+    else:
+        latents = init.detach().clone().requires_grad_(True)
     for _ in range(steps):
         loss = per_item_mse(network(coords, latents), values, mask).sum()
         (grad,) = torch.autograd.grad(loss, latents, create_graph=create_graph)
         latents = latents - lr * grad
         if not create_graph:
             latents = latents.detach().requires_grad_(True)
+    return latents
+
+
+@torch.no_grad()
+def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
+               latents: torch.Tensor, steps: int, lr) -> torch.Tensor:
+    """``steps`` SGD steps on ``latents`` (B, k) of the summed per-item MSE (:func:`per_item_mse`),
+    the gradient written out by hand: the same steps as :func:`inner_loop` without autograd.
+
+    Per hidden layer ``a = w0 * (W h + b + shift)``, ``h' = sin(a)``; backwards
+    ``da = dh' * cos(a) * w0``, ``dshift = sum over points of da``, ``dh = da W``; and
+    ``dlatents = dshifts @ M`` for the one latent-to-shift map ``M``.
+    """
+    hidden, depth, width = network.hidden, network.depth, network.width
+    w0 = [network.w0_initial] + [network.w0] * (depth - 1)
+    to_shift = network.latent_to_modulations
+    out_w, out_b = network.output.weight, network.output.bias
+    first = torch.nn.functional.linear(coords, hidden[0].weight, hidden[0].bias)  # the same every step
+    if mask is None:  # d(sum of per-item means)/d(prediction)
+        scale = torch.full((values.shape[0], 1, 1), 2.0 / (values.shape[1] * values.shape[2]), device=values.device)
+    else:
+        m = mask.unsqueeze(-1).to(values.dtype)
+        scale = 2.0 * m / (m.sum(dim=(1, 2), keepdim=True) * values.shape[2]).clamp(min=1.0)
+    for _ in range(steps):
+        shifts = to_shift(latents).view(-1, depth, 1, width)
+        h, cosines = None, []
+        for i, layer in enumerate(hidden):
+            pre = (first if i == 0 else torch.nn.functional.linear(h, layer.weight, layer.bias)) + shifts[:, i]
+            a = pre.mul_(w0[i])
+            cosines.append(torch.cos(a))
+            h = a.sin_()
+        grad_out = (torch.nn.functional.linear(h, out_w, out_b) - values).mul_(scale)  # (B, P, c)
+        grad_h = torch.matmul(grad_out, out_w)
+        grad_shifts = [None] * depth
+        for i in reversed(range(depth)):
+            grad_a = grad_h.mul_(cosines[i]).mul_(w0[i])
+            grad_shifts[i] = grad_a.sum(dim=1)
+            if i:
+                grad_h = torch.matmul(grad_a, hidden[i].weight)
+        latents = latents - lr * (torch.cat(grad_shifts, dim=1) @ to_shift.weight)
     return latents
 
 
@@ -82,6 +151,11 @@ def _as_tensor(x, device, dtype=torch.float32):
     return torch.tensor(np.asarray(x), device=device, dtype=dtype)
 
 
+def _batch_items(num_points: int, batch_size: int, max_points: int) -> int:
+    """Items per batch: at most ``batch_size`` and about ``max_points`` points."""
+    return max(1, min(batch_size, max_points // max(num_points, 1)))
+
+
 def fit_modulations(
     network: ModulatedSiren,
     coords,
@@ -92,29 +166,42 @@ def fit_modulations(
     batch_size: int = 256,
     refine_steps: int = 0,
     refine_lr: float = 1e-2,
+    init=None,
+    max_points: int = FIT_BATCH_POINTS,
 ) -> torch.Tensor:
     """Encode: fit one latent per item with ``steps`` SGD steps (then ``refine_steps`` Adam
     steps of ``refine_lr``, see :func:`refine_latents`); no graph is kept.
 
     ``coords`` (P, d) shared or (B, P, d); ``values`` (B, P, c); ``mask`` (B, P) bool, True
-    where the value is valid (NaN positions must be masked out, their values are ignored).
-    Items are processed ``batch_size`` at a time to bound memory. Returns latents (B, k) on CPU.
+    where the value is valid (NaN positions must be masked out, their values are ignored);
+    ``init`` (B, k): the latents to start from (None: zeros, as meta-learning does).
+    Items are processed at most ``batch_size`` and about ``max_points`` points at a time.
+    Returns latents (B, k) on CPU.
     """
     device = next(network.parameters()).device
     values_t = _as_tensor(values, device)
     coords_t = _as_tensor(coords, device)
     mask_t = _as_tensor(mask, device, torch.bool)
+    init_t = _as_tensor(init, device)
     if values_t.ndim != 3:
         raise ValueError(f"values must be (B, P, channels), got {tuple(values_t.shape)}")
+    step = _batch_items(values_t.shape[1], batch_size, max_points)
+    rate = network.inner_learning_rate(lr)
+    rate = rate.detach() if isinstance(rate, torch.Tensor) else rate
     out = []
-    for start in range(0, values_t.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
+    for start in range(0, values_t.shape[0], step):
+        sl = slice(start, start + step)
         c = coords_t if coords_t.ndim == 2 else coords_t[sl]
         m = None if mask_t is None else mask_t[sl]
         v = values_t[sl] if m is None else torch.where(m.unsqueeze(-1), values_t[sl], 0.0)
-        with torch.enable_grad():
-            lat = inner_loop(network, c, v, m, steps, lr, create_graph=False)
-            if refine_steps > 0:
+        lat = torch.zeros(v.shape[0], network.latent_dim, device=device) if init_t is None else init_t[sl]
+        if network.scale_modulations:  # the ablation's scales have no hand-written gradient
+            with torch.enable_grad():
+                lat = inner_loop(network, c, v, m, steps, lr, create_graph=False, init=lat)
+        else:
+            lat = _sgd_steps(network, c, v, m, lat, steps, rate)
+        if refine_steps > 0:
+            with torch.enable_grad():
                 lat = refine_latents(network, c, v, m, lat, refine_steps, refine_lr)
         out.append(lat.detach().cpu())
     if not out:
@@ -122,8 +209,85 @@ def fit_modulations(
     return torch.cat(out)
 
 
+def fit_subset(patch_shape: tuple[int, ...], min_points: int) -> np.ndarray | None:
+    """The flat indices of a regular subset of a patch's points (every ``s``-th point along each
+    axis, starting half a stride in, strides differing by at most one between axes) with the
+    fewest points that is still at least ``min_points``; None when that is every point."""
+    return _fit_subset(tuple(int(p) for p in patch_shape), int(min_points))
+
+
+def _subset_count(patch_shape, strides) -> int:
+    return math.prod(len(range(s // 2, p, s)) for p, s in zip(patch_shape, strides))
+
+
+@functools.lru_cache(maxsize=256)
+def _fit_subset(patch_shape: tuple[int, ...], min_points: int) -> np.ndarray | None:
+    total = math.prod(patch_shape)
+    best = None
+    for low in range(1, max(patch_shape) + 1):
+        for extra in itertools.product((0, 1), repeat=len(patch_shape)):
+            strides = tuple(low + e for e in extra)
+            count = _subset_count(patch_shape, strides)
+            if count >= min_points and (best is None or count < best[0]):
+                best = (count, strides)
+    if best is None or best[0] >= total:
+        return None
+    axes = [np.arange(s // 2, p, s) for p, s in zip(patch_shape, best[1])]
+    idx = np.ravel_multi_index(tuple(np.meshgrid(*axes, indexing="ij")), patch_shape).ravel()
+    idx.setflags(write=False)
+    return idx
+
+
+def fit_chunk(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, mask: np.ndarray | None,
+              patch_shape: tuple[int, ...], steps: int = 10, lr: float = 1e-2, refine_steps: int = 0,
+              refine_lr: float = 1e-2) -> torch.Tensor:
+    """The latents (n * num_patches, k) of a chunk's ``values`` (n, num_patches, P, c), fitted the
+    fast way: the masked mean of the items with ``steps`` steps from zero, then every item from the
+    mean's latents with ``min(WARM_ITEM_STEPS, steps)`` steps (and ``refine_steps``), each step on
+    the regular subset of :func:`fit_subset` (at least ``FIT_POINTS_PER_LATENT`` points per latent).
+
+    ``coords`` (num_patches, P, d) are the patches' coordinates (the same for every item); ``mask``
+    (n, num_patches, P) is True where a value is valid. A patch whose valid points the regular
+    subset misses (a coastline of a masked field) takes evenly spaced valid points instead.
+    """
+    n, num_patches = values.shape[:2]
+    idx = fit_subset(patch_shape, FIT_POINTS_PER_LATENT * network.latent_dim)
+    if idx is not None:
+        rows = np.broadcast_to(idx, (num_patches, idx.size)).copy()
+        if mask is not None:
+            rows = _cover_valid(rows, mask.any(axis=0))
+        coords = np.take_along_axis(coords, rows[..., None], axis=1)
+        values = np.take_along_axis(values, rows[None, ..., None], axis=2)
+        mask = None if mask is None else np.take_along_axis(mask, rows[None], axis=2)
+    if mask is None:
+        mean, mean_mask = values.mean(axis=0, dtype=np.float64), None
+    else:
+        count = mask.sum(axis=0)
+        mean = np.where(mask[..., None], values, 0.0).sum(axis=0, dtype=np.float64) / np.maximum(count, 1)[..., None]
+        mean_mask = count > 0
+    start = fit_modulations(network, coords, mean.astype(np.float32), steps, lr, mean_mask)
+    every = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * num_patches, *coords.shape[1:])
+    return fit_modulations(
+        network, every, values.reshape(n * num_patches, *values.shape[2:]), min(WARM_ITEM_STEPS, steps), lr,
+        None if mask is None else mask.reshape(n * num_patches, -1), refine_steps=refine_steps,
+        refine_lr=refine_lr, init=start.repeat(n, 1),
+    )
+
+
+def _cover_valid(rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``rows`` (num_patches, K) of subset indices, with the rows that see under a quarter of what
+    they could of a patch's ``valid`` points (num_patches, P) replaced by evenly spaced valid points."""
+    k = rows.shape[1]
+    seen = np.take_along_axis(valid, rows, axis=1).sum(axis=1)
+    for p in np.flatnonzero(4 * seen < np.minimum(valid.sum(axis=1), k)):
+        points = np.flatnonzero(valid[p])
+        rows[p] = points[np.round(np.linspace(0, points.size - 1, k)).astype(np.intp)]
+    return rows
+
+
 @torch.no_grad()
-def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64, max_points: int = 1 << 20) -> torch.Tensor:
+def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64,
+                max_points: int = FIT_BATCH_POINTS) -> torch.Tensor:
     """Decode: evaluate the modulated network for each latent (B, k) at ``coords``.
 
     ``coords`` (P, d) shared or (B, P, d). Items are evaluated in batches of at most
@@ -133,7 +297,7 @@ def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64, 
     lat = _as_tensor(latents, device)
     coords_t = _as_tensor(coords, device)
     num_points = coords_t.shape[-2]
-    step = max(1, min(batch_size, max_points // max(num_points, 1)))
+    step = _batch_items(num_points, batch_size, max_points)
     out = []
     for start in range(0, lat.shape[0], step):
         sl = slice(start, start + step)

@@ -114,9 +114,14 @@ class ModulatedSiren(nn.Module):
         if self.scale_modulations:
             scales = 1.0 + mods[:, self.depth * self.width :].view(-1, self.depth, 1, self.width)
         h = coords
+        in_place = not torch.is_grad_enabled()  # decoding: the same arithmetic, no new tensor per operation
         for i, layer in enumerate(self.hidden):
+            w0 = self.w0_initial if i == 0 else self.w0
+            if in_place and scales is None:
+                h = (layer(h) + shifts[:, i]).mul_(w0).sin_()
+                continue
             pre = layer(h) + shifts[:, i]  # (P, W) + (B, 1, W) broadcasts to (B, P, W)
             if scales is not None:
                 pre = pre * scales[:, i]
-            h = torch.sin((self.w0_initial if i == 0 else self.w0) * pre)
+            h = torch.sin(w0 * pre)
         return self.output(h)
