@@ -12,7 +12,8 @@ configuration names a number.
 >>> s = CodecSettings(bits=5, max_abs_error=0.1, inner_steps=3)
 >>> s.to_dict()  # doctest: +NORMALIZE_WHITESPACE
 {'bits': 5, 'inner_steps': 3, 'lat': None, 'lon': None, 'entropy_coding': True, 'max_abs_error': 0.1,
- 'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0, 'residual_coder': 'sperr'}
+ 'quantizer': 'midtread', 'time_coding': True, 'patch_points': 0, 'effort': 'fast',
+     'residual_coder': 'sperr'}
 >>> CodecSettings.from_dict(s.to_dict()) == s
 True
 >>> s.to_arguments()
@@ -29,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CodecSettings", "MAX_INNER_STEPS", "MAX_REFINE_STEPS"]
+__all__ = ["CodecSettings", "MAX_INNER_STEPS", "MAX_REFINE_STEPS", "EFFORTS"]
+
+#: how hard the encoder works per chunk (``CodecSettings.effort``)
+EFFORTS = ("fast", "full")
 
 #: the most inner-loop steps per item: the paper and the recipes use 3-10, and each step is a
 #: forward and backward pass over the chunk (10_000 is hours per chunk on a CPU). A count read
@@ -171,6 +175,11 @@ class CodecSettings:
         0, "patch side in grid points the model's patch rule aims at (inside its trained degrees); "
         "0: chosen per chunk (by grid resolution, or by rate control); 'model': the model's own",
         legacy=None)
+    effort: str = _option(
+        "fast", "'fast': fit the mean of the chunk's items, then each item from it in a few steps on a subset of "
+        "every patch's points, and weigh only the candidates that can still win; 'full': fit every item from zero "
+        "on every point and weigh every candidate (the builds before it; several times slower)", legacy="full",
+        choices=EFFORTS)
     residual_coder: str = _option(
         "sperr", "'sperr': per chunk, also try the network's residual coded by SPERR (hybrid) and SPERR alone "
         "and keep the smallest chunk that meets the target (format version 5); 'none': the network alone",
@@ -198,6 +207,8 @@ class CodecSettings:
             object.__setattr__(self, k, v)
         if self.residual_coder not in ("sperr", "none"):
             raise ValueError(f"residual_coder must be 'sperr' or 'none', got {self.residual_coder!r}")
+        if self.effort not in EFFORTS:
+            raise ValueError(f"effort must be one of {EFFORTS}, got {self.effort!r}")
         if self.quantizer not in ("midtread", "uniform"):
             raise ValueError(f"quantizer must be 'midtread' or 'uniform', got {self.quantizer!r}")
         if not self.entropy_coding or self.bits > 12:

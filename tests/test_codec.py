@@ -125,7 +125,7 @@ def test_dtype_shape_preserved(codec, field, dtype):
     m, grid = codec.model, codec.model.make_grid(x.shape[1:])
     s = codec.settings
     coder = LatentCoder(m, s.entropy_coding, s.quantizer, s.time_coding)
-    lat = m.encode(x.astype("=" + x.dtype.str[1:]), grid, steps=s.inner_steps)
+    lat = m.encode(x.astype("=" + x.dtype.str[1:]), grid, steps=s.inner_steps, fit=s.effort)
     ref = m.decode(coder.dequantize(coder.compress(lat, s.bits), s.bits).reshape(lat.shape), grid).astype(x.dtype)
     np.testing.assert_array_equal(y, ref)
 

@@ -59,7 +59,7 @@ def test_legacy_chunk_decodes_to_the_recorded_values(name, golden_model, arrays)
 def test_new_chunks_are_version_3_and_decode_like_the_legacy_ones(golden_model, arrays):
     # the coding of versions 1-3 (uniform quantizer, the model's patches): version 3
     codec = COINppCodec(golden_model, bits=6, inner_steps=3, assume_global_grid=True, quantizer="uniform",
-                        patch_points=None)
+                        patch_points=None, effort="full")
     x = arrays["v1_modulations_input"]
     chunk = codec.encode(x)
     assert chunk[:2] == V3_PREFIX

@@ -92,7 +92,7 @@ def test_time_coded_chunks_round_trip_bit_exactly(tiny_model):
     assert (hdr.quantizer_id, hdr.entropy_id) == (2, 3)
     # the decoder's latents are exactly the encoder's dequantised latents
     m, grid = tiny_model, tiny_model.make_grid((NLAT, NLON), lat=LAT, lon=LON)
-    lat = m.encode(x, grid, steps=2)
+    lat = m.encode(x, grid, steps=2, fit=codec.settings.effort)
     coder = LatentCoder(m, True, "midtread", True)
     coded = coder.compress(lat, 4)
     decoded = LatentCoder(m).decompress(sections["latents"], bits=4, quantizer_id=2, entropy_id=3,
@@ -234,7 +234,7 @@ def test_golden_version4_chunk():
 
     with np.load(DATA / "arrays.npz") as z:
         x = z["v1_modulations_input"].copy()
-    codec = COINppCodec(golden_model(), bits=4, inner_steps=3, assume_global_grid=True)
+    codec = COINppCodec(golden_model(), bits=4, inner_steps=3, assume_global_grid=True, effort="full")
     chunk = bytes.fromhex(GOLDEN_V4)
     hdr = cf.unpack_chunk(chunk)[0]
     assert (hdr.quantizer_id, hdr.entropy_id, hdr.predict, hdr.patch_aim) == (2, 3, 1, 0)
@@ -279,8 +279,10 @@ def test_new_options_validate_and_parse_from_the_command_line():
     p = argparse.ArgumentParser()
     CodecSettings.add_arguments(p)
     s = CodecSettings.from_arguments(p.parse_args(["--quantizer", "uniform", "--no-time-coding",
-                                                   "--patch-points", "model", "--residual-coder", "none"]))
-    assert (s.quantizer, s.time_coding, s.patch_points, s.residual_coder) == ("uniform", False, None, "none")
+                                                   "--patch-points", "model", "--residual-coder", "none",
+                                                   "--effort", "full"]))
+    assert (s.quantizer, s.time_coding, s.patch_points, s.residual_coder, s.effort) == ("uniform", False, None, "none",
+                                                                                     "full")
     assert CodecSettings.from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == CodecSettings()
     assert s.to_dict() == CodecSettings.from_dict({"bits": 6, "inner_steps": None}).to_dict()  # legacy values unwritten
     assert CodecSettings.from_arguments(p.parse_args(s.to_arguments())) == s  # the flags that repeat it

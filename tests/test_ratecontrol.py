@@ -172,7 +172,7 @@ def test_refine_steps_reach_the_engine_and_the_config(tiny_model):
     assert COINppCodec.from_config(codec.get_config()) == codec
     y = codec.decode(codec.encode(x))
     grid, q = tiny_model.make_grid(x.shape[1:]), tiny_model.quantizer(8)
-    lat = tiny_model.encode(x, grid, steps=2, refine_steps=5)
+    lat = tiny_model.encode(x, grid, steps=2, refine_steps=5, fit=codec.settings.effort)
     ref = tiny_model.decode(q.dequantize(q.quantize(lat.reshape(-1, lat.shape[-1]))).reshape(lat.shape), grid)
     np.testing.assert_array_equal(y, ref.astype("f4"))
     plain = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, bits=8, inner_steps=2)

@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from inrcodec import chunkformat as cf
+from inrcodec.chunkcodec.timing import stage
 from inrcodec.grids import pin_grid_key
 
 __all__ = ["ChunkContext", "context", "model_lock"]
@@ -63,6 +64,7 @@ class ChunkContext:
         with self._grids_lock:
             return self._grids.setdefault(spatial, g)
 
+    @stage("reconstruct")
     def reconstruct(self, latents: np.ndarray, spatial: tuple[int, ...], patch_aim: int = 0) -> np.ndarray:
         """The network reconstruction (float64, physical units) of dequantised latents.
 

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from inrcodec import _limits
+from inrcodec.chunkcodec.timing import stage
 from inrcodec.coding import entropy
 from inrcodec.coding.bitpack import fixed_nbytes
 from inrcodec.errors import CorruptChunkError
@@ -70,6 +71,7 @@ class LatentCoder:
         self.quantizer = quantizer
         self.predict = bool(predict)
 
+    @stage("latents")
     def compress(self, latents: np.ndarray, bits: int) -> CodedLatents:
         """Latents ``(items, ..., latent_dim)`` -> the ``latents`` section payload at ``bits``."""
         if self.quantizer == "midtread":
@@ -164,6 +166,7 @@ class LatentCoder:
             raise CorruptChunkError(f"{count} latent vectors do not split into {items} items")
         return _groups(items, (count // items) * k if items else 0, q.limit, bool(predict))
 
+    @stage("latents")
     def decompress(self, payload: bytes, *, bits: int, quantizer_id: int, entropy_id: int, count: int,
                    items: int | None = None, predict: int = 0) -> np.ndarray:
         """The dequantised latents ``(count, latent_dim)`` of a ``latents`` section payload."""

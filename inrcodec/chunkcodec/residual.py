@@ -61,6 +61,7 @@ import constriction
 import numpy as np
 
 from inrcodec._limits import check_inflatable, inflate
+from inrcodec.chunkcodec.timing import stage
 
 __all__ = [
     "MARGIN",
@@ -299,6 +300,7 @@ class EncodedResidual:
     sizes: dict
 
 
+@stage("residual")
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False
 ) -> EncodedResidual:
@@ -411,6 +413,7 @@ def _blobs(payload: bytes, pos: int) -> list[bytes]:
     return blobs
 
 
+@stage("residual")
 def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype) -> np.ndarray:
     """Inverse of :func:`encode_residual`: the decoded values (recon's shape, native ``dtype``).
 

@@ -26,6 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from inrcodec.chunkformat import varint  # the wrapper writes the same LEB128 as the chunk format
+from inrcodec.chunkcodec.timing import stage
 
 __all__ = ["CODER_SPERR", "CODER_SPERR_MOSAIC", "WaveletError", "available", "coders", "field_shape",
            "layout_shape", "encode", "decode", "SPERR_HEADER"]
@@ -129,6 +130,7 @@ def _codec(mode: str, value: float):
     return _sperr_class()(mode=mode, **{mode: float(value)})
 
 
+@stage("wavelet")
 def encode(field: np.ndarray, mode: str, value: float, coder: int = CODER_SPERR) -> bytes:
     """The section payload coding ``field`` (fitted items ``(n_items, *spatial)``, finite) with
     SPERR in ``mode`` ``'bpp'``, ``'psnr'`` or ``'pwe'`` at ``value``, laid out as ``coder`` says."""
@@ -155,6 +157,7 @@ def check(payload: bytes, items_shape: tuple[int, ...]) -> None:
         raise WaveletError(f"SPERR stream of dims {dims[::-1]}, the chunk's fitted items are {shape3}")
 
 
+@stage("wavelet")
 def decode(payload: bytes, items_shape: tuple[int, ...]) -> np.ndarray:
     """The float64 field ``(n_items, *spatial)`` of a checked payload; WaveletError if SPERR refuses it."""
     payload = bytes(payload)

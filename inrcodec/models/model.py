@@ -15,11 +15,13 @@ import numpy as np
 
 from inrcodec.models import modelfile
 from inrcodec.errors import ModelFileError, PinnedModelError
-from inrcodec.models.fitting import fit_modulations, reconstruct
+from inrcodec.models.fitting import fit_chunk, fit_modulations, reconstruct
 from inrcodec.grids import CartesianGrid, PatchPartition, SphericalGrid
 from inrcodec.models.network import ModulatedSiren
 
 GRID_KINDS = ("cartesian", "spherical")
+#: how :meth:`CoinModel.encode` fits a chunk's items
+FIT_MODES = ("fast", "full")
 
 
 class CoinModel:
@@ -163,13 +165,18 @@ class CoinModel:
 
     # -- encode / decode ---------------------------------------------------------------------
     def encode(self, values, grid, steps: int | None = None, mask=None, refine_steps: int = 0,
-               patch_aim: int = 0) -> np.ndarray:
+               patch_aim: int = 0, fit: str = "full") -> np.ndarray:
         """Fit latents for ``values`` (N, *spatial) in physical units -> (N, num_patches, k).
 
         ``mask`` (N, *spatial) bool is True where a value is valid; NaNs are always masked.
         ``refine_steps`` Adam steps (``refine_lr``) follow the meta-learned SGD steps: more
         accuracy for more encode time. ``patch_aim``: see :meth:`patch_points` (0: the model's).
+        ``fit``: ``"full"`` fits every item from zero on every point (``steps`` steps);
+        ``"fast"`` fits the items' mean, then each item from it on a subset of the points
+        (:func:`~inrcodec.models.fitting.fit_chunk`).
         """
+        if fit not in FIT_MODES:
+            raise ValueError(f"fit must be one of {FIT_MODES}, got {fit!r}")
         values = np.asarray(values)
         if values.shape[1:] != grid.shape:
             raise ValueError(f"values of shape {values.shape} do not match grid {grid.shape}")
@@ -178,11 +185,19 @@ class CoinModel:
         n = values.shape[0]
         patches = part.extract(np.where(valid, self.normalise(np.where(valid, values, self.offset)), 0.0))
         pmask = part.extract(valid)
+        steps = self.encode_steps if steps is None else steps
+        if fit == "fast":
+            latents = fit_chunk(
+                self.network, coords, patches.reshape(n, part.num_patches, -1, 1),
+                None if valid.all() else pmask.reshape(n, part.num_patches, -1), part.patch_shape, steps,
+                self.inner_lr, refine_steps=int(refine_steps), refine_lr=self.refine_step_size(),
+            )
+            return latents.numpy().reshape(n, part.num_patches, self.latent_dim)
         flat_v = patches.reshape(n * part.num_patches, -1, 1)
         flat_m = pmask.reshape(n * part.num_patches, -1)
         flat_c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
         latents = fit_modulations(
-            self.network, flat_c, flat_v, steps=self.encode_steps if steps is None else steps, lr=self.inner_lr, mask=flat_m,
+            self.network, flat_c, flat_v, steps=steps, lr=self.inner_lr, mask=flat_m,
             refine_steps=int(refine_steps), refine_lr=self.refine_step_size(),
         )
         return latents.numpy().reshape(n, part.num_patches, self.latent_dim)

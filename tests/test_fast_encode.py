@@ -1,0 +1,199 @@
+"""Issue 30: the fast encoder (``effort="fast"``, the default) and what measures it.
+
+The hand-written latent gradient takes autograd's steps; the fast fit (the chunk mean first, then a
+few steps per item on a regular subset of each patch's points) covers masked patches; the fast
+search keeps what the exhaustive one promises (never larger than SPERR alone, a bits chunk at
+least as accurate as the network at ``bits``, every bound); stored configurations keep the full
+encoder; and the stage timer says where an encode's time went."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import NLAT, NLON, global_lat_lon, smooth_field
+
+from inrcodec import COINppCodec, CodecSettings
+from inrcodec import chunkformat as cf
+from inrcodec.chunkcodec import hybrid
+from inrcodec.chunkcodec.timing import stage, stage_times
+from inrcodec.chunkformat.header import MODE_MODULATIONS
+from inrcodec.models.fitting import fit_chunk, fit_modulations, fit_subset, inner_loop, per_item_mse, reconstruct
+from inrcodec.models.network import ModulatedSiren
+
+LAT, LON = global_lat_lon()
+
+
+def _values(n=5, p=48, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (p, 3)).astype(np.float32)
+    phase = rng.uniform(0, 3, size=(n, 1, 1)).astype(np.float32)
+    return x, (0.5 + 0.4 * np.sin(3 * x[None, :, :1] + phase)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ the inner loop by hand
+@pytest.mark.parametrize("meta_sgd", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_hand_written_steps_take_autograds_steps(meta_sgd, masked):
+    torch.manual_seed(3)
+    net = ModulatedSiren(3, 1, width=24, depth=3, latent_dim=6, w0_initial=20.0, meta_sgd=meta_sgd)
+    x, y = _values()
+    mask = None
+    if masked:
+        mask = np.random.default_rng(1).random(y.shape[:2]) > 0.3
+        y = np.where(mask[..., None], y, 0.0).astype(np.float32)
+    ours = fit_modulations(net, x, y, steps=4, lr=1e-2, mask=mask)
+    with torch.enable_grad():
+        ref = inner_loop(net, torch.as_tensor(x), torch.as_tensor(y), None if mask is None else torch.as_tensor(mask),
+                         4, 1e-2, create_graph=False)
+    torch.testing.assert_close(ours, ref.detach(), rtol=1e-4, atol=1e-5)
+    assert ours.abs().max() > 1e-3  # the steps moved the latents
+
+
+def test_a_warm_start_continues_from_the_given_latents():
+    torch.manual_seed(0)
+    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4)
+    x, y = _values(n=3)
+    four = fit_modulations(net, x, y, steps=4)
+    two_then_two = fit_modulations(net, x, y, steps=2, init=fit_modulations(net, x, y, steps=2))
+    torch.testing.assert_close(four, two_then_two, rtol=1e-5, atol=1e-6)
+
+
+def test_point_budgeted_batches_do_not_change_the_fit_or_the_decode():
+    torch.manual_seed(0)
+    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4)
+    x, y = _values(n=6, p=40)
+    one = fit_modulations(net, x, y, steps=3, max_points=10**6)
+    many = fit_modulations(net, x, y, steps=3, max_points=40)  # one item per batch
+    torch.testing.assert_close(one, many, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reconstruct(net, one, x, max_points=10**6), reconstruct(net, one, x, max_points=40),
+                               rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the fast fit
+@pytest.mark.parametrize("shape,min_points", [((16, 16), 64), ((16, 11), 64), ((48, 48), 64), ((200,), 64),
+                                              ((8, 8, 8), 64), ((5, 7), 64)])
+def test_the_fit_subset_is_regular_and_just_large_enough(shape, min_points):
+    idx = fit_subset(shape, min_points)
+    total = math.prod(shape)
+    if idx is None:  # no regular subset with fewer points reaches min_points
+        assert total <= 2 * min_points
+        return
+    assert min_points <= idx.size < total and len(set(idx.tolist())) == idx.size
+    coords = np.stack(np.unravel_index(idx, shape), axis=-1)
+    for axis in range(len(shape)):  # evenly spaced along every axis
+        steps = np.diff(np.unique(coords[:, axis]))
+        assert steps.size == 0 or (steps == steps[0]).all()
+    assert idx.size < 2.5 * min_points or total < 4 * min_points
+
+
+def test_fast_fit_reaches_masked_patches_the_regular_subset_misses():
+    torch.manual_seed(0)
+    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=2)
+    side = 8
+    coords = np.random.default_rng(0).uniform(-1, 1, (2, side * side, 3)).astype(np.float32)  # 2 patches
+    values = np.full((3, 2, side * side, 1), 0.9, np.float32)
+    mask = np.zeros((3, 2, side * side), bool)
+    mask[:, 0] = True
+    mask[:, 1, :: side] = True  # patch 1: only the first column is valid
+    assert not mask[0, 1][fit_subset((side, side), 8)].any()  # the regular subset sees none of it
+    lat = fit_chunk(net, coords, values, mask, (side, side), steps=5).reshape(3, 2, -1)
+    assert torch.all(lat[:, 1].abs().sum(dim=1) > 0)  # patch 1 was fitted, not left at zero
+    zero = per_item_mse(net(torch.as_tensor(coords[1]), torch.zeros(1, 2)), torch.as_tensor(values[0, 1:2]),
+                        torch.as_tensor(mask[0, 1:2]))
+    fitted = per_item_mse(net(torch.as_tensor(coords[1]), lat[0, 1:2]), torch.as_tensor(values[0, 1:2]),
+                          torch.as_tensor(mask[0, 1:2]))
+    assert fitted < zero
+
+
+def test_fast_fit_of_identical_items_is_the_mean_fit_continued(tiny_model):
+    x = np.repeat(smooth_field(1), 3, axis=0)
+    grid = tiny_model.make_grid((NLAT, NLON), lat=LAT, lon=LON)
+    fast = tiny_model.encode(x, grid, steps=3, fit="fast")
+    assert np.array_equal(fast[0], fast[1]) and np.array_equal(fast[0], fast[2])
+    with pytest.raises(ValueError, match="fit must be one of"):
+        tiny_model.encode(x, grid, fit="quick")
+
+
+# ------------------------------------------------------------------ the setting
+def test_new_codecs_are_fast_and_stored_configurations_keep_the_full_encoder(tiny_model):
+    assert CodecSettings().effort == "fast" and CodecSettings.from_dict({"bits": 6}).effort == "full"
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=4)
+    assert codec.get_config()["effort"] == "fast"
+    assert "effort" not in COINppCodec(tiny_model, lat=LAT, lon=LON, bits=4, effort="full").get_config()
+    with pytest.raises(ValueError, match="effort"):
+        CodecSettings(effort="quick")
+    x = smooth_field(3).astype("f4")
+    fast, full = codec, COINppCodec(tiny_model, lat=LAT, lon=LON, bits=4, effort="full")
+    a, b = fast.encode(x), full.encode(x)
+    assert a != b and fast.encode(x) == a  # another fit, deterministic
+    for data in (a, b):  # both decode with either codec: the byte format is the same
+        assert np.isfinite(full.decode(data)).all() and np.array_equal(fast.decode(data), full.decode(data))
+
+
+# ------------------------------------------------------------------ the fast search
+@pytest.mark.parametrize("options", [dict(bits=6), dict(bits=3), dict(target_ratio=40.0), dict(target_rmse=2.0),
+                                     dict(max_abs_error=0.5)])
+def test_the_fast_search_keeps_the_promises_of_the_full_one(tiny_model, options):
+    x = smooth_field(4, seed=5).astype("f4")
+    fast = COINppCodec(tiny_model, lat=LAT, lon=LON, **options)
+    alone = COINppCodec(tiny_model, lat=LAT, lon=LON, residual_coder="none", **options)
+    chunk = fast.encode(x)
+    y = fast.decode(chunk).astype("f8")
+    rmse = float(np.sqrt(np.mean((y - x) ** 2)))
+    mode = cf.unpack_chunk(chunk)[0].mode
+    if "bits" in options and "max_abs_error" not in options:  # at least as accurate as the network at bits
+        net = alone.decode(alone.encode(x)).astype("f8")
+        assert rmse <= float(np.sqrt(np.mean((net - x) ** 2))) * (1 + 1e-9) or mode == MODE_MODULATIONS
+    if "target_ratio" in options:
+        assert x.nbytes / len(chunk) >= options["target_ratio"]
+    if "target_rmse" in options:
+        assert rmse <= options["target_rmse"]
+    if "max_abs_error" in options:
+        assert np.max(np.abs(y - x)) <= options["max_abs_error"]
+
+
+def test_sperr_search_stops_close_under_the_target(tiny_model):
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON)
+    x = smooth_field(4, seed=2).astype("f4")
+    from inrcodec.chunkcodec.encode import _Chunk, _Writer
+
+    chunk = _Chunk(x, 2, None)
+    waves = hybrid.WaveletCandidates(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
+    calls = []
+    real = hybrid.wavelet.encode
+
+    def counting(*args):
+        calls.append(args[2])
+        return real(*args)
+
+    target = 1.0
+    hybrid.wavelet.encode, before = counting, hybrid.wavelet.encode
+    try:
+        close = waves.at_rmse(None, 0, target, close=0.03)
+        n_close = len(calls)
+        calls.clear()
+        full = waves.at_rmse(None, 0, target)
+    finally:
+        hybrid.wavelet.encode = before
+    assert close is not None and full is not None and close[1] <= target and full[1] <= target
+    assert len(calls) == hybrid.RATE_TRIES and n_close <= hybrid.RATE_SEARCH_TRIES
+    assert close[1] >= 0.97 * target or n_close == hybrid.RATE_SEARCH_TRIES
+    assert codec.settings.effort == "fast"
+
+
+# ------------------------------------------------------------------ the stage timer
+def test_stage_times_say_where_an_encode_went(tiny_model):
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)
+    x = smooth_field(3).astype("f4")
+    with stage("fit"):  # outside stage_times: nothing is collected, nothing breaks
+        pass
+    with stage_times() as seconds:
+        data = codec.encode(x)
+    assert {"fit", "reconstruct", "wavelet", "latents"} <= set(seconds)
+    assert all(v >= 0 for v in seconds.values())
+    with stage_times() as decode_seconds:
+        codec.decode(data)
+    assert "fit" not in decode_seconds
