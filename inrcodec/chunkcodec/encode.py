@@ -377,7 +377,8 @@ def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int |
             rivals = [len(d) for d, e, *_ in tried + out if e <= target_rmse]
             if rivals and len(waves.writer.latents(cands, bits)) >= min(rivals):
                 continue
-            found = waves.at_rmse(cands, bits, target_rmse, coder, close=CLOSE_ENOUGH)
+            found = waves.at_rmse(cands, bits, target_rmse, coder, close=CLOSE_ENOUGH,
+                                  limit=min(rivals) if rivals else None)
             score = None if found is None else len(found[0])
         else:
             rivals = [e for d, e, *_ in tried + out if nbytes / len(d) >= settings.target_ratio]
@@ -423,6 +424,7 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
     if settings.effort != "fast":
         found = _wavelet_targets(settings, model, waves, [cands], below=settings.bits, target_rmse=rmse)
         return min([data] + [d for d, _ in found], key=len)
+    waves.rate_start = 8.0 * len(data) / values.size  # SPERR alone at the network's RMSE: about its bytes
     alone = _fast_alone(settings, waves, target_rmse=rmse)
     tried = [(data, rmse)] + [(d, e) for d, e, _ in alone]
     if alone:
