@@ -157,8 +157,9 @@ class WaveletCandidates:
         the last two tries in log RMSE against log rate, kept inside what the tries have
         bracketed, stopping at the first try within ``close`` under the target, or at a try that
         misses it with a chunk of at least ``limit`` bytes (a higher rate only grows). The rate search
-        gives the smaller chunk: SPERR's size is not monotone in its PSNR setting on network
-        residuals (validation split: 234x at 0.62 K where the PSNR search gave 279x at 0.71 K).
+        gives smaller chunks: SPERR's size is not monotone in its PSNR setting on network
+        residuals (validation split, ``bits=6``: 4-18 % higher ratios than the PSNR search at
+        about the same RMSE, docs/benchmarks.md "Encode speed (issue 30)").
         """
         field = self._field(cands, bits)
         if close:

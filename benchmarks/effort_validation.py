@@ -1,0 +1,92 @@
+"""``effort="fast"`` against ``effort="full"`` on the climate pool's validation split: what chose the fast encoder.
+
+Each set is cut into chunks of ``--chunk`` items, every chunk coded on its own by the default codec
+(``t2m-global-2``, SPERR candidates on) with each effort, per setting: ratio (input bytes over chunk
+bytes), cos(latitude) RMSE, max abs error and encode seconds of all chunks. The sets are validation
+data (never test data): ``glosea4`` (13 members, 145 x 192) and ``era5_t`` (20 member-levels, 61 x 120),
+each also bilinear on the 4-degree 46 x 90 grid, and ``a1b`` (the first 24 years, 37 x 49).
+
+    python benchmarks/effort_validation.py --threads 2
+    python benchmarks/effort_validation.py --sets a1b --settings bits=6 target_rmse=1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+import warnings
+
+import _smoke
+import numpy as np
+from climate_heldout import PAPER_LAT, PAPER_LON, pool_field
+from heldout_rd import codec_options
+
+from inrcodec import COINppCodec, datasets
+from inrcodec.metrics import max_abs_error, rmse_coslat
+from inrcodec.training.pool import Field, regrid
+
+SETS = ("glosea4", "glosea4_4deg", "era5_t", "era5_t_4deg", "a1b")
+SETTINGS = ("target_ratio=50", "target_ratio=100", "target_ratio=200", "target_ratio=500", "target_ratio=1000",
+            "bits=3", "bits=6", "target_rmse=1.0", "target_rmse=2.0")
+
+
+def validation_set(name: str) -> Field:
+    if name == "a1b":
+        (da,) = [d for d in datasets.climate_pool("val") if d.name == "a1b"]
+        return Field(np.asarray(da.values[:24], np.float32), da.lat.values, da.lon.values, "a1b")
+    field = pool_field("val", name.removesuffix("_4deg"))
+    return regrid(field, PAPER_LAT, PAPER_LON) if name.endswith("_4deg") else field
+
+
+def code(field: Field, chunk: int, model: str, options: dict) -> dict:
+    x = np.ascontiguousarray(field.values, dtype=np.float32)
+    x = x[: len(x) // chunk * chunk]
+    codec = COINppCodec(model, lat=field.lat, lon=field.lon, **options)
+    size, seconds, ys = 0, 0.0, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TargetNotMetWarning: the row says what was reached
+        for i in range(0, len(x), chunk):
+            start = time.perf_counter()
+            data = codec.encode(x[i:i + chunk])
+            seconds += time.perf_counter() - start
+            size += len(data)
+            ys.append(codec.decode(data))
+    y = np.concatenate(ys)
+    return {"ratio": x.nbytes / size, "rmse": rmse_coslat(x, y, field.lat), "max": max_abs_error(x, y), "s": seconds}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), metavar="KEY=VALUE")
+    ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--model", default="t2m-global-2")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    _smoke.add_flag(ap)
+    args = ap.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.smoke:
+        args.model, args.sets, args.settings, args.chunk = _smoke.model_dir(), ["era5_t"], ["bits=2"], 2
+    print(f"Command: `python {' '.join(map(shlex.quote, sys.argv))}`\n")
+    print("| set | setting | full: ratio, cos RMSE, max err | fast: ratio, cos RMSE, max err | encode s full / fast |")
+    print("|---|---|---|---|---|")
+    for name in args.sets:
+        field = validation_set(name)
+        if args.smoke:
+            field = Field(field.values[:2], field.lat, field.lon, field.name)
+        for setting in args.settings:
+            opts = codec_options([setting])
+            full, fast = (code(field, args.chunk, args.model, {**opts, "effort": e}) for e in ("full", "fast"))
+            print(f"| {name} | {setting} | {full['ratio']:.0f}x, {full['rmse']:.3g}, {full['max']:.3g} | "
+                  f"{fast['ratio']:.0f}x, {fast['rmse']:.3g}, {fast['max']:.3g} | {full['s']:.2f} / {fast['s']:.2f} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
