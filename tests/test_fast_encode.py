@@ -72,6 +72,19 @@ def test_point_budgeted_batches_do_not_change_the_fit_or_the_decode():
                                rtol=1e-5, atol=1e-6)
 
 
+def test_items_step_on_while_a_step_gains(monkeypatch):
+    from inrcodec.models import fitting
+
+    torch.manual_seed(0)
+    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4)
+    x, y = _values(n=4)
+    three, ten = fit_modulations(net, x, y, steps=3), fit_modulations(net, x, y, steps=10)
+    monkeypatch.setattr(fitting, "STEP_GAIN", 1.0)  # no step gains that much: the minimum
+    torch.testing.assert_close(fit_modulations(net, x, y, steps=10, min_steps=3), three)
+    monkeypatch.setattr(fitting, "STEP_GAIN", -1.0)  # every step does: all of them
+    torch.testing.assert_close(fit_modulations(net, x, y, steps=10, min_steps=3), ten)
+
+
 # ------------------------------------------------------------------ the fast fit
 @pytest.mark.parametrize("shape,min_points", [((16, 16), 64), ((16, 11), 64), ((48, 48), 64), ((200,), 64),
                                               ((8, 8, 8), 64), ((5, 7), 64)])

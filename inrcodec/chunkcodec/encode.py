@@ -326,7 +326,7 @@ def _rate_controlled(settings, model, fitted, aims, writer: _Writer, values, val
         tried.append((data, cands.rmse(choice.bits, values, valid), choice))
     if fast and alone:
         tried += [(d, e, None) for d, e, _ in alone]
-        coder = _smallest_layout(alone, settings)
+        coder = _better_layout(alone, settings)
         tried += [(d, e, None) for d, e in _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches),
                                                           coder, tried)]
     elif waves is not None:
@@ -353,7 +353,7 @@ def _fast_alone(settings, waves, target_rmse=None) -> list[tuple]:
     return out
 
 
-def _smallest_layout(alone, settings) -> int:
+def _better_layout(alone, settings) -> int:
     """The layout of the better SPERR-alone chunk (lower RMSE within a ratio, else fewer bytes):
     the hybrids are coded in it only."""
     if settings.target_ratio is not None:
@@ -428,7 +428,7 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
     alone = _fast_alone(settings, waves, target_rmse=rmse)
     tried = [(data, rmse)] + [(d, e) for d, e, _ in alone]
     if alone:
-        coder = _smallest_layout(alone, settings)
+        coder = _better_layout(alone, settings)
         tried += _fast_hybrids(settings, model, waves, cands, coder, tried, below=settings.bits, target_rmse=rmse)
     return min((d for d, _ in tried), key=len)
 
