@@ -190,7 +190,8 @@ def table_rows(name, field, setting, ours, theirs, peer, chunk, nchunks) -> list
         f"{ours['encode_vps'] / 1e3:,.0f} k | **{ours['encode_s'] / theirs['encode_s']:,.0f}x** | "
         f"{ours['decode_vps'] / 1e6:.2f} M | **{ours['decode_s'] / theirs['decode_s']:.0f}x** | {modes} | {stages} |",
         f"| {name} | {shape} | SPERR {peer[0]} {peer[1]:.3g} | {theirs['ratio']:.1f}x | {theirs['rmse']:.3g} | "
-        f"{theirs['max']:.3g} | {theirs['encode_vps'] / 1e6:.1f} M | 1x | {theirs['decode_vps'] / 1e6:.1f} M | 1x | | |",
+        f"{theirs['max']:.3g} | {theirs['encode_vps'] / 1e6:.1f} M | 1x | {theirs['decode_vps'] / 1e6:.1f} M "
+        "| 1x | | |",
     ]
 
 
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.smoke:
-        args.model, args.sets, args.settings, args.chunk, args.repeats = _smoke.model_dir(), ["era5_t"], ["bits=2"], 2, 1
+        args.model, args.sets, args.settings = _smoke.model_dir(), ["era5_t"], ["bits=2"]
+        args.chunk, args.repeats = 2, 1
         args.archive = min(args.archive, 1)
     options = codec_options(args.codec_option)
     print(f"Command: `python {' '.join(map(shlex.quote, sys.argv))}`\n")

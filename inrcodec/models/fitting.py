@@ -14,9 +14,9 @@ batches of about ``FIT_BATCH_POINTS`` points, which keeps the activations in the
 
 :func:`fit_chunk` is how a chunk's items are fitted by default (``CodecSettings.effort="fast"``): the
 mean of the chunk's items is fitted first, and every item starts from it with at least
-``WARM_ITEM_STEPS`` steps (more while they gain ``STEP_GAIN``), each step on a regular subset of every patch's points
-(:func:`fit_subset`, at least ``FIT_POINTS_PER_LATENT`` points per latent). Chosen on the climate
-pool's validation split (docs/benchmarks.md, "Encode speed").
+``WARM_ITEM_STEPS`` steps (more while they gain ``STEP_GAIN``), each step on a regular subset of
+every patch's points (:func:`fit_subset`, at least ``FIT_POINTS_PER_LATENT`` points per latent).
+Chosen on the climate pool's validation split (docs/benchmarks.md, "Encode speed (issue 30)").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from inrcodec.models.network import ModulatedSiren
 
 #: points per batch of the encoder's inner loop and of :func:`reconstruct` (cache-sized batches)
 FIT_BATCH_POINTS = 16384
-#: steps each item takes from the fitted chunk mean in :func:`fit_chunk`
+#: the fewest steps each item takes from the fitted chunk mean in :func:`fit_chunk`
 WARM_ITEM_STEPS = 3
 #: :func:`fit_chunk` fits every patch on a regular subset of at least this many points per latent
 FIT_POINTS_PER_LATENT = 4
@@ -259,8 +259,8 @@ def fit_chunk(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, m
     """The latents (n * num_patches, k) of a chunk's ``values`` (n, num_patches, P, c), fitted the
     fast way: the masked mean of the items with ``steps`` steps from zero, then every item from the
     mean's latents with ``WARM_ITEM_STEPS`` to ``steps`` steps (on while a step gains ``STEP_GAIN``;
-    then ``refine_steps``), each step on
-    the regular subset of :func:`fit_subset` (at least ``FIT_POINTS_PER_LATENT`` points per latent).
+    then ``refine_steps``), each step on the regular subset of :func:`fit_subset` (at least
+    ``FIT_POINTS_PER_LATENT`` points per latent).
 
     ``coords`` (num_patches, P, d) are the patches' coordinates (the same for every item); ``mask``
     (n, num_patches, P) is True where a value is valid. A patch whose valid points the regular
