@@ -199,8 +199,7 @@ class _LatentCandidates:
 
     def rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
         """RMSE (data units) of the reconstruction at ``bits`` over the valid values."""
-        err = self.recon(bits).reshape(values.shape)[valid] - values[valid].astype(np.float64)
-        return float(np.sqrt(np.mean(err * err)))
+        return _rmse(self.recon(bits), values, valid)
 
     def estimated_rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
         """:meth:`rmse` measured on ``ESTIMATE_ITEMS`` evenly spaced items only (all of them when
@@ -210,10 +209,12 @@ class _LatentCandidates:
         if pick.size == n or bits in self._recon:
             return self.rmse(bits, values, valid)
         deq = self._coder.dequantize(self.coded(bits), bits).reshape(self._latents.shape)[pick]
-        part = values[pick]
-        rec = self._ctx.reconstruct(deq, self._spatial, self.aim).reshape(part.shape)
-        err = rec[valid[pick]] - part[valid[pick]].astype(np.float64)
-        return float(np.sqrt(np.mean(err * err)))
+        return _rmse(self._ctx.reconstruct(deq, self._spatial, self.aim), values[pick], valid[pick])
+
+
+def _rmse(recon: np.ndarray, values: np.ndarray, valid: np.ndarray) -> float:
+    err = recon.reshape(values.shape)[valid] - values[valid].astype(np.float64)
+    return float(np.sqrt(np.mean(err * err)))
 
 
 class _Writer:
@@ -341,16 +342,21 @@ def _rate_controlled(settings, model, fitted, aims, writer: _Writer, values, val
 def _fast_alone(settings, waves, target_rmse=None) -> list[tuple]:
     """SPERR alone at the target (``target_rmse`` overrides the settings'), in each layout:
     ``(chunk, RMSE, coder)`` of those that meet it."""
-    target_rmse = settings.target_rmse if target_rmse is None else target_rmse
     out = []
     for coder in wavelet.coders(waves.x64.shape):
-        if target_rmse is not None:
-            found = waves.at_rmse(None, 0, target_rmse, coder, close=CLOSE_ENOUGH)
-        else:
-            found = waves.at_ratio(None, 0, settings.target_ratio, coder)
+        found = _at_target(settings, waves, None, 0, coder, target_rmse, close=CLOSE_ENOUGH)
         if found is not None:
             out.append((*found, coder))
     return out
+
+
+def _at_target(settings, waves, cands, bits: int, coder: int, target_rmse=None, **search):
+    """One wavelet candidate at the settings' target (``target_rmse`` overrides an RMSE target;
+    ``search``: the options of ``at_rmse``)."""
+    target_rmse = settings.target_rmse if target_rmse is None else target_rmse
+    if target_rmse is not None:
+        return waves.at_rmse(cands, bits, target_rmse, coder, **search)
+    return waves.at_ratio(cands, bits, settings.target_ratio, coder)
 
 
 def _better_layout(alone, settings) -> int:
@@ -402,13 +408,9 @@ def _wavelets(settings, model, writer: _Writer, values, valid):
 def _wavelet_targets(settings, model, waves, fits, below: int | None = None, target_rmse=None):
     """(chunk, RMSE) of SPERR alone and of every fitted patch aim's hybrid at each low width that
     meet the target (``target_rmse`` overrides the settings'; ``below``: widths under it)."""
-    target_rmse = settings.target_rmse if target_rmse is None else target_rmse
     out = []
     for cands, bits, coder in waves.tries(model, fits, below):
-        if target_rmse is not None:
-            found = waves.at_rmse(cands, bits, target_rmse, coder)
-        else:
-            found = waves.at_ratio(cands, bits, settings.target_ratio, coder)
+        found = _at_target(settings, waves, cands, bits, coder, target_rmse)
         if found is not None:
             out.append(found)
     return out
