@@ -158,8 +158,7 @@ class WaveletCandidates:
         bracketed, stopping at the first try within ``close`` under the target, or at a try that
         misses it with a chunk of at least ``limit`` bytes (a higher rate only grows). The rate search
         gives smaller chunks: SPERR's size is not monotone in its PSNR setting on network
-        residuals (validation split, ``bits=6``: 4-18 % higher ratios than the PSNR search at
-        about the same RMSE, docs/benchmarks.md "Encode speed (issue 30)").
+        residuals (docs/benchmarks.md, "Encode speed (issue 30)").
         """
         field = self._field(cands, bits)
         if close:

@@ -9,8 +9,8 @@ Encoding runs the inner loop without a graph (:func:`fit_modulations`): its grad
 to the latents is written out by hand (:func:`_sgd_steps`), layer by layer, so a step costs one
 forward and one backward pass through the hidden layers and nothing for the weights; the first
 layer's product with the coordinates, the same at every step, is computed once. Work is cut into
-batches of about ``FIT_BATCH_POINTS`` points, which keeps the activations in the CPU's caches
-(issue 30: a 48 x 48-point patch batch of 256 patches ran 4x slower than 16 of them).
+batches of about ``FIT_BATCH_POINTS`` points, which keeps the activations of large patches in the
+CPU's caches.
 
 :func:`fit_chunk` is how a chunk's items are fitted by default (``CodecSettings.effort="fast"``): the
 mean of the chunk's items is fitted first, and every item starts from it with at least
@@ -37,9 +37,8 @@ WARM_ITEM_STEPS = 3
 #: :func:`fit_chunk` fits every patch on a regular subset of at least this many points per latent
 FIT_POINTS_PER_LATENT = 4
 #: after ``WARM_ITEM_STEPS``, :func:`fit_chunk` steps on (up to ``steps``) while a step lowers the
-#: loss by at least this share: items far from their chunk's mean need more (validation split,
-#: 850 and 500 hPa fields in one chunk: cos RMSE 2.52 K with 3 steps, 2.43 with this, 2.40 with
-#: 10 steps from zero)
+#: loss by at least this share: items far from their chunk's mean need more (``era5_t_levels`` in
+#: benchmarks/effort_validation.py)
 STEP_GAIN = 0.05
 
 
