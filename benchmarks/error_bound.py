@@ -28,6 +28,8 @@ from importlib import metadata
 import _smoke
 import numpy as np
 
+from inrcodec.wasmcodecs import wasm_codec_class
+
 
 def _version(dist: str) -> str:
     try:
@@ -38,16 +40,13 @@ def _version(dist: str) -> str:
 
 def _peer(name: str, bound: float):
     if name == "SZ3":
-        from numcodecs_wasm_sz3 import Sz3
-
+        Sz3 = wasm_codec_class("numcodecs_wasm_sz3", "Sz3")
         return Sz3(eb_mode="abs", eb_abs=bound)
     if name == "ZFP":
-        from numcodecs_wasm_zfp import Zfp
-
+        Zfp = wasm_codec_class("numcodecs_wasm_zfp", "Zfp")
         return Zfp(mode="fixed-accuracy", tolerance=bound)
     if name == "SPERR":
-        from numcodecs_wasm_sperr import Sperr
-
+        Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
         return Sperr(mode="pwe", pwe=bound)
     raise ValueError(name)
 

@@ -20,17 +20,18 @@ from inrcodec import CodecSettings, COINppCodec
 from inrcodec.models import modelstore
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import KNOWN_MODES
+from inrcodec.wasmcodecs import wasm_codec_class
 
 
 def _peer(name: str, bound: float):
     """SZ3 (a bench extra: None when not installed) or SPERR (a core dependency) at ``bound``."""
     if name == "SZ3":
         try:
-            from numcodecs_wasm_sz3 import Sz3
+            Sz3 = wasm_codec_class("numcodecs_wasm_sz3", "Sz3")
         except ImportError:
             return None
         return Sz3(eb_mode="abs", eb_abs=bound)
-    from numcodecs_wasm_sperr import Sperr
+    Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
     return Sperr(mode="pwe", pwe=bound)
 
 

@@ -47,6 +47,7 @@ from inrcodec.chunkcodec.timing import STAGES, stage_times
 from inrcodec.chunkformat import mode_counts
 from inrcodec.metrics import max_abs_error, rmse_coslat
 from inrcodec.training.pool import Field, regrid
+from inrcodec.wasmcodecs import wasm_codec_class
 
 SETS = ("era5_t_1deg", "era5_t", "glosea4", "mpi_esm")
 DEFAULT_SETS = SETS[:3]
@@ -71,8 +72,7 @@ def setting_options(setting: str) -> dict:
 
 
 def _sperr(mode: str, value: float):
-    from numcodecs_wasm_sperr import Sperr
-
+    Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
     return Sperr(mode=mode, **{mode: float(value)})
 
 

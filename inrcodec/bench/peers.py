@@ -21,6 +21,7 @@ from inrcodec.bench.scientific_peers import (
     make_zfp_rate,
 )
 from inrcodec.metrics import data_range
+from inrcodec.wasmcodecs import import_wasm_module
 
 
 @dataclass
@@ -46,7 +47,10 @@ class Peer:
         out = []
         for m in self.modules:
             try:
-                importlib.import_module(m)
+                if m.startswith("numcodecs_wasm"):
+                    import_wasm_module(m)  # the user's __main__ stays finalisable (inrcodec.wasmcodecs)
+                else:
+                    importlib.import_module(m)
             except Exception:  # ImportError, or a broken wasm runtime
                 out.append(m)
         return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inrcodec.wasmcodecs import wasm_codec_class
+
 
 class NumcodecsPeer:
     """A numcodecs codec (or a chain) used as a peer: encode -> bytes, decode -> float32 array."""
@@ -76,45 +78,45 @@ def make_bitround(p, x):
 
 def make_sz3(p, x):
     """SZ3 with an absolute error bound ``p["eb_abs"]``."""
-    from numcodecs_wasm_sz3 import Sz3
+    Sz3 = wasm_codec_class("numcodecs_wasm_sz3", "Sz3")
 
     return WasmPeer([Sz3(eb_mode="abs", eb_abs=p["eb_abs"])])
 
 
 def make_zfp(p, x):
-    from numcodecs_wasm_zfp import Zfp
+    Zfp = wasm_codec_class("numcodecs_wasm_zfp", "Zfp")
 
     return WasmPeer([Zfp(mode="fixed-accuracy", tolerance=p["tolerance"])])
 
 
 def make_zfp_rate(p, x):
-    from numcodecs_wasm_zfp import Zfp
+    Zfp = wasm_codec_class("numcodecs_wasm_zfp", "Zfp")
 
     return WasmPeer([Zfp(mode="fixed-rate", rate=p["rate"])])
 
 
 def make_sperr(p, x):
     """SPERR with a point-wise error bound ``p["pwe"]``."""
-    from numcodecs_wasm_sperr import Sperr
+    Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
 
     return WasmPeer([Sperr(mode="pwe", pwe=p["pwe"])])
 
 
 def make_sperr_bpp(p, x):
     """SPERR at a fixed rate of ``p["bpp"]`` bits per value (the mode inrcodec's wavelet chunks use)."""
-    from numcodecs_wasm_sperr import Sperr
+    Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
 
     return WasmPeer([Sperr(mode="bpp", bpp=p["bpp"])])
 
 
 def make_jpeg2000(p, x):
-    from numcodecs_wasm_jpeg2000 import Jpeg2000
+    Jpeg2000 = wasm_codec_class("numcodecs_wasm_jpeg2000", "Jpeg2000")
 
     return Jpeg2000Peer(Jpeg2000(mode="rate", rate=p["rate"]))
 
 
 def make_fourier(p, x):
-    from numcodecs_wasm_fourier_network import FourierNetwork
+    FourierNetwork = wasm_codec_class("numcodecs_wasm_fourier_network", "FourierNetwork")
 
     return WasmPeer([FourierNetwork(
         fourier_features=p["fourier_features"], fourier_scale=p.get("fourier_scale", 1.0),
