@@ -174,13 +174,19 @@ def _wavelet_section(hdr, sections, items_shape: tuple[int, ...]) -> bytes | Non
     return sections["wavelet"]
 
 
-def _wavelet_values(payload: bytes, rec, items_shape: tuple[int, ...]) -> np.ndarray:
-    """The float64 values of a mode-4 (``rec``: the network's prediction) or mode-5 chunk."""
+def _wavelet_values(payload: bytes, rec, items_shape: tuple[int, ...], dtype) -> np.ndarray:
+    """The float64 values of a mode-4 (``rec``: the network's prediction) or mode-5 chunk, each
+    one finite in the chunk's ``dtype`` (a forged SPERR mean of 1e300 is finite in float64 only)."""
     try:
         field = wavelet.decode(payload, items_shape)
     except wavelet.WaveletError as exc:
         raise CorruptChunkError(f"wavelet section: {exc}") from None
-    return field if rec is None else np.asarray(rec, dtype=np.float64) + field
+    values = field if rec is None else np.asarray(rec, dtype=np.float64) + field
+    limit = float(np.finfo(dtype).max) if np.dtype(dtype).kind == "f" else math.inf
+    if values.size and max(-float(values.min()), float(values.max())) > limit:
+        raise CorruptChunkError(f"wavelet section decodes to values beyond {np.dtype(dtype).name}'s range "
+                                f"({float(values.min()):.3g} to {float(values.max()):.3g})")
+    return values
 
 
 def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
@@ -243,7 +249,7 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
         if residual is not None:
             rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
         if waves is not None:
-            rec = _wavelet_values(waves, rec, (n_items, *spatial))
+            rec = _wavelet_values(waves, rec, (n_items, *spatial), dtype)
         items[valid_items] = rec
     if nan is not None:
         items[nan] = np.nan

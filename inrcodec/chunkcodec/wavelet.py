@@ -27,9 +27,10 @@ import numpy as np
 
 from inrcodec.chunkformat import varint  # the wrapper writes the same LEB128 as the chunk format
 from inrcodec.chunkcodec.timing import stage
+from inrcodec.wasmcodecs import wasm_codec_class
 
 __all__ = ["CODER_SPERR", "CODER_SPERR_MOSAIC", "WaveletError", "available", "coders", "field_shape",
-           "layout_shape", "encode", "decode", "SPERR_HEADER"]
+           "layout_shape", "encode", "decode", "check", "stream_layout", "SPERR_HEADER"]
 
 #: the coder byte of a SPERR stream as numcodecs-wasm-sperr 0.2 writes it (float64, 1-3 dims) of
 #: the items stacked (:func:`field_shape`)
@@ -47,19 +48,24 @@ class WaveletError(ValueError):
     """A wavelet section that cannot be decoded (the decoder words it as a CorruptChunkError)."""
 
 
+#: what a machine without the SPERR binding is told (it is a core dependency: pyproject.toml)
+MISSING_SPERR = ("the SPERR chunks (modes 4 and 5, residual_coder='sperr') need the package numcodecs-wasm-sperr, "
+                 "which is not installed or does not load: pip install 'numcodecs-wasm-sperr>=0.2.3,<0.3'")
+
+
 @lru_cache(maxsize=1)
 def _sperr_class():
     try:
-        from numcodecs_wasm_sperr import Sperr
-    except ImportError:  # a core dependency (pyproject.toml); a broken install says so here
-        return None
-    return Sperr
+        return wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
+    except Exception as exc:  # ImportError, or a wasm runtime that does not load: never "corrupt"
+        raise ImportError(f"{MISSING_SPERR} ({type(exc).__name__}: {exc})") from exc
 
 
 def available(spatial_ndim: int) -> bool:
     """Whether chunks of a model with ``spatial_ndim`` spatial dims can take the wavelet modes
-    (1-D, 2-D and 3-D models: SPERR codes 3 dims, see :func:`field_shape`)."""
-    return spatial_ndim in (1, 2, 3) and _sperr_class() is not None
+    (1-D, 2-D and 3-D models: SPERR codes 3 dims, see :func:`field_shape`). Coding them on a
+    machine without SPERR raises ImportError naming the package; nothing drops them in silence."""
+    return spatial_ndim in (1, 2, 3)
 
 
 def field_shape(items_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -144,31 +150,192 @@ def encode(field: np.ndarray, mode: str, value: float, coder: int = CODER_SPERR)
     if not out.startswith(header):  # another wrapper format: refuse rather than write unreadable bytes
         raise RuntimeError("numcodecs-wasm-sperr wrote a header this build does not know; "
                            "pin numcodecs-wasm-sperr 0.2 (pyproject.toml)")
+    try:  # what the decoder would refuse is never written
+        stream_layout(out[len(header):], arr.shape)
+    except WaveletError as exc:
+        raise RuntimeError(f"numcodecs-wasm-sperr wrote a stream this build cannot check: {exc}") from None
     return bytes([coder]) + out[len(header):]
 
 
 def check(payload: bytes, items_shape: tuple[int, ...]) -> None:
-    """Refuse a payload that cannot code ``items_shape`` before SPERR sees it."""
+    """Refuse a payload that cannot code ``items_shape`` before SPERR sees it.
+
+    Every field of the stream that sizes an allocation or a loop in SPERR is checked against the
+    section's length and the chunk's shape (:func:`stream_layout`), so the largest buffer SPERR
+    allocates is about the decoded field plus the section's own length (docs/reliability.md).
+    """
     if len(payload) < 1 + SPERR_HEADER:
         raise WaveletError(f"wavelet section of {len(payload)} bytes is shorter than its headers")
     shape3 = layout_shape(items_shape, payload[0])
     dims = struct.unpack_from("<3I", payload, 3)
     if dims != shape3[::-1]:
         raise WaveletError(f"SPERR stream of dims {dims[::-1]}, the chunk's fitted items are {shape3}")
+    stream_layout(bytes(payload[1:]), shape3)
+
+
+#: SPERR 0.8's stream as numcodecs-wasm-sperr 0.2 writes it (offsets in the stream): version byte
+#: 0, a flags byte, three u32 dims; with flags 0x40 one chunk (the whole field), with 0x50 the
+#: field cut into chunks of three u16 dims (:func:`sperr_chunks`, any dim of 384 or more); then
+#: each chunk's u32 length, then the chunks. A chunk is the conditioner (17 bytes: flags, two
+#: float64), then, unless the field is constant, SPECK's header (bitplanes u8, bit count u64) and
+#: bits, and in the point-wise error mode an outlier stream of the same header and its bits.
+_SPERR_VERSION, _ONE_CHUNK, _CHUNKED = 0, 0x40, 0x50
+_CONDITIONER, _CONDITIONER_FLAGS, _CONSTANT_FLAGS = 17, 0x80, 0x81
+_SPECK_HEADER, _MAX_BITPLANES = 9, 64
+#: bits SPECK may declare past those a truncated (fixed-rate) stream holds, per coded value:
+#: the encoder stops after the pass that crosses its budget, and one pass writes at most a few
+#: bits per value (1.22 measured, 60 random fields at 0.05-64 bpp); 8 leaves room, and bounds the
+#: bit buffer SPERR allocates to the chunk's length plus one byte per value
+_OVERSHOOT_BITS_PER_VALUE = 8
+
+
+def sperr_chunks(shape3: tuple[int, int, int], chunk: tuple[int, int, int]) -> tuple[int, int]:
+    """(number of chunks, values in the largest) when SPERR cuts a field of ``shape3`` into chunks
+    of about ``chunk`` (both slowest axis first): per axis ``n // c`` pieces, one more when the
+    remainder exceeds ``c / 2``, at least one; the last piece takes the remainder."""
+    count, largest = 1, 1
+    for n, c in zip(shape3, chunk):
+        pieces = max(1, n // c + (n % c > c // 2))
+        count *= pieces
+        largest *= max(c, n - (pieces - 1) * c) if pieces > 1 else n
+    return count, largest
+
+
+def _speck_header(chunk: bytes, at: int, what: str) -> int:
+    bitplanes = chunk[at]
+    (bits,) = struct.unpack_from("<Q", chunk, at + 1)
+    if bitplanes > _MAX_BITPLANES:
+        raise WaveletError(f"SPERR {what} declares {bitplanes} bitplanes (at most {_MAX_BITPLANES})")
+    if bitplanes == 0 and bits:
+        raise WaveletError(f"SPERR {what} declares {bits} bits for no bitplanes")
+    return bits
+
+
+def _chunk_layout(chunk: bytes, n_values: int) -> dict[str, int]:
+    """The parts of one SPERR chunk coding at most ``n_values`` values, each field checked."""
+    if len(chunk) < _CONDITIONER:
+        raise WaveletError(f"SPERR chunk of {len(chunk)} bytes is shorter than its conditioner")
+    flags = chunk[0]
+    numbers = struct.unpack_from("<2d", chunk, 1)
+    if flags not in (_CONDITIONER_FLAGS, _CONSTANT_FLAGS) or not np.isfinite(numbers).all():
+        raise WaveletError(f"SPERR conditioner of flags {flags:#04x} and values {numbers} is not one SPERR writes")
+    if flags == _CONSTANT_FLAGS:  # a constant field: the conditioner is the whole chunk
+        if len(chunk) != _CONDITIONER:
+            raise WaveletError(f"SPERR constant chunk followed by {len(chunk) - _CONDITIONER} bytes")
+        return {"speck": 0, "outliers": 0, "bits": 0}
+    if not numbers[1] > 0:
+        raise WaveletError(f"SPERR quantization step {numbers[1]} is not positive")
+    if len(chunk) < _CONDITIONER + _SPECK_HEADER:
+        raise WaveletError(f"SPERR chunk of {len(chunk)} bytes ends inside SPECK's header")
+    bits = _speck_header(chunk, _CONDITIONER, "SPECK stream")
+    available = (len(chunk) - _CONDITIONER - _SPECK_HEADER) * 8
+    if bits > available:  # a fixed-rate stream, cut at its budget: SPERR pads it with zero bits
+        if bits > available + _OVERSHOOT_BITS_PER_VALUE * n_values + 64:
+            raise WaveletError(f"SPERR stream declares {bits} bits; it holds {available} for {n_values} values")
+        return {"speck": len(chunk) - _CONDITIONER, "outliers": 0, "bits": bits}
+    speck = _SPECK_HEADER + -(-bits // 8)
+    rest = len(chunk) - _CONDITIONER - speck
+    if rest:  # the outlier stream of the point-wise error mode: SPERR reads it only when it is whole
+        if rest < _SPECK_HEADER:
+            raise WaveletError(f"SPERR stream ends {rest} bytes into an outlier header")
+        out_bits = _speck_header(chunk, _CONDITIONER + speck, "outlier stream")
+        if _SPECK_HEADER + -(-out_bits // 8) != rest:
+            raise WaveletError(f"SPERR outlier stream declares {out_bits} bits in {rest} bytes")
+    return {"speck": speck, "outliers": rest, "bits": bits}
+
+
+def stream_layout(stream: bytes, shape3: tuple[int, int, int]) -> list[dict[str, int]]:
+    """The parts of each chunk of a SPERR ``stream`` coding a field of ``shape3``, every field
+    checked (WaveletError): per chunk its ``offset`` and ``length`` in the stream, the byte lengths
+    ``speck`` and ``outliers`` (0 when absent) and SPECK's declared ``bits``: what SPERR reads and
+    allocates."""
+    if len(stream) < SPERR_HEADER + 4:
+        raise WaveletError(f"SPERR stream of {len(stream)} bytes is shorter than its headers")
+    if stream[0] != _SPERR_VERSION or stream[1] not in (_ONE_CHUNK, _CHUNKED):
+        raise WaveletError(f"SPERR stream of version {stream[0]} with flags {stream[1]:#04x}; this build reads "
+                           f"version {_SPERR_VERSION}, flags {_ONE_CHUNK:#04x} or {_CHUNKED:#04x}")
+    dims = tuple(int(d) for d in shape3)
+    at = SPERR_HEADER
+    if stream[1] == _CHUNKED:
+        if len(stream) < SPERR_HEADER + 6:
+            raise WaveletError(f"SPERR stream of {len(stream)} bytes ends inside its chunk dims")
+        chunk = struct.unpack_from("<3H", stream, SPERR_HEADER)[::-1]
+        if not all(chunk):
+            raise WaveletError(f"SPERR chunk dims {chunk} hold no values")
+        count, largest = sperr_chunks(dims, chunk)
+        at += 6
+    else:
+        count, largest = 1, int(np.prod(dims))
+    if at + count * (4 + _CONDITIONER) > len(stream):  # before a table of that many lengths is read
+        raise WaveletError(f"SPERR stream of {len(stream)} bytes cannot hold {count} chunks")
+    lengths = struct.unpack_from(f"<{count}I", stream, at)
+    at += 4 * count
+    if at + sum(lengths) != len(stream):
+        raise WaveletError(f"SPERR chunks of {sum(lengths)} bytes in a stream that holds {len(stream) - at}")
+    parts = []
+    for length in lengths:
+        parts.append({"offset": at, "length": length, **_chunk_layout(stream[at:at + length], largest)})
+        at += length
+    return parts
+
+
+#: peak bytes per value of one SPERR decode: the float64 field here and SPERR's WebAssembly memory
+#: (51-67 B measured at 0.1-2 bpp and 0.05 pwe on 8 x 181 x 360, 62-90 B on 64 x 181 x 360, the
+#: point-wise error mode's outliers the most: docs/reliability.md, "Decode memory")
+DECODE_BYTES_PER_VALUE = 96
+#: SPERR runs as 32-bit WebAssembly: its memory holds at most 4 GiB, whatever the machine has
+WASM_MEMORY_BYTES = 4 << 30
+
+
+def decode_memory(n_values: int) -> int:
+    """About the most bytes one decode of ``n_values`` values takes (:data:`DECODE_BYTES_PER_VALUE`)."""
+    return DECODE_BYTES_PER_VALUE * int(n_values)
+
+
+def _available_memory() -> int | None:
+    """Bytes this machine can still give (Linux's MemAvailable; None where it is not known)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _short_of_memory(n_values: int) -> str | None:
+    """Why a decode of ``n_values`` values may have run out of memory (None when it cannot have)."""
+    need = decode_memory(n_values)
+    wasm = need - 8 * n_values  # less the float64 field, which lives outside SPERR
+    if wasm > WASM_MEMORY_BYTES // 2:
+        return (f"it needs about {need / 2**30:.1f} GiB, {wasm / 2**30:.1f} GiB of it inside SPERR's "
+                f"WebAssembly memory, which holds at most {WASM_MEMORY_BYTES / 2**30:.0f} GiB")
+    free = _available_memory()
+    if free is not None and need > free // 2:
+        return f"it needs about {need / 2**30:.1f} GiB and this machine had {free / 2**30:.1f} GiB available"
+    return None
 
 
 @stage("wavelet")
 def decode(payload: bytes, items_shape: tuple[int, ...]) -> np.ndarray:
-    """The float64 field ``(n_items, *spatial)`` of a checked payload; WaveletError if SPERR refuses it."""
+    """The float64 field ``(n_items, *spatial)`` of a checked payload; WaveletError if SPERR refuses
+    it, MemoryError when it failed for want of memory, ImportError without the SPERR package."""
     payload = bytes(payload)
     check(payload, items_shape)
     shape3 = layout_shape(items_shape, payload[0])
     stream = payload[1:]
+    codec = _codec("bpp", 1.0)  # the decoder ignores the mode
     data = np.frombuffer(_wrapper_header(shape3, len(stream)) + stream, dtype=np.uint8)
     out = np.empty(shape3, dtype=np.float64)
     try:
-        _codec("bpp", 1.0).decode(data, out=out)  # the decoder ignores the mode
+        codec.decode(data, out=out)
     except Exception as exc:  # the WebAssembly codec raises plain Exceptions for any bad stream
+        short = _short_of_memory(out.size)
+        if short is not None:  # a checked stream that fails this big is a lack of memory, not damage
+            raise MemoryError(f"out of memory decoding a SPERR chunk of {out.size} values: {short} "
+                              f"(SPERR said: {exc}); decode it on a larger machine, or write smaller "
+                              "chunks") from None
         raise WaveletError(f"SPERR stream does not decode: {exc}") from None
     if not np.isfinite(out).all():
         raise WaveletError("SPERR stream decodes to non-finite values")

@@ -30,7 +30,7 @@ from inrcodec import chunkformat as cf  # noqa: E402
 from inrcodec.chunkformat.header import ChunkHeader, FLAG_NAN_MASK, KNOWN_MODES, MODE_BOUNDED, MODE_PLAIN_RESIDUAL
 from inrcodec.models import tensorfile  # noqa: E402
 from inrcodec.codec import COINppCodec  # noqa: E402
-from inrcodec.chunkcodec import decode_chunk  # noqa: E402
+from inrcodec.chunkcodec import decode_chunk, wavelet  # noqa: E402
 from inrcodec.errors import CorruptChunkError, ModelFileError  # noqa: E402
 from inrcodec.models.model import CoinModel  # noqa: E402
 
@@ -49,6 +49,52 @@ def byte_mutant(rng, chunk: bytes) -> bytes:
         i = int(rng.integers(5, len(b) - 4))
         b[i] = int(rng.integers(0, 256)) if rng.random() < 0.7 else 0xFF
     return fix_crc(b)
+
+
+def sperr_fields(payload: bytes) -> list[tuple[int, str]]:
+    """(offset, struct format) of every header field of a wavelet section: the coder byte, SPERR's
+    version, flags, dims, chunk dims (a chunked stream) and chunk lengths, and in the first and last
+    chunk the conditioner's flags and two float64, SPECK's bitplanes and bit count, and the outlier
+    stream's (docs/format.md, inrcodec.chunkcodec.wavelet)."""
+    fields = [(0, "B"), (1, "B"), (2, "B"), (3, "<I"), (7, "<I"), (11, "<I")]
+    shape3 = struct.unpack_from("<3I", payload, 3)[::-1]
+    parts = wavelet.stream_layout(payload[1:], shape3)  # an honest payload
+    table = 1 + wavelet.SPERR_HEADER
+    if payload[2] == 0x50:  # chunked: three u16 chunk dims before the lengths
+        fields += [(table, "<H"), (table + 2, "<H"), (table + 4, "<H")]
+        table += 6
+    fields += [(table, "<I"), (table + 4 * (len(parts) - 1), "<I")]
+    for part in {id(q): q for q in (parts[0], parts[-1])}.values():
+        at = 1 + part["offset"]
+        fields += [(at, "B"), (at + 1, "<d"), (at + 9, "<d")]
+        if part["speck"]:
+            fields += [(at + 17, "B"), (at + 18, "<Q")]
+        if part["outliers"]:
+            out = at + 17 + part["speck"]
+            fields += [(out, "B"), (out + 1, "<Q")]
+    return fields
+
+
+def field_values(fmt: str) -> list[bytes]:
+    """The extreme values a field of struct format ``fmt`` is set to."""
+    if fmt == "<d":
+        return [struct.pack(fmt, v) for v in (0.0, -0.0, 5e-324, 1e-300, 1e300, -1e300, 3.5e38, np.inf, np.nan)]
+    width = struct.calcsize(fmt)
+    ints = (0, 1, 3, 64, 65, 255, 2**16, 2**31, int(2**31.99), 2**32 - 1, 2**40, 2**63, 2**64 - 1)
+    return sorted({(v % (1 << (8 * width))).to_bytes(width, "little") for v in ints})
+
+
+def with_field(payload: bytes, at: int, value: bytes) -> bytes:
+    w = bytearray(payload)
+    w[at:at + len(value)] = value
+    return bytes(w)
+
+
+def wavelet_field_mutant(rng, payload: bytes) -> bytes:
+    fields = sperr_fields(payload)
+    at, fmt = fields[int(rng.integers(0, len(fields)))]
+    values = field_values(fmt)
+    return with_field(payload, at, values[int(rng.integers(0, len(values)))])
 
 
 def field_mutant(rng, chunk: bytes) -> bytes:
@@ -83,11 +129,8 @@ def field_mutant(rng, chunk: bytes) -> bytes:
         sections["residual"] = bytes(r)
         if rng.random() < 0.5:  # and a header declaring as many values
             f["shape"] = (int(rng.choice(big[3:])), *f["shape"][1:])
-    elif key == "wavelet" and "wavelet" in sections:  # the SPERR stream's dims or coder byte
-        w = bytearray(sections["wavelet"])
-        at = int(rng.choice([0, 3, 7, 11]))
-        w[at:at + (1 if at == 0 else 4)] = int(rng.choice(big)).to_bytes(8, "little")[:1 if at == 0 else 4]
-        sections["wavelet"] = bytes(w)
+    elif key == "wavelet" and "wavelet" in sections:  # any field of the SPERR stream's headers
+        sections["wavelet"] = wavelet_field_mutant(rng, sections["wavelet"])
     elif key == "section" and sections:
         name = str(rng.choice(sorted(sections)))
         sections[name] = rng.bytes(int(rng.integers(0, 64)))
@@ -224,6 +267,24 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
             except Exception as exc:  # noqa: BLE001 - anything else is a finding
                 bad.append(f"chunk {i} pinned={pinned}: {type(exc).__name__}: {str(exc)[:120]}")
             slowest = max(slowest, time.perf_counter() - t)
+    # every header field of every SPERR stream, set to each extreme value (issue 32, cases 2-3)
+    sperr_ok = sperr_refused = 0
+    for codec, chunk in seeds:
+        hdr, sections = cf.unpack_chunk(chunk)
+        if "wavelet" not in sections:
+            continue
+        for at, fmt in sperr_fields(sections["wavelet"]):
+            for value in field_values(fmt):
+                m = cf.pack_chunk(hdr, {**sections, "wavelet": with_field(sections["wavelet"], at, value)})
+                try:
+                    y = decode_chunk(m, codec.model, codec.settings, shape=SHAPE, dtype="f4")
+                    if y.shape != SHAPE or not np.isfinite(y[~np.isnan(y)]).all():
+                        bad.append(f"SPERR field {at} = {value.hex()}: shape {y.shape} or inf")
+                    sperr_ok += 1
+                except CorruptChunkError:
+                    sperr_refused += 1
+                except Exception as exc:  # noqa: BLE001 - anything else is a finding
+                    bad.append(f"SPERR field {at} = {value.hex()}: {type(exc).__name__}: {str(exc)[:120]}")
     data = model.to_bytes()
     m_ok = m_refused = 0
     for i in range(n_models):
@@ -237,6 +298,7 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     h_ok, h_refused = fuzz_hdf5(rng, n_hdf5, model, lat, lon, bad)
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
     print(json.dumps({"decoded": ok, "refused": refused, "models_ok": m_ok, "models_refused": m_refused,
+                      "sperr_fields_decoded": sperr_ok, "sperr_fields_refused": sperr_refused,
                       "hdf5_ok": h_ok, "hdf5_refused": h_refused,
                       "failures": bad[:20], "n_failures": len(bad), "rss_growth_kb": grew,
                       "seconds": round(time.perf_counter() - t0, 2), "slowest_decode_s": round(slowest, 3)}))

@@ -1,0 +1,179 @@
+"""Issue 32 (lose nothing, round 3): what the SPERR modes 4 and 5 let through.
+
+One test per case; the memory fuzz of every SPERR header field runs in tests/fuzz/fuzz_decode.py
+(tests/test_reliability.py::test_fuzz_mutated_chunks_and_model_metadata_bounded).
+"""
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from golden_cases import codec_and_input
+
+from inrcodec import chunkformat as cf
+from inrcodec.chunkcodec import wavelet
+from inrcodec.errors import CorruptChunkError
+
+#: offsets in the wavelet section (its coder byte, then SPERR's stream: docs/format.md)
+SPECK_BITS = 1 + 36
+CONDITIONER_MEAN = 1 + 19
+
+
+def _forged(name: str, at: int, value: bytes):
+    """The golden ``name`` chunk with ``value`` written at ``at`` of its wavelet section (CRC valid)."""
+    codec, x = codec_and_input(name)
+    hdr, sections = cf.unpack_chunk(codec.encode(x))
+    w = bytearray(sections["wavelet"])
+    w[at:at + len(value)] = value
+    return codec, x, cf.pack_chunk(hdr, {**sections, "wavelet": bytes(w)})
+
+
+@pytest.mark.parametrize("name", ["hybrid", "wavelet"])
+def test_r3_case02_sperr_bit_count_is_checked_before_sperr_allocates(name):
+    """SPECK's u64 bit count sizes SPERR's bit buffer before a bit is read: 2**31.99 bits cost
+    489 MB per decode. A count the section cannot hold (beyond a fixed-rate stream's overshoot
+    of a few bits per value) is refused before SPERR sees it."""
+    codec, x, chunk = _forged(name, SPECK_BITS, struct.pack("<Q", int(2 ** 31.99)))
+    with pytest.raises(CorruptChunkError, match="declares .* bits"):
+        codec.decode(chunk)
+    # the honest count decodes as before
+    codec, x, _ = _forged(name, 0, b"")
+    assert codec.decode(codec.encode(x)).shape == x.shape
+
+
+def test_r3_case02_every_stream_sperr_writes_passes_the_check():
+    """The check is no stricter than SPERR: fixed-rate streams declare more bits than they hold
+    (the pass that crossed the budget), error-bounded ones carry an outlier stream, constant
+    fields none; all of them, at every mode, pass and decode."""
+    rng = np.random.default_rng(3)
+    fields = [rng.normal(size=(3, 17, 30)), np.cumsum(rng.normal(size=(2, 40, 9)), axis=1) * 1e3 + 1e5,
+              np.where(rng.random((2, 12, 12)) < 0.1, 50.0, 0.0), np.full((2, 5, 6), -3.25),
+              np.cumsum(rng.normal(size=(1, 20, 800)), axis=2)]  # SPERR cuts a dim of 384 or more into chunks
+    seen = set()
+    for f in fields:
+        for mode, value in [("bpp", 0.05), ("bpp", 3.0), ("bpp", 64.0), ("psnr", 90.0), ("pwe", 1e-3 * (np.ptp(f) or 1))]:
+            payload = wavelet.encode(f, mode, value)
+            parts = wavelet.stream_layout(payload[1:], f.shape)
+            seen.add("chunked" if len(parts) > 1 else "one chunk")
+            for part in parts:
+                if not part["speck"]:
+                    seen.add("constant")
+                elif part["bits"] > 8 * (part["speck"] - 9):  # 9: SPECK's header
+                    seen.add("fixed-rate cut")
+                else:
+                    seen.add("outliers" if part["outliers"] else "whole")
+            assert wavelet.decode(payload, f.shape).shape == f.shape
+    assert seen == {"fixed-rate cut", "outliers", "constant", "whole", "chunked", "one chunk"}, seen
+
+
+def test_r3_case03_every_header_field_of_a_chunked_stream_is_checked():
+    """Each header field of a SPERR stream cut into chunks (flags 0x50: chunk dims, a table of
+    chunk lengths), set to each extreme value, is refused or decodes to the field's shape, finite
+    (the memory of the same sweep on real chunks: benchmarks/decode_memory.py)."""
+    sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+    from fuzz_decode import field_values, sperr_fields, with_field
+
+    f = np.cumsum(np.random.default_rng(4).normal(size=(2, 10, 400)), axis=2)
+    refused = 0
+    for mode, value in [("bpp", 0.5), ("pwe", 0.5)]:
+        payload = wavelet.encode(f, mode, value)
+        assert payload[2] == 0x50 and len(wavelet.stream_layout(payload[1:], f.shape)) == 2
+        fields = sperr_fields(payload)
+        assert len(fields) > 20
+        for at, fmt in fields:
+            for v in field_values(fmt):
+                try:
+                    y = wavelet.decode(with_field(payload, at, v), f.shape)
+                except wavelet.WaveletError:
+                    refused += 1
+                    continue
+                assert y.shape == f.shape and np.isfinite(y).all()
+    assert refused > 200
+
+
+def test_r3_case04_a_user_script_that_forgets_close_loses_nothing(tmp_path):
+    """numcodecs-wasm keeps a function whose globals are ``__main__``'s for the life of the
+    process, so nothing in the user's script was finalised at exit: an unclosed file written
+    after a mode-5 decode came out empty. inrcodec loads the SPERR binding (and the benchmark
+    peers) with ``__main__`` out of its reach (inrcodec.wasmcodecs)."""
+    out = tmp_path / "out.txt"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = {sys.path[:1] + [str(Path(__file__).parent)]!r}
+        from golden_cases import codec_and_input
+        from inrcodec.bench.scientific_peers import make_sz3
+
+        codec, x = codec_and_input("wavelet")
+        assert codec.decode(codec.encode(x)).shape == x.shape  # SPERR loaded and used
+        make_sz3({{"eb_abs": 0.1}}, x)  # a benchmark peer too
+        f = open({str(out)!r}, "w")
+        f.write("hello")  # no close(): Python's exit finalises f and flushes it
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.read_text() == "hello"
+
+
+@pytest.mark.parametrize("mean", [1e300, 3.5e38])
+def test_r3_case05_a_forged_sperr_mean_is_refused_not_decoded_to_inf(mean):
+    """A SPERR mean finite in float64 but beyond float32 (CRC valid) decoded to inf in a float32
+    chunk; docs/format.md promises a CorruptChunkError for values a chunk cannot hold."""
+    codec, x, chunk = _forged("wavelet", CONDITIONER_MEAN, struct.pack("<d", mean))
+    assert x.dtype == np.float32
+    with pytest.raises(CorruptChunkError, match="range"):
+        codec.decode(chunk)
+
+
+@pytest.fixture
+def without_sperr(monkeypatch):
+    """A machine where numcodecs-wasm-sperr does not import."""
+    wavelet._sperr_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "numcodecs_wasm_sperr", None)  # import raises ImportError
+    yield
+    wavelet._sperr_class.cache_clear()
+
+
+def test_r3_case06_a_reader_without_sperr_is_told_which_package_to_install(without_sperr):
+    codec, x = codec_and_input("wavelet")
+    sys.modules.pop("numcodecs_wasm_sperr")  # encode with SPERR, then take it away
+    wavelet._sperr_class.cache_clear()
+    chunk = codec.encode(x)
+    sys.modules["numcodecs_wasm_sperr"] = None
+    wavelet._sperr_class.cache_clear()
+    with pytest.raises(ImportError, match="pip install 'numcodecs-wasm-sperr"):
+        codec.decode(chunk)
+
+
+def test_r3_case06_a_writer_without_sperr_does_not_drop_the_modes_in_silence(without_sperr):
+    """The configuration says ``residual_coder="sperr"``: without SPERR the write fails and says
+    why, instead of writing chunks the settings never asked for."""
+    codec, x = codec_and_input("wavelet")
+    assert codec.settings.residual_coder == "sperr"
+    with pytest.raises(ImportError, match="numcodecs-wasm-sperr"):
+        codec.encode(x)
+
+
+class _FailingSperr:
+    def decode(self, data, out):
+        raise Exception("WebAssembly runtime raised an error")  # what the binding raises
+
+
+@pytest.mark.parametrize("available, expected", [(1 << 12, MemoryError), (64 << 30, CorruptChunkError)])
+def test_r3_case06_a_decode_that_fails_for_want_of_memory_says_so(monkeypatch, available, expected):
+    """A checked stream SPERR fails to decode while the decode needs more than half the memory
+    this machine has is out of memory (with what it needs), not a corrupt chunk."""
+    codec, x = codec_and_input("wavelet")
+    chunk = codec.encode(x)
+    monkeypatch.setattr(wavelet, "_codec", lambda mode, value: _FailingSperr())
+    monkeypatch.setattr(wavelet, "_available_memory", lambda: available)
+    with pytest.raises(expected) as info:
+        codec.decode(chunk)
+    if expected is MemoryError:
+        assert "out of memory" in str(info.value) and "needs about" in str(info.value)
+    # beyond SPERR's 4 GiB of WebAssembly memory, whatever the machine has
+    assert "WebAssembly memory" in wavelet._short_of_memory(60_000_000)
