@@ -22,12 +22,14 @@ def os_error_message(exc: OSError, command: str) -> str:
 
 
 def _train_recipe(args) -> int:
-    from .recipes import list_recipes, train_recipe
+    from .recipes import check_resumable, list_recipes, train_recipe
 
     if args.list or not args.name:
         for name, desc in list_recipes().items():
             print(f"{name:8s} {desc}")
         return 0 if args.list else 2
+    if args.resume:
+        check_resumable(args.out or f"inrcodec-{args.name}")
     report = train_recipe(
         args.name, data=args.data or None, variable=args.variable, preset=args.preset, steps=args.steps,
         out=args.out or f"inrcodec-{args.name}", device=args.device, seed=args.seed, resume=args.resume,

@@ -193,7 +193,11 @@ def _parse_config(config: dict[str, Any]) -> tuple[Any, CodecSettings, str, str 
         raise PinnedModelError("the codec configuration lacks the pinned model ('model_sha256' and 'model' keys)")
     pinned, grid_pin = config.pop("model_sha256"), config.pop("grid_sha256", None)
     model = _model_from_config(config.pop("model_encoding", INLINE), config.pop("model"))
-    return model, CodecSettings.from_dict(config), pinned, grid_pin
+    try:
+        settings = CodecSettings.from_dict(config)
+    except (TypeError, ValueError) as exc:  # the options a store's metadata holds, not the caller's
+        raise type(exc)(f"the codec configuration (a store's metadata) holds an invalid option: {exc}") from None
+    return model, settings, pinned, grid_pin
 
 
 def _is_zarr_batch(buf) -> bool:

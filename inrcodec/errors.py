@@ -11,8 +11,8 @@ bad metadata, a wrong model are bad values), so code written before this hierarc
 - :class:`StoreMismatchError`, :class:`IncompleteStoreError`, :class:`StoreLockedError`:
   ``inrcodec compress`` stores.
 
-Warnings: :class:`OutOfRangeWarning` (a chunk stored raw because its values are not the
-model's variable), :class:`IncompleteStoreWarning` (reading an unfinished store),
+Warnings: :class:`OutOfRangeWarning` (a chunk stored raw, or coded without the network, because
+its values are not the model's variable), :class:`IncompleteStoreWarning` (reading an unfinished store),
 :class:`TargetNotMetWarning` (rate control could not meet ``target_rmse`` / ``target_ratio``).
 """
 
@@ -59,7 +59,8 @@ class StoreLockedError(InrcodecError):
 
 class OutOfRangeWarning(UserWarning):
     """A chunk's values lie far outside the model's training range (e.g. Pa for a model trained
-    in K); the chunk was stored raw (lossless) instead of with the neural codec."""
+    in K); the chunk was stored raw (lossless) instead of with the neural codec, or, when
+    error-bounded, coded within the bound without the network (the message says which)."""
 
 
 class IncompleteStoreWarning(UserWarning):

@@ -284,15 +284,20 @@ def test_edge_chunks_are_stored_raw_and_exact(tiny_model, bound, make):
 
 
 @pytest.mark.parametrize("bound", [None, 0.05])
-def test_values_far_outside_training_range_fall_back_to_raw(tiny_model, bound):
+def test_values_far_outside_training_range_never_reach_the_network(tiny_model, bound):
+    """Raw (lossless) without a bound; with one, the smaller of raw and the no-network residual
+    within the bound (issue 32 case 9: SPERR alone is tried too with residual_coder="sperr")."""
     x = (smooth_field(2) * 400.0).astype("f4")  # "Pa" for a model trained on ~220..300 K
     c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, inner_steps=2, max_abs_error=bound)
     with pytest.warns(OutOfRangeWarning, match="training range"):
         chunk = c.encode(x)
-    assert _mode(chunk) == MODE_RAW
-    np.testing.assert_array_equal(c.decode(chunk), x)
+    assert _mode(chunk) in ((MODE_RAW,) if bound is None else (MODE_RAW, MODE_PLAIN_RESIDUAL))
+    _check_bound(x, c.decode(chunk), bound or 0.0)
+    beside = (smooth_field(2) + 300.0).astype("f4")
     with pytest.warns(OutOfRangeWarning, match="do not come within"):  # beside the range (issue 13 #6)
-        assert _mode(c.encode((smooth_field(2) + 300.0).astype("f4"))) == MODE_RAW
+        chunk = c.encode(beside)
+    assert _mode(chunk) == (MODE_RAW if bound is None else MODE_PLAIN_RESIDUAL)
+    _check_bound(beside, c.decode(chunk), bound or 0.0)
     with warnings.catch_warnings():  # inside the training range: no warning, neural path
         warnings.simplefilter("error")  # (partly outside it: stored raw, test_r2_case06 in test_reliability.py)
         near = (smooth_field(2) + 10.0).astype("f4")
@@ -339,13 +344,14 @@ def test_xarray_fill_value_through_cf_encoding(tmp_path, tiny_model, zarr_format
     _check_bound(data, back.values, bound)
     raw = xr.open_zarr(store, consolidated=False, mask_and_scale=False).t2m.values
     np.testing.assert_array_equal(raw == -9999.0, np.isnan(data))  # the fill came back exactly
-    # without fill_value the -9999s look like data far outside the training range: raw, exact, warned
+    # without fill_value the -9999s look like data far outside the training range: warned, coded
+    # without the network, the repeated -9999s kept exact (the mask survives), the rest within the bound
     enc2 = COINppCodec.for_dataarray(ds.t2m, model=tiny_model, inner_steps=2, zarr_format=zarr_format,
                                      chunks={"time": 2}, max_abs_error=bound)
-    with pytest.warns(OutOfRangeWarning):
+    with pytest.warns(OutOfRangeWarning, match="kept exact"):
         ds.to_zarr(tmp_path / "g.zarr", encoding={"t2m": {**enc2, "_FillValue": -9999.0}},
                    zarr_format=zarr_format, consolidated=False)
-    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "g.zarr", consolidated=False).t2m.values[1], data[1])
+    _check_bound(data, xr.open_zarr(tmp_path / "g.zarr", consolidated=False).t2m.values, bound)
 
 
 def test_encoder_decode_check_falls_back_to_raw(tiny_model, monkeypatch):

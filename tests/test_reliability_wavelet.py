@@ -5,10 +5,12 @@ One test per case; the memory fuzz of every SPERR header field runs in tests/fuz
 """
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +179,120 @@ def test_r3_case06_a_decode_that_fails_for_want_of_memory_says_so(monkeypatch, a
         assert "out of memory" in str(info.value) and "needs about" in str(info.value)
     # beyond SPERR's 4 GiB of WebAssembly memory, whatever the machine has
     assert "WebAssembly memory" in wavelet._short_of_memory(60_000_000)
+
+
+def test_r3_case09_info_shows_the_bits_the_chunks_use_not_the_setting(tmp_path):
+    """A store written with ``bits=6`` whose chunks are all SPERR alone has no latents: ``info``
+    said 6 bits; it shows '-' (and ``latent_bits`` lists the widths chunks with latents use)."""
+    import zarr
+
+    from inrcodec import archive
+
+    codec, x = codec_and_input("wavelet")
+    assert codec.settings.bits == 6
+    root = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    arr = root.create_array("t", shape=x.shape, chunks=x.shape, dtype=x.dtype, serializer=codec, compressors=None)
+    arr[:] = x
+    info = archive.store_info(tmp_path / "s.zarr")
+    entry = info["variables"]["t"]
+    assert entry["chunk_modes"] == {"wavelet": 1} and entry["latent_bits"] == []
+    row = next(line for line in archive.format_info(info).splitlines() if line.startswith("t "))
+    assert row.split()[2] == "-", row
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "-5"], "--steps must be a whole number"),
+    (["--resume"], "--resume: .* does not exist"),
+])
+def test_r3_case09_train_recipe_refuses_negative_steps_and_a_resume_with_nothing_to_resume(tmp_path, capsys, args, message):
+    from inrcodec.cli import main as cli_main
+
+    assert cli_main(["train-recipe", "era5", "--out", str(tmp_path / "m"), "--quiet", *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_r3_case09_a_local_folder_named_like_a_shipped_model_is_named_in_the_error(tmp_path, monkeypatch, capsys):
+    from inrcodec.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t2m-global-2").mkdir()  # a folder of that name, without a model in it
+    xr = pytest.importorskip("xarray")
+    from conftest import global_lat_lon, smooth_field
+
+    lat, lon = global_lat_lon(8, 16)
+    xr.Dataset({"t2m": (("time", "lat", "lon"), smooth_field(2, seed=1).astype("f4"))},
+               coords={"lat": lat, "lon": lon}).to_netcdf(tmp_path / "in.nc")
+    assert cli_main(["compress", "in.nc", "out.zarr", "--model", "t2m-global-2"]) == 2
+    err = capsys.readouterr().err
+    assert "shipped model" in err and "takes precedence" in err, err
+
+
+def test_r3_case09_bits_above_the_tables_with_a_target_is_not_ignored_in_silence(tiny_model):
+    from inrcodec import COINppCodec
+    from inrcodec.chunkcodec import ratecontrol
+    from conftest import smooth_field
+
+    top = max(ratecontrol.candidate_bits(tiny_model))
+    x = smooth_field(2, seed=3).astype("f4")
+    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, target_rmse=0.5, bits=top + 2)
+    with pytest.warns(UserWarning, match=f"bits={top + 2} is not used"):
+        codec.encode(x)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*is not used")  # a width the tables have: no word needed
+        COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, target_rmse=0.5, bits=top).encode(x)
+
+
+def test_r3_case09_a_hostile_option_in_a_configuration_is_said_to_come_from_it():
+    from inrcodec import COINppCodec
+
+    codec, _ = codec_and_input("wavelet")
+    config = {**codec.get_config(), "inner_steps": 10**12}
+    with pytest.raises(ValueError, match=r"codec configuration \(a store's metadata\).*inner_steps"):
+        COINppCodec.from_config(config)
+
+
+def test_r3_case09_nan_positions_are_exact_and_payloads_kept_only_in_raw_chunks():
+    """What docs/reliability.md now says (it said NaN was bit-exact in every chunk)."""
+    from inrcodec.chunkformat.header import MODE_MODULATIONS, MODE_RAW
+
+    codec, x = codec_and_input("modulations_f32")
+    odd = np.array([0x7FC01234], dtype="<u4").view("<f4")[0]  # a NaN with a payload
+    lossy = x.copy()
+    lossy[0, 0, :3] = odd
+    raw = np.full_like(x, odd)
+    for field, mode, payload in ((lossy, MODE_MODULATIONS, 0x7FC00000), (raw, MODE_RAW, 0x7FC01234)):
+        chunk = codec.encode(field)
+        assert cf.chunk_mode(chunk) == mode
+        y = codec.decode(chunk)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(field))
+        assert set(y[np.isnan(y)].view("<u4").tolist()) == {payload}
+    docs = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    assert "canonical quiet NaN" in docs and "NaN, fill values and error-bounded exceptions are bit-exact" not in docs
+
+
+@pytest.mark.parametrize("kind", ["other units", "spikes", "undeclared fill"])
+def test_r3_case09_bounded_chunks_the_network_cannot_decode_are_coded_within_the_bound(tiny_model, kind):
+    """Error-bounded chunks in other units or with spikes were stored raw, though SPERR alone (or
+    the chunk's mean plus residual) meets the bound in far fewer bytes. Repeated values far
+    outside the range (an undeclared fill value) come back bit-exact."""
+    from inrcodec import COINppCodec
+    from inrcodec.chunkformat.header import MODE_RAW
+    from inrcodec.errors import OutOfRangeWarning
+    from conftest import smooth_field
+
+    x = smooth_field(4, seed=2)
+    if kind == "other units":
+        x = x - 273.15
+    else:
+        at = np.random.default_rng(1).random(x.shape) < 0.02
+        x = np.where(at, -9999.0 if kind == "undeclared fill" else 1e4 + 100 * np.arange(x.size).reshape(x.shape), x)
+    x = x.astype("f4")
+    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, max_abs_error=0.05)
+    with pytest.warns(OutOfRangeWarning, match="within the error bound"):
+        chunk = codec.encode(x)
+    assert cf.chunk_mode(chunk) != MODE_RAW and len(chunk) < x.nbytes / 2
+    y = codec.decode(chunk)
+    assert np.abs(y.astype("f8") - x).max() <= 0.05
+    if kind == "undeclared fill":
+        np.testing.assert_array_equal(y[x == -9999.0], -9999.0)

@@ -22,6 +22,7 @@ from inrcodec.models import zoo
 from inrcodec.archive.progress import ProgressFile, ignore_progress_file_warning
 from inrcodec.archive.readback import check_is_store, open_store
 from inrcodec.codec import COINppCodec
+from inrcodec.chunkformat.header import KNOWN_MODES, MODES_WITHOUT_LATENTS
 from inrcodec.errors import IncompleteStoreWarning
 
 __all__ = ["store_info", "format_info", "compress_report", "format_report"]
@@ -46,11 +47,29 @@ def _array_bytes(store: Path, name: str) -> tuple[int, int]:
     return chunk, meta
 
 
-def _chunk_modes(store: Path, name: str) -> dict[str, int]:
-    """How many chunk files of the COIN++ array ``name`` took each chunk mode (issue 24: network
-    alone, hybrid, wavelet alone, ...); chunk files are read whole, one at a time."""
+def _chunk_summary(store: Path, name: str) -> tuple[dict[str, int], list[int]]:
+    """(how many chunk files of the COIN++ array ``name`` took each chunk mode (issue 24: network
+    alone, hybrid, wavelet alone, ...), the latent bit widths its chunks with latents use); chunk
+    files are read whole, one at a time."""
     files = (os.path.join(root, f) for root, _dirs, fs in os.walk(store / name) for f in fs if f not in _METADATA_FILES)
-    return chunkformat.mode_counts(Path(f).read_bytes() for f in files)
+    modes: dict[str, int] = {}
+    bits = set()
+    for f in files:
+        data = Path(f).read_bytes()
+        (mode,) = chunkformat.mode_counts([data])
+        modes[mode] = modes.get(mode, 0) + 1
+        if mode in ("unreadable", *(KNOWN_MODES[m] for m in MODES_WITHOUT_LATENTS)):
+            continue
+        bits.add(int(chunkformat.unpack_chunk(data)[0].bits))
+    return modes, sorted(bits)
+
+
+def _bits_column(entry: dict) -> str:
+    """The bit widths a COIN++ array's chunks use ('6', '3-6'; '-' when none has latents), else ''."""
+    bits = entry.get("latent_bits")
+    if bits is None:
+        return ""
+    return "-" if not bits else str(bits[0]) if len(bits) == 1 else f"{bits[0]}-{bits[-1]}"
 
 
 def _store_bytes(store: Path) -> int:
@@ -82,7 +101,9 @@ def store_info(store: str | os.PathLike) -> dict[str, Any]:
     """Every array of a store: shape, codec (settings and pinned model for COIN++), decoded,
     chunk and metadata bytes and the chunk ratio; for the whole store the decoded bytes, chunk
     bytes, every byte of the store, the chunk ratio and the store ratio (module docstring); for
-    COIN++ arrays ``chunk_modes``, the number of chunks per chunk mode (``chunkformat.mode_counts``).
+    COIN++ arrays ``chunk_modes``, the number of chunks per chunk mode (``chunkformat.mode_counts``),
+    and ``latent_bits``, the bit widths their chunks with latents use (``settings["bits"]`` is the
+    request; a chunk of SPERR alone has no latents).
 
     >>> info = store_info("era5.zarr")  # doctest: +SKIP
     >>> info["chunk_ratio"], info["store_ratio"], info["variables"]["t2m"]["settings"]["bits"]  # doctest: +SKIP
@@ -108,8 +129,9 @@ def store_info(store: str | os.PathLike) -> dict[str, Any]:
             "shape": list(arr.shape), "dtype": str(arr.dtype), "chunks": list(arr.chunks),
             "decoded_bytes": decoded, "chunk_bytes": chunk, "metadata_bytes": meta,
             "chunk_ratio": _ratio(decoded, chunk), **_codec_entry(arr)}
-        if "settings" in rep["variables"][name]:  # a COIN++ array: the share of chunks per mode
-            rep["variables"][name]["chunk_modes"] = _chunk_modes(store, name)
+        if "settings" in rep["variables"][name]:  # a COIN++ array: the share of chunks per mode, their widths
+            modes, bits = _chunk_summary(store, name)
+            rep["variables"][name].update(chunk_modes=modes, latent_bits=bits)
     entries = rep["variables"].values()
     rep["decoded_bytes"] = sum(e["decoded_bytes"] for e in entries)
     rep["chunk_bytes"] = sum(e["chunk_bytes"] for e in entries)
@@ -129,7 +151,7 @@ def format_info(info: dict) -> str:
                  f"{'chunk B':>12s} {'chunk ratio':>11s}")
     for n, e in info["variables"].items():
         model = e.get("model") or e.get("model_sha256", "")[:12]
-        bits = str(e["settings"]["bits"]) if "settings" in e else ""
+        bits = _bits_column(e)  # what the chunks use, not the setting: a SPERR-alone chunk has none
         lines.append(f"{n:16s} {e['codec'][:24]:24s} {bits:>4s} {model[:14]:14s} {e['decoded_bytes']:12d} "
                      f"{e['chunk_bytes']:12d} {e['chunk_ratio'] or 0:11.2f}")
     for n, e in info["variables"].items():

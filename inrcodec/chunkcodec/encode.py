@@ -23,7 +23,7 @@ from numcodecs.compat import ensure_ndarray_like
 
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import (
-    ChunkHeader, FLAG_NAN_MASK, MODE_BOUNDED, MODE_HYBRID, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW,
+    KNOWN_MODES, ChunkHeader, FLAG_NAN_MASK, MODE_BOUNDED, MODE_HYBRID, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW,
     MODE_WAVELET, PREDICT_NONE, PREDICT_PREVIOUS,
 )
 from inrcodec.chunkcodec import hybrid, patching, ratecontrol, wavelet
@@ -88,6 +88,11 @@ def check_input(buf, model, settings) -> np.ndarray:
                          f"dimensions, got shape {arr.shape}")
     settings.check_model(model, encoding=True)
     _check_pinned_layout(arr, settings)
+    widths = ratecontrol.candidate_bits(model)
+    if settings.rate_controlled and settings.bits > max(widths):
+        warnings.warn(f"bits={settings.bits} is not used: with target_rmse / target_ratio each chunk's latent width is "
+                      f"chosen among the widths this model has coding tables for ({min(widths)}-{max(widths)})",
+                      UserWarning, stacklevel=4)
     return arr
 
 
@@ -155,19 +160,54 @@ def _out_of_range(finite: np.ndarray, lo: float, hi: float, offset: float, scale
     return f"have {share:.1%} of their values outside" if share > OUT_OF_RANGE_SHARE else ""
 
 
-def _warn_if_out_of_range(finite: np.ndarray, model, settings) -> bool:
+def _out_of_range_reason(finite: np.ndarray, model, settings) -> str:
+    """'' when the model can code the chunk, else the warning's start: which values, and why."""
     lo, hi = float(finite.min()), float(finite.max())
     why = _out_of_range(finite, lo, hi, model.offset, model.scale, settings.error_bounded)
-    if why:
-        units = (model.description or {}).get("units")
-        expects = f"[{model.offset:g}, {model.offset + model.scale:g}]" + (f" {units}" if units else "")
-        warnings.warn(
-            f"chunk values [{lo:g}, {hi:g}] {why} the model's training range {expects} (wrong units, "
-            "offset or variable?), where the network cannot decode them; the chunk is stored raw "
-            "(lossless) instead",
-            OutOfRangeWarning, stacklevel=4,
-        )
-    return bool(why)
+    if not why:
+        return ""
+    units = (model.description or {}).get("units")
+    expects = f"[{model.offset:g}, {model.offset + model.scale:g}]" + (f" {units}" if units else "")
+    return (f"chunk values [{lo:g}, {hi:g}] {why} the model's training range {expects} (wrong units, offset or "
+            "variable?), where the network cannot decode them")
+
+
+def _undeclared_fill(values: np.ndarray, valid: np.ndarray, model) -> np.ndarray:
+    """The valid values far outside the training range (beyond ``OUT_OF_RANGE_LIMIT`` training
+    ranges) that occur more than once: a fill value nobody declared (-9999), which a user's mask
+    needs back bit for bit, not within a bound."""
+    lo = model.offset - OUT_OF_RANGE_LIMIT * model.scale
+    hi = model.offset + (1.0 + OUT_OF_RANGE_LIMIT) * model.scale
+    far = valid & ((values < lo) | (values > hi))
+    if not far.any():
+        return far
+    distinct, counts = np.unique(values[far], return_counts=True)
+    return far & np.isin(values, distinct[counts > 1])
+
+
+def _without_network(settings, model, writer: "_Writer", values, valid, reason: str) -> bytes:
+    """A chunk the network cannot decode: raw (lossless), or, when error-bounded, the smaller of
+    raw and the codings that need no network (the chunk's mean plus residual, SPERR alone) within
+    the bound; values that look like an undeclared fill value are kept bit-exact (only the
+    residual can: SPERR alone is tried when there are none)."""
+    raw, how = writer.raw(), "stored raw (lossless)"
+    bound = settings.chunk_bound(writer.chunk.finite)
+    best = raw
+    if bound is not None:
+        exact = _undeclared_fill(values, valid, model)
+        tries = [writer.plain_residual(values, valid, bound, exact=exact if exact.any() else None)]
+        if settings.residual_coder == "sperr" and wavelet.available(model.spatial_ndim) and not exact.any():
+            waves = hybrid.WaveletCandidates(writer, values, valid)
+            tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
+        best = min([raw, *tries], key=len)
+        if best is not raw and not _decodes_within(best, model, settings, writer.chunk, bound):
+            best = raw
+        if best is not raw:
+            how = (f"coded without it within the error bound ({KNOWN_MODES[cf.chunk_mode(best)]} mode"
+                   + (f"; {int(exact.sum())} repeated values far outside the range, an undeclared fill value?, "
+                      "kept exact" if exact.any() else "") + ")")
+    warnings.warn(f"{reason}; the chunk is {how}", OutOfRangeWarning, stacklevel=4)
+    return best
 
 
 class _LatentCandidates:
@@ -260,11 +300,13 @@ class _Writer:
         """Mode 5: the wavelet-coded values, no network."""
         return self._pack(MODE_WAVELET, {**self.masks, "wavelet": payload}, flags=self.flags)
 
-    def plain_residual(self, values, valid, bound: float) -> bytes:
-        """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds."""
-        prediction = float(np.mean(values[valid], dtype=np.float64))
+    def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
+        """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.
+        ``exact``: values kept bit-exact (exceptions), left out of the mean."""
+        rest = valid if exact is None else valid & ~exact
+        prediction = float(np.mean(values[rest if rest.any() else valid], dtype=np.float64))
         res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound,
-                                        self.chunk.arr.dtype, exact_recon=True)
+                                        self.chunk.arr.dtype, exact_recon=True, exact=exact)
         return self._pack(MODE_PLAIN_RESIDUAL, {**self.masks, "residual": res.payload,
                                                 "prediction": struct.pack("<d", prediction)},
                           flags=self.flags)
@@ -277,11 +319,15 @@ def encode_chunk(array, model, settings) -> bytes:
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
     writer = _Writer(chunk, ctx.pin, settings.fill_value)
-    if chunk.trivial() or _warn_if_out_of_range(chunk.finite, model, settings):
+    if chunk.trivial():
         return writer.raw()
     valid_items = ~chunk.missing.reshape(chunk.items.shape[0], -1).all(axis=1)
     values = chunk.items[valid_items]
     mask = ~chunk.missing[valid_items] if chunk.has_missing else None
+    valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
+    reason = _out_of_range_reason(chunk.finite, model, settings)
+    if reason:
+        return _without_network(settings, model, writer, values, valid, reason)
     coder = LatentCoder(model, settings.entropy_coding, settings.quantizer, settings.time_coding)
     grid = ctx.grid(chunk.spatial)
 
@@ -291,7 +337,6 @@ def encode_chunk(array, model, settings) -> bytes:
                                    refine_steps=settings.refine_steps, patch_aim=aim, fit=settings.effort)
         return _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim)
 
-    valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
     waves = _wavelets(settings, model, writer, values, valid)
     bound = settings.chunk_bound(chunk.finite)
     if bound is not None:

@@ -302,13 +302,15 @@ class EncodedResidual:
 
 @stage("residual")
 def encode_residual(
-    x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False
+    x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
+    exact: np.ndarray | None = None,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
     ``valid`` marks the values that must meet the bound (False: NaN / fill, restored elsewhere).
     ``exact_recon``: every machine computes ``recon`` bit for bit (a float64 constant), so no
-    room is kept for another machine's reconstruction (:func:`machine_slack`).
+    room is kept for another machine's reconstruction (:func:`machine_slack`). ``exact``: valid
+    values stored bit-exact as exceptions whatever the bound (an undeclared fill value).
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
@@ -325,7 +327,7 @@ def encode_residual(
         decoded = apply(recon64, q, step, dtype).astype(np.float64)
         slack = 0.0 if exact_recon else machine_slack(recon64[valid], decoded[valid])
         ok = np.abs(decoded - x64) <= bound - slack
-    exc = valid & ~ok
+    exc = valid & ~ok if exact is None else valid & (~ok | np.asarray(exact, dtype=bool))
     exc_idx = np.flatnonzero(exc.ravel())
     exc_vals = np.ascontiguousarray(np.asarray(x, dtype=dtype.newbyteorder("<")).ravel()[exc_idx])
     q = np.where(exc, 0, q)

@@ -65,7 +65,16 @@ def resolve_path(path: str | os.PathLike) -> Path:
             return zoo.model_path(path)
     from inrcodec.models import modelfile  # torch: not at import time (``import inrcodec`` stays light)
 
-    return modelfile.file_in(path)
+    try:
+        return modelfile.file_in(path)
+    except FileNotFoundError as exc:
+        from inrcodec.models import zoo
+
+        if isinstance(path, str) and zoo.pinned_sha256(path) is not None:  # a local path shadows the name
+            raise FileNotFoundError(f"{exc}. {path!r} is also the name of a shipped model, but a path of that name "
+                                    "exists here and takes precedence; to use the shipped model, run from another "
+                                    "directory or rename the local one") from None
+        raise
 
 
 def read_shipped(name: str) -> tuple[bytes, str]:

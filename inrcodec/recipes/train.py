@@ -74,6 +74,8 @@ def train_recipe(
     t_start, t0 = time.time(), time.monotonic()
     if minutes is not None and not minutes > 0:
         raise ValueError(f"--minutes must be a positive number of minutes, got {minutes}")
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 0):
+        raise ValueError(f"--steps must be a whole number of meta-training steps, 0 or more, got {steps}")
     recipe = load_recipe(name)
     p = recipe.preset(preset)
     unknown = set(overrides or {}) - PRESET_KEYS
@@ -132,6 +134,19 @@ def train_recipe(
     (out / "report.md").write_text(report_markdown(report))
     plots(out, history, model, rd, grid, report)
     return report
+
+
+def check_resumable(out, variables: list[str] | None = None) -> None:
+    """``--resume`` asks to continue a run: refuse it when ``out`` (or, with several ``variables``,
+    every ``out/VARIABLE``) holds no checkpoint, rather than start a fresh run without a word.
+    (:func:`train_recipe`'s ``resume=True`` itself continues a checkpoint when there is one.)"""
+    from inrcodec.training.metalearn import CHECKPOINT_FILE
+
+    dirs = [Path(out)] if variables is None else [Path(out) / v for v in variables]
+    if not any((d / CHECKPOINT_FILE).exists() for d in dirs):
+        where = dirs[0] / CHECKPOINT_FILE if variables is None else f"{Path(out)}/<variable>/{CHECKPOINT_FILE}"
+        raise InrcodecError(f"--resume: {where} does not exist, so there is no run to continue; leave out --resume "
+                            "to start one")
 
 
 def _time_text(t) -> str:

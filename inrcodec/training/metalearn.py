@@ -21,6 +21,9 @@ from inrcodec.models.fitting import fit_modulations, inner_loop, per_item_mse, r
 from inrcodec.metrics import psnr_normalised
 from inrcodec.models.network import ModulatedSiren
 
+#: the file in the output directory that ``--resume`` continues from
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
 
 @dataclass
 class TrainConfig:
@@ -178,7 +181,7 @@ class MetaTrainer:
     # -- checkpoints (safetensors + JSON, never pickled) ---------------------------------
     @property
     def checkpoint_path(self) -> Path:
-        return self.out_dir / "checkpoint.safetensors"
+        return self.out_dir / CHECKPOINT_FILE
 
     def save_checkpoint(self) -> Path:
         arrays = {f"network/{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
