@@ -30,28 +30,35 @@ import types
 __all__ = ["import_wasm_module", "wasm_codec_class"]
 
 _LOCK = threading.Lock()
+#: the modules imported through here, fully initialised (another thread may be halfway through one)
+_LOADED: dict[str, types.ModuleType] = {}
 
 
 def import_wasm_module(name: str) -> types.ModuleType:
     """Import the numcodecs-wasm codec module ``name`` with ``__main__`` left out of its reach.
 
+    Thread-safe: a thread that asks while another is importing waits for the finished module.
     Raises ImportError (or the binding's own error) as a plain import would.
     """
-    if sys.modules.get(name) is not None:
-        return sys.modules[name]
+    module = _LOADED.get(name)
+    if module is not None:
+        return module
     importlib.import_module("numcodecs_wasm")  # its own dependencies import as usual, outside the swap
     with _LOCK:
-        if sys.modules.get(name) is not None:
-            return sys.modules[name]
-        main = sys.modules.get("__main__")
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            return importlib.import_module(name)
-        finally:
-            if main is None:
-                sys.modules.pop("__main__", None)
+        if name not in _LOADED:
+            if sys.modules.get(name) is not None:  # imported before, by the user: as it is
+                _LOADED[name] = importlib.import_module(name)
             else:
-                sys.modules["__main__"] = main
+                main = sys.modules.get("__main__")
+                sys.modules["__main__"] = types.ModuleType("__main__")
+                try:
+                    _LOADED[name] = importlib.import_module(name)
+                finally:
+                    if main is None:
+                        sys.modules.pop("__main__", None)
+                    else:
+                        sys.modules["__main__"] = main
+        return _LOADED[name]
 
 
 def wasm_codec_class(module: str, name: str) -> type:

@@ -121,6 +121,31 @@ def test_r3_case04_a_user_script_that_forgets_close_loses_nothing(tmp_path):
     assert out.read_text() == "hello"
 
 
+def test_r3_case04_threads_that_load_sperr_at_once_all_get_it():
+    """Dask's threads decode their first SPERR chunks at once: one imports the binding, the
+    others wait for the finished module (a half-imported one has no ``Sperr`` yet)."""
+    script = textwrap.dedent("""
+        import threading
+        from inrcodec.wasmcodecs import wasm_codec_class
+
+        got, errors = [], []
+        def load():
+            try:
+                got.append(wasm_codec_class("numcodecs_wasm_sperr", "Sperr"))
+            except Exception as exc:
+                errors.append(repr(exc))
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(got) == 8 and len(set(map(id, got))) == 1, errors
+    """)
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+
 @pytest.mark.parametrize("mean", [1e300, 3.5e38])
 def test_r3_case05_a_forged_sperr_mean_is_refused_not_decoded_to_inf(mean):
     """A SPERR mean finite in float64 but beyond float32 (CRC valid) decoded to inf in a float32
@@ -134,7 +159,10 @@ def test_r3_case05_a_forged_sperr_mean_is_refused_not_decoded_to_inf(mean):
 @pytest.fixture
 def without_sperr(monkeypatch):
     """A machine where numcodecs-wasm-sperr does not import."""
+    from inrcodec import wasmcodecs
+
     wavelet._sperr_class.cache_clear()
+    monkeypatch.setattr(wasmcodecs, "_LOADED", {})
     monkeypatch.setitem(sys.modules, "numcodecs_wasm_sperr", None)  # import raises ImportError
     yield
     wavelet._sperr_class.cache_clear()
@@ -142,10 +170,13 @@ def without_sperr(monkeypatch):
 
 def test_r3_case06_a_reader_without_sperr_is_told_which_package_to_install(without_sperr):
     codec, x = codec_and_input("wavelet")
+    from inrcodec import wasmcodecs
+
     sys.modules.pop("numcodecs_wasm_sperr")  # encode with SPERR, then take it away
     wavelet._sperr_class.cache_clear()
     chunk = codec.encode(x)
     sys.modules["numcodecs_wasm_sperr"] = None
+    wasmcodecs._LOADED.clear()
     wavelet._sperr_class.cache_clear()
     with pytest.raises(ImportError, match="pip install 'numcodecs-wasm-sperr"):
         codec.decode(chunk)
