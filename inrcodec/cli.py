@@ -22,14 +22,27 @@ def os_error_message(exc: OSError, command: str) -> str:
 
 
 def _train_recipe(args) -> int:
-    from .recipes import check_resumable, list_recipes, train_recipe
+    from .recipes import check_resumable, list_recipes, train_recipe, train_variables, variable_list
 
     if args.list or not args.name:
         for name, desc in list_recipes().items():
             print(f"{name:8s} {desc}")
         return 0 if args.list else 2
+    several = variable_list(args.variable, args.data)
     if args.resume:
-        check_resumable(args.out or f"inrcodec-{args.name}")
+        check_resumable(args.out or f"inrcodec-{args.name}", several)
+    if several is not None:  # one model per variable, each in OUT/VARIABLE
+        out = args.out or f"inrcodec-{args.name}"
+        reports = train_variables(
+            args.name, several, out, minutes=args.minutes, data=args.data or None, preset=args.preset,
+            steps=args.steps, device=args.device, seed=args.seed, resume=args.resume, progress=not args.quiet,
+            init=args.init)
+        print(f"{'variable':10s} {'units':8s} {'init':24s} {'steps':>6s}  model")
+        for var, r in reports.items():
+            init = (r.get("init") or {}).get("name") or (r.get("init") or {}).get("sha256", "")[:12] or "none (scratch)"
+            print(f"{var:10s} {str(r.get('units') or '')[:8]:8s} {init[:24]:24s} {r.get('steps', 0):6d}  {r['model_file']}")
+        print(f"compress a file with these models: inrcodec compress IN.nc OUT.zarr --model {out}")
+        return 0
     report = train_recipe(
         args.name, data=args.data or None, variable=args.variable, preset=args.preset, steps=args.steps,
         out=args.out or f"inrcodec-{args.name}", device=args.device, seed=args.seed, resume=args.resume,
@@ -84,15 +97,36 @@ def _compress(args) -> int:
     from .settings import CodecSettings
 
     tune_malloc()
+    model, models = model_arguments(args.model)
     # one CodecSettings from the flags (inner_steps unset: the model's own, resolved with the model)
     rep = compress_dataset(
-        args.input, args.output, model=args.model, variables=args.variables,
+        args.input, args.output, model=model, models=models, variables=args.variables,
         settings=CodecSettings.from_arguments(args), chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
         device=args.device,
     )
     print(format_report(rep))
     return 0
+
+
+def model_arguments(values: list[str]) -> tuple[str | None, dict[str, str] | None]:
+    """``--model`` given once (a model, or a directory of per-variable models) -> (model, None);
+    ``--model VAR=MODEL`` repeated -> (None, {VAR: MODEL})."""
+    pairs = [v for v in values if "=" in v]
+    if not pairs:
+        if len(values) > 1:
+            raise ValueError("--model given several times: name the variable of each, --model VAR=MODEL")
+        return values[0], None
+    if len(pairs) != len(values):
+        raise ValueError("--model: give one model (or a directory of per-variable models), or VAR=MODEL for each "
+                         f"variable, not both: {values}")
+    models: dict[str, str] = {}
+    for pair in pairs:
+        var, _, model = pair.partition("=")
+        if not var or not model or var in models:
+            raise ValueError(f"--model {pair!r}: expected VAR=MODEL, each variable once")
+        models[var] = model
+    return None, models
 
 
 def _decompress(args) -> int:
@@ -133,7 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("name", nargs="?", help=f"recipe name ({', '.join(_recipe_names())}) or a .toml file")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--data", nargs="+", help="data files (default: the recipe's embedded sample)")
-    p.add_argument("--variable", help="variable to train on (default: t2m, else the only gridded one)")
+    p.add_argument("--variable", help="variable to train on (default: t2m, else the only gridded one); several, "
+                   "comma-separated, or 'all' (every float lat/lon variable): one model each, in OUT/VARIABLE, "
+                   "--minutes shared by them")
     p.add_argument("--preset", default="cpu", help=f"preset in the recipe ({_presets_help()})")
     p.add_argument("--steps", type=int, help="meta-training steps (default: the preset's)")
     p.add_argument("--minutes", type=float, help="wall-clock budget: training stops in time to calibrate and report "
@@ -141,7 +177,8 @@ def main(argv=None) -> int:
     p.add_argument("--init", default="auto", help="model to start from: a shipped name, a model file or train-recipe "
                    "directory, or none (default: with --data, the recipe's shipped model when the data are its "
                    "variable, e.g. t2m-global for t2m/tas; without --data, none)")
-    p.add_argument("--out", help="output directory (default: inrcodec-NAME)")
+    p.add_argument("--out", help="output directory (default: inrcodec-NAME; with several variables it holds one "
+                   "directory per variable)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
@@ -151,8 +188,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("compress", help="compress a netCDF/HDF5/Zarr dataset into a Zarr store (Dask, resumable)")
     p.add_argument("input", help="netCDF/HDF5 file or Zarr store")
     p.add_argument("output", help="Zarr store to write (an unfinished run of the same request resumes)")
-    p.add_argument("--model", required=True, help="model file, train-recipe output directory, or a shipped model's name (inrcodec models)")
-    p.add_argument("--variables", help="comma-separated variables to encode (default: all the model can encode)")
+    p.add_argument("--model", required=True, action="append",
+                   help="model file, train-recipe output directory, or a shipped model's name (inrcodec models); "
+                   "a directory of per-variable models (train-recipe --variable a,b --out DIR) codes each variable "
+                   "with its own; or VAR=MODEL, repeated, one per variable")
+    p.add_argument("--variables", help="comma-separated variables to encode (default: all the model can encode, or "
+                   "the variables that have a model)")
     codec_options = p.add_argument_group("codec options (inrcodec.settings.CodecSettings)")
     CodecSettings.add_arguments(codec_options)
     p.add_argument("--chunks", help="chunk size along the region dim, e.g. time=24 (default)")

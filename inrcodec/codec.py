@@ -168,6 +168,32 @@ class COINppCodec(Codec, Zarr3Serializer):
         settings, chunk_shape = xarray_encoding.settings_for_data(da, stored.model, request, chunks, zarr_format)
         return xarray_encoding.encoding_entry(cls(stored, settings), chunk_shape, zarr_format)
 
+    @classmethod
+    def for_dataset(cls, ds: "xr.Dataset", models: Any, *, zarr_format: int = 3, chunks: Any = None,
+                    settings: CodecSettings | None = None, **options: Any) -> dict[str, dict[str, Any]]:
+        """The ``encoding`` of a whole Dataset, each variable with its own model:
+        ``ds.to_zarr(store, encoding=COINppCodec.for_dataset(ds, {"msl": "models/msl", ...}))``.
+
+        ``models``: ``{variable: model}`` (anything :func:`inrcodec.models.modelstore.load` takes),
+        or a directory of per-variable models (``train-recipe --variable a,b --out DIR``). Variables
+        without a model get no entry (xarray writes them with its defaults); every array pins its
+        own model. ``chunks``, ``settings`` / ``options``: as :meth:`for_dataarray`, for every
+        variable.
+
+        >>> enc = COINppCodec.for_dataset(ds, {"msl": "models/msl", "u10": "models/u10"}, target_ratio=200)  # doctest: +SKIP
+        >>> ds.to_zarr("era5.zarr", encoding=enc)  # doctest: +SKIP
+        """
+        found = modelstore.variable_models(models) if not isinstance(models, dict) else dict(models)
+        if not found:
+            raise ValueError(f"for_dataset(): models must be {{variable: model}} or a directory of per-variable "
+                             f"models, got {models!r}")
+        missing = sorted(set(found) - set(map(str, ds.data_vars)))
+        if missing and isinstance(models, dict):
+            raise ValueError(f"for_dataset(): models name variables {missing} that {list(map(str, ds.data_vars))} lack")
+        request = CodecSettings.given(settings, options, "COINppCodec.for_dataset()")
+        return {str(v): cls.for_dataarray(ds[v], m, zarr_format=zarr_format, chunks=chunks, settings=request)
+                for v, m in found.items() if v in ds.data_vars}
+
 
 def _decode_into(buf, out, model, settings):
     if not isinstance(out, np.ndarray):

@@ -7,9 +7,10 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from inrcodec.models import modelstore
+from inrcodec.models.modelstore import StoredModel
 from inrcodec.archive.plan import WritePlan, make_plan, open_input
 from inrcodec.archive.progress import (PROGRESS_FILE, ProgressFile, RunProgress, fingerprint_difference,
                                        ignore_progress_file_warning, request_fingerprint)
@@ -26,10 +27,11 @@ __all__ = ["compress_dataset"]
 def compress_dataset(
     input: str | os.PathLike,
     output: str | os.PathLike,
-    model: Any,
+    model: Any = None,
     variables: Iterable[str] | str | None = None,
     settings: CodecSettings | None = None,
     *,
+    models: Mapping[str, Any] | None = None,
     chunks: dict[str, int] | str | None = None,
     scheduler: str | None = "threads",
     workers: int | None = None,
@@ -48,9 +50,14 @@ def compress_dataset(
     input : path of a netCDF/HDF5 file (any xarray engine; ``engine=`` to force one) or a Zarr store.
     output : the Zarr (format 3) store directory to write.
     model : anything :func:`inrcodec.models.modelstore.load` takes (``CoinModel``, model file,
-        ``train-recipe --out`` directory, shipped model name, bytes) or a ``COINppCodec``.
+        ``train-recipe --out`` directory, shipped model name, bytes) or a ``COINppCodec``; or a
+        directory of per-variable models (``train-recipe --variable a,b --out DIR``): each variable
+        with its own, as ``models=``.
+    models : ``{variable: model}``: each variable coded with its own model (instead of ``model``);
+        each array pins its own. A variable without a model is never given another's.
     variables : names (list or comma-separated) to encode with COIN++; default: every variable
-        the model can encode (:func:`encodable_variables`). All others are copied losslessly.
+        the model can encode (:func:`encodable_variables`), or every variable of ``models``. All
+        others are copied losslessly.
     settings, options : the codec options, a :class:`~inrcodec.settings.CodecSettings` or its
         fields as keywords (``bits=5, max_abs_error=0.1, fill_value=-9999, ...``), as for
         ``COINppCodec`` (``inner_steps`` unset: the model's own ``encode_steps``). lat/lon come
@@ -82,16 +89,16 @@ def compress_dataset(
         # so an interrupted run leaves the old store as it was
         replacing = overwrite and final.exists()
         store = temp_sibling(final) if replacing else final
-        stored = modelstore.load(model)
-        # resolved here (inner_steps), as every codec of the run will: the progress file names them
-        settings = CodecSettings.given(settings, options, "compress_dataset()").for_model(stored.model)
+        stored = _models_of(model, models)
+        # resolved per model (inner_steps), as every codec of the run will: the progress file names them
+        settings = CodecSettings.given(settings, options, "compress_dataset()")
         plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks)
-        fingerprint = request_fingerprint(input, plan.variables, stored.sha256, settings, plan.dim, plan.size)
+        fingerprint = request_fingerprint(input, plan.variables, plan.models, plan.settings, plan.dim, plan.size)
         file = _start_or_resume(store, plan, fingerprint, resume=not overwrite)
         tracker = RunProgress(file, progress, on_region)
         client, cluster = make_client(scheduler, workers)
         try:
-            _write_regions(store, plan, tracker, stored, client, scheduler, workers, device)
+            _write_regions(store, plan, tracker, client, scheduler, workers, device)
             mark_incomplete(store, sorted(plan.codecs), False)
             file.remove()  # complete: the store holds nothing but Zarr
             if replacing:
@@ -146,20 +153,37 @@ def _region_write(store: Path, region_ds, dim: str, region: list[int]):
             store, region={dim: slice(a, b)}, compute=False, zarr_format=3, consolidated=False)
 
 
-def _write_regions(store, plan: WritePlan, tracker: RunProgress, stored, client, scheduler, workers, device) -> None:
+def _models_of(model, models) -> StoredModel | dict[str, StoredModel]:
+    """The run's one model, or ``{variable: model}`` (``models=``, or a directory of per-variable models)."""
+    if models is not None and model is not None:
+        raise TypeError("compress_dataset(): pass model= (one for every variable) or models= ({variable: model}), not both")
+    if models is None and model is None:
+        raise TypeError("compress_dataset(): pass model= or models=")
+    if models is None:
+        models = modelstore.variable_models(model)
+        if models is None:
+            return modelstore.load(model)
+    if not models:
+        raise ValueError("models= is empty")
+    return {str(v): modelstore.load(m) for v, m in models.items()}
+
+
+def _write_regions(store, plan: WritePlan, tracker: RunProgress, client, scheduler, workers, device) -> None:
     """Write the regions not yet recorded, one Zarr chunk along the region dim each."""
     region_ds = plan.region_dataset()
     pending = [i for i in range(len(plan.regions)) if i not in tracker.file.done]
     if not pending or region_ds is None:
         return
     delayeds = [_region_write(store, region_ds, plan.dim, plan.regions[i]) for i in pending]
+    stored = plan.distinct_models()
     if client is None:
-        run_local(delayeds, pending, tracker.finished, scheduler or "threads", workers, stored.model, device)
+        run_local(delayeds, pending, tracker.finished, scheduler or "threads", workers, [s.model for s in stored], device)
         return
-    already = modelstore.is_shipped(stored.sha256)
-    ship_models(client, [stored], device=device)
+    already = {s.sha256 for s in stored if modelstore.is_shipped(s.sha256)}
+    ship_models(client, stored, device=device)
     try:
         run_distributed(client, delayeds, pending, tracker.finished)
     finally:
-        if not already:
-            modelstore.unmark_shipped(stored.sha256)
+        for s in stored:
+            if s.sha256 not in already:
+                modelstore.unmark_shipped(s.sha256)

@@ -3,7 +3,7 @@ variable's Zarr encoding (COIN++ codecs for the encoded ones, lossless for the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,6 +32,13 @@ class WritePlan:
     deferred: list[str]  # variables written region by region (the others at initialisation)
     encoding: dict[str, dict]
     codecs: dict[str, COINppCodec]
+    #: each encoded variable's model and settings (one model for all, or one per variable)
+    models: dict[str, StoredModel] = field(default_factory=dict)
+    settings: dict[str, CodecSettings] = field(default_factory=dict)
+
+    def distinct_models(self) -> list[StoredModel]:
+        """The models of the run, each once."""
+        return list({s.sha256: s for s in self.models.values()}.values())
 
     def region_dataset(self):
         """The variables written region by region (None when there are none)."""
@@ -88,7 +95,8 @@ def parse_chunks(chunks) -> dict[str, int] | None:
 
 
 def choose_variables(ds, variables: Iterable[str] | str | None, model, input) -> list[str]:
-    """The variables to encode: those named (checked to exist and be float), else every encodable one."""
+    """The variables to encode: those named (checked to exist and be float), else every one ``model``
+    can encode."""
     if isinstance(variables, str):
         variables = [v.strip() for v in variables.split(",") if v.strip()]
     variables = list(variables) if variables else encodable_variables(ds, model)
@@ -127,7 +135,7 @@ def cf_encoding(enc: dict) -> dict:
     return {k: v for k, v in enc.items() if k in keep}
 
 
-def _encodings(ds, plan_vars, stored: StoredModel, settings: CodecSettings, dim, size):
+def _encodings(ds, plan_vars, models: dict[str, StoredModel], settings: dict[str, CodecSettings], dim, size):
     encoding: dict[str, dict] = {}
     codecs: dict[str, COINppCodec] = {}
     for n in ds.variables:
@@ -137,7 +145,7 @@ def _encodings(ds, plan_vars, stored: StoredModel, settings: CodecSettings, dim,
             data = var.astype(var.dtype if var.dtype in (np.float32, np.float64) else np.float32)
             data.encoding = {}  # the input's _FillValue is already NaN here; fill_value is the request's
             # the request's settings; for_dataarray sets what the data decides (lat/lon)
-            enc = COINppCodec.for_dataarray(data, stored, zarr_format=3, chunks=chunks, settings=settings)
+            enc = COINppCodec.for_dataarray(data, models[name], zarr_format=3, chunks=chunks, settings=settings[name])
             enc["_FillValue"] = np.nan  # NaN stays NaN: the codec masks it (never a numeric fill)
             enc["dtype"] = data.dtype
             codecs[name] = enc["serializer"]
@@ -149,11 +157,38 @@ def _encodings(ds, plan_vars, stored: StoredModel, settings: CodecSettings, dim,
     return encoding, codecs
 
 
-def make_plan(input, ds, variables, stored: StoredModel, settings: CodecSettings, chunks) -> WritePlan:
-    """Lay out a compress run of ``ds`` (from :func:`open_input`) with ``stored``'s model."""
-    model = stored.model
-    variables = choose_variables(ds, variables, model, input)
-    dim, size, regions = _region_layout(ds, variables, parse_chunks(chunks), model.spatial_ndim, input)
+def variable_models(ds, variables, stored: StoredModel | dict[str, StoredModel], settings: CodecSettings,
+                    input) -> tuple[dict[str, StoredModel], dict[str, CodecSettings]]:
+    """Each variable to encode with its model and settings (``inner_steps`` resolved per model).
+
+    ``stored``: one model (the variables named, else every one it can encode) or ``{variable:
+    model}`` (those variables, else the ones named, each with its own; a variable without a model
+    is an error, never another variable's model)."""
+    if isinstance(stored, dict):
+        names = choose_variables(ds, variables or list(stored), None, input)
+        unmapped = [v for v in names if v not in stored]
+        if unmapped:
+            raise ValueError(f"variables {unmapped} have no model (models are given for {sorted(stored)}); "
+                             "add VAR=MODEL for each, or leave them out of the variables (they are copied losslessly)")
+        models = {v: stored[v] for v in names}
+        for v, m in models.items():  # each variable must be one its model can encode
+            if v not in encodable_variables(ds[[v]], m.model):
+                raise ValueError(f"variable {v!r} {tuple(ds[v].dims)} cannot be encoded by its {m.model.grid_kind} model")
+        if len({m.model.spatial_ndim for m in models.values()}) > 1:
+            raise ValueError("the models of one compress run must code the same number of spatial dims")
+    else:
+        models = dict.fromkeys(choose_variables(ds, variables, stored.model, input), stored)
+    return models, {v: settings.for_model(m.model) for v, m in models.items()}
+
+
+def make_plan(input, ds, variables, stored: StoredModel | dict[str, StoredModel], settings: CodecSettings,
+              chunks) -> WritePlan:
+    """Lay out a compress run of ``ds`` (from :func:`open_input`) with ``stored``'s model, or each
+    variable with its own (:func:`variable_models`)."""
+    models, per_variable = variable_models(ds, variables, stored, settings, input)
+    variables = list(models)
+    nd = next(iter(models.values())).model.spatial_ndim
+    dim, size, regions = _region_layout(ds, variables, parse_chunks(chunks), nd, input)
     names = list(ds.variables)
     deferred = [str(n) for n in names if dim is not None and dim in ds[n].dims and n not in ds.indexes]
     ds = ds.chunk({d: (size if d == dim else -1) for d in ds.dims})
@@ -161,7 +196,7 @@ def make_plan(input, ds, variables, stored: StoredModel, settings: CodecSettings
         if str(n) not in deferred and n not in ds.indexes and n in ds.data_vars:
             ds[n] = ds[n].load()
     ds = ds.assign_coords({c: ds[c].load() for c in ds.coords if str(c) not in deferred})
-    encoding, codecs = _encodings(ds, variables, stored, settings, dim, size)
+    encoding, codecs = _encodings(ds, variables, models, per_variable, dim, size)
     for n in list(ds.variables):
         ds[n].encoding = {}
-    return WritePlan(ds, variables, dim, size, regions, deferred, encoding, codecs)
+    return WritePlan(ds, variables, dim, size, regions, deferred, encoding, codecs, models, per_variable)

@@ -69,10 +69,18 @@ def _tree_digest(root: Path) -> dict:
     return {"files": files, "bytes": total, "sha256_tree": h.hexdigest()}
 
 
-def request_fingerprint(input, variables, model_sha256: str, settings: CodecSettings, dim, size) -> dict:
-    """What must match for a store to be resumed: input, variables, model, every option, chunking."""
-    return {"input": input_fingerprint(input), "variables": sorted(variables), "model_sha256": model_sha256,
-            "settings": settings.to_dict(), "region_dim": dim, "chunk": size}
+def request_fingerprint(input, variables, models: dict, settings: dict, dim, size) -> dict:
+    """What must match for a store to be resumed: input, variables, models, every option, chunking.
+
+    ``models`` / ``settings``: each variable's StoredModel and CodecSettings. One model for every
+    variable is recorded as before (a hash and one set of options), so such runs resume across
+    versions; per-variable models as ``{variable: hash}`` and ``{variable: options}``."""
+    shas = {v: models[v].sha256 for v in sorted(variables)}
+    opts = {v: settings[v].to_dict() for v in sorted(variables)}
+    one = len(set(shas.values())) == 1 and len({json.dumps(o, sort_keys=True) for o in opts.values()}) == 1
+    return {"input": input_fingerprint(input), "variables": sorted(variables),
+            "model_sha256": next(iter(shas.values())) if one else shas,
+            "settings": next(iter(opts.values())) if one else opts, "region_dim": dim, "chunk": size}
 
 
 def fingerprint_difference(old: dict, new: dict) -> str:

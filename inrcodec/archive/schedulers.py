@@ -143,7 +143,7 @@ def _local_pool(scheduler: str, workers: int | None, device: str | None) -> Exec
 
 
 def run_local(delayeds, pending: list[int], finished: Callable[[int], None], scheduler: str,
-              workers: int | None, model, device: str | None) -> None:
+              workers: int | None, models: list, device: str | None) -> None:
     """Compute the region writes ``delayeds`` (region indices ``pending``) with dask's local
     scheduler, calling ``finished(i)`` in this thread as each completes. If that (or a task)
     raises, the running tasks finish before the exception propagates and nothing else starts."""
@@ -158,7 +158,8 @@ def run_local(delayeds, pending: list[int], finished: Callable[[int], None], sch
                 finished(keys[key])
 
     if scheduler != "processes":
-        _to_device(model, _resolve_device(device))
+        for model in models:  # the run's models (CoinModels), each once
+            _to_device(model, _resolve_device(device))
     pool = _local_pool(scheduler, workers, device)
     kwargs: dict[str, Any] = {"scheduler": scheduler} if pool is None else {"scheduler": scheduler, "pool": pool}
     try:

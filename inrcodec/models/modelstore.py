@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from inrcodec.models.model import CoinModel
 
 __all__ = ["StoredModel", "ShippedName", "load", "cached", "mark_shipped", "unmark_shipped", "is_shipped",
-           "clear", "resolve_path", "read_shipped"]
+           "clear", "resolve_path", "read_shipped", "variable_models"]
 
 _lock = threading.Lock()
 _models: dict[str, "StoredModel"] = {}
@@ -75,6 +75,21 @@ def resolve_path(path: str | os.PathLike) -> Path:
                                     "exists here and takes precedence; to use the shipped model, run from another "
                                     "directory or rename the local one") from None
         raise
+
+
+def variable_models(path: Any) -> dict[str, Path] | None:
+    """``{variable: model file}`` when ``path`` is a directory of per-variable models (what
+    ``train-recipe --variable a,b --out DIR`` writes: ``DIR/a/model.safetensors``, ...), else None
+    (a model file, a model directory, a name)."""
+    from inrcodec.models.modelfile import MODEL_FILENAME
+
+    if isinstance(path, ShippedName) or not isinstance(path, (str, os.PathLike)):
+        return None
+    p = Path(path).expanduser()
+    if not p.is_dir() or (p / MODEL_FILENAME).exists():
+        return None
+    found = {d.name: d / MODEL_FILENAME for d in sorted(p.iterdir()) if (d / MODEL_FILENAME).is_file()}
+    return found or None
 
 
 def read_shipped(name: str) -> tuple[bytes, str]:
