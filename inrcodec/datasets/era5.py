@@ -220,6 +220,14 @@ def _rename_axes(ds: xr.Dataset, label: str) -> xr.Dataset:
     return ds
 
 
+def gridded_variables(source, engine: str | None = None) -> list[str]:
+    """The float data variables of ``source`` (a file, store or Dataset) on its lat/lon grid, in file
+    order: what ``train-recipe era5 --variable all`` trains (one model each)."""
+    items = _as_list(source)
+    ds = _rename_axes(_open(items[0], engine), _describe(items[0]))
+    return [str(v) for v, a in ds.data_vars.items() if "lat" in a.dims and "lon" in a.dims and a.dtype.kind == "f"]
+
+
 def _pick_variable(ds: xr.Dataset, variable: str | None, label: str) -> str:
     """The data variable to read: the one asked for, else ``t2m``, else the only gridded one."""
     gridded = [str(v) for v, a in ds.data_vars.items() if "lat" in a.dims and "lon" in a.dims]

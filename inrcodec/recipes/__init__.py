@@ -13,10 +13,11 @@ calibration) and :mod:`~inrcodec.recipes.report` (held-out evaluation, markdown,
 from inrcodec.recipes.data import RecipeData, load_recipe_data, split_groups
 from inrcodec.recipes.recipe import POOL_TEST_SPLITS, PRESET_KEYS, Recipe, list_recipes, load_recipe
 from inrcodec.recipes.report import evaluate, evaluate_fields, report_markdown
-from inrcodec.recipes.train import build_model, calibrate_model, check_resumable, pool_batches, train_recipe
+from inrcodec.recipes.train import (build_model, calibrate_model, check_resumable, pool_batches, train_recipe,
+                                    train_variables, variable_list)
 
 __all__ = [
     "RecipeData", "load_recipe_data", "split_groups", "POOL_TEST_SPLITS", "PRESET_KEYS", "Recipe", "list_recipes",
     "load_recipe", "evaluate", "evaluate_fields", "report_markdown", "build_model", "calibrate_model",
-    "pool_batches", "train_recipe", "check_resumable",
+    "pool_batches", "train_recipe", "train_variables", "variable_list", "check_resumable",
 ]

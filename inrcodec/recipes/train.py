@@ -149,6 +149,53 @@ def check_resumable(out, variables: list[str] | None = None) -> None:
                             "to start one")
 
 
+def variable_list(variable: str | None, data) -> list[str] | None:
+    """The variables of ``--variable`` when it names several (``"msl,u10"``, or ``"all"``: every float
+    lat/lon variable of the first data file); None for one variable or none (one model, as before)."""
+    if variable is None or ("," not in variable and variable != "all"):
+        return None
+    if variable == "all":
+        if not data:
+            raise ValueError("--variable all needs --data: the variables are those of the files")
+        from inrcodec.datasets.era5 import gridded_variables
+
+        names = gridded_variables(data)
+        if not names:
+            raise ValueError(f"--variable all: {data[0] if isinstance(data, (list, tuple)) else data} has no float "
+                             "variable on a lat/lon grid")
+        return names
+    names = [v.strip() for v in variable.split(",") if v.strip()]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--variable names a variable twice: {variable}")
+    return names
+
+
+def train_variables(name, variables: list[str], out, minutes: float | None = None, **kwargs) -> dict[str, dict]:
+    """One model per variable (:func:`train_recipe` each), written to ``out/VARIABLE``.
+
+    ``minutes`` is the budget of the whole run: each variable gets the time left divided by the
+    variables left, so what one does not use passes on. Each variable is normalised in its own units
+    and starts from the recipe's shipped model only where that model's variable fits (``init="auto"``;
+    its report says which). Returns ``{variable: report}``; ``out/summary.json`` lists them.
+    """
+    out = Path(out)
+    t0 = time.monotonic()
+    reports: dict[str, dict] = {}
+    for i, var in enumerate(variables):
+        share = None
+        if minutes is not None:
+            share = (60.0 * minutes - (time.monotonic() - t0)) / 60.0 / (len(variables) - i)
+            if not share > 0:
+                raise InrcodecError(f"--minutes {minutes:g} ran out before {var!r} ({', '.join(reports)} trained); "
+                                    "give more minutes")
+        reports[var] = train_recipe(name, variable=var, out=out / var, minutes=share, **kwargs)
+    summary = {v: {"model_file": r["model_file"], "model_sha256": r["model_sha256"], "init": r.get("init"),
+                   "units": r.get("units"), "steps": r.get("steps"), "train_seconds": r.get("train_seconds")}
+               for v, r in reports.items()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return reports
+
+
 def _time_text(t) -> str:
     """A time to the second (datetime64), else as the calendar object prints it."""
     return str(np.datetime_as_string(t, unit="s")) if isinstance(t, np.datetime64) else str(t)
