@@ -1,0 +1,135 @@
+"""Issue 31: every variable of a file with its own network (train per variable, compress a whole
+file in one command, the xarray door)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from conftest import build_spherical_model, global_lat_lon, smooth_field
+from test_archive import _files
+from test_recipes import TINY
+
+from inrcodec import COINppCodec, archive
+from inrcodec.cli import main as cli_main
+from inrcodec.errors import OutOfRangeWarning
+
+PA_OFFSET, PA_SCALE = 88_000.0, 32_000.0  # the "pressure" model's training range, in Pa
+
+
+def _pressure_model():
+    """The test network with a training range in Pa: what a model trained on msl holds."""
+    model = build_spherical_model(seed=1)
+    model.offset, model.scale = PA_OFFSET, PA_SCALE
+    return model
+
+
+@pytest.fixture(scope="module")
+def two_variables(tmp_path_factory):
+    """A file with temperature (K) and pressure (Pa) on one grid, and a directory of per-variable
+    models (what ``train-recipe --variable t,p --out DIR`` writes)."""
+    d = tmp_path_factory.mktemp("variables")
+    lat, lon = global_lat_lon()
+    t = smooth_field(4, seed=3).astype("f4")
+    p = (PA_OFFSET + (smooth_field(4, seed=4) - 220.0) / 80.0 * PA_SCALE).astype("f4")
+    ds = xr.Dataset({"t": (("time", "lat", "lon"), t, {"units": "K"}), "p": (("time", "lat", "lon"), p, {"units": "Pa"})},
+                    coords={"time": np.arange(4), "lat": lat, "lon": lon})
+    ds.to_netcdf(d / "in.nc")
+    build_spherical_model().save(d / "models" / "t")
+    _pressure_model().save(d / "models" / "p")
+    return d
+
+
+def test_compress_codes_each_variable_with_its_own_model(two_variables, tmp_path):
+    d = two_variables
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfRangeWarning)  # one model for both: pressure would be out of range
+        assert cli_main(["compress", str(d / "in.nc"), str(tmp_path / "a.zarr"), "--model", str(d / "models"),
+                         "--chunks", "time=2", "--rel-error", "0.01", "--quiet"]) == 0
+    info = archive.store_info(tmp_path / "a.zarr")
+    for var in ("t", "p"):
+        entry = info["variables"][var]
+        assert entry["model_sha256"] == COINppCodec(d / "models" / var, assume_global_grid=True).model_sha256
+        assert "raw" not in entry["chunk_modes"], entry["chunk_modes"]
+    # the same request through VAR=MODEL and through the library: the same bytes
+    assert cli_main(["compress", str(d / "in.nc"), str(tmp_path / "b.zarr"), "--model", f"t={d / 'models' / 't'}",
+                     "--model", f"p={d / 'models' / 'p'}", "--chunks", "time=2", "--rel-error", "0.01", "--quiet"]) == 0
+    archive.compress_dataset(d / "in.nc", tmp_path / "c.zarr", models={"p": d / "models" / "p", "t": d / "models" / "t"},
+                             chunks="time=2", rel_error=0.01, progress=False)
+    assert _files(tmp_path / "a.zarr") == _files(tmp_path / "b.zarr") == _files(tmp_path / "c.zarr")
+    # a fresh process, with no model but the store's, decodes each variable within its bound (1% of
+    # each chunk's range: 0.7 K and 280 Pa here, one setting for both units)
+    code = ("import sys, json, xarray as xr, numpy as np; a = xr.open_zarr(sys.argv[1]); b = xr.open_dataset(sys.argv[2]); "
+            "print(json.dumps({v: [float(np.abs(a[v].values[i:i + 2] - b[v].values[i:i + 2]).max()), "
+            "float(np.ptp(b[v].values[i:i + 2]))] for v in ('t', 'p') for i in (0, 2)}))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.zarr"), str(d / "in.nc")], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for var, (err, rng) in json.loads(r.stdout).items():
+        assert err <= 0.01 * rng, (var, err, rng)
+
+
+def test_a_variable_without_a_model_is_never_given_another(two_variables, tmp_path):
+    d = two_variables
+    with pytest.raises(ValueError, match=r"variables \['p'\] have no model"):
+        archive.compress_dataset(d / "in.nc", tmp_path / "x.zarr", models={"t": d / "models" / "t"},
+                                 variables=["t", "p"], progress=False)
+    # by default only the variables with a model are coded; the others are copied losslessly
+    rep = archive.compress_dataset(d / "in.nc", tmp_path / "y.zarr", models={"t": d / "models" / "t"}, progress=False)
+    assert "p" in rep["copied"] and list(rep["variables"]) == ["t"]
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "y.zarr", consolidated=False).p.values,
+                                  xr.open_dataset(d / "in.nc").p.values)
+    from inrcodec.cli import model_arguments
+
+    with pytest.raises(ValueError, match="VAR=MODEL"):  # two models, but for which variable?
+        model_arguments([str(d / "models" / "t"), str(d / "models" / "p")])
+    assert model_arguments(["t=a", "p=b"]) == (None, {"t": "a", "p": "b"})
+
+
+def test_for_dataset_gives_each_variable_its_model(two_variables, tmp_path):
+    d = two_variables
+    ds = xr.open_dataset(d / "in.nc")
+    enc = COINppCodec.for_dataset(ds, d / "models", chunks={"time": 2}, rel_error=0.01)
+    assert sorted(enc) == ["p", "t"]
+    ds.to_zarr(tmp_path / "e.zarr", encoding=enc, consolidated=False)
+    g = zarr.open_group(tmp_path / "e.zarr", mode="r")
+    shas = {v: g[v].metadata.codecs[0].model_sha256 for v in ("t", "p")}
+    assert shas["t"] != shas["p"]
+    back = xr.open_zarr(tmp_path / "e.zarr", consolidated=False)
+    for v in ("t", "p"):  # each within 1% of each chunk's range, in its own units
+        for i in (0, 2):
+            x = ds[v].values[i:i + 2]
+            assert np.abs(back[v].values[i:i + 2] - x).max() <= 0.01 * np.ptp(x)
+    with pytest.raises(ValueError, match="lack"):
+        COINppCodec.for_dataset(ds, {"q": d / "models" / "t"})
+
+
+def test_train_recipe_trains_one_model_per_variable(two_variables, tmp_path):
+    """``--variable t,p`` (or ``all``): one model each in OUT/VARIABLE, normalised in its own units,
+    from scratch when the shipped prior's variable does not fit; the directory compresses the file."""
+    from inrcodec.models import modelstore
+    from inrcodec.recipes import train_variables, variable_list
+
+    d = two_variables
+    assert variable_list("all", [str(d / "in.nc")]) == ["t", "p"]
+    assert variable_list("t", None) is None  # one variable: one model, as before
+    reports = train_variables("era5", ["t", "p"], tmp_path / "m", data=[str(d / "in.nc")], steps=1,
+                              progress=False, overrides=TINY, report_bits=[5], calibration_items=64)
+    assert sorted(reports) == ["p", "t"]
+    for var, units in (("t", "K"), ("p", "Pa")):
+        model = modelstore.load(tmp_path / "m" / var).model
+        lo, hi = model.description["training_range"]
+        x = xr.open_dataset(d / "in.nc")[var].values
+        assert lo <= float(np.percentile(x, 50)) <= hi, (var, lo, hi)  # its own units
+        assert reports[var]["units"] == units
+        assert (tmp_path / "m" / var / "report.md").exists()
+    assert reports["p"]["init"] is None
+    assert sorted(json.loads((tmp_path / "m" / "summary.json").read_text())) == ["p", "t"]
+    assert sorted(modelstore.variable_models(tmp_path / "m")) == ["p", "t"]
+    with pytest.raises(ValueError, match="twice"):
+        variable_list("t,t", None)
