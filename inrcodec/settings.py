@@ -82,6 +82,17 @@ def _positive(name: str, value: Any) -> float | None:
     return value
 
 
+def _finite(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number or None, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
 def _coords(name: str, values: Any) -> tuple[float, ...] | None:
     if values is None:
         return None
@@ -184,6 +195,12 @@ class CodecSettings:
         "sperr", "'sperr': per chunk, also try the network's residual coded by SPERR (hybrid) and SPERR alone "
         "and keep the smallest chunk that meets the target (format version 5); 'none': the network alone",
         legacy="none", choices=("sperr", "none"))
+    valid_min: float | None = _option(
+        None, "the data's physical minimum (precipitation: 0): decoded values below it are raised to it, so "
+        "none leaks below; data below it are refused")
+    valid_max: float | None = _option(
+        None, "the data's physical maximum (a fraction: 1): decoded values above it are lowered to it; data "
+        "above it are refused")
 
     def __post_init__(self) -> None:
         clean = {
@@ -202,9 +219,13 @@ class CodecSettings:
             "patch_points": None if self.patch_points is None else _int("patch_points", self.patch_points, 0, 255),
             **{k: _positive(k, getattr(self, k)) for k in
                ("max_abs_error", "rel_error", "target_rmse", "target_ratio")},
+            "valid_min": _finite("valid_min", self.valid_min),
+            "valid_max": _finite("valid_max", self.valid_max),
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)
+        if self.valid_min is not None and self.valid_max is not None and not self.valid_min < self.valid_max:
+            raise ValueError(f"valid_min ({self.valid_min}) must be below valid_max ({self.valid_max})")
         if self.residual_coder not in ("sperr", "none"):
             raise ValueError(f"residual_coder must be 'sperr' or 'none', got {self.residual_coder!r}")
         if self.effort not in EFFORTS:

@@ -133,3 +133,39 @@ def test_train_recipe_trains_one_model_per_variable(two_variables, tmp_path):
     assert sorted(modelstore.variable_models(tmp_path / "m")) == ["p", "t"]
     with pytest.raises(ValueError, match="twice"):
         variable_list("t,t", None)
+
+
+def test_valid_min_keeps_precipitation_non_negative(tmp_path):
+    """Precipitation is non-negative with many exact zeros: a lossy decode leaks below 0 where the
+    field is dry. ``valid_min=0`` raises those values to 0 (more exact zeros, none negative),
+    within any error bound; data below it are refused; configurations without it are unchanged."""
+    from inrcodec import CodecSettings
+    from inrcodec.chunkformat import mode_counts
+
+    rng = np.random.default_rng(5)
+    lat, lon = global_lat_lon(32, 64)
+    wet = np.clip(rng.normal(0.0, 1.0, (4, 32, 64)).cumsum(axis=2) / 8.0, 0.0, None)
+    x = (wet * wet * 1e-3).astype("f4")  # m, about half exact zeros, heavy tail
+    assert (x == 0).mean() > 0.3
+    model = build_spherical_model(seed=2)
+    model.offset, model.scale = 0.0, float(x.max())  # a model of this variable's range (m)
+    leaked = 0
+    for options in ({"target_ratio": 20.0}, *({"max_abs_error": b} for b in (1e-4, 1.3e-4, 1.7e-4, 2.1e-4))):
+        plain = COINppCodec(model, lat=lat, lon=lon, residual_coder="sperr", **options)
+        kept = COINppCodec(model, lat=lat, lon=lon, residual_coder="sperr", valid_min=0.0, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the untrained test network may miss the target ratio
+            a, b = plain.encode(x), kept.encode(x)
+        ya, yb = plain.decode(a), kept.decode(b)
+        assert mode_counts([a]) == mode_counts([b])
+        assert yb.min() >= 0 and (yb[x == 0] == 0).mean() >= (ya[x == 0] == 0).mean()
+        assert np.abs(yb - x).max() <= np.abs(ya - x).max()  # raising to 0 only comes closer
+        if "max_abs_error" in options:  # within the bound, dry values may decode below 0 without valid_min
+            leaked += bool(ya.min() < 0 and (yb[x == 0] == 0).mean() > (ya[x == 0] == 0).mean())
+            assert np.abs(yb.astype("f8") - x).max() <= options["max_abs_error"]
+    assert leaked
+    with pytest.raises(ValueError, match="below valid_min"):
+        kept.encode(x - 1.0)
+    assert "valid_min" not in CodecSettings().to_dict() and CodecSettings(valid_min=0.0).to_dict()["valid_min"] == 0.0
+    with pytest.raises(ValueError, match="below valid_max"):
+        CodecSettings(valid_min=1.0, valid_max=0.0)

@@ -250,6 +250,8 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
             rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
         if waves is not None:
             rec = _wavelet_values(waves, rec, (n_items, *spatial), dtype)
+        if settings.valid_min is not None or settings.valid_max is not None:  # the data's physical range
+            rec = np.clip(rec, settings.valid_min, settings.valid_max)  # (masks and fill values come after)
         items[valid_items] = rec
     if nan is not None:
         items[nan] = np.nan

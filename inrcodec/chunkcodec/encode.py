@@ -160,6 +160,17 @@ def _out_of_range(finite: np.ndarray, lo: float, hi: float, offset: float, scale
     return f"have {share:.1%} of their values outside" if share > OUT_OF_RANGE_SHARE else ""
 
 
+def _check_valid_range(finite: np.ndarray, settings) -> None:
+    """Data outside ``valid_min`` / ``valid_max`` would decode clipped, beyond any promise: refused."""
+    lo, hi = settings.valid_min, settings.valid_max
+    if finite.size and lo is not None and float(finite.min()) < lo:
+        raise ValueError(f"the chunk holds values down to {float(finite.min()):g}, below valid_min={lo:g}: "
+                         "decoded values are raised to it; pass the data's real minimum, or none")
+    if finite.size and hi is not None and float(finite.max()) > hi:
+        raise ValueError(f"the chunk holds values up to {float(finite.max()):g}, above valid_max={hi:g}: "
+                         "decoded values are lowered to it; pass the data's real maximum, or none")
+
+
 def _out_of_range_reason(finite: np.ndarray, model, settings) -> str:
     """'' when the model can code the chunk, else the warning's start: which values, and why."""
     lo, hi = float(finite.min()), float(finite.max())
@@ -319,6 +330,7 @@ def encode_chunk(array, model, settings) -> bytes:
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
     writer = _Writer(chunk, ctx.pin, settings.fill_value)
+    _check_valid_range(chunk.finite, settings)
     if chunk.trivial():
         return writer.raw()
     valid_items = ~chunk.missing.reshape(chunk.items.shape[0], -1).all(axis=1)
