@@ -175,7 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, help="wall-clock budget: training stops in time to calibrate and report "
                    "within it (estimated from a timed encode), or at --steps, whichever comes first")
     p.add_argument("--init", default="auto", help="model to start from: a shipped name, a model file or train-recipe "
-                   "directory, or none (default: with --data, the recipe's shipped model when the data are its "
+                   "directory, prior (the recipe's shipped network for any variable, normalised to the data's own "
+                   "range), or none (default: with --data, the recipe's shipped model when the data are its "
                    "variable, e.g. t2m-global for t2m/tas; without --data, none)")
     p.add_argument("--out", help="output directory (default: inrcodec-NAME; with several variables it holds one "
                    "directory per variable)")

@@ -169,3 +169,28 @@ def test_valid_min_keeps_precipitation_non_negative(tmp_path):
     assert "valid_min" not in CodecSettings().to_dict() and CodecSettings(valid_min=0.0).to_dict()["valid_min"] == 0.0
     with pytest.raises(ValueError, match="below valid_max"):
         CodecSettings(valid_min=1.0, valid_max=0.0)
+
+
+def test_init_prior_starts_any_variable_from_the_shipped_network_in_its_own_units(tmp_path):
+    """``--init prior``: the recipe's shipped network (what it knows of smooth fields on the sphere)
+    for a variable in other units, normalised to that variable's own range; ``--init auto`` would
+    train it from scratch, an explicit ``--init t2m-global-2`` refuses it."""
+    from inrcodec.errors import InrcodecError
+    from inrcodec.models import modelstore
+    from inrcodec.recipes import load_recipe, load_recipe_data, train_recipe
+    from test_finetune import _sample
+
+    data = _sample(tmp_path / "msl.nc", name="msl", units="Pa")
+    report = train_recipe("era5", data=[data], steps=0, out=tmp_path / "m", init="prior", progress=False,
+                          report_bits=[5], calibration_items=64)
+    prior = modelstore.load("t2m-global-2").model
+    model = modelstore.load(tmp_path / "m").model
+    train = load_recipe_data(load_recipe("era5"), [data]).train
+    assert (model.offset, model.offset + model.scale) == pytest.approx((np.nanmin(train), np.nanmax(train)))
+    assert (model.offset, model.scale) != (prior.offset, prior.scale)
+    np.testing.assert_array_equal(model.network.state_dict()["hidden.0.weight"].numpy(),  # the prior's network
+                                  prior.network.state_dict()["hidden.0.weight"].numpy())
+    assert "normalised to these data" in report["init"]["name"] and model.description["units"] == "Pa"
+    with pytest.raises(InrcodecError, match="trained on data in 'K', these data are in 'Pa'"):
+        train_recipe("era5", data=[data], steps=0, out=tmp_path / "x", init="t2m-global-2", progress=False,
+                     report_bits=[5], calibration_items=64)

@@ -16,8 +16,10 @@ import sys
 from inrcodec.errors import InrcodecError
 from inrcodec.recipes.recipe import PRESET_KEYS
 
-#: ``init=`` values: the recipe's default (with ``--data`` only), or a random network
-AUTO, NONE = "auto", "none"
+#: ``init=`` values: the recipe's default (with ``--data`` only), or a random network; ``prior``:
+#: the recipe's shipped network for any variable of its grid kind, normalised to the data's own
+#: range (its weights know smooth fields on the sphere, not the variable's units)
+AUTO, NONE, PRIOR = "auto", "none", "prior"
 #: what must be equal between the preset and the init model (the rest of the preset trains it)
 _ARCHITECTURE = ("grid_kind", "width", "depth", "latent_dim", "w0", "meta_sgd", "patch_shape", "patch_degrees")
 #: preset keys the init model overrides (its own values are kept, so they are reported as ignored)
@@ -40,6 +42,14 @@ def resolve_init(recipe, init, rd, fresh, data_given: bool):
 
     if init is None or (isinstance(init, str) and init.lower() == NONE):
         return None
+    if isinstance(init, str) and init.lower() == PRIOR:
+        if not recipe.init.get("model"):
+            raise InrcodecError(f"--init prior: recipe {recipe.name!r} names no shipped model to start from")
+        stored = modelstore.load(recipe.init["model"])
+        reason = _mismatch(recipe, stored.model, rd, fresh, check_name=False, check_units=False)
+        if reason is not None:
+            raise InrcodecError(f"--init prior ({recipe.init['model']}): {reason}; --init none trains from scratch")
+        return stored, f"{stored.name or recipe.init['model']} (its network, normalised to these data)", True
     explicit = not (isinstance(init, str) and init.lower() == AUTO)
     if not explicit:
         if not data_given or not recipe.init.get("model"):
@@ -55,12 +65,12 @@ def resolve_init(recipe, init, rd, fresh, data_given: bool):
     return None
 
 
-def _mismatch(recipe, model, rd, fresh, check_name: bool) -> str | None:
+def _mismatch(recipe, model, rd, fresh, check_name: bool, check_units: bool = True) -> str | None:
     """Why ``model`` cannot start training ``fresh`` on ``rd`` (None: it can)."""
     if model.grid_kind != recipe.model["grid"]:
         return f"the model is for {model.grid_kind} grids, recipe {recipe.name!r} for {recipe.model['grid']} ones"
     units = str(model.description.get("units", ""))
-    if units and rd.units and units != rd.units:
+    if check_units and units and rd.units and units != rd.units:
         return f"the model was trained on data in {units!r}, these data are in {rd.units!r}"
     names = recipe.init.get("variables", [])
     if check_name and rd.variable not in names:

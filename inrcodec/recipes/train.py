@@ -94,6 +94,9 @@ def train_recipe(
     else:  # weights, Meta-SGD rates and normalisation of the init model
         p = finetune_preset(recipe, p, overrides)
         model = start_from(start, p)
+        if len(start) > 2 and start[2]:  # --init prior: the data's own normalisation
+            fit_normalisation(model, np.concatenate([f.values.ravel() for f in train_fields]) if train_fields
+                              else rd.train)
     model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
                          "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
                          "item_shape": list(rd.train.shape[1:]),
