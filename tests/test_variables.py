@@ -194,3 +194,7 @@ def test_init_prior_starts_any_variable_from_the_shipped_network_in_its_own_unit
     with pytest.raises(InrcodecError, match="trained on data in 'K', these data are in 'Pa'"):
         train_recipe("era5", data=[data], steps=0, out=tmp_path / "x", init="t2m-global-2", progress=False,
                      report_bits=[5], calibration_items=64)
+    # the default for another variable (chosen on validation: from scratch, msl and v10 diverged)
+    auto = train_recipe("era5", data=[data], steps=0, out=tmp_path / "a", progress=False, report_bits=[5],
+                        calibration_items=64)
+    assert auto["init"] == report["init"] and modelstore.load(tmp_path / "a").model.sha256 == model.sha256

@@ -2,8 +2,9 @@
 
 With ``--data`` a recipe starts by default from the shipped model its TOML names in ``[init]``
 when that model fits: the data are its variable (name and units), on its grid kind, and the
-preset has its architecture (width, depth, latent_dim, w0, Meta-SGD, patch rule); otherwise, with
-a note, or with ``--init none``, from a random network. A model named by ``--init`` that does not
+preset has its architecture (width, depth, latent_dim, w0, Meta-SGD, patch rule); data of another
+variable (or units) start from its network normalised to their own range, as ``--init prior``;
+otherwise, with a note, or with ``--init none``, from a random network. A model named by ``--init`` that does not
 fit (grid kind, units, architecture) is refused. The init model gives the network weights, the
 latent-to-shift map, the Meta-SGD rates and the normalisation; the preset gives the training
 (steps, batch, learning rates, quantizer range).
@@ -61,6 +62,13 @@ def resolve_init(recipe, init, rd, fresh, data_given: bool):
         return stored, stored.name or str(init)
     if explicit:
         raise InrcodecError(f"--init {init}: {reason}; --init none trains from scratch")
+    if _mismatch(recipe, stored.model, rd, fresh, check_name=False, check_units=False) is None:
+        # another variable on the same grids and network: its network, normalised to these data
+        # (chosen on validation, docs/archive.md "A whole ERA5 file": from scratch two of four
+        # ERA5 variables diverged)
+        _note(f"starting from the shipped model {init}'s network, normalised to these data ({reason}); "
+              "--init none trains from scratch")
+        return stored, f"{stored.name or init} (its network, normalised to these data)", True
     _note(f"training from scratch, not from the shipped model {init}: {reason}")
     return None
 
