@@ -235,7 +235,8 @@ OPTION_SETS = {
     "bounded": dict(bits=5, inner_steps=1, entropy_coding=False, max_abs_error=0.5, rel_error=0.01,
                     fill_value=-999.0, assume_global_grid=True, refine_steps=1),
     "target_rmse": dict(target_rmse=1.5, inner_steps=1, quantizer="uniform", residual_coder="none"),
-    "target_ratio": dict(target_ratio=30.0, inner_steps=1, time_coding=False, patch_points=3, effort="full"),
+    "target_ratio": dict(target_ratio=30.0, inner_steps=1, time_coding=False, patch_points=3, effort="full",
+                         valid_min=-1000.0, valid_max=400.0),
 }
 FLAG_OPTIONS = {f.name for f in dataclasses.fields(CodecSettings) if not f.metadata["from_data"]}
 
