@@ -103,13 +103,13 @@ def evaluate(data: Path, models: Path, variables, ratios, lines=print) -> dict:
         for r in sorted({*ratios, *(x * 2 for x in ratios)}, reverse=True):  # SPERR's curve, wider than ours
             y, n = _sperr_at(x, 32.0 / r)
             sperr.append((x.nbytes / n, rmse_coslat(x, y, lat), max_abs_error(x, y), y))
-        for ratio in ratios:
-            codec = COINppCodec(models / var, lat=lat, lon=lon, target_ratio=ratio)
+        for ratio, options in [(r, o) for r in ratios for o in ([{}, {"valid_min": 0.0}] if var == "tp" else [{}])]:
+            codec = COINppCodec(models / var, lat=lat, lon=lon, target_ratio=ratio, **options)
             t = time.perf_counter()
             chunk = codec.encode(x)
             seconds = time.perf_counter() - t
             y = codec.decode(chunk)
-            row = {"target": ratio, "ratio": x.nbytes / len(chunk), "rmse": rmse_coslat(x, y, lat),
+            row = {"target": ratio, "options": options, "ratio": x.nbytes / len(chunk), "rmse": rmse_coslat(x, y, lat),
                    "max": max_abs_error(x, y), "modes": mode_counts([chunk]), "encode_s": seconds}
             s_ratio, s_rmse, s_max, s_y = min(sperr, key=lambda p: abs(np.log(p[0] / ratio)))
             curve = sorted((p[1], p[0]) for p in sperr)  # (RMSE, ratio), RMSE ascending
@@ -121,13 +121,13 @@ def evaluate(data: Path, models: Path, variables, ratios, lines=print) -> dict:
                            most_negative=float(y.min()), sperr_zeros_kept=float((s_y[zeros] == 0).mean()),
                            sperr_most_negative=float(s_y.min()))
             rows.append(row)
-            lines(f"| {ratio} | {row['ratio']:.0f} | {row['rmse']:.4g} | {row['max']:.4g} | "
+            lines(f"| {ratio}{' valid_min=0' if options else ''} | {row['ratio']:.0f} | {row['rmse']:.4g} | {row['max']:.4g} | "
                   f"{', '.join(f'{k} {v}' for k, v in row['modes'].items())} | {seconds:.1f} | {s_ratio:.0f} | "
                   f"{s_rmse:.4g} | {s_max:.4g} | {at:.0f} |")
         if var == "tp":
             lines("| target | zeros kept | most negative | SPERR zeros kept | SPERR most negative |\n|---|---|---|---|---|")
             for row in rows:
-                lines(f"| {row['target']} | {row['zeros_kept']:.1%} | {row['most_negative']:.3g} | "
+                lines(f"| {row['target']}{' valid_min=0' if row['options'] else ''} | {row['zeros_kept']:.1%} | {row['most_negative']:.3g} | "
                       f"{row['sperr_zeros_kept']:.1%} | {row['sperr_most_negative']:.3g} |")
         out[var] = rows
     return out
