@@ -97,6 +97,22 @@ def wavelet_field_mutant(rng, payload: bytes) -> bytes:
     return with_field(payload, at, values[int(rng.integers(0, len(values)))])
 
 
+def outcome(decode, what: str, bad: list, check_shape: bool, check_finite: bool = False) -> bool | None:
+    """True: ``decode()`` returned the chunk's shape (and finite values, when asked); False: it
+    raised CorruptChunkError; None: anything else, a finding appended to ``bad``."""
+    try:
+        y = decode()
+    except CorruptChunkError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - anything else is a finding
+        bad.append(f"{what}: {type(exc).__name__}: {str(exc)[:120]}")
+        return None
+    if (check_shape and y.shape != SHAPE) or (check_finite and not np.isfinite(y[~np.isnan(y)]).all()):
+        bad.append(f"{what}: shape {y.shape} or a value beyond the dtype")
+        return None
+    return True
+
+
 def field_mutant(rng, chunk: bytes) -> bytes:
     hdr, sections = cf.unpack_chunk(chunk)
     f = {k: getattr(hdr, k) for k in hdr.__dataclass_fields__}
@@ -257,15 +273,9 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
         m = byte_mutant(rng, chunk) if i % 2 else field_mutant(rng, chunk)
         for pinned in (True, False):
             t = time.perf_counter()
-            try:
-                y = decode_chunk(m, codec.model, codec.settings, shape=SHAPE, dtype="f4") if pinned else codec.decode(m)
-                if pinned and y.shape != SHAPE:
-                    bad.append(f"chunk {i}: shape {y.shape}")
-                ok += 1
-            except CorruptChunkError:
-                refused += 1
-            except Exception as exc:  # noqa: BLE001 - anything else is a finding
-                bad.append(f"chunk {i} pinned={pinned}: {type(exc).__name__}: {str(exc)[:120]}")
+            decoded = outcome(lambda: decode_chunk(m, codec.model, codec.settings, shape=SHAPE, dtype="f4")
+                              if pinned else codec.decode(m), f"chunk {i} pinned={pinned}", bad, check_shape=pinned)
+            ok, refused = ok + (decoded is True), refused + (decoded is False)
             slowest = max(slowest, time.perf_counter() - t)
     # every header field of every SPERR stream, set to each extreme value (issue 32, cases 2-3)
     sperr_ok = sperr_refused = 0
@@ -276,15 +286,9 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
         for at, fmt in sperr_fields(sections["wavelet"]):
             for value in field_values(fmt):
                 m = cf.pack_chunk(hdr, {**sections, "wavelet": with_field(sections["wavelet"], at, value)})
-                try:
-                    y = decode_chunk(m, codec.model, codec.settings, shape=SHAPE, dtype="f4")
-                    if y.shape != SHAPE or not np.isfinite(y[~np.isnan(y)]).all():
-                        bad.append(f"SPERR field {at} = {value.hex()}: shape {y.shape} or inf")
-                    sperr_ok += 1
-                except CorruptChunkError:
-                    sperr_refused += 1
-                except Exception as exc:  # noqa: BLE001 - anything else is a finding
-                    bad.append(f"SPERR field {at} = {value.hex()}: {type(exc).__name__}: {str(exc)[:120]}")
+                decoded = outcome(lambda: decode_chunk(m, codec.model, codec.settings, shape=SHAPE, dtype="f4"),
+                                  f"SPERR field {at} = {value.hex()}", bad, check_shape=True, check_finite=True)
+                sperr_ok, sperr_refused = sperr_ok + (decoded is True), sperr_refused + (decoded is False)
     data = model.to_bytes()
     m_ok = m_refused = 0
     for i in range(n_models):
