@@ -71,26 +71,20 @@ def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def _finite(name: str, value: Any, positive: bool = False) -> float | None:
+    what = "a positive finite number" if positive else "a finite number"
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be {what} or None, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and (value > 0 or not positive)):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
 def _positive(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
-
-
-def _finite(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number or None, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return value
+    return _finite(name, value, positive=True)
 
 
 def _coords(name: str, values: Any) -> tuple[float, ...] | None:
