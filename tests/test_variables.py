@@ -198,3 +198,10 @@ def test_init_prior_starts_any_variable_from_the_shipped_network_in_its_own_unit
     auto = train_recipe("era5", data=[data], steps=0, out=tmp_path / "a", progress=False, report_bits=[5],
                         calibration_items=64)
     assert auto["init"] == report["init"] and modelstore.load(tmp_path / "a").model.sha256 == model.sha256
+
+
+def test_every_variable_named_is_checked_before_any_trains(two_variables):
+    from inrcodec.recipes import variable_list
+
+    with pytest.raises(ValueError, match=r"\['q'\] not among"):
+        variable_list("t,q", [str(two_variables / "in.nc")])

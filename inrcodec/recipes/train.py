@@ -170,6 +170,13 @@ def variable_list(variable: str | None, data) -> list[str] | None:
     names = [v.strip() for v in variable.split(",") if v.strip()]
     if len(set(names)) != len(names):
         raise ValueError(f"--variable names a variable twice: {variable}")
+    if data:  # every name checked before the first one trains
+        from inrcodec.datasets.era5 import gridded_variables
+
+        have = gridded_variables(data)
+        missing = [v for v in names if v not in have]
+        if missing:
+            raise ValueError(f"--variable {variable}: {missing} not among the float lat/lon variables of the data {have}")
     return names
 
 
