@@ -272,9 +272,9 @@ def stream_layout(stream: bytes, shape3: tuple[int, int, int]) -> list[dict[str,
     at += 4 * count
     if at + sum(lengths) != len(stream):
         raise WaveletError(f"SPERR chunks of {sum(lengths)} bytes in a stream that holds {len(stream) - at}")
-    parts = []
+    parts, view = [], memoryview(stream)  # each chunk read in place, not copied
     for length in lengths:
-        parts.append({"offset": at, "length": length, **_chunk_layout(stream[at:at + length], largest)})
+        parts.append({"offset": at, "length": length, **_chunk_layout(view[at:at + length], largest)})
         at += length
     return parts
 
