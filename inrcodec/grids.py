@@ -184,6 +184,7 @@ class PatchPartition:
                 starts.append(n - p)
             per_dim.append(starts)
         self.starts: list[tuple[int, ...]] = list(itertools.product(*per_dim))
+        self._per_dim = per_dim
 
     @property
     def num_patches(self) -> int:
@@ -213,6 +214,28 @@ class PatchPartition:
         for i, s in enumerate(self.starts):
             out[pre + self._slices(s)] = patches[pre + (i,)]
         return out
+
+
+    def kept_groups(self) -> list[tuple[np.ndarray, tuple[int, ...]]]:
+        """The patches grouped by the part of each that :meth:`assemble` keeps: ``(patch indices,
+        kept shape)``, the kept part being a patch's first points along each axis, up to where a
+        later patch overlapping it starts. A decoder evaluates only those points.
+
+        >>> [(i.tolist(), q) for i, q in PatchPartition((5,), (2,)).kept_groups()]
+        [([0, 2], (2,)), ([1], (1,))]
+        """
+        kept = []
+        for starts, p in zip(self._per_dim, self.patch_shape):
+            kept.append([min(p, b - a) for a, b in zip(starts, starts[1:])] + [p])
+        shapes = list(itertools.product(*kept))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, q in enumerate(shapes):
+            groups.setdefault(q, []).append(i)
+        return [(np.asarray(idx, dtype=np.intp), q) for q, idx in groups.items()]
+
+    def kept_slices(self, index: int, kept: tuple[int, ...]) -> tuple[slice, ...]:
+        """Where the kept part ``kept`` of patch ``index`` lies in the grid."""
+        return tuple(slice(s, s + q) for s, q in zip(self.starts[index], kept))
 
 
 def random_patch_starts(rng: np.random.Generator, shape, patch_shape, n: int) -> np.ndarray:

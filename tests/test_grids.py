@@ -91,3 +91,26 @@ def test_random_patch_starts_inside():
     s = random_patch_starts(rng, (10, 20), (4, 8), 500)
     assert s.shape == (500, 2)
     assert s[:, 0].max() == 6 and s[:, 1].max() == 12 and s.min() == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 13), min_size=1, max_size=3),
+    patch=st.lists(st.integers(1, 6), min_size=3, max_size=3),
+)
+def test_kept_groups_are_exactly_what_assemble_keeps(shape, patch):
+    shape = tuple(shape)
+    part = PatchPartition(shape, tuple(patch[: len(shape)]))
+    # every patch filled with its own index: assemble leaves each cell to the patch it keeps
+    owner = part.assemble(np.broadcast_to(np.arange(part.num_patches).reshape((-1,) + (1,) * len(shape)),
+                                          (part.num_patches,) + part.patch_shape))
+    seen = np.full(shape, -1)
+    groups = part.kept_groups()
+    assert sorted(i for idx, _ in groups for i in idx.tolist()) == list(range(part.num_patches))
+    for idx, kept in groups:
+        assert all(1 <= q <= p for q, p in zip(kept, part.patch_shape))
+        for i in idx.tolist():
+            region = part.kept_slices(i, kept)
+            assert (seen[region] == -1).all()  # no cell is evaluated twice
+            seen[region] = i
+    np.testing.assert_array_equal(seen, owner)

@@ -57,3 +57,17 @@ def test_bad_shapes_raise():
         net(torch.rand(3, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError):
         ModulatedSiren(dim_in=0, dim_out=1)
+
+
+@pytest.mark.parametrize("coords_shape", [(10, 3), (4, 10, 3)])
+def test_decoding_without_a_graph_computes_what_the_graph_does(coords_shape):
+    """Decoding (no graph) adds the shifts and takes the sines in place: the same arithmetic, so
+    the same floats, for shared (P, d) and per-item (B, P, d) coordinates."""
+    torch.manual_seed(1)
+    net = ModulatedSiren(dim_in=3, dim_out=2, width=16, depth=3, latent_dim=5)
+    coords, lat = torch.rand(coords_shape) * 2 - 1, torch.randn(4, 5)
+    with torch.enable_grad():
+        graph = net(coords, lat)
+    with torch.no_grad():
+        fast = net(coords, lat)
+    assert torch.equal(graph, fast) and fast.shape == (4, 10, 2)

@@ -110,7 +110,10 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
         shifts = to_shift(latents).view(-1, depth, 1, width)
         h, cosines = None, []
         for i, layer in enumerate(hidden):
-            pre = (first if i == 0 else torch.nn.functional.linear(h, layer.weight, layer.bias)) + shifts[:, i]
+            if i == 0:  # ``first`` serves every step: a new tensor
+                pre = first + shifts[:, i]
+            else:  # in place: the same sum without a new (B, P, W) tensor
+                pre = torch.nn.functional.linear(h, layer.weight, layer.bias).add_(shifts[:, i])
             a = pre.mul_(w0[i])
             cosines.append(torch.cos(a))
             h = a.sin_()

@@ -217,10 +217,19 @@ class CoinModel:
         n = latents.shape[0]
         if latents.shape[1:] != (part.num_patches, self.latent_dim):
             raise ValueError(f"latents of shape {latents.shape} do not fit {part.num_patches} patches x {self.latent_dim}")
-        flat_c = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * part.num_patches, *coords.shape[1:])
-        pred = reconstruct(self.network, latents.reshape(-1, self.latent_dim), flat_c).numpy()
-        patches = pred.reshape((n, part.num_patches) + part.patch_shape)
-        return self.denormalise(part.assemble(patches))
+        # only the points each patch keeps (a patch moved back to end at the grid's edge overlaps
+        # its neighbour, whose overlapped points assemble would drop): each point is evaluated
+        # once, with the same arithmetic
+        coords = coords.reshape((part.num_patches,) + part.patch_shape + coords.shape[-1:])
+        out = np.empty((n,) + part.shape, dtype=np.float32)
+        for idx, kept in part.kept_groups():
+            sub = coords[(idx,) + tuple(slice(0, q) for q in kept)].reshape(len(idx), -1, coords.shape[-1])
+            flat_c = np.broadcast_to(sub[None], (n,) + sub.shape).reshape(n * len(idx), *sub.shape[1:])
+            pred = reconstruct(self.network, latents[:, idx].reshape(-1, self.latent_dim), flat_c).numpy()
+            pred = pred.reshape((n, len(idx)) + kept)
+            for j, i in enumerate(idx):
+                out[(slice(None),) + part.kept_slices(int(i), kept)] = pred[:, j]
+        return self.denormalise(out)
 
     # -- coding tables -----------------------------------------------------------------------
     def quantizer(self, bits: int):

@@ -118,7 +118,11 @@ class ModulatedSiren(nn.Module):
         for i, layer in enumerate(self.hidden):
             w0 = self.w0_initial if i == 0 else self.w0
             if in_place and scales is None:
-                h = (layer(h) + shifts[:, i]).mul_(w0).sin_()
+                pre = layer(h)
+                # the shift added in place where the product already has the batch's shape (a
+                # shared first layer (P, W) broadcasts to (B, P, W) and needs a new tensor)
+                pre = pre.add_(shifts[:, i]) if pre.ndim == 3 and pre.shape[0] == shifts.shape[0] else pre + shifts[:, i]
+                h = pre.mul_(w0).sin_()
                 continue
             pre = layer(h) + shifts[:, i]  # (P, W) + (B, 1, W) broadcasts to (B, P, W)
             if scales is not None:
