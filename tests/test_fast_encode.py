@@ -197,6 +197,55 @@ def test_sperr_search_stops_close_under_the_target(tiny_model):
     assert codec.settings.effort == "fast"
 
 
+def _sperr_alone_candidates(x):
+    from inrcodec.chunkcodec.encode import _Chunk, _Writer
+
+    chunk = _Chunk(x, 2, None)
+    return hybrid.WaveletCandidates(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
+
+
+def test_a_search_with_a_chunk_in_hand_starts_at_its_size_and_stops_at_a_miss(monkeypatch):
+    """SPERR's rate only adds bits, so a try about the size of the chunk in hand that misses the
+    target ends the search: one try, nothing found (where the search would otherwise start at a
+    rate that meets the target and walk down from there)."""
+    x = smooth_field(4, seed=2).astype("f4")
+    found = _sperr_alone_candidates(x).at_rmse(None, 0, 3.0, close=0.03)
+    assert found is not None and len(found[0]) < x.nbytes
+    calls = []
+    real = hybrid.wavelet.encode
+    monkeypatch.setattr(hybrid.wavelet, "encode", lambda *a: calls.append(a[2]) or real(*a))
+    waves = _sperr_alone_candidates(x)
+    waves.rate_start = 8.0  # where a search would start: a rate that meets the target with a larger chunk
+    assert waves.at_rmse(None, 0, 3.0, close=0.03, limit=len(found[0]) // 2) is None
+    assert len(calls) == 1
+    again = _sperr_alone_candidates(x).at_rmse(None, 0, 3.0, close=0.03, limit=len(found[0]) + 1)
+    assert again is not None and len(again[0]) <= len(found[0]) and again[1] <= 3.0
+
+
+def test_bits_tries_hybrids_only_where_the_network_is_not_outclassed(tiny_model, monkeypatch):
+    """At ``bits`` the hybrids are tried only when the network alone is at most ``OUTCLASSED``
+    times the size of SPERR alone at its RMSE (on the validation split no hybrid won elsewhere)."""
+    from inrcodec.chunkcodec import encode
+
+    x = smooth_field(4, seed=5).astype("f4")
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)
+    net = len(COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6, residual_coder="none").encode(x))
+    tries, alone = [], []
+    real_hybrids, real_alone = encode._fast_hybrids, encode._fast_alone
+    monkeypatch.setattr(encode, "_fast_hybrids", lambda *a, **k: tries.append(1) or real_hybrids(*a, **k))
+    monkeypatch.setattr(encode, "_fast_alone", lambda *a, **k: alone.append(real_alone(*a, **k)) or alone[-1])
+    codec.encode(x)
+    smallest = min(len(d) for d, _, _ in alone[0])
+    assert bool(tries) == (net <= encode.OUTCLASSED * smallest)
+    for factor, tried in ((0.5 * net / smallest, False), (2.0 * net / smallest, True)):
+        monkeypatch.setattr(encode, "OUTCLASSED", factor)
+        tries.clear()
+        chunk = codec.encode(x)
+        assert bool(tries) == tried
+        if not tried:  # the smaller of the network alone and SPERR alone
+            assert len(chunk) == min(net, smallest)
+
+
 # ------------------------------------------------------------------ the stage timer
 def test_stage_times_say_where_an_encode_went(tiny_model):
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)

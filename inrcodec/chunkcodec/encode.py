@@ -398,10 +398,15 @@ def _rate_controlled(settings, model, fitted, aims, writer: _Writer, values, val
 
 def _fast_alone(settings, waves, target_rmse=None) -> list[tuple]:
     """SPERR alone at the target (``target_rmse`` overrides the settings'), in each layout:
-    ``(chunk, RMSE, coder)`` of those that meet it."""
+    ``(chunk, RMSE, coder)`` of those that meet it. At an RMSE target a later layout starts at the
+    size of the smallest chunk in hand and stops when it misses there (SPERR's rate only adds
+    bits, so its error cannot rise with its size)."""
+    rmse_target = target_rmse is not None or settings.target_rmse is not None
     out = []
     for coder in wavelet.coders(waves.x64.shape):
-        found = _at_target(settings, waves, None, 0, coder, target_rmse, close=CLOSE_ENOUGH)
+        limit = min((len(d) for d, _, _ in out), default=None) if rmse_target else None
+        search = dict(close=CLOSE_ENOUGH, limit=limit) if rmse_target else {}
+        found = _at_target(settings, waves, None, 0, coder, target_rmse, **search)
         if found is not None:
             out.append((*found, coder))
     return out
@@ -486,7 +491,9 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
     waves.rate_start = 8.0 * len(data) / values.size  # SPERR alone at the network's RMSE: about its bytes
     alone = _fast_alone(settings, waves, target_rmse=rmse)
     tried = [(data, rmse)] + [(d, e) for d, e, _ in alone]
-    if alone:
+    # hybrids (narrower latents and SPERR on their residual) only where the network alone is not
+    # outclassed by SPERR alone at its RMSE (on the validation split no hybrid won where it was)
+    if alone and len(data) <= OUTCLASSED * min(len(d) for d, _, _ in alone):
         coder = _better_layout(alone, settings)
         tried += _fast_hybrids(settings, model, waves, cands, coder, tried, below=settings.bits, target_rmse=rmse)
     return min((d for d, _ in tried), key=len)

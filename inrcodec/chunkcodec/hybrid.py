@@ -183,6 +183,9 @@ class WaveletCandidates:
         goal = math.log(target_rmse * (1.0 - close / 2.0))
         floor = math.log(target_rmse) - _LOG_SPAN  # a lossless try's RMSE of 0 counts as this
         rate = self.rate_start
+        if limit is not None:  # start where the chunk fills ``limit``: a miss there ends the search
+            size = int(np.prod(wavelet.layout_shape(field.shape, coder)))
+            rate = min(rate, max(8.0 * (limit - overhead - wavelet.SPERR_HEADER) / size, _MIN_BPP))
         best, tried, missed, met = None, [], None, None
         for _ in range(RATE_SEARCH_TRIES):
             payload = wavelet.encode(field, "bpp", rate, coder)
