@@ -246,6 +246,40 @@ def test_bits_tries_hybrids_only_where_the_network_is_not_outclassed(tiny_model,
             assert len(chunk) == min(net, smallest)
 
 
+@pytest.mark.parametrize("items", [8, 4])
+def test_a_ratio_search_probes_patch_sizes_on_a_few_items(patched_model, monkeypatch, items):
+    """``target_ratio``: in a chunk of 8 items a patch size other than the hybrids' is fitted on
+    ``ESTIMATE_ITEMS`` items first and dropped when those are outclassed, with the chunk that
+    fitting every item at every patch size gives; a chunk of 4 is never probed."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.models import model as model_module
+
+    lat, lon = global_lat_lon(32, 64)  # 5.6 degrees: the model's 4 x 4 patches, and larger aims
+    x = smooth_field(items, 32, 64, seed=7).astype("f4")
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=20.0)
+    fits = []
+    real = model_module.CoinModel.encode
+
+    def counting(self, values, *args, **kwargs):
+        fits.append((len(values), kwargs.get("patch_aim")))
+        return real(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(model_module.CoinModel, "encode", counting)
+    monkeypatch.setattr(encode, "OUTCLASSED", 1e-6)  # every network candidate is outclassed
+    probed = codec.encode(x)
+    aims = {aim for _, aim in fits}
+    assert len(aims) > 1
+    small = [aim for n, aim in fits if n == encode.ESTIMATE_ITEMS]
+    whole = [aim for n, aim in fits if n == items]
+    if items == 8:  # every aim but the hybrids' is probed and dropped, the hybrids' is fitted whole
+        assert len(whole) == 1 and sorted(small + whole) == sorted(aims)
+    else:
+        assert not small and sorted(whole) == sorted(aims)
+    monkeypatch.setattr(encode, "PROBE_SHARE", 10**6)  # no probes: every aim fitted on every item
+    fits.clear()
+    assert codec.encode(x) == probed and all(n == items for n, _ in fits)
+
+
 # ------------------------------------------------------------------ the stage timer
 def test_stage_times_say_where_an_encode_went(tiny_model):
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)

@@ -59,6 +59,9 @@ RANGE_TOLERANCE = 0.05
 BOUNDED_TRIES = 8
 #: ``effort="fast"``: the items a network candidate's RMSE is estimated on before it is measured
 ESTIMATE_ITEMS = 2
+#: ``effort="fast"``, ``target_ratio``: a patch size is probed on ``ESTIMATE_ITEMS`` items
+#: (:func:`_probe_outclassed`) only in chunks of at least this many times as many items
+PROBE_SHARE = 4
 #: ``effort="fast"``: a network-alone candidate whose estimated RMSE is this many times the best
 #: candidate's that meets a ratio target is dropped unmeasured, the hybrid search within a ratio
 #: stops at a hybrid this many times worse, and the bounded search at a chunk this many times larger
@@ -256,7 +259,7 @@ class _LatentCandidates:
         """:meth:`rmse` measured on ``ESTIMATE_ITEMS`` evenly spaced items only (all of them when
         the chunk has no more): what the search asks before it pays for a whole reconstruction."""
         n = self._latents.shape[0]
-        pick = np.unique(np.round(np.linspace(0, n - 1, min(n, ESTIMATE_ITEMS))).astype(np.intp))
+        pick = _estimate_items(n)
         if pick.size == n or bits in self._recon:
             return self.rmse(bits, values, valid)
         deq = self._coder.dequantize(self.coded(bits), bits).reshape(self._latents.shape)[pick]
@@ -343,9 +346,11 @@ def encode_chunk(array, model, settings) -> bytes:
     coder = LatentCoder(model, settings.entropy_coding, settings.quantizer, settings.time_coding)
     grid = ctx.grid(chunk.spatial)
 
-    def fitted(aim: int) -> _LatentCandidates:
+    def fitted(aim: int, items=None) -> _LatentCandidates:
+        """The latent candidates of every item at ``aim`` (of ``items`` only, an index array)."""
+        x, m = (values, mask) if items is None else (values[items], None if mask is None else mask[items])
         with ctx.lock, stage("fit"):
-            latents = model.encode(values, grid, steps=settings.inner_steps, mask=mask,
+            latents = model.encode(x, grid, steps=settings.inner_steps, mask=m,
                                    refine_steps=settings.refine_steps, patch_aim=aim, fit=settings.effort)
         return _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim)
 
@@ -356,23 +361,31 @@ def encode_chunk(array, model, settings) -> bytes:
                         bound, waves)
     if not settings.rate_controlled:
         return _at_bits(settings, model, fitted(patching.aim_for(model, grid, settings)), writer, values, valid, waves)
-    return _rate_controlled(settings, model, fitted, patching.candidate_aims(model, grid, settings), writer, values,
-                            valid, waves)
+    aims = {aim: model.partition(grid, aim).num_patches for aim in patching.candidate_aims(model, grid, settings)}
+    return _rate_controlled(settings, model, fitted, aims, writer, values, valid, waves)
 
 
-def _rate_controlled(settings, model, fitted, aims, writer: _Writer, values, valid, waves) -> bytes:
-    """Rate control: the width for each candidate patch size, then the best of those and of the
-    wavelet candidates (those meet the target or are not offered).
+def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, values, valid, waves) -> bytes:
+    """Rate control: the width for each candidate patch size (``aims``: aim -> patches per item),
+    then the best of those and of the wavelet candidates (those meet the target or are not offered).
 
     ``effort="fast"`` codes SPERR alone first, drops a network-alone candidate whose RMSE
     estimated on a few items (:meth:`_LatentCandidates.estimated_rmse`) is ``OUTCLASSED`` by what
-    meets a ratio target already, and tries hybrids at the largest patches only, in SPERR's better
-    layout (:func:`_fast_hybrids`)."""
+    meets a ratio target already (at a patch size other than the hybrids', judged on those items'
+    own fit first, :func:`_probe_outclassed`), and tries hybrids at the largest patches only, in
+    SPERR's better layout (:func:`_fast_hybrids`)."""
     fast = settings.effort == "fast"
     nbytes = writer.chunk.arr.nbytes
     alone = _fast_alone(settings, waves) if fast and waves is not None else []
     tried, fits = [], []
+    hybrid_aim = min(aims, key=lambda a: (aims[a], list(aims).index(a)))
+    probing = fast and settings.target_ratio is not None  # until a probe finds the network in the race
     for aim in aims:
+        if probing and aim != hybrid_aim:
+            rivals = [e for d, e, _ in tried + alone if nbytes / len(d) >= settings.target_ratio]
+            if rivals and _probe_outclassed(settings, model, fitted, aim, writer, values, valid, min(rivals)):
+                continue
+            probing = not rivals
         cands = fitted(aim)
         fits.append(cands)
         choice = _choice_for(settings, model, cands, writer, values, valid)
@@ -394,6 +407,33 @@ def _rate_controlled(settings, model, fitted, aims, writer: _Writer, values, val
     if tried[pick][2] is not None:
         _warn_if_missed(settings, model, tried[pick][2])
     return tried[pick][0]
+
+
+def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values, valid, rival: float) -> bool:
+    """``effort="fast"``, ``target_ratio``: whether the network alone at ``aim`` is ``OUTCLASSED``
+    by ``rival`` (the RMSE of what meets the ratio already), judged by fitting the
+    ``ESTIMATE_ITEMS`` items of :meth:`_LatentCandidates.estimated_rmse` only, at the width their
+    latents would take in a chunk of all the items (their latent bytes scaled by the item count),
+    so that an outclassed patch size costs a fraction of a chunk's fit."""
+    n = values.shape[0]
+    pick = _estimate_items(n)
+    if pick.size * PROBE_SHARE > n:  # too large a share of the chunk's fit to pay twice
+        return False
+    cands = fitted(aim, pick)
+    scale = n / pick.size
+
+    def ratio_of(bits: int) -> float:
+        payload = len(cands.coded(bits).payload)
+        return writer.chunk.arr.nbytes / (len(writer.latents(cands, bits)) + (scale - 1.0) * payload)
+
+    choice = ratecontrol.bits_for_target(ratecontrol.candidate_bits(model), target_ratio=settings.target_ratio,
+                                         ratio_of=ratio_of)
+    return choice.met and cands.rmse(choice.bits, values[pick], valid[pick]) > OUTCLASSED * rival
+
+
+def _estimate_items(n: int) -> np.ndarray:
+    """The ``ESTIMATE_ITEMS`` evenly spaced items of ``n`` that estimates are made on."""
+    return np.unique(np.round(np.linspace(0, n - 1, min(n, ESTIMATE_ITEMS))).astype(np.intp))
 
 
 def _fast_alone(settings, waves, target_rmse=None) -> list[tuple]:
