@@ -244,6 +244,10 @@ class _LatentCandidates:
             self._coded[bits] = self._coder.compress(self._latents, bits)
         return self._coded[bits]
 
+    def coded_first(self, bits: int):
+        """The first item's latents coded alone at ``bits``."""
+        return self._coder.compress(self._latents[:1], bits)
+
     def recon(self, bits: int) -> np.ndarray:
         """The reconstruction from the dequantised latents, exactly as the decoder computes it."""
         if bits not in self._recon:
@@ -411,20 +415,20 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
 
 def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values, valid, rival: float) -> bool:
     """``effort="fast"``, ``target_ratio``: whether the network alone at ``aim`` is ``OUTCLASSED``
-    by ``rival`` (the RMSE of what meets the ratio already), judged by fitting the
-    ``ESTIMATE_ITEMS`` items of :meth:`_LatentCandidates.estimated_rmse` only, at the width their
-    latents would take in a chunk of all the items (their latent bytes scaled by the item count),
-    so that an outclassed patch size costs a fraction of a chunk's fit."""
+    by ``rival`` (the RMSE of what meets the ratio already), judged by fitting two neighbouring
+    items in the middle of the chunk only, at the width the whole chunk's latents would take (the
+    first item's bytes and the second's over it, as time coding codes every later item, counted
+    for every item), so that an outclassed patch size costs a fraction of a chunk's fit."""
     n = values.shape[0]
-    pick = _estimate_items(n)
-    if pick.size * PROBE_SHARE > n:  # too large a share of the chunk's fit to pay twice
+    if ESTIMATE_ITEMS * PROBE_SHARE > n:  # too large a share of the chunk's fit to pay twice
         return False
+    pick = np.array([n // 2 - 1, n // 2], dtype=np.intp)
     cands = fitted(aim, pick)
-    scale = n / pick.size
 
     def ratio_of(bits: int) -> float:
-        payload = len(cands.coded(bits).payload)
-        return writer.chunk.arr.nbytes / (len(writer.latents(cands, bits)) + (scale - 1.0) * payload)
+        both, first = len(cands.coded(bits).payload), len(cands.coded_first(bits).payload)
+        header = len(writer.latents(cands, bits)) - both
+        return writer.chunk.arr.nbytes / (header + first + (n - 1) * max(both - first, 0))
 
     choice = ratecontrol.bits_for_target(ratecontrol.candidate_bits(model), target_ratio=settings.target_ratio,
                                          ratio_of=ratio_of)
