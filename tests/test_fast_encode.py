@@ -222,30 +222,6 @@ def test_a_search_with_a_chunk_in_hand_starts_at_its_size_and_stops_at_a_miss(mo
     assert again is not None and len(again[0]) <= len(found[0]) and again[1] <= 3.0
 
 
-def test_bits_tries_hybrids_only_where_the_network_is_not_outclassed(tiny_model, monkeypatch):
-    """At ``bits`` the hybrids are tried only when the network alone is at most ``OUTCLASSED``
-    times the size of SPERR alone at its RMSE (on the validation split no hybrid won elsewhere)."""
-    from inrcodec.chunkcodec import encode
-
-    x = smooth_field(4, seed=5).astype("f4")
-    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)
-    net = len(COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6, residual_coder="none").encode(x))
-    tries, alone = [], []
-    real_hybrids, real_alone = encode._fast_hybrids, encode._fast_alone
-    monkeypatch.setattr(encode, "_fast_hybrids", lambda *a, **k: tries.append(1) or real_hybrids(*a, **k))
-    monkeypatch.setattr(encode, "_fast_alone", lambda *a, **k: alone.append(real_alone(*a, **k)) or alone[-1])
-    codec.encode(x)
-    smallest = min(len(d) for d, _, _ in alone[0])
-    assert bool(tries) == (net <= encode.OUTCLASSED * smallest)
-    for factor, tried in ((0.5 * net / smallest, False), (2.0 * net / smallest, True)):
-        monkeypatch.setattr(encode, "OUTCLASSED", factor)
-        tries.clear()
-        chunk = codec.encode(x)
-        assert bool(tries) == tried
-        if not tried:  # the smaller of the network alone and SPERR alone
-            assert len(chunk) == min(net, smallest)
-
-
 @pytest.mark.parametrize("items", [8, 4])
 def test_a_ratio_search_probes_patch_sizes_on_a_few_items(patched_model, monkeypatch, items):
     """``target_ratio``: in a chunk of 8 items a patch size other than the hybrids' is fitted on

@@ -535,9 +535,7 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
     waves.rate_start = 8.0 * len(data) / values.size  # SPERR alone at the network's RMSE: about its bytes
     alone = _fast_alone(settings, waves, target_rmse=rmse)
     tried = [(data, rmse)] + [(d, e) for d, e, _ in alone]
-    # hybrids (narrower latents and SPERR on their residual) only where the network alone is not
-    # outclassed by SPERR alone at its RMSE (on the validation split no hybrid won where it was)
-    if alone and len(data) <= OUTCLASSED * min(len(d) for d, _, _ in alone):
+    if alone:
         coder = _better_layout(alone, settings)
         tried += _fast_hybrids(settings, model, waves, cands, coder, tried, below=settings.bits, target_rmse=rmse)
     return min((d for d, _ in tried), key=len)
