@@ -195,6 +195,10 @@ class CodecSettings:
     valid_max: float | None = _option(
         None, "the data's physical maximum (a fraction: 1): decoded values above it are lowered to it; data "
         "above it are refused")
+    network: bool = _option(
+        True, "fit and code the model's network; off: SPERR alone at the target (mode 5), or within the bound "
+        "the smaller of SPERR alone and the chunk's mean plus residual (mode 3), the network never run: for "
+        "a variable no model was trained for (needs target_ratio, target_rmse or an error bound)")
 
     def __post_init__(self) -> None:
         clean = {
@@ -215,6 +219,7 @@ class CodecSettings:
                ("max_abs_error", "rel_error", "target_rmse", "target_ratio")},
             "valid_min": _finite("valid_min", self.valid_min),
             "valid_max": _finite("valid_max", self.valid_max),
+            "network": bool(self.network),
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)
@@ -241,6 +246,12 @@ class CodecSettings:
                 "target_rmse/target_ratio do not combine with max_abs_error/rel_error: error-bounded "
                 "mode already picks, per chunk, the latent width that gives the smallest chunk"
             )
+        if not self.network and not (self.rate_controlled or self.error_bounded):
+            raise ValueError("network=False needs target_ratio, target_rmse, max_abs_error or rel_error: "
+                             "bits is the network's rate, and without the network there is none")
+        if not self.network and self.rate_controlled and self.residual_coder != "sperr":
+            raise ValueError("network=False meets a target_ratio or target_rmse with SPERR: residual_coder must "
+                             "be 'sperr'")
         if (self.lat is None) != (self.lon is None):
             raise ValueError("pass both lat and lon, or neither (a global regular grid is then assumed)")
         if self.lat is not None and any(abs(v) > 90.0 for v in self.lat):

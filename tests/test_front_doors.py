@@ -31,6 +31,7 @@ OPTION_SETS = {
                         residual_coder="none"),
     "target_ratio": dict(target_ratio=30.0, assume_global_grid=True, time_coding=False, patch_points=3, effort="full",
                          valid_min=100.0, valid_max=400.0),
+    "network_free": dict(target_ratio=20.0, network=False),
 }
 
 

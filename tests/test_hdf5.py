@@ -32,6 +32,7 @@ RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse
                      residual_coder="none")
 RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0, time_coding=False,
                       patch_points=3, effort="full", valid_min=100.0, valid_max=400.0)
+NETWORK_FREE = CodecSettings(inner_steps=1, assume_global_grid=True, target_ratio=4.0, network=False)
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +51,11 @@ def _field(n: int = 2) -> np.ndarray:
 
 
 def test_the_settings_above_cover_every_option():
-    changed = {f.name for s in (BOUNDED, RATE, RATIO) for f in dataclasses.fields(s) if getattr(s, f.name) != f.default}
+    changed = {f.name for s in (BOUNDED, RATE, RATIO, NETWORK_FREE) for f in dataclasses.fields(s) if getattr(s, f.name) != f.default}
     assert changed == CodecSettings.names()
 
 
-@pytest.mark.parametrize("settings", [BOUNDED, RATE, RATIO], ids=["bounded", "rmse", "ratio"])
+@pytest.mark.parametrize("settings", [BOUNDED, RATE, RATIO, NETWORK_FREE], ids=["bounded", "rmse", "ratio", "free"])
 def test_every_option_survives_cd_values(tiny_model, settings):
     filt = ih5.COINpp(tiny_model, settings)
     assert filt.settings == settings and dict(filt)["compression"] == ih5.FILTER_ID

@@ -205,3 +205,62 @@ def test_every_variable_named_is_checked_before_any_trains(two_variables):
 
     with pytest.raises(ValueError, match=r"\['q'\] not among"):
         variable_list("t,q", [str(two_variables / "in.nc")])
+
+
+# ------------------------------------------------------------------ without a network
+@pytest.mark.parametrize("options", [dict(target_ratio=12.0), dict(target_rmse=400.0), dict(max_abs_error=150.0)])
+def test_network_free_chunks_meet_the_target_without_running_the_network(options, monkeypatch):
+    """``network=False``: SPERR alone at a ratio or RMSE, SPERR alone or mean + residual within a
+    bound; the model's network is never fitted or run, so any variable in any units is coded."""
+    from inrcodec import CodecSettings
+    from inrcodec import chunkformat as cf
+    from inrcodec.models import model as model_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the network ran")
+
+    model = build_spherical_model()
+    monkeypatch.setattr(model_module.CoinModel, "encode", never)
+    monkeypatch.setattr(model_module.CoinModel, "decode", never)
+    lat, lon = global_lat_lon(32, 64)
+    x = (PA_OFFSET + 300.0 * smooth_field(4, 32, 64, seed=9)).astype("f4")  # "pressure" for a Kelvin model
+    codec = COINppCodec(model, lat=lat, lon=lon, network=False, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no out-of-range warning: the values never meet the network
+        chunk = codec.encode(x)
+    y = codec.decode(chunk).astype("f8")
+    assert cf.unpack_chunk(chunk)[0].mode in (3, 5)
+    if "target_ratio" in options:
+        assert x.nbytes / len(chunk) >= options["target_ratio"]
+    if "target_rmse" in options:
+        assert np.sqrt(np.mean((y - x) ** 2)) <= options["target_rmse"]
+    if "max_abs_error" in options:
+        assert np.abs(y - x).max() <= options["max_abs_error"]
+    assert codec.get_config()["network"] is False and COINppCodec.from_config(codec.get_config()) == codec
+    with pytest.raises(ValueError, match="network=False needs"):
+        CodecSettings(network=False)  # bits alone is the network's rate
+    with pytest.raises(ValueError, match="residual_coder must be 'sperr'"):
+        CodecSettings(network=False, target_ratio=10.0, residual_coder="none")
+
+
+def test_a_variable_without_a_model_is_coded_at_the_target_without_a_network(two_variables, tmp_path):
+    """With a target, a variable that has no model is coded without a network (pinned to the shipped
+    ``zoo.NETWORK_FREE_PIN``, whose network is never run), never with another variable's model;
+    the report and ``info`` say so. Without one (bits alone), it is copied losslessly as before."""
+    from inrcodec.models import zoo
+
+    d = two_variables
+    for how in (dict(), dict(variables=["t", "p"])):  # every lat/lon variable, or the ones named
+        out = tmp_path / f"s{len(how)}.zarr"
+        rep = archive.compress_dataset(d / "in.nc", out, models={"t": d / "models" / "t"}, rel_error=0.01,
+                                       chunks="time=2", progress=False, **how)
+        assert list(rep["variables"]) == ["t", "p"] and "p" not in rep["copied"]
+        assert rep["variables"]["p"]["network"] is False and rep["variables"]["t"]["network"] is True
+        info = archive.store_info(out)
+        assert info["variables"]["p"]["model"] == zoo.NETWORK_FREE_PIN
+        assert set(info["variables"]["p"]["chunk_modes"]) <= {"wavelet", "plain-residual"}
+        assert "none (no net)" in archive.format_info(info) and "without a network" in archive.format_report(rep)
+        a, b = xr.open_zarr(out, consolidated=False), xr.open_dataset(d / "in.nc")
+        for i in (0, 2):  # 1 % of each chunk's range
+            err = np.abs(a.p.values[i:i + 2] - b.p.values[i:i + 2]).max()
+            assert err <= 0.01 * np.ptp(b.p.values[i:i + 2])

@@ -165,20 +165,38 @@ def variable_models(ds, variables, stored: StoredModel | dict[str, StoredModel],
     model}`` (those variables, else the ones named, each with its own; a variable without a model
     is an error, never another variable's model)."""
     if isinstance(stored, dict):
-        names = choose_variables(ds, variables or list(stored), None, input)
+        # without a model, a variable is coded at the target without a network (never with another
+        # variable's model): those named, and when none are named every lat/lon one of a spherical run
+        free = settings.rate_controlled or settings.error_bounded
+        first = next(iter(stored.values())).model
+        others = [] if variables or not free or first.grid_kind != "spherical" else [
+            v for v in encodable_variables(ds, first) if v not in stored]
+        names = choose_variables(ds, variables or [*stored, *others], None, input)
         unmapped = [v for v in names if v not in stored]
-        if unmapped:
+        if unmapped and not free:
             raise ValueError(f"variables {unmapped} have no model (models are given for {sorted(stored)}); "
-                             "add VAR=MODEL for each, or leave them out of the variables (they are copied losslessly)")
-        models = {v: stored[v] for v in names}
+                             "add VAR=MODEL for each, give a target (--target-ratio, --target-rmse or an error "
+                             "bound: they are then coded without a network), or leave them out of the variables "
+                             "(they are copied losslessly)")
+        pin = _network_free_model() if unmapped else None
+        models = {v: stored[v] if v in stored else pin for v in names}
         for v, m in models.items():  # each variable must be one its model can encode
             if v not in encodable_variables(ds[[v]], m.model):
                 raise ValueError(f"variable {v!r} {tuple(ds[v].dims)} cannot be encoded by its {m.model.grid_kind} model")
         if len({m.model.spatial_ndim for m in models.values()}) > 1:
             raise ValueError("the models of one compress run must code the same number of spatial dims")
-    else:
-        models = dict.fromkeys(choose_variables(ds, variables, stored.model, input), stored)
+        return models, {v: (settings if v in stored else settings.replace(network=False)).for_model(m.model)
+                        for v, m in models.items()}
+    models = dict.fromkeys(choose_variables(ds, variables, stored.model, input), stored)
     return models, {v: settings.for_model(m.model) for v, m in models.items()}
+
+
+def _network_free_model() -> StoredModel:
+    """The model a variable coded without a network pins (``network=False``: its network is never
+    run, so only its grid kind matters): the shipped ``zoo.NETWORK_FREE_PIN``, pinned by name."""
+    from inrcodec.models import modelstore, zoo
+
+    return modelstore.load(zoo.NETWORK_FREE_PIN)
 
 
 def make_plan(input, ds, variables, stored: StoredModel | dict[str, StoredModel], settings: CodecSettings,

@@ -94,7 +94,7 @@ def _codec_entry(arr) -> dict[str, Any]:
     if codec.settings.lat is not None:
         settings["grid"] = f"lat[{len(codec.settings.lat)}] x lon[{len(codec.settings.lon)}]"
     return {"codec": "inrcodec.coinpp", "model_sha256": codec.model_sha256,
-            "model": zoo.name_of(codec.model_sha256), "settings": settings}
+            "model": zoo.name_of(codec.model_sha256), "settings": settings, "network": codec.settings.network}
 
 
 def store_info(store: str | os.PathLike) -> dict[str, Any]:
@@ -150,7 +150,8 @@ def format_info(info: dict) -> str:
     lines.append(f"{'variable':16s} {'codec':24s} {'bits':>4s} {'model':14s} {'decoded B':>12s} "
                  f"{'chunk B':>12s} {'chunk ratio':>11s}")
     for n, e in info["variables"].items():
-        model = e.get("model") or e.get("model_sha256", "")[:12]
+        # coded without a network (no model for the variable): the pinned model is never run
+        model = "none (no net)" if e.get("network") is False else e.get("model") or e.get("model_sha256", "")[:12]
         bits = _bits_column(e)  # what the chunks use, not the setting: a SPERR-alone chunk has none
         lines.append(f"{n:16s} {e['codec'][:24]:24s} {bits:>4s} {model[:14]:14s} {e['decoded_bytes']:12d} "
                      f"{e['chunk_bytes']:12d} {e['chunk_ratio'] or 0:11.2f}")
@@ -193,7 +194,7 @@ def compress_report(store: Path, ds, variables: list[str], client, scheduler, ev
     errors = _errors(ds, open_store(store, chunks={}), variables, client, scheduler) if evaluate else {}
     for v in variables:
         e = info["variables"][v]
-        rep["variables"][v] = {k: e[k] for k in ("model_sha256", "model", "settings", "decoded_bytes",
+        rep["variables"][v] = {k: e[k] for k in ("model_sha256", "model", "network", "settings", "decoded_bytes",
                                                  "chunk_bytes", "metadata_bytes", "chunk_ratio")}
         if v in errors:
             rep["variables"][v].update(rmse=errors[v][0], max_abs_error=errors[v][1])
@@ -214,6 +215,9 @@ def format_report(rep: dict) -> str:
         lines.append(f"{v:16s} {r['chunk_ratio'] or 0:11.2f} {rm:>12s} {mx:>12s} {r['chunk_bytes']:12d}")
     lines.append(f"encoded variables: {rep['encoded_bytes']} B -> {rep['encoded_chunk_bytes']} B of chunks, "
                  f"chunk ratio {rep['encoded_chunk_ratio']}; copied losslessly: {', '.join(rep['copied']) or '-'}")
+    free = [v for v, r in rep["variables"].items() if r.get("network") is False]
+    if free:
+        lines.append(f"coded without a network (no model for them; SPERR alone or mean + residual): {', '.join(free)}")
     lines.append(f"whole store: {rep['decoded_bytes']} B decoded -> {rep['store_bytes']} B (every file, metadata "
                  f"included), store ratio {rep['store_ratio']}")
     if "seconds" in rep:

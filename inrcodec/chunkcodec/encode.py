@@ -209,19 +209,50 @@ def _without_network(settings, model, writer: "_Writer", values, valid, reason: 
     best = raw
     if bound is not None:
         exact = _undeclared_fill(values, valid, model)
-        tries = [writer.plain_residual(values, valid, bound, exact=exact if exact.any() else None)]
-        if settings.residual_coder == "sperr" and wavelet.available(model.spatial_ndim) and not exact.any():
-            waves = hybrid.WaveletCandidates(writer, values, valid)
-            tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
-        best = min([raw, *tries], key=len)
-        if best is not raw and not _decodes_within(best, model, settings, writer.chunk, bound):
-            best = raw
-        if best is not raw:
+        best = _network_free_within(settings, model, writer, values, valid, bound, exact)
+        if cf.chunk_mode(best) != MODE_RAW:
             how = (f"coded without it within the error bound ({KNOWN_MODES[cf.chunk_mode(best)]} mode"
                    + (f"; {int(exact.sum())} repeated values far outside the range, an undeclared fill value?, "
                       "kept exact" if exact.any() else "") + ")")
     warnings.warn(f"{reason}; the chunk is {how}", OutOfRangeWarning, stacklevel=4)
     return best
+
+
+def _network_free_within(settings, model, writer: "_Writer", values, valid, bound: float, exact=None) -> bytes:
+    """The smallest of raw, the chunk's mean plus residual and SPERR alone (each layout) within
+    ``bound``, checked by decoding; ``exact``: values to keep bit-exact (then the residual only)."""
+    raw = writer.raw()
+    exact = exact if exact is not None and exact.any() else None
+    tries = [writer.plain_residual(values, valid, bound, exact=exact)]
+    if settings.residual_coder == "sperr" and wavelet.available(model.spatial_ndim) and exact is None:
+        waves = hybrid.WaveletCandidates(writer, values, valid)
+        tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
+    best = min([raw, *tries], key=len)
+    if best is not raw and not _decodes_within(best, model, settings, writer.chunk, bound):
+        return raw
+    return best
+
+
+def _network_free(settings, model, writer: "_Writer", values, valid) -> bytes:
+    """``network=False``: the chunk coded without fitting or running the network: within the
+    bound, :func:`_network_free_within`; at a ratio or RMSE target, SPERR alone (the better layout:
+    lower RMSE within a ratio, fewer bytes at an RMSE); raw, with a ``TargetNotMetWarning``, where
+    no SPERR chunk meets the target."""
+    bound = settings.chunk_bound(writer.chunk.finite)
+    if bound is not None:
+        return _network_free_within(settings, model, writer, values, valid, bound)
+    waves = _wavelets(settings, model, writer, values, valid)
+    alone = _fast_alone(settings, waves) if waves is not None else []
+    if not alone:
+        want = (f"target_ratio {settings.target_ratio:g}" if settings.target_ratio is not None
+                else f"target_rmse {settings.target_rmse:g}")
+        warnings.warn(f"{want} not reached without the network (network=False): no SPERR chunk meets it, "
+                      "the chunk is stored raw (lossless)", TargetNotMetWarning, stacklevel=4)
+        return writer.raw()
+    nbytes = writer.chunk.arr.nbytes
+    pick = ratecontrol.best_of([(nbytes / len(d), e) for d, e, _ in alone], target_rmse=settings.target_rmse,
+                               target_ratio=settings.target_ratio)
+    return alone[pick][0]
 
 
 class _LatentCandidates:
@@ -344,6 +375,8 @@ def encode_chunk(array, model, settings) -> bytes:
     values = chunk.items[valid_items]
     mask = ~chunk.missing[valid_items] if chunk.has_missing else None
     valid = mask if mask is not None else np.ones(values.shape, dtype=bool)
+    if not settings.network:
+        return _network_free(settings, model, writer, values, valid)
     reason = _out_of_range_reason(chunk.finite, model, settings)
     if reason:
         return _without_network(settings, model, writer, values, valid, reason)

@@ -24,6 +24,9 @@ from importlib import resources
 from pathlib import Path
 
 _INDEX = "models.json"
+#: the shipped model that an array coded without a network (``CodecSettings.network=False``, a
+#: variable no model was trained for) pins: its network is never run, only its grid kind counts
+NETWORK_FREE_PIN = "t2m-global-2"
 
 
 def _root():
