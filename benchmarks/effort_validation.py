@@ -10,6 +10,7 @@ their chunk's mean, where the fast fit needs more than its fewest steps; ``--chu
 
     python benchmarks/effort_validation.py --threads 2
     python benchmarks/effort_validation.py --sets a1b --settings bits=6 target_rmse=1.0
+    python benchmarks/effort_validation.py --efforts fast --chunk 8 --settings target_ratio=200   # one build's fast encoder
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--model", default="t2m-global-2")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--efforts", nargs="+", default=["full", "fast"], choices=("full", "fast"),
+                    help="the efforts to run (--efforts fast: one build's fast encoder, to hold against another's)")
     _smoke.add_flag(ap)
     args = ap.parse_args(argv)
     import torch
@@ -78,18 +81,19 @@ def main(argv=None) -> int:
     if args.smoke:
         args.model, args.sets, args.settings, args.chunk = _smoke.model_dir(), ["era5_t"], ["bits=2"], 2
     print(f"Command: `python {' '.join(map(shlex.quote, sys.argv))}`\n")
-    print("| set | setting | full: ratio, cos RMSE, max err | fast: ratio, cos RMSE, max err | encode s full / fast |")
-    print("|---|---|---|---|---|")
+    efforts = [e for e in ("full", "fast") if e in args.efforts]
+    print("| set | setting | " + " | ".join(f"{e}: ratio, cos RMSE, max err" for e in efforts)
+          + f" | encode s {' / '.join(efforts)} |")
+    print("|---" * (3 + len(efforts)) + "|")
     for name in args.sets:
         field = validation_set(name)
         if args.smoke:
             field = Field(field.values[:2], field.lat, field.lon, field.name)
         for setting in args.settings:
             opts = codec_options(setting.split(","))
-            full, fast = (code(field, args.chunk, args.model, {**opts, "effort": e}) for e in ("full", "fast"))
-            print(f"| {name} | {setting} | {full['ratio']:.0f}x, {full['rmse']:.3g}, {full['max']:.3g} | "
-                  f"{fast['ratio']:.0f}x, {fast['rmse']:.3g}, {fast['max']:.3g} | {full['s']:.2f} / {fast['s']:.2f} |",
-                  flush=True)
+            rows = [code(field, args.chunk, args.model, {**opts, "effort": e}) for e in efforts]
+            print(f"| {name} | {setting} | " + " | ".join(f"{r['ratio']:.0f}x, {r['rmse']:.3g}, {r['max']:.3g}" for r in rows)
+                  + " | " + " / ".join(f"{r['s']:.2f}" for r in rows) + " |", flush=True)
     return 0
 
 
