@@ -329,3 +329,26 @@ def test_r3_case09_bounded_chunks_the_network_cannot_decode_are_coded_within_the
     assert np.abs(y.astype("f8") - x).max() <= 0.05
     if kind == "undeclared fill":
         np.testing.assert_array_equal(y[x == -9999.0], -9999.0)
+
+
+@pytest.mark.parametrize("target", [dict(target_ratio=8.0), dict(target_rmse=0.5)])
+def test_rate_chunks_the_network_cannot_decode_are_coded_by_sperr_alone(tiny_model, target):
+    """A chunk in other units (Celsius for a Kelvin model) at a ratio or RMSE target is coded by
+    SPERR alone at that target, not stored raw; the warning says so."""
+    from inrcodec import COINppCodec
+    from inrcodec.chunkformat.header import MODE_WAVELET
+    from inrcodec.errors import OutOfRangeWarning
+    from conftest import smooth_field
+
+    x = (smooth_field(4, seed=2) - 273.15).astype("f4")
+    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, **target)
+    with pytest.warns(OutOfRangeWarning, match="SPERR alone at the target"):
+        chunk = codec.encode(x)
+    assert cf.chunk_mode(chunk) == MODE_WAVELET
+    y = codec.decode(chunk).astype("f8")
+    if "target_ratio" in target:
+        assert x.nbytes / len(chunk) >= target["target_ratio"]
+    else:
+        assert np.sqrt(np.mean((y - x) ** 2)) <= target["target_rmse"]
+    with pytest.warns(OutOfRangeWarning, match="stored raw"):  # bits alone: no target without the network
+        assert cf.chunk_mode(COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True).encode(x)) == 1

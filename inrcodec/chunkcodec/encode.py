@@ -200,13 +200,18 @@ def _undeclared_fill(values: np.ndarray, valid: np.ndarray, model) -> np.ndarray
 
 
 def _without_network(settings, model, writer: "_Writer", values, valid, reason: str) -> bytes:
-    """A chunk the network cannot decode: raw (lossless), or, when error-bounded, the smaller of
+    """A chunk the network cannot decode: raw (lossless); when error-bounded, the smaller of
     raw and the codings that need no network (the chunk's mean plus residual, SPERR alone) within
     the bound; values that look like an undeclared fill value are kept bit-exact (only the
-    residual can: SPERR alone is tried when there are none)."""
+    residual can: SPERR alone is tried when there are none); at a ratio or RMSE target, SPERR
+    alone at it (raw where none meets it)."""
     raw, how = writer.raw(), "stored raw (lossless)"
     bound = settings.chunk_bound(writer.chunk.finite)
     best = raw
+    if bound is None and settings.rate_controlled:
+        found = _sperr_alone_at_target(settings, model, writer, values, valid)
+        if found is not None:
+            best, how = found, "coded without it by SPERR alone at the target (wavelet mode)"
     if bound is not None:
         exact = _undeclared_fill(values, valid, model)
         best = _network_free_within(settings, model, writer, values, valid, bound, exact)
@@ -241,14 +246,23 @@ def _network_free(settings, model, writer: "_Writer", values, valid) -> bytes:
     bound = settings.chunk_bound(writer.chunk.finite)
     if bound is not None:
         return _network_free_within(settings, model, writer, values, valid, bound)
-    waves = _wavelets(settings, model, writer, values, valid)
-    alone = _fast_alone(settings, waves) if waves is not None else []
-    if not alone:
+    found = _sperr_alone_at_target(settings, model, writer, values, valid)
+    if found is None:
         want = (f"target_ratio {settings.target_ratio:g}" if settings.target_ratio is not None
                 else f"target_rmse {settings.target_rmse:g}")
         warnings.warn(f"{want} not reached without the network (network=False): no SPERR chunk meets it, "
                       "the chunk is stored raw (lossless)", TargetNotMetWarning, stacklevel=4)
         return writer.raw()
+    return found
+
+
+def _sperr_alone_at_target(settings, model, writer: "_Writer", values, valid) -> bytes | None:
+    """SPERR alone at the settings' ratio or RMSE target in its better layout (lower RMSE within a
+    ratio, fewer bytes at an RMSE), or None when no SPERR chunk meets it."""
+    waves = _wavelets(settings, model, writer, values, valid)
+    alone = _fast_alone(settings, waves) if waves is not None else []
+    if not alone:
+        return None
     nbytes = writer.chunk.arr.nbytes
     pick = ratecontrol.best_of([(nbytes / len(d), e) for d, e, _ in alone], target_rmse=settings.target_rmse,
                                target_ratio=settings.target_ratio)
