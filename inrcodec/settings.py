@@ -166,9 +166,11 @@ class CodecSettings:
         None, "the array's dtype 'float32' or 'float64', for readers that pass none (Zarr 2)", from_data=True)
     refine_steps: int = _option(0, "extra Adam steps on the latents after the meta-learned steps")
     target_rmse: float | None = _option(
-        None, "rate control: per chunk, the fewest bits whose RMSE (data units) is at most this")
+        None, "rate control: per chunk, the fewest bits whose RMSE (data units) is at most this (with an error "
+        "bound: the fewest bytes meeting both)")
     target_ratio: float | None = _option(
-        None, "rate control: per chunk, the most bits whose compression ratio is at least this")
+        None, "rate control: per chunk, the most bits whose compression ratio is at least this (with an error "
+        "bound: the lowest RMSE within the ratio that keeps the bound)")
     quantizer: str = _option(
         "midtread", "latent quantizer: 'midtread' (zero is a level, parametric entropy coding, format "
         "version 4) or 'uniform' (the paper's, the model's count tables)", legacy="uniform",
@@ -241,11 +243,6 @@ class CodecSettings:
             raise ValueError(f"chunk_order must be 'C', 'F' or None, got {self.chunk_order!r}")
         if self.target_rmse is not None and self.target_ratio is not None:
             raise ValueError("pass target_rmse or target_ratio, not both")
-        if self.error_bounded and (self.target_rmse is not None or self.target_ratio is not None):
-            raise ValueError(
-                "target_rmse/target_ratio do not combine with max_abs_error/rel_error: error-bounded "
-                "mode already picks, per chunk, the latent width that gives the smallest chunk"
-            )
         if not self.network and not (self.rate_controlled or self.error_bounded):
             raise ValueError("network=False needs target_ratio, target_rmse, max_abs_error or rel_error: "
                              "bits is the network's rate, and without the network there is none")

@@ -364,3 +364,46 @@ def test_encoder_decode_check_falls_back_to_raw(tiny_model, monkeypatch):
         chunk = c.encode(x)
     assert _mode(chunk) == MODE_RAW
     np.testing.assert_array_equal(c.decode(chunk), x)
+
+
+# ------------------------------------------------------------------ a bound with a target (issue 33)
+def _errors(codec, x):
+    y = codec.decode(codec.encode(x)).astype("f8")
+    return float(np.sqrt(np.mean((y - x) ** 2))), float(np.abs(y - x).max())
+
+
+def test_a_bound_with_an_rmse_target_meets_both(tiny_model):
+    """``target_rmse`` with ``max_abs_error``: every value within the bound and the RMSE within the
+    target, where the RMSE target alone breaks the bound and the bound alone misses the target."""
+    from conftest import smooth_field
+
+    x = smooth_field(4, seed=11).astype("f4")
+    opts = dict(inner_steps=1, assume_global_grid=True)
+    rmse_alone, worst_alone = _errors(COINppCodec(tiny_model, target_rmse=1.0, **opts), x)
+    bound = 0.9 * worst_alone  # the RMSE target alone breaks it
+    bound_rmse = _errors(COINppCodec(tiny_model, max_abs_error=bound, **opts), x)[0]
+    target = min(1.0, 0.8 * bound_rmse)  # the bound alone misses it
+    both = COINppCodec(tiny_model, target_rmse=target, max_abs_error=bound, **opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # met: nothing to warn about
+        rmse, worst = _errors(both, x)
+    assert worst <= bound and rmse <= target
+
+
+def test_a_bound_with_a_ratio_target_keeps_the_bound(tiny_model):
+    """``target_ratio`` with ``max_abs_error``: the ratio within the bound where it can be had, else
+    the bound kept and a ``TargetNotMetWarning`` saying what was reached."""
+    from conftest import smooth_field
+    from inrcodec.errors import TargetNotMetWarning
+
+    x = smooth_field(4, seed=12).astype("f4")
+    opts = dict(inner_steps=1, assume_global_grid=True, max_abs_error=2.0)
+    bounded = COINppCodec(tiny_model, **opts).encode(x)
+    reachable = 0.9 * x.nbytes / len(bounded)
+    codec = COINppCodec(tiny_model, target_ratio=reachable, **opts)
+    chunk = codec.encode(x)
+    assert x.nbytes / len(chunk) >= reachable and np.abs(codec.decode(chunk).astype("f8") - x).max() <= 2.0
+    far = COINppCodec(tiny_model, target_ratio=50 * reachable, **opts)
+    with pytest.warns(TargetNotMetWarning, match="within the error bound 2"):
+        chunk = far.encode(x)
+    assert np.abs(far.decode(chunk).astype("f8") - x).max() <= 2.0

@@ -24,7 +24,7 @@ from inrcodec import COINppCodec, CodecSettings
 LAT, LON = global_lat_lon()
 #: three sets, because rate control and error bounds exclude each other
 OPTION_SETS = {
-    "bounded": dict(bits=5, inner_steps=2, entropy_coding=False, max_abs_error=0.2, rel_error=0.01,
+    "bounded": dict(bits=5, inner_steps=2, entropy_coding=False, max_abs_error=0.2, rel_error=0.01, target_rmse=0.1,
                     fill_value=-999.0, assume_global_grid=True, refine_steps=1, chunk_shape=(2, NLAT, NLON),
                     chunk_order="F", chunk_dtype="float32"),
     "target_rmse": dict(target_rmse=1.5, lat=tuple(LAT), lon=tuple(LON), fill_value=0.0, quantizer="uniform",
@@ -124,8 +124,7 @@ def test_settings_dataclass_is_frozen_and_validated():
         s.bits = 5
     with pytest.raises(ValueError, match="not both"):
         CodecSettings(target_rmse=1.0, target_ratio=10.0)
-    with pytest.raises(ValueError, match="do not combine"):
-        CodecSettings(max_abs_error=1.0, target_ratio=10.0)
+    assert CodecSettings(max_abs_error=1.0, target_ratio=10.0).error_bounded  # a bound with a target (issue 33)
     with pytest.raises(ValueError, match="bits"):
         CodecSettings(bits=0)
 

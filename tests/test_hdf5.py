@@ -23,11 +23,11 @@ from inrcodec.settings import CodecSettings
 
 LAYOUT1 = pathlib.Path(__file__).parent / "data" / "hdf5_v1" / "layout1.h5"
 LAT, LON = global_lat_lon()
-#: between them, every CodecSettings field set away from its default (error bounds and rate
-#: control exclude each other, so two sets)
+#: between them, every CodecSettings field set away from its default (the bounded set with a ratio
+#: target too: a bound and a target together)
 BOUNDED = CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON, entropy_coding=False, max_abs_error=1.5,
-                        rel_error=0.05, fill_value=-999.0, refine_steps=1, chunk_shape=(2, 8, 16), chunk_order="C",
-                        chunk_dtype="float32")
+                        target_ratio=3.0, rel_error=0.05, fill_value=-999.0, refine_steps=1, chunk_shape=(2, 8, 16),
+                        chunk_order="C", chunk_dtype="float32")
 RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0, quantizer="uniform",
                      residual_coder="none")
 RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0, time_coding=False,
@@ -51,11 +51,13 @@ def _field(n: int = 2) -> np.ndarray:
 
 
 def test_the_settings_above_cover_every_option():
-    changed = {f.name for s in (BOUNDED, RATE, RATIO, NETWORK_FREE) for f in dataclasses.fields(s) if getattr(s, f.name) != f.default}
+    changed = {f.name for s in (BOUNDED, RATE, RATIO, NETWORK_FREE) for f in dataclasses.fields(s)
+               if getattr(s, f.name) != f.default}
     assert changed == CodecSettings.names()
 
 
-@pytest.mark.parametrize("settings", [BOUNDED, RATE, RATIO, NETWORK_FREE], ids=["bounded", "rmse", "ratio", "free"])
+@pytest.mark.parametrize("settings", [BOUNDED, RATE, RATIO, NETWORK_FREE],
+                         ids=["bounded", "rmse", "ratio", "free"])
 def test_every_option_survives_cd_values(tiny_model, settings):
     filt = ih5.COINpp(tiny_model, settings)
     assert filt.settings == settings and dict(filt)["compression"] == ih5.FILTER_ID

@@ -98,8 +98,6 @@ def test_reachable_targets_do_not_warn(tiny_model):
 def test_rate_control_options(tiny_model):
     with pytest.raises(ValueError, match="not both"):
         COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_rmse=1.0, target_ratio=10.0)
-    with pytest.raises(ValueError, match="do not combine"):
-        COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_rmse=1.0, max_abs_error=0.1)
     with pytest.raises(ValueError, match="target_ratio"):
         COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_ratio=-3)
     c = COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, target_rmse=0.7, refine_steps=0)

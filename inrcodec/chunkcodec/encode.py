@@ -14,6 +14,7 @@ non-finite or out-of-range chunks are stored raw), mask NaN / fill values, fit t
 
 from __future__ import annotations
 
+import math
 import struct
 import warnings
 import zlib
@@ -57,6 +58,9 @@ RANGE_TOLERANCE = 0.05
 #: every width up to ``bits`` is tried: each try costs one reconstruction and residual coding,
 #: small next to the fit.
 BOUNDED_TRIES = 8
+#: an error bound with ``target_rmse``: the bounded chunks tried, at the bound and at tighter ones
+#: while the RMSE target is missed
+BOUND_TRIES = 4
 #: ``effort="fast"``: the items a network candidate's RMSE is estimated on before it is measured
 ESTIMATE_ITEMS = 2
 #: ``effort="fast"``, ``target_ratio``: a patch size is probed on ``ESTIMATE_ITEMS`` items
@@ -245,7 +249,11 @@ def _network_free(settings, model, writer: "_Writer", values, valid) -> bytes:
     no SPERR chunk meets the target."""
     bound = settings.chunk_bound(writer.chunk.finite)
     if bound is not None:
-        return _network_free_within(settings, model, writer, values, valid, bound)
+        within = _network_free_within(settings, model, writer, values, valid, bound)
+        if not settings.rate_controlled:
+            return within
+        found = _sperr_alone_at_target(settings, model, writer, values, valid)
+        return _within_and_at_target(settings, model, writer.chunk, [within] + ([found] if found else []), bound)
     found = _sperr_alone_at_target(settings, model, writer, values, valid)
     if found is None:
         want = (f"target_ratio {settings.target_ratio:g}" if settings.target_ratio is not None
@@ -397,23 +405,79 @@ def encode_chunk(array, model, settings) -> bytes:
     coder = LatentCoder(model, settings.entropy_coding, settings.quantizer, settings.time_coding)
     grid = ctx.grid(chunk.spatial)
 
+    fits: dict[int, _LatentCandidates] = {}
+
     def fitted(aim: int, items=None) -> _LatentCandidates:
-        """The latent candidates of every item at ``aim`` (of ``items`` only, an index array)."""
+        """The latent candidates of every item at ``aim`` (fitted once), or of ``items`` only (an
+        index array)."""
+        if items is None and aim in fits:
+            return fits[aim]
         x, m = (values, mask) if items is None else (values[items], None if mask is None else mask[items])
         with ctx.lock, stage("fit"):
             latents = model.encode(x, grid, steps=settings.inner_steps, mask=m,
                                    refine_steps=settings.refine_steps, patch_aim=aim, fit=settings.effort)
-        return _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim)
+        cands = _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim)
+        if items is None:
+            fits[aim] = cands
+        return cands
 
     waves = _wavelets(settings, model, writer, values, valid)
     bound = settings.chunk_bound(chunk.finite)
-    if bound is not None:
+    if bound is not None and not settings.rate_controlled:
         return _bounded(settings, model, fitted(patching.aim_for(model, grid, settings)), writer, values, valid,
                         bound, waves)
     if not settings.rate_controlled:
         return _at_bits(settings, model, fitted(patching.aim_for(model, grid, settings)), writer, values, valid, waves)
     aims = {aim: model.partition(grid, aim).num_patches for aim in patching.candidate_aims(model, grid, settings)}
-    return _rate_controlled(settings, model, fitted, aims, writer, values, valid, waves)
+    if bound is None:
+        return _rate_controlled(settings, model, fitted, aims, writer, values, valid, waves)
+    with warnings.catch_warnings():  # the target is judged on the chunk chosen below
+        warnings.simplefilter("ignore", TargetNotMetWarning)
+        tries = [_rate_controlled(settings, model, fitted, aims, writer, values, valid, waves)]
+    bounded, b = fitted(patching.aim_for(model, grid, settings)), bound
+    for _ in range(BOUND_TRIES):  # the bound, then tighter ones while an RMSE target is missed
+        tries.append(_bounded(settings, model, bounded, writer, values, valid, b, waves))
+        rmse = _errors_of(tries[-1], model, settings, chunk)[0]
+        if settings.target_rmse is None or rmse <= settings.target_rmse:
+            break
+        b *= min(0.9, max(0.5, settings.target_rmse / rmse))  # a bounded chunk's RMSE grows with its bound
+    return _within_and_at_target(settings, model, chunk, tries, bound)
+
+
+def _errors_of(data: bytes, model, settings, chunk: _Chunk) -> tuple[float, float]:
+    """(RMSE, max abs error) of a chunk's valid values through the real decoder; NaN where a
+    valid value decodes to NaN or a missing one does not."""
+    y = np.ascontiguousarray(decode_chunk(data, model, settings)).reshape(chunk.items.shape).astype(np.float64)
+    if not np.array_equal(np.isnan(y), chunk.nan):
+        return math.nan, math.nan
+    d = np.abs(y - chunk.items.astype(np.float64))[~chunk.missing]
+    return (float(np.sqrt(np.mean(d * d))), float(d.max())) if d.size else (0.0, 0.0)
+
+
+def _within_and_at_target(settings, model, chunk: _Chunk, tries: list[bytes], bound: float) -> bytes:
+    """An error bound with a target: of the chunks in ``tries`` whose every valid value decodes
+    within ``bound``, at ``target_rmse`` the smallest that meets it, at ``target_ratio`` the lowest
+    RMSE within the ratio; where none meets the target, the closest (the bound is kept either way)
+    with a ``TargetNotMetWarning`` saying what was reached."""
+    scored = []
+    for data in tries:
+        rmse, worst = _errors_of(data, model, settings, chunk)
+        if worst <= bound:
+            scored.append((chunk.arr.nbytes / len(data), rmse, data))
+    if not scored:  # never expected: the bounded tries keep the bound or are raw
+        return tries[-1]
+    pick = ratecontrol.best_of([(r, e) for r, e, _ in scored], target_rmse=settings.target_rmse,
+                               target_ratio=settings.target_ratio)
+    ratio, rmse, data = scored[pick]
+    if settings.target_rmse is not None and rmse > settings.target_rmse:
+        want = f"target_rmse {settings.target_rmse:g}"
+    elif settings.target_ratio is not None and ratio < settings.target_ratio:
+        want = f"target_ratio {settings.target_ratio:g}"
+    else:
+        return data
+    warnings.warn(f"{want} not reached within the error bound {bound:g}: best RMSE {rmse:.3g} at {ratio:.3g}x, "
+                  "every value within the bound", TargetNotMetWarning, stacklevel=4)
+    return data
 
 
 def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, values, valid, waves) -> bytes:
