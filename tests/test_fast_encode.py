@@ -256,6 +256,31 @@ def test_a_ratio_search_probes_patch_sizes_on_a_few_items(patched_model, monkeyp
     assert codec.encode(x) == probed and all(n == items for n, _ in fits)
 
 
+@pytest.mark.parametrize("target", [1.0, 2.0, 4.0])
+def test_an_rmse_search_reconstructs_only_widths_that_can_beat_the_chunk_in_hand(tiny_model, monkeypatch, target):
+    """``target_rmse``: with a chunk that meets the target in hand (SPERR alone), a width whose chunk
+    is no smaller, or whose RMSE on 2 items is ``OUTCLASSED``, is never reconstructed in full; the
+    chunk is the one the unpruned search picks."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkcodec.context import ChunkContext
+
+    x = smooth_field(4, seed=5).astype("f4")
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, target_rmse=target)
+    whole = []
+    real = ChunkContext.reconstruct
+
+    def counting(self, latents, *args, **kwargs):
+        whole.append(np.shape(latents)[0] == x.shape[0])
+        return real(self, latents, *args, **kwargs)
+
+    monkeypatch.setattr(ChunkContext, "reconstruct", counting)
+    pruned = codec.encode(x)
+    n_pruned = sum(whole)
+    monkeypatch.setattr(encode, "_rmse_choice_below", lambda s, m, c, w, v, va, limit: encode._choice_for(s, m, c, w, v, va))
+    whole.clear()
+    assert codec.encode(x) == pruned and sum(whole) > n_pruned
+
+
 # ------------------------------------------------------------------ the stage timer
 def test_stage_times_say_where_an_encode_went(tiny_model):
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)

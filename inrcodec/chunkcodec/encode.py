@@ -503,7 +503,13 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
             probing = not rivals
         cands = fitted(aim)
         fits.append(cands)
-        choice = _choice_for(settings, model, cands, writer, values, valid)
+        sizes = [len(d) for d, e, _ in tried + alone if e <= (settings.target_rmse or -math.inf)]
+        if fast and sizes:  # an RMSE target met already: only widths whose chunk is smaller can win
+            choice = _rmse_choice_below(settings, model, cands, writer, values, valid, min(sizes))
+            if choice is None:
+                continue
+        else:
+            choice = _choice_for(settings, model, cands, writer, values, valid)
         data = writer.latents(cands, choice.bits)
         if fast and settings.target_ratio is not None and choice.met:
             rivals = [e for d, e, _ in tried + alone if nbytes / len(d) >= settings.target_ratio]
@@ -659,6 +665,27 @@ def _choice_for(settings, model, cands: _LatentCandidates, writer: _Writer, valu
         target_ratio=settings.target_ratio, rmse_of=lambda b: cands.rmse(b, values, valid),
         ratio_of=lambda b: writer.chunk.arr.nbytes / len(writer.latents(cands, b)),
     )
+
+
+def _rmse_choice_below(settings, model, cands: _LatentCandidates, writer: _Writer, values, valid, limit: int):
+    """``effort="fast"``, ``target_rmse``: the fewest bits whose RMSE meets the target among the
+    widths whose chunk is smaller than ``limit`` bytes (the smallest chunk that meets it already),
+    or None: a larger chunk cannot be picked over that one, so it is never reconstructed, and
+    neither is a width whose RMSE estimated on a few items is ``OUTCLASSED`` times the target (the
+    first width that is not is found by bisection)."""
+    target = settings.target_rmse
+    widths = [b for b in ratecontrol.candidate_bits(model) if len(writer.latents(cands, b)) < limit]
+    lo, hi = 0, len(widths)  # the first width whose estimate is not outclassed (the error falls with bits)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cands.estimated_rmse(widths[mid], values, valid) > OUTCLASSED * target:
+            lo = mid + 1
+        else:
+            hi = mid
+    for bits in widths[lo:]:
+        if (r := cands.rmse(bits, values, valid)) <= target:
+            return ratecontrol.TargetChoice(bits, True, r)
+    return None
 
 
 def _warn_if_missed(settings, model, choice) -> None:
