@@ -10,7 +10,7 @@ their chunk's mean, where the fast fit needs more than its fewest steps; ``--chu
 
     python benchmarks/effort_validation.py --threads 2
     python benchmarks/effort_validation.py --sets a1b --settings bits=6 target_rmse=1.0
-    python benchmarks/effort_validation.py --efforts fast --chunk 8 --settings target_ratio=200   # one build's fast encoder
+    python benchmarks/effort_validation.py --efforts fast --chunk 8 --settings target_ratio=200  # one build's
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def main(argv=None) -> int:
         for setting in args.settings:
             opts = codec_options(setting.split(","))
             rows = [code(field, args.chunk, args.model, {**opts, "effort": e}) for e in efforts]
-            print(f"| {name} | {setting} | " + " | ".join(f"{r['ratio']:.0f}x, {r['rmse']:.3g}, {r['max']:.3g}" for r in rows)
-                  + " | " + " / ".join(f"{r['s']:.2f}" for r in rows) + " |", flush=True)
+            cells = [f"{r['ratio']:.0f}x, {r['rmse']:.3g}, {r['max']:.3g}" for r in rows]
+            print(f"| {name} | {setting} | " + " | ".join(cells) + " | " + " / ".join(f"{r['s']:.2f}" for r in rows)
+                  + " |", flush=True)
     return 0
 
 

@@ -121,7 +121,8 @@ class ModulatedSiren(nn.Module):
                 pre = layer(h)
                 # the shift added in place where the product already has the batch's shape (a
                 # shared first layer (P, W) broadcasts to (B, P, W) and needs a new tensor)
-                pre = pre.add_(shifts[:, i]) if pre.ndim == 3 and pre.shape[0] == shifts.shape[0] else pre + shifts[:, i]
+                batched = pre.ndim == 3 and pre.shape[0] == shifts.shape[0]
+                pre = pre.add_(shifts[:, i]) if batched else pre + shifts[:, i]
                 h = pre.mul_(w0).sin_()
                 continue
             pre = layer(h) + shifts[:, i]  # (P, W) + (B, 1, W) broadcasts to (B, P, W)
