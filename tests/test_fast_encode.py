@@ -222,17 +222,18 @@ def test_a_search_with_a_chunk_in_hand_starts_at_its_size_and_stops_at_a_miss(mo
     assert again is not None and len(again[0]) <= len(found[0]) and again[1] <= 3.0
 
 
+@pytest.mark.parametrize("target", [dict(target_ratio=20.0), dict(target_rmse=2.0)], ids=["ratio", "rmse"])
 @pytest.mark.parametrize("items", [8, 4])
-def test_a_ratio_search_probes_patch_sizes_on_a_few_items(patched_model, monkeypatch, items):
-    """``target_ratio``: in a chunk of 8 items a patch size other than the hybrids' is fitted on
-    ``ESTIMATE_ITEMS`` items first and dropped when those are outclassed, with the chunk that
-    fitting every item at every patch size gives; a chunk of 4 is never probed."""
+def test_a_rate_search_probes_patch_sizes_on_a_few_items(patched_model, monkeypatch, items, target):
+    """``target_ratio`` / ``target_rmse``: in a chunk of 8 items a patch size other than the
+    hybrids' is fitted on ``ESTIMATE_ITEMS`` items first and dropped when those are outclassed,
+    with the chunk that fitting every item at every patch size gives; a chunk of 4 is never probed."""
     from inrcodec.chunkcodec import encode
     from inrcodec.models import model as model_module
 
     lat, lon = global_lat_lon(32, 64)  # 5.6 degrees: the model's 4 x 4 patches, and larger aims
     x = smooth_field(items, 32, 64, seed=7).astype("f4")
-    codec = COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=20.0)
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, **target)
     fits = []
     real = model_module.CoinModel.encode
 

@@ -494,11 +494,11 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     alone = _fast_alone(settings, waves) if fast and waves is not None else []
     tried, fits = [], []
     hybrid_aim = min(aims, key=lambda a: (aims[a], list(aims).index(a)))
-    probing = fast and settings.target_ratio is not None  # until a probe finds the network in the race
+    probing = fast  # until a probe finds the network in the race
     for aim in aims:
         if probing and aim != hybrid_aim:
-            rivals = [e for d, e, _ in tried + alone if nbytes / len(d) >= settings.target_ratio]
-            if rivals and _probe_outclassed(settings, model, fitted, aim, writer, values, valid, min(rivals)):
+            rivals = [(len(d), e) for d, e, _ in tried + alone if _meets(settings, nbytes / len(d), e)]
+            if rivals and _probe_outclassed(settings, model, fitted, aim, writer, values, valid, rivals):
                 continue
             probing = not rivals
         cands = fitted(aim)
@@ -530,26 +530,41 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     return tried[pick][0]
 
 
-def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values, valid, rival: float) -> bool:
-    """``effort="fast"``, ``target_ratio``: whether the network alone at ``aim`` is ``OUTCLASSED``
-    by ``rival`` (the RMSE of what meets the ratio already), judged by fitting two neighbouring
-    items in the middle of the chunk only, at the width the whole chunk's latents would take (the
-    first item's bytes and the second's over it, as time coding codes every later item, counted
-    for every item), so that an outclassed patch size costs a fraction of a chunk's fit."""
+def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values, valid, rivals) -> bool:
+    """``effort="fast"``: whether the network alone at ``aim`` is ``OUTCLASSED`` by ``rivals``
+    (``(bytes, RMSE)`` of the chunks that meet the target already), judged by fitting two
+    neighbouring items in the middle of the chunk only, their latent bytes extrapolated to the
+    whole chunk (the first item's bytes and the second's over it, as time coding codes every later
+    item, counted for every item), so that an outclassed patch size costs a fraction of a chunk's
+    fit. ``target_ratio``: their RMSE at the width the ratio allows is ``OUTCLASSED`` times the
+    best rival's. ``target_rmse``: at the widest width whose chunk is smaller than the smallest
+    rival's (the error falls with the width), their RMSE is ``OUTCLASSED`` times the target."""
     n = values.shape[0]
     if ESTIMATE_ITEMS * PROBE_SHARE > n:  # too large a share of the chunk's fit to pay twice
         return False
     pick = np.array([n // 2 - 1, n // 2], dtype=np.intp)
     cands = fitted(aim, pick)
 
-    def ratio_of(bits: int) -> float:
+    def chunk_bytes(bits: int) -> float:
         both, first = len(cands.coded(bits).payload), len(cands.coded_first(bits).payload)
-        header = len(writer.latents(cands, bits)) - both
-        return writer.chunk.arr.nbytes / (header + first + (n - 1) * max(both - first, 0))
+        return len(writer.latents(cands, bits)) - both + first + (n - 1) * max(both - first, 0)
 
-    choice = ratecontrol.bits_for_target(ratecontrol.candidate_bits(model), target_ratio=settings.target_ratio,
-                                         ratio_of=ratio_of)
-    return choice.met and cands.rmse(choice.bits, values[pick], valid[pick]) > OUTCLASSED * rival
+    widths = ratecontrol.candidate_bits(model)
+    if settings.target_ratio is not None:
+        choice = ratecontrol.bits_for_target(widths, target_ratio=settings.target_ratio,
+                                             ratio_of=lambda b: writer.chunk.arr.nbytes / chunk_bytes(b))
+        rival = min(e for _, e in rivals)
+        return choice.met and cands.rmse(choice.bits, values[pick], valid[pick]) > OUTCLASSED * rival
+    limit = min(size for size, _ in rivals)
+    affordable = [b for b in widths if chunk_bytes(b) < limit]
+    return not affordable or cands.rmse(affordable[-1], values[pick], valid[pick]) > OUTCLASSED * settings.target_rmse
+
+
+def _meets(settings, ratio: float, rmse: float) -> bool:
+    """Whether a chunk of ``ratio`` and ``rmse`` meets the settings' ratio or RMSE target."""
+    if settings.target_ratio is not None:
+        return ratio >= settings.target_ratio
+    return rmse <= settings.target_rmse
 
 
 def _estimate_items(n: int) -> np.ndarray:
