@@ -282,6 +282,25 @@ def test_an_rmse_search_reconstructs_only_widths_that_can_beat_the_chunk_in_hand
     assert codec.encode(x) == pruned and sum(whole) > n_pruned
 
 
+def test_within_a_ratio_the_lower_max_error_wins_among_near_equal_rmses(patched_model, monkeypatch):
+    """``target_ratio``: among the candidates within the ratio whose RMSE is within
+    ``MAX_ERROR_MARGIN`` of the best, the one with the lowest maximum error is kept (issue 33)."""
+    from inrcodec.chunkcodec import encode
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(4, 32, 64, seed=1).astype("f4")
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=80.0)
+
+    def worst(chunk):
+        return float(np.abs(codec.decode(chunk).astype("f8") - x).max())
+
+    monkeypatch.setattr(encode, "MAX_ERROR_MARGIN", 0.0)  # the lowest RMSE, whatever its maximum error
+    strict = codec.encode(x)
+    monkeypatch.setattr(encode, "MAX_ERROR_MARGIN", 10.0)  # every candidate within the ratio is close
+    loose = codec.encode(x)
+    assert loose != strict and worst(loose) < worst(strict) and x.nbytes / len(loose) >= 80.0
+
+
 # ------------------------------------------------------------------ the stage timer
 def test_stage_times_say_where_an_encode_went(tiny_model):
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)

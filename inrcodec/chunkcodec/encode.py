@@ -58,6 +58,9 @@ RANGE_TOLERANCE = 0.05
 #: every width up to ``bits`` is tried: each try costs one reconstruction and residual coding,
 #: small next to the fit.
 BOUNDED_TRIES = 8
+#: ``effort="fast"``, ``target_ratio``: candidates whose RMSE is within this share of the best one's
+#: are told apart by their maximum error (the lower wins)
+MAX_ERROR_MARGIN = 0.02
 #: an error bound with ``target_rmse``: the bounded chunks tried, at the bound and at tighter ones
 #: while the RMSE target is missed
 BOUND_TRIES = 4
@@ -525,9 +528,26 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
         tried += [(data, rmse, None) for data, rmse in _wavelet_targets(settings, model, waves, fits)]
     pick = ratecontrol.best_of([(nbytes / len(d), e) for d, e, _ in tried],
                                target_rmse=settings.target_rmse, target_ratio=settings.target_ratio)
+    if fast and settings.target_ratio is not None:
+        pick = _lower_max_error(settings, model, writer.chunk, tried, pick)
     if tried[pick][2] is not None:
         _warn_if_missed(settings, model, tried[pick][2])
     return tried[pick][0]
+
+
+def _lower_max_error(settings, model, chunk: _Chunk, tried: list, pick: int) -> int:
+    """``effort="fast"``, ``target_ratio``: of the candidates within the ratio whose RMSE is within
+    ``MAX_ERROR_MARGIN`` of the pick's, the one with the lowest maximum error (decoded; ties: the
+    pick, then the earlier): the RMSE search alone lets the maximum error drift."""
+    nbytes, best = chunk.arr.nbytes, tried[pick][1]
+    if nbytes / len(tried[pick][0]) < settings.target_ratio:
+        return pick
+    close = [i for i, (d, e, _) in enumerate(tried)
+             if i != pick and nbytes / len(d) >= settings.target_ratio and e <= (1.0 + MAX_ERROR_MARGIN) * best]
+    if not close:
+        return pick
+    worst = {i: _errors_of(tried[i][0], model, settings, chunk)[1] for i in [pick, *close]}
+    return min([pick, *close], key=lambda i: (worst[i], i != pick, i))
 
 
 def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values, valid, rivals) -> bool:
