@@ -407,3 +407,19 @@ def test_a_bound_with_a_ratio_target_keeps_the_bound(tiny_model):
     with pytest.warns(TargetNotMetWarning, match="within the error bound 2"):
         chunk = far.encode(x)
     assert np.abs(far.decode(chunk).astype("f8") - x).max() <= 2.0
+
+
+def test_a_residual_stream_with_words_past_its_last_value_is_refused():
+    """The residual's range-coded stream follows the latent decoders' rule: words the last value
+    did not need are corruption (issue 34), and a stream for no values must be empty."""
+    from inrcodec.chunkcodec import residual
+
+    probs = np.array([0.5, 0.3, 0.2])
+    idx = np.tile([0, 1, 2, 0, 0, 1], 50)
+    stream = residual._range_encode(idx, probs)
+    np.testing.assert_array_equal(residual._range_decode(stream, probs, idx.size), idx)
+    for extra in (2, 3):
+        with pytest.raises(residual.ResidualError, match="data left after the last value"):
+            residual._range_decode(stream + b"\x01\x00\x00\x00" * extra, probs, idx.size)
+    with pytest.raises(residual.ResidualError, match="for no values"):
+        residual._range_decode(stream, probs, 0)

@@ -207,14 +207,19 @@ def _range_decode(data: bytes, probs: np.ndarray, n: int) -> np.ndarray:
         raise ResidualError(f"residual code stream of {len(data)} bytes is not whole u32 words")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     if n == 0:
+        if words.size:
+            raise ResidualError(f"residual code stream of {len(data)} bytes for no values")
         return np.zeros(0, dtype=np.int64)
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
         out = np.asarray(dec.decode(_Categorical(probs, perfect=False), n), dtype=np.int64)
+        exhausted = dec.maybe_exhausted()
     except BaseException as exc:  # constriction raises plain Exceptions / pyo3 panics
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise ResidualError(f"residual code stream does not decode: {exc}") from None
+    if not exhausted:  # the latent decoders' rule: words the last value did not need are corruption
+        raise ResidualError("residual code stream has data left after the last value")
     return out
 
 
