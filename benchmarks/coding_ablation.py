@@ -167,9 +167,6 @@ def main(argv=None) -> int:
     if args.data and not args.var:
         ap.error("--data needs --var")
 
-    from inrcodec import COINppCodec
-    from inrcodec.metrics import rmse_coslat
-
     restore = install_fit_cache() if args.fit_cache else (lambda: None)
     try:
         return _run_all(args)

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         recon = [model.decode(latents_of(lat), g).ravel() for f, g, lat in val]
         return metrics.rmse(np.concatenate([f.values.ravel() for f, _, _ in val]), np.concatenate(recon))
 
-    print(f"float latents: RMSE {rmse(lambda l: l):.3f} K")
+    print(f"float latents: RMSE {rmse(lambda z: z):.3f} K")
     print("| range | " + " | ".join(f"{b} bits: RMSE K / bits per latent" for b in args.bits) + " |")
     for ns in args.ranges:
         cells = []
@@ -61,8 +61,8 @@ def main(argv=None) -> int:
             q = UniformQuantizer(mean, std, b, num_std=ns)
             counts = np.asarray(CategoricalEntropyModel.fit(q.quantize(cal), b, per_dimension=False).to_arrays()["counts"], np.float64).ravel()
             p = (counts + 1e-9) / (counts + 1e-9).sum()
-            sym = np.concatenate([q.quantize(l.reshape(-1, model.latent_dim)).ravel() for _, _, l in val]).astype(int)
-            deq = lambda l, q=q: q.dequantize(q.quantize(l.reshape(-1, model.latent_dim))).reshape(l.shape)
+            sym = np.concatenate([q.quantize(z.reshape(-1, model.latent_dim)).ravel() for _, _, z in val]).astype(int)
+            deq = lambda z, q=q: q.dequantize(q.quantize(z.reshape(-1, model.latent_dim))).reshape(z.shape)
             cells.append(f"{rmse(deq):.3f} / {float(-np.log2(p[sym]).mean()):.3f}")
         print(f"| +-{ns:g} std | " + " | ".join(cells) + " |", flush=True)
     return 0

@@ -49,7 +49,8 @@ ds = xr.Dataset(
 )
 assert not np.isnan(tas).any() and (tas < 1e10).all()
 ds.time.encoding.update({"units": "days since 1850-01-01 00:00:00", "calendar": "proleptic_gregorian", "dtype": "float64"})
-for c in ("lat", "lon"): ds[c].encoding["_FillValue"] = None
+for c in ("lat", "lon"):
+    ds[c].encoding["_FillValue"] = None
 ds.time.encoding["_FillValue"] = None
 o = f"{OUT}/tas_mpi_esm_lr_2005.nc"
 ds.to_netcdf(o, engine="netcdf4", format="NETCDF4", encoding={"tas": {**enc(), "_FillValue": None}})
@@ -84,7 +85,8 @@ ds = xr.Dataset(
     },
 )
 ds.time.encoding.update({"units": "days since 1958-01-01 00:00:00", "calendar": "proleptic_gregorian", "dtype": "float64", "_FillValue": None})
-for c in ("lat", "lon"): ds[c].encoding["_FillValue"] = None
+for c in ("lat", "lon"):
+    ds[c].encoding["_FillValue"] = None
 o = f"{OUT}/hgt500_1958_1977.nc"
 ds.to_netcdf(o, engine="netcdf4", format="NETCDF4", encoding={"hgt": {**enc(), "_FillValue": None}})
 print(o, os.path.getsize(o))

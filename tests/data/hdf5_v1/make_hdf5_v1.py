@@ -11,7 +11,6 @@ Regenerate only with that commit's sources first on the path::
 import pathlib
 
 import h5py
-import numpy as np
 from conftest import build_spherical_model, global_lat_lon, smooth_field
 
 import inrcodec.hdf5 as ih5
