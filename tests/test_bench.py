@@ -174,6 +174,7 @@ def test_chunked_peer_counts_each_chunk_on_its_own(tiny_model):
                                                                            for i in (0, 2, 4)]))
 
 
+@pytest.mark.filterwarnings("ignore::inrcodec.errors.TargetNotMetWarning")  # the tiny model misses 30x on some chunks
 def test_target_ratio_rows_are_the_rate_controlled_codec(tiny_data, tiny_model, tmp_path):
     """``--target-ratio``: one row per model and ratio, coded with ``target_ratio`` (the width, and
     with the default residual coder the chunk mode, chosen per chunk), none of them over budget."""
