@@ -21,7 +21,7 @@ from __future__ import annotations
 __all__ = [
     "InrcodecError", "CorruptChunkError", "ModelFileError", "PinnedModelError", "PinnedGridError",
     "StoreMismatchError", "IncompleteStoreError", "StoreLockedError", "OutOfRangeWarning", "IncompleteStoreWarning",
-    "TargetNotMetWarning",
+    "TargetNotMetWarning", "TargetCostWarning",
 ]
 
 
@@ -71,3 +71,9 @@ class IncompleteStoreWarning(UserWarning):
 class TargetNotMetWarning(UserWarning):
     """Rate control found no latent width that meets ``target_rmse`` / ``target_ratio`` for a
     chunk; the chunk was coded at the closest width, and the message says what it reached."""
+
+
+class TargetCostWarning(UserWarning):
+    """A ``target_ratio`` was met at several times the RMSE that the network reaches a little short
+    of the ratio (SPERR alone squeezed past what the network can give): the message says both, so
+    the user can choose the ratio or the error."""

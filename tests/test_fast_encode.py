@@ -9,6 +9,7 @@ encoder; and the stage timer says where an encode's time went."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -314,3 +315,22 @@ def test_stage_times_say_where_an_encode_went(tiny_model):
     with stage_times() as decode_seconds:
         codec.decode(data)
     assert "fit" not in decode_seconds
+
+
+def test_a_ratio_bought_at_several_times_the_networks_error_is_said(tiny_model):
+    """``target_ratio`` met by SPERR alone at ``COSTLY_TARGET`` times the RMSE of a network
+    candidate short of the ratio warns with both (issue 33 item 4); within that, nothing is said."""
+    from inrcodec.chunkcodec import encode, ratecontrol
+    from inrcodec.errors import TargetCostWarning
+
+    settings = CodecSettings(target_ratio=1600.0)
+    short = (b"n" * 100, 2.95, ratecontrol.TargetChoice(1, False, 653.0))  # the network at 1 bit: 653x
+    for sperr_rmse, warned in ((9.98, True), (1.5 * 2.95, False)):
+        tried = [short, (b"s" * 40, sperr_rmse, None)]
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            encode._warn_if_costly(settings, tiny_model, tried, 1, 64_000)
+        costly = [w for w in seen if issubclass(w.category, TargetCostWarning)]
+        assert bool(costly) == warned
+        if warned:
+            assert "9.98" in str(costly[0].message) and "2.95" in str(costly[0].message) and "640x" in str(costly[0].message)

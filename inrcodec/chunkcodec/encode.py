@@ -33,7 +33,7 @@ from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.decode import decode_chunk
 from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.chunkcodec.timing import stage
-from inrcodec.errors import OutOfRangeWarning, TargetNotMetWarning
+from inrcodec.errors import OutOfRangeWarning, TargetCostWarning, TargetNotMetWarning
 
 __all__ = ["encode_chunk", "check_input", "OUT_OF_RANGE_LIMIT", "RANGE_MARGIN", "OUT_OF_RANGE_SHARE",
            "RANGE_TOLERANCE", "BOUNDED_TRIES"]
@@ -61,6 +61,9 @@ BOUNDED_TRIES = 8
 #: ``effort="fast"``, ``target_ratio``: candidates whose RMSE is within this share of the best one's
 #: are told apart by their maximum error (the lower wins)
 MAX_ERROR_MARGIN = 0.02
+#: ``target_ratio``: a chunk met by the wavelet candidates at this many times the RMSE of the best
+#: network candidate short of the ratio is coded with a ``TargetCostWarning``
+COSTLY_TARGET = 2.0
 #: an error bound with ``target_rmse``: the bounded chunks tried, at the bound and at tighter ones
 #: while the RMSE target is missed
 BOUND_TRIES = 4
@@ -532,7 +535,25 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
         pick = _lower_max_error(settings, model, writer.chunk, tried, pick)
     if tried[pick][2] is not None:
         _warn_if_missed(settings, model, tried[pick][2])
+    elif settings.target_ratio is not None:
+        _warn_if_costly(settings, model, tried, pick, nbytes)
     return tried[pick][0]
+
+
+def _warn_if_costly(settings, model, tried: list, pick: int, nbytes: int) -> None:
+    """A ratio met by a wavelet chunk at ``COSTLY_TARGET`` times the RMSE of a network candidate
+    short of the ratio is said, with both, never kept silent (``TargetCostWarning``)."""
+    ratio, rmse = nbytes / len(tried[pick][0]), tried[pick][1]
+    short = [(nbytes / len(d), e) for d, e, choice in tried if choice is not None and not choice.met]
+    if not short:
+        return
+    r_net, e_net = min(short, key=lambda t: t[1])
+    if rmse > COSTLY_TARGET * e_net:
+        units = (model.description or {}).get("units")
+        u = f" {units}" if units else ""
+        warnings.warn(f"target_ratio {settings.target_ratio:g} met at {ratio:.0f}x by SPERR alone with an RMSE of "
+                      f"{rmse:.3g}{u}, {rmse / e_net:.1f} times the {e_net:.3g}{u} the network reaches at "
+                      f"{r_net:.0f}x: a lower ratio, or target_rmse, keeps the error", TargetCostWarning, stacklevel=4)
 
 
 def _lower_max_error(settings, model, chunk: _Chunk, tried: list, pick: int) -> int:
