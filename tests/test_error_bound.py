@@ -424,3 +424,25 @@ def test_a_residual_stream_with_words_past_its_last_value_is_refused():
             residual._range_decode(stream + b"\x01\x00\x00\x00" * extra, probs, idx.size)
     with pytest.raises(residual.ResidualError, match="for no values"):
         residual._range_decode(stream, probs, 0)
+
+
+@pytest.mark.parametrize("network", [True, False])
+def test_a_bound_with_an_rmse_target_keeps_nan_and_fill_and_meets_both(network):
+    """A bound with ``target_rmse``, with and without the network, on a chunk with NaNs and a fill
+    value: NaN and fill come back exactly, and every valid value is within the bound with the RMSE
+    within the target (tighter bounds are tried where the bound alone misses it)."""
+    from conftest import build_spherical_model, global_lat_lon, smooth_field
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(4, 32, 64, seed=2).astype("f4")
+    x[0, 3, 5], x[1, 0, 0] = np.nan, -999.0
+    x[2, 10:12, 20:30] = np.nan
+    codec = COINppCodec(build_spherical_model(0), lat=lat, lon=lon, fill_value=-999.0, network=network,
+                        target_rmse=1.0, max_abs_error=3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = codec.decode(codec.encode(x))
+    ok = ~np.isnan(x) & (x != -999.0)
+    assert np.array_equal(np.isnan(y), np.isnan(x)) and y[1, 0, 0] == -999.0
+    err = y[ok].astype("f8") - x[ok]
+    assert np.abs(err).max() <= 3.0 and np.sqrt(np.mean(err * err)) <= 1.0

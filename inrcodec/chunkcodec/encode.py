@@ -255,11 +255,12 @@ def _network_free(settings, model, writer: "_Writer", values, valid) -> bytes:
     no SPERR chunk meets the target."""
     bound = settings.chunk_bound(writer.chunk.finite)
     if bound is not None:
-        within = _network_free_within(settings, model, writer, values, valid, bound)
         if not settings.rate_controlled:
-            return within
+            return _network_free_within(settings, model, writer, values, valid, bound)
         found = _sperr_alone_at_target(settings, model, writer, values, valid)
-        return _within_and_at_target(settings, model, writer.chunk, [within] + ([found] if found else []), bound)
+        tries = _tightening(settings, model, writer.chunk, bound,
+                            lambda b: _network_free_within(settings, model, writer, values, valid, b))
+        return _within_and_at_target(settings, model, writer.chunk, tries + ([found] if found else []), bound)
     found = _sperr_alone_at_target(settings, model, writer, values, valid)
     if found is None:
         want = (f"target_ratio {settings.target_ratio:g}" if settings.target_ratio is not None
@@ -440,14 +441,23 @@ def encode_chunk(array, model, settings) -> bytes:
     with warnings.catch_warnings():  # the target is judged on the chunk chosen below
         warnings.simplefilter("ignore", TargetNotMetWarning)
         tries = [_rate_controlled(settings, model, fitted, aims, writer, values, valid, waves)]
-    bounded, b = fitted(patching.aim_for(model, grid, settings)), bound
-    for _ in range(BOUND_TRIES):  # the bound, then tighter ones while an RMSE target is missed
-        tries.append(_bounded(settings, model, bounded, writer, values, valid, b, waves))
+    bounded = fitted(patching.aim_for(model, grid, settings))
+    tries += _tightening(settings, model, chunk, bound,
+                         lambda b: _bounded(settings, model, bounded, writer, values, valid, b, waves))
+    return _within_and_at_target(settings, model, chunk, tries, bound)
+
+
+def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> list[bytes]:
+    """``bounded_at(b)`` (a chunk within ``b``) at the bound, then at tighter bounds while an RMSE
+    target is missed, up to ``BOUND_TRIES`` chunks: a bounded chunk's RMSE grows with its bound."""
+    tries, b = [], bound
+    for _ in range(BOUND_TRIES):
+        tries.append(bounded_at(b))
         rmse = _errors_of(tries[-1], model, settings, chunk)[0]
         if settings.target_rmse is None or rmse <= settings.target_rmse:
             break
-        b *= min(0.9, max(0.5, settings.target_rmse / rmse))  # a bounded chunk's RMSE grows with its bound
-    return _within_and_at_target(settings, model, chunk, tries, bound)
+        b *= min(0.9, max(0.5, settings.target_rmse / rmse))
+    return tries
 
 
 def _errors_of(data: bytes, model, settings, chunk: _Chunk) -> tuple[float, float]:
