@@ -203,9 +203,15 @@ def test_the_public_names_import_from_inrcodec():
     assert "inrcodec.models.model" in _modules_after(code)
 
 
+@pytest.fixture(scope="module")
+def plain_import() -> set[str]:
+    """The modules ``import inrcodec`` loads in a fresh interpreter (one interpreter for every check)."""
+    return _modules_after("import inrcodec")
+
+
 @pytest.mark.parametrize("heavy", HEAVY_FOR_IMPORT)
-def test_import_inrcodec_does_not_load_heavy_optional_packages(heavy):
-    assert heavy not in _modules_after("import inrcodec")
+def test_import_inrcodec_does_not_load_heavy_optional_packages(plain_import, heavy):
+    assert heavy not in plain_import
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +226,10 @@ def stored_chunk(tmp_path_factory):
     return folder, np.asarray(codec.decode(data)).reshape(-1)
 
 
-@pytest.mark.parametrize("module", TRAINING_MODULES)
-def test_decoding_a_chunk_imports_no_training_code(stored_chunk, module):
+@pytest.fixture(scope="module")
+def decoding_import(stored_chunk) -> set[str]:
+    """The modules a fresh interpreter loads to decode the stored chunk through numcodecs (one
+    interpreter for every check), after checking that it really decoded."""
     folder, expected = stored_chunk
     code = (
         "import json, pathlib, numpy, numcodecs\n"
@@ -232,4 +240,9 @@ def test_decoding_a_chunk_imports_no_training_code(stored_chunk, module):
     )
     loaded = _modules_after(code)
     np.testing.assert_array_equal(np.load(folder / "decoded.npy"), expected)  # it really decoded
-    assert module not in loaded
+    return loaded
+
+
+@pytest.mark.parametrize("module", TRAINING_MODULES)
+def test_decoding_a_chunk_imports_no_training_code(decoding_import, module):
+    assert module not in decoding_import
