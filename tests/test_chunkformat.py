@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from inrcodec.chunkformat import pack_chunk, unpack_chunk
 from inrcodec.errors import CorruptChunkError
 from inrcodec.chunkformat.header import FORMAT_VERSION, MAGIC, SECTION_TAGS, ChunkHeader
+from helpers import with_crc
 
 SHA_A = hashlib.sha256(b"network A").hexdigest()
 SHA_B = hashlib.sha256(b"network B").hexdigest()
@@ -386,10 +387,6 @@ def test_v3_header_rejects_what_it_cannot_store(kw, match):
         v3_header(**kw)
 
 
-def _recrc_v3(body: bytes) -> bytes:
-    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
-
-
 def test_v3_corruption_is_reported():
     data = pack_chunk(v3_header(), {"latents": b"abcdef"})
     for cut in range(1, len(data)):
@@ -401,14 +398,14 @@ def test_v3_corruption_is_reported():
     # non-canonical varint for shape[0] = 1: 0x81 0x00
     bad = bytes(body[:9]) + b"\x81\x00" + bytes(body[10:])
     with pytest.raises(CorruptChunkError, match="non-canonical"):
-        unpack_chunk(_recrc_v3(bad))
+        unpack_chunk(with_crc(bad))
     reserved = bytearray(body)
     reserved[6] |= 0x80
     with pytest.raises(CorruptChunkError, match="reserved"):
-        unpack_chunk(_recrc_v3(bytes(reserved)))
+        unpack_chunk(with_crc(bytes(reserved)))
     bounded = bytearray(body)
     bounded[7] = (bounded[7] & ~3) | 2  # mode 2 without a residual section
     with pytest.raises(CorruptChunkError, match="residual"):
-        unpack_chunk(_recrc_v3(bytes(bounded)))
+        unpack_chunk(with_crc(bytes(bounded)))
     with pytest.raises(CorruptChunkError, match="unsupported format version 6"):
         unpack_chunk(b"I\x06" + bytes(body[2:]) + b"\x00" * 4)

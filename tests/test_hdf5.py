@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import h5py
 import numpy as np
@@ -20,6 +17,7 @@ from inrcodec.datasets import embedded_sample
 from inrcodec.errors import PinnedModelError
 from inrcodec.chunkcodec.residual import cross_machine_tolerance
 from inrcodec.settings import CodecSettings
+from helpers import run_python
 
 LAYOUT1 = pathlib.Path(__file__).parent / "data" / "hdf5_v1" / "layout1.h5"
 LAT, LON = global_lat_lon()
@@ -38,10 +36,6 @@ NETWORK_FREE = CodecSettings(inner_steps=1, assume_global_grid=True, target_rati
 @pytest.fixture(scope="module")
 def tas():
     return embedded_sample("tas").isel(time=slice(0, 4)).load()
-
-
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
 
 
 def _field(n: int = 2) -> np.ndarray:
@@ -101,7 +95,7 @@ def test_fresh_process_reads_with_the_model_and_grid_from_the_file(tmp_path, tin
     assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
     assert stored < x.nbytes / 50
     np.save(tmp_path / "y.npy", y)
-    r = _run(f"""
+    r = run_python(f"""
         import h5py, numpy as np, inrcodec.hdf5
         from inrcodec.models import modelstore
         assert modelstore.cached("") is None
@@ -171,7 +165,7 @@ def test_xarray_h5netcdf_roundtrip_and_netcdf4_engine(tmp_path, tiny_model, tas)
     assert set(back.variables) == {"tas", "land", "time", "lat", "lon"}  # the model group stays out of the way
     np.save(tmp_path / "t.npy", back.tas.values)
     # netCDF4's own libhdf5 (registered by the import), in a fresh process: load the models, read
-    r = _run(f"""
+    r = run_python(f"""
         import numpy as np, xarray as xr, inrcodec.hdf5 as ih5
         ih5.load_models({str(path)!r})
         v = xr.open_dataset({str(path)!r}, engine="netcdf4").tas.values
@@ -182,7 +176,7 @@ def test_xarray_h5netcdf_roundtrip_and_netcdf4_engine(tmp_path, tiny_model, tas)
 
 
 def test_import_inrcodec_leaves_hdf5_alone_and_import_inrcodec_hdf5_registers():
-    r = _run("""
+    r = run_python("""
         import sys, inrcodec
         assert "h5py" not in sys.modules, "import inrcodec imported h5py"
         import h5py
@@ -201,7 +195,7 @@ def test_reader_without_the_filter_gets_an_error_naming_it(tmp_path, tiny_model,
     with h5py.File(path, "w") as f:
         f.create_dataset("t2m", data=tas.values, chunks=(2, 96, 192),
                          compression=ih5.COINpp(tiny_model, inner_steps=1, assume_global_grid=True))
-    r = _run(f"""
+    r = run_python(f"""
         import h5py
         h5py._errors.unsilence_errors()  # print HDF5's error stack
         with h5py.File({str(path)!r}) as f:
@@ -235,7 +229,7 @@ def test_a_shipped_model_is_not_copied_into_the_file_and_still_decodes(tmp_path,
         assert filt.codec.model_sha256 not in f[ih5.MODELS_GROUP]  # only the grid is stored
     assert path.stat().st_size < len(filt.codec.model_bytes) / 4
     np.save(tmp_path / "x.npy", tas.values[:2])
-    r = _run(f"""
+    r = run_python(f"""
         import h5py, numpy as np, inrcodec.hdf5
         from inrcodec.models import modelstore
         assert modelstore.cached("") is None

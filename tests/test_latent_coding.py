@@ -5,9 +5,7 @@ that stored configurations keep."""
 from __future__ import annotations
 
 import hashlib
-import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.chunkcodec.residual import cross_machine_tolerance
 from inrcodec.errors import CorruptChunkError, TargetNotMetWarning
 from inrcodec.coding.quantize import MidTreadQuantizer, UniformQuantizer
+from helpers import with_crc
 
 LAT, LON = global_lat_lon()
 
@@ -30,10 +29,6 @@ LAT, LON = global_lat_lon()
 def _codec(model, **opts):
     # the network's latent coding alone (no SPERR candidates: tests/test_hybrid.py)
     return COINppCodec(model, lat=LAT, lon=LON, inner_steps=2, **{"residual_coder": "none", **opts})
-
-
-def _recrc(body: bytes) -> bytes:
-    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
 # ------------------------------------------------------------------ the quantizer
@@ -193,15 +188,15 @@ def test_corrupt_version4_chunks_are_refused(tiny_model, patched_model):
     big = bytearray(body)
     big[9:10] = b"\x80\x04"  # aim 256
     with pytest.raises(CorruptChunkError, match="exceeds 255"):
-        codec.decode(_recrc(bytes(big)))
+        codec.decode(with_crc(bytes(big)))
     aim = bytearray(body)
     aim[9] = 2 << 1 | 1  # this model's patches are not sized in degrees
     with pytest.raises(CorruptChunkError, match="patch aim"):
-        codec.decode(_recrc(bytes(aim)))
+        codec.decode(with_crc(bytes(aim)))
     v3 = bytearray(body)
     v3[1] = 3  # version 3 cannot name the mid-tread quantizer
     with pytest.raises(CorruptChunkError):
-        codec.decode(_recrc(bytes(v3[:9] + v3[10:])))
+        codec.decode(with_crc(bytes(v3[:9] + v3[10:])))
     hdr, sections = cf.unpack_chunk(chunk)
     for payload in (b"", sections["latents"][:1], sections["latents"][:-4], sections["latents"] + b"\0\0\0\0",
                     b"\xff" * len(sections["latents"])):
@@ -270,7 +265,7 @@ def test_version4_header_round_trip_and_checks():
     body[1] = 4
     body[9:9] = b"\x00"
     with pytest.raises(CorruptChunkError, match="version 3"):
-        cf.unpack_chunk(_recrc(bytes(body)))
+        cf.unpack_chunk(with_crc(bytes(body)))
 
 
 def test_new_options_validate_and_parse_from_the_command_line():

@@ -35,6 +35,7 @@ from inrcodec.chunkcodec import decode_chunk
 from inrcodec.errors import (CorruptChunkError, IncompleteStoreWarning, ModelFileError, OutOfRangeWarning,
                              PinnedGridError, PinnedModelError, TargetNotMetWarning)
 from inrcodec.models.model import CoinModel
+from helpers import run_python
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
 
@@ -209,7 +210,7 @@ def test_case05_hdf5_grid_found_by_name_is_checked_by_content(tmp_path, tiny_mod
             np.testing.assert_array_equal(f["tas"][...], np.load({str(tmp_path / 'expect.npy')!r}))
         print("ok")
     """
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    r = run_python(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
 
 
@@ -754,7 +755,7 @@ def test_r2_case08_hdf5_model_and_grid_entries_are_checked_before_reading(tmp_pa
             print("refused", ih5.last_error)
         print("grew_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
     """
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    r = run_python(code)
     assert "refused" in r.stdout and "more than the" in r.stdout, (r.stdout, r.stderr[-2000:])
     assert int(r.stdout.split("grew_kb")[1]) < 200_000
 
@@ -835,8 +836,7 @@ def test_r2_case13_fixtures_decode_within_the_promise_on_another_cpu_code_path(t
                 y, e = f[name][...], f["expected_" + name][...]
                 print(name, int((y != e).sum()), bool(np.abs(y - e).max() <= cross_machine_tolerance(e)))
     """
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "MKL_CBWR": "COMPATIBLE"})
+    r = run_python(code, env={**os.environ, "MKL_CBWR": "COMPATIBLE"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert [line.split()[2] for line in r.stdout.split("\n") if line] == ["True", "True"], r.stdout
 
