@@ -260,7 +260,9 @@ def _network_free(settings, model, writer: "_Writer", values, valid) -> bytes:
         found = _sperr_alone_at_target(settings, model, writer, values, valid)
         tries = _tightening(settings, model, writer.chunk, bound,
                             lambda b: _network_free_within(settings, model, writer, values, valid, b))
-        return _within_and_at_target(settings, model, writer.chunk, tries + ([found] if found else []), bound)
+        if found is not None:
+            tries.append(_scored(found, model, settings, writer.chunk))
+        return _within_and_at_target(settings, writer.chunk, tries, bound)
     found = _sperr_alone_at_target(settings, model, writer, values, valid)
     if found is None:
         want = (f"target_ratio {settings.target_ratio:g}" if settings.target_ratio is not None
@@ -278,10 +280,8 @@ def _sperr_alone_at_target(settings, model, writer: "_Writer", values, valid) ->
     alone = _fast_alone(settings, waves) if waves is not None else []
     if not alone:
         return None
-    nbytes = writer.chunk.arr.nbytes
-    pick = ratecontrol.best_of([(nbytes / len(d), e) for d, e, _ in alone], target_rmse=settings.target_rmse,
-                               target_ratio=settings.target_ratio)
-    return alone[pick][0]
+    coder = _better_layout(alone, settings)
+    return next(d for d, _, c in alone if c == coder)
 
 
 class _LatentCandidates:
@@ -440,24 +440,31 @@ def encode_chunk(array, model, settings) -> bytes:
         return _rate_controlled(settings, model, fitted, aims, writer, values, valid, waves)
     with warnings.catch_warnings():  # the target is judged on the chunk chosen below
         warnings.simplefilter("ignore", TargetNotMetWarning)
-        tries = [_rate_controlled(settings, model, fitted, aims, writer, values, valid, waves)]
+        tries = [_scored(_rate_controlled(settings, model, fitted, aims, writer, values, valid, waves), model,
+                         settings, chunk)]
     bounded = fitted(patching.aim_for(model, grid, settings))
     tries += _tightening(settings, model, chunk, bound,
                          lambda b: _bounded(settings, model, bounded, writer, values, valid, b, waves))
-    return _within_and_at_target(settings, model, chunk, tries, bound)
+    return _within_and_at_target(settings, chunk, tries, bound)
 
 
-def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> list[bytes]:
+def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> list[tuple]:
     """``bounded_at(b)`` (a chunk within ``b``) at the bound, then at tighter bounds while an RMSE
-    target is missed, up to ``BOUND_TRIES`` chunks: a bounded chunk's RMSE grows with its bound."""
+    target is missed, up to ``BOUND_TRIES`` chunks (:func:`_scored`): a bounded chunk's RMSE grows
+    with its bound."""
     tries, b = [], bound
     for _ in range(BOUND_TRIES):
-        tries.append(bounded_at(b))
-        rmse = _errors_of(tries[-1], model, settings, chunk)[0]
+        tries.append(_scored(bounded_at(b), model, settings, chunk))
+        rmse = tries[-1][1]
         if settings.target_rmse is None or rmse <= settings.target_rmse:
             break
         b *= min(0.9, max(0.5, settings.target_rmse / rmse))
     return tries
+
+
+def _scored(data: bytes, model, settings, chunk: _Chunk) -> tuple[bytes, float, float]:
+    """``(chunk, RMSE, max abs error)``, the errors through the real decoder (:func:`_errors_of`)."""
+    return (data, *_errors_of(data, model, settings, chunk))
 
 
 def _errors_of(data: bytes, model, settings, chunk: _Chunk) -> tuple[float, float]:
@@ -470,18 +477,14 @@ def _errors_of(data: bytes, model, settings, chunk: _Chunk) -> tuple[float, floa
     return (float(np.sqrt(np.mean(d * d))), float(d.max())) if d.size else (0.0, 0.0)
 
 
-def _within_and_at_target(settings, model, chunk: _Chunk, tries: list[bytes], bound: float) -> bytes:
-    """An error bound with a target: of the chunks in ``tries`` whose every valid value decodes
-    within ``bound``, at ``target_rmse`` the smallest that meets it, at ``target_ratio`` the lowest
-    RMSE within the ratio; where none meets the target, the closest (the bound is kept either way)
-    with a ``TargetNotMetWarning`` saying what was reached."""
-    scored = []
-    for data in tries:
-        rmse, worst = _errors_of(data, model, settings, chunk)
-        if worst <= bound:
-            scored.append((chunk.arr.nbytes / len(data), rmse, data))
+def _within_and_at_target(settings, chunk: _Chunk, tries: list[tuple], bound: float) -> bytes:
+    """An error bound with a target: of the :func:`_scored` chunks in ``tries`` whose every valid
+    value decodes within ``bound``, at ``target_rmse`` the smallest that meets it, at
+    ``target_ratio`` the lowest RMSE within the ratio; where none meets the target, the closest (the
+    bound is kept either way) with a ``TargetNotMetWarning`` saying what was reached."""
+    scored = [(chunk.arr.nbytes / len(data), rmse, data) for data, rmse, worst in tries if worst <= bound]
     if not scored:  # never expected: the bounded tries keep the bound or are raw
-        return tries[-1]
+        return tries[-1][0]
     pick = ratecontrol.best_of([(r, e) for r, e, _ in scored], target_rmse=settings.target_rmse,
                                target_ratio=settings.target_ratio)
     ratio, rmse, data = scored[pick]
@@ -509,7 +512,7 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     nbytes = writer.chunk.arr.nbytes
     alone = _fast_alone(settings, waves) if fast and waves is not None else []
     tried, fits = [], []
-    hybrid_aim = min(aims, key=lambda a: (aims[a], list(aims).index(a)))
+    hybrid_aim = min(aims, key=aims.get)  # the fewest patches (the first of equals)
     probing = fast  # until a probe finds the network in the race
     for aim in aims:
         if probing and aim != hybrid_aim:
@@ -519,7 +522,7 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
             probing = not rivals
         cands = fitted(aim)
         fits.append(cands)
-        sizes = [len(d) for d, e, _ in tried + alone if e <= (settings.target_rmse or -math.inf)]
+        sizes = [len(d) for d, e, _ in tried + alone if settings.target_rmse is not None and e <= settings.target_rmse]
         if fast and sizes:  # an RMSE target met already: only widths whose chunk is smaller can win
             choice = _rmse_choice_below(settings, model, cands, writer, values, valid, min(sizes))
             if choice is None:
