@@ -7,10 +7,13 @@ data (never test data): ``glosea4`` (13 members, 145 x 192) and ``era5_t`` (20 m
 each also bilinear on the 4-degree 46 x 90 grid, ``a1b`` (the first 24 years, 37 x 49), and
 ``era5_t_levels``: one chunk of 8 whose items alternate the 850 and 500 hPa fields (items far from
 their chunk's mean, where the fast fit needs more than its fewest steps; ``--chunk 8``).
+``--shifts K ...``: every set also moved by K (data units, a row each): data off the level the
+network expects (issue 32 case 7, docs/reliability.md).
 
     python benchmarks/effort_validation.py --threads 2
     python benchmarks/effort_validation.py --sets a1b --settings bits=6 target_rmse=1.0
     python benchmarks/effort_validation.py --efforts fast --chunk 8 --settings target_ratio=200  # one build's
+    python benchmarks/effort_validation.py --efforts fast --settings bits=6 --shifts -20 -10 0 10 20  # moved fields
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--efforts", nargs="+", default=["full", "fast"], choices=("full", "fast"),
                     help="the efforts to run (--efforts fast: one build's fast encoder, to hold against another's)")
+    ap.add_argument("--shifts", nargs="+", type=float, default=[0.0], metavar="K",
+                    help="code every set moved by each K (data units): data off the network's level")
     _smoke.add_flag(ap)
     args = ap.parse_args(argv)
     import torch
@@ -85,10 +90,13 @@ def main(argv=None) -> int:
     print("| set | setting | " + " | ".join(f"{e}: ratio, cos RMSE, max err" for e in efforts)
           + f" | encode s {' / '.join(efforts)} |")
     print("|---" * (3 + len(efforts)) + "|")
-    for name in args.sets:
+    for name, shift in [(n, k) for n in args.sets for k in args.shifts]:
         field = validation_set(name)
         if args.smoke:
             field = Field(field.values[:2], field.lat, field.lon, field.name)
+        if shift:
+            field = Field(field.values + np.float32(shift), field.lat, field.lon, field.name)
+            name = f"{name} {shift:+g}"
         for setting in args.settings:
             opts = codec_options(setting.split(","))
             rows = [code(field, args.chunk, args.model, {**opts, "effort": e}) for e in efforts]

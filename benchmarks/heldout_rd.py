@@ -152,6 +152,8 @@ def main(argv=None) -> int:
                     help="a further COINppCodec option (repeatable), e.g. max_abs_error=2")
     ap.add_argument("--peers", nargs="*", default=["sperr", "sperr-bpp", "sz3", "zfp"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--shift", type=float, default=0.0, metavar="K",
+                    help="code the data moved by K (data units): off the network's level (docs/reliability.md)")
     ap.add_argument("--out", default="bench-heldout")
     _smoke.add_flag(ap)
     args = ap.parse_args(argv)
@@ -165,6 +167,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     name, field = load(args.data, args.variable, args.split, args.grid, args.chunk)
     options = codec_options(args.codec_option)
+    if args.shift:
+        field = Field(field.values + np.float32(args.shift), field.lat, field.lon, f"{field.name} {args.shift:+g}")
+        name = f"{name}{args.shift:+g}"
     x = np.ascontiguousarray(field.values, dtype=np.float32)
     rd = RecipeData(None, None, x, lat=field.lat, lon=field.lon, units="K", source=field.name)
     sweep = [options] if not args.target_ratio else [{**options, "target_ratio": r} for r in args.target_ratio]

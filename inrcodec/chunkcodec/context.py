@@ -42,6 +42,7 @@ class ChunkContext:
         self.pin = cf.model_pin(self.sha256, pin_grid_key(lat, lon))
         self._grids: dict[tuple[int, ...], object] = {}
         self._grids_lock = threading.Lock()
+        self._priors: dict[tuple, np.ndarray] = {}
 
     def grid(self, spatial: tuple[int, ...]):
         """The coordinate grid of a chunk whose spatial shape is ``spatial`` (built once)."""
@@ -74,6 +75,22 @@ class ChunkContext:
         grid = self.grid(spatial)
         with self.lock:
             return np.asarray(self.model.decode(latents, grid, patch_aim=patch_aim), dtype=np.float64)
+
+
+    def prior_field(self, spatial: tuple[int, ...], patch_aim: int = 0) -> np.ndarray:
+        """The network's field at zero latents (what every fit starts from), ``spatial`` float64:
+        the level the meta-learned network expects a chunk to lie at (built once)."""
+        key = (tuple(spatial), patch_aim)
+        with self._grids_lock:
+            field = self._priors.get(key)
+        if field is None:
+            m = self.model
+            zeros = np.zeros((1, m.partition(self.grid(spatial), patch_aim).num_patches, m.latent_dim), np.float32)
+            field = self.reconstruct(zeros, spatial, patch_aim)[0]
+            field.setflags(write=False)
+            with self._grids_lock:
+                field = self._priors.setdefault(key, field)
+        return field
 
 
 @lru_cache(maxsize=64)
