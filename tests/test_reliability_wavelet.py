@@ -373,3 +373,21 @@ def test_r3_case07_data_off_the_networks_level_keep_the_error_of_the_same_fields
 
     assert rmse(x + np.float32(shift)) <= 1.1 * rmse(x)
 
+
+def test_r3_case08_a_chunk_too_large_for_sperrs_memory_is_coded_without_it(tiny_model, monkeypatch):
+    """Case 8: SPERR decodes in 32-bit WebAssembly (4 GiB at most), so a SPERR chunk of more than
+    about 45 M values may decode nowhere. The encoder gives SPERR at most ``wavelet.MAX_VALUES``
+    values (their decode within half of that memory): a larger chunk takes the other modes, keeps
+    its bound and says why (the limit lowered here to this chunk's size)."""
+    from conftest import smooth_field
+
+    from inrcodec import COINppCodec
+
+    x = smooth_field(4, seed=1).astype("f4")
+    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, max_abs_error=2.0)
+    assert cf.chunk_mode(codec.encode(x)) in (4, 5)  # SPERR's modes win this chunk
+    monkeypatch.setattr(wavelet, "MAX_VALUES", x.size - 1)
+    with pytest.warns(UserWarning, match="coded without SPERR"):
+        chunk = codec.encode(x)
+    assert cf.chunk_mode(chunk) not in (4, 5)
+    assert np.abs(codec.decode(chunk).astype("f8") - x).max() <= 2.0

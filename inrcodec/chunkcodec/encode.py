@@ -250,7 +250,7 @@ def _network_free_within(settings, model, writer: "_Writer", values, valid, boun
     raw = writer.raw()
     exact = exact if exact is not None and exact.any() else None
     tries = [writer.plain_residual(values, valid, bound, exact=exact)]
-    if settings.residual_coder == "sperr" and wavelet.available(model.spatial_ndim) and exact is None:
+    if settings.residual_coder == "sperr" and _sperr_takes(model, values) and exact is None:
         waves = hybrid.WaveletCandidates(writer, values, valid)
         tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
     best = min([raw, *tries], key=len)
@@ -713,9 +713,23 @@ def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int |
     return out
 
 
+def _sperr_takes(model, values) -> bool:
+    """Whether SPERR may code this chunk; a chunk too large for its decode to fit SPERR's
+    WebAssembly memory on any machine is said, and coded without it."""
+    if not wavelet.available(model.spatial_ndim):
+        return False
+    if wavelet.available(model.spatial_ndim, values.size):
+        return True
+    warnings.warn(f"a chunk of {values.size} values is coded without SPERR (residual_coder='sperr'): SPERR decodes "
+                  f"at most {wavelet.MAX_VALUES} values in one chunk within half of its "
+                  f"{wavelet.WASM_MEMORY_BYTES >> 30} GiB of WebAssembly memory; write smaller chunks to use it",
+                  UserWarning, stacklevel=5)
+    return False
+
+
 def _wavelets(settings, model, writer: _Writer, values, valid):
     """The wavelet candidates of this chunk, when the settings and the model allow them."""
-    if settings.residual_coder != "sperr" or not wavelet.available(model.spatial_ndim):
+    if settings.residual_coder != "sperr" or not _sperr_takes(model, values):
         return None
     return hybrid.WaveletCandidates(writer, values, valid)
 

@@ -61,11 +61,12 @@ def _sperr_class():
         raise ImportError(f"{MISSING_SPERR} ({type(exc).__name__}: {exc})") from exc
 
 
-def available(spatial_ndim: int) -> bool:
+def available(spatial_ndim: int, n_values: int = 0) -> bool:
     """Whether chunks of a model with ``spatial_ndim`` spatial dims can take the wavelet modes
-    (1-D, 2-D and 3-D models: SPERR codes 3 dims, see :func:`field_shape`). Coding them on a
-    machine without SPERR raises ImportError naming the package; nothing drops them in silence."""
-    return spatial_ndim in (1, 2, 3)
+    (1-D, 2-D and 3-D models: SPERR codes 3 dims, see :func:`field_shape`), and a chunk of
+    ``n_values`` values too (at most :data:`MAX_VALUES`). Coding them on a machine without SPERR
+    raises ImportError naming the package; nothing drops them in silence."""
+    return spatial_ndim in (1, 2, 3) and n_values <= MAX_VALUES
 
 
 def field_shape(items_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -285,6 +286,10 @@ def stream_layout(stream: bytes, shape3: tuple[int, int, int]) -> list[dict[str,
 DECODE_BYTES_PER_VALUE = 96
 #: SPERR runs as 32-bit WebAssembly: its memory holds at most 4 GiB, whatever the machine has
 WASM_MEMORY_BYTES = 4 << 30
+#: the most values the encoder gives SPERR in one chunk: their decode needs at most half of
+#: SPERR's WebAssembly memory (about 24 M values, 98 MB of float32), so a SPERR chunk it writes
+#: decodes on any machine with the memory, never one that cannot decode anywhere (issue 32 case 8)
+MAX_VALUES = (WASM_MEMORY_BYTES // 2) // (DECODE_BYTES_PER_VALUE - 8)
 
 
 def decode_memory(n_values: int) -> int:
