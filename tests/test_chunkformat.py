@@ -409,3 +409,70 @@ def test_v3_corruption_is_reported():
         unpack_chunk(with_crc(bytes(bounded)))
     with pytest.raises(CorruptChunkError, match="unsupported format version 6"):
         unpack_chunk(b"I\x06" + bytes(body[2:]) + b"\x00" * 4)
+
+
+def _docs_mode_grid() -> list[list[str]]:
+    import pathlib
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "format.md").read_text()
+    block = text.split("## Modes\n", 1)[1].split("\n## ", 1)[0]
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("| ") and not line.startswith("| mode ")]
+
+
+def test_the_format_docs_show_the_mode_table():
+    """docs/format.md's mode grid is the table every check is derived from (issue 34)."""
+    from inrcodec.chunkformat.header import MODES
+
+    want = [[str(m.number), m.name, m.prediction, m.correction, ", ".join(sorted(m.sections)), str(m.version)]
+            for m in MODES]
+    assert _docs_mode_grid() == want
+
+
+def _pinned_header(mode: int) -> ChunkHeader:
+    from inrcodec.chunkformat.header import MODE_BY_NUMBER
+
+    bits = 6 if MODE_BY_NUMBER[mode].latents else 0
+    return ChunkHeader(model_sha256=None, dtype="<f4", shape=(2, 4), order="C", mode=mode, patch_shape=None,
+                       num_items=None, num_patches=None, latent_dim=None, bits=bits, quantizer_id=0,
+                       entropy_id=0, pin=b"abcd")
+
+
+def test_each_modes_sections_are_checked_as_its_row_says():
+    """Packing and reading refuse a chunk without a section its mode's row checks, and a section
+    of a version-5 mode in another mode's chunk (``header.check_sections``, from ``MODES``)."""
+    from inrcodec.chunkformat.header import MODES
+
+    for row in MODES:
+        full = {name: b"\x01\x02" for name in sorted(row.sections)}
+        header, sections = unpack_chunk(pack_chunk(_pinned_header(row.number), full))
+        assert (header.mode, set(sections)) == (row.number, set(full))
+        for name in row.checked:
+            with pytest.raises(ValueError, match=f"{name!r} is missing"):
+                pack_chunk(_pinned_header(row.number), {k: v for k, v in full.items() if k != name})
+        if "wavelet" not in row.sections:
+            with pytest.raises(ValueError, match="'wavelet' belongs to modes \\[4, 5\\]"):
+                pack_chunk(_pinned_header(row.number), {**full, "wavelet": b"\x00"})
+        if row.version >= 5:
+            with pytest.raises(ValueError, match="'residual' belongs to modes \\[2, 3\\]"):
+                pack_chunk(_pinned_header(row.number), {**full, "residual": b"\x00"})
+    assert {r.number for r in MODES if r.checked != r.sections} == {0, 1, 2}  # latents / raw_values: at decode
+
+
+def test_a_chunk_without_the_section_its_mode_reads_is_corrupt_when_decoded(tiny_model):
+    """Modes 0-2 chunks lacking ``latents`` / ``raw_values`` pack (versions 1-3 never checked them)
+    and are refused when decoded, as docs/format.md says."""
+    from inrcodec import COINppCodec
+    from inrcodec.chunkformat.header import MODE_BY_NUMBER
+
+    codec = COINppCodec(tiny_model, assume_global_grid=True, bits=6, residual_coder="none")
+    chunk = codec.encode(np.full((1, 8, 16), 280.0, "f4") + np.arange(16, dtype="f4"))
+    header, sections = unpack_chunk(chunk)
+    for mode in (0, 1, 2):
+        row = MODE_BY_NUMBER[mode]
+        kept = {k: v for k, v in sections.items() if k not in ("latents", "raw_values")}
+        kept.update({name: b"\x00" for name in row.checked})
+        coding = {} if row.latents else dict(bits=0, quantizer_id=0, entropy_id=0, patch_aim=0, predict=0)
+        forged = pack_chunk(ChunkHeader(**{**header.__dict__, "mode": mode, **coding}), kept)
+        with pytest.raises(CorruptChunkError):
+            codec.decode(forged)

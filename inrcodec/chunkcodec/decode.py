@@ -15,9 +15,7 @@ from numcodecs.compat import ensure_contiguous_ndarray
 
 from inrcodec import _limits
 from inrcodec import chunkformat as cf
-from inrcodec.chunkformat.header import (
-    MODE_BOUNDED, MODE_HYBRID, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, MODE_WAVELET,
-)
+from inrcodec.chunkformat.header import MODE_BY_NUMBER
 from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec import wavelet
 from inrcodec.chunkcodec.context import ChunkContext, context
@@ -26,9 +24,6 @@ from inrcodec.errors import CorruptChunkError
 
 __all__ = ["decode_chunk"]
 
-_NETWORK_MODES = (MODE_MODULATIONS, MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_HYBRID, MODE_WAVELET)
-#: modes without latents: a constant prediction (3) or the wavelet-coded values (5)
-_NO_LATENTS = (MODE_PLAIN_RESIDUAL, MODE_WAVELET)
 
 
 def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) -> np.ndarray:
@@ -48,14 +43,12 @@ def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) 
     cdtype, cshape = np.dtype(hdr.dtype), tuple(hdr.shape)
     _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape,
                 settings.chunk_dtype if dtype is None else dtype, nbytes)
-    if hdr.mode == MODE_RAW:
+    if MODE_BY_NUMBER[hdr.mode].correction == "raw":  # unpack_chunk rejects unknown modes
         n = math.prod(cshape) * cdtype.itemsize
         raw = _limits.inflate(sections.get("raw_values", b""), n, "raw chunk values", CorruptChunkError)
         result = np.frombuffer(raw, dtype=cdtype).reshape(cshape, order=hdr.order).copy(order="A")
-    elif hdr.mode in _NETWORK_MODES:
-        result = _decode_network(ctx, settings, hdr, sections, cshape, cdtype)
-    else:  # pragma: no cover - unpack_chunk rejects unknown modes
-        raise CorruptChunkError(f"unknown chunk mode {hdr.mode}")
+    else:
+        result = _decode_predicted(ctx, settings, hdr, sections, cshape, cdtype)
     if settings.chunk_order is not None and result.ndim > 1:
         return np.asfortranarray(result) if settings.chunk_order == "F" else np.ascontiguousarray(result)
     return result
@@ -157,7 +150,7 @@ def _with_residual(fn):
 
 def _residual_section(hdr, sections, count: int, dtype):
     """The checked residual section of a mode-2/3 chunk coding ``count`` values (None otherwise)."""
-    if hdr.mode not in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL) or not count:
+    if MODE_BY_NUMBER[hdr.mode].correction != "residual" or not count:
         return None
     return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype))
 
@@ -165,7 +158,7 @@ def _residual_section(hdr, sections, count: int, dtype):
 def _wavelet_section(hdr, sections, items_shape: tuple[int, ...]) -> bytes | None:
     """The wavelet section of a mode-4/5 chunk, its stream's dims checked against the fitted
     items ``items_shape`` (None otherwise)."""
-    if hdr.mode not in (MODE_HYBRID, MODE_WAVELET) or not items_shape[0]:
+    if MODE_BY_NUMBER[hdr.mode].correction != "wavelet" or not items_shape[0]:
         return None
     try:
         wavelet.check(sections["wavelet"], items_shape)
@@ -202,13 +195,14 @@ def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
         )
 
 
-def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) -> np.ndarray:
-    """Modes 0 and 2-5: network (or constant) prediction, plus the residual in modes 2 and 3, or the
-    wavelet-coded residual (mode 4) or values (mode 5)."""
+def _decode_predicted(ctx: ChunkContext, settings, hdr, sections, shape, dtype) -> np.ndarray:
+    """Every mode but raw, as its row of ``MODES`` says: the prediction (the network's, a constant,
+    or none), then the correction (the residual, the wavelet-coded residual or values, or none)."""
+    row = MODE_BY_NUMBER[hdr.mode]
     m = ctx.model
     n_total = math.prod(shape[: len(shape) - m.spatial_ndim])
     spatial = _check_spatial(ctx, settings, shape, n_total, hdr, "fill_mask" in sections)
-    plain = hdr.mode in _NO_LATENTS  # no latents: a constant prediction + residual, or wavelets alone
+    plain = not row.latents  # no latents: a constant prediction + residual, or wavelets alone
     coder, patches = LatentCoder(m), 0
     if not plain:
         if hdr.patch_aim and not m.supports_patch_aim:
@@ -221,8 +215,6 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
                 f"match this chunk and model: ({patches}, {m.latent_dim})"
             )
         coder.check_header(hdr.bits, hdr.quantizer_id, hdr.entropy_id)
-    if hdr.mode in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL) and "residual" not in sections:  # pragma: no cover
-        raise CorruptChunkError("error-bounded chunk without a residual section")
     nan, fill, fill_value = _masks(hdr, sections, (n_total, *spatial))
     missing = nan if fill is None else (fill if nan is None else nan | fill)
     valid_items = np.ones(n_total, dtype=bool) if missing is None else ~missing.reshape(n_total, -1).all(axis=1)
@@ -237,7 +229,7 @@ def _decode_network(ctx: ChunkContext, settings, hdr, sections, shape, dtype) ->
     # every count the sections declare is checked before anything of the chunk's size exists
     residual = _residual_section(hdr, sections, n_items * math.prod(spatial), dtype)
     waves = _wavelet_section(hdr, sections, (n_items, *spatial))
-    prediction = _prediction(sections["prediction"]) if hdr.mode == MODE_PLAIN_RESIDUAL else None
+    prediction = _prediction(sections["prediction"]) if row.prediction == "constant" else None
     items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
     if n_items:
         rec = None

@@ -27,10 +27,9 @@ from typing import Iterable, Mapping, Union
 import numpy as np
 
 from inrcodec.chunkformat.header import (
-    CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FLAG_NAN_MASK, KNOWN_MODES, MAX_NDIM, MODE_BOUNDED, MODE_HYBRID, SECTION_TAGS,
-    MODE_PLAIN_RESIDUAL, MODE_WAVELET, MODES_WITHOUT_LATENTS, ORDER_BY_CODE, ORDER_CODES, PIN_SIZE, TAG_NAMES, U16,
-    U64, V3_MODES, V3_PREFIX, V3_SECTIONS, V4_PREFIX, V5_MODES, V5_PREFIX, V5_SECTIONS, ChunkHeader, Reader,
-    as_bytes_view, tag_of,
+    CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FLAG_NAN_MASK, KNOWN_MODES, MAX_NDIM, MODES_WITHOUT_LATENTS, ORDER_BY_CODE,
+    ORDER_CODES, PIN_SIZE, SECTION_TAGS, TAG_NAMES, U16, U64, V3_MODES, V3_PREFIX, V3_SECTIONS, V4_PREFIX, V5_MODES,
+    V5_PREFIX, ChunkHeader, Reader, as_bytes_view, check_sections, tag_of,
 )
 from inrcodec.chunkformat.legacy import pack_legacy, unpack_legacy
 from inrcodec.errors import CorruptChunkError
@@ -74,13 +73,9 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
             "header flag bit 0 (NaN mask present) must be set exactly when a 'nan_mask' "
             f"section is given (flags=0x{header.flags:x}, sections={names})"
         )
-    if header.mode in (MODE_BOUNDED, MODE_PLAIN_RESIDUAL) and "residual" not in names:
-        raise ValueError(f"mode {header.mode} ({KNOWN_MODES[header.mode]}) chunks need a 'residual' section")
-    if header.mode == MODE_PLAIN_RESIDUAL and "prediction" not in names:
-        raise ValueError("mode 3 (plain-residual) chunks need a 'prediction' section")
+    check_sections(header.mode, names, ValueError)
     if not header.version3 and (header.mode in V3_MODES or any(n in V3_SECTIONS for n in names)):
         raise ValueError(f"mode {header.mode} / sections {names} need format version 3 (a header with a pin)")
-    _check_v5_sections(header.mode, names, ValueError)
     if header.version3:
         return _pack_v3(header, encoded)  # version 3, 4 or 5
     return pack_legacy(header, encoded, names)
@@ -94,8 +89,6 @@ def pack_chunk(header: ChunkHeader, sections: SectionsArg) -> bytes:
 # version 5 (modes 4 and 5 only): the content is a varint, bits 0-2 mode, bits 3-8 one bit per
 # section tag 1..6; the "wavelet" section (tag 7) has no bit: it is present exactly in modes 4 and 5
 # (and, its tag being the highest, runs to the checksum). Mode 4 has the coding byte and latent layout.
-_V5_SECTIONS_BY_MODE = {MODE_HYBRID: ({"wavelet", "latents"}, {"nan_mask", "fill_mask"}),
-                        MODE_WAVELET: ({"wavelet"}, {"nan_mask", "fill_mask"})}
 _V3_MIN_LEN = len(V3_PREFIX) + PIN_SIZE + 2 + CRC_SIZE
 
 
@@ -108,18 +101,6 @@ def model_pin(model_sha256: str, grid_key: bytes) -> bytes:
     h.update(bytes.fromhex(model_sha256))
     h.update(bytes(grid_key))
     return h.digest()[:PIN_SIZE]
-
-
-def _check_v5_sections(mode: int, names, error: type[Exception]) -> None:
-    """Modes 4 and 5 have exactly their sections (``wavelet`` is theirs alone)."""
-    if mode not in V5_MODES:
-        if any(n in V5_SECTIONS for n in names):
-            raise error(f"section 'wavelet' belongs to modes {sorted(V5_MODES)}, not to mode {mode}")
-        return
-    required, optional = _V5_SECTIONS_BY_MODE[mode]
-    if not required <= set(names) or not set(names) <= required | optional:
-        raise error(f"a mode-{mode} ({KNOWN_MODES[mode]}) chunk has sections {sorted(required)} and "
-                    f"optionally {sorted(optional)}; got {sorted(names)}")
 
 
 def varint(value: int) -> bytes:
@@ -211,11 +192,7 @@ def _unpack_v3(buf: memoryview, expected_pin: bytes | None) -> tuple[ChunkHeader
         sections[name] = bytes(r.take(length, f"section {name!r}"))
     if r.pos != r.end:
         raise CorruptChunkError(f"{r.end - r.pos} unaccounted bytes before the checksum")
-    needs = {MODE_BOUNDED: ("residual",), MODE_PLAIN_RESIDUAL: ("residual", "prediction")}
-    for name in needs.get(mode, ()):
-        if name not in sections:
-            raise CorruptChunkError(f"mode {mode} ({KNOWN_MODES[mode]}) chunk lacks its {name!r} section")
-    _check_v5_sections(mode, sections, CorruptChunkError)
+    check_sections(mode, sections, CorruptChunkError)
     try:
         header = ChunkHeader(
             model_sha256=None, dtype=DTYPE_BY_CODE[dtype_code], shape=shape,

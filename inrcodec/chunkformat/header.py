@@ -42,19 +42,81 @@ MODE_BOUNDED = 2  #: latents + error-bounded residual (format version 2)
 MODE_PLAIN_RESIDUAL = 3  #: error-bounded residual of a constant prediction, no network (version 3)
 MODE_HYBRID = 4  #: latents + the wavelet-coded residual of their reconstruction (version 5)
 MODE_WAVELET = 5  #: the wavelet coder alone, no network (version 5)
-KNOWN_MODES = {MODE_MODULATIONS: "modulations", MODE_RAW: "raw", MODE_BOUNDED: "bounded",
-               MODE_PLAIN_RESIDUAL: "plain-residual", MODE_HYBRID: "hybrid", MODE_WAVELET: "wavelet"}
+
+#: the masks any mode's chunk may carry
+_MASKS = frozenset({"nan_mask", "fill_mask"})
+
+
+@dataclass(frozen=True)
+class ChunkMode:
+    """One row of :data:`MODES`: what predicts a chunk's values, what corrects the prediction, the
+    sections its chunks hold, and the first format version that has it (docs/format.md, "Modes")."""
+
+    number: int
+    name: str
+    prediction: str  #: "network" (the base network's latents), "constant" (one f64) or "none"
+    correction: str  #: "none", "residual" (error-bounded), "wavelet" (SPERR) or "raw" (the values)
+    sections: frozenset  #: the sections every chunk of the mode has
+    optional: frozenset  #: the sections it may also have
+    version: int  #: the first format version with this mode
+
+    @property
+    def latents(self) -> bool:
+        """Whether the chunk holds latents (the header's coding byte and latent layout)."""
+        return self.prediction == "network"
+
+    @property
+    def checked(self) -> frozenset:
+        """The sections a chunk of this mode is refused without when packed or read. A chunk of a
+        mode before version 5 without its ``latents`` or ``raw_values`` is refused only when
+        decoded (versions 1-3 never checked them); version-5 modes are held to exactly
+        ``sections`` and ``optional``."""
+        return self.sections if self.version >= 5 else self.sections - {"latents", "raw_values"}
+
+
+#: the chunk modes: every check of modes and sections is derived from this table
+MODES = (
+    ChunkMode(MODE_MODULATIONS, "modulations", "network", "none", frozenset({"latents"}), _MASKS, 1),
+    ChunkMode(MODE_RAW, "raw", "none", "raw", frozenset({"raw_values"}), _MASKS, 1),
+    ChunkMode(MODE_BOUNDED, "bounded", "network", "residual", frozenset({"latents", "residual"}), _MASKS, 2),
+    ChunkMode(MODE_PLAIN_RESIDUAL, "plain-residual", "constant", "residual", frozenset({"prediction", "residual"}),
+              _MASKS, 3),
+    ChunkMode(MODE_HYBRID, "hybrid", "network", "wavelet", frozenset({"latents", "wavelet"}), _MASKS, 5),
+    ChunkMode(MODE_WAVELET, "wavelet", "none", "wavelet", frozenset({"wavelet"}), _MASKS, 5),
+)
+MODE_BY_NUMBER = {m.number: m for m in MODES}
+KNOWN_MODES = {m.number: m.name for m in MODES}
+#: the first format version of each section that versions 1 has not got
+SECTION_VERSIONS = {"fill_mask": 2, "prediction": 3, "wavelet": 5}
 #: modes whose version-3 header stores no coding byte (no latents)
-MODES_WITHOUT_LATENTS = {MODE_RAW, MODE_PLAIN_RESIDUAL, MODE_WAVELET}
+MODES_WITHOUT_LATENTS = {m.number for m in MODES if not m.latents}
 #: modes and sections that need format version 5 (and only they are written in it)
-V5_MODES = {MODE_HYBRID, MODE_WAVELET}
-V5_SECTIONS = {"wavelet"}
+V5_MODES = {m.number for m in MODES if m.version == 5}
+V5_SECTIONS = {name for name, v in SECTION_VERSIONS.items() if v == 5}
 #: modes and sections that need format version 3
-V3_MODES = {MODE_PLAIN_RESIDUAL}
-V3_SECTIONS = {"prediction"}
+V3_MODES = {m.number for m in MODES if m.version == 3}
+V3_SECTIONS = {name for name, v in SECTION_VERSIONS.items() if v == 3}
 #: modes and sections that need format version 2
-V2_MODES = {MODE_BOUNDED}
-V2_SECTIONS = {"fill_mask"}
+V2_MODES = {m.number for m in MODES if m.version == 2}
+V2_SECTIONS = {name for name, v in SECTION_VERSIONS.items() if v == 2}
+
+
+def check_sections(mode: int, names, error: type[Exception]) -> None:
+    """Raise ``error`` unless a chunk of ``mode`` (a known one) with sections ``names`` has what
+    :data:`MODES` says: its :attr:`ChunkMode.checked` sections, no section of a version-5 mode
+    that is not its own, and a version-5 mode nothing beyond its own."""
+    row, names = MODE_BY_NUMBER[mode], set(names)
+    missing = sorted(row.checked - names)
+    if missing:
+        raise error(f"a mode-{mode} ({row.name}) chunk has sections {sorted(row.sections)} "
+                    + (f"and optionally {sorted(row.optional)}; " if row.version >= 5 else "; ")
+                    + f"{missing[0]!r} is missing (got {sorted(names)})")
+    foreign = sorted(n for n in names - row.sections - row.optional
+                     if row.version >= 5 or SECTION_VERSIONS.get(n, 1) >= 5)
+    if foreign:
+        owners = sorted(m.number for m in MODES if foreign[0] in m.sections)
+        raise error(f"section {foreign[0]!r} belongs to modes {owners}, not to mode {mode} ({row.name})")
+
 
 FLAG_NAN_MASK = 1 << 0  #: a "nan_mask" section is present
 KNOWN_FLAGS = FLAG_NAN_MASK

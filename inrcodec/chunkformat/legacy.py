@@ -15,8 +15,8 @@ import zlib
 
 from inrcodec.chunkformat.header import (
     CRC_SIZE, DTYPE_BY_CODE, DTYPE_CODES, FORMAT_VERSION, KNOWN_MODES, LEGACY_VERSIONS, MAGIC, MAX_NDIM,
-    MODE_BOUNDED, ORDER_BY_CODE, ORDER_CODES, SECTION_TAGS, TAG_NAMES, U16, V2_MODES, V2_SECTIONS, V3_MODES,
-    V3_SECTIONS, V5_SECTIONS, ChunkHeader, Reader,
+    ORDER_BY_CODE, ORDER_CODES, SECTION_TAGS, TAG_NAMES, U16, V2_MODES, V2_SECTIONS, V3_MODES,
+    V3_SECTIONS, V5_SECTIONS, ChunkHeader, Reader, check_sections,
 )
 from inrcodec.errors import CorruptChunkError
 
@@ -201,8 +201,7 @@ def _check_sections(header: ChunkHeader, sections: dict[str, bytes], version: in
             raise CorruptChunkError(
                 f"section {late[0]!r} needs format version 2, the chunk says version {version}"
             )
-    if header.mode == MODE_BOUNDED and "residual" not in sections:
-        raise CorruptChunkError("mode 2 (bounded) chunk lacks its 'residual' section")
+    check_sections(header.mode, sections, CorruptChunkError)
 
 
 def _parse_header(buf: memoryview, start: int, end: int) -> ChunkHeader:
