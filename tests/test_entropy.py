@@ -286,3 +286,23 @@ def test_decoding_garbage_raises_value_error_or_returns_shape(payload, entropy_i
         return
     assert out.shape == (n, k) and out.dtype == np.uint32
     assert (out < 2**bits).all()
+
+
+def test_the_range_coder_is_the_one_every_stream_uses_and_its_example_runs():
+    """One range coder (issue 34): the latent coders and the residual stream refuse words past
+    their last symbol by the same rule, and the module's example runs."""
+    import doctest
+
+    from inrcodec.chunkcodec import residual
+    from inrcodec.coding import rangecoder
+
+    assert doctest.testmod(rangecoder, optionflags=doctest.ELLIPSIS).failed == 0
+    probs = np.array([0.5, 0.25, 0.25])
+    stream = rangecoder.encode([(np.array([0, 1, 2, 0]), probs)]) + bytes(8)
+    with pytest.raises(rangecoder.RangeCodeError, match="data left after the last symbol"):
+        rangecoder.decode(stream, [(4, probs)])
+    with pytest.raises(residual.ResidualError, match="data left after the last symbol"):
+        residual._range_decode(stream, probs, 4)
+    model = CategoricalEntropyModel(np.array([[2, 1, 1, 1]]), per_dimension=False)
+    with pytest.raises(ValueError, match="data left after the last symbol"):
+        model.decode(model.encode(np.array([[0, 1, 2, 0]])) + bytes(8), (1, 4))

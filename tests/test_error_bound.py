@@ -418,9 +418,9 @@ def test_a_residual_stream_with_words_past_its_last_value_is_refused():
     stream = residual._range_encode(idx, probs)
     np.testing.assert_array_equal(residual._range_decode(stream, probs, idx.size), idx)
     for extra in (2, 3):
-        with pytest.raises(residual.ResidualError, match="data left after the last value"):
+        with pytest.raises(residual.ResidualError, match="data left after the last symbol"):
             residual._range_decode(stream + b"\x01\x00\x00\x00" * extra, probs, idx.size)
-    with pytest.raises(residual.ResidualError, match="for no values"):
+    with pytest.raises(residual.ResidualError, match="for no symbols"):
         residual._range_decode(stream, probs, 0)
 
 

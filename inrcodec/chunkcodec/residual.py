@@ -35,7 +35,7 @@ The codes of all valid items form an integer array ``(n_items, *spatial)`` (0 at
 positions).  Optional predictor ``1`` replaces it by its n-D Lorenzo difference
 (``np.diff(..., prepend=0)`` along each spatial axis; inverse: ``cumsum`` along each axis),
 which removes the spatial correlation of smooth residual fields.  The (possibly differenced)
-codes ``d`` are range-coded (constriction, ``Categorical(perfect=False)``) with one of two
+codes ``d`` are range-coded (:mod:`inrcodec.coding.rangecoder`) with one of two
 per-chunk models whose parameters are stored in the section:
 
 * coder ``1`` *histogram*: integer counts of ``d`` over ``[lo, lo + m)`` plus one escape bin;
@@ -57,10 +57,10 @@ import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import constriction
 import numpy as np
 
 from inrcodec._limits import check_inflatable, inflate
+from inrcodec.coding import rangecoder
 from inrcodec.chunkcodec.timing import stage
 
 __all__ = [
@@ -97,7 +97,6 @@ _EPS32 = float(np.finfo(np.float32).eps)
 
 _FIXED = struct.Struct("<BBBBddQ")  # version, predictor, coder, reserved, bound, step, count
 _BLOB = struct.Struct("<Q")
-_Categorical = constriction.stream.model.Categorical
 
 
 class ResidualError(ValueError):
@@ -196,31 +195,16 @@ def _geom_probs(k: int, theta: float) -> np.ndarray:
 
 
 def _range_encode(indices: np.ndarray, probs: np.ndarray) -> bytes:
-    enc = constriction.stream.queue.RangeEncoder()
-    if indices.size:
-        enc.encode(indices.astype(np.int32), _Categorical(probs, perfect=False))
-    return np.asarray(enc.get_compressed(), dtype="<u4").tobytes()
+    return rangecoder.encode([(indices, probs)])
 
 
 def _range_decode(data: bytes, probs: np.ndarray, n: int) -> np.ndarray:
-    if len(data) % 4:
-        raise ResidualError(f"residual code stream of {len(data)} bytes is not whole u32 words")
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    if n == 0:
-        if words.size:
-            raise ResidualError(f"residual code stream of {len(data)} bytes for no values")
-        return np.zeros(0, dtype=np.int64)
+    """The ``n`` code indices of a stream; the range coder's rules (words left after the last value
+    are corruption, as in the latent decoders) as a ResidualError."""
     try:
-        dec = constriction.stream.queue.RangeDecoder(words)
-        out = np.asarray(dec.decode(_Categorical(probs, perfect=False), n), dtype=np.int64)
-        exhausted = dec.maybe_exhausted()
-    except BaseException as exc:  # constriction raises plain Exceptions / pyo3 panics
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise ResidualError(f"residual code stream does not decode: {exc}") from None
-    if not exhausted:  # the latent decoders' rule: words the last value did not need are corruption
-        raise ResidualError("residual code stream has data left after the last value")
-    return out
+        return rangecoder.decode(data, [(n, probs)])[0]
+    except rangecoder.RangeCodeError as exc:
+        raise ResidualError(f"residual code stream: {exc}") from None
 
 
 def _pack_i64(values: np.ndarray) -> bytes:

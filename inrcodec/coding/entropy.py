@@ -15,7 +15,7 @@ chunk header:
   deterministic: decimal arithmetic, float64 products and ``math.fsum``).
 
 Tables are *integer counts* (np.int64, every entry >= 1), stored with the model.
-Before they are handed to constriction's range coder (``constriction.stream.queue``,
+Before they are handed to the range coder (:mod:`inrcodec.coding.rangecoder`, constriction's
 ``Categorical(..., perfect=False)``) they are turned into probabilities as
 ``counts / counts.sum()`` in float64.  That is one correctly rounded IEEE-754
 division per entry, so encoder and decoder derive bit-identical probabilities on
@@ -29,9 +29,10 @@ words as bytes (so its length is a multiple of 4; decoders check that first).
 Shared model: symbols are coded in C order (row by row).  Per-dimension model:
 column by column (all N symbols of dimension 0 with table 0, then dimension 1 ...).
 
-Decoding never trusts the payload: bytes that are not a valid stream either raise
-``ValueError`` or decode to *some* in-range symbols (the chunk CRC catches
-corruption upstream); the result always has exactly the requested shape.
+Decoding never trusts the payload: bytes that are not a valid stream raise ``ValueError``
+(the range coder's one rule: :class:`~inrcodec.coding.rangecoder.RangeCodeError`) or decode to
+*some* in-range symbols (the chunk CRC catches corruption upstream); the result always has
+exactly the requested shape.
 """
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ import math
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-import constriction
 import numpy as np
 
+from inrcodec.coding import rangecoder
 from inrcodec.coding.bitpack import check_bits, check_symbols, pack_fixed, unpack_fixed
 
 __all__ = [
@@ -66,10 +67,6 @@ MAX_TABLE_BITS = 12
 # float64 represents every integer below 2**53 exactly; keep count sums below that
 _MAX_COUNT_SUM = 2**53
 
-_Categorical = constriction.stream.model.Categorical
-_RangeEncoder = constriction.stream.queue.RangeEncoder
-_RangeDecoder = constriction.stream.queue.RangeDecoder
-
 
 # ---------------------------------------------------------------------- helpers
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
@@ -80,24 +77,6 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
     if len(shp) != 2 or any(d < 0 for d in shp):
         raise ValueError(f"shape must be (N, k) with N, k >= 0, got {shape!r}")
     return shp  # type: ignore[return-value]
-
-
-def _payload_words(data: bytes | bytearray | memoryview) -> np.ndarray:
-    buf = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
-    n = len(buf)
-    if n % 4:
-        raise ValueError(
-            f"range-coded payload must be a whole number of 32-bit words, got {n} bytes"
-        )
-    # copy: constriction wants an owned, aligned uint32 array
-    return np.frombuffer(bytes(buf), dtype="<u4").astype(np.uint32)
-
-
-def _constriction_error(exc: BaseException) -> bool:
-    """True for errors raised from inside constriction (incl. Rust panics, which pyo3
-    raises as ``PanicException``, a BaseException subclass); False for
-    KeyboardInterrupt & co, which must propagate."""
-    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
 
 
 # ---------------------------------------------------------------------- categorical
@@ -241,7 +220,7 @@ class CategoricalEntropyModel:
     def _constriction_models(self) -> list:
         if self._models is None:
             probs = self.probabilities()
-            self._models = [_Categorical(row, perfect=False) for row in probs]
+            self._models = [rangecoder.model(row) for row in probs]
         return self._models
 
     def _check_k(self, k: int) -> None:
@@ -256,14 +235,9 @@ class CategoricalEntropyModel:
         s = check_symbols(symbols, self._bits)
         self._check_k(s.shape[1])
         models = self._constriction_models()
-        enc = _RangeEncoder()
-        if s.size:
-            if self._per_dimension:
-                for j, model in enumerate(models):
-                    enc.encode(np.ascontiguousarray(s[:, j], dtype=np.int32), model)
-            else:
-                enc.encode(np.ascontiguousarray(s.reshape(-1), dtype=np.int32), models[0])
-        return np.asarray(enc.get_compressed(), dtype="<u4").tobytes()
+        if self._per_dimension:
+            return rangecoder.encode((s[:, j], model) for j, model in enumerate(models))
+        return rangecoder.encode([(s, models[0])])
 
     def decode(self, data: bytes | bytearray | memoryview, shape: Sequence[int]) -> np.ndarray:
         """Inverse of ``encode``: uint32 array of exactly ``shape`` = (N, k).
@@ -273,27 +247,11 @@ class CategoricalEntropyModel:
         """
         n_items, k = _check_shape(shape)
         self._check_k(k)
-        words = _payload_words(data)
         models = self._constriction_models()
-        if n_items * k == 0:
-            if words.size:
-                raise ValueError(f"payload of {words.size * 4} bytes for an empty symbol array")
-            return np.zeros((n_items, k), dtype=np.uint32)
-        try:
-            dec = _RangeDecoder(words)
-            if self._per_dimension:
-                out = np.empty((n_items, k), dtype=np.uint32)
-                for j, model in enumerate(models):
-                    out[:, j] = np.asarray(dec.decode(model, n_items))
-            else:
-                out = np.asarray(dec.decode(models[0], n_items * k)).reshape(n_items, k)
-            exhausted = dec.maybe_exhausted()
-        except BaseException as exc:  # constriction raises AssertionError (or a pyo3 panic)
-            if not _constriction_error(exc):
-                raise
-            raise ValueError(f"invalid range-coded payload: {exc}") from None
-        if not exhausted:
-            raise ValueError("range-coded payload has data left after the last symbol")
+        groups = [(n_items, m) for m in models] if self._per_dimension else [(n_items * k, models[0])]
+        columns = rangecoder.decode(data, groups)
+        out = np.stack(columns, axis=1) if self._per_dimension and k else columns[0].reshape(n_items, k) if columns \
+            else np.zeros((n_items, k), dtype=np.int64)
         out = out.astype(np.uint32, copy=False)
         if out.shape != (n_items, k):  # defensive: constriction returned a wrong count
             raise ValueError(f"range decoder returned shape {out.shape}, expected {(n_items, k)}")
@@ -437,8 +395,7 @@ def best_parameter(symbols: np.ndarray, limit: int, base: float) -> int:
 def encode_parametric(groups: Sequence[tuple[np.ndarray, int]], base: float) -> bytes:
     """Range-code groups of signed symbols ``[(symbols, limit), ...]`` (each with the parameter
     that suits it best); returns the parameter bytes (one per non-empty group) and the words."""
-    enc = _RangeEncoder()
-    params = bytearray()
+    params, coded = bytearray(), []
     for symbols, limit in groups:
         s = np.asarray(symbols, dtype=np.int64).reshape(-1)
         if not s.size:
@@ -447,9 +404,8 @@ def encode_parametric(groups: Sequence[tuple[np.ndarray, int]], base: float) -> 
             raise ValueError(f"symbol beyond the alphabet +-{limit}")
         param = best_parameter(s, limit, base)
         params.append(param)
-        probs = parametric_probabilities(param, limit, base)
-        enc.encode((s + limit).astype(np.int32), _Categorical(probs, perfect=False))
-    return bytes(params) + np.asarray(enc.get_compressed(), dtype="<u4").tobytes()
+        coded.append((s + limit, parametric_probabilities(param, limit, base)))
+    return bytes(params) + rangecoder.encode(coded)
 
 
 def parametric_header(data, groups: Sequence[tuple[int, int]], base: float) -> tuple[list[np.ndarray], memoryview]:
@@ -473,23 +429,7 @@ def parametric_header(data, groups: Sequence[tuple[int, int]], base: float) -> t
 
 def decode_parametric(data, groups: Sequence[tuple[int, int]], base: float) -> list[np.ndarray]:
     """Inverse of :func:`encode_parametric`: one int64 array per group (``[(count, limit), ...]``)."""
-    tables, words_view = parametric_header(data, groups, base)
-    words = _payload_words(words_view)
-    out, t = [], 0
-    try:
-        dec = _RangeDecoder(words)
-        for n, lim in groups:
-            if not n:
-                out.append(np.zeros(0, np.int64))
-                continue
-            got = np.asarray(dec.decode(_Categorical(tables[t], perfect=False), n), dtype=np.int64) - lim
-            t += 1
-            out.append(got)
-        exhausted = dec.maybe_exhausted()
-    except BaseException as exc:
-        if not _constriction_error(exc):
-            raise
-        raise ValueError(f"invalid range-coded payload: {exc}") from None
-    if not exhausted:
-        raise ValueError("range-coded payload has data left after the last symbol")
-    return out
+    tables, words = parametric_header(data, groups, base)
+    live = iter(tables)
+    symbols = rangecoder.decode(words, [(n, next(live) if n else None) for n, _ in groups])
+    return [got - lim for got, (_, lim) in zip(symbols, groups)]
