@@ -172,10 +172,10 @@ def test_the_fast_search_keeps_the_promises_of_the_full_one(tiny_model, options)
 def test_sperr_search_stops_close_under_the_target(tiny_model):
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON)
     x = smooth_field(4, seed=2).astype("f4")
-    from inrcodec.chunkcodec.encode import _Chunk, _Writer
+    from inrcodec.chunkcodec.encode import _Chunk, _WaveletChunks, _Writer
 
     chunk = _Chunk(x, 2, None)
-    waves = hybrid.WaveletCandidates(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
+    waves = _WaveletChunks(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
     calls = []
     real = hybrid.wavelet.encode
 
@@ -199,10 +199,10 @@ def test_sperr_search_stops_close_under_the_target(tiny_model):
 
 
 def _sperr_alone_candidates(x):
-    from inrcodec.chunkcodec.encode import _Chunk, _Writer
+    from inrcodec.chunkcodec.encode import _Chunk, _WaveletChunks, _Writer
 
     chunk = _Chunk(x, 2, None)
-    return hybrid.WaveletCandidates(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
+    return _WaveletChunks(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
 
 
 def test_a_search_with_a_chunk_in_hand_starts_at_its_size_and_stops_at_a_miss(monkeypatch):

@@ -14,7 +14,7 @@ from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import ChunkHeader, KNOWN_MODES, MODE_HYBRID, MODE_MODULATIONS, MODE_WAVELET
 from inrcodec.chunkcodec import residual
 from inrcodec.chunkcodec import encode as enc
-from inrcodec.chunkcodec import hybrid, wavelet
+from inrcodec.chunkcodec import wavelet
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.errors import CorruptChunkError, TargetNotMetWarning
 from helpers import with_crc
@@ -94,7 +94,7 @@ def _sperr_alone(codec, x, **target):
     """The mode-5 chunk the search considers for ``x`` (what SPERR alone writes for the target)."""
     chunk = enc._Chunk(x, 2, None)
     writer = enc._Writer(chunk, context(codec.model, codec.settings).pin, None)
-    waves = hybrid.WaveletCandidates(writer, x, np.ones(x.shape, bool))
+    waves = enc._WaveletChunks(writer, x, np.ones(x.shape, bool))
     if "target_ratio" in target:
         return waves.at_ratio(None, 0, target["target_ratio"])[0]
     close = enc.CLOSE_ENOUGH if codec.settings.effort == "fast" else 0.0  # the search of the codec's effort
@@ -242,6 +242,6 @@ def test_many_small_images_are_coded_as_one_mosaic(cartesian_model):
     assert cf.unpack_chunk(data)[1]["wavelet"][0] == wavelet.CODER_SPERR_MOSAIC
     y = codec.decode(data)
     assert x.nbytes / len(data) >= 16.0
-    waves = hybrid.WaveletCandidates(enc._Writer(enc._Chunk(x, 2, None), b"\0" * 4, None), x, np.ones(x.shape, bool))
+    waves = enc._WaveletChunks(enc._Writer(enc._Chunk(x, 2, None), b"\0" * 4, None), x, np.ones(x.shape, bool))
     _, stacked_rmse = waves.at_ratio(None, 0, 16.0, wavelet.CODER_SPERR)
     assert np.sqrt(np.mean((y.astype("f8") - x) ** 2)) < stacked_rmse

@@ -251,7 +251,7 @@ def _network_free_within(settings, model, writer: "_Writer", values, valid, boun
     exact = exact if exact is not None and exact.any() else None
     tries = [writer.plain_residual(values, valid, bound, exact=exact)]
     if settings.residual_coder == "sperr" and _sperr_takes(model, values) and exact is None:
-        waves = hybrid.WaveletCandidates(writer, values, valid)
+        waves = _WaveletChunks(writer, values, valid)
         tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
     best = min([raw, *tries], key=len)
     if best is not raw and not _decodes_within(best, model, settings, writer.chunk, bound):
@@ -656,7 +656,7 @@ def _fast_alone(settings, waves, target_rmse=None) -> list[tuple]:
     bits, so its error cannot rise with its size)."""
     rmse_target = target_rmse is not None or settings.target_rmse is not None
     out = []
-    for coder in wavelet.coders(waves.x64.shape):
+    for coder in wavelet.coders(waves.shape):
         limit = min((len(d) for d, _, _ in out), default=None) if rmse_target else None
         search = dict(close=CLOSE_ENOUGH, limit=limit) if rmse_target else {}
         found = _at_target(settings, waves, None, 0, coder, target_rmse, **search)
@@ -731,7 +731,60 @@ def _wavelets(settings, model, writer: _Writer, values, valid):
     """The wavelet candidates of this chunk, when the settings and the model allow them."""
     if settings.residual_coder != "sperr" or not _sperr_takes(model, values):
         return None
-    return hybrid.WaveletCandidates(writer, values, valid)
+    return _WaveletChunks(writer, values, valid)
+
+
+class _WaveletChunks:
+    """The wavelet candidates of one chunk as chunk bytes: :class:`hybrid.WaveletCandidates` makes
+    the SPERR payloads, which are packed here alone (mode 5, ``cands`` None) or after the latents
+    of ``cands`` at ``bits`` (mode 4, a hybrid); each method returns what its payload method does,
+    the payload packed into its chunk."""
+
+    def __init__(self, writer: _Writer, values: np.ndarray, valid: np.ndarray):
+        self.writer, self.shape = writer, values.shape
+        self.payloads = hybrid.WaveletCandidates(values, valid, writer.chunk.arr.nbytes, writer.chunk.arr.dtype)
+        self.nbytes = self.payloads.nbytes
+
+    @property
+    def rate_start(self) -> float:
+        return self.payloads.rate_start
+
+    @rate_start.setter
+    def rate_start(self, bpp: float) -> None:
+        self.payloads.rate_start = bpp
+
+    def _pack(self, cands, bits: int, payload: bytes) -> bytes:
+        return self.writer.wavelet(payload) if cands is None else self.writer.hybrid(cands, bits, payload)
+
+    def _chunk_of(self, cands, bits: int):
+        """(the chunk's bytes without its payload, the prediction the payload corrects or None)"""
+        return len(self._pack(cands, bits, b"")), None if cands is None else (lambda: cands.recon(bits))
+
+    def _packed(self, cands, bits: int, found):
+        return None if found is None else (self._pack(cands, bits, found[0]), found[1])
+
+    def at_ratio(self, cands, bits: int, target_ratio: float, coder: int = wavelet.CODER_SPERR):
+        overhead, prediction = self._chunk_of(cands, bits)
+        return self._packed(cands, bits, self.payloads.at_ratio(overhead, target_ratio, coder, prediction))
+
+    def at_rmse(self, cands, bits: int, target_rmse: float, coder: int = wavelet.CODER_SPERR, close: float = 0.0,
+                limit: int | None = None):
+        overhead, prediction = self._chunk_of(cands, bits)
+        found = self.payloads.at_rmse(overhead, target_rmse, coder, prediction, close=close, limit=limit)
+        return self._packed(cands, bits, found)
+
+    def at_bound(self, cands, bits: int, bound: float, coder: int = wavelet.CODER_SPERR) -> bytes | None:
+        payload = self.payloads.at_bound(bound, coder, self._chunk_of(cands, bits)[1] if cands is not None else None)
+        return None if payload is None else self._pack(cands, bits, payload)
+
+    def tries(self, model, fits, below: int | None = None) -> list[tuple]:
+        """The (latent candidates, width, coder) a chunk's wavelet search tries: SPERR alone
+        ``(None, 0, coder)`` first, then the hybrid of each fitted patch aim in ``fits`` at each of
+        ``hybrid.hybrid_widths``, each in every layout of ``wavelet.coders`` (stacked items, and for
+        several items of a 2-D model their mosaic)."""
+        coders = wavelet.coders(self.shape)
+        widths = hybrid.hybrid_widths(model, below)
+        return [(None, 0, c) for c in coders] + [(cands, b, c) for cands in fits for b in widths for c in coders]
 
 
 def _wavelet_targets(settings, model, waves, fits, below: int | None = None, target_rmse=None):

@@ -46,6 +46,8 @@ _MIN_BPP, _MAX_BPP = 1e-4, 64.0
 #: the rate search's largest step (log rate: 16 times) and how far under the target (log RMSE) a
 #: lossless try counts
 _MAX_LOG_STEP = math.log(16.0)
+#: bytes the rate searches keep in hand beyond a chunk's overhead (a length varint's worth)
+_SLACK_BYTES = 2
 _LOG_SPAN = math.log(1e3)
 
 
@@ -77,80 +79,71 @@ def _next_rate(tried: list[tuple[float, float]], goal: float, missed: float | No
 
 
 class WaveletCandidates:
-    """Hybrid and wavelet-alone chunks of one input chunk (``values``: the fitted items,
-    ``valid``: their valid positions). ``cands`` arguments are the encoder's latent candidates
-    (one patch aim), or None for SPERR alone."""
+    """The wavelet payloads of one input chunk at a target (``values``: the fitted items, ``valid``:
+    their valid positions; ``nbytes`` and ``dtype``: the input chunk's).
 
-    def __init__(self, writer, values: np.ndarray, valid: np.ndarray):
-        self.writer, self.valid = writer, valid
-        self.dtype = writer.chunk.arr.dtype
+    Every method takes the chunk's ``overhead`` (its bytes without the wavelet payload: header,
+    latents, masks; the payload, the last section, adds its own length) and ``prediction``: None for SPERR alone, or a callable
+    returning the network's reconstruction of the items (float64, exactly as the decoder computes
+    it; called only when a payload is made). They return the payload with what it decodes to;
+    packing it into a chunk is the encoder's (:mod:`inrcodec.chunkcodec.encode`)."""
+
+    def __init__(self, values: np.ndarray, valid: np.ndarray, nbytes: int, dtype):
+        self.valid, self.nbytes, self.dtype = valid, int(nbytes), np.dtype(dtype)
         self.x64 = values.astype(np.float64)
         self.mean = float(np.mean(self.x64[valid]))
-        self.nbytes = writer.chunk.arr.nbytes
         #: where the next rate search (``at_rmse`` with ``close``) starts, in bits per value: the
         #: rate of the last chunk that met an RMSE target, or what the encoder knows before
         self.rate_start = _START_BPP
 
-    def tries(self, model, fits, below: int | None = None) -> list[tuple]:
-        """The (latent candidates, width, coder) a chunk's wavelet search tries: SPERR alone
-        ``(None, 0, coder)`` first, then the hybrid of each fitted patch aim in ``fits`` at each of
-        ``hybrid_widths``, each in every layout of ``wavelet.coders`` (stacked items, and for several
-        items of a 2-D model their mosaic)."""
-        coders = wavelet.coders(self.x64.shape)
-        widths = hybrid_widths(model, below)
-        return [(None, 0, c) for c in coders] + [(cands, b, c) for cands in fits for b in widths for c in coders]
-
     # ------------------------------------------------------------------ one candidate
-    def _field(self, cands, bits: int) -> np.ndarray:
-        """What SPERR codes: the residual of the network (0 where missing), or the values (their
-        mean where missing: no jump for the wavelets to spend bytes on)."""
-        if cands is None:
+    def _field(self, recon) -> np.ndarray:
+        """What SPERR codes: the residual of the network's reconstruction ``recon`` (0 where
+        missing), or without one the values (their mean where missing: no jump for the wavelets
+        to spend bytes on)."""
+        if recon is None:
             return np.where(self.valid, self.x64, self.mean)
-        return np.where(self.valid, self.x64 - cands.recon(bits).reshape(self.x64.shape), 0.0)
+        return np.where(self.valid, self.x64 - recon.reshape(self.x64.shape), 0.0)
 
-    def decoded(self, cands, bits: int, payload: bytes) -> np.ndarray:
-        """The values the decoder computes (on this machine) from a candidate."""
+    def decoded(self, payload: bytes, recon=None) -> np.ndarray:
+        """The values the decoder computes (on this machine) from a payload over ``recon``."""
         field = wavelet.decode(payload, self.x64.shape)
-        if cands is not None:
-            field = cands.recon(bits).reshape(field.shape) + field
+        if recon is not None:
+            field = recon.reshape(field.shape) + field
         return field.astype(self.dtype.newbyteorder("="))
-
-    def _pack(self, cands, bits: int, payload: bytes) -> bytes:
-        return self.writer.wavelet(payload) if cands is None else self.writer.hybrid(cands, bits, payload)
 
     def _rmse(self, y: np.ndarray) -> float:
         err = y.astype(np.float64)[self.valid] - self.x64[self.valid]
         return float(np.sqrt(np.mean(err * err)))
 
     # ------------------------------------------------------------------ the three targets
-    def at_ratio(self, cands, bits: int, target_ratio: float,
-                 coder: int = wavelet.CODER_SPERR) -> tuple[bytes, float] | None:
-        """The chunk of at most ``nbytes / target_ratio`` bytes (its residual at the rate the
-        latents leave), with its RMSE; None when the latents alone fill the budget."""
+    def at_ratio(self, overhead: int, target_ratio: float, coder: int = wavelet.CODER_SPERR,
+                 prediction=None) -> tuple[bytes, float] | None:
+        """The payload that keeps the chunk within ``nbytes / target_ratio`` bytes (SPERR at the rate
+        the rest of the chunk leaves), with the chunk's RMSE; None when the rest fills the budget."""
         budget = int(self.nbytes / target_ratio)
-        field = self._field(cands, bits)
-        size = int(np.prod(wavelet.layout_shape(field.shape, coder)))  # what SPERR's bpp counts (mosaic: padding too)
-        overhead = len(self._pack(cands, bits, b"")) + 2  # header, latents, the latents' length varint
-        room = budget - overhead
+        room = budget - overhead - _SLACK_BYTES
         if room < wavelet.SPERR_HEADER + 8:
             return None
+        recon = None if prediction is None else prediction()
+        field = self._field(recon)
+        size = int(np.prod(wavelet.layout_shape(field.shape, coder)))  # what SPERR's bpp counts (mosaic: padding too)
         bpp = 8.0 * room / size
         for _ in range(RATE_TRIES):
             payload = wavelet.encode(field, "bpp", bpp, coder)
-            data = self._pack(cands, bits, payload)
-            if len(data) <= budget:
-                return data, self._rmse(self.decoded(cands, bits, payload))
+            if overhead + len(payload) <= budget:
+                return payload, self._rmse(self.decoded(payload, recon))
             # SPERR writes about bpp * n / 8 bytes plus a fixed part (its header, the mean, ...)
-            fixed = len(data) - overhead - bpp * size / 8.0
+            fixed = len(payload) - _SLACK_BYTES - bpp * size / 8.0
             bpp = 0.98 * 8.0 * (room - fixed) / size
             if not bpp > 0:
                 return None
         return None
 
-    def at_rmse(self, cands, bits: int, target_rmse: float, coder: int = wavelet.CODER_SPERR,
+    def at_rmse(self, overhead: int, target_rmse: float, coder: int = wavelet.CODER_SPERR, prediction=None,
                 close: float = 0.0, limit: int | None = None) -> tuple[bytes, float] | None:
-        """The smallest of ``RATE_TRIES`` chunks whose RMSE meets ``target_rmse``, with its RMSE;
-        None when none does.
+        """The payload of the smallest of ``RATE_TRIES`` chunks whose RMSE meets ``target_rmse``,
+        with that RMSE; None when none does.
 
         ``close`` = 0 (``effort="full"``): SPERR's PSNR setting, moved towards the target after each
         try. ``close`` > 0 (``effort="fast"``): SPERR's rate (bits per value), on the line through
@@ -160,36 +153,36 @@ class WaveletCandidates:
         gives smaller chunks: SPERR's size is not monotone in its PSNR setting on network
         residuals (docs/benchmarks.md, "Encode speed (issue 30)").
         """
-        field = self._field(cands, bits)
+        recon = None if prediction is None else prediction()
+        field = self._field(recon)
         if close:
-            return self._at_rmse_by_rate(cands, bits, field, target_rmse, coder, close, limit)
+            return self._at_rmse_by_rate(overhead, recon, field, target_rmse, coder, close, limit)
         span = float(field.max() - field.min())
         if not span > 0:
             span = abs(float(field.flat[0])) or 1.0
         psnr, best = 20.0 * math.log10(span / target_rmse), None
         for _ in range(RATE_TRIES):
             payload = wavelet.encode(field, "psnr", max(psnr, 1.0), coder)
-            rmse = self._rmse(self.decoded(cands, bits, payload))
+            rmse = self._rmse(self.decoded(payload, recon))
             if rmse <= target_rmse and (best is None or len(payload) < len(best[0])):
                 best = (payload, rmse)
             # SPERR's PSNR mode over- or undershoots the RMSE asked: move by the measured miss
             # (a missed target by a little more, so that the next try meets it)
             psnr += 20.0 * math.log10(max(rmse, 1e-300) / target_rmse) + (_PSNR_STEP_DB if rmse > target_rmse else 0.02)
-        return None if best is None else (self._pack(cands, bits, best[0]), best[1])
+        return best
 
-    def _at_rmse_by_rate(self, cands, bits: int, field: np.ndarray, target_rmse: float, coder: int,
+    def _at_rmse_by_rate(self, overhead: int, recon, field: np.ndarray, target_rmse: float, coder: int,
                          close: float, limit: int | None) -> tuple[bytes, float] | None:
-        overhead = len(self._pack(cands, bits, b"")) + 2  # header, latents, the latents' length varint
         goal = math.log(target_rmse * (1.0 - close / 2.0))
         floor = math.log(target_rmse) - _LOG_SPAN  # a lossless try's RMSE of 0 counts as this
         rate = self.rate_start
         if limit is not None:  # start where the chunk fills ``limit``: a miss there ends the search
             size = int(np.prod(wavelet.layout_shape(field.shape, coder)))
-            rate = min(rate, max(8.0 * (limit - overhead - wavelet.SPERR_HEADER) / size, _MIN_BPP))
+            rate = min(rate, max(8.0 * (limit - overhead - _SLACK_BYTES - wavelet.SPERR_HEADER) / size, _MIN_BPP))
         best, tried, missed, met = None, [], None, None
         for _ in range(RATE_SEARCH_TRIES):
             payload = wavelet.encode(field, "bpp", rate, coder)
-            rmse = self._rmse(self.decoded(cands, bits, payload))
+            rmse = self._rmse(self.decoded(payload, recon))
             tried.append((math.log(rate), max(math.log(max(rmse, 1e-300)), floor)))
             if rmse <= target_rmse:
                 met = rate if met is None else min(met, rate)
@@ -200,25 +193,25 @@ class WaveletCandidates:
                     break
             else:
                 missed = rate if missed is None else max(missed, rate)
-                if limit is not None and overhead + len(payload) >= limit:
+                if limit is not None and overhead + _SLACK_BYTES + len(payload) >= limit:
                     break
             rate = _next_rate(tried, goal, missed, met)
-        return None if best is None else (self._pack(cands, bits, best[0]), best[1])
+        return best
 
-    def at_bound(self, cands, bits: int, bound: float, coder: int = wavelet.CODER_SPERR) -> bytes | None:
-        """The chunk whose every valid value decodes within ``bound`` (SPERR's point-wise error
+    def at_bound(self, bound: float, coder: int = wavelet.CODER_SPERR, prediction=None) -> bytes | None:
+        """The payload whose every valid value decodes within ``bound`` (SPERR's point-wise error
         mode); None when this machine's decode check fails (the bound is never trusted unchecked).
-        A hybrid keeps ``residual.machine_slack`` free for another machine's network."""
-        field = self._field(cands, bits)
+        Over a prediction, ``residual.machine_slack`` is kept free for another machine's network."""
+        recon = None if prediction is None else prediction()
+        field = self._field(recon)
         slack = 0.0  # SPERR alone: WebAssembly decodes alike everywhere
-        if cands is not None:
-            recon = cands.recon(bits).reshape(field.shape)
-            slack = _residual.machine_slack(recon[self.valid], self.x64[self.valid])
+        if recon is not None:
+            slack = _residual.machine_slack(recon.reshape(field.shape)[self.valid], self.x64[self.valid])
         limit = bound - slack
         if not limit > 0:
             return None
         payload = wavelet.encode(field, "pwe", limit * (1.0 - _residual.MARGIN), coder)
-        y = self.decoded(cands, bits, payload).astype(np.float64)
+        y = self.decoded(payload, recon).astype(np.float64)
         if not (np.abs(y - self.x64)[self.valid] <= limit).all():
             return None
-        return self._pack(cands, bits, payload)
+        return payload
