@@ -76,37 +76,32 @@ def make_bitround(p, x):
     return NumcodecsPeer([BitRound(keepbits=p["keepbits"]), Zstd(level=p.get("level", 19))])
 
 
+def _wasm_peer(module: str, name: str, **config) -> WasmPeer:
+    """A peer of one numcodecs-wasm codec (``module``'s class ``name``) with ``config``."""
+    return WasmPeer([wasm_codec_class(module, name)(**config)])
+
+
 def make_sz3(p, x):
     """SZ3 with an absolute error bound ``p["eb_abs"]``."""
-    Sz3 = wasm_codec_class("numcodecs_wasm_sz3", "Sz3")
-
-    return WasmPeer([Sz3(eb_mode="abs", eb_abs=p["eb_abs"])])
+    return _wasm_peer("numcodecs_wasm_sz3", "Sz3", eb_mode="abs", eb_abs=p["eb_abs"])
 
 
 def make_zfp(p, x):
-    Zfp = wasm_codec_class("numcodecs_wasm_zfp", "Zfp")
-
-    return WasmPeer([Zfp(mode="fixed-accuracy", tolerance=p["tolerance"])])
+    return _wasm_peer("numcodecs_wasm_zfp", "Zfp", mode="fixed-accuracy", tolerance=p["tolerance"])
 
 
 def make_zfp_rate(p, x):
-    Zfp = wasm_codec_class("numcodecs_wasm_zfp", "Zfp")
-
-    return WasmPeer([Zfp(mode="fixed-rate", rate=p["rate"])])
+    return _wasm_peer("numcodecs_wasm_zfp", "Zfp", mode="fixed-rate", rate=p["rate"])
 
 
 def make_sperr(p, x):
     """SPERR with a point-wise error bound ``p["pwe"]``."""
-    Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
-
-    return WasmPeer([Sperr(mode="pwe", pwe=p["pwe"])])
+    return _wasm_peer("numcodecs_wasm_sperr", "Sperr", mode="pwe", pwe=p["pwe"])
 
 
 def make_sperr_bpp(p, x):
     """SPERR at a fixed rate of ``p["bpp"]`` bits per value (the mode inrcodec's wavelet chunks use)."""
-    Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
-
-    return WasmPeer([Sperr(mode="bpp", bpp=p["bpp"])])
+    return _wasm_peer("numcodecs_wasm_sperr", "Sperr", mode="bpp", bpp=p["bpp"])
 
 
 def make_jpeg2000(p, x):
