@@ -101,7 +101,8 @@ def _compress(args) -> int:
     # one CodecSettings from the flags (inner_steps unset: the model's own, resolved with the model)
     rep = compress_dataset(
         args.input, args.output, model=model, models=models, variables=args.variables,
-        settings=CodecSettings.from_arguments(args), chunks=args.chunks,
+        settings=CodecSettings.from_arguments(args), variable_options=variable_option_arguments(args.variable_option),
+        chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
         device=args.device,
     )
@@ -127,6 +128,23 @@ def model_arguments(values: list[str]) -> tuple[str | None, dict[str, str] | Non
             raise ValueError(f"--model {pair!r}: expected VAR=MODEL, each variable once")
         models[var] = model
     return None, models
+
+
+def variable_option_arguments(values: list[str] | None) -> dict[str, dict]:
+    """``--variable-option VAR.OPTION=VALUE`` repeated -> ``{VAR: {option: value}}``."""
+    from .settings import CodecSettings
+
+    out: dict[str, dict] = {}
+    for item in values or ():
+        target, sep, text = item.partition("=")
+        var, dot, name = target.rpartition(".")
+        if not (sep and dot and var and name and text):
+            raise ValueError(f"--variable-option {item!r}: expected VAR.OPTION=VALUE, e.g. tp.valid_min=0")
+        key = name.replace("-", "_")
+        if key in out.get(var, {}):
+            raise ValueError(f"--variable-option {item!r}: {var}.{key} given twice")
+        out.setdefault(var, {})[key] = CodecSettings.parse_option(name, text)
+    return out
 
 
 def _decompress(args) -> int:
@@ -197,6 +215,9 @@ def main(argv=None) -> int:
                    "the variables that have a model)")
     codec_options = p.add_argument_group("codec options (inrcodec.settings.CodecSettings)")
     CodecSettings.add_arguments(codec_options)
+    p.add_argument("--variable-option", action="append", metavar="VAR.OPTION=VALUE",
+                   help="a codec option of one variable (repeatable), e.g. tp.valid_min=0: decoded precipitation "
+                   "stays non-negative while the other variables keep the options above")
     p.add_argument("--chunks", help="chunk size along the region dim, e.g. time=24 (default)")
     p.add_argument("--scheduler", default="threads", help="threads (default), processes, or a dask.distributed address")
     p.add_argument("--workers", type=int, help="start a LocalCluster of N processes (or N processes with --scheduler processes)")

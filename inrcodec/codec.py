@@ -170,7 +170,8 @@ class COINppCodec(Codec, Zarr3Serializer):
 
     @classmethod
     def for_dataset(cls, ds: "xr.Dataset", models: Any, *, zarr_format: int = 3, chunks: Any = None,
-                    settings: CodecSettings | None = None, **options: Any) -> dict[str, dict[str, Any]]:
+                    settings: CodecSettings | None = None, variable_options: Any = None,
+                    **options: Any) -> dict[str, dict[str, Any]]:
         """The ``encoding`` of a whole Dataset, each variable with its own model:
         ``ds.to_zarr(store, encoding=COINppCodec.for_dataset(ds, {"msl": "models/msl", ...}))``.
 
@@ -178,7 +179,8 @@ class COINppCodec(Codec, Zarr3Serializer):
         or a directory of per-variable models (``train-recipe --variable a,b --out DIR``). Variables
         without a model get no entry (xarray writes them with its defaults); every array pins its
         own model. ``chunks``, ``settings`` / ``options``: as :meth:`for_dataarray`, for every
-        variable.
+        variable; ``variable_options``: ``{variable: {option: value}}`` one variable's own
+        (``{"tp": {"valid_min": 0.0}}``).
 
         >>> enc = COINppCodec.for_dataset(ds, {"msl": "models/msl", "u10": "models/u10"}, target_ratio=200)  # doctest: +SKIP
         >>> ds.to_zarr("era5.zarr", encoding=enc)  # doctest: +SKIP
@@ -191,7 +193,12 @@ class COINppCodec(Codec, Zarr3Serializer):
         if missing and isinstance(models, dict):
             raise ValueError(f"for_dataset(): models name variables {missing} that {list(map(str, ds.data_vars))} lack")
         request = CodecSettings.given(settings, options, "COINppCodec.for_dataset()")
-        return {str(v): cls.for_dataarray(ds[v], m, zarr_format=zarr_format, chunks=chunks, settings=request)
+        own = dict(variable_options or {})
+        unknown = sorted(set(own) - {v for v in found if v in ds.data_vars})
+        if unknown:
+            raise ValueError(f"for_dataset(): variable_options name {unknown}, which have no model here")
+        return {str(v): cls.for_dataarray(ds[v], m, zarr_format=zarr_format, chunks=chunks,
+                                          settings=request.replace(**own[v]) if v in own else request)
                 for v, m in found.items() if v in ds.data_vars}
 
 

@@ -372,6 +372,28 @@ class CodecSettings:
                 parser.add_argument(name, dest=f.name, type=kind, default=None, help=help)
 
     @classmethod
+    def parse_option(cls, name: str, text: str) -> Any:
+        """The value of option ``name`` (``valid_min`` or ``valid-min``) written as ``text`` on a
+        command line (``0``, ``true``, ``sperr``, ``model``); checked when settings are made of it."""
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata["from_data"]}
+        key = name.replace("-", "_")
+        if key not in fields:
+            raise ValueError(f"unknown codec option {name!r}; the options are {sorted(fields)}")
+        f, text = fields[key], text.strip()
+        if _is_bool(f):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(f"option {key} takes true or false, got {text!r}")
+            return text.lower() in ("true", "1", "yes", "on")
+        if f.metadata["choices"] or f.type in ("str", str):
+            return text
+        if key == "patch_points":
+            return None if text == "model" else int(text)
+        try:
+            return int(text) if f.type in ("int", int, "int | None") else float(text)
+        except ValueError:
+            raise ValueError(f"option {key} takes a number, got {text!r}") from None
+
+    @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> "CodecSettings":
         """The settings of parsed :meth:`add_arguments` flags (those not given keep the defaults)."""
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)

@@ -264,3 +264,51 @@ def test_a_variable_without_a_model_is_coded_at_the_target_without_a_network(two
         for i in (0, 2):  # 1 % of each chunk's range
             err = np.abs(a.p.values[i:i + 2] - b.p.values[i:i + 2]).max()
             assert err <= 0.01 * np.ptp(b.p.values[i:i + 2])
+
+
+def test_one_variable_takes_its_own_options_in_a_whole_file_run(tmp_path):
+    """Issue 31 item 4: ``valid_min=0`` for precipitation in a file whose other variables go below 0
+    (a global ``--valid-min 0`` refuses them): ``variable_options`` / ``--variable-option
+    VAR.OPTION=VALUE`` give it to that variable only, at every door, and its store configuration
+    says so."""
+    rng = np.random.default_rng(7)
+    lat, lon = global_lat_lon()
+    wet = np.clip(rng.normal(0.0, 1.0, (4, len(lat), len(lon))).cumsum(axis=2) / 8.0, 0.0, None)
+    ds = xr.Dataset({"tp": (("time", "lat", "lon"), (wet * wet * 1e-3).astype("f4")),
+                     "u": (("time", "lat", "lon"), (smooth_field(4, seed=6) - 250.0).astype("f4") / 10.0)},
+                    coords={"time": np.arange(4), "lat": lat, "lon": lon})
+    ds.to_netcdf(tmp_path / "in.nc")
+    assert (ds.tp.values == 0).mean() > 0.3 and ds.u.values.min() < 0
+    for var, scale in (("tp", float(ds.tp.max())), ("u", 12.0)):
+        model = build_spherical_model(seed=2)
+        model.offset, model.scale = (0.0, scale) if var == "tp" else (-6.0, scale)
+        model.save(tmp_path / "models" / var)
+    base = ["compress", str(tmp_path / "in.nc"), "--model", str(tmp_path / "models"), "--target-ratio", "8", "--quiet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the untrained test networks may miss the ratio
+        assert cli_main([*base[:2], str(tmp_path / "all.zarr"), *base[2:], "--valid-min", "0"]) == 2  # u < 0 refused
+        assert cli_main([*base[:2], str(tmp_path / "a.zarr"), *base[2:], "--variable-option", "tp.valid_min=0"]) == 0
+        archive.compress_dataset(tmp_path / "in.nc", tmp_path / "b.zarr", tmp_path / "models", target_ratio=8.0,
+                                 variable_options={"tp": {"valid_min": 0.0}}, progress=False)
+        enc = COINppCodec.for_dataset(ds, tmp_path / "models", target_ratio=8.0, variable_options={"tp": {"valid_min": 0.0}})
+        ds.to_zarr(tmp_path / "c.zarr", encoding=enc, consolidated=False)
+    assert _files(tmp_path / "a.zarr") == _files(tmp_path / "b.zarr")
+    for store in ("a.zarr", "c.zarr"):
+        g = zarr.open_group(tmp_path / store, mode="r")
+        assert g["tp"].metadata.codecs[0].settings.valid_min == 0.0
+        assert g["u"].metadata.codecs[0].settings.valid_min is None
+        back = xr.open_zarr(tmp_path / store, consolidated=False)
+        assert float(back.tp.min()) >= 0.0 and float(back.u.min()) < 0.0
+    with pytest.raises(ValueError, match=r"name \['q'\], which are not encoded"):
+        archive.compress_dataset(tmp_path / "in.nc", tmp_path / "x.zarr", tmp_path / "models", target_ratio=8.0,
+                                 variable_options={"q": {"valid_min": 0.0}}, progress=False)
+    with pytest.raises(ValueError, match="unknown codec option"):
+        archive.compress_dataset(tmp_path / "in.nc", tmp_path / "x.zarr", tmp_path / "models", target_ratio=8.0,
+                                 variable_options={"tp": {"valid_minimum": 0.0}}, progress=False)
+    from inrcodec.cli import variable_option_arguments
+
+    assert variable_option_arguments(["tp.valid_min=0", "tp.network=false", "u.bits=5", "u.residual-coder=none"]) == {
+        "tp": {"valid_min": 0.0, "network": False}, "u": {"bits": 5, "residual_coder": "none"}}
+    for bad in ("tp=0", "valid_min=0", "tp.valid_min=", "tp.valid_min=low"):
+        with pytest.raises(ValueError):
+            variable_option_arguments([bad])

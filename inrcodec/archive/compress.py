@@ -32,6 +32,7 @@ def compress_dataset(
     settings: CodecSettings | None = None,
     *,
     models: Mapping[str, Any] | None = None,
+    variable_options: Mapping[str, Mapping[str, Any]] | None = None,
     chunks: dict[str, int] | str | None = None,
     scheduler: str | None = "threads",
     workers: int | None = None,
@@ -62,6 +63,9 @@ def compress_dataset(
         fields as keywords (``bits=5, max_abs_error=0.1, fill_value=-9999, ...``), as for
         ``COINppCodec`` (``inner_steps`` unset: the model's own ``encode_steps``). lat/lon come
         from the data.
+    variable_options : ``{variable: {option: value}}``: the options one variable takes besides (or
+        instead of) those, e.g. ``{"tp": {"valid_min": 0.0}}`` keeps decoded precipitation
+        non-negative while the other variables of the file may go below 0.
     chunks : ``{"time": 24}`` or ``"time=24"``: the chunk size along the region dimension (the
         first key; default ``time`` with 24 steps). Other dims are not chunked.
     scheduler : ``"threads"`` (default), ``"processes"``, ``"synchronous"`` or the address of a
@@ -92,7 +96,7 @@ def compress_dataset(
         stored = _models_of(model, models)
         # resolved per model (inner_steps), as every codec of the run will: the progress file names them
         settings = CodecSettings.given(settings, options, "compress_dataset()")
-        plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks)
+        plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks, variable_options)
         fingerprint = request_fingerprint(input, plan.variables, plan.models, plan.settings, plan.dim, plan.size)
         file = _start_or_resume(store, plan, fingerprint, resume=not overwrite)
         tracker = RunProgress(file, progress, on_region)
