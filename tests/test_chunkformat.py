@@ -476,3 +476,12 @@ def test_a_chunk_without_the_section_its_mode_reads_is_corrupt_when_decoded(tiny
         forged = pack_chunk(ChunkHeader(**{**header.__dict__, "mode": mode, **coding}), kept)
         with pytest.raises(CorruptChunkError):
             codec.decode(forged)
+
+
+def test_the_section_payload_examples_run():
+    """chunkcodec/sections.py (each section's pack and read side by side, issue 34) shows its use."""
+    import doctest
+
+    from inrcodec.chunkcodec import sections
+
+    assert doctest.testmod(sections).failed == 0

@@ -8,7 +8,6 @@ bytes raise :class:`~inrcodec.errors.CorruptChunkError` and cost no memory.
 from __future__ import annotations
 
 import math
-import struct
 
 import numpy as np
 from numcodecs.compat import ensure_contiguous_ndarray
@@ -17,6 +16,7 @@ from inrcodec import _limits
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import MODE_BY_NUMBER
 from inrcodec.chunkcodec import residual as _residual
+from inrcodec.chunkcodec import sections as section_payloads
 from inrcodec.chunkcodec import wavelet
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.latents import LatentCoder
@@ -44,9 +44,7 @@ def decode_chunk(data, model, settings, *, shape=None, dtype=None, nbytes=None) 
     _check_fits(cdtype, cshape, settings.chunk_shape if shape is None else shape,
                 settings.chunk_dtype if dtype is None else dtype, nbytes)
     if MODE_BY_NUMBER[hdr.mode].correction == "raw":  # unpack_chunk rejects unknown modes
-        n = math.prod(cshape) * cdtype.itemsize
-        raw = _limits.inflate(sections.get("raw_values", b""), n, "raw chunk values", CorruptChunkError)
-        result = np.frombuffer(raw, dtype=cdtype).reshape(cshape, order=hdr.order).copy(order="A")
+        result = section_payloads.read_raw_values(sections.get("raw_values", b""), cdtype, cshape, hdr.order)
     else:
         result = _decode_predicted(ctx, settings, hdr, sections, cshape, cdtype)
     if settings.chunk_order is not None and result.ndim > 1:
@@ -89,33 +87,12 @@ def _check_fits(cdtype: np.dtype, cshape: tuple[int, ...], shape, dtype, nbytes)
         )
 
 
-def _unpack_mask(blob: bytes, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A zlib-compressed, bit-packed boolean mask section of ``shape``; CorruptChunkError if not."""
-    count = math.prod(shape)
-    packed = np.frombuffer(_limits.inflate(blob, (count + 7) // 8, what, CorruptChunkError), dtype=np.uint8)
-    return np.unpackbits(packed, count=count).astype(bool).reshape(shape)
-
-
-def _prediction(blob: bytes) -> float:
-    """The f64 constant of a mode-3 chunk's ``prediction`` section; CorruptChunkError if not."""
-    if len(blob) != 8:
-        raise CorruptChunkError(f"prediction section holds {len(blob)} bytes, expected 8")
-    (value,) = struct.unpack("<d", blob)
-    if not math.isfinite(value):
-        raise CorruptChunkError(f"prediction section holds a non-finite value {value!r}")
-    return value
-
-
 def _masks(hdr, sections, items_shape):
     """(nan mask, fill mask, fill value) of a chunk; None where the chunk has none."""
-    nan = _unpack_mask(sections["nan_mask"], "NaN mask", items_shape) if hdr.has_nan_mask else None
+    nan = section_payloads.read_mask(sections["nan_mask"], "NaN mask", items_shape) if hdr.has_nan_mask else None
     fill = fill_value = None
     if "fill_mask" in sections:
-        blob = sections["fill_mask"]
-        if len(blob) < 8:
-            raise CorruptChunkError("fill_mask section is shorter than its 8-byte fill value")
-        (fill_value,) = struct.unpack("<d", blob[:8])
-        fill = _unpack_mask(blob[8:], "fill mask", items_shape)
+        fill, fill_value = section_payloads.read_fill_mask(sections["fill_mask"], items_shape)
     return nan, fill, fill_value
 
 
@@ -229,7 +206,7 @@ def _decode_predicted(ctx: ChunkContext, settings, hdr, sections, shape, dtype) 
     # every count the sections declare is checked before anything of the chunk's size exists
     residual = _residual_section(hdr, sections, n_items * math.prod(spatial), dtype)
     waves = _wavelet_section(hdr, sections, (n_items, *spatial))
-    prediction = _prediction(sections["prediction"]) if row.prediction == "constant" else None
+    prediction = section_payloads.read_prediction(sections["prediction"]) if row.prediction == "constant" else None
     items = np.full((n_total, *spatial), np.nan, dtype=dtype.newbyteorder("="))
     if n_items:
         rec = None

@@ -17,9 +17,7 @@ non-finite or out-of-range chunks are stored raw), mask NaN / fill values, fit t
 from __future__ import annotations
 
 import math
-import struct
 import warnings
-import zlib
 
 import numpy as np
 from numcodecs.compat import ensure_ndarray_like
@@ -30,6 +28,7 @@ from inrcodec.chunkformat.header import (
     MODE_WAVELET, PREDICT_NONE, PREDICT_PREVIOUS,
 )
 from inrcodec.chunkcodec import hybrid, patching, ratecontrol, wavelet
+from inrcodec.chunkcodec import sections as section_payloads
 from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec.context import ChunkContext, context
 from inrcodec.chunkcodec.decode import decode_chunk
@@ -360,11 +359,10 @@ class _Writer:
         self.masks: dict[str, bytes] = {}
         self.flags = 0
         if chunk.has_nan:
-            self.masks["nan_mask"] = zlib.compress(np.packbits(chunk.nan.ravel()).tobytes(), 9)
+            self.masks["nan_mask"] = section_payloads.pack_mask(chunk.nan)
             self.flags = FLAG_NAN_MASK
         if chunk.fill is not None:
-            self.masks["fill_mask"] = struct.pack("<d", fill_value) + zlib.compress(
-                np.packbits(chunk.fill.ravel()).tobytes(), 9)
+            self.masks["fill_mask"] = section_payloads.pack_fill_mask(fill_value, chunk.fill)
 
     def _pack(self, mode: int, sections: dict, bits=0, qid=0, eid=0, flags=0, aim=0, predict=0) -> bytes:
         hdr = ChunkHeader(mode=mode, patch_shape=None, num_items=None, num_patches=None, latent_dim=None,
@@ -374,7 +372,7 @@ class _Writer:
 
     def raw(self) -> bytes:
         arr = self.chunk.arr
-        return self._pack(MODE_RAW, {"raw_values": zlib.compress(arr.tobytes(order=self.chunk.order), 6)})
+        return self._pack(MODE_RAW, {"raw_values": section_payloads.pack_raw_values(arr, self.chunk.order)})
 
     def latents(self, cands: _LatentCandidates, bits: int, mode: int = MODE_MODULATIONS,
                 extra: dict | None = None) -> bytes:
@@ -401,7 +399,7 @@ class _Writer:
         res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound,
                                         self.chunk.arr.dtype, exact_recon=True, exact=exact)
         return self._pack(MODE_PLAIN_RESIDUAL, {**self.masks, "residual": res.payload,
-                                                "prediction": struct.pack("<d", prediction)},
+                                                "prediction": section_payloads.pack_prediction(prediction)},
                           flags=self.flags)
 
 
