@@ -191,6 +191,10 @@ class CodecSettings:
         "sperr", "'sperr': per chunk, also try the network's residual coded by SPERR (hybrid) and SPERR alone "
         "and keep the smallest chunk that meets the target (format version 5); 'none': the network alone",
         legacy="none", choices=("sperr", "none"))
+    residual_interpolation: bool = _option(
+        True, "error-bounded residuals: also try predicting their codes by multilevel linear interpolation "
+        "(SZ3's predictor) along the spatial axes and along the items too, keeping the smallest (earlier builds "
+        "cannot read such chunks); off: the Lorenzo difference only", legacy=False)
     valid_min: float | None = _option(
         None, "the data's physical minimum (precipitation: 0): decoded values below it are raised to it, so "
         "none leaks below; data below it are refused")
@@ -222,6 +226,7 @@ class CodecSettings:
             "valid_min": _finite("valid_min", self.valid_min),
             "valid_max": _finite("valid_max", self.valid_max),
             "network": bool(self.network),
+            "residual_interpolation": bool(self.residual_interpolation),
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)

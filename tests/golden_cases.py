@@ -23,6 +23,9 @@ CASES = {
     "bounded_abs": ("v1_modulations_decoded", {"bits": 6, "inner_steps": 3, "max_abs_error": 0.05}, None),
     "bounded_rel": ("v1_modulations_decoded", {"bits": 5, "inner_steps": 2, "rel_error": 0.002}, None),
     "plain_residual": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 5.0}, None),
+    # the residual's codes predicted by interpolation along the items and spatial axes (predictor 3)
+    "plain_residual_interpolated": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
+                                                         "residual_interpolation": True}, None),
     "fill": ("v2_fill_input", {"bits": 6, "inner_steps": 2, "fill_value": -999.0}, None),
     "target_rmse": ("v1_modulations_input", {"inner_steps": 2, "target_rmse": 1.0}, None),
     "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),

@@ -444,3 +444,50 @@ def test_a_bound_with_an_rmse_target_keeps_nan_and_fill_and_meets_both(network):
     assert np.array_equal(np.isnan(y), np.isnan(x)) and y[1, 0, 0] == -999.0
     err = y[ok].astype("f8") - x[ok]
     assert np.abs(err).max() <= 3.0 and np.sqrt(np.mean(err * err)) <= 1.0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.lists(st.integers(1, 19), min_size=2, max_size=4), seed=st.integers(0, 2**16))
+def test_interpolation_predictors_are_exact_inverses(shape, seed):
+    """Predictors 2 and 3 (multilevel linear interpolation of the integer codes, issue 33 item 1)
+    lose nothing: the decoder restores every code, whatever the shape (1-point axes, odd sizes)."""
+    q = np.random.default_rng(seed).integers(-(2**40), 2**40, size=tuple(shape))
+    for predictor in (residual.PREDICTOR_INTERP_SPACE, residual.PREDICTOR_INTERP_ALL):
+        np.testing.assert_array_equal(residual.uninterpolate(residual.interpolate(q, predictor), predictor), q)
+
+
+def test_interpolated_residuals_are_smaller_on_smooth_fields_and_keep_the_bound():
+    """Smooth fields correlated along items (hourly weather): the interpolation predictors code the
+    residual in fewer bytes than the Lorenzo difference, within the bound; off (the legacy value of
+    ``residual_interpolation``), the section is what earlier builds wrote."""
+    base, drift = smooth_field(1, 32, 64, seed=11)[0], smooth_field(1, 32, 64, seed=12)[0]
+    x = np.stack([base + 0.1 * t * (drift - drift.mean()) for t in range(8)]).astype("f4")  # items drift slowly
+    valid = np.ones(x.shape, bool)
+    recon = np.full(x.shape, float(x.mean()))
+    plain = residual.encode_residual(x, recon, valid, 0.5, x.dtype, exact_recon=True)
+    interp = residual.encode_residual(x, recon, valid, 0.5, x.dtype, exact_recon=True, interpolation=True)
+    assert plain.predictor in (residual.PREDICTOR_NONE, residual.PREDICTOR_LORENZO)
+    assert interp.predictor in (residual.PREDICTOR_INTERP_SPACE, residual.PREDICTOR_INTERP_ALL)
+    assert len(interp.payload) < len(plain.payload)
+    y = residual.decode_residual(interp.payload, recon, x.dtype)
+    assert np.abs(y.astype("f8") - x).max() <= 0.5
+    codec = COINppCodec("t2m-global-2", assume_global_grid=True, max_abs_error=0.5, network=False)
+    assert codec.get_config()["residual_interpolation"] is True  # new configurations say so
+    legacy = COINppCodec.from_config({k: v for k, v in codec.get_config().items() if k != "residual_interpolation"})
+    assert legacy.settings.residual_interpolation is False  # a configuration written before it keeps its coding
+
+
+def test_residual_codes_beyond_what_a_section_holds_are_refused():
+    """A forged residual whose restored codes exceed ``MAX_CODE`` (the encoder stores those values as
+    exceptions) is refused instead of decoding to values beyond the data's range."""
+    x = smooth_field(2, seed=1).astype("f4")
+    recon = np.full(x.shape, 280.0)
+    enc = residual.encode_residual(x, recon, np.ones(x.shape, bool), 0.5, x.dtype, exact_recon=True)
+    sec = residual.read_section(enc.payload, x.size, x.dtype)
+    huge = np.zeros(x.size, np.int64)
+    huge[3] = 2**55
+    params, stream, escapes = residual.encode_codes(huge, residual.CODER_GEOMETRIC)
+    forged = residual.ResidualSection(residual.PREDICTOR_NONE, sec.step, sec.count, 0,
+                                      residual._code_model(residual.CODER_GEOMETRIC, params), stream, escapes, b"")
+    with pytest.raises(residual.ResidualError, match="beyond"):
+        residual.decode_residual(forged, recon, x.dtype)

@@ -26,7 +26,7 @@ LAT, LON = global_lat_lon()
 OPTION_SETS = {
     "bounded": dict(bits=5, inner_steps=2, entropy_coding=False, max_abs_error=0.2, rel_error=0.01, target_rmse=0.1,
                     fill_value=-999.0, assume_global_grid=True, refine_steps=1, chunk_shape=(2, NLAT, NLON),
-                    chunk_order="F", chunk_dtype="float32"),
+                    chunk_order="F", chunk_dtype="float32", residual_interpolation=False),
     "target_rmse": dict(target_rmse=1.5, lat=tuple(LAT), lon=tuple(LON), fill_value=0.0, quantizer="uniform",
                         residual_coder="none"),
     "target_ratio": dict(target_ratio=30.0, assume_global_grid=True, time_coding=False, patch_points=3, effort="full",

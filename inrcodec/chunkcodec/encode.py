@@ -352,8 +352,10 @@ def _rmse(recon: np.ndarray, values: np.ndarray, valid: np.ndarray, level: float
 class _Writer:
     """Packs the chunk modes of one input chunk (shared header fields and mask sections)."""
 
-    def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None):
+    def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None, interpolation: bool = False):
         self.chunk = chunk
+        #: the residual coder also tries the interpolation predictors (``settings.residual_interpolation``)
+        self.interpolation = interpolation
         self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
                            order=chunk.order)
         self.masks: dict[str, bytes] = {}
@@ -391,13 +393,18 @@ class _Writer:
         """Mode 5: the wavelet-coded values, no network."""
         return self._pack(MODE_WAVELET, {**self.masks, "wavelet": payload}, flags=self.flags)
 
+    def residual(self, values, recon, valid, bound: float, **kw) -> _residual.EncodedResidual:
+        """The residual section of ``values`` over ``recon`` within ``bound``
+        (:func:`residual.encode_residual`, with this chunk's dtype and predictors)."""
+        return _residual.encode_residual(values, recon, valid, bound, self.chunk.arr.dtype,
+                                         interpolation=self.interpolation, **kw)
+
     def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.
         ``exact``: values kept bit-exact (exceptions), left out of the mean."""
         rest = valid if exact is None else valid & ~exact
         prediction = float(np.mean(values[rest if rest.any() else valid], dtype=np.float64))
-        res = _residual.encode_residual(values, np.full(values.shape, prediction), valid, bound,
-                                        self.chunk.arr.dtype, exact_recon=True, exact=exact)
+        res = self.residual(values, np.full(values.shape, prediction), valid, bound, exact_recon=True, exact=exact)
         return self._pack(MODE_PLAIN_RESIDUAL, {**self.masks, "residual": res.payload,
                                                 "prediction": section_payloads.pack_prediction(prediction)},
                           flags=self.flags)
@@ -409,7 +416,7 @@ def encode_chunk(array, model, settings) -> bytes:
     arr = check_input(array, model, settings)
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
-    writer = _Writer(chunk, ctx.pin, settings.fill_value)
+    writer = _Writer(chunk, ctx.pin, settings.fill_value, settings.residual_interpolation)
     _check_valid_range(chunk.finite, settings)
     if chunk.trivial():
         return writer.raw()
@@ -888,10 +895,8 @@ def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: floa
     """Error-bounded: every candidate width meets the bound; keep the smallest chunk, falling
     back to the residual of a constant prediction (no network), to the wavelet candidates (SPERR's
     point-wise error mode, with ``waves``) or to the raw values."""
-    dtype = writer.chunk.arr.dtype
-
     def with_residual(bits: int) -> bytes:
-        res = _residual.encode_residual(values, cands.recon(bits), valid, bound, dtype)
+        res = writer.residual(values, cands.recon(bits), valid, bound)
         return writer.latents(cands, bits, MODE_BOUNDED, {"residual": res.payload})
 
     if settings.effort == "fast":

@@ -34,7 +34,9 @@ Coding of the integer codes
 The codes of all valid items form an integer array ``(n_items, *spatial)`` (0 at missing
 positions).  Optional predictor ``1`` replaces it by its n-D Lorenzo difference
 (``np.diff(..., prepend=0)`` along each spatial axis; inverse: ``cumsum`` along each axis),
-which removes the spatial correlation of smooth residual fields.  The (possibly differenced)
+which removes the spatial correlation of smooth residual fields; predictors ``2`` and ``3``
+(``interpolation``) by its difference from a multilevel linear interpolation (SZ3's predictor,
+in integers) along the spatial axes, or along the items too (:func:`interpolate`).  The (possibly predicted)
 codes ``d`` are range-coded (:mod:`inrcodec.coding.rangecoder`) with one of two
 per-chunk models whose parameters are stored in the section:
 
@@ -80,6 +82,14 @@ MARGIN = 2.0**-6
 LAYOUT_VERSION = 1
 PREDICTOR_NONE = 0
 PREDICTOR_LORENZO = 1
+#: multilevel linear interpolation of the codes (SZ3's predictor, on the integers: lossless, so the
+#: bound is the quantization's alone) along the spatial axes, or along the items axis too
+PREDICTOR_INTERP_SPACE = 2
+PREDICTOR_INTERP_ALL = 3
+#: the predictors of the residual codes, in the order the encoder tries them (ties keep the first);
+#: 2 and 3 only with ``interpolation`` (``CodecSettings.residual_interpolation``: earlier builds
+#: refuse them)
+PREDICTORS = (PREDICTOR_NONE, PREDICTOR_LORENZO, PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL)
 CODER_HISTOGRAM = 1
 CODER_GEOMETRIC = 2
 #: most histogram bins (excluding the escape bin)
@@ -142,6 +152,71 @@ def unlorenzo(d: np.ndarray) -> np.ndarray:
     for ax in range(1, d.ndim):
         q = np.cumsum(q, axis=ax)
     return q
+
+
+def _interpolation_axes(ndim: int, predictor: int) -> tuple[int, ...]:
+    return tuple(range(1 if predictor == PREDICTOR_INTERP_SPACE else 0, ndim))
+
+
+def _interpolation_steps(shape: tuple[int, ...], axes: tuple[int, ...]):
+    """(index, axis, half stride, stride) of every step of the multilevel interpolation, coarsest
+    first: at stride ``s``, axis by axis, the points at odd multiples of ``s / 2`` along the axis
+    (multiples of ``s / 2`` along the axes done before at this level, of ``s`` along those after)
+    are predicted from their neighbours ``s / 2`` away along it, which are known by then. The points
+    at multiples of the first stride along every axis (the anchors) are coded as they are."""
+    s = 1
+    while s < max((shape[a] for a in axes), default=1):
+        s *= 2
+    while s > 1:
+        h = s // 2
+        for i, a in enumerate(axes):
+            idx = [slice(None)] * len(shape)
+            for j, b in enumerate(axes):
+                idx[b] = slice(h, None, s) if b == a else slice(0, None, h if j < i else s)
+            yield tuple(idx), a, h, s
+        s = h
+
+
+def _interpolated(q: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> np.ndarray:
+    """The prediction of ``q[idx]``: the floor of the mean of its two neighbours along ``axis``
+    (the one before alone at the end), in integers, so that every machine predicts alike."""
+    n = q.shape[axis]
+    pos = np.arange(h, n, s)
+    line = q[tuple(slice(None) if k == axis else sl for k, sl in enumerate(idx))]
+    before = np.take(line, pos - h, axis=axis)
+    after = np.take(line, np.minimum(pos + h, n - 1), axis=axis)
+    inside = (pos + h < n).reshape([-1 if k == axis else 1 for k in range(q.ndim)])
+    return np.where(inside, (before + after) >> 1, before)
+
+
+def interpolate(q: np.ndarray, predictor: int) -> np.ndarray:
+    """The codes ``q`` (n_items, *spatial) as their differences from the multilevel linear
+    interpolation of predictor 2 (spatial axes) or 3 (the items axis too); inverse :func:`uninterpolate`."""
+    q = np.asarray(q, dtype=np.int64)
+    d = q.copy()
+    for idx, axis, h, s in _interpolation_steps(q.shape, _interpolation_axes(q.ndim, predictor)):
+        d[idx] = q[idx] - _interpolated(q, idx, axis, h, s)
+    return d
+
+
+def uninterpolate(d: np.ndarray, predictor: int) -> np.ndarray:
+    """Inverse of :func:`interpolate`: every prediction made from codes already restored."""
+    q = np.asarray(d, dtype=np.int64).copy()
+    for idx, axis, h, s in _interpolation_steps(q.shape, _interpolation_axes(q.ndim, predictor)):
+        q[idx] = q[idx] + _interpolated(q, idx, axis, h, s)
+    return q
+
+
+def _predict(q: np.ndarray, predictor: int) -> np.ndarray:
+    if predictor == PREDICTOR_NONE:
+        return q
+    return lorenzo(q) if predictor == PREDICTOR_LORENZO else interpolate(q, predictor)
+
+
+def _unpredict(d: np.ndarray, predictor: int) -> np.ndarray:
+    if predictor == PREDICTOR_NONE:
+        return d
+    return unlorenzo(d) if predictor == PREDICTOR_LORENZO else uninterpolate(d, predictor)
 
 
 # ---------------------------------------------------------------------- models
@@ -292,7 +367,7 @@ class EncodedResidual:
 @stage("residual")
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
-    exact: np.ndarray | None = None,
+    exact: np.ndarray | None = None, interpolation: bool = False,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
@@ -300,6 +375,7 @@ def encode_residual(
     ``exact_recon``: every machine computes ``recon`` bit for bit (a float64 constant), so no
     room is kept for another machine's reconstruction (:func:`machine_slack`). ``exact``: valid
     values stored bit-exact as exceptions whatever the bound (an undeclared fill value).
+    ``interpolation``: also try predictors 2 and 3 (:data:`PREDICTORS`).
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
@@ -322,8 +398,8 @@ def encode_residual(
     q = np.where(exc, 0, q)
     best = None
     sizes = {}
-    for predictor in (PREDICTOR_NONE, PREDICTOR_LORENZO):
-        d = (q if predictor == PREDICTOR_NONE else lorenzo(q)).ravel()
+    for predictor in PREDICTORS if interpolation else PREDICTORS[:2]:
+        d = _predict(q, predictor).ravel()
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
             blobs = encode_codes(d, coder)
             size = sum(len(b) for b in blobs)
@@ -369,7 +445,7 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
     (n_exc,) = struct.unpack_from("<Q", payload, _FIXED.size)
     if version != LAYOUT_VERSION or reserved != 0:
         raise ResidualError(f"unknown residual layout version {version} / reserved byte {reserved}")
-    if predictor not in (PREDICTOR_NONE, PREDICTOR_LORENZO):
+    if predictor not in PREDICTORS:
         raise ResidualError(f"unknown residual predictor {predictor}")
     if not (bound > 0 and math.isfinite(bound)) or step != effective_step(bound):
         raise ResidualError(f"inconsistent residual bound {bound!r} / step {step!r}")
@@ -417,7 +493,9 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
     if sec.count != recon.size:
         raise ResidualError(f"residual section codes {sec.count} values, the chunk has {recon.size}")
     d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count).reshape(recon.shape)
-    q = d if sec.predictor == PREDICTOR_NONE else unlorenzo(d)
+    q = _unpredict(d, sec.predictor)
+    if q.size and int(np.abs(q).max()) > MAX_CODE:  # never written: larger codes are exceptions
+        raise ResidualError(f"residual codes reach {int(np.abs(q).max())}, beyond the {int(MAX_CODE)} a section holds")
     out = apply(recon, q, sec.step, dtype)
     if sec.num_exceptions:
         n_exc = sec.num_exceptions
