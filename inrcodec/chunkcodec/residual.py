@@ -494,8 +494,9 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
         raise ResidualError(f"residual section codes {sec.count} values, the chunk has {recon.size}")
     d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count).reshape(recon.shape)
     q = _unpredict(d, sec.predictor)
-    if q.size and int(np.abs(q).max()) > MAX_CODE:  # never written: larger codes are exceptions
-        raise ResidualError(f"residual codes reach {int(np.abs(q).max())}, beyond the {int(MAX_CODE)} a section holds")
+    if q.size and max(int(q.max()), -int(q.min())) > MAX_CODE:  # never written: larger codes are exceptions
+        raise ResidualError(f"residual codes reach {max(int(q.max()), -int(q.min()))}, beyond the {int(MAX_CODE)} "
+                            "a section holds")
     out = apply(recon, q, sec.step, dtype)
     if sec.num_exceptions:
         n_exc = sec.num_exceptions

@@ -29,6 +29,7 @@ from conftest import build_patched_model, build_spherical_model, global_lat_lon,
 from inrcodec import chunkformat as cf  # noqa: E402
 from inrcodec.chunkformat.header import ChunkHeader, FLAG_NAN_MASK, KNOWN_MODES, MODE_BOUNDED, MODE_PLAIN_RESIDUAL
 from inrcodec.models import tensorfile  # noqa: E402
+from inrcodec.chunkcodec.residual import residual_info  # noqa: E402
 from inrcodec.codec import COINppCodec  # noqa: E402
 from inrcodec.chunkcodec import decode_chunk, wavelet  # noqa: E402
 from inrcodec.errors import CorruptChunkError, ModelFileError  # noqa: E402
@@ -252,6 +253,14 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     uniform = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, quantizer="uniform")
     patched = COINppCodec(build_patched_model(), inner_steps=1, residual_coder="none", lat=lat, lon=lon, patch_points=2)
     seeds += [(uniform, uniform.encode(x)), (patched, patched.encode(x))]
+    # the residual's codes predicted by interpolation (predictors 2 and 3) and by the Lorenzo difference
+    interpolated = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.2)
+    lorenzo = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.2,
+                          residual_interpolation=False)
+    seeds += [(interpolated, interpolated.encode(x)), (lorenzo, lorenzo.encode(x))]
+    predictors = {residual_info(cf.unpack_chunk(c)[1]["residual"])["predictor"] for _, c in seeds
+                  if "residual" in cf.unpack_chunk(c)[1]}
+    assert {1, 3} <= predictors, predictors
     # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
     # and SPERR alone on one it does not (mode 5)
     waves = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, residual_coder="sperr")
