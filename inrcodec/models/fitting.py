@@ -83,7 +83,7 @@ def inner_loop(
     return latents
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
                latents: torch.Tensor, steps: int, lr, min_steps: int | None = None) -> torch.Tensor:
     """``steps`` SGD steps on ``latents`` (B, k) of the summed per-item MSE (:func:`per_item_mse`),
@@ -303,7 +303,6 @@ def _cover_valid(rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return rows
 
 
-@torch.no_grad()
 def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64,
                 max_points: int = FIT_BATCH_POINTS) -> torch.Tensor:
     """Decode: evaluate the modulated network for each latent (B, k) at ``coords``.
@@ -316,11 +315,12 @@ def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64,
     coords_t = _as_tensor(coords, device)
     num_points = coords_t.shape[-2]
     step = _batch_items(num_points, batch_size, max_points)
-    out = []
-    for start in range(0, lat.shape[0], step):
-        sl = slice(start, start + step)
-        c = coords_t if coords_t.ndim == 2 else coords_t[sl]
-        out.append(network(c, lat[sl]).cpu())
-    if not out:
-        return torch.zeros(0, num_points, network.dim_out)
-    return torch.cat(out)
+    out = torch.empty(lat.shape[0], num_points, network.dim_out)
+    # inference mode: no autograd bookkeeping at all (the same kernels and floats as no_grad, a few
+    # per cent faster on small grids); ``out`` is made outside it, so callers get an ordinary tensor
+    with torch.inference_mode():
+        for start in range(0, lat.shape[0], step):
+            sl = slice(start, start + step)
+            c = coords_t if coords_t.ndim == 2 else coords_t[sl]
+            out[sl] = network(c, lat[sl]).cpu()
+    return out
