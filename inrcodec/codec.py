@@ -35,7 +35,7 @@ from inrcodec.models import modelstore
 from inrcodec.chunkcodec import decode_chunk, encode_chunk
 from inrcodec.chunkcodec.context import context
 from inrcodec.errors import ModelFileError, PinnedGridError, PinnedModelError
-from inrcodec.settings import CodecSettings
+from inrcodec.settings import CodecSettings, variable_settings
 from inrcodec.zarr3 import CODEC_ID, INCOMPLETE_KEY, Zarr3Serializer
 
 if TYPE_CHECKING:
@@ -193,12 +193,9 @@ class COINppCodec(Codec, Zarr3Serializer):
         if missing and isinstance(models, dict):
             raise ValueError(f"for_dataset(): models name variables {missing} that {list(map(str, ds.data_vars))} lack")
         request = CodecSettings.given(settings, options, "COINppCodec.for_dataset()")
-        own = dict(variable_options or {})
-        unknown = sorted(set(own) - {v for v in found if v in ds.data_vars})
-        if unknown:
-            raise ValueError(f"for_dataset(): variable_options name {unknown}, which have no model here")
-        return {str(v): cls.for_dataarray(ds[v], m, zarr_format=zarr_format, chunks=chunks,
-                                          settings=request.replace(**own[v]) if v in own else request)
+        suggested = modelstore.variable_codec_options(models) if not isinstance(models, dict) else None
+        own = variable_settings({v: request for v in found if v in ds.data_vars}, variable_options, suggested)
+        return {str(v): cls.for_dataarray(ds[v], m, zarr_format=zarr_format, chunks=chunks, settings=own[v])
                 for v, m in found.items() if v in ds.data_vars}
 
 

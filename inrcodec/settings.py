@@ -433,3 +433,31 @@ def _both_ways(f: dataclasses.Field) -> bool:
 
 def _bool_flag(f: dataclasses.Field, value: bool) -> str:
     return ("--" if value else "--no-") + f.name.replace("_", "-")
+
+
+def variable_settings(per_variable: dict[str, CodecSettings], options=None, suggested=None) -> dict[str, CodecSettings]:
+    """Each variable's settings: ``per_variable`` with its own ``options`` (``{variable: {option:
+    value}}``, e.g. ``{"tp": {"valid_min": 0.0}}``) and, where the request left an option at its
+    default, the ``suggested`` ones (what a directory of per-variable models was trained to be used
+    with, ``modelstore.variable_codec_options``; for variables not coded here they are ignored).
+    ``options`` naming a variable not coded, an unknown option or one the data decide are errors."""
+    options, suggested = dict(options or {}), dict(suggested or {})
+    unknown = sorted(set(options) - set(per_variable))
+    if unknown:
+        raise ValueError(f"variable_options name {unknown}, which are not encoded here (encoded: {sorted(per_variable)})")
+    data_fields, names = set(CodecSettings.data_fields()), CodecSettings.names()
+    for var, opts in options.items():
+        fixed, bad = sorted(set(opts) & data_fields), sorted(set(opts) - names)
+        if bad:
+            raise ValueError(f"variable_options[{var!r}]: unknown codec option(s) {bad}; the codec options are "
+                             f"{sorted(names - data_fields)}")
+        if fixed:
+            raise ValueError(f"variable_options[{var!r}]: {fixed} come from the data, not from a request")
+    defaults, out = CodecSettings(), {}
+    for v, s in per_variable.items():
+        kept = {k: x for k, x in suggested.get(v, {}).items()
+                if k in names and k not in data_fields and getattr(s, k) == getattr(defaults, k)}
+        changes = {**kept, **options.get(v, {})}
+        out[v] = s.replace(**changes) if changes else s
+    return out
+

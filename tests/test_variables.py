@@ -312,3 +312,39 @@ def test_one_variable_takes_its_own_options_in_a_whole_file_run(tmp_path):
     for bad in ("tp=0", "valid_min=0", "tp.valid_min=", "tp.valid_min=low"):
         with pytest.raises(ValueError):
             variable_option_arguments([bad])
+
+
+def test_a_variable_trained_on_precipitation_like_data_suggests_valid_min_and_compress_takes_it(tmp_path):
+    """Issue 31 item 4 (a recipe setting per variable): a variable whose training values are all >= 0
+    with exact zeros is suggested ``valid_min=0`` (summary.json's ``codec_options``); compressing with
+    that directory gives it to that variable where the request leaves the option alone, the others
+    keep theirs, and the request's own options win."""
+    from inrcodec.models import modelstore
+    from inrcodec.recipes import train_variables
+    from inrcodec.recipes.train import suggested_codec_options
+
+    rng = np.random.default_rng(3)
+    lat, lon = global_lat_lon()
+    wet = np.clip(rng.normal(0.0, 1.0, (8, len(lat), len(lon))).cumsum(axis=2) / 8.0, 0.0, None)
+    ds = xr.Dataset({"tp": (("time", "lat", "lon"), (wet * wet * 1e-3).astype("f4"), {"units": "m"}),
+                     "u": (("time", "lat", "lon"), ((smooth_field(8, seed=6) - 250.0) / 10.0).astype("f4"),
+                           {"units": "m s-1"})},
+                    coords={"time": np.arange(8), "lat": lat, "lon": lon})
+    ds.to_netcdf(tmp_path / "in.nc")
+    assert suggested_codec_options(ds.tp.values) == {"valid_min": 0.0}
+    assert suggested_codec_options(ds.u.values) == {} and suggested_codec_options(ds.tp.values + 1e-3) == {}
+    train_variables("era5", ["tp", "u"], tmp_path / "m", data=[str(tmp_path / "in.nc")], steps=1, progress=False,
+                    overrides=TINY, report_bits=[5], calibration_items=64)
+    assert modelstore.variable_codec_options(tmp_path / "m") == {"tp": {"valid_min": 0.0}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the one-step networks miss their ratio
+        rep = archive.compress_dataset(tmp_path / "in.nc", tmp_path / "a.zarr", tmp_path / "m", target_ratio=8.0,
+                                       progress=False)
+        assert rep["variables"]["tp"]["settings"]["valid_min"] == 0.0
+        assert "valid_min" not in rep["variables"]["u"]["settings"]
+        assert float(xr.open_zarr(tmp_path / "a.zarr", consolidated=False).tp.min()) >= 0.0
+        own = archive.compress_dataset(tmp_path / "in.nc", tmp_path / "b.zarr", tmp_path / "m", target_ratio=8.0,
+                                       variable_options={"tp": {"valid_min": -1.0}}, progress=False)
+        assert own["variables"]["tp"]["settings"]["valid_min"] == -1.0  # the request's own wins
+        enc = COINppCodec.for_dataset(ds, tmp_path / "m", target_ratio=8.0)
+    assert enc["tp"]["serializer"].settings.valid_min == 0.0 and enc["u"]["serializer"].settings.valid_min is None

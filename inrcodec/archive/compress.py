@@ -65,7 +65,10 @@ def compress_dataset(
         from the data.
     variable_options : ``{variable: {option: value}}``: the options one variable takes besides (or
         instead of) those, e.g. ``{"tp": {"valid_min": 0.0}}`` keeps decoded precipitation
-        non-negative while the other variables of the file may go below 0.
+        non-negative while the other variables of the file may go below 0. A directory of
+        per-variable models adds the options its training suggested (its ``summary.json``, e.g.
+        ``valid_min=0`` for a variable trained on non-negative data with exact zeros) where the
+        request leaves them at their defaults.
     chunks : ``{"time": 24}`` or ``"time=24"``: the chunk size along the region dimension (the
         first key; default ``time`` with 24 steps). Other dims are not chunked.
     scheduler : ``"threads"`` (default), ``"processes"``, ``"synchronous"`` or the address of a
@@ -96,7 +99,9 @@ def compress_dataset(
         stored = _models_of(model, models)
         # resolved per model (inner_steps), as every codec of the run will: the progress file names them
         settings = CodecSettings.given(settings, options, "compress_dataset()")
-        plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks, variable_options)
+        suggested = modelstore.variable_codec_options(model) if models is None else None
+        plan = make_plan(input, open_input(input, engine), variables, stored, settings, chunks, variable_options,
+                         suggested)
         fingerprint = request_fingerprint(input, plan.variables, plan.models, plan.settings, plan.dim, plan.size)
         file = _start_or_resume(store, plan, fingerprint, resume=not overwrite)
         tracker = RunProgress(file, progress, on_region)

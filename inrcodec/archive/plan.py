@@ -11,7 +11,7 @@ import numpy as np
 
 from inrcodec.codec import COINppCodec
 from inrcodec.models.modelstore import StoredModel
-from inrcodec.settings import CodecSettings
+from inrcodec.settings import CodecSettings, variable_settings
 
 __all__ = ["WritePlan", "make_plan", "open_input", "encodable_variables", "parse_chunks"]
 
@@ -158,34 +158,16 @@ def _encodings(ds, plan_vars, models: dict[str, StoredModel], settings: dict[str
 
 
 def variable_models(ds, variables, stored: StoredModel | dict[str, StoredModel], settings: CodecSettings,
-                    input, variable_options=None) -> tuple[dict[str, StoredModel], dict[str, CodecSettings]]:
+                    input, variable_options=None, suggested=None) -> tuple[dict[str, StoredModel], dict[str, CodecSettings]]:
     """Each variable to encode with its model and settings (``inner_steps`` resolved per model).
 
     ``stored``: one model (the variables named, else every one it can encode) or ``{variable:
     model}`` (those variables, else the ones named, each with its own; a variable without a model
     is an error, never another variable's model). ``variable_options``: ``{variable: {option:
-    value}}`` that variable's settings differ in (:func:`with_variable_options`)."""
+    value}}`` that variable's settings differ in, ``suggested`` those its model directory suggests
+    (:func:`inrcodec.settings.variable_settings`)."""
     models, per_variable = _variable_models(ds, variables, stored, settings, input)
-    return models, with_variable_options(per_variable, variable_options)
-
-
-def with_variable_options(per_variable: dict[str, CodecSettings], variable_options) -> dict[str, CodecSettings]:
-    """``per_variable`` with each variable's ``variable_options`` (``{variable: {option: value}}``,
-    e.g. ``{"tp": {"valid_min": 0.0}}``) replaced; options of a variable not encoded, or that the
-    data decide (lat/lon, the chunk layout), are errors."""
-    options = dict(variable_options or {})
-    unknown = sorted(set(options) - set(per_variable))
-    if unknown:
-        raise ValueError(f"variable_options name {unknown}, which are not encoded here (encoded: {sorted(per_variable)})")
-    data_fields = set(CodecSettings.data_fields())
-    for var, opts in options.items():
-        fixed, unknown = sorted(set(opts) & data_fields), sorted(set(opts) - CodecSettings.names())
-        if unknown:
-            raise ValueError(f"variable_options[{var!r}]: unknown codec option(s) {unknown}; the codec options are "
-                             f"{sorted(CodecSettings.names() - data_fields)}")
-        if fixed:
-            raise ValueError(f"variable_options[{var!r}]: {fixed} come from the data, not from a request")
-    return {v: s.replace(**options[v]) if v in options else s for v, s in per_variable.items()}
+    return models, variable_settings(per_variable, variable_options, suggested)
 
 
 def _variable_models(ds, variables, stored, settings: CodecSettings, input):
@@ -225,10 +207,10 @@ def _network_free_model() -> StoredModel:
 
 
 def make_plan(input, ds, variables, stored: StoredModel | dict[str, StoredModel], settings: CodecSettings,
-              chunks, variable_options=None) -> WritePlan:
+              chunks, variable_options=None, suggested=None) -> WritePlan:
     """Lay out a compress run of ``ds`` (from :func:`open_input`) with ``stored``'s model, or each
     variable with its own, and each variable's own options (:func:`variable_models`)."""
-    models, per_variable = variable_models(ds, variables, stored, settings, input, variable_options)
+    models, per_variable = variable_models(ds, variables, stored, settings, input, variable_options, suggested)
     variables = list(models)
     nd = next(iter(models.values())).model.spatial_ndim
     dim, size, regions = _region_layout(ds, variables, parse_chunks(chunks), nd, input)

@@ -92,6 +92,24 @@ def variable_models(path: Any) -> dict[str, Path] | None:
     return found or None
 
 
+def variable_codec_options(path: Any) -> dict[str, dict]:
+    """``{variable: {option: value}}`` the per-variable models of directory ``path`` were trained to be
+    used with (the ``codec_options`` of its ``summary.json``, e.g. ``valid_min=0`` for precipitation);
+    {} for anything else or a directory without them. Checked when settings are made of them."""
+    import json
+
+    if variable_models(path) is None:
+        return {}
+    try:
+        summary = json.loads((Path(path).expanduser() / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict):
+        return {}
+    return {str(v): dict(e["codec_options"]) for v, e in summary.items()
+            if isinstance(e, dict) and isinstance(e.get("codec_options"), dict) and e["codec_options"]}
+
+
 def read_shipped(name: str) -> tuple[bytes, str]:
     """(bytes, pinned SHA-256) of the shipped model ``name``, read from inside the package.
 

@@ -132,6 +132,8 @@ def train_recipe(
         else {"train": int(rd.train.shape[0]), "validation": int(rd.val.shape[0]), "test": int(rd.test.shape[0])},
         final_val_psnr=history.val_psnr[-1] if history.val_psnr else None,
         architecture=model.network.config(), patch_shape=model.patch_shape,
+        codec_options=suggested_codec_options(np.concatenate([f.values.ravel() for f in train_fields])
+                                              if train_fields else rd.train),
     )
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(report_markdown(report))
@@ -180,6 +182,22 @@ def variable_list(variable: str | None, data) -> list[str] | None:
     return names
 
 
+#: a variable whose training values are all >= 0 with at least this share exactly 0 (precipitation,
+#: snow: accumulated quantities) is suggested ``valid_min=0``: a lossy decode leaks below 0 where it
+#: is dry, and raising those values to 0 only comes closer to data that are >= 0 (docs/archive.md)
+ZERO_SHARE = 0.01
+
+
+def suggested_codec_options(values) -> dict:
+    """The codec options a model trained on ``values`` (physical units) suggests for its variable:
+    ``{"valid_min": 0.0}`` for non-negative data with exact zeros (``ZERO_SHARE``), else {}."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size and float(v.min()) >= 0.0 and float(np.mean(v == 0.0)) >= ZERO_SHARE:
+        return {"valid_min": 0.0}
+    return {}
+
+
 def train_variables(name, variables: list[str], out, minutes: float | None = None, **kwargs) -> dict[str, dict]:
     """One model per variable (:func:`train_recipe` each), written to ``out/VARIABLE``.
 
@@ -200,7 +218,8 @@ def train_variables(name, variables: list[str], out, minutes: float | None = Non
                                     "give more minutes")
         reports[var] = train_recipe(name, variable=var, out=out / var, minutes=share, **kwargs)
     summary = {v: {"model_file": r["model_file"], "model_sha256": r["model_sha256"], "init": r.get("init"),
-                   "units": r.get("units"), "steps": r.get("steps"), "train_seconds": r.get("train_seconds")}
+                   "units": r.get("units"), "steps": r.get("steps"), "train_seconds": r.get("train_seconds"),
+                   "codec_options": r.get("codec_options", {})}
                for v, r in reports.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return reports
