@@ -262,6 +262,7 @@ def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, m
     ["mri", "--model", "a", "b c", "--bits", "3", "--peers", "sz3-3d", "--data", "x y.nii.gz", "--variable", "t",
      "--max-items", "3", "--threads", "2", "--repeats", "3", "--quick", "--out", "o"],
     ["fashion", "--model", "m", "--bits", "--target-ratio", "16", "32.5", "--split", "validation"],
+    ["era5", "--model", "m", "--codec-option", "max_abs_error=0.5", "--codec-option", "residual_coder=none"],
 ])
 def test_the_written_bench_command_line_parses_back_to_the_same_run(argv):
     """``inrcodec bench`` declares its flags once (bench/cli.py): the command line written into a
@@ -296,3 +297,21 @@ def test_sperr_rate_peer_spends_the_bits_it_is_given():
         errors.append(_rmse(x, y))
     assert sizes[0] < sizes[1] < sizes[2] and sizes[2] <= 8.0 * x.size / 8 + 1024
     assert errors[0] > errors[1] > errors[2]
+
+
+def test_codec_options_reach_every_inrcodec_row(tiny_data, tiny_model, tmp_path):
+    """``inrcodec bench --codec-option OPTION=VALUE`` (issue 34: what the benchmark scripts re-implemented):
+    every inrcodec row is the codec with those options, e.g. an error bound."""
+    from inrcodec.bench import cli as bench_cli
+
+    options = bench_cli.codec_options(["max_abs_error=0.5", "residual-coder=none"])
+    assert options == {"max_abs_error": 0.5, "residual_coder": "none"}
+    res = bench.run_bench(tiny_data, models=[tiny_model], bits=[4], peers=[], codec_options=options, out=tmp_path)
+    (row,) = bench.read_csv(res.files["csv"])
+    x = np.ascontiguousarray(tiny_data.test, dtype=np.float32)
+    codec = COINppCodec(tiny_model, bits=4, lat=tiny_data.lat, lon=tiny_data.lon, **options)
+    enc = codec.encode(x)
+    assert row["written_bytes"] == len(enc) and row["max_abs_error"] <= 0.5
+    with pytest.raises(ValueError, match="OPTION=VALUE"):
+        bench_cli.codec_options(["max_abs_error"])
+

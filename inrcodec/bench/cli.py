@@ -22,6 +22,9 @@ ARGUMENTS = (
                     "none with --target-ratio alone)")),
     ("--target-ratio", dict(nargs="+", type=float, help="also inrcodec at these compression ratios (rate control: "
                             "per chunk the network, hybrid or SPERR chunk with the lowest RMSE within the ratio)")),
+    ("--codec-option", dict(action="append", metavar="OPTION=VALUE", help="an inrcodec codec option for every inrcodec "
+                            "row (repeatable), e.g. max_abs_error=0.5 or residual_coder=none (inrcodec compress --help "
+                            "lists them)")),
     ("--peers", dict(nargs="+", help="peer codecs (default: the modality's: JPEG/WebP/JPEG 2000 for image, MP3/Opus "
                      "for audio, JPEG/JPEG 2000 per slice + SPERR/SZ3 3-D for mri, scientific codecs for era5; see "
                      "inrcodec.bench.PEERS)")),
@@ -62,13 +65,27 @@ def main(args) -> int:
     res = run_bench(
         args.dataset, models=args.model or (), bits=args.bits, peers=args.peers, quick=args.quick,
         data=args.data or None, variable=args.variable, max_items=args.max_items, repeats=args.repeats,
-        target_ratios=args.target_ratio or (), split=args.split,
+        target_ratios=args.target_ratio or (), split=args.split, codec_options=codec_options(args.codec_option),
         log=(lambda s: print(f"  {s}", file=sys.stderr, flush=True)) if not args.quiet else None,
     )
     files = write_outputs(res, args.out, command_line(args))
     print(Path(files["md"]).read_text())
     print("written: " + ", ".join(files.values()))
     return 0
+
+
+def codec_options(values) -> dict:
+    """``--codec-option OPTION=VALUE`` repeated -> ``{option: value}`` (values read as the compress
+    flags read them)."""
+    from inrcodec.settings import CodecSettings
+
+    out: dict = {}
+    for item in values or ():
+        name, sep, text = item.partition("=")
+        if not (sep and name and text):
+            raise ValueError(f"--codec-option {item!r}: expected OPTION=VALUE, e.g. max_abs_error=0.5")
+        out[name.replace("-", "_")] = CodecSettings.parse_option(name, text)
+    return out
 
 
 def command_line(args) -> str:
@@ -83,6 +100,9 @@ def command_line(args) -> str:
             continue
         elif options.get("action") == "store_true":
             parts.append(flag)
+        elif options.get("action") == "append":
+            for v in value:
+                parts += [flag, str(v)]
         else:
             parts += [flag, *map(str, value if options.get("nargs") else [value])]
     return " ".join(shlex.quote(p) if i > 0 else p for i, p in enumerate(parts))

@@ -259,6 +259,7 @@ def run_bench(
     name: str | None = None,
     target_ratios=(),
     split: str = "test",
+    codec_options: dict | None = None,
 ) -> BenchResult:
     """Run the benchmark on the held-out test split of recipe ``dataset`` (or on a
     :class:`~inrcodec.recipes.RecipeData`'s ``test`` items, reported as ``name``).
@@ -272,8 +273,9 @@ def run_bench(
     row per model and compression ratio, coded with ``target_ratio`` (rate control: with the default
     ``residual_coder`` the hybrid and SPERR chunks compete, so quality is not capped by the
     network's at ``bits``; empty ``bits`` for those rows alone); ``split="validation"``: measure the
-    validation split instead (to choose settings; reported as ``<dataset>-validation``). With ``out`` the CSV, plots and
-    markdown are written there (see :func:`~inrcodec.bench.outputs.write_outputs`).
+    validation split instead (to choose settings; reported as ``<dataset>-validation``); ``codec_options``:
+    further ``COINppCodec`` options for every inrcodec row (``{"max_abs_error": 0.5}``). With ``out`` the CSV,
+    plots and markdown are written there (see :func:`~inrcodec.bench.outputs.write_outputs`).
     """
     log = log or (lambda s: None)
     rd, name, modality = _measured_split(dataset, name, data, variable, split)
@@ -281,9 +283,10 @@ def run_bench(
     if max_items:
         x = x[:max_items]
     bits = list(bits)[:2] if quick else list(bits)
-    rows = inrcodec_rows(models, bits, x, rd, name, repeats, log)
+    extra = dict(codec_options or {})
+    rows = inrcodec_rows(models, bits, x, rd, name, repeats, log, options=extra)
     for r in target_ratios:
-        rows += inrcodec_rows(models, (), x, rd, name, repeats, log, options={"target_ratio": float(r)})
+        rows += inrcodec_rows(models, (), x, rd, name, repeats, log, options={**extra, "target_ratio": float(r)})
     ok, missing = available_peers(default_peers(modality) if peers is None else peers)
     for peer_name, hint in missing.items():
         log(f"peer {peer_name} not installed, skipped: {hint}")
