@@ -34,9 +34,11 @@ Coding of the integer codes
 The codes of all valid items form an integer array ``(n_items, *spatial)`` (0 at missing
 positions).  Optional predictor ``1`` replaces it by its n-D Lorenzo difference
 (``np.diff(..., prepend=0)`` along each spatial axis; inverse: ``cumsum`` along each axis),
-which removes the spatial correlation of smooth residual fields; predictors ``2`` and ``3``
-(``interpolation``) by its difference from a multilevel linear interpolation (SZ3's predictor,
-in integers) along the spatial axes, or along the items too (:func:`interpolate`).  The (possibly predicted)
+which removes the spatial correlation of smooth residual fields.  Predictors ``2`` and ``3``
+(``interpolation``) code the residual instead by multilevel linear interpolation in closed loop
+(SZ3's predictor), along the spatial axes or along the items too: each value predicted from the
+residuals already reconstructed, the difference quantized (:func:`interpolate_closed`); decoding
+is ``y = dtype(float64(recon) + rhat)``.  The (possibly predicted)
 codes ``d`` are range-coded (:mod:`inrcodec.coding.rangecoder`) with one of two
 per-chunk models whose parameters are stored in the section:
 
@@ -82,10 +84,12 @@ MARGIN = 2.0**-6
 LAYOUT_VERSION = 1
 PREDICTOR_NONE = 0
 PREDICTOR_LORENZO = 1
-#: multilevel linear interpolation of the codes (SZ3's predictor, on the integers: lossless, so the
-#: bound is the quantization's alone) along the spatial axes, or along the items axis too
+#: multilevel linear interpolation in closed loop (SZ3's predictor): each value is predicted from
+#: the residuals already *reconstructed* around it, and the difference quantized (so quantization
+#: noise does not enter the prediction), along the spatial axes, or along the items axis too
 PREDICTOR_INTERP_SPACE = 2
 PREDICTOR_INTERP_ALL = 3
+INTERPOLATED = (PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL)
 #: the predictors of the residual codes, in the order the encoder tries them (ties keep the first);
 #: 2 and 3 only with ``interpolation`` (``CodecSettings.residual_interpolation``: earlier builds
 #: refuse them)
@@ -177,46 +181,66 @@ def _interpolation_steps(shape: tuple[int, ...], axes: tuple[int, ...]):
         s = h
 
 
-def _interpolated(q: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> np.ndarray:
-    """The prediction of ``q[idx]``: the floor of the mean of its two neighbours along ``axis``
-    (the one before alone at the end), in integers, so that every machine predicts alike."""
-    n = q.shape[axis]
+def _interpolated(r: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> np.ndarray:
+    """The prediction of ``r[idx]``: the mean of its two neighbours along ``axis`` (the one before
+    alone at the end), float64 ``0.5 * (a + b)``, the same on every IEEE machine."""
+    n = r.shape[axis]
     pos = np.arange(h, n, s)
-    line = q[tuple(slice(None) if k == axis else sl for k, sl in enumerate(idx))]
+    line = r[tuple(slice(None) if k == axis else sl for k, sl in enumerate(idx))]
     before = np.take(line, pos - h, axis=axis)
     after = np.take(line, np.minimum(pos + h, n - 1), axis=axis)
-    inside = (pos + h < n).reshape([-1 if k == axis else 1 for k in range(q.ndim)])
-    return np.where(inside, (before + after) >> 1, before)
+    inside = (pos + h < n).reshape([-1 if k == axis else 1 for k in range(r.ndim)])
+    return np.where(inside, 0.5 * (before + after), before)
 
 
-def interpolate(q: np.ndarray, predictor: int) -> np.ndarray:
-    """The codes ``q`` (n_items, *spatial) as their differences from the multilevel linear
-    interpolation of predictor 2 (spatial axes) or 3 (the items axis too); inverse :func:`uninterpolate`."""
-    q = np.asarray(q, dtype=np.int64)
-    d = q.copy()
-    for idx, axis, h, s in _interpolation_steps(q.shape, _interpolation_axes(q.ndim, predictor)):
-        d[idx] = q[idx] - _interpolated(q, idx, axis, h, s)
-    return d
+def _interpolation_groups(shape: tuple[int, ...], predictor: int):
+    """(index, prediction or None) of each step of the closed loop: the anchors (predicted 0) first,
+    then :func:`_interpolation_steps`; ``prediction(rhat)`` predicts from what is reconstructed."""
+    steps = list(_interpolation_steps(shape, _interpolation_axes(len(shape), predictor)))
+    anchors = np.ones(shape, dtype=bool)
+    for idx, *_ in steps:
+        anchors[idx] = False
+    yield anchors, None
+    for idx, axis, h, s in steps:
+        yield idx, (lambda rhat, idx=idx, axis=axis, h=h, s=s: _interpolated(rhat, idx, axis, h, s))
 
 
-def uninterpolate(d: np.ndarray, predictor: int) -> np.ndarray:
-    """Inverse of :func:`interpolate`: every prediction made from codes already restored."""
-    q = np.asarray(d, dtype=np.int64).copy()
-    for idx, axis, h, s in _interpolation_steps(q.shape, _interpolation_axes(q.ndim, predictor)):
-        q[idx] = q[idx] + _interpolated(q, idx, axis, h, s)
-    return q
+def interpolate_closed(r: np.ndarray, step: float, predictor: int, accept) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``d`` (int64) and reconstruction ``rhat`` (float64) of residuals ``r`` (n_items, *spatial)
+    by closed-loop interpolation (``predictor`` 2 or 3): group by group, ``pred``
+    from ``rhat`` so far, ``d = rint((r - pred) / step)``, ``rhat = pred + d * step``. ``accept(index,
+    rhat_values)`` says which coded values keep their code; the others (and positions it refuses) get
+    ``d = 0`` (``rhat = pred``), as the decoder (:func:`uninterpolate_closed`) reconstructs them."""
+    d = np.zeros(r.shape, dtype=np.int64)
+    rhat = np.zeros(r.shape, dtype=np.float64)
+    for idx, predict in _interpolation_groups(r.shape, predictor):
+        pred = 0.0 if predict is None else predict(rhat)
+        with np.errstate(invalid="ignore", over="ignore"):
+            t = (r[idx] - pred) / step
+            codable = np.isfinite(t) & (np.abs(t) <= MAX_CODE)
+            dd = np.where(codable, np.rint(np.where(codable, t, 0.0)), 0.0).astype(np.int64)
+        keep = codable & accept(idx, pred + dd * step)
+        dd = np.where(keep, dd, 0)
+        d[idx] = dd
+        rhat[idx] = pred + dd * step
+    return d, rhat
+
+
+def uninterpolate_closed(d: np.ndarray, step: float, predictor: int) -> np.ndarray:
+    """The reconstruction ``rhat`` of :func:`interpolate_closed`'s codes ``d``."""
+    rhat = np.zeros(d.shape, dtype=np.float64)
+    for idx, predict in _interpolation_groups(d.shape, predictor):
+        pred = 0.0 if predict is None else predict(rhat)
+        rhat[idx] = pred + d[idx] * step
+    return rhat
 
 
 def _predict(q: np.ndarray, predictor: int) -> np.ndarray:
-    if predictor == PREDICTOR_NONE:
-        return q
-    return lorenzo(q) if predictor == PREDICTOR_LORENZO else interpolate(q, predictor)
+    return q if predictor == PREDICTOR_NONE else lorenzo(q)
 
 
 def _unpredict(d: np.ndarray, predictor: int) -> np.ndarray:
-    if predictor == PREDICTOR_NONE:
-        return d
-    return unlorenzo(d) if predictor == PREDICTOR_LORENZO else uninterpolate(d, predictor)
+    return d if predictor == PREDICTOR_NONE else unlorenzo(d)
 
 
 # ---------------------------------------------------------------------- models
@@ -392,32 +416,49 @@ def encode_residual(
         decoded = apply(recon64, q, step, dtype).astype(np.float64)
         slack = 0.0 if exact_recon else machine_slack(recon64[valid], decoded[valid])
         ok = np.abs(decoded - x64) <= bound - slack
-    exc = valid & ~ok if exact is None else valid & (~ok | np.asarray(exact, dtype=bool))
-    exc_idx = np.flatnonzero(exc.ravel())
-    exc_vals = np.ascontiguousarray(np.asarray(x, dtype=dtype.newbyteorder("<")).ravel()[exc_idx])
+    forced = np.zeros(valid.shape, dtype=bool) if exact is None else valid & np.asarray(exact, dtype=bool)
+    exc = valid & (~ok | forced)
     q = np.where(exc, 0, q)
+    candidates = [(p, _predict(q, p), exc) for p in PREDICTORS[:2]]
+    if interpolation:
+        limit = bound - (0.0 if exact_recon else machine_slack(recon64[valid], np.abs(x64[valid]) + bound))
+        r = np.where(valid, x64 - recon64, 0.0)
+
+        def accept(idx, rhat):  # the decoded value within the bound, as the decoder computes it
+            with np.errstate(invalid="ignore", over="ignore"):
+                y = (recon64[idx] + rhat).astype(dtype.newbyteorder("=")).astype(np.float64)
+                return valid[idx] & ~forced[idx] & (np.abs(y - x64[idx]) <= limit)
+
+        for p in INTERPOLATED:
+            d, rhat = interpolate_closed(r, step, p, accept)
+            with np.errstate(invalid="ignore", over="ignore"):
+                y = (recon64 + rhat).astype(dtype.newbyteorder("=")).astype(np.float64)
+            candidates.append((p, d, valid & ((np.abs(y - x64) > limit) | forced | ~np.isfinite(y))))
     best = None
     sizes = {}
-    for predictor in PREDICTORS if interpolation else PREDICTORS[:2]:
-        d = _predict(q, predictor).ravel()
+    for predictor, d, exc in candidates:
+        exceptions = _exceptions(x, dtype, exc)
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
-            blobs = encode_codes(d, coder)
-            size = sum(len(b) for b in blobs)
+            blobs = encode_codes(d.ravel(), coder)
+            size = sum(len(b) for b in blobs) + len(exceptions)
             sizes[(predictor, coder)] = size
             if best is None or size < best[0]:
-                best = (size, predictor, coder, blobs)
-    _, predictor, coder, (params, stream, escapes) = best
-    exceptions = b""
-    if exc_idx.size:
-        exceptions = zlib.compress(
-            np.diff(exc_idx, prepend=0).astype("<u8").tobytes() + exc_vals.tobytes(), 6
-        )
-    parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size),
-             struct.pack("<Q", exc_idx.size)]
+                best = (size, predictor, coder, blobs, exceptions, int(exc.sum()))
+    _, predictor, coder, (params, stream, escapes), exceptions, n_exc = best
+    parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
     for blob in (params, stream, escapes, exceptions):
         parts.append(_BLOB.pack(len(blob)))
         parts.append(blob)
-    return EncodedResidual(b"".join(parts), predictor, coder, int(exc_idx.size), sizes)
+    return EncodedResidual(b"".join(parts), predictor, coder, n_exc, sizes)
+
+
+def _exceptions(x, dtype, exc: np.ndarray) -> bytes:
+    """The exceptions blob: the flat indices of ``exc`` (as deltas) and their values, bit-exact."""
+    exc_idx = np.flatnonzero(exc.ravel())
+    if not exc_idx.size:
+        return b""
+    exc_vals = np.ascontiguousarray(np.asarray(x, dtype=dtype.newbyteorder("<")).ravel()[exc_idx])
+    return zlib.compress(np.diff(exc_idx, prepend=0).astype("<u8").tobytes() + exc_vals.tobytes(), 6)
 
 
 @dataclass(frozen=True)
@@ -493,11 +534,16 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
     if sec.count != recon.size:
         raise ResidualError(f"residual section codes {sec.count} values, the chunk has {recon.size}")
     d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count).reshape(recon.shape)
-    q = _unpredict(d, sec.predictor)
+    q = d if sec.predictor in INTERPOLATED else _unpredict(d, sec.predictor)
     if q.size and max(int(q.max()), -int(q.min())) > MAX_CODE:  # never written: larger codes are exceptions
         raise ResidualError(f"residual codes reach {max(int(q.max()), -int(q.min()))}, beyond the {int(MAX_CODE)} "
                             "a section holds")
-    out = apply(recon, q, sec.step, dtype)
+    if sec.predictor in INTERPOLATED:
+        rhat = uninterpolate_closed(d, sec.step, sec.predictor)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = (np.asarray(recon, dtype=np.float64) + rhat).astype(dtype.newbyteorder("="))
+    else:
+        out = apply(recon, q, sec.step, dtype)
     if sec.num_exceptions:
         n_exc = sec.num_exceptions
         raw = inflate(sec.exceptions, n_exc * (8 + dtype.itemsize), "exceptions", ResidualError)
