@@ -76,7 +76,6 @@ class ChunkContext:
         with self.lock:
             return np.asarray(self.model.decode(latents, grid, patch_aim=patch_aim), dtype=np.float64)
 
-
     def prior_field(self, spatial: tuple[int, ...], patch_aim: int = 0) -> np.ndarray:
         """The network's field at zero latents (what every fit starts from), ``spatial`` float64:
         the level the meta-learned network expects a chunk to lie at (built once)."""

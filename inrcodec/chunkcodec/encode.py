@@ -761,9 +761,14 @@ class _WaveletChunks:
     def _pack(self, cands, bits: int, payload: bytes) -> bytes:
         return self.writer.wavelet(payload) if cands is None else self.writer.hybrid(cands, bits, payload)
 
+    @staticmethod
+    def _prediction(cands, bits: int):
+        """The reconstruction a payload corrects, as a callable (None for SPERR alone)."""
+        return None if cands is None else (lambda: cands.recon(bits))
+
     def _chunk_of(self, cands, bits: int):
-        """(the chunk's bytes without its payload, the prediction the payload corrects or None)"""
-        return len(self._pack(cands, bits, b"")), None if cands is None else (lambda: cands.recon(bits))
+        """(the chunk's bytes without its payload, :meth:`_prediction`)"""
+        return len(self._pack(cands, bits, b"")), self._prediction(cands, bits)
 
     def _packed(self, cands, bits: int, found):
         return None if found is None else (self._pack(cands, bits, found[0]), found[1])
@@ -779,7 +784,7 @@ class _WaveletChunks:
         return self._packed(cands, bits, found)
 
     def at_bound(self, cands, bits: int, bound: float, coder: int = wavelet.CODER_SPERR) -> bytes | None:
-        payload = self.payloads.at_bound(bound, coder, self._chunk_of(cands, bits)[1] if cands is not None else None)
+        payload = self.payloads.at_bound(bound, coder, self._prediction(cands, bits))
         return None if payload is None else self._pack(cands, bits, payload)
 
     def tries(self, model, fits, below: int | None = None) -> list[tuple]:

@@ -143,6 +143,13 @@ def apply(recon: np.ndarray, q: np.ndarray, step: float, dtype) -> np.ndarray:
     return out.astype(np.dtype(dtype).newbyteorder("="))
 
 
+def apply_reconstructed(recon: np.ndarray, rhat: np.ndarray, dtype) -> np.ndarray:
+    """The decoded values of predictors 2 and 3: ``dtype(float64(recon) + rhat)``, ``rhat`` the
+    reconstructed residual (:func:`uninterpolate_closed`). Used by encoder and decoder."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (np.asarray(recon, dtype=np.float64) + rhat).astype(np.dtype(dtype).newbyteorder("="))
+
+
 # ---------------------------------------------------------------------- predictor
 def lorenzo(q: np.ndarray) -> np.ndarray:
     d = q
@@ -424,16 +431,16 @@ def encode_residual(
         limit = bound - (0.0 if exact_recon else machine_slack(recon64[valid], np.abs(x64[valid]) + bound))
         r = np.where(valid, x64 - recon64, 0.0)
 
-        def accept(idx, rhat):  # the decoded value within the bound, as the decoder computes it
-            with np.errstate(invalid="ignore", over="ignore"):
-                y = (recon64[idx] + rhat).astype(dtype.newbyteorder("=")).astype(np.float64)
-                return valid[idx] & ~forced[idx] & (np.abs(y - x64[idx]) <= limit)
+        def within(y, idx=slice(None)):  # decoded values (as the decoder computes them) within the bound
+            with np.errstate(invalid="ignore"):
+                return np.abs(y.astype(np.float64) - x64[idx]) <= limit
+
+        def accept(idx, rhat):
+            return valid[idx] & ~forced[idx] & within(apply_reconstructed(recon64[idx], rhat, dtype), idx)
 
         for p in INTERPOLATED:
             d, rhat = interpolate_closed(r, step, p, accept)
-            with np.errstate(invalid="ignore", over="ignore"):
-                y = (recon64 + rhat).astype(dtype.newbyteorder("=")).astype(np.float64)
-            candidates.append((p, d, valid & ((np.abs(y - x64) > limit) | forced | ~np.isfinite(y))))
+            candidates.append((p, d, valid & (~within(apply_reconstructed(recon64, rhat, dtype)) | forced)))
     best = None
     sizes = {}
     for predictor, d, exc in candidates:
@@ -539,9 +546,7 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
         raise ResidualError(f"residual codes reach {max(int(q.max()), -int(q.min()))}, beyond the {int(MAX_CODE)} "
                             "a section holds")
     if sec.predictor in INTERPOLATED:
-        rhat = uninterpolate_closed(d, sec.step, sec.predictor)
-        with np.errstate(invalid="ignore", over="ignore"):
-            out = (np.asarray(recon, dtype=np.float64) + rhat).astype(dtype.newbyteorder("="))
+        out = apply_reconstructed(recon, uninterpolate_closed(d, sec.step, sec.predictor), dtype)
     else:
         out = apply(recon, q, sec.step, dtype)
     if sec.num_exceptions:

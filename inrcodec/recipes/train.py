@@ -89,14 +89,14 @@ def train_recipe(
     model = build_model(recipe, p, rd.train.shape[1:])
     start = resolve_init(recipe, init, rd, model, data_given=bool(data))
     train_fields = rd.fields["train"] if rd.fields else None
+    train_values = np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train
     if start is None:
-        fit_normalisation(model, np.concatenate([f.values.ravel() for f in train_fields]) if train_fields else rd.train)
+        fit_normalisation(model, train_values)
     else:  # weights, Meta-SGD rates and normalisation of the init model
         p = finetune_preset(recipe, p, overrides)
         model = start_from(start, p)
         if len(start) > 2 and start[2]:  # --init prior: the data's own normalisation
-            fit_normalisation(model, np.concatenate([f.values.ravel() for f in train_fields]) if train_fields
-                              else rd.train)
+            fit_normalisation(model, train_values)
     model.description = {"recipe": recipe.name, "preset": preset, "data": rd.source, "units": rd.units,
                          "train_items": int(sum(f.values.shape[0] for f in train_fields) if train_fields else rd.train.shape[0]),
                          "item_shape": list(rd.train.shape[1:]),
@@ -132,8 +132,7 @@ def train_recipe(
         else {"train": int(rd.train.shape[0]), "validation": int(rd.val.shape[0]), "test": int(rd.test.shape[0])},
         final_val_psnr=history.val_psnr[-1] if history.val_psnr else None,
         architecture=model.network.config(), patch_shape=model.patch_shape,
-        codec_options=suggested_codec_options(np.concatenate([f.values.ravel() for f in train_fields])
-                                              if train_fields else rd.train),
+        codec_options=suggested_codec_options(train_values),
     )
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(report_markdown(report))
