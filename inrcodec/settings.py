@@ -391,8 +391,9 @@ class CodecSettings:
             return text.lower() in ("true", "1", "yes", "on")
         if f.metadata["choices"] or f.type in ("str", str):
             return text
-        if key == "patch_points":
-            return None if text == "model" else int(text)
+        if key == "patch_points":  # as the flag reads it (``auto``, ``model``, N), and from_arguments maps it
+            value = _patch_argument(text)
+            return None if value == "model" else value
         try:
             return int(text) if f.type in ("int", int, "int | None") else float(text)
         except ValueError:

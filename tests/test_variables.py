@@ -309,6 +309,8 @@ def test_one_variable_takes_its_own_options_in_a_whole_file_run(tmp_path):
 
     assert variable_option_arguments(["tp.valid_min=0", "tp.network=false", "u.bits=5", "u.residual-coder=none"]) == {
         "tp": {"valid_min": 0.0, "network": False}, "u": {"bits": 5, "residual_coder": "none"}}
+    assert variable_option_arguments(["u.patch-points=auto", "tp.patch_points=model"]) == {
+        "u": {"patch_points": 0}, "tp": {"patch_points": None}}  # as --patch-points reads them
     for bad in ("tp=0", "valid_min=0", "tp.valid_min=", "tp.valid_min=low"):
         with pytest.raises(ValueError):
             variable_option_arguments([bad])
