@@ -305,6 +305,7 @@ class _LatentCandidates:
         self.aim, self.level = aim, level
         self._coded: dict[int, tuple] = {}
         self._recon: dict[int, np.ndarray] = {}
+        self._recon_items: dict[tuple, np.ndarray] = {}
 
     @property
     def patches(self) -> int:
@@ -338,8 +339,17 @@ class _LatentCandidates:
         pick = _estimate_items(n)
         if pick.size == n or bits in self._recon:
             return self.rmse(bits, values, valid)
-        deq = self._coder.dequantize(self.coded(bits), bits).reshape(self._latents.shape)[pick]
-        return _rmse(self._ctx.reconstruct(deq, self._spatial, self.aim), values[pick], valid[pick], self.level)
+        return _rmse(self.recon_items(bits, pick), values[pick], valid[pick], self.level)
+
+    def recon_items(self, bits: int, items: np.ndarray) -> np.ndarray:
+        """:meth:`recon` of the chosen ``items`` only (memoised per width)."""
+        if bits in self._recon:
+            return self._recon[bits][items]
+        key = (bits, items.tobytes())
+        if key not in self._recon_items:
+            deq = self._coder.dequantize(self.coded(bits), bits).reshape(self._latents.shape)[items]
+            self._recon_items[key] = self._ctx.reconstruct(deq, self._spatial, self.aim)
+        return self._recon_items[key]
 
 
 def _rmse(recon: np.ndarray, values: np.ndarray, valid: np.ndarray, level: float = 0.0) -> float:

@@ -88,13 +88,16 @@ class WaveletCandidates:
     it; called only when a payload is made). They return the payload with what it decodes to;
     packing it into a chunk is the encoder's (:mod:`inrcodec.chunkcodec.encode`)."""
 
+    #: where a rate search starts when nothing better is known (bits per value)
+    START_BPP = _START_BPP
+
     def __init__(self, values: np.ndarray, valid: np.ndarray, nbytes: int, dtype):
         self.valid, self.nbytes, self.dtype = valid, int(nbytes), np.dtype(dtype)
         self.x64 = values.astype(np.float64)
         self.mean = float(np.mean(self.x64[valid]))
         #: where the next rate search (``at_rmse`` with ``close``) starts, in bits per value: the
         #: rate of the last chunk that met an RMSE target, or what the encoder knows before
-        self.rate_start = _START_BPP
+        self.rate_start = self.START_BPP
 
     # ------------------------------------------------------------------ one candidate
     def _field(self, recon) -> np.ndarray:
