@@ -370,6 +370,52 @@ def test_an_rmse_search_reconstructs_only_widths_that_can_beat_the_chunk_in_hand
     assert codec.encode(x) == pruned and sum(whole) > n_pruned
 
 
+@pytest.mark.parametrize("setting", [{"bits": 6}, {"target_rmse": 2.0}])
+def test_a_hybrid_width_the_probe_outclasses_is_never_reconstructed_whole(tiny_model, monkeypatch, setting):
+    """An RMSE target (``bits`` sets it at the network's RMSE) in a chunk of 8 items: a hybrid width
+    is first coded on ``ESTIMATE_ITEMS`` items, and one whose estimated chunk is ``HYBRID_OUTCLASSED`` by
+    the chunk in hand (SPERR alone, for this untrained network) is not reconstructed over the whole
+    chunk; the chunk is the one the unprobed search picks."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkcodec.context import ChunkContext
+
+    x = smooth_field(8, seed=5).astype("f4")
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, **setting)
+    whole, verdicts = [], []
+    real, outclassed = ChunkContext.reconstruct, encode._HybridProbe.outclassed
+
+    def counting(self, latents, *args, **kwargs):
+        whole.append(np.shape(latents)[0] == x.shape[0])
+        return real(self, latents, *args, **kwargs)
+
+    monkeypatch.setattr(encode, "HYBRID_OUTCLASSED", 1.25)  # this untrained network: estimated within twice
+    monkeypatch.setattr(ChunkContext, "reconstruct", counting)
+    monkeypatch.setattr(encode._HybridProbe, "outclassed", lambda self, bits, limit: verdicts.append(
+        outclassed(self, bits, limit)) or verdicts[-1])
+    probed = codec.encode(x)
+    n_probed = sum(whole)
+    assert verdicts and all(verdicts)
+    monkeypatch.setattr(encode._HybridProbe, "outclassed", lambda self, bits, limit: False)
+    whole.clear()
+    assert codec.encode(x) == probed and sum(whole) >= n_probed + len(verdicts)
+
+
+def test_once_a_hybrid_width_is_in_the_race_the_narrower_ones_are_not_probed(tiny_model, monkeypatch):
+    from inrcodec.chunkcodec import encode
+
+    x = smooth_field(8, seed=5).astype("f4")
+    probed, real = [], encode._LatentCandidates.recon_items
+
+    def spying(self, bits, items):
+        probed.append(bits)
+        return real(self, bits, items)
+
+    monkeypatch.setattr(encode._LatentCandidates, "recon_items", spying)
+    monkeypatch.setattr(encode, "HYBRID_OUTCLASSED", 1e9)  # nothing is outclassed: the first probe finds it in the race
+    COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6).encode(x)
+    assert [b for b in probed if b <= hybrid.HYBRID_MAX_BITS] == [hybrid.HYBRID_MAX_BITS]  # the widest hybrid only
+
+
 def test_within_a_ratio_the_lower_max_error_wins_among_near_equal_rmses(patched_model, monkeypatch):
     """``target_ratio``: among the candidates within the ratio whose RMSE is within
     ``MAX_ERROR_MARGIN`` of the best, the one with the lowest maximum error is kept (issue 33)."""
