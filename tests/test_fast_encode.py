@@ -400,7 +400,7 @@ def test_a_hybrid_width_the_probe_outclasses_is_never_reconstructed_whole(tiny_m
     assert codec.encode(x) == probed and sum(whole) >= n_probed + len(verdicts)
 
 
-def test_once_a_hybrid_width_is_in_the_race_the_narrower_ones_are_not_probed(tiny_model, monkeypatch):
+def test_once_a_hybrid_width_is_estimated_to_win_the_narrower_ones_are_not_probed(tiny_model, monkeypatch):
     from inrcodec.chunkcodec import encode
 
     x = smooth_field(8, seed=5).astype("f4")
@@ -411,9 +411,14 @@ def test_once_a_hybrid_width_is_in_the_race_the_narrower_ones_are_not_probed(tin
         return real(self, bits, items)
 
     monkeypatch.setattr(encode._LatentCandidates, "recon_items", spying)
-    monkeypatch.setattr(encode, "HYBRID_OUTCLASSED", 1e9)  # nothing is outclassed: the first probe finds it in the race
-    COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6).encode(x)
-    assert [b for b in probed if b <= hybrid.HYBRID_MAX_BITS] == [hybrid.HYBRID_MAX_BITS]  # the widest hybrid only
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)
+    codec.encode(x)
+    assert [b for b in probed if b <= hybrid.HYBRID_MAX_BITS] == [4, 3, 2, 1]  # every width probed
+    scale = encode._HybridProbe._scale_of
+    monkeypatch.setattr(encode._HybridProbe, "_scale_of", lambda self: scale(self) and 0.0)  # estimates: latents alone
+    probed.clear()
+    codec.encode(x)
+    assert [b for b in probed if b <= hybrid.HYBRID_MAX_BITS] == [4]  # the widest, estimated to win
 
 
 def test_within_a_ratio_the_lower_max_error_wins_among_near_equal_rmses(patched_model, monkeypatch):

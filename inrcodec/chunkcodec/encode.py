@@ -82,6 +82,9 @@ OUTCLASSED = 1.25
 #: estimate is rough: losing widths were estimated at 1.1-5.5 times that chunk on the validation
 #: split, and the width that won on held-out MPI-ESM at ``bits=3`` at 1.3 times
 HYBRID_OUTCLASSED = 2.0
+#: :class:`_HybridProbe`'s SPERR searches stop at the first try within this share under the target
+#: (an estimate needs fewer tries than a chunk)
+PROBE_CLOSE = 0.1
 #: ``effort="fast"``: SPERR's RMSE search stops at the first try within this share under the target
 CLOSE_ENOUGH = 0.03
 #: ``effort="fast"``, ``bits`` with SPERR: a chunk whose mean lies more than this many training
@@ -742,9 +745,10 @@ class _HybridProbe:
     a hybrid width is first coded on the ``ESTIMATE_ITEMS`` items only, and its whole chunk
     estimated as its latents plus that SPERR payload scaled by what SPERR alone takes for the whole
     chunk (``alone``, in the same layout) over what it takes for those items; a width whose estimate
-    is ``HYBRID_OUTCLASSED`` by the smallest chunk in hand is not reconstructed whole. Once a width is in
-    the race, the narrower ones are searched unprobed (as the patch-size probes do): where hybrids
-    win, probing every width cost 20 % of the search (held-out MPI-ESM at ``target_rmse=1.0``)."""
+    is ``HYBRID_OUTCLASSED`` by the smallest chunk in hand is not reconstructed whole. Once a width is
+    estimated to beat that chunk, the narrower ones are searched unprobed (as the patch-size probes
+    stop once the network is in the race): where hybrids win, probing costs about a third of each
+    width's search."""
 
     def __init__(self, waves: "_WaveletChunks", cands: _LatentCandidates, coder: int, target_rmse: float,
                  alone: bytes):
@@ -763,24 +767,26 @@ class _HybridProbe:
             self._payloads = hybrid.WaveletCandidates(full.x64[self.pick], full.valid[self.pick],
                                                       full.nbytes * self.pick.size // self.waves.shape[0], full.dtype)
             self._payloads.rate_start = full.rate_start  # bits per value: about the whole chunk's
-            found = self._payloads.at_rmse(0, self.target, self.coder, close=CLOSE_ENOUGH)
+            found = self._payloads.at_rmse(0, self.target, self.coder, close=PROBE_CLOSE)
             if found is None:  # a few items may need more than the chunk's rate (SPERR's fixed part)
                 self._payloads.rate_start = hybrid.WaveletCandidates.START_BPP
-                found = self._payloads.at_rmse(0, self.target, self.coder, close=CLOSE_ENOUGH)
+                found = self._payloads.at_rmse(0, self.target, self.coder, close=PROBE_CLOSE)
             self._scale = None if found is None else self.alone / len(found[0])
         return self._scale
 
     def outclassed(self, bits: int, limit: int) -> bool:
-        if self.pick is None or self._scale_of() is None:
+        scale = None if self.pick is None else self._scale_of()
+        if scale is None:
             return False
         recon = self.cands.recon_items(bits, self.pick)
-        found = self._payloads.at_rmse(0, self.target, self.coder, lambda: recon, close=CLOSE_ENOUGH)
+        found = self._payloads.at_rmse(0, self.target, self.coder, lambda: recon, close=PROBE_CLOSE)
         if found is None:
             return False
-        estimate = len(self.waves.writer.latents(self.cands, bits)) + len(found[0]) * self._scale
+        estimate = len(self.waves.writer.latents(self.cands, bits)) + len(found[0]) * scale
         if estimate > HYBRID_OUTCLASSED * limit:
             return True
-        self.pick = None
+        if estimate <= limit:  # expected to beat the chunk in hand: the narrower widths are searched unprobed
+            self.pick = None
         return False
 
 
