@@ -400,6 +400,7 @@ def test_a_hybrid_width_the_probe_outclasses_is_never_reconstructed_whole(tiny_m
         whole.append(np.shape(latents)[0] == x.shape[0])
         return real(self, latents, *args, **kwargs)
 
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 0)  # the test grid's items are small
     monkeypatch.setattr(encode, "HYBRID_OUTCLASSED", 1.25)  # this untrained network: estimated within twice
     monkeypatch.setattr(ChunkContext, "reconstruct", counting)
     monkeypatch.setattr(encode._HybridProbe, "outclassed", lambda self, bits, limit: verdicts.append(
@@ -412,7 +413,7 @@ def test_a_hybrid_width_the_probe_outclasses_is_never_reconstructed_whole(tiny_m
     assert codec.encode(x) == probed and sum(whole) >= n_probed + len(verdicts)
 
 
-def test_once_a_hybrid_width_is_estimated_to_win_the_narrower_ones_are_not_probed(tiny_model, monkeypatch):
+def test_hybrid_probes_run_on_large_items_until_a_width_is_estimated_to_win(tiny_model, monkeypatch):
     from inrcodec.chunkcodec import encode
 
     x = smooth_field(8, seed=5).astype("f4")
@@ -424,6 +425,9 @@ def test_once_a_hybrid_width_is_estimated_to_win_the_narrower_ones_are_not_probe
 
     monkeypatch.setattr(encode._LatentCandidates, "recon_items", spying)
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)
+    codec.encode(x)
+    assert not [b for b in probed if b <= hybrid.HYBRID_MAX_BITS]  # items this small are not probed
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", NLAT * NLON)
     codec.encode(x)
     assert [b for b in probed if b <= hybrid.HYBRID_MAX_BITS] == [4, 3, 2, 1]  # every width probed
     scale = encode._HybridProbe._scale_of
