@@ -209,18 +209,6 @@ def test_the_fast_fit_lowers_every_items_error_below_its_chunk_means_fit():
     assert error(fast).sum() < error(sgd).sum()
 
 
-def test_a_fit_of_a_few_items_takes_sgd_steps_only(monkeypatch):
-    from inrcodec.models import fitting
-
-    net = ModulatedSiren(3, 1, width=8, depth=2, latent_dim=2)
-    coords = np.random.default_rng(0).uniform(-1, 1, (2, 16, 3)).astype(np.float32)
-    calls, real = [], fitting.gauss_newton_items
-    monkeypatch.setattr(fitting, "gauss_newton_items", lambda *a, **k: calls.append(a[2].shape[0]) or real(*a, **k))
-    for n in (fitting.GAUSS_NEWTON_MIN_ITEMS - 1, fitting.GAUSS_NEWTON_MIN_ITEMS):
-        fit_chunk(net, coords, np.zeros((n, 2, 16, 1), np.float32), None, (4, 4), steps=3)
-    assert calls == [fitting.GAUSS_NEWTON_MIN_ITEMS]  # the Jacobian only pays for itself over enough items
-
-
 def test_fast_fit_of_identical_items_is_the_mean_fit_continued(tiny_model):
     x = np.repeat(smooth_field(1), 3, axis=0)
     grid = tiny_model.make_grid((NLAT, NLON), lat=LAT, lon=LON)

@@ -46,9 +46,6 @@ STEP_GAIN = 0.05
 #: on the climate pool's validation split (docs/benchmarks.md, "Third round")
 ITEM_DAMPING = 3.0
 ITEM_POLISH_STEPS = 2
-#: the fewest items a fit takes the Gauss-Newton step for: the Jacobian costs about as much as 3 SGD
-#: steps of 4 items, so fewer (the 2-item probes of the rate searches) take the SGD steps only
-GAUSS_NEWTON_MIN_ITEMS = 4
 #: patches per batch of :func:`latent_jacobian` (its (patches, points, k, width) tangents stay cache-sized)
 JACOBIAN_PATCHES = 16
 
@@ -345,9 +342,9 @@ def fit_chunk(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, m
     fast way: the masked mean of the items with ``steps`` steps from zero, then every item from the
     mean's latents by one Gauss-Newton step (:func:`gauss_newton_items`) and ``ITEM_POLISH_STEPS``
     SGD steps (then ``refine_steps``), all on the regular subset of :func:`fit_subset` (at least
-    ``FIT_POINTS_PER_LATENT`` points per latent). Fewer than ``GAUSS_NEWTON_MIN_ITEMS`` items, and a
-    network with modulation scales (an ablation, no Jacobian here), take ``WARM_ITEM_STEPS`` to
-    ``steps`` SGD steps from the mean's latents instead (on while a step gains ``STEP_GAIN``).
+    ``FIT_POINTS_PER_LATENT`` points per latent). A network with modulation scales (an ablation)
+    has no Jacobian here: its items take ``WARM_ITEM_STEPS`` to ``steps`` SGD steps instead (on
+    while a step gains ``STEP_GAIN``).
 
     ``coords`` (num_patches, P, d) are the patches' coordinates (the same for every item); ``mask``
     (n, num_patches, P) is True where a value is valid. A patch whose valid points the regular
@@ -373,8 +370,7 @@ def fit_chunk(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, m
     flat_v = values.reshape(n * num_patches, *values.shape[2:])
     flat_m = None if mask is None else mask.reshape(n * num_patches, -1)
     warm = dict(min_steps=min(WARM_ITEM_STEPS, steps), refine_steps=refine_steps, refine_lr=refine_lr)
-    # the ablation's scales have no hand-written Jacobian
-    if not steps or network.scale_modulations or n < GAUSS_NEWTON_MIN_ITEMS:
+    if not steps or network.scale_modulations:  # the ablation's scales have no hand-written Jacobian
         return fit_modulations(network, every, flat_v, steps, lr, flat_m, init=start.repeat(n, 1), **warm)
     init, took = gauss_newton_items(network, coords, values, mask, start, ITEM_DAMPING)
     latents = fit_modulations(network, every, flat_v, min(ITEM_POLISH_STEPS, steps), lr, flat_m, init=init,
