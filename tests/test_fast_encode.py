@@ -8,7 +8,6 @@ encoder; and the stage timer says where an encode's time went."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 
@@ -22,16 +21,7 @@ from inrcodec import chunkformat as cf
 from inrcodec.chunkcodec import hybrid
 from inrcodec.chunkcodec.timing import stage, stage_times
 from inrcodec.chunkformat.header import MODE_MODULATIONS
-from inrcodec.models.fitting import (
-    fit_chunk,
-    fit_modulations,
-    fit_subset,
-    gauss_newton_items,
-    inner_loop,
-    latent_jacobian,
-    per_item_mse,
-    reconstruct,
-)
+from inrcodec.models.fitting import fit_chunk, fit_modulations, fit_subset, inner_loop, per_item_mse, reconstruct
 from inrcodec.models.network import ModulatedSiren
 
 LAT, LON = global_lat_lon()
@@ -130,83 +120,6 @@ def test_fast_fit_reaches_masked_patches_the_regular_subset_misses():
     fitted = per_item_mse(net(torch.as_tensor(coords[1]), lat[0, 1:2]), torch.as_tensor(values[0, 1:2]),
                           torch.as_tensor(mask[0, 1:2]))
     assert fitted < zero
-
-
-def test_latent_jacobian_is_autograds():
-    torch.manual_seed(2)
-    net = ModulatedSiren(3, 1, width=12, depth=3, latent_dim=5, w0_initial=20.0)
-    coords = torch.rand(7, 9, 3) * 2 - 1
-    lat = torch.randn(7, 5) * 0.1
-    f, jac = latent_jacobian(net, coords, lat, group=3)  # groups of patches: the same numbers
-    with torch.enable_grad():
-        ref = torch.stack([torch.autograd.functional.jacobian(lambda z, c=c: net(c, z[None])[0], z)
-                           for c, z in zip(coords, lat)])
-    torch.testing.assert_close(jac, ref, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(f, net(coords, lat))
-
-
-@pytest.mark.parametrize("channels", [1, 2])
-def test_gauss_newton_step_is_each_items_damped_least_squares(channels):
-    torch.manual_seed(4)
-    net = ModulatedSiren(3, channels, width=12, depth=2, latent_dim=3, w0=3.0, w0_initial=3.0)
-    coords = np.random.default_rng(0).uniform(-1, 1, (2, 10, 3)).astype(np.float32)  # 2 patches of 10 points
-    values = np.random.default_rng(1).normal(0.3, 0.2, (4, 2, 10, channels)).astype(np.float32)  # 4 items
-    mask = np.random.default_rng(2).random((4, 2, 10)) > 0.3
-    start = torch.randn(2, 3) * 0.05
-    f, jac = (t.double().numpy() for t in latent_jacobian(net, torch.as_tensor(coords), start))
-    for m in (None, mask):
-        got, took = gauss_newton_items(net, coords, values, m, start, damping=0.5)
-        got, took = got.reshape(4, 2, 3), took.reshape(4, 2)
-        assert took.sum() >= 6
-        for t, p in itertools.product(range(4), range(2)):
-            if not took[t, p]:  # the step would raise this item's error: it keeps the start
-                assert torch.equal(got[t, p], start[p])
-                continue
-            w = np.ones(10) if m is None else m[t, p].astype(float)
-            a = jac[p].reshape(10 * channels, 3)  # every channel of every point is one equation
-            w = np.repeat(w, channels)
-            normal = a.T @ (w[:, None] * a)
-            want = np.linalg.solve(normal + 0.5 * np.mean(np.diag(normal)) * np.eye(3),
-                                   a.T @ (w * (values[t, p] - f[p]).ravel()))
-            np.testing.assert_allclose(got[t, p].numpy(), start[p].numpy() + want, rtol=1e-3, atol=1e-5)
-
-
-def test_an_item_the_gauss_newton_step_would_worsen_keeps_its_start():
-    torch.manual_seed(0)
-    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=2)  # untrained, w0 = 30: far from linear
-    coords = np.random.default_rng(0).uniform(-1, 1, (1, 6, 3)).astype(np.float32)
-    values = np.random.default_rng(1).normal(0, 3, (5, 1, 6, 1)).astype(np.float32)
-    start = torch.zeros(1, 2)
-    lat, took = gauss_newton_items(net, coords, values, None, start, damping=1e-3)
-    c, v = torch.as_tensor(coords).repeat(5, 1, 1), torch.as_tensor(values.reshape(5, 6, 1))
-    error, at_start = per_item_mse(net(c, lat), v, None), per_item_mse(net(c, start.repeat(5, 1)), v, None)
-    assert not took.all()
-    assert torch.all(error <= at_start + 1e-7)
-    assert torch.equal(lat[~took], start.repeat(5, 1)[~took])
-
-
-def test_the_fast_fit_lowers_every_items_error_below_its_chunk_means_fit():
-    from inrcodec.models import fitting
-
-    torch.manual_seed(0)
-    # a gentle network (low w0), as a trained one is near its latents' working range
-    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4, w0=3.0, w0_initial=3.0)
-    coords = np.random.default_rng(0).uniform(-1, 1, (3, 16, 3)).astype(np.float32)  # 3 patches of 4 x 4
-    rng = np.random.default_rng(5)
-    values = (0.1 * np.sin(2 * coords[None, ..., :1] + rng.uniform(0, 0.5, (4, 1, 1, 1)))).astype(np.float32)
-    assert fit_subset((4, 4), fitting.FIT_POINTS_PER_LATENT * 4) is None  # fitted on every point
-    start = fit_modulations(net, coords, values.mean(axis=0), steps=5)
-    c = torch.as_tensor(coords).repeat(4, 1, 1)
-    v = torch.as_tensor(values.reshape(12, 16, 1))
-
-    def error(lat):
-        return per_item_mse(net(c, lat), v, None)
-
-    fast = fit_chunk(net, coords, values, None, (4, 4), steps=5)
-    assert torch.all(error(fast) < error(start.repeat(4, 1)))
-    # as many SGD steps from the mean's latents without the Gauss-Newton step get less far
-    sgd = fit_modulations(net, c, v, steps=fitting.ITEM_POLISH_STEPS + 1, init=start.repeat(4, 1))
-    assert error(fast).sum() < error(sgd).sum()
 
 
 def test_fast_fit_of_identical_items_is_the_mean_fit_continued(tiny_model):

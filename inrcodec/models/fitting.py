@@ -13,11 +13,10 @@ batches of about ``FIT_BATCH_POINTS`` points, which keeps the activations of lar
 CPU's caches.
 
 :func:`fit_chunk` is how a chunk's items are fitted by default (``CodecSettings.effort="fast"``): the
-mean of the chunk's items is fitted first; every item then takes one damped Gauss-Newton step from
-it (the network's output and Jacobian at the mean's latents serve all the items of a patch,
-:func:`latent_jacobian`) and a few SGD steps, all on a regular subset of every patch's points
-(:func:`fit_subset`, at least ``FIT_POINTS_PER_LATENT`` points per latent). Chosen on the climate
-pool's validation split (docs/benchmarks.md, "Encode speed (issue 30)" and its third round).
+mean of the chunk's items is fitted first, and every item starts from it with at least
+``WARM_ITEM_STEPS`` steps (more while they gain ``STEP_GAIN``), each step on a regular subset of
+every patch's points (:func:`fit_subset`, at least ``FIT_POINTS_PER_LATENT`` points per latent).
+Chosen on the climate pool's validation split (docs/benchmarks.md, "Encode speed (issue 30)").
 """
 
 from __future__ import annotations
@@ -41,13 +40,6 @@ FIT_POINTS_PER_LATENT = 4
 #: loss by at least this share: items far from their chunk's mean need more (``era5_t_levels`` in
 #: benchmarks/effort_validation.py)
 STEP_GAIN = 0.05
-#: :func:`fit_chunk`'s Gauss-Newton item step (:func:`gauss_newton_items`): its damping, a share of
-#: the mean diagonal of each patch's ``J^T J``, and the SGD steps each item takes after it; chosen
-#: on the climate pool's validation split (docs/benchmarks.md, "Third round")
-ITEM_DAMPING = 3.0
-ITEM_POLISH_STEPS = 2
-#: patches per batch of :func:`latent_jacobian` (its (patches, points, k, width) tangents stay cache-sized)
-JACOBIAN_PATCHES = 16
 
 
 def per_item_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -234,78 +226,6 @@ def fit_modulations(
     return torch.cat(out)
 
 
-@torch.inference_mode()
-def latent_jacobian(network: ModulatedSiren, coords: torch.Tensor, latents: torch.Tensor,
-                    group: int = JACOBIAN_PATCHES) -> tuple[torch.Tensor, torch.Tensor]:
-    """The network's output ``f`` (B, P, c) at ``coords`` (B, P, d) for ``latents`` (B, k), and its
-    Jacobian ``J`` (B, P, c, k) with respect to the latents.
-
-    Forward mode, by hand, for all ``k`` latent directions at once: with ``a = w0 (W h + b + M_i z)``
-    and ``h' = sin(a)``, the tangents carry ``dh' = cos(a) * w0 (W dh + M_i)``. ``group`` patches
-    at a time keep the (group, P, k, width) tangents in the CPU's caches.
-    """
-    hidden, depth, width = network.hidden, network.depth, network.width
-    w0 = [network.w0_initial] + [network.w0] * (depth - 1)
-    to_shift = network.latent_to_modulations.weight[: depth * width].view(depth, width, -1)
-    tangent_in = [(w0[i] * to_shift[i].T).contiguous() for i in range(depth)]  # (k, W)
-    weights_t = [(w0[i] * layer.weight.T).contiguous() for i, layer in enumerate(hidden)]  # (W_in, W)
-    shifts = network.latent_to_modulations(latents)[:, : depth * width].view(-1, depth, 1, width)
-    out_w, out_b = network.output.weight, network.output.bias
-    values, jacobians = [], []
-    for s in range(0, coords.shape[0], group):
-        h, dh = coords[s:s + group], None
-        for i, layer in enumerate(hidden):
-            a = torch.nn.functional.linear(h, layer.weight, layer.bias).add_(shifts[s:s + group, i]).mul_(w0[i])
-            cos = torch.cos(a).unsqueeze(2)  # (g, P, 1, W)
-            dh = cos * tangent_in[i] if dh is None else torch.matmul(dh, weights_t[i]).add_(tangent_in[i]).mul_(cos)
-            h = a.sin_()
-        values.append(torch.nn.functional.linear(h, out_w, out_b))
-        jacobians.append(torch.matmul(dh, out_w.T).transpose(-1, -2))  # (g, P, c, k)
-    return torch.cat(values), torch.cat(jacobians)
-
-
-def gauss_newton_items(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, mask: np.ndarray | None,
-                       start: torch.Tensor, damping: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One damped Gauss-Newton step for every item of every patch from the patch's ``start`` latents.
-
-    ``coords`` (num_patches, P, d), ``values`` (n, num_patches, P, c), ``mask`` (n, num_patches, P)
-    or None, ``start`` (num_patches, k). The items of a patch all start at its ``start``, so the
-    network's output ``f`` and Jacobian ``J`` there are computed once per patch, and item ``t``'s
-    step is ``(J^T J + damping * mean diag(J^T J) I)^-1 J^T (v_t - f)`` over its valid points: the
-    least-squares latents of the network linearised at the start, held near it by the damping.
-
-    Returns the latents (n * num_patches, k) on CPU and which items (n * num_patches,) took the
-    step: an item whose error the step would raise (the network far from linear there) keeps its
-    patch's ``start``.
-    """
-    device = next(network.parameters()).device
-    start = start.to(device)
-    coords_t = _as_tensor(coords, device)
-    f, jac = latent_jacobian(network, coords_t, start)
-    n, k = values.shape[0], start.shape[1]
-    values_t = _as_tensor(values, device)
-    weight = None if mask is None else _as_tensor(mask, device).unsqueeze(-1).expand(values.shape)
-    jac = jac.flatten(1, 2)  # (num_patches, P * c, k): every channel of every point is an equation
-    residual = (values_t - f).flatten(2, 3)  # (n, num_patches, P * c)
-    if weight is None:
-        normal = (jac.transpose(1, 2) @ jac).expand(n, -1, -1, -1)
-    else:
-        normal = torch.einsum("pqk,npq,pql->npkl", jac, weight.flatten(2, 3), jac)
-        residual = residual * weight.flatten(2, 3)
-    rhs = torch.einsum("pqk,npq->npk", jac, residual)
-    diag = normal.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12)
-    damped = normal + damping * diag[..., None, None] * torch.eye(k, device=device)
-    stepped = start[None] + torch.linalg.solve(damped, rhs.unsqueeze(-1))[..., 0]  # (n, num_patches, k)
-    every = coords_t.expand(n, -1, -1, -1).flatten(0, 1)
-    flat_v = values_t.flatten(0, 1)
-    flat_w = None if weight is None else weight[..., 0].flatten(0, 1)
-    after = per_item_mse(reconstruct(network, stepped.flatten(0, 1), every).to(device), flat_v, flat_w)
-    before = per_item_mse(f.expand(n, -1, -1, -1).flatten(0, 1), flat_v, flat_w)
-    took = after <= before
-    latents = torch.where(took[:, None], stepped.flatten(0, 1), start.repeat(n, 1))
-    return latents.cpu(), took.cpu()
-
-
 def fit_subset(patch_shape: tuple[int, ...], min_points: int) -> np.ndarray | None:
     """The flat indices of a regular subset of a patch's points (every ``s``-th point along each
     axis, starting half a stride in, strides differing by at most one between axes) with the
@@ -340,11 +260,9 @@ def fit_chunk(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, m
               refine_lr: float = 1e-2) -> torch.Tensor:
     """The latents (n * num_patches, k) of a chunk's ``values`` (n, num_patches, P, c), fitted the
     fast way: the masked mean of the items with ``steps`` steps from zero, then every item from the
-    mean's latents by one Gauss-Newton step (:func:`gauss_newton_items`) and ``ITEM_POLISH_STEPS``
-    SGD steps (then ``refine_steps``), all on the regular subset of :func:`fit_subset` (at least
-    ``FIT_POINTS_PER_LATENT`` points per latent). A network with modulation scales (an ablation)
-    has no Jacobian here: its items take ``WARM_ITEM_STEPS`` to ``steps`` SGD steps instead (on
-    while a step gains ``STEP_GAIN``).
+    mean's latents with ``WARM_ITEM_STEPS`` to ``steps`` steps (on while a step gains ``STEP_GAIN``;
+    then ``refine_steps``), each step on the regular subset of :func:`fit_subset` (at least
+    ``FIT_POINTS_PER_LATENT`` points per latent).
 
     ``coords`` (num_patches, P, d) are the patches' coordinates (the same for every item); ``mask``
     (n, num_patches, P) is True where a value is valid. A patch whose valid points the regular
@@ -367,19 +285,11 @@ def fit_chunk(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, m
         mean_mask = count > 0
     start = fit_modulations(network, coords, mean.astype(np.float32), steps, lr, mean_mask)
     every = np.broadcast_to(coords[None], (n,) + coords.shape).reshape(n * num_patches, *coords.shape[1:])
-    flat_v = values.reshape(n * num_patches, *values.shape[2:])
-    flat_m = None if mask is None else mask.reshape(n * num_patches, -1)
-    warm = dict(min_steps=min(WARM_ITEM_STEPS, steps), refine_steps=refine_steps, refine_lr=refine_lr)
-    if not steps or network.scale_modulations:  # the ablation's scales have no hand-written Jacobian
-        return fit_modulations(network, every, flat_v, steps, lr, flat_m, init=start.repeat(n, 1), **warm)
-    init, took = gauss_newton_items(network, coords, values, mask, start, ITEM_DAMPING)
-    latents = fit_modulations(network, every, flat_v, min(ITEM_POLISH_STEPS, steps), lr, flat_m, init=init,
-                              refine_steps=refine_steps, refine_lr=refine_lr)
-    if not took.all():  # items the step did not help take the SGD steps from the mean's latents instead
-        rest = torch.nonzero(~took)[:, 0].numpy()
-        latents[rest] = fit_modulations(network, every[rest], flat_v[rest], steps, lr,
-                                        None if flat_m is None else flat_m[rest], init=init[rest], **warm)
-    return latents
+    return fit_modulations(
+        network, every, values.reshape(n * num_patches, *values.shape[2:]), steps, lr,
+        None if mask is None else mask.reshape(n * num_patches, -1), refine_steps=refine_steps,
+        refine_lr=refine_lr, init=start.repeat(n, 1), min_steps=min(WARM_ITEM_STEPS, steps),
+    )
 
 
 def _cover_valid(rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
