@@ -302,8 +302,7 @@ def _sperr_alone_at_target(settings, model, writer: "_Writer", values, valid) ->
     alone = _fast_alone(settings, waves) if waves is not None else []
     if not alone:
         return None
-    coder = _better_layout(alone, settings)
-    return next(d for d, _, c in alone if c == coder)
+    return _better_alone(alone, settings)[0]
 
 
 class _LatentCandidates:
@@ -587,9 +586,8 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
         tried.append((data, cands.rmse(choice.bits, values, valid), choice))
     if fast and alone:
         tried += [(d, e, None) for d, e, _ in alone]
-        coder = _better_layout(alone, settings)
-        hybrids = _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches), coder, tried,
-                                alone=next(d for d, _, c in alone if c == coder))
+        best, coder = _better_alone(alone, settings)
+        hybrids = _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches), coder, tried, alone=best)
         tried += [(d, e, None) for d, e in hybrids]
     elif waves is not None:
         tried += [(data, rmse, None) for data, rmse in _wavelet_targets(settings, model, waves, fits)]
@@ -702,12 +700,14 @@ def _at_target(settings, waves, cands, bits: int, coder: int, target_rmse=None, 
     return waves.at_ratio(cands, bits, settings.target_ratio, coder)
 
 
-def _better_layout(alone, settings) -> int:
-    """The layout of the better SPERR-alone chunk (lower RMSE within a ratio, else fewer bytes):
-    the hybrids are coded in it only."""
+def _better_alone(alone, settings) -> tuple[bytes, int]:
+    """The better SPERR-alone chunk (lower RMSE within a ratio, else fewer bytes) and its layout:
+    the hybrids are coded in that layout only."""
     if settings.target_ratio is not None:
-        return min(alone, key=lambda t: t[1])[2]
-    return min(alone, key=lambda t: len(t[0]))[2]
+        chunk, _, coder = min(alone, key=lambda t: t[1])
+    else:
+        chunk, _, coder = min(alone, key=lambda t: len(t[0]))
+    return chunk, coder
 
 
 def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int | None = None,
@@ -749,11 +749,10 @@ class _HybridProbe:
     of ``PROBE_MIN_ITEM_VALUES`` values or more each: a hybrid width is first coded on the
     ``ESTIMATE_ITEMS`` items only, and its whole chunk estimated as its latents plus that SPERR
     payload scaled by what SPERR alone takes for the whole chunk (``alone``, in the same layout)
-    over what it takes for those items; a width whose estimate
-    is ``HYBRID_OUTCLASSED`` by the smallest chunk in hand is not reconstructed whole. Once a width is
-    estimated to beat that chunk, the narrower ones are searched unprobed (as the patch-size probes
-    stop once the network is in the race): where hybrids win, probing costs about a third of each
-    width's search."""
+    over what it takes for those items; a width whose estimate is ``HYBRID_OUTCLASSED`` by the
+    smallest chunk in hand is not reconstructed whole. Once a width is estimated to beat that
+    chunk, the narrower ones are searched unprobed (as the patch-size probes stop once the network
+    is in the race): where hybrids win, probing costs about a third of each width's search."""
 
     def __init__(self, waves: "_WaveletChunks", cands: _LatentCandidates, coder: int, target_rmse: float,
                  alone: bytes):
@@ -902,9 +901,9 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
     alone = _fast_alone(settings, waves, target_rmse=rmse)
     tried = ([] if cands.level else [(data, rmse)]) + [(d, e) for d, e, _ in alone]
     if alone:
-        coder = _better_layout(alone, settings)
+        best, coder = _better_alone(alone, settings)
         tried += _fast_hybrids(settings, model, waves, cands, coder, tried, below=settings.bits, target_rmse=rmse,
-                               alone=next(d for d, _, c in alone if c == coder))
+                               alone=best)
     return min((d for d, _ in tried), key=len) if tried else None
 
 
