@@ -258,6 +258,43 @@ def test_a_rate_search_probes_patch_sizes_on_a_few_items(patched_model, monkeypa
     assert codec.encode(x) == probed and all(n == items for n, _ in fits)
 
 
+def test_a_patch_size_probed_short_of_the_ratio_is_dropped(patched_model, monkeypatch):
+    """``target_ratio`` beyond what a patch size's narrowest latents reach on the probe's items,
+    where SPERR alone meets it: the size is dropped after its probe (before, a probe short of the
+    ratio counted the network in the race and every size was fitted whole), with the chunk the
+    search without that rule picks."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.models import model as model_module
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=600.0)
+    fits, verdicts = [], []
+    real_fit, real_probe = model_module.CoinModel.encode, encode._probe_outclassed
+
+    def counting(self, values, *args, **kwargs):
+        fits.append((len(values), kwargs.get("patch_aim")))
+        return real_fit(self, values, *args, **kwargs)
+
+    def probe(settings, model, fitted, aim, *args):
+        verdicts.append((aim, real_probe(settings, model, fitted, aim, *args)))
+        return verdicts[-1][1]
+
+    monkeypatch.setattr(model_module.CoinModel, "encode", counting)
+    monkeypatch.setattr(encode, "_probe_outclassed", probe)
+    monkeypatch.setattr(encode, "OUTCLASSED", 1e6)  # no RMSE is outclassed: only a shortfall drops a size
+    probed = codec.encode(x)
+    dropped = [aim for aim, out in verdicts if out]
+    assert dropped and not [aim for n, aim in fits if n == 8 and aim in dropped]
+    assert {aim for n, aim in fits if n == 8} == {aim for _, aim in fits} - set(dropped)
+    monkeypatch.setattr(encode, "PROBE_SHORT", 1e6)  # no shortfall drops: the first probe counts the network in
+    fits.clear()
+    verdicts.clear()
+    assert codec.encode(x) == probed
+    assert len(verdicts) == 1 and not verdicts[0][1]
+    assert {aim for n, aim in fits if n == 8} == {aim for _, aim in fits}
+
+
 @pytest.mark.parametrize("target", [1.0, 2.0, 4.0])
 def test_an_rmse_search_reconstructs_only_widths_that_can_beat_the_chunk_in_hand(tiny_model, monkeypatch, target):
     """``target_rmse``: with a chunk that meets the target in hand (SPERR alone), a width whose chunk
