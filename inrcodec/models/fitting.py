@@ -30,7 +30,11 @@ import torch
 
 from inrcodec.models.network import ModulatedSiren
 
-#: points per batch of the encoder's inner loop and of :func:`reconstruct` (cache-sized batches)
+#: points per batch of the encoder's inner loop and of :func:`reconstruct` (cache-sized batches).
+#: The decoder's floats depend on it: the matrix products' rounding can change with the number of
+#: rows (a 1-degree network chunk decoded in batches of 2048 points gave other floats), and
+#: residual and hybrid chunks correct the floats their encoder computed; change it only with a
+#: format version
 FIT_BATCH_POINTS = 16384
 #: the fewest steps each item takes from the fitted chunk mean in :func:`fit_chunk`
 WARM_ITEM_STEPS = 3
