@@ -53,6 +53,55 @@ def test_hand_written_steps_take_autograds_steps(meta_sgd, masked):
     assert ours.abs().max() > 1e-3  # the steps moved the latents
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, while it builds the kernel
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_compiled_step_takes_the_eager_steps(monkeypatch, masked):
+    """``INRCODEC_COMPILE_FIT``: the inner loop as one compiled kernel per step fits the latents the
+    eager loop fits (rounding apart), masked or not, Meta-SGD rates and the loss check included."""
+    from inrcodec.models import fitting
+
+    torch.manual_seed(3)
+    net = ModulatedSiren(3, 1, width=24, depth=3, latent_dim=6, w0_initial=20.0, meta_sgd=True)
+    x, y = _values(n=6)
+    mask = np.random.default_rng(1).random(y.shape[:2]) > 0.3 if masked else None
+    eager = fit_modulations(net, x, y, steps=6, mask=mask, min_steps=2)
+    monkeypatch.setattr(fitting, "_FUSED_FAILED", [])
+    monkeypatch.setenv(fitting.COMPILE_ENV, "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fused = fit_modulations(net, x, y, steps=6, mask=mask, min_steps=2)
+    if fitting._FUSED_FAILED:
+        pytest.skip(f"torch.compile cannot build kernels here: {fitting._FUSED_FAILED[0]!r}")
+    torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-5)
+    assert eager.abs().max() > 1e-3
+
+
+def test_a_compiled_step_that_fails_falls_back_to_the_eager_loop(monkeypatch):
+    """Without a compiler (or a torch that cannot build the kernel) the fit says so once and runs
+    the eager loop, the same latents."""
+    from inrcodec.models import fitting
+
+    torch.manual_seed(0)
+    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4)
+    x, y = _values(n=3)
+    eager = fit_modulations(net, x, y, steps=3)
+
+    def no_compiler():
+        def step(*args):
+            raise RuntimeError("no C++ compiler")
+        return step
+
+    monkeypatch.setattr(fitting, "_FUSED_FAILED", [])
+    monkeypatch.setattr(fitting, "_compiled_step", no_compiler)
+    monkeypatch.setenv(fitting.COMPILE_ENV, "1")
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*eager"):
+        first = fit_modulations(net, x, y, steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: the next fit is eager without a word
+        again = fit_modulations(net, x, y, steps=3)
+    assert torch.equal(first, eager) and torch.equal(again, eager)
+
+
 def test_a_warm_start_continues_from_the_given_latents():
     torch.manual_seed(0)
     net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4)

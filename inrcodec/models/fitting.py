@@ -24,6 +24,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
+import warnings
 
 import numpy as np
 import torch
@@ -44,6 +46,11 @@ FIT_POINTS_PER_LATENT = 4
 #: loss by at least this share: items far from their chunk's mean need more (``era5_t_levels`` in
 #: benchmarks/effort_validation.py)
 STEP_GAIN = 0.05
+#: set (to anything but ``0``) in the environment, the inner loop's step runs as one kernel built
+#: by ``torch.compile`` (:func:`_fused_steps`): about twice as fast on CPU, a C++ compiler needed,
+#: the first process compiles for several seconds and later ones read torch's cache; the latents
+#: differ from the eager loop's in rounding only (docs/benchmarks.md, "Encode speed (issue 30)")
+COMPILE_ENV = "INRCODEC_COMPILE_FIT"
 
 
 def per_item_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -99,16 +106,19 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
     ``da = dh' * cos(a) * w0``, ``dshift = sum over points of da``, ``dh = da W``; and
     ``dlatents = dshifts @ M`` for the one latent-to-shift map ``M``.
     """
+    if _fused_wanted():
+        try:
+            return _fused_steps(network, coords, values, mask, latents, steps, lr, min_steps)
+        except Exception as exc:  # no compiler, or a torch that cannot build the kernel: the eager loop
+            _FUSED_FAILED.append(exc)
+            warnings.warn(f"{COMPILE_ENV}: the compiled inner loop failed ({type(exc).__name__}: {exc}); "
+                          "fitting with the eager one", RuntimeWarning, stacklevel=3)
     hidden, depth, width = network.hidden, network.depth, network.width
     w0 = [network.w0_initial] + [network.w0] * (depth - 1)
     to_shift = network.latent_to_modulations
     out_w, out_b = network.output.weight, network.output.bias
     first = torch.nn.functional.linear(coords, hidden[0].weight, hidden[0].bias)  # the same every step
-    if mask is None:  # d(sum of per-item means)/d(prediction)
-        scale = torch.full((values.shape[0], 1, 1), 2.0 / (values.shape[1] * values.shape[2]), device=values.device)
-    else:
-        m = mask.unsqueeze(-1).to(values.dtype)
-        scale = 2.0 * m / (m.sum(dim=(1, 2), keepdim=True) * values.shape[2]).clamp(min=1.0)
+    scale = _loss_scale(values, mask)
     last = None
     for step in range(steps):
         shifts = to_shift(latents).view(-1, depth, 1, width)
@@ -135,6 +145,73 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
             if i:
                 grad_h = torch.matmul(grad_a, hidden[i].weight)
         latents = latents - lr * (torch.cat(grad_shifts, dim=1) @ to_shift.weight)
+    return latents
+
+
+def _loss_scale(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """d(sum of per-item mean squared errors)/d(prediction) per error, (B, 1, 1) or (B, P, 1)."""
+    if mask is None:
+        return torch.full((values.shape[0], 1, 1), 2.0 / (values.shape[1] * values.shape[2]), device=values.device)
+    m = mask.unsqueeze(-1).to(values.dtype)
+    return 2.0 * m / (m.sum(dim=(1, 2), keepdim=True) * values.shape[2]).clamp(min=1.0)
+
+
+#: the compiled step's failures in this process (after one, the eager loop is used)
+_FUSED_FAILED: list = []
+
+
+def _fused_wanted() -> bool:
+    return os.environ.get(COMPILE_ENV, "0") not in ("", "0") and not _FUSED_FAILED
+
+
+def _step(first, latents, values, scale, lr, to_shift_w, to_shift_b, weights, biases, out_w, out_b, w0s):
+    """One SGD step of :func:`_sgd_steps` as one function for ``torch.compile`` (the same
+    arithmetic, fused): the new latents and the loss of the ones it started from."""
+    depth = len(w0s)
+    shifts = torch.nn.functional.linear(latents, to_shift_w, to_shift_b).view(latents.shape[0], depth, 1, -1)
+    h, cosines = None, []
+    for i in range(depth):
+        pre = (first if i == 0 else torch.nn.functional.linear(h, weights[i], biases[i])) + shifts[:, i]
+        a = pre * w0s[i]
+        cosines.append(torch.cos(a))
+        h = torch.sin(a)
+    grad_out = (torch.nn.functional.linear(h, out_w, out_b) - values) * scale
+    loss = (grad_out * grad_out / scale.clamp(min=1e-30)).sum() / 2.0
+    grad_h = torch.matmul(grad_out, out_w)
+    grad_shifts = [None] * depth
+    for i in reversed(range(depth)):
+        grad_a = grad_h * cosines[i] * w0s[i]
+        grad_shifts[i] = grad_a.sum(dim=1)
+        if i:
+            grad_h = torch.matmul(grad_a, weights[i])
+    return latents - lr * (torch.cat(grad_shifts, dim=1) @ to_shift_w), loss
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_step():
+    return torch.compile(_step, dynamic=True)
+
+
+def _fused_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
+                 latents: torch.Tensor, steps: int, lr, min_steps: int | None) -> torch.Tensor:
+    """:func:`_sgd_steps` with each step one compiled kernel (``COMPILE_ENV``); a step that stops
+    the batch (``min_steps``) computes its update before its loss is known, and drops it."""
+    hidden = network.hidden
+    params = (network.latent_to_modulations.weight, network.latent_to_modulations.bias,
+              [layer.weight for layer in hidden], [layer.bias for layer in hidden],
+              network.output.weight, network.output.bias,
+              tuple([network.w0_initial] + [network.w0] * (network.depth - 1)))
+    first = torch.nn.functional.linear(coords, hidden[0].weight, hidden[0].bias)
+    scale, rate, step_of = _loss_scale(values, mask), torch.as_tensor(lr, dtype=values.dtype), _compiled_step()
+    last = None
+    for step in range(steps):
+        moved, loss = step_of(first, latents, values, scale, rate, *params)
+        if min_steps is not None:
+            loss = float(loss)
+            if step >= min_steps and last is not None and last - loss < STEP_GAIN * last:
+                break
+            last = loss
+        latents = moved
     return latents
 
 
