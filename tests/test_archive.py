@@ -163,6 +163,33 @@ def test_shipped_models_travel_as_their_hash_to_workers(tiny_model):
     assert len(pickle.dumps(codec)) > len(tiny_model.to_bytes())
 
 
+def test_cli_compress_fits_compiled_only_when_asked(archive_input, monkeypatch):
+    """``--compile-fit``: the run's fits take the compiled step (here the step uncompiled, so the
+    test needs no compiler), the same store as without it up to rounding; the environment is as
+    it was after."""
+    from inrcodec.models import fitting
+
+    inp, model, d = archive_input
+    used = []
+
+    def step():
+        def counted(*args):
+            used.append(1)
+            return fitting._step(*args)
+        return counted
+
+    monkeypatch.setattr(fitting, "_compiled_step", step)
+    monkeypatch.setattr(fitting, "_FUSED_FAILED", [])
+    monkeypatch.delenv(fitting.COMPILE_ENV, raising=False)
+    args = ["--model", model, "--variables", "tas", "--chunks", "time=3", "--inner-steps", "2", "--quiet"]
+    assert cli_main(["compress", inp, str(d / "eager.zarr"), *args, "--overwrite"]) == 0
+    assert not used
+    assert cli_main(["compress", inp, str(d / "fused.zarr"), *args, "--overwrite", "--compile-fit"]) == 0
+    assert used and fitting.COMPILE_ENV not in os.environ
+    a, b = archive.open_store(str(d / "eager.zarr")), archive.open_store(str(d / "fused.zarr"))
+    np.testing.assert_allclose(b["tas"].values, a["tas"].values, atol=1e-3 * float(np.ptp(a["tas"].values)))
+
+
 def test_cli_compress_info_decompress(archive_input, capsys):
     inp, model, d = archive_input
     out = str(d / "cli.zarr")
