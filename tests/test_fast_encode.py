@@ -254,6 +254,38 @@ def _sperr_alone_candidates(x):
     return _WaveletChunks(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
 
 
+def test_a_large_chunks_sperr_search_starts_where_its_items_meet_the_target(monkeypatch):
+    """An RMSE target on a large chunk: SPERR alone is searched on the ``ESTIMATE_ITEMS`` items
+    first, and the whole chunk's search starts at the rate that met the target there (its first
+    try) and still meets it; a small chunk is searched as before."""
+    from inrcodec.chunkcodec import encode
+
+    x = smooth_field(8, seed=2).astype("f4")
+    settings = CodecSettings(target_rmse=1.0)
+    assert encode._ItemsAlone.of(_sperr_alone_candidates(x), 1.0) is None  # 8 items of NLAT x NLON: small
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", NLAT * NLON)
+    tries = []
+    real = hybrid.wavelet.encode
+
+    def counting(field, mode, rate, coder):
+        tries.append((field.shape[0], rate))
+        return real(field, mode, rate, coder)
+
+    monkeypatch.setattr(hybrid.wavelet, "encode", counting)
+    waves = _sperr_alone_candidates(x)
+    items = encode._ItemsAlone.of(waves, 1.0)
+    assert items is not None
+    seeded = encode._fast_alone(settings, waves, items=items)
+    on_items = [rate for n, rate in tries if n == encode.ESTIMATE_ITEMS]
+    whole = [rate for n, rate in tries if n == 8]
+    assert on_items and whole and whole[0] == items.payloads.rate_start  # the items' rate that met the target
+    assert whole[0] != hybrid.WaveletCandidates.START_BPP
+    assert seeded and all(rmse <= 1.0 for _, rmse, _ in seeded)
+    tries.clear()
+    unseeded = encode._fast_alone(settings, _sperr_alone_candidates(x))
+    assert tries[0] == (8, hybrid.WaveletCandidates.START_BPP) and unseeded[0][1] <= 1.0
+
+
 def test_a_search_with_a_chunk_in_hand_starts_at_its_size_and_stops_at_a_miss(monkeypatch):
     """SPERR's rate only adds bits, so a try about the size of the chunk in hand that misses the
     target ends the search: one try, nothing found (where the search would otherwise start at a

@@ -49,6 +49,9 @@ _MAX_LOG_STEP = math.log(16.0)
 #: bytes the rate searches keep in hand beyond a chunk's overhead (a length varint's worth)
 _SLACK_BYTES = 2
 _LOG_SPAN = math.log(1e3)
+#: the slope of log RMSE against log rate a search assumes after its first try, when nothing
+#: better is known (RMSE about 1 / rate)
+_SLOPE = -1.0
 
 
 def hybrid_widths(model, below: int | None = None) -> list[int]:
@@ -59,16 +62,24 @@ def hybrid_widths(model, below: int | None = None) -> list[int]:
 
 
 
-def _next_rate(tried: list[tuple[float, float]], goal: float, missed: float | None, met: float | None) -> float:
+def _slope(tried: list[tuple[float, float]], default: float = _SLOPE) -> float:
+    """The slope of log RMSE against log rate through the last two ``tried`` (``default`` where
+    they do not give a falling one)."""
+    if len(tried) > 1 and tried[-2][0] != tried[-1][0]:
+        fitted = (tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0])
+        if fitted < 0:
+            return fitted
+    return default
+
+
+def _next_rate(tried: list[tuple[float, float]], goal: float, missed: float | None, met: float | None,
+               slope: float = _SLOPE) -> float:
     """The next SPERR rate of an RMSE search: on the line through the last two tries ``(log rate,
-    log RMSE)`` at log RMSE ``goal`` (after one try: RMSE about 1 / rate), at most 16 times away;
+    log RMSE)`` at log RMSE ``goal`` (after one try: the line of ``slope``), at most 16 times away;
     inside the bracket of the highest rate that ``missed`` the target and the lowest that ``met``
     it, else halfway between them (in log rate)."""
     r1, e1 = tried[-1]
-    slope = -1.0
-    if len(tried) > 1 and tried[-2][0] != r1:
-        fitted = (e1 - tried[-2][1]) / (r1 - tried[-2][0])
-        slope = fitted if fitted < 0 else slope
+    slope = _slope(tried, slope)
     step = min(max((goal - e1) / slope, -_MAX_LOG_STEP), _MAX_LOG_STEP)
     rate = r1 + step
     if missed is not None and met is not None:
@@ -88,8 +99,9 @@ class WaveletCandidates:
     it; called only when a payload is made). They return the payload with what it decodes to;
     packing it into a chunk is the encoder's (:mod:`inrcodec.chunkcodec.encode`)."""
 
-    #: where a rate search starts when nothing better is known (bits per value)
-    START_BPP = _START_BPP
+    #: where a rate search starts when nothing better is known (bits per value), and the slope of
+    #: log RMSE against log rate it assumes after its first try
+    START_BPP, SLOPE = _START_BPP, _SLOPE
 
     def __init__(self, values: np.ndarray, valid: np.ndarray, nbytes: int, dtype):
         self.valid, self.nbytes, self.dtype = valid, int(nbytes), np.dtype(dtype)
@@ -98,6 +110,8 @@ class WaveletCandidates:
         #: where the next rate search (``at_rmse`` with ``close``) starts, in bits per value: the
         #: rate of the last chunk that met an RMSE target, or what the encoder knows before
         self.rate_start = self.START_BPP
+        #: the slope of log RMSE against log rate through the last two tries of the last search
+        self.last_slope = _SLOPE
 
     # ------------------------------------------------------------------ one candidate
     def _field(self, recon) -> np.ndarray:
@@ -144,14 +158,15 @@ class WaveletCandidates:
         return None
 
     def at_rmse(self, overhead: int, target_rmse: float, coder: int = wavelet.CODER_SPERR, prediction=None,
-                close: float = 0.0, limit: int | None = None) -> tuple[bytes, float] | None:
+                close: float = 0.0, limit: int | None = None, slope: float = SLOPE) -> tuple[bytes, float] | None:
         """The payload of the smallest of ``RATE_TRIES`` chunks whose RMSE meets ``target_rmse``,
         with that RMSE; None when none does.
 
         ``close`` = 0 (``effort="full"``): SPERR's PSNR setting, moved towards the target after each
         try. ``close`` > 0 (``effort="fast"``): SPERR's rate (bits per value), on the line through
         the last two tries in log RMSE against log rate, kept inside what the tries have
-        bracketed, stopping at the first try within ``close`` under the target, or at a try that
+        bracketed (after the first try: the line of ``slope``, e.g. a search's ``last_slope`` on
+        like data), stopping at the first try within ``close`` under the target, or at a try that
         misses it with a chunk of at least ``limit`` bytes (a higher rate only grows). The rate search
         gives smaller chunks: SPERR's size is not monotone in its PSNR setting on network
         residuals (docs/benchmarks.md, "Encode speed (issue 30)").
@@ -159,7 +174,7 @@ class WaveletCandidates:
         recon = None if prediction is None else prediction()
         field = self._field(recon)
         if close:
-            return self._at_rmse_by_rate(overhead, recon, field, target_rmse, coder, close, limit)
+            return self._at_rmse_by_rate(overhead, recon, field, target_rmse, coder, close, limit, slope)
         span = float(field.max() - field.min())
         if not span > 0:
             span = abs(float(field.flat[0])) or 1.0
@@ -175,7 +190,7 @@ class WaveletCandidates:
         return best
 
     def _at_rmse_by_rate(self, overhead: int, recon, field: np.ndarray, target_rmse: float, coder: int,
-                         close: float, limit: int | None) -> tuple[bytes, float] | None:
+                         close: float, limit: int | None, slope: float) -> tuple[bytes, float] | None:
         goal = math.log(target_rmse * (1.0 - close / 2.0))
         floor = math.log(target_rmse) - _LOG_SPAN  # a lossless try's RMSE of 0 counts as this
         rate = self.rate_start
@@ -198,7 +213,8 @@ class WaveletCandidates:
                 missed = rate if missed is None else max(missed, rate)
                 if limit is not None and overhead + _SLACK_BYTES + len(payload) >= limit:
                     break
-            rate = _next_rate(tried, goal, missed, met)
+            rate = _next_rate(tried, goal, missed, met, slope)
+        self.last_slope = _slope(tried, slope)
         return best
 
     def at_bound(self, bound: float, coder: int = wavelet.CODER_SPERR, prediction=None) -> bytes | None:
