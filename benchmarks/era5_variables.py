@@ -108,8 +108,11 @@ def evaluate(data: Path, models: Path, variables, ratios, lines=print) -> dict:
         for r in sorted({*ratios, *(x * 2 for x in ratios)}, reverse=True):  # SPERR's curve, wider than ours
             y, n, s_seconds = _sperr_at(x, 32.0 / r)
             sperr.append((x.nbytes / n, rmse_coslat(x, y, lat), max_abs_error(x, y), y, s_seconds))
-        for ratio, options in [(r, o) for r in ratios for o in ([{}, {"valid_min": 0.0}] if var == "tp" else [{}])]:
+        for i, (ratio, options) in enumerate([(r, o) for r in ratios
+                                              for o in ([{}, {"valid_min": 0.0}] if var == "tp" else [{}])]):
             codec = COINppCodec(models / var, lat=lat, lon=lon, target_ratio=ratio, **options)
+            if i == 0:  # untimed: the model's first load and fit (and INRCODEC_COMPILE_FIT's compile) stay out of the rows
+                codec.encode(x[:1])
             t = time.perf_counter()
             chunk = codec.encode(x)
             seconds = time.perf_counter() - t
