@@ -649,8 +649,9 @@ def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values
     whole chunk (the first item's bytes and the second's over it, as time coding codes every later
     item, counted for every item), so that an outclassed patch size costs a fraction of a chunk's
     fit. ``target_ratio``: their RMSE at the width the ratio allows is ``OUTCLASSED`` times the
-    best rival's, or no width reaches the ratio within ``PROBE_SHORT``. ``target_rmse``: at the widest width whose chunk is smaller than the smallest
-    rival's (the error falls with the width), their RMSE is ``OUTCLASSED`` times the target."""
+    best rival's, or no width reaches the ratio within ``PROBE_SHORT``. ``target_rmse``: at the
+    widest width whose chunk is smaller than the smallest rival's (the error falls with the width),
+    their RMSE is ``OUTCLASSED`` times the target."""
     n = values.shape[0]
     if ESTIMATE_ITEMS * PROBE_SHARE > n:  # too large a share of the chunk's fit to pay twice
         return False

@@ -47,7 +47,7 @@ FIT_POINTS_PER_LATENT = 4
 #: benchmarks/effort_validation.py)
 STEP_GAIN = 0.05
 #: set (to anything but ``0``) in the environment, the inner loop's step runs as one kernel built
-#: by ``torch.compile`` (:func:`_fused_steps`): about twice as fast on CPU, a C++ compiler needed,
+#: by ``torch.compile`` (:func:`_fused_steps`): a 1-degree chunk's fit 1.6x as fast on CPU, a C++ compiler needed,
 #: the first process compiles for several seconds and later ones read torch's cache; the latents
 #: differ from the eager loop's in rounding only (docs/benchmarks.md, "Encode speed (issue 30)")
 COMPILE_ENV = "INRCODEC_COMPILE_FIT"
