@@ -20,14 +20,16 @@ from inrcodec import _limits
 from inrcodec.chunkcodec.timing import stage
 from inrcodec.coding import entropy
 from inrcodec.coding.bitpack import fixed_nbytes
+from inrcodec.coding.quantize import MidTreadQuantizer, UniformQuantizer
 from inrcodec.errors import CorruptChunkError
 
 __all__ = ["LatentCoder", "CodedLatents"]
 
-#: the quantizer of versions 1-3 (uniform, clipped to the model's calibrated range)
-UNIFORM_QUANTIZER = 1
+#: the quantizer of versions 1-3 (uniform, clipped to the model's calibrated range); the id's home
+#: is the quantizer class
+UNIFORM_QUANTIZER = UniformQuantizer.quantizer_id
 #: mid-tread quantizer with a zero level, parametric entropy coding (format version 4)
-MIDTREAD_QUANTIZER = 2
+MIDTREAD_QUANTIZER = MidTreadQuantizer.quantizer_id
 QUANTIZERS = {"uniform": UNIFORM_QUANTIZER, "midtread": MIDTREAD_QUANTIZER}
 
 
@@ -43,8 +45,6 @@ class CodedLatents(NamedTuple):
 
 def midtread(model, bits: int):
     """The mid-tread quantizer of ``model`` at ``bits`` (its calibrated mean, std and num_std)."""
-    from inrcodec.coding.quantize import MidTreadQuantizer
-
     q = model.quantizer(min(int(bits), 16))  # the statistics (and a clear error without them)
     return MidTreadQuantizer(q.mean, q.std, int(bits), q.num_std)
 
@@ -62,31 +62,66 @@ def _groups(n_items: int, per_item: int, limit: int, predict: bool) -> list[tupl
     return [(n_items * per_item, limit)]
 
 
-class LatentCoder:
-    """Codes the latents of one model; ``entropy_coding=False`` stores symbols bit-packed."""
+class _UniformLatents:
+    """Quantizer id 1 (format versions 1-3): uniform symbols clipped to the model's calibrated range,
+    coded with the model's count tables (entropy ids 1-2) or bit-packed (id 0)."""
 
-    def __init__(self, model, entropy_coding: bool = True, quantizer: str = "uniform", predict: bool = False):
-        self.model = model
-        self.entropy_coding = entropy_coding
-        self.quantizer = quantizer
-        self.predict = bool(predict)
+    quantizer_id = UNIFORM_QUANTIZER
 
-    @stage("latents")
+    def __init__(self, model, entropy_coding: bool):
+        self.model, self.entropy_coding = model, entropy_coding
+
     def compress(self, latents: np.ndarray, bits: int) -> CodedLatents:
-        """Latents ``(items, ..., latent_dim)`` -> the ``latents`` section payload at ``bits``."""
-        if self.quantizer == "midtread":
-            return self._compress_midtread(latents, bits)
         q = self.model.quantizer(bits)
         symbols = q.quantize(latents.reshape(-1, latents.shape[-1]))
         tables = self.model.entropy_models(bits) if self.entropy_coding else []
         eid, payload = entropy.encode_symbols(symbols, bits, tables)
         return CodedLatents(q.quantizer_id, eid, payload, symbols)
 
-    def _compress_midtread(self, latents: np.ndarray, bits: int) -> CodedLatents:
-        """Mid-tread symbols, parametric range coding. With ``predict`` (and more than one item)
-        the items are coded both ways and the smaller payload is kept: the prediction is a
-        level of the same lattice (``mean + j * step``), so both give the same latents (up to the
-        clipping of far outliers) and the choice only changes the bytes."""
+    def dequantize(self, coded: CodedLatents, bits: int) -> np.ndarray:
+        return self.model.quantizer(bits).dequantize(coded.symbols)
+
+    def check_payload(self, payload: bytes, bits: int, entropy_id: int, count: int, items, predict: int) -> None:
+        tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
+        k = self.model.latent_dim
+        if entropy_id == entropy.ENTROPY_RAW:  # bit-packed: the size is exact
+            if len(payload) != fixed_nbytes(count * k, bits):
+                raise CorruptChunkError(
+                    f"bit-packed latents section of {len(payload)} bytes does not hold the {count * k} "
+                    f"symbols of {bits} bits this chunk needs ({fixed_nbytes(count * k, bits)} bytes)"
+                )
+        elif entropy_id not in tables:
+            raise CorruptChunkError(f"latents use entropy_id {entropy_id}, which this model has no table for "
+                                    f"at bits={bits}")
+        elif len(payload) < _limits.min_coded_bytes(tables[entropy_id], count, k):
+            raise CorruptChunkError(
+                f"latents section of {len(payload)} bytes is too short for the {count * k} symbols "
+                "this chunk needs"
+            )
+
+    def decompress(self, payload: bytes, bits: int, entropy_id: int, count: int, items, predict: int) -> np.ndarray:
+        tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
+        try:
+            symbols = entropy.decode_symbols(entropy_id, payload, (count, self.model.latent_dim), bits, tables)
+            return self.model.quantizer(bits).dequantize(symbols)
+        except ValueError as exc:
+            raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
+
+
+class _MidTreadLatents:
+    """Quantizer id 2 (format version 4): mid-tread symbols with a zero level, parametric range
+    coding (entropy id 3), each item optionally predicted from the previous one (``predict``)."""
+
+    quantizer_id = MIDTREAD_QUANTIZER
+
+    def __init__(self, model, predict: bool):
+        self.model, self.predict = model, predict
+
+    def compress(self, latents: np.ndarray, bits: int) -> CodedLatents:
+        """With ``predict`` (and more than one item) the items are coded both ways and the smaller
+        payload is kept: the prediction is a level of the same lattice (``mean + j * step``), so
+        both give the same latents (up to the clipping of far outliers) and the choice only
+        changes the bytes."""
         q = midtread(self.model, bits)
         n_items = latents.shape[0] if latents.ndim > 2 else 1
         items = np.asarray(latents, dtype=np.float64).reshape(n_items, -1)
@@ -105,10 +140,61 @@ class LatentCoder:
         return best
 
     def dequantize(self, coded: CodedLatents, bits: int) -> np.ndarray:
+        return coded.dequantized
+
+    def _quantizer(self, bits: int):
+        try:
+            return midtread(self.model, bits)
+        except ValueError as exc:  # a model without quantizer statistics cannot have written it
+            raise CorruptChunkError(f"mid-tread latents, but {exc}") from None
+
+    def _groups(self, q, count: int, items: int | None, predict: int) -> list[tuple[int, int]]:
+        k = self.model.latent_dim
+        items = count if items is None else int(items)
+        if items and count % items:
+            raise CorruptChunkError(f"{count} latent vectors do not split into {items} items")
+        return _groups(items, (count // items) * k if items else 0, q.limit, bool(predict))
+
+    def check_payload(self, payload: bytes, bits: int, entropy_id: int, count: int, items, predict: int) -> None:
+        q = self._quantizer(bits)
+        try:
+            entropy.parametric_header(payload, self._groups(q, count, items, predict), _base(q))
+        except ValueError as exc:
+            raise CorruptChunkError(f"latents section: {exc}") from None
+
+    def decompress(self, payload: bytes, bits: int, entropy_id: int, count: int, items, predict: int) -> np.ndarray:
+        q = self._quantizer(bits)
+        try:
+            parts = entropy.decode_parametric(payload, self._groups(q, count, items, predict), _base(q))
+        except ValueError as exc:
+            raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
+        n_items = count if items is None else int(items)
+        symbols = np.concatenate(parts).reshape(n_items, -1) if n_items else np.zeros((0, 0), np.int64)
+        return q.dequantize(symbols, predict=bool(predict)).astype(np.float32).reshape(count, self.model.latent_dim)
+
+
+class LatentCoder:
+    """Codes the latents of one model; ``entropy_coding=False`` stores symbols bit-packed. The
+    quantizer named in ``quantizer`` writes; a payload is read by the one its ``quantizer_id``
+    names (:class:`_UniformLatents`, :class:`_MidTreadLatents`: one protocol, ``compress``,
+    ``dequantize``, ``check_payload``, ``decompress``)."""
+
+    def __init__(self, model, entropy_coding: bool = True, quantizer: str = "uniform", predict: bool = False):
+        self.model = model
+        self.entropy_coding = entropy_coding
+        self.quantizer = quantizer
+        self.predict = bool(predict)
+        self._by_id = {UNIFORM_QUANTIZER: _UniformLatents(model, entropy_coding),
+                       MIDTREAD_QUANTIZER: _MidTreadLatents(model, self.predict)}
+
+    @stage("latents")
+    def compress(self, latents: np.ndarray, bits: int) -> CodedLatents:
+        """Latents ``(items, ..., latent_dim)`` -> the ``latents`` section payload at ``bits``."""
+        return self._by_id[QUANTIZERS[self.quantizer]].compress(latents, bits)
+
+    def dequantize(self, coded: CodedLatents, bits: int) -> np.ndarray:
         """The latents the decoder will see for ``coded`` (flat ``(n, latent_dim)``)."""
-        if coded.dequantized is not None:
-            return coded.dequantized
-        return self.model.quantizer(bits).dequantize(coded.symbols)
+        return self._by_id[coded.quantizer_id].dequantize(coded, bits)
 
     @staticmethod
     def check_header(bits: int, quantizer_id: int, entropy_id: int | None = None) -> None:
@@ -129,61 +215,11 @@ class LatentCoder:
         anything of that size is allocated. ``items``: how many items the ``count`` vectors
         belong to (mid-tread with ``predict``)."""
         self.check_header(bits, quantizer_id, entropy_id)
-        if quantizer_id == MIDTREAD_QUANTIZER:
-            q = self._midtread(bits)
-            try:
-                entropy.parametric_header(payload, self._parametric_groups(q, count, items, predict), _base(q))
-            except ValueError as exc:
-                raise CorruptChunkError(f"latents section: {exc}") from None
-            return
-        tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
-        k = self.model.latent_dim
-        if entropy_id == entropy.ENTROPY_RAW:  # bit-packed: the size is exact
-            if len(payload) != fixed_nbytes(count * k, bits):
-                raise CorruptChunkError(
-                    f"bit-packed latents section of {len(payload)} bytes does not hold the {count * k} "
-                    f"symbols of {bits} bits this chunk needs ({fixed_nbytes(count * k, bits)} bytes)"
-                )
-        elif entropy_id not in tables:
-            raise CorruptChunkError(f"latents use entropy_id {entropy_id}, which this model has no table for "
-                                    f"at bits={bits}")
-        elif len(payload) < _limits.min_coded_bytes(tables[entropy_id], count, k):
-            raise CorruptChunkError(
-                f"latents section of {len(payload)} bytes is too short for the {count * k} symbols "
-                "this chunk needs"
-            )
-
-    def _midtread(self, bits: int):
-        try:
-            return midtread(self.model, bits)
-        except ValueError as exc:  # a model without quantizer statistics cannot have written it
-            raise CorruptChunkError(f"mid-tread latents, but {exc}") from None
-
-    def _parametric_groups(self, q, count: int, items: int | None, predict: int) -> list[tuple[int, int]]:
-        k = self.model.latent_dim
-        items = count if items is None else int(items)
-        if items and count % items:
-            raise CorruptChunkError(f"{count} latent vectors do not split into {items} items")
-        return _groups(items, (count // items) * k if items else 0, q.limit, bool(predict))
+        self._by_id[quantizer_id].check_payload(payload, bits, entropy_id, count, items, predict)
 
     @stage("latents")
     def decompress(self, payload: bytes, *, bits: int, quantizer_id: int, entropy_id: int, count: int,
                    items: int | None = None, predict: int = 0) -> np.ndarray:
         """The dequantised latents ``(count, latent_dim)`` of a ``latents`` section payload."""
         self.check_header(bits, quantizer_id, entropy_id)
-        if quantizer_id == MIDTREAD_QUANTIZER:
-            q = self._midtread(bits)
-            groups = self._parametric_groups(q, count, items, predict)
-            try:
-                parts = entropy.decode_parametric(payload, groups, _base(q))
-            except ValueError as exc:
-                raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
-            n_items = count if items is None else int(items)
-            symbols = np.concatenate(parts).reshape(n_items, -1) if n_items else np.zeros((0, 0), np.int64)
-            return q.dequantize(symbols, predict=bool(predict)).astype(np.float32).reshape(count, self.model.latent_dim)
-        tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
-        try:
-            symbols = entropy.decode_symbols(entropy_id, payload, (count, self.model.latent_dim), bits, tables)
-            return self.model.quantizer(bits).dequantize(symbols)
-        except ValueError as exc:
-            raise CorruptChunkError(f"latent symbols do not decode: {exc}") from None
+        return self._by_id[quantizer_id].decompress(payload, bits, entropy_id, count, items, predict)
