@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inrcodec.coding.entropy import (
-    ENTROPY_PER_DIMENSION, ENTROPY_RAW, ENTROPY_SHARED, CategoricalEntropyModel, decode_symbols, encode_symbols,
-)
+from inrcodec._ids import ENTROPY_PER_DIMENSION, ENTROPY_RAW, ENTROPY_SHARED
+from inrcodec.coding.entropy import CategoricalEntropyModel, decode_symbols, encode_symbols
 from inrcodec.coding.bitpack import pack_fixed, unpack_fixed
 
 

@@ -17,20 +17,17 @@ from typing import NamedTuple
 import numpy as np
 
 from inrcodec import _limits
+from inrcodec._ids import ENTROPY_PARAMETRIC, ENTROPY_RAW, QUANTIZER_MIDTREAD, QUANTIZER_UNIFORM
 from inrcodec.chunkcodec.timing import stage
 from inrcodec.coding import entropy
 from inrcodec.coding.bitpack import fixed_nbytes
-from inrcodec.coding.quantize import MidTreadQuantizer, UniformQuantizer
+from inrcodec.coding.quantize import MidTreadQuantizer
 from inrcodec.errors import CorruptChunkError
 
 __all__ = ["LatentCoder", "CodedLatents"]
 
-#: the quantizer of versions 1-3 (uniform, clipped to the model's calibrated range); the id's home
-#: is the quantizer class
-UNIFORM_QUANTIZER = UniformQuantizer.quantizer_id
-#: mid-tread quantizer with a zero level, parametric entropy coding (format version 4)
-MIDTREAD_QUANTIZER = MidTreadQuantizer.quantizer_id
-QUANTIZERS = {"uniform": UNIFORM_QUANTIZER, "midtread": MIDTREAD_QUANTIZER}
+#: the quantizer ids of ``CodecSettings.quantizer``'s names (the ids' home: inrcodec._ids)
+QUANTIZERS = {"uniform": QUANTIZER_UNIFORM, "midtread": QUANTIZER_MIDTREAD}
 
 
 class CodedLatents(NamedTuple):
@@ -66,7 +63,7 @@ class _UniformLatents:
     """Quantizer id 1 (format versions 1-3): uniform symbols clipped to the model's calibrated range,
     coded with the model's count tables (entropy ids 1-2) or bit-packed (id 0)."""
 
-    quantizer_id = UNIFORM_QUANTIZER
+    quantizer_id = QUANTIZER_UNIFORM
 
     def __init__(self, model, entropy_coding: bool):
         self.model, self.entropy_coding = model, entropy_coding
@@ -84,7 +81,7 @@ class _UniformLatents:
     def check_payload(self, payload: bytes, bits: int, entropy_id: int, count: int, items, predict: int) -> None:
         tables = {t.entropy_id: t for t in self.model.entropy_models(bits)}
         k = self.model.latent_dim
-        if entropy_id == entropy.ENTROPY_RAW:  # bit-packed: the size is exact
+        if entropy_id == ENTROPY_RAW:  # bit-packed: the size is exact
             if len(payload) != fixed_nbytes(count * k, bits):
                 raise CorruptChunkError(
                     f"bit-packed latents section of {len(payload)} bytes does not hold the {count * k} "
@@ -112,7 +109,7 @@ class _MidTreadLatents:
     """Quantizer id 2 (format version 4): mid-tread symbols with a zero level, parametric range
     coding (entropy id 3), each item optionally predicted from the previous one (``predict``)."""
 
-    quantizer_id = MIDTREAD_QUANTIZER
+    quantizer_id = QUANTIZER_MIDTREAD
 
     def __init__(self, model, predict: bool):
         self.model, self.predict = model, predict
@@ -135,7 +132,7 @@ class _MidTreadLatents:
                 start += count
             payload = entropy.encode_parametric(parts, _base(q))
             if best is None or len(payload) < len(best.payload):
-                best = CodedLatents(MIDTREAD_QUANTIZER, entropy.ENTROPY_PARAMETRIC, payload, symbols.reshape(-1, k),
+                best = CodedLatents(QUANTIZER_MIDTREAD, ENTROPY_PARAMETRIC, payload, symbols.reshape(-1, k),
                                     deq.astype(np.float32).reshape(-1, k), int(predict))
         return best
 
@@ -184,8 +181,8 @@ class LatentCoder:
         self.entropy_coding = entropy_coding
         self.quantizer = quantizer
         self.predict = bool(predict)
-        self._by_id = {UNIFORM_QUANTIZER: _UniformLatents(model, entropy_coding),
-                       MIDTREAD_QUANTIZER: _MidTreadLatents(model, self.predict)}
+        self._by_id = {QUANTIZER_UNIFORM: _UniformLatents(model, entropy_coding),
+                       QUANTIZER_MIDTREAD: _MidTreadLatents(model, self.predict)}
 
     @stage("latents")
     def compress(self, latents: np.ndarray, bits: int) -> CodedLatents:
@@ -199,13 +196,13 @@ class LatentCoder:
     @staticmethod
     def check_header(bits: int, quantizer_id: int, entropy_id: int | None = None) -> None:
         """Refuse (CorruptChunkError) a quantizer or width no chunk can have."""
-        if quantizer_id not in (UNIFORM_QUANTIZER, MIDTREAD_QUANTIZER):
+        if quantizer_id not in (QUANTIZER_UNIFORM, QUANTIZER_MIDTREAD):
             raise CorruptChunkError(f"unknown quantizer_id {quantizer_id}")
         if not 1 <= bits <= 16:
             raise CorruptChunkError(f"chunk header declares bits={bits} (1..16 allowed)")
-        if quantizer_id == MIDTREAD_QUANTIZER and bits > 12:
+        if quantizer_id == QUANTIZER_MIDTREAD and bits > 12:
             raise CorruptChunkError(f"chunk header declares a mid-tread quantizer with bits={bits} (1..12 allowed)")
-        if entropy_id is not None and (quantizer_id == MIDTREAD_QUANTIZER) != (entropy_id == entropy.ENTROPY_PARAMETRIC):
+        if entropy_id is not None and (quantizer_id == QUANTIZER_MIDTREAD) != (entropy_id == ENTROPY_PARAMETRIC):
             raise CorruptChunkError(f"quantizer_id {quantizer_id} does not go with entropy_id {entropy_id} "
                                     "(the mid-tread quantizer, id 2, is coded with entropy id 3, and only it)")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inrcodec._ids import ENTROPY_PARAMETRIC, QUANTIZER_MIDTREAD
 from inrcodec.errors import CorruptChunkError
 
 MAGIC = b"INRC"
@@ -27,9 +28,8 @@ V3_PREFIX = MAGIC[:1] + bytes([3])
 V4_PREFIX = MAGIC[:1] + bytes([4])
 #: version 5 is version 4 with a varint content field (3 mode bits) for the wavelet modes 4 and 5
 V5_PREFIX = MAGIC[:1] + bytes([5])
-#: quantizer / entropy ids only version 4 may name (docs/format.md, "Version 4")
-QUANTIZER_MIDTREAD = 2
-ENTROPY_PARAMETRIC = 3
+#: quantizer / entropy ids only version 4 may name (docs/format.md, "Version 4"): QUANTIZER_MIDTREAD
+#: and ENTROPY_PARAMETRIC (inrcodec._ids)
 #: ``ChunkHeader.predict`` values: items coded independently / item i predicted from item i-1
 PREDICT_NONE, PREDICT_PREVIOUS = 0, 1
 KNOWN_PREDICTORS = (PREDICT_NONE, PREDICT_PREVIOUS)

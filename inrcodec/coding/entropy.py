@@ -42,25 +42,18 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from inrcodec._ids import ENTROPY_PER_DIMENSION, ENTROPY_RAW, ENTROPY_SHARED
 from inrcodec.coding import rangecoder
 from inrcodec.coding.bitpack import check_bits, check_symbols, pack_fixed, unpack_fixed
 
 __all__ = [
-    "ENTROPY_RAW",
-    "ENTROPY_SHARED",
-    "ENTROPY_PER_DIMENSION",
     "MAX_TABLE_BITS",
     "CategoricalEntropyModel",
     "encode_symbols",
     "decode_symbols",
-    "ENTROPY_PARAMETRIC",
     "encode_parametric",
     "decode_parametric",
 ]
-
-ENTROPY_RAW = 0
-ENTROPY_SHARED = 1
-ENTROPY_PER_DIMENSION = 2
 
 #: largest ``bits`` for which a categorical table may exist (4096 entries per table)
 MAX_TABLE_BITS = 12
@@ -321,8 +314,6 @@ def decode_symbols(
 
 
 # ---------------------------------------------------------------------- parametric (entropy_id 3)
-#: ``entropy_id`` of the parametric coder of mid-tread symbols (format version 4)
-ENTROPY_PARAMETRIC = 3
 #: a parameter byte: bit 7 = family (0 discrete Laplace, 1 discrete Gaussian), bits 0-6 = scale
 #: index ``j``: the scale is ``base * 2**((j - SCALE_CENTRE) / 8)`` symbols, ``base`` the latents'
 #: standard deviation in symbols (``2**bits / (2 * num_std)``)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from inrcodec._ids import QUANTIZER_MIDTREAD, QUANTIZER_UNIFORM
+
 __all__ = ["UniformQuantizer", "MidTreadQuantizer"]
 
 _MIN_BITS = 1
@@ -60,7 +62,7 @@ class UniformQuantizer:
     num_std: float = 3.0
 
     #: identifies this quantizer in chunk headers (``ChunkHeader.quantizer_id``)
-    quantizer_id = 1  # class attribute (no annotation: not a dataclass field)
+    quantizer_id = QUANTIZER_UNIFORM  # class attribute (no annotation: not a dataclass field)
 
     def __post_init__(self) -> None:
         mean = _finite_float("mean", self.mean)
@@ -210,7 +212,7 @@ class MidTreadQuantizer:
     bits: int
     num_std: float = 3.0
 
-    quantizer_id = 2
+    quantizer_id = QUANTIZER_MIDTREAD
     MAX_BITS = 12
 
     def __post_init__(self) -> None:
