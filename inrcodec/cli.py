@@ -100,7 +100,7 @@ def _compress(args) -> int:
     tune_malloc()
     model, models = model_arguments(args.model)
     # one CodecSettings from the flags (inner_steps unset: the model's own, resolved with the model)
-    with compiled_fit(args.compile_fit):
+    with _compiled_fit(args.compile_fit):
         rep = compress_dataset(
             args.input, args.output, model=model, models=models, variables=args.variables,
             settings=CodecSettings.from_arguments(args),
@@ -113,7 +113,7 @@ def _compress(args) -> int:
 
 
 @contextlib.contextmanager
-def compiled_fit(on: bool):
+def _compiled_fit(on: bool):
     """``--compile-fit``: ``INRCODEC_COMPILE_FIT=1`` for the run (worker processes started in it
     inherit it), as it was after; off, the environment decides."""
     import os

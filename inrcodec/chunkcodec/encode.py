@@ -304,8 +304,7 @@ def _sperr_alone_at_target(settings, model, writer: "_Writer", values, valid) ->
     """SPERR alone at the settings' ratio or RMSE target in its better layout (lower RMSE within a
     ratio, fewer bytes at an RMSE), or None when no SPERR chunk meets it."""
     waves = _wavelets(settings, model, writer, values, valid)
-    items = None if waves is None or settings.target_rmse is None else _ItemsAlone.of(waves, settings.target_rmse)
-    alone = _fast_alone(settings, waves, items=items) if waves is not None else []
+    alone = _fast_alone(settings, waves, items=_ItemsAlone.of(waves, settings.target_rmse)) if waves is not None else []
     if not alone:
         return None
     return _better_alone(alone, settings)[0]
@@ -565,10 +564,9 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     SPERR's better layout (:func:`_fast_hybrids`)."""
     fast = settings.effort == "fast"
     nbytes = writer.chunk.arr.nbytes
-    items = None
-    if fast and waves is not None and settings.target_rmse is not None:
-        items = _ItemsAlone.of(waves, settings.target_rmse)
-    alone = _fast_alone(settings, waves, items=items) if fast and waves is not None else []
+    alone = []
+    if fast and waves is not None:
+        alone = _fast_alone(settings, waves, items=_ItemsAlone.of(waves, settings.target_rmse))
     tried, fits = [], []
     hybrid_aim = min(aims, key=aims.get)  # the fewest patches (the first of equals)
     probing = fast  # until a probe finds the network in the race
@@ -698,7 +696,7 @@ def _fast_alone(settings, waves, target_rmse=None, items: "_ItemsAlone | None" =
     for coder in wavelet.coders(waves.shape):
         limit = min((len(d) for d, _, _ in out), default=None) if rmse_target else None
         search = dict(close=CLOSE_ENOUGH, limit=limit) if rmse_target else {}
-        seed = items.seed(coder) if rmse_target and items is not None and limit is None else None
+        seed = items.seed(coder) if items is not None and limit is None else None
         if seed is not None:
             waves.rate_start, search["slope"] = seed
         found = _at_target(settings, waves, None, 0, coder, target_rmse, **search)
@@ -778,9 +776,10 @@ class _ItemsAlone:
         self.target = target_rmse
 
     @staticmethod
-    def of(waves: "_WaveletChunks", target_rmse: float) -> "_ItemsAlone | None":
-        """The estimate items of ``waves``' chunk, or None where it is too small to pay for them."""
-        return _ItemsAlone(waves, target_rmse) if _probed(waves.shape) else None
+    def of(waves: "_WaveletChunks", target_rmse: float | None) -> "_ItemsAlone | None":
+        """The estimate items of ``waves``' chunk at ``target_rmse``, or None where there is no RMSE
+        target or the chunk is too small to pay for them."""
+        return _ItemsAlone(waves, target_rmse) if target_rmse is not None and _probed(waves.shape) else None
 
     def seed(self, coder: int) -> tuple[float, float] | None:
         """(rate, slope) of SPERR alone meeting the target on the items in layout ``coder``, or
@@ -949,8 +948,7 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
         found = _wavelet_targets(settings, model, waves, [cands], below=settings.bits, target_rmse=rmse)
         return min([data] + [d for d, _ in found], key=len)
     waves.rate_start = 8.0 * len(data) / values.size  # SPERR alone at the network's RMSE: about its bytes
-    items = _ItemsAlone.of(waves, rmse)
-    alone = _fast_alone(settings, waves, target_rmse=rmse, items=items)
+    alone = _fast_alone(settings, waves, target_rmse=rmse, items=_ItemsAlone.of(waves, rmse))
     tried = ([] if cands.level else [(data, rmse)]) + [(d, e) for d, e, _ in alone]
     if alone:
         best, coder = _better_alone(alone, settings)

@@ -114,7 +114,7 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
             warnings.warn(f"{COMPILE_ENV}: the compiled inner loop failed ({type(exc).__name__}: {exc}); "
                           "fitting with the eager one", RuntimeWarning, stacklevel=3)
     hidden, depth, width = network.hidden, network.depth, network.width
-    w0 = [network.w0_initial] + [network.w0] * (depth - 1)
+    w0 = _layer_w0(network)
     to_shift = network.latent_to_modulations
     out_w, out_b = network.output.weight, network.output.bias
     first = torch.nn.functional.linear(coords, hidden[0].weight, hidden[0].bias)  # the same every step
@@ -134,7 +134,7 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
         grad_out = (torch.nn.functional.linear(h, out_w, out_b) - values).mul_(scale)  # (B, P, c)
         if min_steps is not None:  # the loss of the latents this step starts from
             loss = float((grad_out * grad_out / scale.clamp(min=1e-30)).sum()) / 2.0
-            if step >= min_steps and last is not None and last - loss < STEP_GAIN * last:
+            if _gains_little(step, min_steps, last, loss):
                 break
             last = loss
         grad_h = torch.matmul(grad_out, out_w)
@@ -146,6 +146,17 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
                 grad_h = torch.matmul(grad_a, hidden[i].weight)
         latents = latents - lr * (torch.cat(grad_shifts, dim=1) @ to_shift.weight)
     return latents
+
+
+def _layer_w0(network: ModulatedSiren) -> list[float]:
+    """Each hidden layer's ``w0`` (the first layer's own, then the network's)."""
+    return [network.w0_initial] + [network.w0] * (network.depth - 1)
+
+
+def _gains_little(step: int, min_steps: int, last: float | None, loss: float) -> bool:
+    """Whether a batch stops at ``step``: past ``min_steps``, the last step lowered its loss (from
+    ``last`` to ``loss``) by less than ``STEP_GAIN`` of it."""
+    return step >= min_steps and last is not None and last - loss < STEP_GAIN * last
 
 
 def _loss_scale(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -200,7 +211,7 @@ def _fused_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Te
     params = (network.latent_to_modulations.weight, network.latent_to_modulations.bias,
               [layer.weight for layer in hidden], [layer.bias for layer in hidden],
               network.output.weight, network.output.bias,
-              tuple([network.w0_initial] + [network.w0] * (network.depth - 1)))
+              tuple(_layer_w0(network)))
     first = torch.nn.functional.linear(coords, hidden[0].weight, hidden[0].bias)
     scale, rate, step_of = _loss_scale(values, mask), torch.as_tensor(lr, dtype=values.dtype), _compiled_step()
     last = None
@@ -208,7 +219,7 @@ def _fused_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Te
         moved, loss = step_of(first, latents, values, scale, rate, *params)
         if min_steps is not None:
             loss = float(loss)
-            if step >= min_steps and last is not None and last - loss < STEP_GAIN * last:
+            if _gains_little(step, min_steps, last, loss):
                 break
             last = loss
         latents = moved
