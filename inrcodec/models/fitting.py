@@ -111,7 +111,8 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
             return _fused_steps(network, coords, values, mask, latents, steps, lr, min_steps)
         except Exception as exc:  # no compiler, or a torch that cannot build the kernel: the eager loop
             _FUSED_FAILED.append(exc)
-            warnings.warn(f"{COMPILE_ENV}: the compiled inner loop failed ({type(exc).__name__}: {exc}); "
+            first = (str(exc).strip().splitlines() or [""])[0][:200]  # a compiler's whole log is no warning
+            warnings.warn(f"{COMPILE_ENV}: the compiled inner loop failed ({type(exc).__name__}: {first}); "
                           "fitting with the eager one", RuntimeWarning, stacklevel=3)
     hidden, depth, width = network.hidden, network.depth, network.width
     w0 = _layer_w0(network)
