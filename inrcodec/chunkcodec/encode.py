@@ -642,35 +642,48 @@ def _lower_max_error(settings, model, chunk: _Chunk, tried: list, pick: int) -> 
 
 def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values, valid, rivals) -> bool:
     """``effort="fast"``: whether the network alone at ``aim`` is ``OUTCLASSED`` by ``rivals``
-    (``(bytes, RMSE)`` of the chunks that meet the target already), judged by fitting two
-    neighbouring items in the middle of the chunk only, their latent bytes extrapolated to the
-    whole chunk (the first item's bytes and the second's over it, as time coding codes every later
-    item, counted for every item), so that an outclassed patch size costs a fraction of a chunk's
+    (``(bytes, RMSE)`` of the chunks that meet the target already), judged on the probe items'
+    own fit (:class:`_ProbeFit`), so that an outclassed patch size costs a fraction of a chunk's
     fit. ``target_ratio``: their RMSE at the width the ratio allows is ``OUTCLASSED`` times the
     best rival's, or no width reaches the ratio within ``PROBE_SHORT``. ``target_rmse``: at the
     widest width whose chunk is smaller than the smallest rival's (the error falls with the width),
     their RMSE is ``OUTCLASSED`` times the target."""
-    n = values.shape[0]
-    if ESTIMATE_ITEMS * PROBE_SHARE > n:  # too large a share of the chunk's fit to pay twice
+    if ESTIMATE_ITEMS * PROBE_SHARE > values.shape[0]:  # too large a share of the chunk's fit to pay twice
         return False
-    pick = np.array([n // 2 - 1, n // 2], dtype=np.intp)
-    cands = fitted(aim, pick)
-
-    def chunk_bytes(bits: int) -> float:
-        both, first = len(cands.coded(bits).payload), len(cands.coded_first(bits).payload)
-        return len(writer.latents(cands, bits)) - both + first + (n - 1) * max(both - first, 0)
-
+    probe = _ProbeFit(fitted, aim, writer, values.shape[0])
     widths = ratecontrol.candidate_bits(model)
     if settings.target_ratio is not None:
         choice = ratecontrol.bits_for_target(widths, target_ratio=settings.target_ratio,
-                                             ratio_of=lambda b: writer.chunk.arr.nbytes / chunk_bytes(b))
+                                             ratio_of=lambda b: writer.chunk.arr.nbytes / probe.chunk_bytes(b))
         # short of the ratio, only the narrowest width (the choice then) can still reach it
         short = not choice.met and choice.reached * PROBE_SHORT < settings.target_ratio
         rival = min(e for _, e in rivals)
-        return short or cands.rmse(choice.bits, values[pick], valid[pick]) > OUTCLASSED * rival
+        return short or probe.rmse(choice.bits, values, valid) > OUTCLASSED * rival
     limit = min(size for size, _ in rivals)
-    affordable = [b for b in widths if chunk_bytes(b) < limit]
-    return not affordable or cands.rmse(affordable[-1], values[pick], valid[pick]) > OUTCLASSED * settings.target_rmse
+    affordable = [b for b in widths if probe.chunk_bytes(b) < limit]
+    return not affordable or probe.rmse(affordable[-1], values, valid) > OUTCLASSED * settings.target_rmse
+
+
+class _ProbeFit:
+    """Two neighbouring items in the middle of a chunk of ``n`` items, fitted alone at ``aim``: a
+    patch size or a width judged on them costs a fraction of the chunk's fit. Their latent bytes
+    are extrapolated to the whole chunk (:meth:`chunk_bytes`)."""
+
+    def __init__(self, fitted, aim: int, writer: _Writer, n: int):
+        self.n, self.writer = n, writer
+        self.pick = np.array([n // 2 - 1, n // 2], dtype=np.intp)
+        self.cands = fitted(aim, self.pick)
+
+    def chunk_bytes(self, bits: int) -> float:
+        """The chunk of every item's latents at ``bits``, estimated as the first item's bytes and
+        the second's over it (what time coding codes every later item with), counted for every item."""
+        cands = self.cands
+        both, first = len(cands.coded(bits).payload), len(cands.coded_first(bits).payload)
+        return len(self.writer.latents(cands, bits)) - both + first + (self.n - 1) * max(both - first, 0)
+
+    def rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
+        """The RMSE at ``bits`` over the two items (``values``, ``valid``: the whole chunk's)."""
+        return self.cands.rmse(bits, values[self.pick], valid[self.pick])
 
 
 def _meets(settings, ratio: float, rmse: float) -> bool:
