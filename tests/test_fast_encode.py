@@ -3,7 +3,8 @@
 The hand-written latent gradient takes autograd's steps; the fast fit (the chunk mean first, then a
 few steps per item on a regular subset of each patch's points) covers masked patches; the fast
 search keeps what the exhaustive one promises (never larger than SPERR alone, a bits chunk at
-least as accurate as the network at ``bits``, every bound); stored configurations keep the full
+least as accurate as the network at ``bits``, about as accurate where 2 items stand for a large
+chunk, every bound); stored configurations keep the full
 encoder; and the stage timer says where an encode's time went."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from inrcodec import COINppCodec, CodecSettings
 from inrcodec import chunkformat as cf
 from inrcodec.chunkcodec import hybrid
 from inrcodec.chunkcodec.timing import stage, stage_times
-from inrcodec.chunkformat.header import MODE_MODULATIONS
+from inrcodec.chunkformat.header import MODE_MODULATIONS, MODE_WAVELET
 from inrcodec.models.fitting import fit_chunk, fit_modulations, fit_subset, inner_loop, per_item_mse, reconstruct
 from inrcodec.models.network import ModulatedSiren
 
@@ -374,6 +375,51 @@ def test_a_patch_size_probed_short_of_the_ratio_is_dropped(patched_model, monkey
     assert codec.encode(x) == probed
     assert len(verdicts) == 1 and not verdicts[0][1]
     assert {aim for n, aim in fits if n == 8} == {aim for _, aim in fits}
+
+
+def test_bits_on_a_large_chunk_is_met_by_sperr_alone_from_the_probe_pair_where_it_outclasses_the_network(
+        patched_model, monkeypatch):
+    """``bits`` above ``patching.AUTO_MAX_BITS`` on a large chunk: where SPERR alone outclasses the
+    network and every hybrid on the probe pair's own fit, it is coded at the RMSE the network
+    reaches there, and the chunk is never fitted whole; where it does not, the chunk is what the
+    search without the probe codes; small chunks and low widths are never probed."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.models import model as model_module
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    fits, probes = [], []
+    real_fit, real_probe = model_module.CoinModel.encode, encode._ProbeFit.__init__
+
+    def counting(self, values, *args, **kwargs):
+        fits.append(len(values))
+        return real_fit(self, values, *args, **kwargs)
+
+    def probing(self, *args, **kwargs):
+        probes.append(args)
+        real_probe(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_module.CoinModel, "encode", counting)
+    monkeypatch.setattr(encode._ProbeFit, "__init__", probing)
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, bits=6)
+    codec.encode(x)
+    assert not probes and 8 in fits  # 8 items of 32 x 64 values: a small chunk
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
+    COINppCodec(patched_model, lat=lat, lon=lon, bits=encode.patching.AUTO_MAX_BITS).encode(x)
+    assert not probes  # a low width
+    fits.clear()
+    chunk = codec.encode(x)
+    assert probes and fits and set(fits) == {2} and cf.unpack_chunk(chunk)[0].mode == MODE_WAVELET
+    pair = x[3:5]  # the probe pair: the network alone's RMSE there is the target (or lower, fitted moved)
+    alone = COINppCodec(patched_model, lat=lat, lon=lon, bits=6, residual_coder="none")
+    target = float(np.sqrt(np.mean((alone.decode(alone.encode(pair)).astype("f8") - pair) ** 2)))
+    assert float(np.sqrt(np.mean((codec.decode(chunk).astype("f8") - x) ** 2))) <= target
+    monkeypatch.setattr(encode, "HYBRID_OUTCLASSED", 1e9)  # nothing is outclassed: the chunk is fitted whole
+    fits.clear()
+    fallback = codec.encode(x)
+    assert 8 in fits
+    monkeypatch.setattr(encode, "_alone_at_bits", lambda *args: None)
+    assert codec.encode(x) == fallback  # the probe leaves no trace
 
 
 @pytest.mark.parametrize("target", [1.0, 2.0, 4.0])
