@@ -667,6 +667,16 @@ def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values
     return not affordable or probe.rmse(affordable[-1], values, valid) > OUTCLASSED * settings.target_rmse
 
 
+def _hybrids_outclassed(model, waves, probe: "_ProbeFit", target_rmse: float, alone: bytes, coder: int, limit: int,
+                        below: int | None = None) -> bool:
+    """Whether every hybrid width (below ``below``) of the probe pair's fit, at ``target_rmse`` in
+    layout ``coder``, has latents alone of ``limit`` bytes or more (the smallest chunk that meets
+    it) or is estimated ``HYBRID_OUTCLASSED`` by it (:class:`_HybridProbe`, scaled by SPERR
+    ``alone``'s bytes)."""
+    hybrids = _HybridProbe(waves, probe.cands, coder, target_rmse, alone, probe)
+    return all(probe.chunk_bytes(b) >= limit or hybrids.outclassed(b, limit) for b in hybrid.hybrid_widths(model, below))
+
+
 class _ProbeFit:
     """Two neighbouring items in the middle of a chunk of ``n`` items, fitted alone at ``aim``: a
     patch size or a width judged on them costs a fraction of the chunk's fit. Their latent bytes
@@ -1013,11 +1023,7 @@ def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, v
     best, coder = _better_alone(alone, settings)
     if network <= HYBRID_OUTCLASSED * len(best):
         return None
-    hybrids = _HybridProbe(waves, probe.cands, coder, target, best, probe)
-    for bits in hybrid.hybrid_widths(model, settings.bits):
-        if probe.chunk_bytes(bits) < len(best) and not hybrids.outclassed(bits, len(best)):
-            return None
-    return best
+    return best if _hybrids_outclassed(model, waves, probe, target, best, coder, len(best), settings.bits) else None
 
 
 def _level_shift(settings, model, ctx: ChunkContext, spatial, aim: int, values, valid, waves) -> float:
