@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ import xarray as xr
 
 
 from conftest import build_spherical_model, global_lat_lon, smooth_field
+from helpers import Stop, file_hashes, stop_after_first_region
 from inrcodec import archive
 from inrcodec.models import modelstore
 from inrcodec.cli import main as cli_main
@@ -25,15 +24,6 @@ from inrcodec.settings import CodecSettings
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 VARS = ["tas", "tas_lagged"]
 KW = dict(variables=VARS, chunks="time=2", inner_steps=2, progress=False)
-
-
-class Stop(Exception):
-    """Raised by :func:`stop_after_first_region` to interrupt a compress run."""
-
-
-def stop_after_first_region(index, done, total):
-    """An ``on_region`` callback that stops the run once its first region is recorded."""
-    raise Stop(index)
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +46,6 @@ def archive_input(tmp_path_factory):
     model = d / "model"
     build_spherical_model().save(model)
     return str(path), str(model), d
-
-
-def _files(root):
-    out = {}
-    for base, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(base, f)
-            out[os.path.relpath(p, root)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
-    return out
 
 
 def _check_lossless(inp, store):
@@ -97,7 +78,7 @@ def test_threads_and_localcluster_agree(archive_input):
         np.testing.assert_array_equal(a[v].values, b[v].values)
         assert rep2["variables"][v]["rmse"] == pytest.approx(rep["variables"][v]["rmse"])
     # the codec is deterministic: the two schedulers wrote the same chunk bytes
-    fa, fb = _files(d / "threads.zarr"), _files(d / "cluster.zarr")
+    fa, fb = file_hashes(d / "threads.zarr"), file_hashes(d / "cluster.zarr")
     assert {k: v for k, v in fa.items() if k.startswith("tas")} == {k: v for k, v in fb.items() if k.startswith("tas")}
 
 
@@ -119,7 +100,7 @@ def test_interrupted_run_resumes_to_identical_store(archive_input):
     rep = archive.compress_dataset(inp, d / "resumed.zarr", model, on_region=lambda *a: seen.append(a), **KW)
     assert rep["resumed_regions"] == 1 and [a[1:] for a in seen] == [(2, 3), (3, 3)]
     assert not (d / "resumed.zarr" / archive.PROGRESS_FILE).exists()
-    full, resumed = _files(d / "full.zarr"), _files(d / "resumed.zarr")
+    full, resumed = file_hashes(d / "full.zarr"), file_hashes(d / "resumed.zarr")
     assert len(full) > 20 and full == resumed
 
 
@@ -252,7 +233,7 @@ def test_killed_process_resumes_to_identical_store(archive_input):
     assert 1 <= len(done) < 6
     rep = archive.compress_dataset(inp, out, model, **kw)
     assert rep["resumed_regions"] >= 1
-    assert _files(d / "full1.zarr") == _files(out)
+    assert file_hashes(d / "full1.zarr") == file_hashes(out)
 
 
 # ------------------------------------------------------------------ every codec option, both doors

@@ -9,9 +9,7 @@ import types
 
 import numpy as np
 import pytest
-import xarray as xr
 
-from inrcodec import datasets
 from inrcodec.training import metalearn
 from inrcodec.models import modelstore, zoo
 from inrcodec.cli import main
@@ -20,23 +18,14 @@ from inrcodec.errors import InrcodecError
 from inrcodec.models.model import CoinModel
 from inrcodec.recipes import load_recipe, load_recipe_data, train_recipe
 
-from test_recipes import TINY
+from helpers import TINY, monthly_sample
 
 RUN = dict(progress=False, overrides=TINY, report_bits=[5], calibration_items=64)
 
 
-def _sample(path, name="tas", units="K"):
-    """12 monthly global fields (48 x 96) of the embedded sample as one netCDF file."""
-    ds = xr.open_dataset(datasets.embedded_sample_path("tas")).isel(lat=slice(None, None, 2), lon=slice(None, None, 2))
-    ds = ds.rename({"tas": name}) if name != "tas" else ds
-    ds[name].attrs["units"] = units
-    ds.load().to_netcdf(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    return _sample(tmp_path_factory.mktemp("data") / "tas.nc")
+    return monthly_sample(tmp_path_factory.mktemp("data") / "tas.nc")
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +92,13 @@ def test_a_default_init_that_does_not_fit_falls_back_with_a_note(sample, tmp_pat
     r = train_recipe("era5", data=[sample], steps=0, out=tmp_path / "arch", **RUN)  # TINY is not t2m-global's width
     assert r["init"] is None
     assert "training from scratch, not from the shipped model t2m-global-2: the model has width 96" in capsys.readouterr().err
-    sst = _sample(tmp_path / "sst.nc", name="sst")
+    sst = monthly_sample(tmp_path / "sst.nc", name="sst")
     assert train_recipe("era5", data=[sst], steps=0, out=tmp_path / "sst", **RUN)["init"] is None
     assert "the data variable 'sst' is not one it was trained on" in capsys.readouterr().err
 
 
 def test_an_explicit_init_that_does_not_fit_is_refused(sample, tmp_path):
-    celsius = _sample(tmp_path / "degc.nc", units="degC")
+    celsius = monthly_sample(tmp_path / "degc.nc", units="degC")
     with pytest.raises(InrcodecError, match="trained on data in 'K', these data are in 'degC'"):
         train_recipe("era5", data=[celsius], steps=0, out=tmp_path / "a", init="t2m-global", **RUN)
     with pytest.raises(InrcodecError, match=r"width 96, depth 4.*preset asks for width 8, depth 2.*--preset cpu"):

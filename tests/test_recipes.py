@@ -7,13 +7,12 @@ from inrcodec.models.model import CoinModel
 from inrcodec.recipes import build_model, list_recipes, load_recipe, load_recipe_data, train_recipe
 from inrcodec.recipes.report import patch_means
 from inrcodec.cli import main
+from helpers import TINY
 from inrcodec.training.calibration import fit_normalisation, training_sampler
 
 RECIPES = ["era5", "audio", "image", "mri", "fashion"]
 # constant outer lr: a run stopped at 2 of 4 steps and resumed equals a 4-step run (a cosine
 # schedule depends on the total, so its resume is tested in test_prior.py with one total)
-TINY = {"width": 8, "depth": 2, "latent_dim": 4, "batch_size": 4, "encode_steps": 2, "outer_points": 32,
-        "lr_schedule": "constant"}
 
 
 def test_every_recipe_is_listed():

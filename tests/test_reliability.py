@@ -23,8 +23,7 @@ import zarr
 
 import inrcodec.hdf5 as ih5
 from conftest import build_spherical_model, global_lat_lon, smooth_field
-from test_archive import Stop, stop_after_first_region
-from test_archive import _files as _tree
+from helpers import Stop, file_hashes, stop_after_first_region
 from inrcodec import archive
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import ChunkHeader, MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_RAW
@@ -78,11 +77,11 @@ def test_case01_compress_never_destroys_its_input_or_foreign_directories(small, 
     inp, model, _ = small
     zin = tmp_path / "in.zarr"
     xr.open_dataset(inp).to_zarr(zin, consolidated=False)
-    before = _tree(zin)
+    before = file_hashes(zin)
     for out in (zin, zin / "tas"):
         assert cli_main(["compress", str(zin), str(out), "--model", model, "--variables", "tas",
                          "--inner-steps", "1", "--quiet", "--overwrite"]) == 2
-    assert _tree(zin) == before
+    assert file_hashes(zin) == before
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "thesis.txt").write_text("irreplaceable")
@@ -92,13 +91,13 @@ def test_case01_compress_never_destroys_its_input_or_foreign_directories(small, 
     # --overwrite of a complete store that stops early leaves the old store exactly as it was
     out = tmp_path / "out.zarr"
     archive.compress_dataset(inp, out, model, **KW)
-    old = _tree(out)
+    old = file_hashes(out)
     with pytest.raises(Stop):
         archive.compress_dataset(inp, out, model, overwrite=True, on_region=stop_after_first_region,
                                  **dict(KW, inner_steps=2))
-    assert _tree(out) == old
+    assert file_hashes(out) == old
     archive.compress_dataset(inp, out, model, overwrite=True, **dict(KW, inner_steps=2))
-    assert _tree(out) != old and archive.store_info(out)["variables"]["tas"]["settings"]["inner_steps"] == 2
+    assert file_hashes(out) != old and archive.store_info(out)["variables"]["tas"]["settings"]["inner_steps"] == 2
 
 
 # ---------------------------------------------------------------------------------- 2

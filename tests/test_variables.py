@@ -12,8 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 from conftest import build_spherical_model, global_lat_lon, smooth_field
-from test_archive import _files
-from test_recipes import TINY
+from helpers import TINY, file_hashes, monthly_sample
 
 from inrcodec import COINppCodec, archive
 from inrcodec.cli import main as cli_main
@@ -61,7 +60,7 @@ def test_compress_codes_each_variable_with_its_own_model(two_variables, tmp_path
                      "--model", f"p={d / 'models' / 'p'}", "--chunks", "time=2", "--rel-error", "0.01", "--quiet"]) == 0
     archive.compress_dataset(d / "in.nc", tmp_path / "c.zarr", models={"p": d / "models" / "p", "t": d / "models" / "t"},
                              chunks="time=2", rel_error=0.01, progress=False)
-    assert _files(tmp_path / "a.zarr") == _files(tmp_path / "b.zarr") == _files(tmp_path / "c.zarr")
+    assert file_hashes(tmp_path / "a.zarr") == file_hashes(tmp_path / "b.zarr") == file_hashes(tmp_path / "c.zarr")
     # a fresh process, with no model but the store's, decodes each variable within its bound (1% of
     # each chunk's range: 0.7 K and 280 Pa here, one setting for both units)
     code = ("import sys, json, xarray as xr, numpy as np; a = xr.open_zarr(sys.argv[1]); b = xr.open_dataset(sys.argv[2]); "
@@ -178,9 +177,8 @@ def test_init_prior_starts_any_variable_from_the_shipped_network_in_its_own_unit
     from inrcodec.errors import InrcodecError
     from inrcodec.models import modelstore
     from inrcodec.recipes import load_recipe, load_recipe_data, train_recipe
-    from test_finetune import _sample
 
-    data = _sample(tmp_path / "msl.nc", name="msl", units="Pa")
+    data = monthly_sample(tmp_path / "msl.nc", name="msl", units="Pa")
     report = train_recipe("era5", data=[data], steps=0, out=tmp_path / "m", init="prior", progress=False,
                           report_bits=[5], calibration_items=64)
     prior = modelstore.load("t2m-global-2").model
@@ -292,7 +290,7 @@ def test_one_variable_takes_its_own_options_in_a_whole_file_run(tmp_path):
                                  variable_options={"tp": {"valid_min": 0.0}}, progress=False)
         enc = COINppCodec.for_dataset(ds, tmp_path / "models", target_ratio=8.0, variable_options={"tp": {"valid_min": 0.0}})
         ds.to_zarr(tmp_path / "c.zarr", encoding=enc, consolidated=False)
-    assert _files(tmp_path / "a.zarr") == _files(tmp_path / "b.zarr")
+    assert file_hashes(tmp_path / "a.zarr") == file_hashes(tmp_path / "b.zarr")
     for store in ("a.zarr", "c.zarr"):
         g = zarr.open_group(tmp_path / store, mode="r")
         assert g["tp"].metadata.codecs[0].settings.valid_min == 0.0
