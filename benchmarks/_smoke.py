@@ -1,5 +1,5 @@
 """The smallest setting of every benchmark (``--smoke``): a tiny untrained model and little data,
-so that ``tests/test_benchmarks.py`` runs each script in seconds and a script the docs cite
+so that ``tests/bench/test_benchmarks.py`` runs each script in seconds and a script the docs cite
 cannot silently stop working. Smoke numbers mean nothing."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-HELP = "smallest setting: tiny model and data, seconds, numbers meaningless (tests/test_benchmarks.py)"
+HELP = "smallest setting: tiny model and data, seconds, numbers meaningless (tests/bench/test_benchmarks.py)"
 
 
 def add_flag(ap: argparse.ArgumentParser) -> None:

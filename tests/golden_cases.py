@@ -1,6 +1,6 @@
 """The fixed inputs, model and settings of the golden version-3/4/5 chunks (one per chunk mode).
 
-Shared by tests/test_golden_v3.py and tests/data/golden_v3/make_golden_v3.py.
+Shared by tests/chunkformat/test_golden_v3.py and tests/data/golden_v3/make_golden_v3.py.
 """
 import pathlib
 

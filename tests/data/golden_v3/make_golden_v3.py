@@ -2,7 +2,7 @@
 of each of its sections.
 
 Run from the repository root (``python tests/data/golden_v3/make_golden_v3.py``) only when the
-bitstream changes on purpose; tests/test_golden_v3.py checks every later build against it.
+bitstream changes on purpose; tests/chunkformat/test_golden_v3.py checks every later build against it.
 The inputs and the model are the version 1/2 fixtures (tests/data/golden_v1v2).
 """
 import hashlib
@@ -27,7 +27,7 @@ for name in CASES:
     out[name] = {"sha256": hashlib.sha256(chunk).hexdigest(), "bytes": len(chunk), "mode": cf.unpack_chunk(chunk)[0].mode,
                  "config": config,
                  # per section: a hybrid's wavelet section codes the network's float residual, whose
-                 # last bits differ between CPUs; the other sections do not (tests/test_golden_v3.py)
+                 # last bits differ between CPUs; the other sections do not (tests/chunkformat/test_golden_v3.py)
                  "sections_sha256": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(sections.items())}}
 (HERE / "manifest.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 print(json.dumps({k: (v["bytes"], v["sha256"][:12]) for k, v in out.items()}, indent=1))

@@ -1,7 +1,7 @@
 """Write ``layout1.h5``: datasets filtered with the FIRST ``cd_values`` layout (version 1).
 
 The file was produced by the HDF5 filter of commit a939806 (before issue #14 moved the filter
-into the ``inrcodec.hdf5`` package), so ``tests/test_hdf5.py`` proves that files written then
+into the ``inrcodec.hdf5`` package), so ``tests/hdf5/test_hdf5.py`` proves that files written then
 still decode, to the very values that code decoded (stored beside them as ``expected_*``).
 Regenerate only with that commit's sources first on the path::
 

@@ -38,7 +38,7 @@ def archive_input(tmp_path_factory):
     ds["count"] = (("time",), np.arange(6, dtype="i4") * 7)
     ds["packed"] = (("time", "lat", "lon"), tas.values.astype("f8"))
     ds["time_bnds"] = (("time", "bnds"), np.stack([np.arange(6.0), np.arange(6.0) + 1], 1))
-    ds.attrs = {"title": "inrcodec archive test", "history": "made by tests/test_archive.py"}
+    ds.attrs = {"title": "inrcodec archive test", "history": "made by tests/archive/test_archive.py"}
     enc = {"packed": {"dtype": "i2", "scale_factor": 0.01, "add_offset": 250.0, "_FillValue": -32768},
            "tas": {"zlib": True, "chunksizes": (1, 96, 192)}}
     path = d / "in.nc"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 import shutil
 
 import h5py
@@ -17,9 +16,9 @@ from inrcodec.datasets import embedded_sample
 from inrcodec.errors import PinnedModelError
 from inrcodec.chunkcodec.residual import cross_machine_tolerance
 from inrcodec.settings import CodecSettings
-from helpers import run_python
+from helpers import TESTS, run_python
 
-LAYOUT1 = pathlib.Path(__file__).parent / "data" / "hdf5_v1" / "layout1.h5"
+LAYOUT1 = TESTS / "data" / "hdf5_v1" / "layout1.h5"
 LAT, LON = global_lat_lon()
 #: between them, every CodecSettings field set away from its default (the bounded set with a ratio
 #: target too: a bound and a target together)

@@ -27,7 +27,7 @@ LAT, LON = global_lat_lon()
 
 
 def _codec(model, **opts):
-    # the network's latent coding alone (no SPERR candidates: tests/test_hybrid.py)
+    # the network's latent coding alone (no SPERR candidates: tests/chunkcodec/test_hybrid.py)
     return COINppCodec(model, lat=LAT, lon=LON, inner_steps=2, **{"residual_coder": "none", **opts})
 
 

@@ -7,14 +7,14 @@ One subprocess runs them all (torch and xarray are imported once), each in a fre
 from __future__ import annotations
 
 import json
-import pathlib
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from helpers import REPO
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = REPO
 SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
 #: a hang guard, not a speed target (speed lives in the benchmarks themselves): seconds one
 #: script may take at its smallest setting, on average, before the whole run is stopped

@@ -1,9 +1,9 @@
 """pyproject.toml lists every package under inrcodec/ (its package list is explicit, and a
 wheel built without a subpackage would install a library that cannot import)."""
-import pathlib
 import tomllib
+from helpers import REPO
 
-ROOT = pathlib.Path(__file__).parents[1]
+ROOT = REPO
 
 
 def test_every_subpackage_is_in_the_wheel():

@@ -7,7 +7,7 @@ from inrcodec.models.model import CoinModel
 from inrcodec.recipes import build_model, list_recipes, load_recipe, load_recipe_data, train_recipe
 from inrcodec.recipes.report import patch_means
 from inrcodec.cli import main
-from helpers import TINY
+from helpers import REPO, TINY
 from inrcodec.training.calibration import fit_normalisation, training_sampler
 
 RECIPES = ["era5", "audio", "image", "mri", "fashion"]
@@ -124,13 +124,12 @@ def _gain_over_patch_means(model, values, recon) -> float:
 def test_mri_preset_learns_more_than_patch_means():
     """The mri cpu preset's inner loop (a smaller network, 8^3 patches) fits structure, not just each
     patch's mean (issue 23: with inner_lr 1e-2 the 3 inner steps left the latents near zero)."""
-    from pathlib import Path
 
     import torch
 
     from inrcodec.training.metalearn import MetaTrainer, TrainConfig
 
-    toml = Path(__file__).parents[1] / "recipes" / "mri.toml"  # this checkout's preset, not an installed copy
+    toml = REPO / "recipes" / "mri.toml"  # this checkout's preset, not an installed copy
     recipe = load_recipe(str(toml) if toml.exists() else "mri")
     p = {**recipe.preset("cpu"), "width": 32, "depth": 3, "latent_dim": 16, "patch": [8, 8, 8]}
     train, val = _smooth_volumes(8, 0), _smooth_volumes(2, 1)

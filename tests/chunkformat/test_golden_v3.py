@@ -11,7 +11,6 @@ values only within ``residual.cross_machine_tolerance``, so they are checked aga
 the bound, never against one machine's floats."""
 import hashlib
 import json
-import pathlib
 from contextlib import nullcontext
 
 import numpy as np
@@ -21,8 +20,9 @@ from golden_cases import CASES, codec_and_input
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import KNOWN_MODES, MODE_HYBRID
 from inrcodec.errors import TargetNotMetWarning
+from helpers import TESTS
 
-MANIFEST = json.loads((pathlib.Path(__file__).parent / "data" / "golden_v3" / "manifest.json").read_text())
+MANIFEST = json.loads((TESTS / "data" / "golden_v3" / "manifest.json").read_text())
 
 
 def test_every_chunk_mode_has_a_golden_case():

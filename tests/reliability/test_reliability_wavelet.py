@@ -1,7 +1,7 @@
 """Issue 32 (lose nothing, round 3): what the SPERR modes 4 and 5 let through.
 
 One test per case; the memory fuzz of every SPERR header field runs in tests/fuzz/fuzz_decode.py
-(tests/test_reliability.py::test_fuzz_mutated_chunks_and_model_metadata_bounded).
+(tests/reliability/test_reliability.py::test_fuzz_mutated_chunks_and_model_metadata_bounded).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from golden_cases import codec_and_input
 from inrcodec import chunkformat as cf
 from inrcodec.chunkcodec import wavelet
 from inrcodec.errors import CorruptChunkError
+from helpers import REPO, TESTS
 
 #: offsets in the wavelet section (its coder byte, then SPERR's stream: docs/format.md)
 SPECK_BITS = 1 + 36
@@ -77,7 +77,7 @@ def test_r3_case03_every_header_field_of_a_chunked_stream_is_checked():
     """Each header field of a SPERR stream cut into chunks (flags 0x50: chunk dims, a table of
     chunk lengths), set to each extreme value, is refused or decodes to the field's shape, finite
     (the memory of the same sweep on real chunks: benchmarks/decode_memory.py)."""
-    sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+    sys.path.insert(0, str(TESTS / "fuzz"))
     from fuzz_decode import field_values, sperr_fields, with_field
 
     f = np.cumsum(np.random.default_rng(4).normal(size=(2, 10, 400)), axis=2)
@@ -106,7 +106,7 @@ def test_r3_case04_a_user_script_that_forgets_close_loses_nothing(tmp_path):
     out = tmp_path / "out.txt"
     script = textwrap.dedent(f"""
         import sys
-        sys.path[:0] = {sys.path[:1] + [str(Path(__file__).parent)]!r}
+        sys.path[:0] = {sys.path[:1] + [str(TESTS)]!r}
         import importlib.util
         from golden_cases import codec_and_input
         from inrcodec.bench.scientific_peers import make_sz3
@@ -300,7 +300,7 @@ def test_r3_case09_nan_positions_are_exact_and_payloads_kept_only_in_raw_chunks(
         y = codec.decode(chunk)
         np.testing.assert_array_equal(np.isnan(y), np.isnan(field))
         assert set(y[np.isnan(y)].view("<u4").tolist()) == {payload}
-    docs = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    docs = (REPO / "docs" / "reliability.md").read_text()
     assert "canonical quiet NaN" in docs and "NaN, fill values and error-bounded exceptions are bit-exact" not in docs
 
 

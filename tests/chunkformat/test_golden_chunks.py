@@ -1,7 +1,6 @@
 """Chunks written by older builds (format versions 1 and 2) still decode, and the legacy writer
 still produces them byte for byte. Fixtures: tests/data/golden_v1v2 (see make_golden.py there)."""
 import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import MODE_RAW, V3_PREFIX
 from inrcodec.models.model import CoinModel
 from inrcodec.chunkcodec.residual import cross_machine_tolerance
+from helpers import TESTS
 
-DATA = pathlib.Path(__file__).parent / "data" / "golden_v1v2"
+DATA = TESTS / "data" / "golden_v1v2"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())
 NAMES = sorted(MANIFEST["chunks"])
 

@@ -4,11 +4,11 @@ the decoded values, not how fast or how good anything is."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import global_lat_lon, smooth_field
+from helpers import REPO
 
 from inrcodec import bench, metrics
 from inrcodec.cli import main as cli_main
@@ -129,7 +129,7 @@ def test_csvs_written_before_psnr_was_named_still_read(tmp_path):
     old.write_text("dataset,codec,rmse,psnr_db,note\nera5,sz3,0.5,31.5,\n")
     (row,) = bench.read_csv(old)
     assert row["psnr_data_range_db"] == 31.5 and "psnr_db" not in row
-    committed = bench.read_csv(Path(__file__).parents[1] / "docs" / "img" / "bench_era5.csv")
+    committed = bench.read_csv(REPO / "docs" / "img" / "bench_era5.csv")
     assert committed and all(r["psnr_data_range_db"] > 0 for r in committed if r["written_bytes"])
 
 
@@ -227,7 +227,7 @@ def test_heldout_rd_encodes_the_split_chunk_by_chunk(tmp_path, tiny_model_dir, m
 
     import xarray as xr
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import heldout_rd
 
     lat, lon = global_lat_lon()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from inrcodec.chunkformat import pack_chunk, unpack_chunk
 from inrcodec.errors import CorruptChunkError
 from inrcodec.chunkformat.header import FORMAT_VERSION, MAGIC, SECTION_TAGS, ChunkHeader
-from helpers import with_crc
+from helpers import REPO, with_crc
 
 SHA_A = hashlib.sha256(b"network A").hexdigest()
 SHA_B = hashlib.sha256(b"network B").hexdigest()
@@ -412,9 +412,8 @@ def test_v3_corruption_is_reported():
 
 
 def _docs_mode_grid() -> list[list[str]]:
-    import pathlib
 
-    text = (pathlib.Path(__file__).parents[1] / "docs" / "format.md").read_text()
+    text = (REPO / "docs" / "format.md").read_text()
     block = text.split("## Modes\n", 1)[1].split("\n## ", 1)[0]
     return [[c.strip() for c in line.strip().strip("|").split("|")] for line in block.splitlines()
             if line.startswith("| ") and not line.startswith("| mode ")]

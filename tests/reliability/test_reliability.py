@@ -23,7 +23,7 @@ import zarr
 
 import inrcodec.hdf5 as ih5
 from conftest import build_spherical_model, global_lat_lon, smooth_field
-from helpers import Stop, file_hashes, stop_after_first_region
+from helpers import REPO, Stop, TESTS, file_hashes, run_python, stop_after_first_region
 from inrcodec import archive
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import ChunkHeader, MODE_BOUNDED, MODE_PLAIN_RESIDUAL, MODE_RAW
@@ -34,7 +34,6 @@ from inrcodec.chunkcodec import decode_chunk
 from inrcodec.errors import (CorruptChunkError, IncompleteStoreWarning, ModelFileError, OutOfRangeWarning,
                              PinnedGridError, PinnedModelError, TargetNotMetWarning)
 from inrcodec.models.model import CoinModel
-from helpers import run_python
 
 KW = dict(variables=["tas"], chunks="time=2", inner_steps=1, progress=False, evaluate=False)
 
@@ -376,7 +375,7 @@ def test_fuzz_mutated_chunks_and_model_metadata_bounded():
     masks, the SPERR modes 4 and 5 of format version 5), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
     grid entries: each returns the chunk's shape or raises CorruptChunkError / ModelFileError,
     with peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
-    script = os.path.join(os.path.dirname(__file__), "fuzz", "fuzz_decode.py")
+    script = str(TESTS / "fuzz" / "fuzz_decode.py")
     r = subprocess.run([sys.executable, script, "200", "100", "0", "40"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -815,9 +814,9 @@ def test_r2_case13_bound_holds_when_another_machine_reconstructs_a_few_ulps_off(
         for c, data in chunks:
             err = np.abs(c.decode(data).astype("f8") - x)
             assert err.max() <= bound, (pattern if np.isscalar(pattern) else "mixed", err.max() - bound)
-    # chunk bytes of the golden cases are unchanged (tests/test_golden_v3.py): bound/64 covers
+    # chunk bytes of the golden cases are unchanged (tests/chunkformat/test_golden_v3.py): bound/64 covers
     # the slack there; decoded fixtures from other machines are compared within `tol`
-    # (tests/test_golden_chunks.py, tests/test_hdf5.py::test_files_of_the_first_layout_still_decode)
+    # (tests/chunkformat/test_golden_chunks.py, tests/hdf5/test_hdf5.py::test_files_of_the_first_layout_still_decode)
 
 
 def test_r2_case13_fixtures_decode_within_the_promise_on_another_cpu_code_path(tmp_path):
@@ -826,7 +825,7 @@ def test_r2_case13_fixtures_decode_within_the_promise_on_another_cpu_code_path(t
     import shutil
 
     p = tmp_path / "layout1.h5"
-    shutil.copy(os.path.join(os.path.dirname(__file__), "data", "hdf5_v1", "layout1.h5"), p)
+    shutil.copy(TESTS / "data" / "hdf5_v1" / "layout1.h5", p)
     code = f"""
         import h5py, numpy as np, inrcodec.hdf5
         from inrcodec.chunkcodec.residual import cross_machine_tolerance
@@ -843,10 +842,10 @@ def test_r2_case13_fixtures_decode_within_the_promise_on_another_cpu_code_path(t
 # ---------------------------------------------------------------------------------- 14 benchmarks
 def test_r2_case14_small_chunks_benchmark_measures_the_legacy_layout(tiny_model, monkeypatch):
     """benchmarks/small_chunks.py called ``codec._grid``, gone since the chunk pipeline moved to
-    chunkcodec; every benchmark now also runs at its smallest setting (tests/test_benchmarks.py)."""
+    chunkcodec; every benchmark now also runs at its smallest setting (tests/bench/test_benchmarks.py)."""
     import runpy
 
-    benchmarks = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+    benchmarks = str(REPO / "benchmarks")
     monkeypatch.syspath_prepend(benchmarks)
     bench = runpy.run_path(os.path.join(benchmarks, "small_chunks.py"))
     codec = COINppCodec(tiny_model, inner_steps=1, lat=global_lat_lon()[0], lon=global_lat_lon()[1],
