@@ -95,3 +95,16 @@ def tiny_model_dir(tmp_path_factory, tiny_model) -> str:
     d = tmp_path_factory.mktemp("trained")
     tiny_model.save(d)
     return str(d)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """(input netCDF of :func:`helpers.small_dataset`, a tiny model's folder, their folder)."""
+    from helpers import small_dataset
+
+    d = tmp_path_factory.mktemp("rel")
+    inp = d / "in.nc"
+    small_dataset().to_netcdf(inp)
+    model = d / "model"
+    build_spherical_model().save(model)
+    return str(inp), str(model), d

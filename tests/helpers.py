@@ -68,3 +68,50 @@ def monthly_sample(path, name="tas", units="K"):
     ds[name].attrs["units"] = units
     ds.load().to_netcdf(path)
     return str(path)
+
+
+def small_dataset(n=4, lat_desc=False):
+    """``n`` global temperature-like fields (``tas``) and a land mask on the tests' small grid
+    (latitudes descending with ``lat_desc``)."""
+    import numpy as np
+    import xarray as xr
+    from conftest import global_lat_lon, smooth_field
+
+    lat, lon = global_lat_lon()
+    x = smooth_field(n).astype("f4")
+    if lat_desc:
+        lat, x = lat[::-1], x[:, ::-1]
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), x), "land": (("lat", "lon"), (x[0] > 250).astype("i1"))},
+                    coords={"time": np.arange(n), "lat": lat, "lon": lon})
+    return ds
+
+
+def peak_bytes(fn):
+    """Peak Python/numpy heap (tracemalloc) while ``fn`` runs, and what it raised."""
+    import tracemalloc
+
+    tracemalloc.start()
+    err = None
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001
+        err = exc
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, err
+
+
+def store_with_config(path, coin_model, **changes):
+    """A Zarr 3 store of ``tas`` whose codec configuration then gets ``changes``; the array's path."""
+    import json
+
+    from inrcodec.codec import COINppCodec
+
+    ds = small_dataset(2)
+    ds[["tas"]].to_zarr(path, encoding={"tas": COINppCodec.for_dataarray(ds.tas, coin_model, inner_steps=1)},
+                        consolidated=False)
+    meta = path / "tas" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["codecs"][0]["configuration"].update(changes)
+    meta.write_text(json.dumps(doc))
+    return path / "tas"

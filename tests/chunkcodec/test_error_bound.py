@@ -298,7 +298,7 @@ def test_values_far_outside_training_range_never_reach_the_network(tiny_model, b
     assert _mode(chunk) == (MODE_RAW if bound is None else MODE_PLAIN_RESIDUAL)
     _check_bound(beside, c.decode(chunk), bound or 0.0)
     with warnings.catch_warnings():  # inside the training range: no warning, neural path
-        warnings.simplefilter("error")  # (partly outside it: stored raw, test_r2_case06 in test_reliability.py)
+        warnings.simplefilter("error")  # (partly outside it: stored raw, test_chunkcodec_reliability.py)
         near = (smooth_field(2) + 10.0).astype("f4")
         assert _mode(c.encode(near)) in (MODE_MODULATIONS, MODE_BOUNDED, MODE_PLAIN_RESIDUAL)
 

@@ -1,4 +1,4 @@
-"""Bounded fuzz run (tests/reliability/test_reliability.py runs it in a subprocess to measure its peak RSS).
+"""Bounded fuzz run (tests/chunkformat/test_chunkformat_reliability.py runs it in a subprocess to measure its peak RSS).
 
 Mutates valid chunks (random bytes with the CRC fixed, and random header fields / sections
 repacked with a valid CRC) of every kind (plain, NaN mask, raw, bit-packed, error-bounded with
