@@ -9,8 +9,8 @@
 (:mod:`.decode`), with ``model`` a :class:`~inrcodec.models.model.CoinModel` and ``settings`` a
 :class:`~inrcodec.settings.CodecSettings`. :mod:`.latents` quantises and entropy codes
 latents; :mod:`.context` holds what chunks of one model and grid share (pin, grids, lock);
-:mod:`.patching` chooses a chunk's patch size, :mod:`.ratecontrol` its latent width, and
-:mod:`.residual` codes the error-bounded residual.
+:mod:`.patching` chooses a chunk's patch size, :mod:`.ratecontrol` its latent width,
+:mod:`.choose` which finished chunk is kept, and :mod:`.residual` codes the error-bounded residual.
 """
 
 from inrcodec.chunkcodec.decode import decode_chunk

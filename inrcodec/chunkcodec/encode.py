@@ -28,6 +28,7 @@ from inrcodec.chunkformat.header import (
     MODE_WAVELET, PREDICT_NONE, PREDICT_PREVIOUS,
 )
 from inrcodec.chunkcodec import hybrid, patching, ratecontrol, wavelet
+from inrcodec.chunkcodec.choose import Candidate, choose
 from inrcodec.chunkcodec import sections as section_payloads
 from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec.context import ChunkContext, context
@@ -269,7 +270,7 @@ def _network_free_within(settings, model, writer: "_Writer", values, valid, boun
     if settings.residual_coder == "sperr" and _sperr_takes(model, values) and exact is None:
         waves = _WaveletChunks(writer, values, valid)
         tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
-    best = min([raw, *tries], key=len)
+    best = _fewest([raw, *tries])
     if best is not raw and not _decodes_within(best, model, settings, writer.chunk, bound):
         return raw
     return best
@@ -307,7 +308,7 @@ def _sperr_alone_at_target(settings, model, writer: "_Writer", values, valid) ->
     alone = _fast_alone(settings, waves, items=_ItemsAlone.of(waves, settings.target_rmse)) if waves is not None else []
     if not alone:
         return None
-    return _better_alone(alone, settings)[0]
+    return _better_alone(alone, settings, writer.chunk.arr.nbytes)[0]
 
 
 class _LatentCandidates:
@@ -539,12 +540,12 @@ def _within_and_at_target(settings, chunk: _Chunk, tries: list[tuple], bound: fl
     value decodes within ``bound``, at ``target_rmse`` the smallest that meets it, at
     ``target_ratio`` the lowest RMSE within the ratio; where none meets the target, the closest (the
     bound is kept either way) with a ``TargetNotMetWarning`` saying what was reached."""
-    scored = [(chunk.arr.nbytes / len(data), rmse, data) for data, rmse, worst in tries if worst <= bound]
-    if not scored:  # never expected: the bounded tries keep the bound or are raw
+    kept = [Candidate(data, rmse, worst) for data, rmse, worst in tries if worst <= bound]
+    if not kept:  # never expected: the bounded tries keep the bound or are raw
         return tries[-1][0]
-    pick = ratecontrol.best_of([(r, e) for r, e, _ in scored], target_rmse=settings.target_rmse,
-                               target_ratio=settings.target_ratio)
-    ratio, rmse, data = scored[pick]
+    data, rmse, _ = kept[choose(kept, chunk.arr.nbytes, target_rmse=settings.target_rmse,
+                                target_ratio=settings.target_ratio)]
+    ratio = chunk.arr.nbytes / len(data)
     if settings.target_rmse is not None and rmse > settings.target_rmse:
         want = f"target_rmse {settings.target_rmse:g}"
     elif settings.target_ratio is not None and ratio < settings.target_ratio:
@@ -596,13 +597,13 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
         tried.append((data, cands.rmse(choice.bits, values, valid), choice))
     if fast and alone:
         tried += [(d, e, None) for d, e, _ in alone]
-        best, coder = _better_alone(alone, settings)
+        best, coder = _better_alone(alone, settings, nbytes)
         hybrids = _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches), coder, tried, alone=best)
         tried += [(d, e, None) for d, e in hybrids]
     elif waves is not None:
         tried += [(data, rmse, None) for data, rmse in _wavelet_targets(settings, model, waves, fits)]
-    pick = ratecontrol.best_of([(nbytes / len(d), e) for d, e, _ in tried],
-                               target_rmse=settings.target_rmse, target_ratio=settings.target_ratio)
+    pick = choose([Candidate(d, e) for d, e, _ in tried], nbytes, target_rmse=settings.target_rmse,
+                  target_ratio=settings.target_ratio)
     if fast and settings.target_ratio is not None:
         pick = _lower_max_error(settings, model, writer.chunk, tried, pick)
     if tried[pick][2] is not None:
@@ -740,14 +741,18 @@ def _at_target(settings, waves, cands, bits: int, coder: int, target_rmse=None, 
     return waves.at_ratio(cands, bits, settings.target_ratio, coder)
 
 
-def _better_alone(alone, settings) -> tuple[bytes, int]:
-    """The better SPERR-alone chunk (lower RMSE within a ratio, else fewer bytes) and its layout:
-    the hybrids are coded in that layout only."""
-    if settings.target_ratio is not None:
-        chunk, _, coder = min(alone, key=lambda t: t[1])
-    else:
-        chunk, _, coder = min(alone, key=lambda t: len(t[0]))
+def _better_alone(alone, settings, nbytes: int) -> tuple[bytes, int]:
+    """The better SPERR-alone chunk (:func:`choose`: lower RMSE within a ratio, else fewer bytes)
+    and its layout: the hybrids are coded in that layout only."""
+    chunk, _, coder = alone[choose([Candidate(d, e) for d, e, _ in alone], nbytes, target_rmse=settings.target_rmse,
+                                   target_ratio=settings.target_ratio)]
     return chunk, coder
+
+
+def _fewest(chunks: list[bytes]) -> bytes:
+    """The chunk :func:`choose` keeps without a target (``bits`` alone, an error bound): the
+    fewest bytes, the earlier of equals."""
+    return chunks[choose([Candidate(d) for d in chunks])]
 
 
 def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int | None = None,
@@ -982,15 +987,15 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
     rmse = cands.rmse(settings.bits, values, valid)
     if settings.effort != "fast":
         found = _wavelet_targets(settings, model, waves, [cands], below=settings.bits, target_rmse=rmse)
-        return min([data] + [d for d, _ in found], key=len)
+        return _fewest([data] + [d for d, _ in found])
     waves.rate_start = 8.0 * len(data) / values.size  # SPERR alone at the network's RMSE: about its bytes
     alone = _fast_alone(settings, waves, target_rmse=rmse, items=_ItemsAlone.of(waves, rmse))
     tried = ([] if cands.level else [(data, rmse)]) + [(d, e) for d, e, _ in alone]
     if alone:
-        best, coder = _better_alone(alone, settings)
+        best, coder = _better_alone(alone, settings, waves.nbytes)
         tried += _fast_hybrids(settings, model, waves, cands, coder, tried, below=settings.bits, target_rmse=rmse,
                                alone=best)
-    return min((d for d, _ in tried), key=len) if tried else None
+    return _fewest([d for d, _ in tried]) if tried else None
 
 
 def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, valid, waves,
@@ -1020,7 +1025,7 @@ def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, v
     alone = _fast_alone(settings, waves, target_rmse=target, items=_ItemsAlone.of(waves, target))
     if not alone:
         return None
-    best, coder = _better_alone(alone, settings)
+    best, coder = _better_alone(alone, settings, waves.nbytes)
     if network <= HYBRID_OUTCLASSED * len(best):
         return None
     return best if _hybrids_outclassed(model, waves, probe, target, best, coder, len(best), settings.bits) else None
@@ -1105,15 +1110,14 @@ def _bounded(settings, model, cands, writer: _Writer, values, valid, bound: floa
         chunk = _fast_bounded(settings, model, cands, writer, values, valid, bound, waves, with_residual)
     else:
         chunks = {b: with_residual(b) for b in _bounded_widths(settings, model)}
-        best = chunks[ratecontrol.smallest(chunks, lambda b: len(chunks[b]))]
-        plain = writer.plain_residual(values, valid, bound)
-        chunk = plain if len(plain) <= len(best) else best
+        best = _fewest(list(chunks.values()))  # ascending widths: the narrower of equals
+        chunk = _fewest([writer.plain_residual(values, valid, bound), best])
         if waves is not None:
             found = [d for d in (waves.at_bound(c, b, bound, k) for c, b, k in waves.tries(model, [cands]))
                      if d is not None]
-            chunk = min([chunk] + found, key=len)
+            chunk = _fewest([chunk] + found)
     raw = writer.raw()
-    if len(raw) <= len(chunk):
+    if _fewest([raw, chunk]) is raw:
         return raw
     return chunk if _decodes_within(chunk, model, settings, writer.chunk, bound) else raw
 
@@ -1127,8 +1131,8 @@ def _fast_bounded(settings, model, cands, writer: _Writer, values, valid, bound:
     if waves is not None:
         alone = [(found, k) for k in wavelet.coders(values.shape) if (found := waves.at_bound(None, 0, bound, k))]
         if alone:
-            smallest, coder = min(alone, key=lambda t: len(t[0]))
-            best = min(best, smallest, key=len)
+            smallest, coder = alone[choose([Candidate(found) for found, _ in alone])]
+            best = _fewest([best, smallest])
     for widths, code in ((_bounded_widths(settings, model), with_residual),
                          (reversed(hybrid.hybrid_widths(model)) if coder is not None else (),
                           lambda b: waves.at_bound(cands, b, bound, coder))):
@@ -1140,7 +1144,7 @@ def _fast_bounded(settings, model, cands, writer: _Writer, values, valid, bound:
                 continue
             if len(found) > OUTCLASSED * len(best):
                 break
-            best = min(best, found, key=len)
+            best = _fewest([best, found])
     return best
 
 

@@ -9,7 +9,7 @@ fewer bytes, for a somewhat larger fitting error.
 * ``CodecSettings.patch_points`` set (1..255): that aim. ``None``: the model's own patches.
 * ``0`` (automatic): with ``bits`` alone, :func:`auto_aim` (a rule measured on the climate pool's
   validation split, below); with ``target_rmse`` / ``target_ratio``, rate control tries every
-  aim of :func:`candidate_aims` and keeps the best (``ratecontrol.best_of``).
+  aim of :func:`candidate_aims` and keeps the best (``choose.choose``).
 
 Aims that give the model's own partition are written as 0, so a chunk that needs nothing new
 stays a version-3 chunk.

@@ -9,15 +9,16 @@ The chosen width is stored in the chunk header, so decoding needs no setting.
   ``target_ratio`` (the most bits whose compression ratio meets it); when no width meets the
   target, the closest one (most bits for an RMSE target, fewest for a ratio target), marked as
   not met so the caller can say so (``TargetNotMetWarning``).
-* :func:`smallest`: the width whose chunk is smallest (error-bounded mode, where every width
-  meets the bound and only the size differs).
+
+Which of the finished chunks (one per patch size, the hybrids, SPERR alone) is kept is
+:func:`inrcodec.chunkcodec.choose.choose`'s.
 """
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple, Sequence
 
-__all__ = ["candidate_bits", "bits_for_target", "smallest", "TargetChoice", "best_of"]
+__all__ = ["candidate_bits", "bits_for_target", "TargetChoice"]
 
 #: widths tried when a model has no entropy tables (bit-packed latents work for any width)
 FALLBACK_BITS = tuple(range(1, 9))
@@ -67,29 +68,3 @@ def bits_for_target(
         if (r := ratio_of(b)) >= target_ratio:
             return TargetChoice(b, True, r)
     return TargetChoice(widths[0], False, r)
-
-
-def smallest(candidates: Sequence[int], size_of: Callable[[int], int]) -> int:
-    """The width whose ``size_of(bits)`` is smallest (ties: fewer bits)."""
-    widths = sorted(set(int(b) for b in candidates))
-    if not widths:
-        raise ValueError("no candidate bit widths")
-    return min(widths, key=lambda b: (size_of(b), b))
-
-
-def best_of(results: Sequence[tuple[float, float]], *, target_rmse: float | None = None,
-            target_ratio: float | None = None) -> int:
-    """The index of the best ``(ratio, rmse)`` of several candidates (one per patch size, each at
-    the width :func:`bits_for_target` chose): ``target_rmse``: the highest ratio among those that
-    meet it, else the lowest RMSE; ``target_ratio``: the lowest RMSE among those that meet it,
-    else the highest ratio. Ties: the earlier candidate."""
-    if not results:
-        raise ValueError("no candidates")
-    if (target_rmse is None) == (target_ratio is None):
-        raise ValueError("give exactly one of target_rmse and target_ratio")
-    idx = range(len(results))
-    if target_rmse is not None:
-        ok = [i for i in idx if results[i][1] <= target_rmse]
-        return max(ok, key=lambda i: (results[i][0], -i)) if ok else min(idx, key=lambda i: (results[i][1], i))
-    ok = [i for i in idx if results[i][0] >= target_ratio]
-    return min(ok, key=lambda i: (results[i][1], i)) if ok else max(idx, key=lambda i: (results[i][0], -i))

@@ -15,7 +15,6 @@ from inrcodec import COINppCodec, CodecSettings
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import ChunkHeader, PREDICT_PREVIOUS, V3_PREFIX, V4_PREFIX
 from inrcodec.coding import entropy
-from inrcodec.chunkcodec import ratecontrol
 from inrcodec.chunkcodec import decode_chunk, patching
 from inrcodec.chunkcodec.latents import LatentCoder
 from inrcodec.chunkcodec.residual import cross_machine_tolerance
@@ -151,12 +150,6 @@ def test_rate_control_searches_patch_sizes(patched_model):
         assert y.shape == x.shape and np.isfinite(y).all()
 
 
-def test_best_of():
-    res = [(50.0, 1.0), (80.0, 1.5), (120.0, 2.5)]
-    assert ratecontrol.best_of(res, target_ratio=70.0) == 1
-    assert ratecontrol.best_of(res, target_ratio=500.0) == 2
-    assert ratecontrol.best_of(res, target_rmse=2.0) == 1
-    assert ratecontrol.best_of(res, target_rmse=0.5) == 0
 
 
 # ------------------------------------------------------------------ settings and old configurations

@@ -31,7 +31,6 @@ def test_pickers_follow_their_rules():
     assert pick(rmse, target_rmse=0.1, rmse_of=rmse.get) == (4, False, 1.5)  # unreachable: most bits
     assert pick(ratio, target_ratio=400, ratio_of=ratio.get) == (2, True, 500.0)
     assert pick(ratio, target_ratio=5000, ratio_of=ratio.get) == (1, False, 900.0)  # unreachable: fewest bits
-    assert ratecontrol.smallest([1, 2, 3], {1: 9, 2: 7, 3: 7}.get) == 2
 
 
 def _calibration_rmse(model, bits):
@@ -177,3 +176,24 @@ def test_refine_steps_reach_the_engine_and_the_config(tiny_model):
     assert not np.array_equal(plain.decode(plain.encode(x)), y)  # the refinement changed the fit
     with pytest.raises(ValueError, match="refine_steps"):
         COINppCodec(tiny_model, residual_coder="none", assume_global_grid=True, refine_steps=-1)
+
+
+def test_one_chooser_keeps_the_chunk_each_target_asks_for():
+    """``choose``: the fewest bytes that meet an RMSE target, the lowest RMSE within a ratio,
+    the fewest bytes without a target; where nothing meets the target, the closest; ties keep
+    the earlier candidate."""
+    from inrcodec.chunkcodec.choose import Candidate, choose
+
+    nbytes = 12000
+    c = [Candidate(b"a" * 240, 1.0), Candidate(b"b" * 150, 1.5), Candidate(b"c" * 100, 2.5), Candidate(b"d" * 150, 1.5)]
+    assert choose(c, nbytes, target_ratio=70.0) == 1  # 80x and 120x meet it: the lower RMSE (the earlier of equals)
+    assert choose(c, nbytes, target_ratio=500.0) == 2  # none meets it: the highest ratio
+    assert choose(c, nbytes, target_rmse=2.0) == 1  # 1.0 and 1.5 meet it: the fewer bytes
+    assert choose(c, nbytes, target_rmse=0.5) == 0  # none meets it: the lowest RMSE
+    assert choose(c) == 2 and choose(c[:2] + c[3:]) == 1
+    nan = Candidate(b"e" * 50)  # RMSE not measured: meets no RMSE target
+    assert choose([nan, *c], nbytes, target_rmse=2.0) == 2
+    with pytest.raises(ValueError):
+        choose([])
+    with pytest.raises(ValueError):
+        choose(c, nbytes, target_rmse=1.0, target_ratio=10.0)
