@@ -513,16 +513,16 @@ def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> lis
     tries, b = [], bound
     for _ in range(BOUND_TRIES):
         tries.append(_scored(bounded_at(b), model, settings, chunk))
-        rmse = tries[-1][1]
+        rmse = tries[-1].rmse
         if settings.target_rmse is None or rmse <= settings.target_rmse:
             break
         b *= min(0.9, max(0.5, settings.target_rmse / rmse))
     return tries
 
 
-def _scored(data: bytes, model, settings, chunk: _Chunk) -> tuple[bytes, float, float]:
-    """``(chunk, RMSE, max abs error)``, the errors through the real decoder (:func:`_errors_of`)."""
-    return (data, *_errors_of(data, model, settings, chunk))
+def _scored(data: bytes, model, settings, chunk: _Chunk) -> Candidate:
+    """The chunk with its errors through the real decoder (:func:`_errors_of`)."""
+    return Candidate(data, *_errors_of(data, model, settings, chunk))
 
 
 def _errors_of(data: bytes, model, settings, chunk: _Chunk) -> tuple[float, float]:
@@ -540,9 +540,9 @@ def _within_and_at_target(settings, chunk: _Chunk, tries: list[tuple], bound: fl
     value decodes within ``bound``, at ``target_rmse`` the smallest that meets it, at
     ``target_ratio`` the lowest RMSE within the ratio; where none meets the target, the closest (the
     bound is kept either way) with a ``TargetNotMetWarning`` saying what was reached."""
-    kept = [Candidate(data, rmse, worst) for data, rmse, worst in tries if worst <= bound]
+    kept = [c for c in tries if c.max_error <= bound]
     if not kept:  # never expected: the bounded tries keep the bound or are raw
-        return tries[-1][0]
+        return tries[-1].data
     data, rmse, _ = kept[choose(kept, chunk.arr.nbytes, target_rmse=settings.target_rmse,
                                 target_ratio=settings.target_ratio)]
     ratio = chunk.arr.nbytes / len(data)
@@ -571,18 +571,20 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     alone = []
     if fast and waves is not None:
         alone = _fast_alone(settings, waves, items=_ItemsAlone.of(waves, settings.target_rmse))
-    tried, fits = [], []
+    found_alone = [c for c, _ in alone]
+    tried, choices, fits = [], [], []  # choices: rate control's width of each network-alone candidate
     hybrid_aim = min(aims, key=aims.get)  # the fewest patches (the first of equals)
     probing = fast  # until a probe finds the network in the race
     for aim in aims:
         if probing and aim != hybrid_aim:
-            rivals = [(len(d), e) for d, e, _ in tried + alone if _meets(settings, nbytes / len(d), e)]
+            rivals = [(len(c.data), c.rmse) for c in tried + found_alone if _meets(settings, nbytes / len(c.data), c.rmse)]
             if rivals and _probe_outclassed(settings, model, fitted, aim, writer, values, valid, rivals):
                 continue
             probing = not rivals
         cands = fitted(aim)
         fits.append(cands)
-        sizes = [len(d) for d, e, _ in tried + alone if settings.target_rmse is not None and e <= settings.target_rmse]
+        sizes = [len(c.data) for c in tried + found_alone
+                 if settings.target_rmse is not None and c.rmse <= settings.target_rmse]
         if fast and sizes:  # an RMSE target met already: only widths whose chunk is smaller can win
             choice = _rmse_choice_below(settings, model, cands, writer, values, valid, min(sizes))
             if choice is None:
@@ -591,33 +593,33 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
             choice = _choice_for(settings, model, cands, writer, values, valid)
         data = writer.latents(cands, choice.bits)
         if fast and settings.target_ratio is not None and choice.met:
-            rivals = [e for d, e, _ in tried + alone if nbytes / len(d) >= settings.target_ratio]
+            rivals = [c.rmse for c in tried + found_alone if nbytes / len(c.data) >= settings.target_ratio]
             if rivals and cands.estimated_rmse(choice.bits, values, valid) > OUTCLASSED * min(rivals):
                 continue
-        tried.append((data, cands.rmse(choice.bits, values, valid), choice))
+        tried.append(Candidate(data, cands.rmse(choice.bits, values, valid)))
+        choices.append(choice)
     if fast and alone:
-        tried += [(d, e, None) for d, e, _ in alone]
+        tried += found_alone
         best, coder = _better_alone(alone, settings, nbytes)
-        hybrids = _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches), coder, tried, alone=best)
-        tried += [(d, e, None) for d, e in hybrids]
+        tried += _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches), coder, tried, alone=best)
     elif waves is not None:
-        tried += [(data, rmse, None) for data, rmse in _wavelet_targets(settings, model, waves, fits)]
-    pick = choose([Candidate(d, e) for d, e, _ in tried], nbytes, target_rmse=settings.target_rmse,
-                  target_ratio=settings.target_ratio)
+        tried += _wavelet_targets(settings, model, waves, fits)
+    choices += [None] * (len(tried) - len(choices))
+    pick = choose(tried, nbytes, target_rmse=settings.target_rmse, target_ratio=settings.target_ratio)
     if fast and settings.target_ratio is not None:
         pick = _lower_max_error(settings, model, writer.chunk, tried, pick)
-    if tried[pick][2] is not None:
-        _warn_if_missed(settings, model, tried[pick][2])
+    if choices[pick] is not None:
+        _warn_if_missed(settings, model, choices[pick])
     elif settings.target_ratio is not None:
-        _warn_if_costly(settings, model, tried, pick, nbytes)
-    return tried[pick][0]
+        _warn_if_costly(settings, model, tried, choices, pick, nbytes)
+    return tried[pick].data
 
 
-def _warn_if_costly(settings, model, tried: list, pick: int, nbytes: int) -> None:
+def _warn_if_costly(settings, model, tried: list[Candidate], choices: list, pick: int, nbytes: int) -> None:
     """A ratio met by a wavelet chunk at ``COSTLY_TARGET`` times the RMSE of a network candidate
     short of the ratio is said, with both, never kept silent (``TargetCostWarning``)."""
-    ratio, rmse = nbytes / len(tried[pick][0]), tried[pick][1]
-    short = [(nbytes / len(d), e) for d, e, choice in tried if choice is not None and not choice.met]
+    ratio, rmse = nbytes / len(tried[pick].data), tried[pick].rmse
+    short = [(nbytes / len(c.data), c.rmse) for c, choice in zip(tried, choices) if choice is not None and not choice.met]
     if not short:
         return
     r_net, e_net = min(short, key=lambda t: t[1])
@@ -629,18 +631,18 @@ def _warn_if_costly(settings, model, tried: list, pick: int, nbytes: int) -> Non
                       f"{r_net:.0f}x: a lower ratio, or target_rmse, keeps the error", TargetCostWarning, stacklevel=4)
 
 
-def _lower_max_error(settings, model, chunk: _Chunk, tried: list, pick: int) -> int:
+def _lower_max_error(settings, model, chunk: _Chunk, tried: list[Candidate], pick: int) -> int:
     """``effort="fast"``, ``target_ratio``: of the candidates within the ratio whose RMSE is within
     ``MAX_ERROR_MARGIN`` of the pick's, the one with the lowest maximum error (decoded; ties: the
     pick, then the earlier): the RMSE search alone lets the maximum error drift."""
-    nbytes, best = chunk.arr.nbytes, tried[pick][1]
-    if nbytes / len(tried[pick][0]) < settings.target_ratio:
+    nbytes, best = chunk.arr.nbytes, tried[pick].rmse
+    if nbytes / len(tried[pick].data) < settings.target_ratio:
         return pick
-    close = [i for i, (d, e, _) in enumerate(tried)
-             if i != pick and nbytes / len(d) >= settings.target_ratio and e <= (1.0 + MAX_ERROR_MARGIN) * best]
+    close = [i for i, c in enumerate(tried)
+             if i != pick and nbytes / len(c.data) >= settings.target_ratio and c.rmse <= (1.0 + MAX_ERROR_MARGIN) * best]
     if not close:
         return pick
-    worst = {i: _errors_of(tried[i][0], model, settings, chunk)[1] for i in [pick, *close]}
+    worst = {i: _errors_of(tried[i].data, model, settings, chunk)[1] for i in [pick, *close]}
     return min([pick, *close], key=lambda i: (worst[i], i != pick, i))
 
 
@@ -714,21 +716,21 @@ def _estimate_items(n: int) -> np.ndarray:
 
 def _fast_alone(settings, waves, target_rmse=None, items: "_ItemsAlone | None" = None) -> list[tuple]:
     """SPERR alone at the target (``target_rmse`` overrides the settings'), in each layout:
-    ``(chunk, RMSE, coder)`` of those that meet it. At an RMSE target a later layout starts at the
+    ``(Candidate, layout)`` of those that meet it. At an RMSE target a later layout starts at the
     size of the smallest chunk in hand and stops when it misses there (SPERR's rate only adds
     bits, so its error cannot rise with its size); the first starts where SPERR alone meets it on
     ``items`` (their rate and slope), when given."""
     rmse_target = target_rmse is not None or settings.target_rmse is not None
     out = []
     for coder in wavelet.coders(waves.shape):
-        limit = min((len(d) for d, _, _ in out), default=None) if rmse_target else None
+        limit = min((len(c.data) for c, _ in out), default=None) if rmse_target else None
         search = dict(close=CLOSE_ENOUGH, limit=limit) if rmse_target else {}
         seed = items.seed(coder) if items is not None and limit is None else None
         if seed is not None:
             waves.rate_start, search["slope"] = seed
         found = _at_target(settings, waves, None, 0, coder, target_rmse, **search)
         if found is not None:
-            out.append((*found, coder))
+            out.append((found, coder))
     return out
 
 
@@ -744,9 +746,9 @@ def _at_target(settings, waves, cands, bits: int, coder: int, target_rmse=None, 
 def _better_alone(alone, settings, nbytes: int) -> tuple[bytes, int]:
     """The better SPERR-alone chunk (:func:`choose`: lower RMSE within a ratio, else fewer bytes)
     and its layout: the hybrids are coded in that layout only."""
-    chunk, _, coder = alone[choose([Candidate(d, e) for d, e, _ in alone], nbytes, target_rmse=settings.target_rmse,
-                                   target_ratio=settings.target_ratio)]
-    return chunk, coder
+    found, coder = alone[choose([c for c, _ in alone], nbytes, target_rmse=settings.target_rmse,
+                                target_ratio=settings.target_ratio)]
+    return found.data, coder
 
 
 def _fewest(chunks: list[bytes]) -> bytes:
@@ -756,7 +758,7 @@ def _fewest(chunks: list[bytes]) -> bytes:
 
 
 def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int | None = None,
-                  target_rmse=None, alone: bytes | None = None) -> list[tuple]:
+                  target_rmse=None, alone: bytes | None = None) -> list[Candidate]:
     """``effort="fast"``: hybrids of ``cands`` in layout ``coder``, widest latents first. Within a
     ratio, until one's RMSE is ``OUTCLASSED`` by the best candidate's so far (narrower latents
     leave a rougher residual); at an RMSE, every width whose latents alone are smaller than the
@@ -769,18 +771,18 @@ def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int |
     probe = _HybridProbe(waves, cands, coder, target_rmse, alone) if target_rmse is not None and alone else None
     for bits in reversed(hybrid.hybrid_widths(model, below)):
         if target_rmse is not None:
-            rivals = [len(d) for d, e, *_ in tried + out if e <= target_rmse]
+            rivals = [len(c.data) for c in tried + out if c.rmse <= target_rmse]
             if rivals and len(waves.writer.latents(cands, bits)) >= min(rivals):
                 continue
             if rivals and probe is not None and probe.outclassed(bits, min(rivals)):
                 continue
             found = waves.at_rmse(cands, bits, target_rmse, coder, close=CLOSE_ENOUGH,
                                   limit=min(rivals) if rivals else None)
-            score = None if found is None else len(found[0])
+            score = None if found is None else len(found.data)
         else:
-            rivals = [e for d, e, *_ in tried + out if nbytes / len(d) >= settings.target_ratio]
+            rivals = [c.rmse for c in tried + out if nbytes / len(c.data) >= settings.target_ratio]
             found = waves.at_ratio(cands, bits, settings.target_ratio, coder)
-            score = None if found is None else found[1]
+            score = None if found is None else found.rmse
         if found is None:
             continue
         out.append(found)
@@ -938,8 +940,8 @@ class _WaveletChunks:
         """(the chunk's bytes without its payload, :meth:`_prediction`)"""
         return len(self._pack(cands, bits, b"")), self._prediction(cands, bits)
 
-    def _packed(self, cands, bits: int, found):
-        return None if found is None else (self._pack(cands, bits, found[0]), found[1])
+    def _packed(self, cands, bits: int, found) -> Candidate | None:
+        return None if found is None else Candidate(self._pack(cands, bits, found[0]), found[1])
 
     def at_ratio(self, cands, bits: int, target_ratio: float, coder: int = wavelet.CODER_SPERR):
         overhead, prediction = self._chunk_of(cands, bits)
@@ -987,15 +989,15 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
     rmse = cands.rmse(settings.bits, values, valid)
     if settings.effort != "fast":
         found = _wavelet_targets(settings, model, waves, [cands], below=settings.bits, target_rmse=rmse)
-        return _fewest([data] + [d for d, _ in found])
+        return _fewest([data] + [c.data for c in found])
     waves.rate_start = 8.0 * len(data) / values.size  # SPERR alone at the network's RMSE: about its bytes
     alone = _fast_alone(settings, waves, target_rmse=rmse, items=_ItemsAlone.of(waves, rmse))
-    tried = ([] if cands.level else [(data, rmse)]) + [(d, e) for d, e, _ in alone]
+    tried = ([] if cands.level else [Candidate(data, rmse)]) + [c for c, _ in alone]
     if alone:
         best, coder = _better_alone(alone, settings, waves.nbytes)
         tried += _fast_hybrids(settings, model, waves, cands, coder, tried, below=settings.bits, target_rmse=rmse,
                                alone=best)
-    return _fewest([d for d, _ in tried]) if tried else None
+    return tried[choose(tried)].data if tried else None
 
 
 def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, valid, waves,

@@ -281,10 +281,10 @@ def test_a_large_chunks_sperr_search_starts_where_its_items_meet_the_target(monk
     whole = [rate for n, rate in tries if n == 8]
     assert on_items and whole and whole[0] == items.payloads.rate_start  # the items' rate that met the target
     assert whole[0] != hybrid.WaveletCandidates.START_BPP
-    assert seeded and all(rmse <= 1.0 for _, rmse, _ in seeded)
+    assert seeded and all(found.rmse <= 1.0 for found, _ in seeded)
     tries.clear()
     unseeded = encode._fast_alone(settings, _sperr_alone_candidates(x))
-    assert tries[0] == (8, hybrid.WaveletCandidates.START_BPP) and unseeded[0][1] <= 1.0
+    assert tries[0] == (8, hybrid.WaveletCandidates.START_BPP) and unseeded[0][0].rmse <= 1.0
 
 
 def test_a_search_with_a_chunk_in_hand_starts_at_its_size_and_stops_at_a_miss(monkeypatch):
@@ -540,15 +540,16 @@ def test_a_ratio_bought_at_several_times_the_networks_error_is_said(tiny_model):
     """``target_ratio`` met by SPERR alone at ``COSTLY_TARGET`` times the RMSE of a network
     candidate short of the ratio warns with both (issue 33 item 4); within that, nothing is said."""
     from inrcodec.chunkcodec import encode, ratecontrol
+    from inrcodec.chunkcodec.choose import Candidate
     from inrcodec.errors import TargetCostWarning
 
     settings = CodecSettings(target_ratio=1600.0)
-    short = (b"n" * 100, 2.95, ratecontrol.TargetChoice(1, False, 653.0))  # the network at 1 bit: 653x
+    choices = [ratecontrol.TargetChoice(1, False, 653.0), None]  # the network at 1 bit: 653x, then SPERR alone
     for sperr_rmse, warned in ((9.98, True), (1.5 * 2.95, False)):
-        tried = [short, (b"s" * 40, sperr_rmse, None)]
+        tried = [Candidate(b"n" * 100, 2.95), Candidate(b"s" * 40, sperr_rmse)]
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            encode._warn_if_costly(settings, tiny_model, tried, 1, 64_000)
+            encode._warn_if_costly(settings, tiny_model, tried, choices, 1, 64_000)
         costly = [w for w in seen if issubclass(w.category, TargetCostWarning)]
         assert bool(costly) == warned
         if warned:

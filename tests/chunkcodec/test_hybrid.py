@@ -243,5 +243,5 @@ def test_many_small_images_are_coded_as_one_mosaic(cartesian_model):
     y = codec.decode(data)
     assert x.nbytes / len(data) >= 16.0
     waves = enc._WaveletChunks(enc._Writer(enc._Chunk(x, 2, None), b"\0" * 4, None), x, np.ones(x.shape, bool))
-    _, stacked_rmse = waves.at_ratio(None, 0, 16.0, wavelet.CODER_SPERR)
+    stacked_rmse = waves.at_ratio(None, 0, 16.0, wavelet.CODER_SPERR).rmse
     assert np.sqrt(np.mean((y.astype("f8") - x) ** 2)) < stacked_rmse
