@@ -195,12 +195,10 @@ class CodecSettings:
         True, "error-bounded residuals: also try predicting their codes by multilevel linear interpolation "
         "(SZ3's predictor) along the spatial axes and along the items too, keeping the smallest (earlier builds "
         "cannot read such chunks); off: the Lorenzo difference only", legacy=False)
-    valid_min: float | None = _option(
-        None, "the data's physical minimum (precipitation: 0): decoded values below it are raised to it, so "
-        "none leaks below; data below it are refused")
-    valid_max: float | None = _option(
-        None, "the data's physical maximum (a fraction: 1): decoded values above it are lowered to it; data "
-        "above it are refused")
+    valid_min: float | None = _option(None, "the data's physical minimum (precipitation: 0): decoded values "
+                                      "below it are raised to it, so none leaks below; data below it are refused")
+    valid_max: float | None = _option(None, "the data's physical maximum (a fraction: 1): decoded values above "
+                                      "it are lowered to it; data above it are refused")
     network: bool = _option(
         True, "fit and code the model's network; off: SPERR alone at the target (mode 5), or within the bound "
         "the smaller of SPERR alone and the chunk's mean plus residual (mode 3), the network never run: for "
