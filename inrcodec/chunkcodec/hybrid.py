@@ -96,8 +96,10 @@ class WaveletCandidates:
     Every method takes the chunk's ``overhead`` (its bytes without the wavelet payload: header,
     latents, masks; the payload, the last section, adds its own length) and ``prediction``: None for SPERR alone, or a callable
     returning the network's reconstruction of the items (float64, exactly as the decoder computes
-    it; called only when a payload is made). They return the payload with what it decodes to;
-    packing it into a chunk is the encoder's (:mod:`inrcodec.chunkcodec.encode`)."""
+    it; called only when a payload is made). ``at_ratio`` and ``at_rmse`` return the payload with
+    the RMSE of what it decodes to (:meth:`decoded`), ``at_bound`` the payload alone; packing it
+    into a chunk (a :class:`~inrcodec.chunkcodec.choose.Candidate`) is the encoder's
+    (:mod:`inrcodec.chunkcodec.encode`)."""
 
     #: where a rate search starts when nothing better is known (bits per value), and the slope of
     #: log RMSE against log rate it assumes after its first try
