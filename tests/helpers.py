@@ -1,6 +1,7 @@
 """Helpers the tests share (in the spirit of numcodecs' ``tests/common.py``): a fresh interpreter,
 a hand-edited chunk's CRC put right so that the check under test is the one that refuses it, a
-store's files by content, an interrupted run, a tiny recipe network and a small real sample file."""
+codec's configuration round trip, a store's files by content, an interrupted run, a tiny recipe
+network and small data files."""
 
 from __future__ import annotations
 
@@ -115,3 +116,17 @@ def store_with_config(path, coin_model, **changes):
     doc["codecs"][0]["configuration"].update(changes)
     meta.write_text(json.dumps(doc))
     return path / "tas"
+
+
+def config_round_trip(codec):
+    """``codec``'s configuration through JSON and ``numcodecs.get_codec``: the codec it gives,
+    checked to be the same type, equal, of the same hash and configuration."""
+    import json
+
+    import numcodecs
+
+    config = json.loads(json.dumps(codec.get_config()))
+    back = numcodecs.get_codec(config)
+    assert type(back) is type(codec) and back == codec and hash(back) == hash(codec)
+    assert back.get_config() == codec.get_config()
+    return back

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import json
 import zlib
 
 import numcodecs
@@ -15,6 +14,7 @@ from inrcodec.chunkcodec.latents import LatentCoder
 from numcodecs.tests.common import check_config, check_err_encode_object_buffer
 
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
+from helpers import config_round_trip
 from inrcodec.models import modelstore
 from inrcodec.chunkformat import unpack_chunk
 from inrcodec.chunkformat.header import MODE_MODULATIONS, MODE_RAW
@@ -40,13 +40,10 @@ def test_numcodecs_check_config(codec):
 
 
 def test_get_codec_round_trip_and_equality(codec, tiny_model):
-    cfg = json.loads(json.dumps(codec.get_config()))
+    cfg = codec.get_config()
     assert cfg["id"] == "inrcodec.coinpp"
     assert cfg["model_sha256"] == tiny_model.sha256
-    again = numcodecs.get_codec(cfg)
-    assert isinstance(again, COINppCodec)
-    assert again == codec and hash(again) == hash(codec)
-    assert again.get_config() == codec.get_config()
+    assert isinstance(config_round_trip(codec), COINppCodec)
     assert COINppCodec(tiny_model, assume_global_grid=True, bits=5, inner_steps=3) != codec
 
 
