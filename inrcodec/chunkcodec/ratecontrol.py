@@ -1,4 +1,4 @@
-"""Per-chunk choice of the latent bit width (``bits``): rate control and bounded-mode search.
+"""Per-chunk choice of the latent bit width (``bits``) for an RMSE or ratio target.
 
 The latents of a chunk are fitted once; only their quantization depends on ``bits``. So the
 codec fits, then asks this module which of the model's bit widths to code them with, giving
