@@ -2,6 +2,10 @@
 
 The models are untrained (random SIREN weights), so reconstructions are rough; the tests check
 plumbing (shapes, dtypes, order, NaN, pinning, zarr/xarray integration), not quality.
+
+Every test fits latents with float32 products (``INRCODEC_FIT_PRODUCTS``), so that a test asserts the
+same arithmetic on every x86-64 machine; the bfloat16 products a CPU with native bfloat16 uses by
+default are tested on their own (``tests/chunkcodec/test_fast_encode.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ from inrcodec.models.network import ModulatedSiren
 from inrcodec.training.calibration import calibrate
 
 NLAT, NLON = 8, 16
+
+
+@pytest.fixture(autouse=True)
+def float32_fit_products(monkeypatch):
+    from inrcodec.models.fitting import FIT_PRODUCTS_ENV
+
+    monkeypatch.setenv(FIT_PRODUCTS_ENV, "float32")
 
 
 def global_lat_lon(nlat: int = NLAT, nlon: int = NLON) -> tuple[np.ndarray, np.ndarray]:

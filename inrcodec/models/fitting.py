@@ -10,7 +10,9 @@ to the latents is written out by hand (:func:`_sgd_steps`), layer by layer, so a
 forward and one backward pass through the hidden layers and nothing for the weights; the first
 layer's product with the coordinates, the same at every step, is computed once. Work is cut into
 batches of about ``FIT_BATCH_POINTS`` points, which keeps the activations of large patches in the
-CPU's caches.
+CPU's caches. On a CPU that multiplies bfloat16 natively the hidden layers' products run in bfloat16
+(:func:`bfloat16_products`): the encoder searches with rounder gradients, and everything a decoder
+computes stays float32.
 
 :func:`fit_chunk` is how a chunk's items are fitted by default (``CodecSettings.effort="fast"``): the
 mean of the chunk's items is fitted first, and every item starts from it with at least
@@ -51,6 +53,9 @@ STEP_GAIN = 0.05
 #: the first process compiles for several seconds and later ones read torch's cache; the latents
 #: differ from the eager loop's in rounding only (docs/benchmarks.md, "Encode speed (issue 30)")
 COMPILE_ENV = "INRCODEC_COMPILE_FIT"
+#: ``bfloat16`` or ``float32`` in the environment: the precision of the eager inner loop's matrix
+#: products (:func:`bfloat16_products`; unset: bfloat16 where the CPU multiplies it natively)
+FIT_PRODUCTS_ENV = "INRCODEC_FIT_PRODUCTS"
 
 
 def per_item_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -104,7 +109,8 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
 
     Per hidden layer ``a = w0 * (W h + b + shift)``, ``h' = sin(a)``; backwards
     ``da = dh' * cos(a) * w0``, ``dshift = sum over points of da``, ``dh = da W``; and
-    ``dlatents = dshifts @ M`` for the one latent-to-shift map ``M``.
+    ``dlatents = dshifts @ M`` for the one latent-to-shift map ``M``. The products ``W h`` and
+    ``da W`` are :func:`_products`' (bfloat16 where :func:`bfloat16_products` says so).
     """
     if _fused_wanted():
         try:
@@ -120,15 +126,16 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
     out_w, out_b = network.output.weight, network.output.bias
     first = torch.nn.functional.linear(coords, hidden[0].weight, hidden[0].bias)  # the same every step
     scale = _loss_scale(values, mask)
+    forward, backward = _products(network, values.device)
     last = None
     for step in range(steps):
         shifts = to_shift(latents).view(-1, depth, 1, width)
         h, cosines = None, []
-        for i, layer in enumerate(hidden):
+        for i in range(depth):
             if i == 0:  # ``first`` serves every step: a new tensor
                 pre = first + shifts[:, i]
             else:  # in place: the same sum without a new (B, P, W) tensor
-                pre = torch.nn.functional.linear(h, layer.weight, layer.bias).add_(shifts[:, i])
+                pre = forward(h, i).add_(shifts[:, i])
             a = pre.mul_(w0[i])
             cosines.append(torch.cos(a))
             h = a.sin_()
@@ -144,9 +151,45 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
             grad_a = grad_h.mul_(cosines[i]).mul_(w0[i])
             grad_shifts[i] = grad_a.sum(dim=1)
             if i:
-                grad_h = torch.matmul(grad_a, hidden[i].weight)
+                grad_h = backward(grad_a, i)
         latents = latents - lr * (torch.cat(grad_shifts, dim=1) @ to_shift.weight)
     return latents
+
+
+def _products(network: ModulatedSiren, device: torch.device):
+    """``(forward, backward)`` of :func:`_sgd_steps`: ``forward(h, i)`` is hidden layer ``i``'s
+    ``W h + b``, ``backward(g, i)`` is ``g W``, both float32; in bfloat16 where
+    :func:`bfloat16_products` says so: the operands rounded to bfloat16, the products back to
+    float32 before the bias (the first layer, the sines and cosines, the output and the loss stay
+    float32: ``w0`` times a pre-activation would magnify a bfloat16 rounding of it)."""
+    layers = network.hidden
+    if not bfloat16_products(device):
+        return (lambda h, i: torch.nn.functional.linear(h, layers[i].weight, layers[i].bias),
+                lambda g, i: torch.matmul(g, layers[i].weight))
+    low = [layer.weight.to(torch.bfloat16) for layer in layers]
+    return (lambda h, i: torch.matmul(h.to(torch.bfloat16), low[i].t()).float().add_(layers[i].bias),
+            lambda g, i: torch.matmul(g.to(torch.bfloat16), low[i]).float())
+
+
+def bfloat16_products(device: torch.device | str = "cpu") -> bool:
+    """Whether the encoder's inner loop (:func:`_sgd_steps`) multiplies its hidden layers in
+    bfloat16: ``FIT_PRODUCTS_ENV`` set to ``bfloat16`` or ``float32``, else on a CPU that multiplies
+    bfloat16 natively (AVX512-BF16 or AMX; elsewhere bfloat16 products are emulated, and slower).
+    Only the encoder's search for latents changes (its gradient steps carry bfloat16 rounding); the
+    decoder, and every reconstruction a chunk's residual corrects, stay float32."""
+    choice = os.environ.get(FIT_PRODUCTS_ENV, "").strip().lower()
+    if choice in ("bfloat16", "float32"):
+        return choice == "bfloat16"
+    if choice:
+        raise ValueError(f"{FIT_PRODUCTS_ENV} must be 'bfloat16' or 'float32' (or unset), got {choice!r}")
+    return torch.device(device).type == "cpu" and _native_bfloat16()
+
+
+@functools.lru_cache(maxsize=1)
+def _native_bfloat16() -> bool:
+    cpu = torch.cpu
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in ("_is_avx512_bf16_supported",
+                                                                     "_is_amx_tile_supported"))
 
 
 def _layer_w0(network: ModulatedSiren) -> list[float]:

@@ -103,6 +103,81 @@ def test_a_compiled_step_that_fails_falls_back_to_the_eager_loop(monkeypatch):
     assert torch.equal(first, eager) and torch.equal(again, eager)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_bfloat16_products_take_about_the_float32_steps(monkeypatch, masked):
+    """``INRCODEC_FIT_PRODUCTS=bfloat16`` (the default on a CPU that multiplies bfloat16 natively):
+    the inner loop's hidden-layer products in bfloat16 fit other latents than float32's, by their
+    rounding only, and leave about the same error."""
+    from inrcodec.models import fitting
+
+    torch.manual_seed(3)
+    net = ModulatedSiren(3, 1, width=24, depth=3, latent_dim=6, w0_initial=20.0)
+    x, y = _values(n=6)
+    mask = np.random.default_rng(1).random(y.shape[:2]) > 0.3 if masked else None
+    m = None if mask is None else torch.as_tensor(mask)
+    fits, errors = {}, {}
+    for precision in ("float32", "bfloat16"):
+        monkeypatch.setenv(fitting.FIT_PRODUCTS_ENV, precision)
+        fits[precision] = fit_modulations(net, x, y, steps=6, lr=0.3, mask=mask, min_steps=2)
+        with torch.no_grad():
+            errors[precision] = per_item_mse(net(torch.as_tensor(x), fits[precision]), torch.as_tensor(y), m)
+    assert not torch.equal(fits["bfloat16"], fits["float32"])  # the bfloat16 loop ran
+    torch.testing.assert_close(fits["bfloat16"], fits["float32"], rtol=0.05, atol=0.02 * fits["float32"].abs().max())
+    with torch.no_grad():
+        start = per_item_mse(net(torch.as_tensor(x), torch.zeros(6, 6)), torch.as_tensor(y), m)
+    assert torch.all(errors["float32"] < 0.9 * start)  # the fit went somewhere worth matching
+    torch.testing.assert_close(errors["bfloat16"], errors["float32"], rtol=0.02, atol=0.0)
+
+
+def test_the_fit_products_follow_the_cpu_unless_the_environment_says(monkeypatch):
+    """Unset, bfloat16 products where the CPU multiplies bfloat16 natively and float32 elsewhere
+    (emulated bfloat16 is slower); ``float32`` or ``bfloat16`` in the environment overrides the CPU;
+    anything else is a clear error, not a silent default."""
+    from inrcodec.models import fitting
+
+    monkeypatch.delenv(fitting.FIT_PRODUCTS_ENV, raising=False)
+    for native in (True, False):
+        monkeypatch.setattr(fitting, "_native_bfloat16", lambda native=native: native)
+        assert fitting.bfloat16_products() is native
+        assert fitting.bfloat16_products("cuda") is False  # measured on CPUs only
+    torch.manual_seed(0)
+    net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4)
+    x, y = _values(n=3)
+    monkeypatch.setattr(fitting, "_native_bfloat16", lambda: True)
+    native = fit_modulations(net, x, y, steps=3)
+    monkeypatch.setenv(fitting.FIT_PRODUCTS_ENV, "float32")
+    assert not torch.equal(fit_modulations(net, x, y, steps=3), native)
+    monkeypatch.setenv(fitting.FIT_PRODUCTS_ENV, "bfloat16")
+    monkeypatch.setattr(fitting, "_native_bfloat16", lambda: False)
+    assert torch.equal(fit_modulations(net, x, y, steps=3), native)
+    monkeypatch.setenv(fitting.FIT_PRODUCTS_ENV, "half")
+    with pytest.raises(ValueError, match="INRCODEC_FIT_PRODUCTS must be 'bfloat16' or 'float32'"):
+        fit_modulations(net, x, y, steps=3)
+
+
+@pytest.mark.parametrize("options", [dict(bits=8, residual_coder="none"), dict(max_abs_error=0.05)])
+def test_a_chunk_fitted_with_bfloat16_products_decodes_like_any_other(tiny_model, monkeypatch, options):
+    """Only the encoder's search for latents changes with bfloat16 products: the chunk decodes with
+    the float32 decoder, is as deterministic, reaches about float32's error at ``bits`` and keeps
+    a bound at every value."""
+    from inrcodec.models import fitting
+
+    x = smooth_field(4, seed=5).astype("f4")
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, **options)
+    chunks, errors = {}, {}
+    for precision in ("float32", "bfloat16"):
+        monkeypatch.setenv(fitting.FIT_PRODUCTS_ENV, precision)
+        chunks[precision] = codec.encode(x)
+        assert codec.encode(x) == chunks[precision]
+        y = codec.decode(chunks[precision]).astype("f8")
+        errors[precision] = (float(np.sqrt(np.mean((y - x) ** 2))), float(np.max(np.abs(y - x))))
+    if "max_abs_error" in options:
+        assert errors["bfloat16"][1] <= options["max_abs_error"]
+    else:
+        assert chunks["bfloat16"] != chunks["float32"]  # other latents, by rounding
+        assert errors["bfloat16"][0] == pytest.approx(errors["float32"][0], rel=0.05)
+
+
 def test_a_warm_start_continues_from_the_given_latents():
     torch.manual_seed(0)
     net = ModulatedSiren(3, 1, width=16, depth=2, latent_dim=4)
