@@ -88,6 +88,13 @@ OUTCLASSED = 1.25
 #: estimate is rough: losing widths were estimated at 1.1-5.5 times that chunk on the validation
 #: split, and the width that won on held-out MPI-ESM at ``bits=3`` at 1.3 times
 HYBRID_OUTCLASSED = 2.0
+#: ``bits`` on a large chunk (:func:`_alone_at_bits`): the network alone and each hybrid width,
+#: estimated on the probe pair's own fit, are outclassed by SPERR alone at this many times its
+#: bytes. There the pair's hybrid estimates were 0.98-1.26 times the whole chunk's hybrid at the
+#: same RMSE, and the best width 1.29 times SPERR alone or more (validation split, 1-degree
+#: temperature, msl, u10 and v10 at 5, 6 and 8 bits, 40 widths; a level-shifted chunk aside): a
+#: width estimated at 1.3 times would need a larger overestimate than any seen to win
+PAIR_OUTCLASSED = 1.3
 #: :class:`_HybridProbe`'s SPERR searches stop at the first try within this share under the target
 #: (an estimate needs fewer tries than a chunk)
 PROBE_CLOSE = 0.1
@@ -676,10 +683,10 @@ def _hybrids_outclassed(model, waves, probe: "_ProbeFit", target_rmse: float, al
                         below: int | None = None) -> bool:
     """Whether every hybrid width (below ``below``) of the probe pair's fit, at ``target_rmse`` in
     layout ``coder``, has latents alone of ``limit`` bytes or more (the smallest chunk that meets
-    it) or is estimated ``HYBRID_OUTCLASSED`` by it (:class:`_HybridProbe`, scaled by SPERR
+    it) or is estimated ``PAIR_OUTCLASSED`` by it (:class:`_HybridProbe`, scaled by SPERR
     ``alone``'s bytes)."""
     hybrids = _HybridProbe(waves, probe.cands, coder, target_rmse, alone, probe)
-    return all(probe.chunk_bytes(b) >= limit or hybrids.outclassed(b, limit)
+    return all(probe.chunk_bytes(b) >= limit or hybrids.outclassed(b, limit, PAIR_OUTCLASSED)
                for b in hybrid.hybrid_widths(model, below))
 
 
@@ -872,11 +879,13 @@ class _HybridProbe:
         found = self._payloads.at_rmse(0, self.target, self.coder, lambda: recon, close=PROBE_CLOSE)
         return None if found is None else latents + len(found[0]) * scale
 
-    def outclassed(self, bits: int, limit: int) -> bool:
+    def outclassed(self, bits: int, limit: int, margin: float | None = None) -> bool:
+        """Whether width ``bits`` is estimated over ``margin`` (default ``HYBRID_OUTCLASSED``) times
+        the ``limit`` bytes."""
         estimate = None if self.pick is None else self.estimate(bits)
         if estimate is None:
             return False
-        if estimate > HYBRID_OUTCLASSED * limit:
+        if estimate > (HYBRID_OUTCLASSED if margin is None else margin) * limit:
             return True
         if estimate <= limit:  # expected to beat the chunk in hand: the narrower widths are searched unprobed
             self.pick = None
@@ -1010,7 +1019,7 @@ def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, v
     RMSE the network reaches at ``bits`` on the probe items' own fit (:class:`_ProbeFit`; with a
     ``level`` (:func:`_level_shift`), the lower of it and their fit moved to that level), where the
     network alone and every hybrid width (:class:`_HybridProbe`), estimated on those items, are
-    ``HYBRID_OUTCLASSED`` by it; else None, and the chunk is fitted whole (:func:`_at_bits`). The
+    ``PAIR_OUTCLASSED`` by it; else None, and the chunk is fitted whole (:func:`_at_bits`). The
     chunk's fit and reconstruction are most of what ``bits`` costs, and on 1-degree globes SPERR
     alone met the network's RMSE at 5-8 bits in a 3.6th to a 26th of its bytes (validation split).
     The RMSE aimed at is the two items', not the chunk's: 3.6 % under to 0.5 % over it at 5-8 bits
@@ -1033,7 +1042,7 @@ def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, v
     if not alone:
         return None
     best, coder = _better_alone(alone, settings, waves.nbytes)
-    if network <= HYBRID_OUTCLASSED * len(best):
+    if network <= PAIR_OUTCLASSED * len(best):
         return None
     return best if _hybrids_outclassed(model, waves, probe, target, best, coder, len(best), settings.bits) else None
 

@@ -489,12 +489,38 @@ def test_bits_on_a_large_chunk_is_met_by_sperr_alone_from_the_probe_pair_where_i
     alone = COINppCodec(patched_model, lat=lat, lon=lon, bits=6, residual_coder="none")
     target = float(np.sqrt(np.mean((alone.decode(alone.encode(pair)).astype("f8") - pair) ** 2)))
     assert float(np.sqrt(np.mean((codec.decode(chunk).astype("f8") - x) ** 2))) <= target
-    monkeypatch.setattr(encode, "HYBRID_OUTCLASSED", 1e9)  # nothing is outclassed: the chunk is fitted whole
+    monkeypatch.setattr(encode, "PAIR_OUTCLASSED", 1e9)  # nothing is outclassed: the chunk is fitted whole
     fits.clear()
     fallback = codec.encode(x)
     assert 8 in fits
     monkeypatch.setattr(encode, "_alone_at_bits", lambda *args: None)
     assert codec.encode(x) == fallback  # the probe leaves no trace
+
+
+@pytest.mark.parametrize("estimate,fitted_whole", [(1.2, True), (1.5, False), (2.5, False)])
+def test_the_bits_probe_drops_hybrids_estimated_past_its_own_margin(patched_model, monkeypatch, estimate,
+                                                                    fitted_whole):
+    """The bits probe's hybrid estimates on the pair's own fit are close (``PAIR_OUTCLASSED``, not
+    the rougher few-item estimates' ``HYBRID_OUTCLASSED``): a width estimated at 1.5 times SPERR
+    alone no longer sends the chunk to a whole fit that ends in SPERR alone; one at 1.2 times does."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.models import model as model_module
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    fits, real_fit = [], model_module.CoinModel.encode
+
+    def counting(self, values, *args, **kwargs):
+        fits.append(len(values))
+        return real_fit(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(model_module.CoinModel, "encode", counting)
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
+    monkeypatch.setattr(encode._ProbeFit, "chunk_bytes", lambda self, bits: 1e6 if bits == 6 else 1.0)
+    monkeypatch.setattr(encode._HybridProbe, "estimate", lambda self, bits: estimate * self.alone)
+    COINppCodec(patched_model, lat=lat, lon=lon, bits=6).encode(x)
+    assert (8 in fits) is fitted_whole
+    assert encode.PAIR_OUTCLASSED < 1.5 < encode.HYBRID_OUTCLASSED
 
 
 @pytest.mark.parametrize("target", [1.0, 2.0, 4.0])
