@@ -187,6 +187,10 @@ def bfloat16_products(device: torch.device | str = "cpu") -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively, through oneDNN (torch's bfloat16 products on
+    x86; without it they fall back to a slow reference loop)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
     cpu = torch.cpu
     return any(bool(getattr(cpu, name, lambda: False)()) for name in ("_is_avx512_bf16_supported",
                                                                      "_is_amx_tile_supported"))
@@ -393,19 +397,20 @@ def _fit_subset(patch_shape: tuple[int, ...], min_points: int) -> np.ndarray | N
 
 def fit_chunk(network: ModulatedSiren, coords: np.ndarray, values: np.ndarray, mask: np.ndarray | None,
               patch_shape: tuple[int, ...], steps: int = 10, lr: float = 1e-2, refine_steps: int = 0,
-              refine_lr: float = 1e-2) -> torch.Tensor:
+              refine_lr: float = 1e-2, points_per_latent: int | None = None) -> torch.Tensor:
     """The latents (n * num_patches, k) of a chunk's ``values`` (n, num_patches, P, c), fitted the
     fast way: the masked mean of the items with ``steps`` steps from zero, then every item from the
     mean's latents with ``WARM_ITEM_STEPS`` to ``steps`` steps (on while a step gains ``STEP_GAIN``;
     then ``refine_steps``), each step on the regular subset of :func:`fit_subset` (at least
-    ``FIT_POINTS_PER_LATENT`` points per latent).
+    ``FIT_POINTS_PER_LATENT`` points per latent, or ``points_per_latent``).
 
     ``coords`` (num_patches, P, d) are the patches' coordinates (the same for every item); ``mask``
     (n, num_patches, P) is True where a value is valid. A patch whose valid points the regular
     subset misses (a coastline of a masked field) takes evenly spaced valid points instead.
     """
     n, num_patches = values.shape[:2]
-    idx = fit_subset(patch_shape, FIT_POINTS_PER_LATENT * network.latent_dim)
+    per_latent = FIT_POINTS_PER_LATENT if points_per_latent is None else points_per_latent
+    idx = fit_subset(patch_shape, per_latent * network.latent_dim)
     if idx is not None:
         rows = np.broadcast_to(idx, (num_patches, idx.size)).copy()
         if mask is not None:

@@ -165,7 +165,7 @@ class CoinModel:
 
     # -- encode / decode ---------------------------------------------------------------------
     def encode(self, values, grid, steps: int | None = None, mask=None, refine_steps: int = 0,
-               patch_aim: int = 0, fit: str = "full") -> np.ndarray:
+               patch_aim: int = 0, fit: str = "full", points_per_latent: int | None = None) -> np.ndarray:
         """Fit latents for ``values`` (N, *spatial) in physical units -> (N, num_patches, k).
 
         ``mask`` (N, *spatial) bool is True where a value is valid; NaNs are always masked.
@@ -173,7 +173,8 @@ class CoinModel:
         accuracy for more encode time. ``patch_aim``: see :meth:`patch_points` (0: the model's).
         ``fit``: ``"full"`` fits every item from zero on every point (``steps`` steps);
         ``"fast"`` fits the items' mean, then each item from it on a subset of the points
-        (:func:`~inrcodec.models.fitting.fit_chunk`).
+        (:func:`~inrcodec.models.fitting.fit_chunk`; ``points_per_latent``: that subset's size, None
+        for ``fitting.FIT_POINTS_PER_LATENT``).
         """
         if fit not in FIT_MODES:
             raise ValueError(f"fit must be one of {FIT_MODES}, got {fit!r}")
@@ -191,6 +192,7 @@ class CoinModel:
                 self.network, coords, patches.reshape(n, part.num_patches, -1, 1),
                 None if valid.all() else pmask.reshape(n, part.num_patches, -1), part.patch_shape, steps,
                 self.inner_lr, refine_steps=int(refine_steps), refine_lr=self.refine_step_size(),
+                points_per_latent=points_per_latent,
             )
             return latents.numpy().reshape(n, part.num_patches, self.latent_dim)
         flat_v = patches.reshape(n * part.num_patches, -1, 1)

@@ -523,6 +523,41 @@ def test_the_bits_probe_drops_hybrids_estimated_past_its_own_margin(patched_mode
     assert encode.PAIR_OUTCLASSED < 1.5 < encode.HYBRID_OUTCLASSED
 
 
+@pytest.mark.parametrize("options", [dict(bits=6), dict(target_ratio=200.0)])
+def test_probe_pairs_are_fitted_on_fewer_points_than_the_chunk(patched_model, monkeypatch, options):
+    """A probe pair (the bits probe, a patch size's probe within a ratio) only estimates: it is fitted
+    on ``PROBE_POINTS_PER_LATENT`` points per latent of each patch, a chunk on
+    ``fitting.FIT_POINTS_PER_LATENT``."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.models import fitting
+    from inrcodec.models import model as model_module
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    sizes, fits = [], []
+    real_subset, real_encode = fitting.fit_subset, model_module.CoinModel.encode
+
+    def recording(patch_shape, min_points):
+        sizes.append(min_points)
+        return real_subset(patch_shape, min_points)
+
+    def encoding(self, values, *args, **kwargs):
+        first = len(sizes)
+        out = real_encode(self, values, *args, **kwargs)
+        fits.append((len(values), set(sizes[first:])))
+        return out
+
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
+    monkeypatch.setattr(fitting, "fit_subset", recording)
+    monkeypatch.setattr(model_module.CoinModel, "encode", encoding)
+    COINppCodec(patched_model, lat=lat, lon=lon, **options).encode(x)
+    k = patched_model.latent_dim
+    assert any(n == 2 for n, _ in fits)
+    for n, used in fits:
+        assert used == {(encode.PROBE_POINTS_PER_LATENT if n == 2 else fitting.FIT_POINTS_PER_LATENT) * k}
+    assert encode.PROBE_POINTS_PER_LATENT < fitting.FIT_POINTS_PER_LATENT
+
+
 @pytest.mark.parametrize("target", [1.0, 2.0, 4.0])
 def test_an_rmse_search_reconstructs_only_widths_that_can_beat_the_chunk_in_hand(tiny_model, monkeypatch, target):
     """``target_rmse``: with a chunk that meets the target in hand (SPERR alone), a width whose chunk
