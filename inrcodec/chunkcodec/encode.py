@@ -105,9 +105,11 @@ PROBE_MIN_ITEM_VALUES = 1 << 15
 #: ``effort="fast"``: SPERR's RMSE search stops at the first try within this share under the target
 CLOSE_ENOUGH = 0.03
 #: :class:`_ProbeFit` fits its pair on a subset of this many points per latent (the chunk's fit:
-#: ``fitting.FIT_POINTS_PER_LATENT``): half the pair's fit, and its RMSE at 6 bits within -1.7 to
-#: +0.9 % of the fit on 4 (validation split, 1-degree temperature, msl, u10, v10; 7 chunks; up to
-#: +7.5 % on one test chunk, whose bits chunk moved along SPERR's curve)
+#: ``fitting.FIT_POINTS_PER_LATENT``) where an item has ``PROBE_MIN_ITEM_VALUES`` values or more:
+#: half the pair's fit, and its RMSE at 6 bits within -1.7 to +0.9 % of the fit on 4 (validation
+#: split, 1-degree temperature, msl, u10, v10; 7 chunks; up to +7.5 % on one test chunk, whose bits
+#: chunk moved along SPERR's curve). On 3-degree items (7 k values) the smaller subset took more
+#: steps and the probes 0.1 s longer (0.24 -> 0.34 s of fit at ``target_ratio=400``)
 PROBE_POINTS_PER_LATENT = 2
 #: ``effort="fast"``, ``bits`` with SPERR: a chunk whose mean lies more than this many training
 #: ranges from the network's own level (its field at zero latents) is fitted moved to that level,
@@ -705,7 +707,8 @@ class _ProbeFit:
     def __init__(self, fitted, aim: int, writer: _Writer, n: int, level: float = 0.0):
         self.n, self.writer = n, writer
         self.pick = np.array([n // 2 - 1, n // 2], dtype=np.intp)
-        self.cands = fitted(aim, self.pick, level=level, points_per_latent=PROBE_POINTS_PER_LATENT)
+        large = math.prod(writer.chunk.items.shape[1:]) >= PROBE_MIN_ITEM_VALUES
+        self.cands = fitted(aim, self.pick, level=level, points_per_latent=PROBE_POINTS_PER_LATENT if large else None)
 
     def chunk_bytes(self, bits: int) -> float:
         """The chunk of every item's latents at ``bits``, estimated as the first item's bytes and

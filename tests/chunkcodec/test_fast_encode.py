@@ -523,10 +523,13 @@ def test_the_bits_probe_drops_hybrids_estimated_past_its_own_margin(patched_mode
     assert encode.PAIR_OUTCLASSED < 1.5 < encode.HYBRID_OUTCLASSED
 
 
-@pytest.mark.parametrize("options", [dict(bits=6), dict(target_ratio=200.0)])
-def test_probe_pairs_are_fitted_on_fewer_points_than_the_chunk(patched_model, monkeypatch, options):
-    """A probe pair (the bits probe, a patch size's probe within a ratio) only estimates: it is fitted
-    on ``PROBE_POINTS_PER_LATENT`` points per latent of each patch, a chunk on
+@pytest.mark.parametrize("options,large", [(dict(bits=6), True), (dict(target_ratio=200.0), True),
+                                           (dict(target_ratio=200.0), False)])
+def test_probe_pairs_of_large_items_are_fitted_on_fewer_points_than_the_chunk(patched_model, monkeypatch, options,
+                                                                              large):
+    """A probe pair (the bits probe, a patch size's probe within a ratio) only estimates: where its
+    items are large it is fitted on ``PROBE_POINTS_PER_LATENT`` points per latent of each patch, a
+    chunk (and a pair of small items, which the smaller subset took longer to fit) on
     ``fitting.FIT_POINTS_PER_LATENT``."""
     from inrcodec.chunkcodec import encode
     from inrcodec.models import fitting
@@ -547,14 +550,16 @@ def test_probe_pairs_are_fitted_on_fewer_points_than_the_chunk(patched_model, mo
         fits.append((len(values), set(sizes[first:])))
         return out
 
-    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
+    if large:
+        monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
     monkeypatch.setattr(fitting, "fit_subset", recording)
     monkeypatch.setattr(model_module.CoinModel, "encode", encoding)
     COINppCodec(patched_model, lat=lat, lon=lon, **options).encode(x)
     k = patched_model.latent_dim
     assert any(n == 2 for n, _ in fits)
     for n, used in fits:
-        assert used == {(encode.PROBE_POINTS_PER_LATENT if n == 2 else fitting.FIT_POINTS_PER_LATENT) * k}
+        probe = n == 2 and large
+        assert used == {(encode.PROBE_POINTS_PER_LATENT if probe else fitting.FIT_POINTS_PER_LATENT) * k}
     assert encode.PROBE_POINTS_PER_LATENT < fitting.FIT_POINTS_PER_LATENT
 
 
