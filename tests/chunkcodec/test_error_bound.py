@@ -20,7 +20,7 @@ from numcodecs.tests.common import check_config
 from conftest import NLAT, NLON, global_lat_lon, smooth_field
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import (
-    ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, V3_PREFIX, V4_PREFIX,
+    ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, MODE_WAVELET, V3_PREFIX, V4_PREFIX,
 )
 from inrcodec.chunkcodec import residual
 from inrcodec.codec import COINppCodec
@@ -385,6 +385,46 @@ def test_a_bound_with_an_rmse_target_meets_both(tiny_model):
         warnings.simplefilter("error")  # met: nothing to warn about
         rmse, worst = _errors(both, x)
     assert worst <= bound and rmse <= target
+
+
+def test_a_bound_with_an_rmse_target_also_tries_sperrs_pointwise_chunks(monkeypatch):
+    """``target_rmse`` with ``max_abs_error``: SPERR alone in its point-wise mode, at the bound and
+    tighter ones while the RMSE is missed, joins the tries, each within the bound; the chunk is the
+    smallest try that meets both, never larger than without them, and where the bounded search has
+    nothing smaller than the raw values, SPERR's point-wise chunk is the one kept."""
+    from conftest import build_spherical_model
+    from inrcodec.chunkcodec import encode
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=4).astype("f4")
+    codec = COINppCodec(build_spherical_model(0), lat=lat, lon=lon, target_rmse=0.5, max_abs_error=2.0)
+    tries, pointwise = [], []
+    real, real_pointwise = encode._within_and_at_target, encode._pointwise_alone
+
+    def keeping(settings, chunk, candidates, bound):
+        tries[:] = candidates
+        return real(settings, chunk, candidates, bound)
+
+    def recording(*args):
+        pointwise[:] = real_pointwise(*args)
+        return pointwise
+
+    monkeypatch.setattr(encode, "_within_and_at_target", keeping)
+    monkeypatch.setattr(encode, "_pointwise_alone", recording)
+    chunk = codec.encode(x)
+    y = codec.decode(chunk).astype("f8")
+    assert np.abs(y - x).max() <= 2.0 and np.sqrt(np.mean((y - x) ** 2)) <= 0.5
+    assert pointwise and all(_mode(c.data) == MODE_WAVELET and c.max_error <= 2.0 for c in pointwise)
+    assert all(c in tries for c in pointwise)
+    assert len(chunk) == min(len(c.data) for c in tries if c.max_error <= 2.0 and c.rmse <= 0.5)
+    monkeypatch.setattr(encode, "_pointwise_alone", lambda *args: [])
+    assert len(codec.encode(x)) >= len(chunk)
+    monkeypatch.setattr(encode, "_pointwise_alone", recording)
+    monkeypatch.setattr(encode, "_bounded", lambda settings, model, cands, writer, *args: writer.raw())
+    chunk = codec.encode(x)
+    assert chunk in [c.data for c in pointwise] and len(chunk) < x.nbytes
+    y = codec.decode(chunk).astype("f8")
+    assert np.abs(y - x).max() <= 2.0 and np.sqrt(np.mean((y - x) ** 2)) <= 0.5
 
 
 def test_a_bound_with_a_ratio_target_keeps_the_bound(tiny_model):
