@@ -536,7 +536,7 @@ def _pointwise_alone(settings, model, chunk: _Chunk, waves, bound: float) -> lis
             for c in _tightening(settings, model, chunk, bound, lambda b, k=coder: waves.at_bound(None, 0, b, k))]
 
 
-def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> list[tuple]:
+def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> list[Candidate]:
     """``bounded_at(b)`` (a chunk within ``b``, or None where there is none) at the bound, then at
     tighter bounds while an RMSE target is missed, up to ``BOUND_TRIES`` chunks (:func:`_scored`): a
     bounded chunk's RMSE grows with its bound."""
@@ -568,7 +568,7 @@ def _errors_of(data: bytes, model, settings, chunk: _Chunk) -> tuple[float, floa
     return (float(np.sqrt(np.mean(d * d))), float(d.max())) if d.size else (0.0, 0.0)
 
 
-def _within_and_at_target(settings, chunk: _Chunk, tries: list[tuple], bound: float) -> bytes:
+def _within_and_at_target(settings, chunk: _Chunk, tries: list[Candidate], bound: float) -> bytes:
     """An error bound with a target: of the :func:`_scored` chunks in ``tries`` whose every valid
     value decodes within ``bound``, at ``target_rmse`` the smallest that meets it, at
     ``target_ratio`` the lowest RMSE within the ratio; where none meets the target, the closest (the
@@ -950,6 +950,9 @@ class _WaveletChunks:
         self.writer, self.shape = writer, values.shape
         self.payloads = hybrid.WaveletCandidates(values, valid, writer.chunk.arr.nbytes, writer.chunk.arr.dtype)
         self.nbytes = self.payloads.nbytes
+        #: SPERR alone within a bound, per (bound, layout): the bounded search and the point-wise
+        #: tries of a bound with a target (:func:`_pointwise_alone`) ask for the same chunk
+        self._alone_within: dict[tuple[float, int], bytes | None] = {}
 
     @property
     def rate_start(self) -> float:
@@ -994,8 +997,13 @@ class _WaveletChunks:
         return self._packed(cands, bits, found)
 
     def at_bound(self, cands, bits: int, bound: float, coder: int = wavelet.CODER_SPERR) -> bytes | None:
+        if cands is None and (bound, coder) in self._alone_within:
+            return self._alone_within[bound, coder]
         payload = self.payloads.at_bound(bound, coder, self._prediction(cands, bits))
-        return None if payload is None else self._pack(cands, bits, payload)
+        data = None if payload is None else self._pack(cands, bits, payload)
+        if cands is None:
+            self._alone_within[bound, coder] = data
+        return data
 
     def tries(self, model, fits, below: int | None = None) -> list[tuple]:
         """The (latent candidates, width, coder) a chunk's wavelet search tries: SPERR alone
