@@ -23,12 +23,13 @@ import shlex
 import sys
 
 import _smoke
+import hybrid_bound
 import numpy as np
-from speed import SETS, SPLITS, data_set
+from speed import SETS, SPLITS, _sperr, data_set
 
 from inrcodec import COINppCodec
+from inrcodec.metrics import max_abs_error, rmse as plain_rmse
 from inrcodec.training.pool import Field
-from inrcodec.wasmcodecs import wasm_codec_class
 
 #: the peers and the setting each is searched over: an absolute bound, a point-wise bound, a rate
 PEERS = ("SZ3 (abs)", "SPERR (pwe)", "SPERR (bpp)")
@@ -36,19 +37,14 @@ PEERS = ("SZ3 (abs)", "SPERR (pwe)", "SPERR (bpp)")
 
 def _peer(name: str, value: float):
     """The peer codec at one setting, or None where it is not installed (SZ3 is a bench extra)."""
-    try:
-        if name == "SZ3 (abs)":
-            return wasm_codec_class("numcodecs_wasm_sz3", "Sz3")(eb_mode="abs", eb_abs=value)
-        Sperr = wasm_codec_class("numcodecs_wasm_sperr", "Sperr")
-    except ImportError:
-        return None
-    return Sperr(mode="pwe", pwe=value) if name == "SPERR (pwe)" else Sperr(mode="bpp", bpp=value)
+    if name == "SPERR (bpp)":
+        return _sperr("bpp", value)
+    return hybrid_bound._peer("SZ3" if name == "SZ3 (abs)" else "SPERR", value)
 
 
 def errors(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(plain RMSE, max abs error) of ``y`` against ``x``."""
-    d = y.astype(np.float64) - x.astype(np.float64)
-    return float(np.sqrt(np.mean(d * d))), float(np.max(np.abs(d)))
+    return plain_rmse(x, y), max_abs_error(x, y)
 
 
 def _try(name: str, value: float, x: np.ndarray) -> tuple[int, float, float] | None:
