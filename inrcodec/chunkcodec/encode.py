@@ -363,6 +363,13 @@ class _LatentCandidates:
         """RMSE (data units) of the reconstruction at ``bits`` (plus ``level``) over the valid values."""
         return _rmse(self.recon(bits), values, valid, self.level)
 
+    def max_error(self, bits: int, values: np.ndarray, valid: np.ndarray, dtype) -> float:
+        """The maximum error (data units) over the valid values of the reconstruction at ``bits``
+        as the decoder returns it: plus ``level``, in the chunk's ``dtype``."""
+        y = self.recon(bits).reshape(values.shape)[valid]
+        y = (y + self.level if self.level else y).astype(np.dtype(dtype).newbyteorder("="))
+        return float(np.abs(y.astype(np.float64) - values[valid]).max(initial=0.0))
+
     def estimated_rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
         """:meth:`rmse` measured on ``ESTIMATE_ITEMS`` evenly spaced items only (all of them when
         the chunk has no more): what the search asks before it pays for a whole reconstruction."""
@@ -630,7 +637,8 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
             rivals = [c.rmse for c in tried + found_alone if nbytes / len(c.data) >= settings.target_ratio]
             if rivals and cands.estimated_rmse(choice.bits, values, valid) > OUTCLASSED * min(rivals):
                 continue
-        tried.append(Candidate(data, cands.rmse(choice.bits, values, valid)))
+        tried.append(Candidate(data, cands.rmse(choice.bits, values, valid),
+                               cands.max_error(choice.bits, values, valid, writer.chunk.arr.dtype)))
         choices.append(choice)
     if fast and alone:
         tried += found_alone
@@ -668,7 +676,7 @@ def _warn_if_costly(settings, model, tried: list[Candidate], choices: list, pick
 
 def _lower_max_error(settings, model, chunk: _Chunk, tried: list[Candidate], pick: int) -> int:
     """``effort="fast"``, ``target_ratio``: of the candidates within the ratio whose RMSE is within
-    ``MAX_ERROR_MARGIN`` of the pick's, the one with the lowest maximum error (decoded; ties: the
+    ``MAX_ERROR_MARGIN`` of the pick's, the one with the lowest maximum error (as decoded; ties: the
     pick, then the earlier): the RMSE search alone lets the maximum error drift."""
     nbytes, best = chunk.arr.nbytes, tried[pick].rmse
     if nbytes / len(tried[pick].data) < settings.target_ratio:
@@ -677,7 +685,11 @@ def _lower_max_error(settings, model, chunk: _Chunk, tried: list[Candidate], pic
              and c.rmse <= (1.0 + MAX_ERROR_MARGIN) * best]
     if not close:
         return pick
-    worst = {i: _errors_of(tried[i].data, model, settings, chunk)[1] for i in [pick, *close]}
+    # the search measured most candidates' maximum error as the decoder returns them; the decoder
+    # clips to a valid range, which the search does not
+    clipped = settings.valid_min is not None or settings.valid_max is not None
+    worst = {i: _errors_of(tried[i].data, model, settings, chunk)[1]
+             if clipped or math.isnan(tried[i].max_error) else tried[i].max_error for i in [pick, *close]}
     return min([pick, *close], key=lambda i: (worst[i], i != pick, i))
 
 
@@ -984,7 +996,7 @@ class _WaveletChunks:
         return len(self._pack(cands, bits, b"")), self._prediction(cands, bits)
 
     def _packed(self, cands, bits: int, found) -> Candidate | None:
-        return None if found is None else Candidate(self._pack(cands, bits, found[0]), found[1])
+        return None if found is None else Candidate(self._pack(cands, bits, found[0]), *found[1:])
 
     def at_ratio(self, cands, bits: int, target_ratio: float, coder: int = wavelet.CODER_SPERR):
         overhead, prediction = self._chunk_of(cands, bits)

@@ -94,11 +94,12 @@ class WaveletCandidates:
     their valid positions; ``nbytes`` and ``dtype``: the input chunk's).
 
     Every method takes the chunk's ``overhead`` (its bytes without the wavelet payload: header,
-    latents, masks; the payload, the last section, adds its own length) and ``prediction``: None for SPERR alone, or a callable
-    returning the network's reconstruction of the items (float64, exactly as the decoder computes
-    it; called only when a payload is made). ``at_ratio`` and ``at_rmse`` return the payload with
-    the RMSE of what it decodes to (:meth:`decoded`), ``at_bound`` the payload alone; packing it
-    into a chunk (a :class:`~inrcodec.chunkcodec.choose.Candidate`) is the encoder's
+    latents, masks; the payload, the last section, adds its own length) and ``prediction``: None
+    for SPERR alone, or a callable returning the network's reconstruction of the items (float64,
+    exactly as the decoder computes it; called only when a payload is made). ``at_ratio`` and
+    ``at_rmse`` return the payload with the RMSE and the maximum error of what it decodes to
+    (:meth:`decoded`), ``at_bound`` the payload alone; packing it into a chunk (a
+    :class:`~inrcodec.chunkcodec.choose.Candidate`) is the encoder's
     (:mod:`inrcodec.chunkcodec.encode`)."""
 
     #: where a rate search starts when nothing better is known (bits per value), and the slope of
@@ -131,15 +132,16 @@ class WaveletCandidates:
             field = recon.reshape(field.shape) + field
         return field.astype(self.dtype.newbyteorder("="))
 
-    def _rmse(self, y: np.ndarray) -> float:
-        err = y.astype(np.float64)[self.valid] - self.x64[self.valid]
-        return float(np.sqrt(np.mean(err * err)))
+    def _errors(self, y: np.ndarray) -> tuple[float, float]:
+        """(RMSE, max abs error) of decoded values ``y`` over the valid values."""
+        err = np.abs(y.astype(np.float64)[self.valid] - self.x64[self.valid])
+        return float(np.sqrt(np.mean(err * err))), float(err.max(initial=0.0))
 
     # ------------------------------------------------------------------ the three targets
     def at_ratio(self, overhead: int, target_ratio: float, coder: int = wavelet.CODER_SPERR,
-                 prediction=None) -> tuple[bytes, float] | None:
+                 prediction=None) -> tuple[bytes, float, float] | None:
         """The payload that keeps the chunk within ``nbytes / target_ratio`` bytes (SPERR at the rate
-        the rest of the chunk leaves), with the chunk's RMSE; None when the rest fills the budget."""
+        the rest of the chunk leaves), with the chunk's RMSE and max error; None when the rest fills the budget."""
         budget = int(self.nbytes / target_ratio)
         room = budget - overhead - _SLACK_BYTES
         if room < wavelet.SPERR_HEADER + 8:
@@ -151,7 +153,7 @@ class WaveletCandidates:
         for _ in range(RATE_TRIES):
             payload = wavelet.encode(field, "bpp", bpp, coder)
             if overhead + len(payload) <= budget:
-                return payload, self._rmse(self.decoded(payload, recon))
+                return payload, *self._errors(self.decoded(payload, recon))
             # SPERR writes about bpp * n / 8 bytes plus a fixed part (its header, the mean, ...)
             fixed = len(payload) - _SLACK_BYTES - bpp * size / 8.0
             bpp = 0.98 * 8.0 * (room - fixed) / size
@@ -160,9 +162,10 @@ class WaveletCandidates:
         return None
 
     def at_rmse(self, overhead: int, target_rmse: float, coder: int = wavelet.CODER_SPERR, prediction=None,
-                close: float = 0.0, limit: int | None = None, slope: float = SLOPE) -> tuple[bytes, float] | None:
+                close: float = 0.0, limit: int | None = None,
+                slope: float = SLOPE) -> tuple[bytes, float, float] | None:
         """The payload of the smallest of ``RATE_TRIES`` chunks whose RMSE meets ``target_rmse``,
-        with that RMSE; None when none does.
+        with that RMSE and its max error; None when none does.
 
         ``close`` = 0 (``effort="full"``): SPERR's PSNR setting, moved towards the target after each
         try. ``close`` > 0 (``effort="fast"``): SPERR's rate (bits per value), on the line through
@@ -183,16 +186,16 @@ class WaveletCandidates:
         psnr, best = 20.0 * math.log10(span / target_rmse), None
         for _ in range(RATE_TRIES):
             payload = wavelet.encode(field, "psnr", max(psnr, 1.0), coder)
-            rmse = self._rmse(self.decoded(payload, recon))
+            rmse, worst = self._errors(self.decoded(payload, recon))
             if rmse <= target_rmse and (best is None or len(payload) < len(best[0])):
-                best = (payload, rmse)
+                best = (payload, rmse, worst)
             # SPERR's PSNR mode over- or undershoots the RMSE asked: move by the measured miss
             # (a missed target by a little more, so that the next try meets it)
             psnr += 20.0 * math.log10(max(rmse, 1e-300) / target_rmse) + (_PSNR_STEP_DB if rmse > target_rmse else 0.02)
         return best
 
     def _at_rmse_by_rate(self, overhead: int, recon, field: np.ndarray, target_rmse: float, coder: int,
-                         close: float, limit: int | None, slope: float) -> tuple[bytes, float] | None:
+                         close: float, limit: int | None, slope: float) -> tuple[bytes, float, float] | None:
         goal = math.log(target_rmse * (1.0 - close / 2.0))
         floor = math.log(target_rmse) - _LOG_SPAN  # a lossless try's RMSE of 0 counts as this
         rate = self.rate_start
@@ -202,12 +205,12 @@ class WaveletCandidates:
         best, tried, missed, met = None, [], None, None
         for _ in range(RATE_SEARCH_TRIES):
             payload = wavelet.encode(field, "bpp", rate, coder)
-            rmse = self._rmse(self.decoded(payload, recon))
+            rmse, worst = self._errors(self.decoded(payload, recon))
             tried.append((math.log(rate), max(math.log(max(rmse, 1e-300)), floor)))
             if rmse <= target_rmse:
                 met = rate if met is None else min(met, rate)
                 if best is None or len(payload) < len(best[0]):
-                    best = (payload, rmse)
+                    best = (payload, rmse, worst)
                     self.rate_start = rate
                 if rmse >= (1.0 - close) * target_rmse:
                     break

@@ -662,6 +662,31 @@ def test_within_a_ratio_the_lower_max_error_wins_among_near_equal_rmses(patched_
     assert loose != strict and worst(loose) < worst(strict) and x.nbytes / len(loose) >= 80.0
 
 
+
+@pytest.mark.parametrize("valid_min", [None, -1000.0])
+def test_the_tie_break_reads_the_max_errors_the_search_measured_as_the_decoder_returns_them(
+        patched_model, monkeypatch, valid_min):
+    """The candidates a ratio search offers carry the maximum error of what the decoder returns,
+    so the tie-break decodes none of them again; with a valid range (which the decoder clips to
+    and the search does not) it decodes the close ones."""
+    from inrcodec.chunkcodec import encode
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(4, 32, 64, seed=1).astype("f4")
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=80.0, valid_min=valid_min)
+    offered, decoded = [], []
+    real_tie_break, real_errors = encode._lower_max_error, encode._errors_of
+    monkeypatch.setattr(encode, "MAX_ERROR_MARGIN", 10.0)  # every candidate within the ratio is close
+    monkeypatch.setattr(encode, "_lower_max_error", lambda *a: offered.extend(a[3]) or real_tie_break(*a))
+    monkeypatch.setattr(encode, "_errors_of", lambda *a: decoded.append(a[0]) or real_errors(*a))
+    codec.encode(x)
+    measured = [c for c in offered if not math.isnan(c.max_error)]
+    assert len(measured) == len(offered) >= 2
+    for c in measured:
+        assert c.max_error == float(np.abs(codec.decode(c.data).astype("f8") - x).max())
+    within = [c.data for c in offered if x.nbytes / len(c.data) >= 80.0]
+    assert sorted(decoded) == ([] if valid_min is None else sorted(within))
+
 # ------------------------------------------------------------------ the stage timer
 def test_stage_times_say_where_an_encode_went(tiny_model):
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, bits=6)
