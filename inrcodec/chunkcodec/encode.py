@@ -905,26 +905,35 @@ class _HybridProbe:
             self._scale = None if found is None else self.alone / len(found[0])
         return self._scale
 
-    def estimate(self, bits: int) -> float | None:
-        """The hybrid chunk's bytes at ``bits``, estimated on the probe items (None: SPERR misses there)."""
+    def estimate(self, bits: int, cap: float | None = None) -> float | None:
+        """The hybrid chunk's bytes at ``bits``, estimated on the probe items (None: SPERR misses
+        there); ``math.inf`` where they are found to exceed ``cap``: a width whose latents alone do
+        is not reconstructed, and the SPERR search stops at a try that misses the target with a
+        payload that takes the estimate past it (SPERR's size only grows with its rate)."""
         scale = self._scale_of()
         if scale is None:
             return None
-        if self.probe is None:
-            recon = self.cands.recon_items(bits, self.pick)
-            latents = len(self.waves.writer.latents(self.cands, bits))
-        else:
-            recon, latents = self.probe.cands.recon(bits), self.probe.chunk_bytes(bits)
-        found = self._payloads.at_rmse(0, self.target, self.coder, lambda: recon, close=PROBE_CLOSE)
-        return None if found is None else latents + len(found[0]) * scale
+        latents = len(self.waves.writer.latents(self.cands, bits)) if self.probe is None \
+            else self.probe.chunk_bytes(bits)
+        if cap is not None and latents >= cap:
+            return math.inf
+        # the search's limit counts its slack beside the payload: it stops at a payload over the cap's
+        limit = None if cap is None or not scale > 0 else \
+            math.floor((cap - latents) / scale) + 1 + hybrid.WaveletCandidates.SLACK
+        recon = self.cands.recon_items(bits, self.pick) if self.probe is None else self.probe.cands.recon(bits)
+        found = self._payloads.at_rmse(0, self.target, self.coder, lambda: recon, close=PROBE_CLOSE, limit=limit)
+        if found is None:
+            return math.inf if self._payloads.missed_at_limit else None
+        return latents + len(found[0]) * scale
 
     def outclassed(self, bits: int, limit: int, margin: float | None = None) -> bool:
         """Whether width ``bits`` is estimated over ``margin`` (default ``HYBRID_OUTCLASSED``) times
         the ``limit`` bytes."""
-        estimate = None if self.pick is None else self.estimate(bits)
+        cap = (HYBRID_OUTCLASSED if margin is None else margin) * limit
+        estimate = None if self.pick is None else self.estimate(bits, cap)
         if estimate is None:
             return False
-        if estimate > (HYBRID_OUTCLASSED if margin is None else margin) * limit:
+        if estimate > cap:
             return True
         if estimate <= limit:  # expected to beat the chunk in hand: the narrower widths are searched unprobed
             self.pick = None

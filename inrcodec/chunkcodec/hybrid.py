@@ -105,6 +105,8 @@ class WaveletCandidates:
     #: where a rate search starts when nothing better is known (bits per value), and the slope of
     #: log RMSE against log rate it assumes after its first try
     START_BPP, SLOPE = _START_BPP, _SLOPE
+    #: the bytes a rate search counts beside a payload against its ``limit``
+    SLACK = _SLACK_BYTES
 
     def __init__(self, values: np.ndarray, valid: np.ndarray, nbytes: int, dtype):
         self.valid, self.nbytes, self.dtype = valid, int(nbytes), np.dtype(dtype)
@@ -115,6 +117,9 @@ class WaveletCandidates:
         self.rate_start = self.START_BPP
         #: the slope of log RMSE against log rate through the last two tries of the last search
         self.last_slope = _SLOPE
+        #: whether the last rate search ended at a try that missed its target with a chunk of its
+        #: ``limit`` bytes or more (every chunk that meets it is larger)
+        self.missed_at_limit = False
 
     # ------------------------------------------------------------------ one candidate
     def _field(self, recon) -> np.ndarray:
@@ -203,6 +208,7 @@ class WaveletCandidates:
             size = int(np.prod(wavelet.layout_shape(field.shape, coder)))
             rate = min(rate, max(8.0 * (limit - overhead - _SLACK_BYTES - wavelet.SPERR_HEADER) / size, _MIN_BPP))
         best, tried, missed, met = None, [], None, None
+        self.missed_at_limit = False
         for _ in range(RATE_SEARCH_TRIES):
             payload = wavelet.encode(field, "bpp", rate, coder)
             rmse, worst = self._errors(self.decoded(payload, recon))
@@ -217,6 +223,7 @@ class WaveletCandidates:
             else:
                 missed = rate if missed is None else max(missed, rate)
                 if limit is not None and overhead + _SLACK_BYTES + len(payload) >= limit:
+                    self.missed_at_limit = True
                     break
             rate = _next_rate(tried, goal, missed, met, slope)
         self.last_slope = _slope(tried, slope)

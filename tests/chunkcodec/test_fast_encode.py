@@ -517,11 +517,61 @@ def test_the_bits_probe_drops_hybrids_estimated_past_its_own_margin(patched_mode
     monkeypatch.setattr(model_module.CoinModel, "encode", counting)
     monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
     monkeypatch.setattr(encode._ProbeFit, "chunk_bytes", lambda self, bits: 1e6 if bits == 6 else 1.0)
-    monkeypatch.setattr(encode._HybridProbe, "estimate", lambda self, bits: estimate * self.alone)
+    monkeypatch.setattr(encode._HybridProbe, "estimate", lambda self, bits, cap=None: estimate * self.alone)
     COINppCodec(patched_model, lat=lat, lon=lon, bits=6).encode(x)
     assert (8 in fits) is fitted_whole
     assert encode.PAIR_OUTCLASSED < 1.5 < encode.HYBRID_OUTCLASSED
 
+
+def test_a_hybrid_estimate_stops_at_a_sperr_try_that_takes_it_past_its_cap(monkeypatch):
+    """A hybrid width's probe only asks whether its estimate passes a cap (``PAIR_OUTCLASSED`` or
+    ``HYBRID_OUTCLASSED`` times the chunk in hand): its SPERR search stops at a try that misses the
+    target with a payload taking the estimate past the cap (SPERR's size only grows with its rate),
+    a width whose latents alone pass it is not reconstructed, and the answer is the whole search's."""
+    from types import SimpleNamespace
+
+    from inrcodec.chunkcodec.encode import _Chunk, _HybridProbe, _WaveletChunks, _Writer
+
+    rng = np.random.default_rng(0)
+    x = (smooth_field(8, seed=3) + rng.normal(0.0, 0.3, (8, NLAT, NLON))).astype("f4")
+    prediction = x + 0.1 * smooth_field(8, seed=4)  # a network that knows the data's noise, not all its scales
+    chunk = _Chunk(x, 2, None)
+    waves = _WaveletChunks(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
+    target = 0.25
+    alone = waves.at_rmse(None, 0, target, close=0.03).data
+    tries, recons = [], []
+    real_encode = hybrid.wavelet.encode
+    monkeypatch.setattr(hybrid.wavelet, "encode", lambda *a: tries.append(a[2]) or real_encode(*a))
+    pick = np.array([3, 4])
+
+    def probe(latents):
+        cands = SimpleNamespace(recon=lambda bits: recons.append(bits) or prediction[pick])
+        return _HybridProbe(waves, None, 1, target, alone, SimpleNamespace(pick=pick, cands=cands,
+                                                                          chunk_bytes=lambda bits: latents))
+
+    uncapped = probe(0.0)
+    whole = uncapped.estimate(4)
+    assert whole is not None
+    stopped = 0
+    for latents in (0.0, 0.3 * whole):
+        for cap in (0.5 * whole, 0.9 * whole, 1.1 * whole, 2.0 * whole):
+            p = probe(latents)
+            p._scale_of()
+            tries.clear()
+            capped = p.estimate(4, cap)
+            n_capped = len(tries)
+            reference = probe(latents)
+            reference._scale_of()
+            tries.clear()
+            full = reference.estimate(4)
+            assert (capped > cap) == (full > cap)
+            assert n_capped <= len(tries)
+            if capped == math.inf:
+                assert n_capped == 1 < len(tries)
+                stopped += 1
+    assert stopped >= 2
+    recons.clear()
+    assert probe(2.0 * len(alone)).estimate(4, 1.5 * len(alone)) == math.inf and not recons
 
 @pytest.mark.parametrize("options,large", [(dict(bits=6), True), (dict(target_ratio=200.0), True),
                                            (dict(target_ratio=200.0), False)])
