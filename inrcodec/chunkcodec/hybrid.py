@@ -120,6 +120,10 @@ class WaveletCandidates:
         #: whether the last rate search ended at a try that missed its target with a chunk of its
         #: ``limit`` bytes or more (every chunk that meets it is larger)
         self.missed_at_limit = False
+        #: per layout, SPERR's bytes beyond its rate where a payload at a ratio target last came out
+        #: over its budget (its header, the mean, ...): a later payload in that layout is first tried
+        #: at the rate that leaves room for them
+        self._fixed: dict[int, float] = {}
 
     # ------------------------------------------------------------------ one candidate
     def _field(self, recon) -> np.ndarray:
@@ -154,16 +158,17 @@ class WaveletCandidates:
         recon = None if prediction is None else prediction()
         field = self._field(recon)
         size = int(np.prod(wavelet.layout_shape(field.shape, coder)))  # what SPERR's bpp counts (mosaic: padding too)
-        bpp = 8.0 * room / size
+        bpp = 8.0 * room / size if coder not in self._fixed else 0.98 * 8.0 * (room - self._fixed[coder]) / size
         for _ in range(RATE_TRIES):
+            if not bpp > 0:
+                return None
             payload = wavelet.encode(field, "bpp", bpp, coder)
             if overhead + len(payload) <= budget:
                 return payload, *self._errors(self.decoded(payload, recon))
             # SPERR writes about bpp * n / 8 bytes plus a fixed part (its header, the mean, ...)
             fixed = len(payload) - _SLACK_BYTES - bpp * size / 8.0
+            self._fixed[coder] = fixed
             bpp = 0.98 * 8.0 * (room - fixed) / size
-            if not bpp > 0:
-                return None
         return None
 
     def at_rmse(self, overhead: int, target_rmse: float, coder: int = wavelet.CODER_SPERR, prediction=None,

@@ -330,6 +330,28 @@ def _sperr_alone_candidates(x):
     return _WaveletChunks(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool))
 
 
+def test_a_ratio_payload_starts_at_the_rate_that_leaves_room_for_sperrs_fixed_bytes(monkeypatch):
+    """At a ratio target SPERR writes its rate's bytes plus a fixed part (header, mean, ...): where
+    a payload in a layout came out over its budget, the chunk's later payloads in that layout are
+    first tried at the rate that leaves room for that part, and fit in one try what took two."""
+    rng = np.random.default_rng(0)
+    x = (smooth_field(8, 64, 128, seed=5) + rng.normal(0.0, 0.5, (8, 64, 128))).astype("f4")
+    prediction = (x - 0.3 * smooth_field(8, 64, 128, seed=6)).astype("f8")
+    calls = []
+    real = hybrid.wavelet.encode
+    monkeypatch.setattr(hybrid.wavelet, "encode", lambda *a: calls.append(a[2]) or real(*a))
+    waves = _sperr_alone_candidates(x).payloads
+    budget = x.nbytes // 40
+    alone = waves.at_ratio(0, 40.0)
+    assert alone is not None and len(alone[0]) <= budget and len(calls) == 2  # the first try came out over
+    calls.clear()
+    hybrid_first = waves.at_ratio(100, 40.0, prediction=lambda: prediction)
+    assert len(calls) == 1 and 100 + len(hybrid_first[0]) <= budget
+    calls.clear()
+    unknown = _sperr_alone_candidates(x).payloads.at_ratio(100, 40.0, prediction=lambda: prediction)
+    assert len(calls) == 2 and unknown[0] == hybrid_first[0]  # two tries to the same payload
+
+
 def test_a_large_chunks_sperr_search_starts_where_its_items_meet_the_target(monkeypatch):
     """An RMSE target on a large chunk: SPERR alone is searched on the ``ESTIMATE_ITEMS`` items
     first, and the whole chunk's search starts at the rate that met the target there (its first
