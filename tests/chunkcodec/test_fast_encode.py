@@ -715,6 +715,32 @@ def test_hybrid_probes_run_on_large_items_until_a_width_is_estimated_to_win(tiny
     assert [b for b in probed if b <= hybrid.HYBRID_MAX_BITS] == [4]  # the widest, estimated to win
 
 
+def test_within_a_ratio_a_network_alone_candidate_far_from_the_best_is_not_reconstructed_whole(monkeypatch):
+    """Within a ratio, a network-alone candidate is reconstructed whole only where its RMSE,
+    estimated on a few items, is within ``NEAR_BEST`` of the best chunk measured once the hybrids
+    are searched: the chunk is the one measuring every candidate picks, at fewer reconstructions,
+    and a candidate estimated to be near is measured."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.datasets import embedded_sample
+
+    da = embedded_sample("tas")  # real 2 m temperature, where the shipped network is in the race
+    x = np.ascontiguousarray(da.values[:8], np.float32)
+    codec = COINppCodec("t2m-global-2", lat=da.lat.values, lon=da.lon.values, target_ratio=400.0)
+    whole, real = [], encode._network_alone
+    monkeypatch.setattr(encode, "_network_alone", lambda *a: whole.append(a[1]) or real(*a))
+    monkeypatch.setattr(encode, "NEAR_BEST", math.inf)
+    every = codec.encode(x)
+    measured = len(whole)
+    whole.clear()
+    monkeypatch.setattr(encode, "NEAR_BEST", 1.1)
+    assert codec.encode(x) == every and measured > len(whole)
+    whole.clear()
+    estimate = encode._LatentCandidates.estimated_rmse  # every candidate estimated to be the best
+    monkeypatch.setattr(encode._LatentCandidates, "estimated_rmse", lambda *a: 1e-3 * estimate(*a))
+    codec.encode(x)
+    assert len(whole) == measured
+
+
 def test_within_a_ratio_the_lower_max_error_wins_among_near_equal_rmses(patched_model, monkeypatch):
     """``target_ratio``: among the candidates within the ratio whose RMSE is within
     ``MAX_ERROR_MARGIN`` of the best, the one with the lowest maximum error is kept (issue 33)."""
