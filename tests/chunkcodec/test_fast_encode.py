@@ -461,7 +461,7 @@ def test_a_patch_size_probed_short_of_the_ratio_is_dropped(patched_model, monkey
 
     monkeypatch.setattr(model_module.CoinModel, "encode", counting)
     monkeypatch.setattr(encode, "_probe_outclassed", probe)
-    monkeypatch.setattr(encode, "OUTCLASSED", 1e6)  # no RMSE is outclassed: only a shortfall drops a size
+    monkeypatch.setattr(encode, "PROBE_OUTCLASSED", 1e6)  # no RMSE is outclassed: only a shortfall drops a size
     probed = codec.encode(x)
     dropped = [aim for aim, out in verdicts if out]
     assert dropped and not [aim for n, aim in fits if n == 8 and aim in dropped]
@@ -472,6 +472,41 @@ def test_a_patch_size_probed_short_of_the_ratio_is_dropped(patched_model, monkey
     assert codec.encode(x) == probed
     assert len(verdicts) == 1 and not verdicts[0][1]
     assert {aim for n, aim in fits if n == 8} == {aim for _, aim in fits}
+
+
+@pytest.mark.parametrize("margin,dropped", [(1.15, True), (1.25, False)])
+def test_a_patch_size_whose_probe_pair_is_past_its_margin_is_not_fitted_whole(patched_model, monkeypatch, margin,
+                                                                              dropped):
+    """Within a ratio, a patch size whose probe pair reaches ``PROBE_OUTCLASSED`` times the best
+    rival's RMSE is dropped before its whole fit: a pair at 1.2 times is dropped at 1.15 (the
+    default) and was fitted whole, with every later size, at 1.25."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.models import model as model_module
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    fits, verdicts, rivals = [], [], []
+    real_fit, real_probe = model_module.CoinModel.encode, encode._probe_outclassed
+
+    def counting(self, values, *args, **kwargs):
+        fits.append((len(values), kwargs.get("patch_aim")))
+        return real_fit(self, values, *args, **kwargs)
+
+    def probe(settings, model, fitted, aim, writer, values, valid, found):
+        rivals.append(min(e for _, e in found))
+        verdicts.append((aim, real_probe(settings, model, fitted, aim, writer, values, valid, found)))
+        return verdicts[-1][1]
+
+    monkeypatch.setattr(model_module.CoinModel, "encode", counting)
+    monkeypatch.setattr(encode, "_probe_outclassed", probe)
+    monkeypatch.setattr(encode._ProbeFit, "rmse", lambda self, bits, values, valid: 1.2 * rivals[-1])
+    monkeypatch.setattr(encode, "PROBE_SHORT", 1e6)  # no shortfall drops a size: only its RMSE
+    if margin != encode.PROBE_OUTCLASSED:
+        monkeypatch.setattr(encode, "PROBE_OUTCLASSED", margin)
+    COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=60.0).encode(x)
+    assert verdicts and all(out is dropped for _, out in verdicts)
+    whole = {aim for n, aim in fits if n == 8}
+    assert not whole & {aim for aim, _ in verdicts} if dropped else len(verdicts) == 1 and verdicts[0][0] in whole
 
 
 def test_bits_on_a_large_chunk_is_met_by_sperr_alone_from_the_probe_pair_where_it_outclasses_the_network(
@@ -728,6 +763,7 @@ def test_within_a_ratio_a_network_alone_candidate_far_from_the_best_is_not_recon
     codec = COINppCodec("t2m-global-2", lat=da.lat.values, lon=da.lon.values, target_ratio=400.0)
     whole, real = [], encode._network_alone
     monkeypatch.setattr(encode, "_network_alone", lambda *a: whole.append(a[1]) or real(*a))
+    monkeypatch.setattr(encode, "PROBE_OUTCLASSED", math.inf)  # every patch size fitted whole: candidates to defer
     monkeypatch.setattr(encode, "NEAR_BEST", math.inf)
     every = codec.encode(x)
     measured = len(whole)
@@ -735,10 +771,12 @@ def test_within_a_ratio_a_network_alone_candidate_far_from_the_best_is_not_recon
     monkeypatch.setattr(encode, "NEAR_BEST", 1.1)
     assert codec.encode(x) == every and measured > len(whole)
     whole.clear()
-    estimate = encode._LatentCandidates.estimated_rmse  # every candidate estimated to be the best
-    monkeypatch.setattr(encode._LatentCandidates, "estimated_rmse", lambda *a: 1e-3 * estimate(*a))
+    estimate, estimated = encode._LatentCandidates.estimated_rmse, []  # every candidate estimated to be the best
+    monkeypatch.setattr(encode._LatentCandidates, "estimated_rmse",
+                        lambda *a: estimated.append(a[1]) or 1e-3 * estimate(*a))
+    monkeypatch.setattr(encode, "OUTCLASSED", math.inf)  # and none dropped by another's estimate
     codec.encode(x)
-    assert len(whole) == measured
+    assert len(whole) == len(estimated) >= measured
 
 
 def test_within_a_ratio_the_lower_max_error_wins_among_near_equal_rmses(patched_model, monkeypatch):
