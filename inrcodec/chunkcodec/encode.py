@@ -667,7 +667,8 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     elif waves is not None:
         tried += _wavelet_targets(settings, model, waves, fits)
     if later:
-        measured = [c.rmse for i, c in enumerate(tried) if i not in later and nbytes / len(c.data) >= settings.target_ratio]
+        measured = [c.rmse for i, c in enumerate(tried)
+                    if i not in later and nbytes / len(c.data) >= settings.target_ratio]
         for i in sorted(later, key=lambda i: tried[i].rmse):  # the lowest estimate first: it sets the best
             if measured and tried[i].rmse > NEAR_BEST * min(measured):
                 tried[i] = None
@@ -689,7 +690,8 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
 
 def _network_alone(cands: _LatentCandidates, bits: int, data: bytes, values, valid, writer: _Writer) -> Candidate:
     """The network-alone chunk ``data`` of ``cands`` at ``bits``, with its errors (reconstructed whole)."""
-    return Candidate(data, cands.rmse(bits, values, valid), cands.max_error(bits, values, valid, writer.chunk.arr.dtype))
+    dtype = writer.chunk.arr.dtype
+    return Candidate(data, cands.rmse(bits, values, valid), cands.max_error(bits, values, valid, dtype))
 
 
 def _warn_if_costly(settings, model, tried: list[Candidate], choices: list, pick: int, nbytes: int) -> None:
