@@ -750,6 +750,36 @@ def test_hybrid_probes_run_on_large_items_until_a_width_is_estimated_to_win(tiny
     assert [b for b in probed if b <= hybrid.HYBRID_MAX_BITS] == [4]  # the widest, estimated to win
 
 
+def test_a_bounded_search_stops_at_the_first_residual_width_larger_than_the_one_before(tiny_model, monkeypatch):
+    """``max_abs_error``, the fast search: the network's residual widths are tried from the
+    narrowest up while their chunk falls; the first that is larger than the width before it ends
+    them (past the valley), and the smallest is kept."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkformat.header import MODE_BOUNDED
+
+    x = smooth_field(4).astype("f4")
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, max_abs_error=0.5, residual_coder="none")
+    widths = encode._bounded_widths(codec.settings, tiny_model)
+    assert len(widths) >= 4
+    sizes = {widths[0]: 5000, widths[1]: 4000, widths[2]: 4500}  # the valley at the second width
+    tried, real = [], encode._Writer.latents
+
+    def sized(self, cands, bits, mode=encode.MODE_MODULATIONS, extra=None):
+        data = real(self, cands, bits, mode, extra)
+        if mode != MODE_BOUNDED:
+            return data
+        tried.append(bits)
+        return data + b"\0" * (sizes.get(bits, 100) - len(data))  # the later widths would be the smallest
+
+    monkeypatch.setattr(encode._Writer, "latents", sized)
+    monkeypatch.setattr(encode, "OUTCLASSED", math.inf)  # only the valley stops the widths
+    monkeypatch.setattr(encode._Writer, "plain_residual", lambda self, *a, **k: b"\0" * 10**6)
+    monkeypatch.setattr(encode._Writer, "raw", lambda self: b"\0" * 10**6)
+    monkeypatch.setattr(encode, "_decodes_within", lambda *a: True)
+    data = codec.encode(x)
+    assert tried == widths[:3] and len(data) == 4000
+
+
 def test_within_a_ratio_a_network_alone_candidate_far_from_the_best_is_not_reconstructed_whole(monkeypatch):
     """Within a ratio, a network-alone candidate is reconstructed whole only where its RMSE,
     estimated on a few items, is within ``NEAR_BEST`` of the best chunk measured once the hybrids
