@@ -780,6 +780,40 @@ def test_a_bounded_search_stops_at_the_first_residual_width_larger_than_the_one_
     assert tried == widths[:3] and len(data) == 4000
 
 
+def test_a_bounded_search_tries_hybrids_from_the_narrowest_up_until_one_is_larger_than_the_one_before(
+        tiny_model, monkeypatch):
+    """``max_abs_error`` with SPERR: the hybrid widths are tried from the narrowest up while their
+    chunk falls; the first that is larger than the width before it ends them, and the smallest is
+    kept."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkformat.header import MODE_BOUNDED
+
+    x = smooth_field(4).astype("f4")
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, max_abs_error=0.5)
+    widths = encode.hybrid.hybrid_widths(tiny_model)
+    assert len(widths) >= 4 and widths == sorted(widths)
+    sizes = {widths[0]: 5000, widths[1]: 4000, widths[2]: 4500}  # the valley at the second width
+    tried, real_latents, real_bound = [], encode._Writer.latents, encode._WaveletChunks.at_bound
+    big = b"\0" * 10**6
+
+    def at_bound(self, cands, bits, bound, coder=1):
+        if cands is None:
+            return big  # SPERR alone: a layout to code the hybrids in, no rival
+        tried.append(bits)
+        data = real_bound(self, cands, bits, bound, coder)
+        return data + b"\0" * (sizes.get(bits, 100) - len(data))  # the later widths would be the smallest
+
+    monkeypatch.setattr(encode._WaveletChunks, "at_bound", at_bound)
+    monkeypatch.setattr(encode._Writer, "latents", lambda self, cands, bits, mode=encode.MODE_MODULATIONS, extra=None:
+                        big if mode == MODE_BOUNDED else real_latents(self, cands, bits, mode, extra))
+    monkeypatch.setattr(encode, "OUTCLASSED", math.inf)  # only the valley stops the widths
+    for name in ("plain_residual", "raw"):
+        monkeypatch.setattr(encode._Writer, name, lambda self, *a, **k: big)
+    monkeypatch.setattr(encode, "_decodes_within", lambda *a: True)
+    data = codec.encode(x)
+    assert tried == widths[:3] and len(data) == 4000
+
+
 def test_within_a_ratio_a_network_alone_candidate_far_from_the_best_is_not_reconstructed_whole(monkeypatch):
     """Within a ratio, a network-alone candidate is reconstructed whole only where its RMSE,
     estimated on a few items, is within ``NEAR_BEST`` of the best chunk measured once the hybrids
