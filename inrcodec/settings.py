@@ -195,6 +195,10 @@ class CodecSettings:
         True, "error-bounded residuals: also try predicting their codes by multilevel linear interpolation "
         "(SZ3's predictor) along the spatial axes and along the items too, keeping the smallest (earlier builds "
         "cannot read such chunks); off: the Lorenzo difference only", legacy=False)
+    residual_item_detail: bool = _option(
+        True, "error-bounded residuals, with residual_interpolation: also try predicting each item from its own "
+        "interpolation plus the previous item's reconstructed detail, weighted per level (earlier builds cannot "
+        "read such chunks)", legacy=False)
     valid_min: float | None = _option(None, "the data's physical minimum (precipitation: 0): decoded values "
                                       "below it are raised to it, so none leaks below; data below it are refused")
     valid_max: float | None = _option(None, "the data's physical maximum (a fraction: 1): decoded values above "
@@ -225,6 +229,7 @@ class CodecSettings:
             "valid_max": _finite("valid_max", self.valid_max),
             "network": bool(self.network),
             "residual_interpolation": bool(self.residual_interpolation),
+            "residual_item_detail": bool(self.residual_item_detail),
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)

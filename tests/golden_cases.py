@@ -26,6 +26,11 @@ CASES = {
     # the residual's codes predicted by interpolation along the items and spatial axes (predictor 3)
     "plain_residual_interpolated": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
                                                          "residual_interpolation": True}, None),
+    # each item predicted from its own interpolation plus the previous item's detail (predictor 4):
+    # the second item is the first one warmer, so its detail is the first one's
+    "plain_residual_item_detail": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
+                                                        "residual_interpolation": True,
+                                                        "residual_item_detail": True}, "persistent"),
     "fill": ("v2_fill_input", {"bits": 6, "inner_steps": 2, "fill_value": -999.0}, None),
     "target_rmse": ("v1_modulations_input", {"inner_steps": 2, "target_rmse": 1.0}, None),
     "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),
@@ -56,6 +61,8 @@ def codec_and_input(name: str):
         settings["assume_global_grid"] = True
     if change == "fortran":
         x = np.asfortranarray(x)
+    elif change == "persistent":
+        x[1] = x[0] + np.float32(0.3)
     elif change == "inf":
         x[0, 0, 0] = np.inf
     # a stored configuration (CodecSettings.from_dict, as zarr/HDF5 metadata is read): options a

@@ -38,7 +38,9 @@ which removes the spatial correlation of smooth residual fields.  Predictors ``2
 (``interpolation``) code the residual instead by multilevel linear interpolation in closed loop
 (SZ3's predictor), along the spatial axes or along the items too: each value predicted from the
 residuals already reconstructed, the difference quantized (:func:`interpolate_closed`); decoding
-is ``y = dtype(float64(recon) + rhat)``.  The (possibly predicted)
+is ``y = dtype(float64(recon) + rhat)``. Predictor ``4`` codes the items in turn, each value predicted
+by its item's spatial interpolation plus a stored weight times the previous item's reconstructed
+detail there (:func:`interpolate_detail_closed`).  The (possibly predicted)
 codes ``d`` are range-coded (:mod:`inrcodec.coding.rangecoder`) with one of two
 per-chunk models whose parameters are stored in the section:
 
@@ -90,10 +92,18 @@ PREDICTOR_LORENZO = 1
 PREDICTOR_INTERP_SPACE = 2
 PREDICTOR_INTERP_ALL = 3
 INTERPOLATED = (PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL)
+#: item by item: each value predicted by the spatial interpolation of its item (as predictor 2) plus
+#: the previous item's reconstructed *detail* there (that item's residual less the same interpolation
+#: of it), times a weight per item and interpolation group stored in the section (int8, in units of
+#: 1/:data:`DETAIL_WEIGHT_UNIT`): the small scales of hourly or daily fields (coasts, mountains) persist
+#: from one item to the next, and the interpolation alone must code them again in every item
+PREDICTOR_INTERP_DETAIL = 4
+DETAIL_WEIGHT_UNIT = 64
 #: the predictors of the residual codes, in the order the encoder tries them (ties keep the first);
-#: 2 and 3 only with ``interpolation`` (``CodecSettings.residual_interpolation``: earlier builds
-#: refuse them)
-PREDICTORS = (PREDICTOR_NONE, PREDICTOR_LORENZO, PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL)
+#: 2 and 3 only with ``interpolation`` (``CodecSettings.residual_interpolation``), 4 only with
+#: ``item_detail`` as well (``CodecSettings.residual_item_detail``): earlier builds refuse them
+PREDICTORS = (PREDICTOR_NONE, PREDICTOR_LORENZO, PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL,
+              PREDICTOR_INTERP_DETAIL)
 CODER_HISTOGRAM = 1
 CODER_GEOMETRIC = 2
 #: most histogram bins (excluding the escape bin)
@@ -212,6 +222,17 @@ def _interpolation_groups(shape: tuple[int, ...], predictor: int):
         yield idx, (lambda rhat, idx=idx, axis=axis, h=h, s=s: _interpolated(rhat, idx, axis, h, s))
 
 
+def _code_group(r: np.ndarray, idx, pred, step: float, accept) -> np.ndarray:
+    """The codes of ``r[idx]`` predicted by ``pred``: ``rint((r - pred) / step)`` where ``accept(idx,
+    rhat_values)`` keeps the coded value, else 0 (the decoder then reconstructs ``pred``)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = (r[idx] - pred) / step
+        codable = np.isfinite(t) & (np.abs(t) <= MAX_CODE)
+        dd = np.where(codable, np.rint(np.where(codable, t, 0.0)), 0.0).astype(np.int64)
+    keep = codable & accept(idx, pred + dd * step)
+    return np.where(keep, dd, 0)
+
+
 def interpolate_closed(r: np.ndarray, step: float, predictor: int, accept) -> tuple[np.ndarray, np.ndarray]:
     """Codes ``d`` (int64) and reconstruction ``rhat`` (float64) of residuals ``r`` (n_items, *spatial)
     by closed-loop interpolation (``predictor`` 2 or 3): group by group, ``pred``
@@ -222,14 +243,8 @@ def interpolate_closed(r: np.ndarray, step: float, predictor: int, accept) -> tu
     rhat = np.zeros(r.shape, dtype=np.float64)
     for idx, predict in _interpolation_groups(r.shape, predictor):
         pred = 0.0 if predict is None else predict(rhat)
-        with np.errstate(invalid="ignore", over="ignore"):
-            t = (r[idx] - pred) / step
-            codable = np.isfinite(t) & (np.abs(t) <= MAX_CODE)
-            dd = np.where(codable, np.rint(np.where(codable, t, 0.0)), 0.0).astype(np.int64)
-        keep = codable & accept(idx, pred + dd * step)
-        dd = np.where(keep, dd, 0)
-        d[idx] = dd
-        rhat[idx] = pred + dd * step
+        d[idx] = _code_group(r, idx, pred, step, accept)
+        rhat[idx] = pred + d[idx] * step
     return d, rhat
 
 
@@ -239,6 +254,73 @@ def uninterpolate_closed(d: np.ndarray, step: float, predictor: int) -> np.ndarr
     for idx, predict in _interpolation_groups(d.shape, predictor):
         pred = 0.0 if predict is None else predict(rhat)
         rhat[idx] = pred + d[idx] * step
+    return rhat
+
+
+def detail_groups(shape: tuple[int, ...]) -> list:
+    """The interpolation groups of one item of a chunk ``shape`` (n_items, *spatial), as predictor 2's
+    on the view ``[t:t + 1]``: a predictor-4 section stores ``(n_items - 1) * len(groups)`` weights."""
+    return list(_interpolation_groups((1, *shape[1:]), PREDICTOR_INTERP_SPACE))
+
+
+def _detail_parts(cur: np.ndarray, prev: np.ndarray, idx, predict):
+    """(the item's own interpolation, the previous item's detail) at ``idx`` (anchors: 0 and its value)."""
+    if predict is None:
+        return 0.0, prev[idx]
+    return predict(cur), prev[idx] - predict(prev)
+
+
+def _detail_prediction(own, detail, weight: int):
+    """``own + weight / DETAIL_WEIGHT_UNIT * detail`` (float64 IEEE operations, alike on every machine)."""
+    return own + (int(weight) / DETAIL_WEIGHT_UNIT) * detail
+
+
+def _detail_weight(detail: np.ndarray, target: np.ndarray) -> int:
+    """The least-squares weight of ``detail`` for ``target`` in units of 1/DETAIL_WEIGHT_UNIT, as int8."""
+    den = float(np.sum(detail * detail))
+    if not (den > 0 and math.isfinite(den)):
+        return 0
+    w = float(np.sum(detail * target)) / den
+    return int(min(max(round(w * DETAIL_WEIGHT_UNIT), -128), 127)) if math.isfinite(w) else 0
+
+
+def interpolate_detail_closed(r: np.ndarray, step: float, accept, known: np.ndarray):
+    """Codes ``d``, reconstruction ``rhat`` and weights (int8, ``(n_items - 1, groups)``) of residuals
+    ``r`` (n_items, *spatial) by predictor 4, item by item in closed loop. ``accept(t)`` is item t's
+    ``accept(index, rhat_values)`` on the views ``[t:t + 1]`` (see :func:`interpolate_closed`); ``known``
+    marks the values whose residual is known (valid): each weight is fitted on them."""
+    groups = detail_groups(r.shape)
+    d = np.zeros(r.shape, dtype=np.int64)
+    rhat = np.zeros(r.shape, dtype=np.float64)
+    weights = np.zeros((max(r.shape[0] - 1, 0), len(groups)), dtype=np.int8)
+    for t in range(r.shape[0]):
+        cur, rt, dt, kt = rhat[t:t + 1], r[t:t + 1], d[t:t + 1], known[t:t + 1]
+        ok = accept(t)
+        for g, (idx, predict) in enumerate(groups):
+            if t:
+                own, detail = _detail_parts(cur, rhat[t - 1:t], idx, predict)
+                k = kt[idx]
+                weights[t - 1, g] = _detail_weight(detail[k], (rt[idx] - own)[k])
+                pred = _detail_prediction(own, detail, weights[t - 1, g])
+            else:
+                pred = 0.0 if predict is None else predict(cur)
+            dt[idx] = _code_group(rt, idx, pred, step, ok)
+            cur[idx] = pred + dt[idx] * step
+    return d, rhat, weights
+
+
+def uninterpolate_detail_closed(d: np.ndarray, step: float, weights: np.ndarray) -> np.ndarray:
+    """The reconstruction ``rhat`` of :func:`interpolate_detail_closed`'s codes ``d`` and ``weights``."""
+    groups = detail_groups(d.shape)
+    rhat = np.zeros(d.shape, dtype=np.float64)
+    for t in range(d.shape[0]):
+        cur, dt = rhat[t:t + 1], d[t:t + 1]
+        for g, (idx, predict) in enumerate(groups):
+            if t:
+                pred = _detail_prediction(*_detail_parts(cur, rhat[t - 1:t], idx, predict), weights[t - 1, g])
+            else:
+                pred = 0.0 if predict is None else predict(cur)
+            cur[idx] = pred + dt[idx] * step
     return rhat
 
 
@@ -398,7 +480,7 @@ class EncodedResidual:
 @stage("residual")
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
-    exact: np.ndarray | None = None, interpolation: bool = False,
+    exact: np.ndarray | None = None, interpolation: bool = False, item_detail: bool = False,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
@@ -406,7 +488,8 @@ def encode_residual(
     ``exact_recon``: every machine computes ``recon`` bit for bit (a float64 constant), so no
     room is kept for another machine's reconstruction (:func:`machine_slack`). ``exact``: valid
     values stored bit-exact as exceptions whatever the bound (an undeclared fill value).
-    ``interpolation``: also try predictors 2 and 3 (:data:`PREDICTORS`).
+    ``interpolation``: also try predictors 2 and 3, and with ``item_detail`` predictor 4 where there
+    are several items (:data:`PREDICTORS`).
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
@@ -426,34 +509,43 @@ def encode_residual(
     forced = np.zeros(valid.shape, dtype=bool) if exact is None else valid & np.asarray(exact, dtype=bool)
     exc = valid & (~ok | forced)
     q = np.where(exc, 0, q)
-    candidates = [(p, _predict(q, p), exc) for p in PREDICTORS[:2]]
+    # (predictor, codes, exceptions, the predictor's own blob: predictor 4's weights)
+    candidates = [(p, _predict(q, p), exc, None) for p in PREDICTORS[:2]]
     if interpolation:
         limit = bound - (0.0 if exact_recon else machine_slack(recon64[valid], np.abs(x64[valid]) + bound))
         r = np.where(valid, x64 - recon64, 0.0)
 
-        def within(y, idx=slice(None)):  # decoded values (as the decoder computes them) within the bound
+        def within(y, xs):  # decoded values (as the decoder computes them) within the bound
             with np.errstate(invalid="ignore"):
-                return np.abs(y.astype(np.float64) - x64[idx]) <= limit
+                return np.abs(y.astype(np.float64) - xs) <= limit
 
-        def accept(idx, rhat):
-            return valid[idx] & ~forced[idx] & within(apply_reconstructed(recon64[idx], rhat, dtype), idx)
+        def accept_in(sel):  # accept(index, rhat) on the values x[sel] (all of them, or one item's view)
+            v, f, xs, rc = valid[sel], forced[sel], x64[sel], recon64[sel]
+            return lambda idx, rhat: v[idx] & ~f[idx] & within(apply_reconstructed(rc[idx], rhat, dtype), xs[idx])
+
+        def exceptions_of(rhat):
+            return valid & (~within(apply_reconstructed(recon64, rhat, dtype), x64) | forced)
 
         for p in INTERPOLATED:
-            d, rhat = interpolate_closed(r, step, p, accept)
-            candidates.append((p, d, valid & (~within(apply_reconstructed(recon64, rhat, dtype)) | forced)))
+            d, rhat = interpolate_closed(r, step, p, accept_in(slice(None)))
+            candidates.append((p, d, exceptions_of(rhat), None))
+        if item_detail and r.shape[0] > 1:
+            d, rhat, weights = interpolate_detail_closed(
+                r, step, lambda t: accept_in(slice(t, t + 1)), valid & ~forced)
+            candidates.append((PREDICTOR_INTERP_DETAIL, d, exceptions_of(rhat), weights.tobytes()))
     best = None
     sizes = {}
-    for predictor, d, exc in candidates:
+    for predictor, d, exc, own in candidates:
         exceptions = _exceptions(x, dtype, exc)
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
             blobs = encode_codes(d.ravel(), coder)
-            size = sum(len(b) for b in blobs) + len(exceptions)
+            size = sum(len(b) for b in blobs) + len(exceptions) + len(own or b"")
             sizes[(predictor, coder)] = size
             if best is None or size < best[0]:
-                best = (size, predictor, coder, blobs, exceptions, int(exc.sum()))
-    _, predictor, coder, (params, stream, escapes), exceptions, n_exc = best
+                best = (size, predictor, coder, blobs, exceptions, int(exc.sum()), own)
+    _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
     parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
-    for blob in (params, stream, escapes, exceptions):
+    for blob in (params, stream, escapes, exceptions) + (() if own is None else (own,)):
         parts.append(_BLOB.pack(len(blob)))
         parts.append(blob)
     return EncodedResidual(b"".join(parts), predictor, coder, n_exc, sizes)
@@ -481,6 +573,8 @@ class ResidualSection:
     stream: bytes
     escapes: bytes
     exceptions: bytes
+    #: predictor 4's weights (int8, ``(n_items - 1) * len(detail_groups(shape))``), else empty
+    weights: bytes = b""
 
 
 def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
@@ -501,20 +595,28 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
         raise ResidualError(f"residual section codes {n} values, the chunk has {count}")
     if n_exc > count:
         raise ResidualError(f"{n_exc} exceptions for {count} values")
-    params, stream, escapes, exceptions = _blobs(payload, _FIXED.size + 8)
+    names = BLOBS + (("weights",) if predictor == PREDICTOR_INTERP_DETAIL else ())
+    params, stream, escapes, exceptions, *weights = _blobs(payload, _FIXED.size + 8, names)
+    if weights and len(weights[0]) > count:  # at most one a value (the chunk's shape says how many)
+        raise ResidualError(f"{len(weights[0])} residual weights for {count} values")
     model = _code_model(coder, params)
     if model.total is not None and count and model.total != count:  # the encoder counts every code
         raise ResidualError(f"residual histogram counts {model.total} codes, the chunk has {count}")
     check_inflatable(exceptions, n_exc * (8 + np.dtype(dtype).itemsize), "exceptions", ResidualError)
     if bool(exceptions) != bool(n_exc):
         raise ResidualError(f"{len(exceptions)} exception bytes for {n_exc} exceptions")
-    return ResidualSection(predictor, step, int(count), int(n_exc), model, stream, escapes, exceptions)
+    return ResidualSection(predictor, step, int(count), int(n_exc), model, stream, escapes, exceptions,
+                           *weights)
 
 
-def _blobs(payload: bytes, pos: int) -> list[bytes]:
-    """The four length-prefixed blobs (params, stream, escapes, exceptions) from ``pos`` on."""
+#: the length-prefixed blobs of every residual section, in order (predictor 4 adds its weights)
+BLOBS = ("params", "stream", "escapes", "exceptions")
+
+
+def _blobs(payload: bytes, pos: int, names: tuple[str, ...]) -> list[bytes]:
+    """The length-prefixed blobs ``names`` from ``pos`` on, filling the section."""
     blobs = []
-    for name in ("params", "stream", "escapes", "exceptions"):
+    for name in names:
         if pos + 8 > len(payload):
             raise ResidualError(f"residual section truncated before its {name} blob")
         (n,) = _BLOB.unpack_from(payload, pos)
@@ -540,12 +642,19 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
     sec = payload if isinstance(payload, ResidualSection) else read_section(payload, recon.size, dtype)
     if sec.count != recon.size:
         raise ResidualError(f"residual section codes {sec.count} values, the chunk has {recon.size}")
+    if sec.predictor == PREDICTOR_INTERP_DETAIL:
+        want = max(recon.shape[0] - 1, 0) * len(detail_groups(recon.shape))
+        if len(sec.weights) != want:
+            raise ResidualError(f"residual section holds {len(sec.weights)} weights, the chunk's shape needs {want}")
     d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count).reshape(recon.shape)
-    q = d if sec.predictor in INTERPOLATED else _unpredict(d, sec.predictor)
+    q = d if sec.predictor in INTERPOLATED + (PREDICTOR_INTERP_DETAIL,) else _unpredict(d, sec.predictor)
     if q.size and max(int(q.max()), -int(q.min())) > MAX_CODE:  # never written: larger codes are exceptions
         raise ResidualError(f"residual codes reach {max(int(q.max()), -int(q.min()))}, beyond the {int(MAX_CODE)} "
                             "a section holds")
-    if sec.predictor in INTERPOLATED:
+    if sec.predictor == PREDICTOR_INTERP_DETAIL:
+        weights = np.frombuffer(sec.weights, dtype=np.int8).reshape(max(recon.shape[0] - 1, 0), -1)
+        out = apply_reconstructed(recon, uninterpolate_detail_closed(d, sec.step, weights), dtype)
+    elif sec.predictor in INTERPOLATED:
         out = apply_reconstructed(recon, uninterpolate_closed(d, sec.step, sec.predictor), dtype)
     else:
         out = apply(recon, q, sec.step, dtype)

@@ -257,10 +257,13 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     interpolated = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.2)
     lorenzo = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.2,
                           residual_interpolation=False)
-    seeds += [(interpolated, interpolated.encode(x)), (lorenzo, lorenzo.encode(x))]
+    # and by the previous item's detail (predictor 4: its weights blob): the second item the first, warmer
+    persistent = np.stack([x[0], x[0] + np.float32(0.3)])
+    seeds += [(interpolated, interpolated.encode(x)), (lorenzo, lorenzo.encode(x)),
+              (interpolated, interpolated.encode(persistent))]
     predictors = {residual_info(cf.unpack_chunk(c)[1]["residual"])["predictor"] for _, c in seeds
                   if "residual" in cf.unpack_chunk(c)[1]}
-    assert {1, 3} <= predictors, predictors
+    assert {1, 3, 4} <= predictors, predictors
     # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
     # and SPERR alone on one it does not (mode 5)
     waves = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, residual_coder="sperr")
