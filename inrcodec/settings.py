@@ -197,7 +197,7 @@ class CodecSettings:
         "cannot read such chunks); off: the Lorenzo difference only", legacy=False)
     residual_item_detail: bool = _option(
         True, "error-bounded residuals, with residual_interpolation: also try predicting each item from its own "
-        "interpolation plus the previous item's reconstructed detail, weighted per level (earlier builds cannot "
+        "interpolation plus the earlier items' reconstructed detail, weighted per level (earlier builds cannot "
         "read such chunks)", legacy=False)
     valid_min: float | None = _option(None, "the data's physical minimum (precipitation: 0): decoded values "
                                       "below it are raised to it, so none leaks below; data below it are refused")

@@ -417,7 +417,7 @@ class _Writer:
                  item_detail: bool = False):
         self.chunk = chunk
         #: the residual coder also tries the interpolation predictors (``settings.residual_interpolation``),
-        #: and the previous item's detail (``settings.residual_item_detail``)
+        #: and the earlier items' detail (``settings.residual_item_detail``)
         self.interpolation, self.item_detail = interpolation, item_detail
         self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
                            order=chunk.order)

@@ -39,7 +39,7 @@ which removes the spatial correlation of smooth residual fields.  Predictors ``2
 (SZ3's predictor), along the spatial axes or along the items too: each value predicted from the
 residuals already reconstructed, the difference quantized (:func:`interpolate_closed`); decoding
 is ``y = dtype(float64(recon) + rhat)``. Predictor ``4`` codes the items in turn, each value predicted
-by its item's spatial interpolation plus a stored weight times the previous item's reconstructed
+by its item's spatial interpolation plus stored weights times the earlier items' reconstructed
 detail there (:func:`interpolate_detail_closed`).  The (possibly predicted)
 codes ``d`` are range-coded (:mod:`inrcodec.coding.rangecoder`) with one of two
 per-chunk models whose parameters are stored in the section:
@@ -93,10 +93,11 @@ PREDICTOR_INTERP_SPACE = 2
 PREDICTOR_INTERP_ALL = 3
 INTERPOLATED = (PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL)
 #: item by item: each value predicted by the spatial interpolation of its item (as predictor 2) plus
-#: the previous item's reconstructed *detail* there (that item's residual less the same interpolation
-#: of it), times a weight per item and interpolation group stored in the section (int8, in units of
-#: 1/:data:`DETAIL_WEIGHT_UNIT`): the small scales of hourly or daily fields (coasts, mountains) persist
-#: from one item to the next, and the interpolation alone must code them again in every item
+#: the reconstructed *detail* there (a residual less the same interpolation of it) of the item before
+#: and of the mean of the items before that (:func:`_references`), each times a weight per item and
+#: interpolation group stored in the section (int8, in units of 1/:data:`DETAIL_WEIGHT_UNIT`): the
+#: small scales of hourly or daily fields (coasts, mountains) persist from one item to the next, and
+#: the interpolation alone must code them again in every item
 PREDICTOR_INTERP_DETAIL = 4
 DETAIL_WEIGHT_UNIT = 64
 #: the predictors of the residual codes, in the order the encoder tries them (ties keep the first);
@@ -258,66 +259,106 @@ def uninterpolate_closed(d: np.ndarray, step: float, predictor: int) -> np.ndarr
 
 
 def detail_groups(shape: tuple[int, ...]) -> list:
-    """The interpolation groups of one item of a chunk ``shape`` (n_items, *spatial), as predictor 2's
-    on the view ``[t:t + 1]``: a predictor-4 section stores ``(n_items - 1) * len(groups)`` weights."""
+    """The interpolation groups of one item of a chunk ``shape`` (n_items, *spatial): predictor 2's on
+    the view ``[t:t + 1]``."""
     return list(_interpolation_groups((1, *shape[1:]), PREDICTOR_INTERP_SPACE))
 
 
-def _detail_parts(cur: np.ndarray, prev: np.ndarray, idx, predict):
-    """(the item's own interpolation, the previous item's detail) at ``idx`` (anchors: 0 and its value)."""
+def detail_weight_count(shape: tuple[int, ...]) -> int:
+    """How many weights a predictor-4 section of a chunk ``shape`` stores: one a group for item 1
+    (one reference), two for each later item (:func:`_references`)."""
+    n = shape[0]
+    return len(detail_groups(shape)) * (2 * n - 3) if n >= 2 else 0
+
+
+def _references(rhat: np.ndarray, t: int, earlier: np.ndarray | None) -> list[np.ndarray]:
+    """Item t's references, views ``(1, *spatial)``: item t - 1, and from t = 2 the mean of items
+    0 .. t - 2 (``earlier``, their sum in item order, divided by t - 1): the item before carries what
+    changes slowly, the mean of those before it what stays and less of their quantization noise."""
+    refs = [rhat[t - 1:t]] if t else []
+    if t >= 2:
+        refs.append(earlier / (t - 1))
+    return refs
+
+
+def _detail_parts(cur: np.ndarray, refs: list, idx, predict):
+    """(the item's own interpolation, each reference's detail) at ``idx`` (anchors: 0 and its values)."""
     if predict is None:
-        return 0.0, prev[idx]
-    return predict(cur), prev[idx] - predict(prev)
+        return 0.0, [ref[idx] for ref in refs]
+    return predict(cur), [ref[idx] - predict(ref) for ref in refs]
 
 
-def _detail_prediction(own, detail, weight: int):
-    """``own + weight / DETAIL_WEIGHT_UNIT * detail`` (float64 IEEE operations, alike on every machine)."""
-    return own + (int(weight) / DETAIL_WEIGHT_UNIT) * detail
+def _detail_prediction(own, details: list, weights) -> np.ndarray:
+    """``own + w_1 / DETAIL_WEIGHT_UNIT * detail_1 + ...`` left to right (float64 IEEE operations,
+    alike on every machine)."""
+    pred = own
+    for w, detail in zip(weights, details):
+        pred = pred + (int(w) / DETAIL_WEIGHT_UNIT) * detail
+    return pred
 
 
-def _detail_weight(detail: np.ndarray, target: np.ndarray) -> int:
-    """The least-squares weight of ``detail`` for ``target`` in units of 1/DETAIL_WEIGHT_UNIT, as int8."""
-    den = float(np.sum(detail * detail))
-    if not (den > 0 and math.isfinite(den)):
-        return 0
-    w = float(np.sum(detail * target)) / den
-    return int(min(max(round(w * DETAIL_WEIGHT_UNIT), -128), 127)) if math.isfinite(w) else 0
+def _detail_weights(details: list, target: np.ndarray) -> list[int]:
+    """The least-squares weights (one or two) of ``details`` for ``target``, each in units of
+    1/DETAIL_WEIGHT_UNIT as int8; two that are nearly collinear fall back to the first alone."""
+    def weight(w: float) -> int:
+        return int(min(max(round(w * DETAIL_WEIGHT_UNIT), -128), 127)) if math.isfinite(w) else 0
+
+    a = float(np.sum(details[0] * details[0]))
+    p = float(np.sum(details[0] * target))
+    alone = weight(p / a) if a > 0 and math.isfinite(a) else 0
+    if len(details) == 1:
+        return [alone]
+    b = float(np.sum(details[0] * details[1]))
+    c = float(np.sum(details[1] * details[1]))
+    q = float(np.sum(details[1] * target))
+    det = a * c - b * b
+    if not (det > 1e-9 * a * c and math.isfinite(det)):
+        return [alone, 0]
+    return [weight((c * p - b * q) / det), weight((a * q - b * p) / det)]
 
 
 def interpolate_detail_closed(r: np.ndarray, step: float, accept, known: np.ndarray):
-    """Codes ``d``, reconstruction ``rhat`` and weights (int8, ``(n_items - 1, groups)``) of residuals
+    """Codes ``d``, reconstruction ``rhat`` and weights (int8, :func:`detail_weight_count`) of residuals
     ``r`` (n_items, *spatial) by predictor 4, item by item in closed loop. ``accept(t)`` is item t's
     ``accept(index, rhat_values)`` on the views ``[t:t + 1]`` (see :func:`interpolate_closed`); ``known``
-    marks the values whose residual is known (valid): each weight is fitted on them."""
+    marks the values whose residual is known (valid): the weights are fitted on them."""
     groups = detail_groups(r.shape)
     d = np.zeros(r.shape, dtype=np.int64)
     rhat = np.zeros(r.shape, dtype=np.float64)
-    weights = np.zeros((max(r.shape[0] - 1, 0), len(groups)), dtype=np.int8)
+    weights, earlier = [], None
     for t in range(r.shape[0]):
         cur, rt, dt, kt = rhat[t:t + 1], r[t:t + 1], d[t:t + 1], known[t:t + 1]
-        ok = accept(t)
-        for g, (idx, predict) in enumerate(groups):
-            if t:
-                own, detail = _detail_parts(cur, rhat[t - 1:t], idx, predict)
+        earlier = rhat[t - 2:t - 1].copy() if t == 2 else earlier + rhat[t - 2:t - 1] if t > 2 else None
+        refs, ok = _references(rhat, t, earlier), accept(t)
+        for idx, predict in groups:
+            if refs:
+                own, details = _detail_parts(cur, refs, idx, predict)
                 k = kt[idx]
-                weights[t - 1, g] = _detail_weight(detail[k], (rt[idx] - own)[k])
-                pred = _detail_prediction(own, detail, weights[t - 1, g])
+                w = _detail_weights([det[k] for det in details], (rt[idx] - own)[k])
+                weights += w
+                pred = _detail_prediction(own, details, w)
             else:
                 pred = 0.0 if predict is None else predict(cur)
             dt[idx] = _code_group(rt, idx, pred, step, ok)
             cur[idx] = pred + dt[idx] * step
-    return d, rhat, weights
+    return d, rhat, np.array(weights, dtype=np.int8)
 
 
 def uninterpolate_detail_closed(d: np.ndarray, step: float, weights: np.ndarray) -> np.ndarray:
-    """The reconstruction ``rhat`` of :func:`interpolate_detail_closed`'s codes ``d`` and ``weights``."""
+    """The reconstruction ``rhat`` of :func:`interpolate_detail_closed`'s codes ``d`` and ``weights``
+    (:func:`detail_weight_count` of them, checked by the caller)."""
     groups = detail_groups(d.shape)
     rhat = np.zeros(d.shape, dtype=np.float64)
+    at, earlier = 0, None
     for t in range(d.shape[0]):
         cur, dt = rhat[t:t + 1], d[t:t + 1]
-        for g, (idx, predict) in enumerate(groups):
-            if t:
-                pred = _detail_prediction(*_detail_parts(cur, rhat[t - 1:t], idx, predict), weights[t - 1, g])
+        earlier = rhat[t - 2:t - 1].copy() if t == 2 else earlier + rhat[t - 2:t - 1] if t > 2 else None
+        refs = _references(rhat, t, earlier)
+        for idx, predict in groups:
+            if refs:
+                own, details = _detail_parts(cur, refs, idx, predict)
+                pred = _detail_prediction(own, details, weights[at:at + len(refs)])
+                at += len(refs)
             else:
                 pred = 0.0 if predict is None else predict(cur)
             cur[idx] = pred + dt[idx] * step
@@ -573,7 +614,7 @@ class ResidualSection:
     stream: bytes
     escapes: bytes
     exceptions: bytes
-    #: predictor 4's weights (int8, ``(n_items - 1) * len(detail_groups(shape))``), else empty
+    #: predictor 4's weights (int8, :func:`detail_weight_count`), else empty
     weights: bytes = b""
 
 
@@ -596,9 +637,8 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
     if n_exc > count:
         raise ResidualError(f"{n_exc} exceptions for {count} values")
     names = BLOBS + (("weights",) if predictor == PREDICTOR_INTERP_DETAIL else ())
+    # (predictor 4's weights: the chunk's shape says how many, checked by decode_residual)
     params, stream, escapes, exceptions, *weights = _blobs(payload, _FIXED.size + 8, names)
-    if weights and len(weights[0]) > count:  # at most one a value (the chunk's shape says how many)
-        raise ResidualError(f"{len(weights[0])} residual weights for {count} values")
     model = _code_model(coder, params)
     if model.total is not None and count and model.total != count:  # the encoder counts every code
         raise ResidualError(f"residual histogram counts {model.total} codes, the chunk has {count}")
@@ -643,7 +683,7 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
     if sec.count != recon.size:
         raise ResidualError(f"residual section codes {sec.count} values, the chunk has {recon.size}")
     if sec.predictor == PREDICTOR_INTERP_DETAIL:
-        want = max(recon.shape[0] - 1, 0) * len(detail_groups(recon.shape))
+        want = detail_weight_count(recon.shape)
         if len(sec.weights) != want:
             raise ResidualError(f"residual section holds {len(sec.weights)} weights, the chunk's shape needs {want}")
     d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count).reshape(recon.shape)
@@ -652,7 +692,7 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
         raise ResidualError(f"residual codes reach {max(int(q.max()), -int(q.min()))}, beyond the {int(MAX_CODE)} "
                             "a section holds")
     if sec.predictor == PREDICTOR_INTERP_DETAIL:
-        weights = np.frombuffer(sec.weights, dtype=np.int8).reshape(max(recon.shape[0] - 1, 0), -1)
+        weights = np.frombuffer(sec.weights, dtype=np.int8)
         out = apply_reconstructed(recon, uninterpolate_detail_closed(d, sec.step, weights), dtype)
     elif sec.predictor in INTERPOLATED:
         out = apply_reconstructed(recon, uninterpolate_closed(d, sec.step, sec.predictor), dtype)

@@ -560,7 +560,7 @@ def test_the_decoder_rebuilds_the_previous_items_detail_bit_for_bit(shape, seed,
     known = rng.random(r.shape) > 0.1  # the weights are fitted on these alone
     d, rhat, weights = residual.interpolate_detail_closed(
         r, step, lambda t: lambda idx, values: np.ones(np.shape(values), bool), known)
-    assert weights.shape == (shape[0] - 1, len(residual.detail_groups(r.shape)))
+    assert weights.shape == (residual.detail_weight_count(r.shape),)
     np.testing.assert_array_equal(residual.uninterpolate_detail_closed(d, step, weights), rhat)
     assert np.abs(rhat - r).max() <= step / 2 * (1 + 1e-9)
 
@@ -615,7 +615,8 @@ def test_a_previous_items_detail_section_with_the_wrong_weights_is_refused():
     enc = residual.encode_residual(x, recon, valid, 0.5, x.dtype, exact_recon=True, interpolation=True,
                                    item_detail=True)
     assert enc.predictor == residual.PREDICTOR_INTERP_DETAIL
-    n_weights = 3 * len(residual.detail_groups(x.shape))
+    n_weights = residual.detail_weight_count(x.shape)
+    assert n_weights == 5 * len(residual.detail_groups(x.shape))  # item 1 one a group, items 2 and 3 two
     with pytest.raises(residual.ResidualError, match="truncated before its weights blob"):
         residual.read_section(enc.payload[:-(8 + n_weights)], x.size, x.dtype)
     for cut in (1, n_weights):  # one weight short, none at all: the blob's length says so
@@ -625,3 +626,16 @@ def test_a_previous_items_detail_section_with_the_wrong_weights_is_refused():
     with pytest.raises(residual.ResidualError, match="weights, the chunk's shape needs"):  # another chunk shape
         residual.decode_residual(enc.payload, recon.reshape(2, 2, 32, 64).transpose(1, 0, 2, 3).reshape(2, 64, 64),
                                  x.dtype)
+
+
+def test_the_previous_items_detail_weights_are_the_least_squares_ones():
+    """Two references (the item before, the mean of those before it): the weights solve the least
+    squares in 1/64 units; nearly the same references fall back to the first alone; one reference
+    has one weight."""
+    rng = np.random.default_rng(3)
+    d1, d2 = rng.normal(size=500), rng.normal(size=500)
+    assert residual._detail_weights([d1, d2], 0.5 * d1 + 0.25 * d2) == [32, 16]
+    assert residual._detail_weights([d1, d1], 0.75 * d1) == [48, 0]
+    assert residual._detail_weights([d1], -0.5 * d1) == [-32]
+    assert residual._detail_weights([d1], 5.0 * d1) == [127]  # int8: clipped
+    assert residual._detail_weights([np.zeros(4)], np.ones(4)) == [0]
