@@ -420,7 +420,7 @@ def test_a_bound_with_an_rmse_target_also_tries_sperrs_pointwise_chunks(monkeypa
     monkeypatch.setattr(encode, "_pointwise_alone", lambda *args: [])
     assert len(codec.encode(x)) >= len(chunk)
     monkeypatch.setattr(encode, "_pointwise_alone", recording)
-    monkeypatch.setattr(encode, "_bounded", lambda settings, model, cands, writer, *args: writer.raw())
+    monkeypatch.setattr(encode, "_bounded", lambda settings, model, fitted, aim, writer, *args: writer.raw())
     chunk = codec.encode(x)
     assert chunk in [c.data for c in pointwise] and len(chunk) < x.nbytes
     y = codec.decode(chunk).astype("f8")

@@ -920,3 +920,53 @@ def test_a_ratio_bought_at_several_times_the_networks_error_is_said(tiny_model):
         assert bool(costly) == warned
         if warned:
             assert "9.98" in str(costly[0].message) and "2.95" in str(costly[0].message) and "640x" in str(costly[0].message)
+
+
+def test_a_bound_on_a_large_chunk_fits_the_network_only_where_its_probe_pair_can_win(patched_model, monkeypatch):
+    """``effort="fast"``, an error bound, a large chunk the mean plus residual codes best so far:
+    the network is fitted whole only where a width's chunk, estimated on the probe pair, comes
+    within ``BOUNDED_PROBE_OUTCLASSED`` of it; the chunk is what the search without the probe codes.
+    A field the network represents is still coded by it; small chunks, and a bound with a target,
+    are never probed."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkformat.header import MODE_BOUNDED, MODE_PLAIN_RESIDUAL
+    from inrcodec.models import model as model_module
+
+    lat, lon = global_lat_lon(32, 64)
+    # nearly flat: the untrained network's own structure only adds to the residual (1.8 times the
+    # mean's on the pair)
+    flat = (250.0 + 0.05 * smooth_field(8, 32, 64, seed=7)).astype("f4")
+    fits = []
+    real_fit = model_module.CoinModel.encode
+
+    def counting(self, values, *args, **kwargs):
+        fits.append(len(values))
+        return real_fit(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(model_module.CoinModel, "encode", counting)
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, bits=6, max_abs_error=0.05)
+    small = codec.encode(flat)
+    assert fits == [8]  # 8 items of 32 x 64 values: a small chunk, fitted whole
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
+    fits.clear()
+    chunk = codec.encode(flat)
+    assert fits == [2] and cf.unpack_chunk(chunk)[0].mode == MODE_PLAIN_RESIDUAL and chunk == small
+    monkeypatch.setattr(encode, "BOUNDED_PROBE_OUTCLASSED", 1e9)  # nothing outclassed: fitted whole
+    fits.clear()
+    assert codec.encode(flat) == chunk and fits == [2, 8]
+    monkeypatch.setattr(encode, "BOUNDED_PROBE_OUTCLASSED", 1.15)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    known = COINppCodec(patched_model, lat=lat, lon=lon, bits=6, residual_coder="none")
+    y = known.decode(known.encode(x))  # a field the network represents: its residual chunk wins
+    fits.clear()
+    assert cf.unpack_chunk(codec.encode(y))[0].mode == MODE_BOUNDED and fits == [2, 8]
+    probes = []
+    real_probe = encode._network_outclassed_within
+    monkeypatch.setattr(encode, "_network_outclassed_within", lambda *a: probes.append(a) or real_probe(*a))
+    with_target = COINppCodec(patched_model, lat=lat, lon=lon, bits=6, max_abs_error=0.05, target_rmse=0.03)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with_target.encode(flat)
+    assert not probes
+    codec.encode(flat)
+    assert len(probes) == 1
