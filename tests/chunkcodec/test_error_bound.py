@@ -639,3 +639,16 @@ def test_the_previous_items_detail_weights_are_the_least_squares_ones():
     assert residual._detail_weights([d1], -0.5 * d1) == [-32]
     assert residual._detail_weights([d1], 5.0 * d1) == [127]  # int8: clipped
     assert residual._detail_weights([np.zeros(4)], np.ones(4)) == [0]
+
+
+def test_the_previous_items_detail_is_not_tried_on_small_items():
+    """Predictor 4 runs item by item: on items of fewer than ``DETAIL_MIN_ITEM_VALUES`` values (a chunk
+    of many small items) it is not tried, and the section is what the other predictors write."""
+    x = _persistent_items()[:, :16, :32]
+    assert x[0].size < residual.DETAIL_MIN_ITEM_VALUES
+    valid = np.ones(x.shape, bool)
+    recon = np.full(x.shape, float(x.mean()))
+    kw = dict(exact_recon=True, interpolation=True)
+    small = residual.encode_residual(x, recon, valid, 0.5, x.dtype, item_detail=True, **kw)
+    assert residual.PREDICTOR_INTERP_DETAIL not in {p for p, _ in small.sizes}
+    assert small.payload == residual.encode_residual(x, recon, valid, 0.5, x.dtype, **kw).payload

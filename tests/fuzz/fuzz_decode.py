@@ -31,7 +31,7 @@ from inrcodec.chunkformat.header import ChunkHeader, FLAG_NAN_MASK, KNOWN_MODES,
 from inrcodec.models import tensorfile  # noqa: E402
 from inrcodec.chunkcodec.residual import residual_info  # noqa: E402
 from inrcodec.codec import COINppCodec  # noqa: E402
-from inrcodec.chunkcodec import decode_chunk, wavelet  # noqa: E402
+from inrcodec.chunkcodec import decode_chunk, residual, wavelet  # noqa: E402
 from inrcodec.errors import CorruptChunkError, ModelFileError  # noqa: E402
 from inrcodec.models.model import CoinModel  # noqa: E402
 
@@ -258,7 +258,9 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     lorenzo = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.2,
                           residual_interpolation=False)
     # and by the previous item's detail (predictor 4: its weights blob): the second item the first, warmer
+    # (tried on items of DETAIL_MIN_ITEM_VALUES or more, which the decoder does not ask)
     persistent = np.stack([x[0], x[0] + np.float32(0.3)])
+    residual.DETAIL_MIN_ITEM_VALUES = x[0].size
     seeds += [(interpolated, interpolated.encode(x)), (lorenzo, lorenzo.encode(x)),
               (interpolated, interpolated.encode(persistent))]
     predictors = {residual_info(cf.unpack_chunk(c)[1]["residual"])["predictor"] for _, c in seeds
