@@ -4,6 +4,7 @@ max error at each bound, chunks of ``--chunk`` items, every codec through its re
 
     python benchmarks/hybrid_bound.py --data heldout_weather.nc --split test --grid 4deg --bounds 0.1 0.5
     python benchmarks/hybrid_bound.py --data pool:mpi_esm --bounds 0.1 0.5
+    python benchmarks/hybrid_bound.py --data pool:era5_t_4deg --split val   # a pool set's validation split
 """
 
 from __future__ import annotations
@@ -62,7 +63,12 @@ def main() -> None:
             _smoke_data(), _smoke.model_dir(), [0.5], 2, 2, "native"
     elif not args.data:
         ap.error("--data is required")
-    _, field = load(args.data, args.variable, args.split, args.grid, args.chunk)
+    if args.data.startswith("pool:") and args.split == "val":  # where settings are chosen
+        from effort_validation import validation_set
+
+        field = validation_set(args.data[5:])
+    else:
+        _, field = load(args.data, args.variable, args.split, args.grid, args.chunk)
     x = np.ascontiguousarray(field.values, np.float32)
     model = modelstore.load(args.model).model
     print("| bound | codec | ratio | max abs err | RMSE | encode s | decode s | modes |\n|---|---|---|---|---|---|---|---|")
