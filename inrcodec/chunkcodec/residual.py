@@ -275,14 +275,15 @@ def detail_weight_count(shape: tuple[int, ...]) -> int:
     return len(detail_groups(shape)) * (2 * n - 3) if n >= 2 else 0
 
 
-def _references(rhat: np.ndarray, t: int, earlier: np.ndarray | None) -> list[np.ndarray]:
-    """Item t's references, views ``(1, *spatial)``: item t - 1, and from t = 2 the mean of items
-    0 .. t - 2 (``earlier``, their sum in item order, divided by t - 1): the item before carries what
-    changes slowly, the mean of those before it what stays and less of their quantization noise."""
-    refs = [rhat[t - 1:t]] if t else []
+def _references(rhat: np.ndarray, t: int, earlier: np.ndarray | None) -> tuple[list, np.ndarray | None]:
+    """Item t's references, ``(1, *spatial)``: item t - 1, and from t = 2 the mean of items 0 .. t - 2
+    (their sum, added in item order, divided by t - 1): the item before carries what changes slowly,
+    the mean of those before it what stays and less of their quantization noise. ``earlier``: that
+    sum for item t - 1 (None before t = 3); returns the references and the sum for item t."""
     if t >= 2:
-        refs.append(earlier / (t - 1))
-    return refs
+        earlier = rhat[0:1].copy() if t == 2 else earlier + rhat[t - 2:t - 1]
+    refs = ([rhat[t - 1:t]] if t else []) + ([earlier / (t - 1)] if t >= 2 else [])
+    return refs, earlier
 
 
 def _detail_parts(cur: np.ndarray, refs: list, idx, predict):
@@ -332,8 +333,7 @@ def interpolate_detail_closed(r: np.ndarray, step: float, accept, known: np.ndar
     weights, earlier = [], None
     for t in range(r.shape[0]):
         cur, rt, dt, kt = rhat[t:t + 1], r[t:t + 1], d[t:t + 1], known[t:t + 1]
-        earlier = rhat[t - 2:t - 1].copy() if t == 2 else earlier + rhat[t - 2:t - 1] if t > 2 else None
-        refs, ok = _references(rhat, t, earlier), accept(t)
+        (refs, earlier), ok = _references(rhat, t, earlier), accept(t)
         for idx, predict in groups:
             if refs:
                 own, details = _detail_parts(cur, refs, idx, predict)
@@ -356,8 +356,7 @@ def uninterpolate_detail_closed(d: np.ndarray, step: float, weights: np.ndarray)
     at, earlier = 0, None
     for t in range(d.shape[0]):
         cur, dt = rhat[t:t + 1], d[t:t + 1]
-        earlier = rhat[t - 2:t - 1].copy() if t == 2 else earlier + rhat[t - 2:t - 1] if t > 2 else None
-        refs = _references(rhat, t, earlier)
+        refs, earlier = _references(rhat, t, earlier)
         for idx, predict in groups:
             if refs:
                 own, details = _detail_parts(cur, refs, idx, predict)
