@@ -502,14 +502,15 @@ def encode_chunk(array, model, settings) -> bytes:
     coder = LatentCoder(model, settings.entropy_coding, settings.quantizer, settings.time_coding)
     grid = ctx.grid(chunk.spatial)
 
-    fits: dict[tuple[int, float], _LatentCandidates] = {}
+    fits: dict[tuple, _LatentCandidates] = {}
 
     def fitted(aim: int, items=None, level: float = 0.0, points_per_latent: int | None = None) -> _LatentCandidates:
-        """The latent candidates of every item at ``aim`` (fitted once), or of ``items`` only (an
-        index array); ``level``: fitted to the values less it (:data:`LEVEL_SHIFT`);
+        """The latent candidates of every item at ``aim``, or of ``items`` only (an index array), each
+        fitted once; ``level``: fitted to the values less it (:data:`LEVEL_SHIFT`);
         ``points_per_latent``: the fast fit's subset (None: the fit's own)."""
-        if items is None and (aim, level) in fits:
-            return fits[aim, level]
+        key = (aim, level) if items is None else (aim, level, tuple(np.asarray(items).tolist()), points_per_latent)
+        if key in fits:
+            return fits[key]
         x, m = (values, mask) if items is None else (values[items], None if mask is None else mask[items])
         if level:
             x = x - x.dtype.type(level)
@@ -517,16 +518,15 @@ def encode_chunk(array, model, settings) -> bytes:
             latents = model.encode(x, grid, steps=settings.inner_steps, mask=m,
                                    refine_steps=settings.refine_steps, patch_aim=aim, fit=settings.effort,
                                    points_per_latent=points_per_latent)
-        cands = _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim, level)
-        if items is None:
-            fits[aim, level] = cands
+        cands = fits[key] = _LatentCandidates(ctx, coder, np.asarray(latents, dtype=np.float32), chunk.spatial, aim,
+                                               level)
         return cands
 
     waves = _wavelets(settings, model, writer, values, valid)
     bound = settings.chunk_bound(chunk.finite)
     if bound is not None and not settings.rate_controlled:
         return _bounded(settings, model, fitted, patching.aim_for(model, grid, settings), writer, values, valid,
-                        bound, waves, probe=True)
+                        bound, waves)
     if not settings.rate_controlled:
         aim = patching.aim_for(model, grid, settings)
         level = _level_shift(settings, model, ctx, chunk.spatial, aim, values, valid, waves)
@@ -1217,21 +1217,19 @@ def _bounded_widths(settings, model) -> list[int]:
     return below[-(BOUNDED_TRIES - 1):] + [settings.bits] if BOUNDED_TRIES > 1 else [settings.bits]
 
 
-def _bounded(settings, model, fitted, aim: int, writer: _Writer, values, valid, bound: float, waves=None,
-             probe: bool = False) -> bytes:
+def _bounded(settings, model, fitted, aim: int, writer: _Writer, values, valid, bound: float, waves=None) -> bytes:
     """Error-bounded: every candidate width meets the bound; keep the smallest chunk, falling
     back to the residual of a constant prediction (no network), to the wavelet candidates (SPERR's
     point-wise error mode, with ``waves``) or to the raw values. The chunk's latents are
-    ``fitted(aim)``; ``probe``: with ``effort="fast"``, fitted only where a probe pair says the
-    network can win (:func:`_network_outclassed_within`)."""
+    ``fitted(aim)``; with ``effort="fast"``, fitted only where a probe pair says the network can
+    win (:func:`_network_outclassed_within`)."""
     def with_residual(bits: int) -> bytes:
         cands = fitted(aim)
         res = writer.residual(values, cands.recon(bits), valid, bound)
         return writer.latents(cands, bits, MODE_BOUNDED, {"residual": res.payload})
 
     if settings.effort == "fast":
-        chunk = _fast_bounded(settings, model, fitted, aim, writer, values, valid, bound, waves, with_residual,
-                              probe)
+        chunk = _fast_bounded(settings, model, fitted, aim, writer, values, valid, bound, waves, with_residual)
     else:
         cands = fitted(aim)
         chunks = {b: with_residual(b) for b in _bounded_widths(settings, model)}
@@ -1248,7 +1246,7 @@ def _bounded(settings, model, fitted, aim: int, writer: _Writer, values, valid, 
 
 
 def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, valid, bound: float, waves,
-                  with_residual, probe: bool = False) -> bytes:
+                  with_residual) -> bytes:
     """``effort="fast"``: the smallest of the no-network residual, SPERR alone (each layout), and,
     each from the narrowest width up, the network's residual and the hybrids in SPERR's better
     layout; each until one is ``OUTCLASSED`` by the best chunk so far or larger than the width
@@ -1259,7 +1257,8 @@ def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, va
     width was 0.1 % under its first, and every smallest hybrid (the narrowest, or the widest where
     they fell with the width; no hybrid beat SPERR alone there); the residual widths took up to 5
     fewer reconstructions, the hybrids 2 of 4 on the winds and msl (tried from the widest down
-    until then)."""
+    until then). A large chunk whose mean plus residual beats SPERR alone is fitted whole only where
+    its probe pair says a network chunk can come near it (:func:`_network_outclassed_within`)."""
     best = plain = writer.plain_residual(values, valid, bound)
     coder = None
     if waves is not None:
@@ -1267,7 +1266,7 @@ def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, va
         if alone:
             smallest, coder = alone[choose([Candidate(found) for found, _ in alone])]
             best = _fewest([best, smallest])
-    if probe and best is plain and _probed(values.shape) and _network_outclassed_within(
+    if best is plain and _probed(values.shape) and _network_outclassed_within(
             settings, model, _ProbeFit(fitted, aim, writer, len(values)), writer, values, valid, bound, len(plain)):
         return best
     cands = fitted(aim)
