@@ -237,6 +237,18 @@ class PatchPartition:
         """Where the kept part ``kept`` of patch ``index`` lies in the grid."""
         return tuple(slice(s, s + q) for s, q in zip(self.starts[index], kept))
 
+    def kept_mask(self) -> np.ndarray:
+        """(num_patches, *patch_shape) bool: True at the points of each patch that :meth:`assemble`
+        keeps (:meth:`kept_groups`), so that every grid point is True in exactly one patch.
+
+        >>> PatchPartition((5,), (2,)).kept_mask().tolist()
+        [[True, True], [True, False], [True, True]]
+        """
+        mask = np.zeros((self.num_patches,) + self.patch_shape, dtype=bool)
+        for idx, kept in self.kept_groups():
+            mask[(idx,) + tuple(slice(0, q) for q in kept)] = True
+        return mask
+
 
 def random_patch_starts(rng: np.random.Generator, shape, patch_shape, n: int) -> np.ndarray:
     """``n`` random patch origins (n, ndim) of ``patch_shape`` inside ``shape``, for training."""

@@ -76,6 +76,15 @@ class ChunkContext:
         with self.lock:
             return np.asarray(self.model.decode(latents, grid, patch_aim=patch_aim), dtype=np.float64)
 
+    @stage("reconstruct")
+    def reconstruct_at(self, latents: np.ndarray, spatial: tuple[int, ...], rows: np.ndarray,
+                       patch_aim: int = 0) -> np.ndarray:
+        """The network's values (float64, physical units) of dequantised latents at each patch's
+        points ``rows`` only (``CoinModel.decode_at``): an estimate's, not a decoder's floats."""
+        grid = self.grid(spatial)
+        with self.lock:
+            return self.model.decode_at(latents, grid, rows, patch_aim=patch_aim)
+
     def prior_field(self, spatial: tuple[int, ...], patch_aim: int = 0) -> np.ndarray:
         """The network's field at zero latents (what every fit starts from), ``spatial`` float64:
         the level the meta-learned network expects a chunk to lie at (built once)."""

@@ -233,6 +233,22 @@ class CoinModel:
                 out[(slice(None),) + part.kept_slices(int(i), kept)] = pred[:, j]
         return self.denormalise(out)
 
+    def decode_at(self, latents, grid, rows: np.ndarray, patch_aim: int = 0) -> np.ndarray:
+        """Latents (N, num_patches, k) -> values (N, num_patches, K) in physical units (float64) at
+        each patch's points ``rows`` (num_patches, K): flat indices into the patch. What a decode
+        gives there up to the rounding of the products (which can differ with the number of points
+        evaluated at once): for estimates, not for what a residual corrects."""
+        latents = np.asarray(latents, dtype=np.float32)
+        coords, part = self.item_coordinates(grid, patch_aim)
+        if latents.shape[1:] != (part.num_patches, self.latent_dim) or rows.shape[0] != part.num_patches:
+            raise ValueError(f"latents of shape {latents.shape} and rows of shape {rows.shape} do not fit "
+                             f"{part.num_patches} patches x {self.latent_dim}")
+        n = latents.shape[0]
+        sub = np.take_along_axis(coords, rows[..., None], axis=1)
+        flat_c = np.broadcast_to(sub[None], (n,) + sub.shape).reshape(n * part.num_patches, *sub.shape[1:])
+        pred = reconstruct(self.network, latents.reshape(-1, self.latent_dim), flat_c).numpy()
+        return self.denormalise(pred.reshape(n, part.num_patches, rows.shape[1]))
+
     # -- coding tables -----------------------------------------------------------------------
     def quantizer(self, bits: int):
         from inrcodec.coding.quantize import UniformQuantizer

@@ -970,3 +970,86 @@ def test_a_bound_on_a_large_chunk_fits_the_network_only_where_its_probe_pair_can
         assert len(probes) >= 2 and all(p is probes[0] for p in probes)  # tighter bounds, the same pair
         monkeypatch.setattr(encode, "_network_outclassed_within", lambda *a: False)
         assert with_target.encode(flat) == chunk
+
+
+def test_sample_rows_are_each_patchs_own_fixed_share_of_its_points():
+    """:func:`_sample_rows`: ``count`` distinct points of each patch, ascending, a different choice
+    per patch, every point position about equally often, from a fixed hash (the same rows again)."""
+    from inrcodec.chunkcodec import encode
+
+    rows = encode._sample_rows(500, 256, 64)
+    assert rows.shape == (500, 64) and rows.dtype.kind == "i" and not rows.flags.writeable
+    assert (np.diff(rows, axis=1) > 0).all() and rows.min() >= 0 and rows.max() < 256
+    assert len({r.tobytes() for r in rows}) == 500
+    picked = np.bincount(rows.ravel(), minlength=256)
+    assert picked.min() > 0.5 * 500 / 4 and picked.max() < 1.5 * 500 / 4  # no position left out or favoured
+    encode._sample_rows.cache_clear()
+    np.testing.assert_array_equal(encode._sample_rows(500, 256, 64), rows)
+    np.testing.assert_array_equal(encode._sample_rows(3, 5, 5), np.tile(np.arange(5), (3, 1)))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_sampled_rmse_is_the_rmse_on_every_point_and_near_it_on_a_share(patched_model, masked):
+    """:meth:`_LatentCandidates.sampled_rmse` counts each grid point once (the overlapping edge
+    patches' points only where the decoder keeps them): on every point it is :meth:`rmse`; on a
+    quarter of them, close to it. ``CoinModel.decode_at`` is the decode at those points."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkcodec.context import ChunkContext
+    from inrcodec.chunkcodec.latents import LatentCoder
+
+    lat, lon = global_lat_lon(45, 90)  # patches of 4 x 4 overlap at both grid edges
+    x = (smooth_field(2, 45, 90, seed=3) + 2.0 * np.random.default_rng(3).standard_normal((2, 45, 90))).astype("f8")
+    valid = np.ones(x.shape, bool)
+    if masked:
+        valid[:, 10:20, 30:70] = False
+    ctx = ChunkContext(patched_model, tuple(lat), tuple(lon))
+    grid = ctx.grid((45, 90))
+    latents = patched_model.encode(x, grid, mask=valid, fit="fast")
+    def fresh():
+        return encode._LatentCandidates(ctx, LatentCoder(patched_model), latents.astype("f4"), (45, 90))
+
+    cands = fresh()
+    every, quarter = cands.sampled_rmse(6, x, valid, share=1), cands.sampled_rmse(6, x, valid, share=4)
+    full = cands.rmse(6, x, valid)
+    assert every == pytest.approx(full, rel=1e-5)
+    assert quarter == pytest.approx(full, rel=0.1) and quarter != pytest.approx(full, rel=1e-4)
+    assert cands.sampled_rmse(6, x, valid, share=4) == full  # the whole reconstruction in hand is used
+    assert fresh().sampled_rmse(6, x, valid, share=4) == quarter  # the same points again
+    points = math.prod(patched_model.partition(grid).patch_shape)
+    deq = cands._coder.dequantize(cands.coded(6), 6).reshape(latents.shape)
+    part = patched_model.partition(grid)
+    rows = encode._sample_rows(part.num_patches, points, points // 4)
+    at = patched_model.decode_at(deq, grid, rows)
+    whole = part.extract(patched_model.decode(deq, grid)).reshape(2, part.num_patches, points)
+    np.testing.assert_allclose(at, np.take_along_axis(whole, rows[None], axis=2), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="do not fit"):
+        patched_model.decode_at(deq, grid, rows[:-1])
+
+
+@pytest.mark.parametrize("large", [True, False])
+def test_a_large_probe_pair_measures_its_rmse_on_a_share_of_its_points(patched_model, monkeypatch, large):
+    """The bits probe's pair on large items: its RMSE (the target SPERR alone is searched at, and
+    own against moved) on ``PROBE_SAMPLE_SHARE``-th of each patch's points, never a whole
+    reconstruction at ``bits``; on small items on every point."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkcodec.context import ChunkContext
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    sampled, whole = [], []
+    real_at, real_recon = ChunkContext.reconstruct_at, ChunkContext.reconstruct
+    monkeypatch.setattr(ChunkContext, "reconstruct_at",
+                        lambda self, lat_, spatial, rows, aim=0: sampled.append((len(lat_), rows.shape))
+                        or real_at(self, lat_, spatial, rows, aim))
+    monkeypatch.setattr(ChunkContext, "reconstruct",
+                        lambda self, lat_, spatial, aim=0: whole.append(len(lat_)) or real_recon(self, lat_, spatial, aim))
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64 if large else 1 << 30)
+    monkeypatch.setattr(encode, "PROBE_SHARE", 1)  # a pair is probed in small chunks too
+    monkeypatch.setattr(encode, "_probed", lambda shape: True)
+    COINppCodec(patched_model, lat=lat, lon=lon, bits=6).encode(x)
+    if large:
+        assert sampled and all(n == 2 and cols * encode.PROBE_SAMPLE_SHARE <= points < (cols + 1) *
+                                   encode.PROBE_SAMPLE_SHARE for n, (patches, cols) in sampled
+                               for points in [16])
+    else:
+        assert not sampled and 2 in whole
