@@ -128,16 +128,17 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
     scale = _loss_scale(values, mask)
     forward, backward = _products(network, values.device)
     last = None
+    cosines: list = [None] * depth  # each layer's, written again every step: no new (B, P, W) tensor
     for step in range(steps):
         shifts = to_shift(latents).view(-1, depth, 1, width)
-        h, cosines = None, []
+        h = None
         for i in range(depth):
             if i == 0:  # ``first`` serves every step: a new tensor
                 pre = first + shifts[:, i]
             else:  # in place: the same sum without a new (B, P, W) tensor
                 pre = forward(h, i).add_(shifts[:, i])
             a = pre.mul_(w0[i])
-            cosines.append(torch.cos(a))
+            cosines[i] = torch.cos(a) if cosines[i] is None else torch.cos(a, out=cosines[i])
             h = a.sin_()
         grad_out = (torch.nn.functional.linear(h, out_w, out_b) - values).mul_(scale)  # (B, P, c)
         if min_steps is not None:  # the loss of the latents this step starts from
