@@ -42,6 +42,10 @@ CASES = {
                                           "residual_coder": "sperr"}, None),
     "wavelet": ("v1_modulations_input", {"bits": 6, "inner_steps": 1, "max_abs_error": 0.2, "residual_coder": "sperr"},
                 None),
+    # the network on the coarse grid (mode 6): a field that is itself interpolated from every second
+    # point of the network's decoded one, which the coarse reconstruction follows and the full does not
+    "coarse_hybrid": ("v1_modulations_decoded", {"bits": 6, "inner_steps": 3, "max_abs_error": 0.02,
+                                                 "residual_coder": "sperr", "coarse_hybrid": True}, "coarse"),
 }
 
 
@@ -65,6 +69,12 @@ def codec_and_input(name: str):
         rows = np.array([np.interp(np.linspace(0, 15, 64), np.arange(16), r) for r in x[0]])
         first = np.array([np.interp(np.linspace(0, 7, 32), np.arange(8), c) for c in rows.T]).T.astype("f4")
         x = np.stack([first, first + np.float32(0.3)])
+    elif change == "coarse":
+        from inrcodec.chunkcodec.coarse import CoarseGrid
+        from inrcodec.grids import PatchPartition
+
+        grid = CoarseGrid.of(PatchPartition(x.shape[1:], x.shape[1:]))
+        x = grid.upsample(x[np.ix_(range(len(x)), *grid.index)]).astype(x.dtype)
     elif change == "inf":
         x[0, 0, 0] = np.inf
     # a stored configuration (CodecSettings.from_dict, as zarr/HDF5 metadata is read): options a

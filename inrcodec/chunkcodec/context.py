@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from inrcodec import chunkformat as cf
+from inrcodec.chunkcodec.coarse import CoarseGrid
 from inrcodec.chunkcodec.timing import stage
 from inrcodec.grids import pin_grid_key
 
@@ -43,6 +44,7 @@ class ChunkContext:
         self._grids: dict[tuple[int, ...], object] = {}
         self._grids_lock = threading.Lock()
         self._priors: dict[tuple, np.ndarray] = {}
+        self._coarse: dict[tuple, CoarseGrid] = {}
 
     def grid(self, spatial: tuple[int, ...]):
         """The coordinate grid of a chunk whose spatial shape is ``spatial`` (built once)."""
@@ -84,6 +86,24 @@ class ChunkContext:
         grid = self.grid(spatial)
         with self.lock:
             return self.model.decode_at(latents, grid, rows, patch_aim=patch_aim)
+
+    @stage("reconstruct")
+    def reconstruct_coarse(self, latents: np.ndarray, spatial: tuple[int, ...], patch_aim: int = 0) -> np.ndarray:
+        """The network reconstruction (float64, physical units) of a coarse hybrid chunk (mode 6):
+        the network at every ``coarse.STRIDE``-th point along each axis, interpolated linearly
+        in between (:class:`~inrcodec.chunkcodec.coarse.CoarseGrid`). The one function the encoder
+        and the decoder both use, as :meth:`reconstruct` is for the other modes."""
+        grid = self.grid(spatial)
+        key = (tuple(spatial), patch_aim)
+        with self._grids_lock:
+            coarse_grid = self._coarse.get(key)
+        if coarse_grid is None:
+            coarse_grid = CoarseGrid.of(self.model.partition(grid, patch_aim))
+            with self._grids_lock:
+                coarse_grid = self._coarse.setdefault(key, coarse_grid)
+        with self.lock:
+            at_rows = self.model.decode_at(latents, grid, coarse_grid.rows, patch_aim=patch_aim)
+        return coarse_grid.upsample(coarse_grid.scatter(at_rows))
 
     def prior_field(self, spatial: tuple[int, ...], patch_aim: int = 0) -> np.ndarray:
         """The network's field at zero latents (what every fit starts from), ``spatial`` float64:

@@ -214,7 +214,8 @@ def _decode_predicted(ctx: ChunkContext, settings, hdr, sections, shape, dtype) 
             rec = np.full((n_items, *spatial), prediction)
         elif not plain:
             latents = coder.decompress(payload, **coding).reshape(n_items, patches, m.latent_dim)
-            rec = ctx.reconstruct(latents, spatial, hdr.patch_aim).reshape((n_items, *spatial))
+            network = ctx.reconstruct_coarse if row.prediction == "coarse network" else ctx.reconstruct
+            rec = network(latents, spatial, hdr.patch_aim).reshape((n_items, *spatial))
         if residual is not None:
             rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
         if waves is not None:

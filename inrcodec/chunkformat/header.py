@@ -42,6 +42,9 @@ MODE_BOUNDED = 2  #: latents + error-bounded residual (format version 2)
 MODE_PLAIN_RESIDUAL = 3  #: error-bounded residual of a constant prediction, no network (version 3)
 MODE_HYBRID = 4  #: latents + the wavelet-coded residual of their reconstruction (version 5)
 MODE_WAVELET = 5  #: the wavelet coder alone, no network (version 5)
+#: latents + the wavelet-coded residual of their reconstruction on a coarser grid, interpolated
+#: (version 5; builds before it refuse the chunk: unknown mode)
+MODE_HYBRID_COARSE = 6
 
 #: the masks any mode's chunk may carry
 _MASKS = frozenset({"nan_mask", "fill_mask"})
@@ -54,7 +57,9 @@ class ChunkMode:
 
     number: int
     name: str
-    prediction: str  #: "network" (the base network's latents), "constant" (one f64) or "none"
+    #: "network" (the base network's latents), "coarse network" (the network at every
+    #: ``chunkcodec.coarse.STRIDE``-th point of each axis, interpolated), "constant" (one f64) or "none"
+    prediction: str
     correction: str  #: "none", "residual" (error-bounded), "wavelet" (SPERR) or "raw" (the values)
     sections: frozenset  #: the sections every chunk of the mode has
     optional: frozenset  #: the sections it may also have
@@ -63,7 +68,7 @@ class ChunkMode:
     @property
     def latents(self) -> bool:
         """Whether the chunk holds latents (the header's coding byte and latent layout)."""
-        return self.prediction == "network"
+        return self.prediction in ("network", "coarse network")
 
     @property
     def checked(self) -> frozenset:
@@ -83,6 +88,8 @@ MODES = (
               _MASKS, 3),
     ChunkMode(MODE_HYBRID, "hybrid", "network", "wavelet", frozenset({"latents", "wavelet"}), _MASKS, 5),
     ChunkMode(MODE_WAVELET, "wavelet", "none", "wavelet", frozenset({"wavelet"}), _MASKS, 5),
+    ChunkMode(MODE_HYBRID_COARSE, "coarse-hybrid", "coarse network", "wavelet", frozenset({"latents", "wavelet"}),
+              _MASKS, 5),
 )
 MODE_BY_NUMBER = {m.number: m for m in MODES}
 KNOWN_MODES = {m.number: m.name for m in MODES}

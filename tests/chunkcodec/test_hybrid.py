@@ -7,11 +7,15 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from golden_cases import codec_and_input
 
 from inrcodec import COINppCodec, CodecSettings
 from inrcodec import chunkformat as cf
-from inrcodec.chunkformat.header import ChunkHeader, KNOWN_MODES, MODE_HYBRID, MODE_MODULATIONS, MODE_WAVELET
+from inrcodec.chunkformat.header import (
+    ChunkHeader, KNOWN_MODES, MODE_HYBRID, MODE_HYBRID_COARSE, MODE_MODULATIONS, MODE_WAVELET,
+)
 from inrcodec.chunkcodec import residual
 from inrcodec.chunkcodec import encode as enc
 from inrcodec.chunkcodec import wavelet
@@ -64,7 +68,7 @@ def test_wavelet_payload_round_trips_and_leaves_out_the_wrapper_header():
         wavelet.decode(payload, (2, 8, 16))
 
 
-@pytest.mark.parametrize("name", ["hybrid", "wavelet"])
+@pytest.mark.parametrize("name", ["hybrid", "wavelet", "coarse_hybrid"])
 def test_golden_version5_chunks_keep_their_bound(name):
     codec, x = codec_and_input(name)
     data = codec.encode(x)
@@ -73,17 +77,19 @@ def test_golden_version5_chunks_keep_their_bound(name):
     assert np.abs(y.astype("f8") - x).max() <= codec.settings.max_abs_error
 
 
-def test_hybrid_decodes_within_the_promise_on_another_machine(monkeypatch):
+@pytest.mark.parametrize("name,mode,network", [("hybrid", MODE_HYBRID, "reconstruct"),
+                                               ("coarse_hybrid", MODE_HYBRID_COARSE, "reconstruct_coarse")])
+def test_hybrid_decodes_within_the_promise_on_another_machine(monkeypatch, name, mode, network):
     """The decoder adds SPERR's residual to *its* prediction: another machine's network (off by
     the promised tolerance) moves the values by no more than that, and the bound still holds."""
-    codec, x = codec_and_input("hybrid")
+    codec, x = codec_and_input(name)
     data = codec.encode(x)
-    assert cf.chunk_mode(data) == MODE_HYBRID
+    assert cf.chunk_mode(data) == mode
     here = codec.decode(data).astype("f8")
     tol = residual.cross_machine_tolerance(x)
-    original = ChunkContext.reconstruct
+    original = getattr(ChunkContext, network)
     for sign in (1.0, -1.0):
-        monkeypatch.setattr(ChunkContext, "reconstruct",
+        monkeypatch.setattr(ChunkContext, network,
                             lambda self, *a, **k: original(self, *a, **k) + sign * tol)
         there = codec.decode(data).astype("f8")
         assert np.abs(there - here).max() <= tol + 2 * np.spacing(np.float32(np.abs(x).max()))
@@ -137,7 +143,7 @@ def test_residual_coder_none_writes_what_earlier_builds_wrote(tiny_model):
         CodecSettings(residual_coder="zfp")
 
 
-@pytest.mark.parametrize("name", ["hybrid", "wavelet"])
+@pytest.mark.parametrize("name", ["hybrid", "wavelet", "coarse_hybrid"])
 def test_damaged_version5_chunks_raise_corrupt_chunk_error(name):
     codec, x = codec_and_input(name)
     data = codec.encode(x)
@@ -211,7 +217,7 @@ def test_volumes_take_the_wavelet_modes():
     assert np.sqrt(np.mean((COINppCodec(model).decode(alone) - x) ** 2)) > 0.01  # the network cannot
     codec = COINppCodec(model, **kw)
     data = codec.encode(x)
-    assert cf.chunk_mode(data) in (MODE_HYBRID, MODE_WAVELET)
+    assert cf.chunk_mode(data) in (MODE_HYBRID, MODE_HYBRID_COARSE, MODE_WAVELET)
     y = codec.decode(data)
     assert y.shape == x.shape and np.sqrt(np.mean((y.astype("f8") - x) ** 2)) <= 0.01
     hdr, sections = cf.unpack_chunk(data)
@@ -245,3 +251,85 @@ def test_many_small_images_are_coded_as_one_mosaic(cartesian_model):
     waves = enc._WaveletChunks(enc._Writer(enc._Chunk(x, 2, None), b"\0" * 4, None), x, np.ones(x.shape, bool))
     stacked_rmse = waves.at_ratio(None, 0, 16.0, wavelet.CODER_SPERR).rmse
     assert np.sqrt(np.mean((y.astype("f8") - x) ** 2)) < stacked_rmse
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 11), min_size=1, max_size=3),
+       patch=st.lists(st.integers(1, 5), min_size=3, max_size=3))
+def test_the_coarse_grid_reads_each_coarse_point_once_and_interpolates_linearly(shape, patch):
+    """Mode 6's grid: every second point of each axis and the last, each read from the patch that
+    keeps it; in between, linear in grid index (a field linear along every axis comes back exactly)."""
+    from inrcodec.chunkcodec.coarse import CoarseGrid, coarse_index
+    from inrcodec.grids import PatchPartition
+
+    shape = tuple(shape)
+    part = PatchPartition(shape, tuple(patch[: len(shape)]))
+    grid = CoarseGrid.of(part)
+    for n, idx in zip(shape, grid.index):
+        assert idx.tolist() == sorted(set(range(0, n, 2)) | {n - 1})
+        np.testing.assert_array_equal(coarse_index(n), idx)
+    axes = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    field = 1.5 + sum((d + 1) * a for d, a in enumerate(axes))  # linear along each axis
+    field = np.stack([field, -2.0 * field])
+    at_rows = np.take_along_axis(part.extract(field).reshape(2, part.num_patches, -1), grid.rows[None], axis=2)
+    coarse = grid.scatter(at_rows)
+    np.testing.assert_array_equal(coarse, field[np.ix_(range(2), *grid.index)])
+    np.testing.assert_allclose(grid.upsample(coarse), field, rtol=0, atol=1e-12)
+    wavy = np.sin(3.0 * field)  # not linear: the coarse points keep their values, the others move
+    kept = grid.upsample(wavy[np.ix_(range(2), *grid.index)])
+    np.testing.assert_array_equal(kept[np.ix_(range(2), *grid.index)], wavy[np.ix_(range(2), *grid.index)])
+
+
+def test_a_coarse_hybrid_decodes_the_network_on_the_coarse_grid_plus_sperrs_field():
+    """Mode 6: the decoder's prediction is the network at the coarse points (the values a full
+    reconstruction has there, up to the products' rounding), interpolated; ``y = dtype(recon + r)``."""
+    from inrcodec.chunkcodec.coarse import CoarseGrid
+    from inrcodec.chunkcodec.latents import LatentCoder
+
+    codec, x = codec_and_input("coarse_hybrid")
+    data = codec.encode(x)
+    hdr, sections = cf.unpack_chunk(data)
+    assert hdr.mode == MODE_HYBRID_COARSE and hdr.version == 5
+    ctx = context(codec.model, codec.settings)
+    n, spatial, k = x.shape[0], x.shape[1:], codec.model.latent_dim
+    part = codec.model.partition(ctx.grid(spatial), hdr.patch_aim)
+    latents = LatentCoder(codec.model).decompress(
+        sections["latents"], bits=hdr.bits, quantizer_id=hdr.quantizer_id, entropy_id=hdr.entropy_id,
+        count=n * part.num_patches, items=n, predict=hdr.predict).reshape(n, part.num_patches, k)
+    coarse = ctx.reconstruct_coarse(latents, spatial, hdr.patch_aim)
+    full = ctx.reconstruct(latents, spatial, hdr.patch_aim).reshape(x.shape)
+    index = np.ix_(range(n), *CoarseGrid.of(part).index)
+    np.testing.assert_allclose(coarse[index], full[index], rtol=1e-6, atol=1e-5)
+    assert np.abs(coarse - full).max() > 1e-3  # between the coarse points it is not the network
+    want = (coarse + wavelet.decode(sections["wavelet"], x.shape)).astype(x.dtype)
+    np.testing.assert_array_equal(codec.decode(data), want)
+
+
+def test_coarse_hybrids_are_tried_per_chunk_and_never_by_a_stored_configuration(monkeypatch):
+    """``coarse_hybrid`` (on in new codecs, off in configurations without it): a chunk's first
+    hybrid is coded over both predictions and the better one kept for its later hybrids; a field
+    the coarse one follows gets mode 6, one the full network represents keeps mode 4."""
+    codec, x = codec_and_input("coarse_hybrid")
+    assert codec.settings.coarse_hybrid
+    assert cf.chunk_mode(codec.encode(x)) == MODE_HYBRID_COARSE
+    off = COINppCodec.from_config({**codec.get_config(), "coarse_hybrid": False})
+    legacy = COINppCodec.from_config({k: v for k, v in codec.get_config().items() if k != "coarse_hybrid"})
+    assert not legacy.settings.coarse_hybrid and "coarse_hybrid" not in legacy.get_config()
+    assert cf.chunk_mode(off.encode(x)) != MODE_HYBRID_COARSE
+    assert off.encode(x) == legacy.encode(x)
+    represented, y = codec_and_input("hybrid")
+    on = COINppCodec.from_config({**represented.get_config(), "coarse_hybrid": True})
+    assert cf.chunk_mode(on.encode(y)) == MODE_HYBRID == cf.chunk_mode(represented.encode(y))
+    decided = []
+    real = enc._WaveletChunks._both_ways
+
+    def watching(self, cands, search, better):
+        before = self.coarse
+        out = real(self, cands, search, better)
+        decided.append((cands is not None, before, self.coarse))
+        return out
+
+    monkeypatch.setattr(enc._WaveletChunks, "_both_ways", watching)
+    codec.encode(x)
+    hybrids = [(b, a) for is_hybrid, b, a in decided if is_hybrid]
+    assert hybrids[0] == (None, True) and all(b is True for b, _ in hybrids[1:])

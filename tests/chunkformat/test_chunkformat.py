@@ -450,7 +450,7 @@ def test_each_modes_sections_are_checked_as_its_row_says():
             with pytest.raises(ValueError, match=f"{name!r} is missing"):
                 pack_chunk(_pinned_header(row.number), {k: v for k, v in full.items() if k != name})
         if "wavelet" not in row.sections:
-            with pytest.raises(ValueError, match="'wavelet' belongs to modes \\[4, 5\\]"):
+            with pytest.raises(ValueError, match="'wavelet' belongs to modes \\[4, 5, 6\\]"):
                 pack_chunk(_pinned_header(row.number), {**full, "wavelet": b"\x00"})
         if row.version >= 5:
             with pytest.raises(ValueError, match="'residual' belongs to modes \\[2, 3\\]"):

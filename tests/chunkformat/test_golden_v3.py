@@ -18,7 +18,7 @@ import pytest
 from golden_cases import CASES, codec_and_input
 
 from inrcodec import chunkformat as cf
-from inrcodec.chunkformat.header import KNOWN_MODES, MODE_HYBRID
+from inrcodec.chunkformat.header import KNOWN_MODES, MODE_HYBRID, MODE_HYBRID_COARSE
 from inrcodec.errors import TargetNotMetWarning
 from helpers import TESTS
 
@@ -40,7 +40,7 @@ def test_chunk_bytes_and_config_are_unchanged(name):
     hdr, sections = cf.unpack_chunk(chunk)
     assert hdr.mode == want["mode"]
     digests = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(sections.items())}
-    if hdr.mode == MODE_HYBRID and digests != want["sections_sha256"]:
+    if hdr.mode in (MODE_HYBRID, MODE_HYBRID_COARSE) and digests != want["sections_sha256"]:
         # the wavelet section codes the network's float residual, whose last bits differ between
         # CPUs (an Intel AVX-512 machine, issue 32): every other section, and the bound, still hold
         assert {k: v for k, v in digests.items() if k != "wavelet"} == {

@@ -32,6 +32,7 @@ from inrcodec.models import tensorfile  # noqa: E402
 from inrcodec.chunkcodec.residual import residual_info  # noqa: E402
 from inrcodec.codec import COINppCodec  # noqa: E402
 from inrcodec.chunkcodec import decode_chunk, residual, wavelet  # noqa: E402
+from inrcodec.chunkcodec.context import ChunkContext  # noqa: E402
 from inrcodec.errors import CorruptChunkError, ModelFileError  # noqa: E402
 from inrcodec.models.model import CoinModel  # noqa: E402
 
@@ -272,6 +273,11 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     waves_fill = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0,
                              residual_coder="sperr")
     seeds += [(waves, waves.encode(xr)), (waves_fill, waves_fill.encode(xf))]
+    # the network on the coarse grid (mode 6): a field its coarse reconstruction follows
+    ctx = ChunkContext(model, tuple(lat), tuple(lon))
+    fit = model.encode(x, ctx.grid(x.shape[1:]), steps=1)
+    xc = (ctx.reconstruct_coarse(fit, x.shape[1:]) + np.random.default_rng(1).normal(0, 0.05, SHAPE)).astype("f4")
+    seeds += [(waves, waves.encode(xc))]
     modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
     assert modes == sorted(KNOWN_MODES), modes
     # both wavelet layouts: the items stacked (the hybrid seed) and tiled as a mosaic (SPERR alone)

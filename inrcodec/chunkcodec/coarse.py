@@ -1,0 +1,102 @@
+"""The network on a coarser grid: the prediction of a coarse hybrid chunk (mode 6).
+
+A hybrid chunk's network carries the large scales and SPERR the rest, so its network need not be
+evaluated at every grid point: mode 6 evaluates it at every ``STRIDE``-th point along each spatial
+axis (and the last one) and interpolates linearly in between (in grid index, axis by axis). The
+encoder and the decoder both call :meth:`CoarseGrid.predict` (through
+``ChunkContext.reconstruct_coarse``), so SPERR corrects exactly what the decoder computes.
+
+>>> g = CoarseGrid.of(PatchPartition((5,), (2,)))
+>>> g.index
+(array([0, 2, 4]),)
+>>> g.upsample(np.array([[0.0, 2.0, 8.0]])).tolist()
+[[0.0, 1.0, 2.0, 5.0, 8.0]]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from inrcodec.grids import PatchPartition
+
+__all__ = ["STRIDE", "CoarseGrid", "coarse_index"]
+
+#: mode 6 evaluates the network at every ``STRIDE``-th grid point along each spatial axis
+STRIDE = 2
+
+
+def coarse_index(n: int, stride: int = STRIDE) -> np.ndarray:
+    """The points of an axis of ``n`` where the network is evaluated: every ``stride``-th from the
+    first, and the last (so that every point lies between two of them)."""
+    return np.unique(np.append(np.arange(0, n, stride), n - 1)).astype(np.intp)
+
+
+@dataclass(frozen=True)
+class CoarseGrid:
+    """Where each patch of a partition is evaluated and how the coarse values are spread back.
+
+    ``rows`` (num_patches, K): each patch's points (flat indices into the patch) on the coarse
+    grid, among those it keeps (:meth:`PatchPartition.kept_mask`), padded with its first point
+    where a patch has fewer; ``used`` marks the real ones and ``dest`` the coarse-grid point (flat)
+    each fills: every coarse point is filled exactly once."""
+
+    shape: tuple[int, ...]
+    index: tuple[np.ndarray, ...]
+    rows: np.ndarray
+    used: np.ndarray
+    dest: np.ndarray
+
+    @classmethod
+    def of(cls, part: PatchPartition, stride: int = STRIDE) -> "CoarseGrid":
+        index = tuple(coarse_index(n, stride) for n in part.shape)
+        coarse_shape = tuple(len(i) for i in index)
+        # the coarse number of each grid point on the coarse grid (-1 elsewhere), per axis
+        numbers = []
+        for n, idx in zip(part.shape, index):
+            num = np.full(n, -1, dtype=np.intp)
+            num[idx] = np.arange(len(idx))
+            numbers.append(num)
+        kept = part.kept_mask()
+        per_patch = []
+        for p, start in enumerate(part.starts):
+            local = [np.flatnonzero(num[s:s + q] >= 0) for num, s, q in zip(numbers, start, part.patch_shape)]
+            points = [pt for pt in itertools.product(*local) if kept[(p,) + pt]]
+            flat = [int(np.ravel_multi_index(pt, part.patch_shape)) for pt in points]
+            where = [int(np.ravel_multi_index(tuple(numbers[d][start[d] + pt[d]] for d in range(len(pt))),
+                                              coarse_shape)) for pt in points]
+            per_patch.append((flat, where))
+        k = max(1, max(len(f) for f, _ in per_patch))
+        rows = np.zeros((part.num_patches, k), dtype=np.intp)
+        used = np.zeros((part.num_patches, k), dtype=bool)
+        dest = np.zeros((part.num_patches, k), dtype=np.intp)
+        for p, (flat, where) in enumerate(per_patch):
+            rows[p, : len(flat)], used[p, : len(flat)], dest[p, : len(flat)] = flat, True, where
+            rows[p, len(flat):] = flat[0] if flat else 0
+        if sorted(dest[used].tolist()) != list(range(math.prod(coarse_shape))):  # pragma: no cover - invariant
+            raise AssertionError("the patches' kept points do not cover the coarse grid once")
+        for a in (rows, used, dest):
+            a.setflags(write=False)
+        return cls(tuple(part.shape), index, rows, used, dest)
+
+    def scatter(self, at_rows: np.ndarray) -> np.ndarray:
+        """(N, num_patches, K) values at :attr:`rows` -> (N, *coarse shape) values on the coarse grid."""
+        out = np.empty((at_rows.shape[0], math.prod(len(i) for i in self.index)), dtype=at_rows.dtype)
+        out[:, self.dest[self.used]] = at_rows[:, self.used]
+        return out.reshape((at_rows.shape[0],) + tuple(len(i) for i in self.index))
+
+    def upsample(self, coarse: np.ndarray) -> np.ndarray:
+        """(N, *coarse shape) -> (N, *shape) float64: linear interpolation in grid index along each
+        spatial axis in turn (the coarse points keep their values)."""
+        out = np.asarray(coarse, dtype=np.float64)
+        for axis, (n, idx) in enumerate(zip(self.shape, self.index), start=1):
+            if len(idx) == n:
+                continue
+            left = np.clip(np.searchsorted(idx, np.arange(n), side="right") - 1, 0, len(idx) - 2)
+            w = (np.arange(n) - idx[left]) / (idx[left + 1] - idx[left])
+            w = w.reshape((n,) + (1,) * (out.ndim - axis - 1))
+            out = np.take(out, left, axis=axis) * (1.0 - w) + np.take(out, left + 1, axis=axis) * w
+        return out
