@@ -71,6 +71,13 @@ def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def _bool(name: str, value: Any) -> bool:
+    """A switch: True or False (numpy's too, and 0 or 1), never a string (``"False"`` is truthy)."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def _finite(name: str, value: Any, positive: bool = False) -> float | None:
     what = "a positive finite number" if positive else "a finite number"
     if value is None:
@@ -220,21 +227,21 @@ class CodecSettings:
             "refine_steps": _int("refine_steps", self.refine_steps, 0, MAX_REFINE_STEPS),
             "lat": _coords("lat", self.lat),
             "lon": _coords("lon", self.lon),
-            "entropy_coding": bool(self.entropy_coding),
-            "assume_global_grid": bool(self.assume_global_grid),
+            "entropy_coding": _bool("entropy_coding", self.entropy_coding),
+            "assume_global_grid": _bool("assume_global_grid", self.assume_global_grid),
             "fill_value": _fill(self.fill_value),
             "chunk_shape": _shape(self.chunk_shape),
             "chunk_dtype": _float_dtype(self.chunk_dtype),
-            "time_coding": bool(self.time_coding),
+            "time_coding": _bool("time_coding", self.time_coding),
             "patch_points": None if self.patch_points is None else _int("patch_points", self.patch_points, 0, 255),
             **{k: _positive(k, getattr(self, k)) for k in
                ("max_abs_error", "rel_error", "target_rmse", "target_ratio")},
             "valid_min": _finite("valid_min", self.valid_min),
             "valid_max": _finite("valid_max", self.valid_max),
-            "network": bool(self.network),
-            "residual_interpolation": bool(self.residual_interpolation),
-            "residual_item_detail": bool(self.residual_item_detail),
-            "coarse_hybrid": bool(self.coarse_hybrid),
+            "network": _bool("network", self.network),
+            "residual_interpolation": _bool("residual_interpolation", self.residual_interpolation),
+            "residual_item_detail": _bool("residual_item_detail", self.residual_item_detail),
+            "coarse_hybrid": _bool("coarse_hybrid", self.coarse_hybrid),
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)

@@ -275,7 +275,8 @@ def test_new_options_validate_and_parse_from_the_command_line():
     assert CodecSettings.from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == CodecSettings()
     assert s.to_dict() == CodecSettings.from_dict({"bits": 6, "inner_steps": None}).to_dict()  # legacy values unwritten
     assert CodecSettings.from_arguments(p.parse_args(s.to_arguments())) == s  # the flags that repeat it
-    for bad in (dict(quantizer="zigzag"), dict(patch_points=256), dict(patch_points=-1), dict(patch_points=True)):
+    for bad in (dict(quantizer="zigzag"), dict(patch_points=256), dict(patch_points=-1), dict(patch_points=True),
+                dict(coarse_hybrid="False"), dict(time_coding="no"), dict(network=2)):  # a string is no switch
         with pytest.raises(ValueError):
             CodecSettings(**bad)
     assert CodecSettings(entropy_coding=False).quantizer == "uniform"  # bit packing needs it
