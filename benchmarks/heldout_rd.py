@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 import _smoke
 from climate_heldout import PAPER_LAT, PAPER_LON, test_sets
 from inrcodec.bench import report
+from inrcodec.bench.cli import codec_options  # noqa: F401 (the benchmarks read --codec-option with it)
 from inrcodec.bench.measure import inrcodec_rows, peer_rows
 from inrcodec.bench.peers import available_peers
 from inrcodec.training.pool import Field, regrid
@@ -77,20 +77,6 @@ def _smoke_data() -> str:
     xr.Dataset({"t850": (("member", "time", "lat", "lon"), t)},
                coords={"lat": lat, "lon": lon, "split": ("member", ["val", "test"])}).to_netcdf(path)
     return path
-
-
-def codec_options(pairs) -> dict:
-    """``key=value`` pairs -> COINppCodec keyword arguments (values parsed as JSON where they parse)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--codec-option {pair!r}: expected key=value")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def ratio_at(pts, error: float) -> tuple[str, float | None]:
