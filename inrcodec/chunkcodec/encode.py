@@ -408,27 +408,35 @@ class _LatentCandidates:
 
     def estimated_rmse(self, bits: int, values: np.ndarray, valid: np.ndarray) -> float:
         """:meth:`rmse` measured on ``ESTIMATE_ITEMS`` evenly spaced items only (all of them when
-        the chunk has no more): what the search asks before it pays for a whole reconstruction."""
+        the chunk has no more): what the search asks before it pays for a whole reconstruction.
+        On items of ``PROBE_MIN_ITEM_VALUES`` values or more, on a share of their points
+        (:meth:`sampled_rmse`) unless their reconstruction is in hand."""
         n = self._latents.shape[0]
         pick = _estimate_items(n)
         if pick.size == n or bits in self._recon:
             return self.rmse(bits, values, valid)
+        if math.prod(self._spatial) >= PROBE_MIN_ITEM_VALUES:
+            return self.sampled_rmse(bits, values[pick], valid[pick], PROBE_SAMPLE_SHARE, items=pick)
         return _rmse(self.recon_items(bits, pick), values[pick], valid[pick], self.level)
 
-    def sampled_rmse(self, bits: int, values: np.ndarray, valid: np.ndarray, share: int) -> float:
-        """:meth:`rmse` estimated on a pseudo-random ``1 / share`` of each patch's points
-        (:func:`_sample_rows`; those :meth:`PatchPartition.assemble` keeps, so that no grid point
-        counts twice); :meth:`rmse` itself where none of them is valid."""
-        if bits in self._recon:
-            return self.rmse(bits, values, valid)
-        n = self._latents.shape[0]
+    def sampled_rmse(self, bits: int, values: np.ndarray, valid: np.ndarray, share: int,
+                     items: np.ndarray | None = None) -> float:
+        """:meth:`rmse` of ``items`` (None: every item; ``values``, ``valid``: theirs) estimated on a
+        pseudo-random ``1 / share`` of each patch's points (:func:`_sample_rows`; those
+        :meth:`PatchPartition.assemble` keeps, so that no grid point counts twice), or measured on
+        every point where their reconstruction is in hand or none of those points is valid."""
+        known = self._recon_in_hand(bits, items)
+        if known is not None:
+            return _rmse(known, values, valid, self.level)
         part = self._ctx.model.partition(self._ctx.grid(self._spatial), self.aim)
         points = math.prod(part.patch_shape)
         rows = _sample_rows(part.num_patches, points, max(1, points // share))
-        key = ("sampled", bits, share)
+        key = ("sampled", bits, share, None if items is None else items.tobytes())
         if key not in self._recon_items:
             deq = self._coder.dequantize(self.coded(bits), bits).reshape(self._latents.shape)
+            deq = deq if items is None else deq[items]
             self._recon_items[key] = self._ctx.reconstruct_at(deq, self._spatial, rows, self.aim)
+        n = len(values)
 
         def at_rows(a: np.ndarray) -> np.ndarray:
             return np.take_along_axis(part.extract(a).reshape(n, part.num_patches, points), rows[None], axis=2)
@@ -436,11 +444,18 @@ class _LatentCandidates:
         kept = np.take_along_axis(part.kept_mask().reshape(part.num_patches, points), rows, axis=1)
         ok = at_rows(valid) & kept[None]
         if not ok.any():
-            return self.rmse(bits, values, valid)
+            whole = self.recon(bits) if items is None else self.recon_items(bits, items)
+            return _rmse(whole, values, valid, self.level)
         err = self._recon_items[key][ok] - at_rows(values)[ok].astype(np.float64)
         if self.level:
             err += self.level
         return float(np.sqrt(np.mean(err * err)))
+
+    def _recon_in_hand(self, bits: int, items: np.ndarray | None) -> np.ndarray | None:
+        """The reconstruction of ``items`` (None: every item) at ``bits`` where one was made, else None."""
+        if bits in self._recon:
+            return self._recon[bits] if items is None else self._recon[bits][items]
+        return None if items is None else self._recon_items.get((bits, items.tobytes()))
 
     def recon_items(self, bits: int, items: np.ndarray) -> np.ndarray:
         """:meth:`recon` of the chosen ``items`` only (memoised per width)."""

@@ -1053,3 +1053,35 @@ def test_a_large_probe_pair_measures_its_rmse_on_a_share_of_its_points(patched_m
                                for points in [16])
     else:
         assert not sampled and 2 in whole
+
+
+@pytest.mark.parametrize("large", [True, False])
+def test_a_network_alone_estimate_on_large_items_reads_a_share_of_their_points(patched_model, monkeypatch, large):
+    """Within a ratio, a network-alone candidate's RMSE is first estimated on ``ESTIMATE_ITEMS``
+    items: on large items at ``PROBE_SAMPLE_SHARE``-th of each patch's points (the estimate
+    decides only whether the whole reconstruction is paid for), on small ones on every point."""
+    from inrcodec.chunkcodec import encode
+    from inrcodec.chunkcodec.context import ChunkContext
+
+    lat, lon = global_lat_lon(32, 64)
+    x = smooth_field(8, 32, 64, seed=7).astype("f4")
+    sampled = []
+    real_at = ChunkContext.reconstruct_at
+    monkeypatch.setattr(ChunkContext, "reconstruct_at",
+                        lambda self, lat_, spatial, rows, aim=0: sampled.append((len(lat_), rows.shape[1]))
+                        or real_at(self, lat_, spatial, rows, aim))
+    estimates = []
+    real_estimate = encode._LatentCandidates.estimated_rmse
+    monkeypatch.setattr(encode._LatentCandidates, "estimated_rmse",
+                        lambda self, *a: estimates.append(self) or real_estimate(self, *a))
+    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64 if large else 1 << 30)
+    monkeypatch.setattr(encode, "_probe_outclassed", lambda *a: False)  # no probe pair: the chunk's own fit
+    COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=30.0).encode(x)
+    assert estimates and all(c.patches for c in estimates)
+    if large:
+        points = {math.prod(patched_model.partition(estimates[0]._ctx.grid((32, 64)), c.aim).patch_shape)
+                  for c in estimates}
+        assert sampled and all(n == 2 and any(cols == max(1, p // encode.PROBE_SAMPLE_SHARE) for p in points)
+                               for n, cols in sampled)
+    else:
+        assert not sampled
