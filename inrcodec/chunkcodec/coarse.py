@@ -3,8 +3,9 @@
 A hybrid chunk's network carries the large scales and SPERR the rest, so its network need not be
 evaluated at every grid point: mode 6 evaluates it at every ``STRIDE``-th point along each spatial
 axis (and the last one) and interpolates linearly in between (in grid index, axis by axis). The
-encoder and the decoder both call :meth:`CoarseGrid.predict` (through
-``ChunkContext.reconstruct_coarse``), so SPERR corrects exactly what the decoder computes.
+encoder and the decoder both go through ``ChunkContext.reconstruct_coarse`` (the network at
+:attr:`CoarseGrid.rows`, then :meth:`CoarseGrid.scatter` and :meth:`CoarseGrid.upsample`), so SPERR
+corrects exactly what the decoder computes.
 
 >>> g = CoarseGrid.of(PatchPartition((5,), (2,)))
 >>> g.index

@@ -82,7 +82,8 @@ class ChunkContext:
     def reconstruct_at(self, latents: np.ndarray, spatial: tuple[int, ...], rows: np.ndarray,
                        patch_aim: int = 0) -> np.ndarray:
         """The network's values (float64, physical units) of dequantised latents at each patch's
-        points ``rows`` only (``CoinModel.decode_at``): an estimate's, not a decoder's floats."""
+        points ``rows`` only (``CoinModel.decode_at``): for the encoder's estimates (their last bits
+        may differ from :meth:`reconstruct`'s at those points)."""
         grid = self.grid(spatial)
         with self.lock:
             return self.model.decode_at(latents, grid, rows, patch_aim=patch_aim)

@@ -235,9 +235,10 @@ class CoinModel:
 
     def decode_at(self, latents, grid, rows: np.ndarray, patch_aim: int = 0) -> np.ndarray:
         """Latents (N, num_patches, k) -> values (N, num_patches, K) in physical units (float64) at
-        each patch's points ``rows`` (num_patches, K): flat indices into the patch. What a decode
-        gives there up to the rounding of the products (which can differ with the number of points
-        evaluated at once): for estimates, not for what a residual corrects."""
+        each patch's points ``rows`` (num_patches, K): flat indices into the patch. What
+        :meth:`decode` gives there up to the rounding of the products, which can differ with the
+        number of points evaluated at once: the encoder's estimates, and mode 6's prediction
+        (``ChunkContext.reconstruct_coarse``, which its encoder and decoder both call)."""
         latents = np.asarray(latents, dtype=np.float32)
         coords, part = self.item_coordinates(grid, patch_aim)
         if latents.shape[1:] != (part.num_patches, self.latent_dim) or rows.shape[0] != part.num_patches:
