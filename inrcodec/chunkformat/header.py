@@ -26,7 +26,7 @@ V3_PREFIX = MAGIC[:1] + bytes([3])
 #: version 4 is version 3 plus the latent layout (patch aim, item prediction) and the coding of
 #: ``QUANTIZER_MIDTREAD`` / ``ENTROPY_PARAMETRIC``; it starts with MAGIC[:1] and then 4
 V4_PREFIX = MAGIC[:1] + bytes([4])
-#: version 5 is version 4 with a varint content field (3 mode bits) for the wavelet modes 4 and 5
+#: version 5 is version 4 with a varint content field (3 mode bits) for the wavelet modes 4, 5 and 6
 V5_PREFIX = MAGIC[:1] + bytes([5])
 #: quantizer / entropy ids only version 4 may name (docs/format.md, "Version 4"): QUANTIZER_MIDTREAD
 #: and ENTROPY_PARAMETRIC (inrcodec._ids)
@@ -183,8 +183,8 @@ class ChunkHeader:
     order         'C' or 'F' memory order of the original chunk.
     mode          0 = modulations, 1 = raw lossless values, 2 = modulations + error-bounded
                   residual, 3 = plain residual, 4 = hybrid (latents + wavelet residual), 5 = wavelet
-                  alone (see ``KNOWN_MODES``; mode 2 needs format version 2, mode 3 version 3,
-                  modes 4 and 5 version 5).
+                  alone, 6 = hybrid over the network on a coarser grid (see ``KNOWN_MODES``; mode 2 needs format version 2, mode 3 version 3,
+                  modes 4, 5 and 6 version 5).
     patch_shape   0..8 dims, each 0..2**32-1.
     num_items, num_patches   u64;  latent_dim u32;  bits, quantizer_id, entropy_id u8.
     flags         u32, bit 0 = a "nan_mask" section is present; other bits must be 0.
@@ -200,7 +200,7 @@ class ChunkHeader:
     predict       version 4, modes 0 and 2: 0 = items coded independently, 1 = fitted item i
                   coded as the difference from the dequantised latents of fitted item i - 1
                   (``PREDICT_PREVIOUS``; needs quantizer_id 2 and entropy_id 3).
-    A header with a pin is written as version 5 in modes 4 and 5 (hybrid, wavelet), else as
+    A header with a pin is written as version 5 in modes 4, 5 and 6 (the wavelet modes), else as
     version 4 when it sets ``patch_aim`` or ``predict`` or names quantizer_id 2 or entropy_id 3,
     else as version 3 (:attr:`version`).
     """

@@ -42,7 +42,7 @@ def test_version5_layout_round_trips_and_keeps_one_way_per_header():
     assert hdr == _v5_header() and back == sections and cf.chunk_mode(data) == MODE_HYBRID
     alone = cf.pack_chunk(_v5_header(MODE_WAVELET), {"wavelet": b"\x01abc"})
     assert cf.unpack_chunk(alone)[1] == {"wavelet": b"\x01abc"}
-    with pytest.raises(ValueError, match="wavelet"):  # the wavelet section is modes 4 and 5's alone
+    with pytest.raises(ValueError, match="wavelet"):  # the wavelet section is the SPERR modes' alone
         cf.pack_chunk(_v5_header(MODE_WAVELET), {"wavelet": b"\x01", "latents": b""})
     with pytest.raises(ValueError, match="wavelet"):
         cf.pack_chunk(ChunkHeader(model_sha256=None, pin=PIN, dtype="<f4", shape=(2,), order="C", mode=0,

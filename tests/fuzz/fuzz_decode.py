@@ -236,7 +236,7 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     xn = x.copy()
     xn[0, :2] = np.nan
     plain = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon)
-    # the network's own modes (residual_coder "none"); SPERR's modes 4 and 5 below
+    # the network's own modes (residual_coder "none"); SPERR's modes 4, 5 and 6 below
     bounded = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.5,
                           fill_value=-9999.0)
     packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, entropy_coding=False)
