@@ -190,6 +190,11 @@ class PatchPartition:
     def num_patches(self) -> int:
         return len(self.starts)
 
+    @property
+    def per_dim_starts(self) -> list[list[int]]:
+        """The patch starts along each axis (:attr:`starts` is their product, the last axis fastest)."""
+        return [list(s) for s in self._per_dim]
+
     def _slices(self, start):
         return tuple(slice(s, s + p) for s, p in zip(start, self.patch_shape))
 

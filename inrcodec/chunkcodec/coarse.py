@@ -16,7 +16,6 @@ corrects exactly what the decoder computes.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -55,29 +54,42 @@ class CoarseGrid:
     def of(cls, part: PatchPartition, stride: int = STRIDE) -> "CoarseGrid":
         index = tuple(coarse_index(n, stride) for n in part.shape)
         coarse_shape = tuple(len(i) for i in index)
-        # the coarse number of each grid point on the coarse grid (-1 elsewhere), per axis
-        numbers = []
-        for n, idx in zip(part.shape, index):
+        # per axis and patch start: the coarse points among the points that patch keeps along it
+        # (local position, coarse number), padded; a patch's points are their product over the axes
+        local, number, present = [], [], []
+        for n, idx, starts, p in zip(part.shape, index, part.per_dim_starts, part.patch_shape):
             num = np.full(n, -1, dtype=np.intp)
             num[idx] = np.arange(len(idx))
-            numbers.append(num)
-        kept = part.kept_mask()
-        per_patch = []
-        for p, start in enumerate(part.starts):
-            local = [np.flatnonzero(num[s:s + q] >= 0) for num, s, q in zip(numbers, start, part.patch_shape)]
-            points = [pt for pt in itertools.product(*local) if kept[(p,) + pt]]
-            flat = [int(np.ravel_multi_index(pt, part.patch_shape)) for pt in points]
-            where = [int(np.ravel_multi_index(tuple(numbers[d][start[d] + pt[d]] for d in range(len(pt))),
-                                              coarse_shape)) for pt in points]
-            per_patch.append((flat, where))
-        k = max(1, max(len(f) for f, _ in per_patch))
-        rows = np.zeros((part.num_patches, k), dtype=np.intp)
-        used = np.zeros((part.num_patches, k), dtype=bool)
-        dest = np.zeros((part.num_patches, k), dtype=np.intp)
-        for p, (flat, where) in enumerate(per_patch):
-            rows[p, : len(flat)], used[p, : len(flat)], dest[p, : len(flat)] = flat, True, where
-            rows[p, len(flat):] = flat[0] if flat else 0
-        if sorted(dest[used].tolist()) != list(range(math.prod(coarse_shape))):  # pragma: no cover - invariant
+            kept = [min(p, b - a) for a, b in zip(starts, starts[1:])] + [p]
+            ranges = [num[s:s + q] for s, q in zip(starts, kept)]
+            width = max(1, max(int((r >= 0).sum()) for r in ranges))
+            pos = np.zeros((len(starts), width), dtype=np.intp)
+            coarse_number = np.zeros((len(starts), width), dtype=np.intp)
+            ok = np.zeros((len(starts), width), dtype=bool)
+            for j, r in enumerate(ranges):
+                at = np.flatnonzero(r >= 0)
+                pos[j, : at.size], coarse_number[j, : at.size], ok[j, : at.size] = at, r[at], True
+            local.append(pos)
+            number.append(coarse_number)
+            present.append(ok)
+        ndim = len(part.shape)
+        rows = np.zeros((), dtype=np.intp)
+        dest = np.zeros((), dtype=np.intp)
+        used = np.ones((), dtype=bool)
+        for d in range(ndim):  # the product over the axes, patches in the partition's order (C order)
+            shape = [1] * (2 * ndim)
+            shape[d], shape[ndim + d] = local[d].shape
+            rows = rows * part.patch_shape[d] + local[d].reshape(shape)
+            dest = dest * coarse_shape[d] + number[d].reshape(shape)
+            used = used & present[d].reshape(shape)
+        rows, dest, used = (a.reshape(part.num_patches, -1) for a in (rows, dest, used))
+        order = np.argsort(~used, axis=1, kind="stable")  # each patch's points first, in C order
+        rows, dest, used = (np.take_along_axis(a, order, axis=1) for a in (rows, dest, used))
+        k = max(1, int(used.sum(axis=1).max()))
+        rows, dest, used = rows[:, :k].copy(), np.where(used[:, :k], dest[:, :k], 0), used[:, :k].copy()
+        first = np.where(used[:, 0], rows[:, 0], 0)[:, None]  # padding: the patch's first point (or 0)
+        rows[~used] = np.broadcast_to(first, rows.shape)[~used]
+        if np.sort(dest[used]).tolist() != list(range(math.prod(coarse_shape))):  # pragma: no cover - invariant
             raise AssertionError("the patches' kept points do not cover the coarse grid once")
         for a in (rows, used, dest):
             a.setflags(write=False)
