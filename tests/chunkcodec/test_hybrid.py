@@ -333,3 +333,33 @@ def test_coarse_hybrids_are_tried_per_chunk_and_never_by_a_stored_configuration(
     codec.encode(x)
     hybrids = [(b, a) for is_hybrid, b, a in decided if is_hybrid]
     assert hybrids[0] == (None, True) and all(b is True for b, _ in hybrids[1:])
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("masked", [False, True])
+def test_coarse_hybrids_keep_the_bound_on_cartesian_models_of_every_rank(ndim, masked):
+    """Mode 6 on 1-D (audio), 2-D (images) and 3-D (volumes) models, with missing values: a field
+    its coarse reconstruction follows gets it, decodes within the bound, its NaNs where they were."""
+    import torch
+
+    from inrcodec.models.model import CoinModel
+    from inrcodec.models.network import ModulatedSiren
+    from inrcodec.training.calibration import calibrate
+
+    torch.manual_seed(4)
+    model = CoinModel(ModulatedSiren(ndim, 1, width=16, depth=2, latent_dim=8), "cartesian", patch_shape=(4,) * ndim,
+                      offset=0.0, scale=1.0, encode_steps=2)
+    shape = {1: (64,), 2: (8, 16), 3: (8, 8, 8)}[ndim]
+    calibrate(model, model.encode(np.random.default_rng(4).random((2,) + shape), model.make_grid(shape), steps=2))
+    ctx = ChunkContext(model, None, None)
+    x = (0.5 + 0.3 * np.sin(np.linspace(0, 6, int(np.prod(shape))))).reshape(shape)[None].repeat(2, 0)
+    fit = model.encode(x, ctx.grid(shape), steps=2)
+    x = (ctx.reconstruct_coarse(fit, shape) + np.random.default_rng(1).normal(0, 0.01, x.shape)).astype("f4")
+    if masked:
+        x.reshape(2, -1)[0, :5] = np.nan
+    codec = COINppCodec(model, inner_steps=2, max_abs_error=0.01)
+    data = codec.encode(x)
+    assert cf.chunk_mode(data) == MODE_HYBRID_COARSE
+    y = codec.decode(data)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(x))
+    assert np.nanmax(np.abs(y.astype("f8") - x)) <= 0.01
