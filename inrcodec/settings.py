@@ -210,6 +210,9 @@ class CodecSettings:
         True, "hybrid chunks: also try the network evaluated at every second grid point of each axis and "
         "interpolated linearly (mode 6: decodes about three times faster; earlier builds cannot read such chunks), "
         "keeping per chunk the better of the two", legacy=False)
+    sperr_exact_bound: bool = _option(
+        True, "error-bounded chunks of SPERR alone: first try SPERR's point-wise tolerance at the bound itself "
+        "(every decode is checked; off: 1/64 under it only)", legacy=False)
     valid_min: float | None = _option(None, "the data's physical minimum (precipitation: 0): decoded values "
                                       "below it are raised to it, so none leaks below; data below it are refused")
     valid_max: float | None = _option(None, "the data's physical maximum (a fraction: 1): decoded values above "
@@ -242,6 +245,7 @@ class CodecSettings:
             "residual_interpolation": _bool("residual_interpolation", self.residual_interpolation),
             "residual_item_detail": _bool("residual_item_detail", self.residual_item_detail),
             "coarse_hybrid": _bool("coarse_hybrid", self.coarse_hybrid),
+            "sperr_exact_bound": _bool("sperr_exact_bound", self.sperr_exact_bound),
         }
         for k, v in clean.items():
             object.__setattr__(self, k, v)

@@ -309,7 +309,7 @@ def _network_free_within(settings, model, writer: "_Writer", values, valid, boun
     exact = exact if exact is not None and exact.any() else None
     tries = [writer.plain_residual(values, valid, bound, exact=exact)]
     if settings.residual_coder == "sperr" and _sperr_takes(model, values) and exact is None:
-        waves = _WaveletChunks(writer, values, valid)
+        waves = _WaveletChunks(writer, values, valid, exact_bound=settings.sperr_exact_bound)
         tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
     best = _fewest([raw, *tries])
     if best is not raw and not _decodes_within(best, model, settings, writer.chunk, bound):
@@ -1082,7 +1082,7 @@ def _wavelets(settings, model, writer: _Writer, values, valid):
     """The wavelet candidates of this chunk, when the settings and the model allow them."""
     if settings.residual_coder != "sperr" or not _sperr_takes(model, values):
         return None
-    return _WaveletChunks(writer, values, valid, coarse=settings.coarse_hybrid)
+    return _WaveletChunks(writer, values, valid, coarse=settings.coarse_hybrid, exact_bound=settings.sperr_exact_bound)
 
 
 class _WaveletChunks:
@@ -1099,8 +1099,11 @@ class _WaveletChunks:
     3- and 4-degree ERA5 temperature), but not where the network draws real detail (regional
     A1B at 200x: 14 % higher)."""
 
-    def __init__(self, writer: _Writer, values: np.ndarray, valid: np.ndarray, coarse: bool = False):
+    def __init__(self, writer: _Writer, values: np.ndarray, valid: np.ndarray, coarse: bool = False,
+                 exact_bound: bool = False):
         self.writer, self.shape = writer, values.shape
+        #: SPERR alone within a bound is first tried at the bound itself (``settings.sperr_exact_bound``)
+        self.exact_bound = exact_bound
         self.payloads = hybrid.WaveletCandidates(values, valid, writer.chunk.arr.nbytes, writer.chunk.arr.dtype)
         self.nbytes = self.payloads.nbytes
         #: SPERR alone within a bound, per (bound, layout): the bounded search and the point-wise
@@ -1174,7 +1177,7 @@ class _WaveletChunks:
             return self._alone_within[bound, coder]
 
         def search(coarse: bool):
-            payload = self.payloads.at_bound(bound, coder, self._prediction(cands, bits, coarse))
+            payload = self.payloads.at_bound(bound, coder, self._prediction(cands, bits, coarse), self.exact_bound)
             return None if payload is None else self._pack(cands, bits, payload, coarse)
         data = self._both_ways(cands, search, lambda a, b: len(a) < len(b))
         if cands is None:

@@ -234,10 +234,13 @@ class WaveletCandidates:
         self.last_slope = _slope(tried, slope)
         return best
 
-    def at_bound(self, bound: float, coder: int = wavelet.CODER_SPERR, prediction=None) -> bytes | None:
+    def at_bound(self, bound: float, coder: int = wavelet.CODER_SPERR, prediction=None,
+                 exact: bool = False) -> bytes | None:
         """The payload whose every valid value decodes within ``bound`` (SPERR's point-wise error
-        mode); None when this machine's decode check fails (the bound is never trusted unchecked).
-        Over a prediction, ``residual.machine_slack`` is kept free for another machine's network."""
+        mode, at ``1 - residual.MARGIN`` of it); None when this machine's decode check fails (the
+        bound is never trusted unchecked). Over a prediction, ``residual.machine_slack`` is kept
+        free for another machine's network. ``exact``: SPERR alone is first tried at the bound
+        itself (its WebAssembly decodes alike everywhere, and the check still decides)."""
         recon = None if prediction is None else prediction()
         field = self._field(recon)
         slack = 0.0  # SPERR alone: WebAssembly decodes alike everywhere
@@ -246,8 +249,10 @@ class WaveletCandidates:
         limit = bound - slack
         if not limit > 0:
             return None
-        payload = wavelet.encode(field, "pwe", limit * (1.0 - _residual.MARGIN), coder)
-        y = self.decoded(payload, recon).astype(np.float64)
-        if not (np.abs(y - self.x64)[self.valid] <= limit).all():
-            return None
-        return payload
+        tolerances = ([limit] if exact and recon is None else []) + [limit * (1.0 - _residual.MARGIN)]
+        for tolerance in tolerances:
+            payload = wavelet.encode(field, "pwe", tolerance, coder)
+            y = self.decoded(payload, recon).astype(np.float64)
+            if (np.abs(y - self.x64)[self.valid] <= limit).all():
+                return payload
+        return None

@@ -363,3 +363,29 @@ def test_coarse_hybrids_keep_the_bound_on_cartesian_models_of_every_rank(ndim, m
     y = codec.decode(data)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(x))
     assert np.nanmax(np.abs(y.astype("f8") - x)) <= 0.01
+
+
+def test_sperr_alone_within_a_bound_is_tried_at_the_bound_itself_first(monkeypatch):
+    """``sperr_exact_bound`` (new codecs: on; stored configurations without it: off, and their
+    bytes): SPERR alone is first coded at the bound itself, then 1/64 under it where this machine's
+    decode of that misses; every chunk keeps the bound."""
+    codec, x = codec_and_input("wavelet")
+    assert not codec.settings.sperr_exact_bound  # a stored configuration: the golden bytes
+    old = codec.encode(x)
+    exact = COINppCodec.from_config({**codec.get_config(), "sperr_exact_bound": True})
+    tolerances = []
+    real = wavelet.encode
+    monkeypatch.setattr(wavelet, "encode", lambda field, mode, q, coder=wavelet.CODER_SPERR:
+                        tolerances.append((mode, q)) or real(field, mode, q, coder))
+    new = exact.encode(x)
+    bound = codec.settings.max_abs_error
+    assert cf.chunk_mode(new) == cf.chunk_mode(old) == MODE_WAVELET and new != old  # (SPERR's size is not
+    # monotone in its tolerance: here 274 B against 273; over the validation sets the bound itself saved bytes)
+    assert ("pwe", bound) in tolerances
+    for data in (old, new):
+        assert np.abs(exact.decode(data).astype("f8") - x).max() <= bound
+    tolerances.clear()
+    monkeypatch.setattr(enc.hybrid.WaveletCandidates, "decoded",
+                        lambda self, payload, recon=None: self.x64 + 2.0 * bound)  # no decode within the bound
+    assert exact.encode(x) != new
+    assert [q for m, q in tolerances if m == "pwe"][:2] == [bound, bound * (1 - residual.MARGIN)]

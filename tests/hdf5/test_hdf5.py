@@ -28,7 +28,8 @@ BOUNDED = CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON, entropy_coding=
 RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0, quantizer="uniform",
                      residual_coder="none", residual_interpolation=False, residual_item_detail=False)
 RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0, time_coding=False,
-                      patch_points=3, effort="full", valid_min=100.0, valid_max=400.0, coarse_hybrid=False)
+                      patch_points=3, effort="full", valid_min=100.0, valid_max=400.0, coarse_hybrid=False,
+                      sperr_exact_bound=False)
 NETWORK_FREE = CodecSettings(inner_steps=1, assume_global_grid=True, target_ratio=4.0, network=False)
 
 
