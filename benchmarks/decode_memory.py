@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         field = data_set("era5_t_1deg", "test")
         lat, lon, model = field.lat, field.lon, a.model
         x = np.ascontiguousarray(field.values[:8], dtype=np.float32)
-    from heldout_rd import codec_options
+    from inrcodec.bench.cli import codec_options
 
     decoded_mb = x.nbytes / 2**20
     print(f"chunk {x.shape} float32: {decoded_mb:.1f} MB decoded")

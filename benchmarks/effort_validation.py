@@ -27,7 +27,7 @@ import warnings
 import _smoke
 import numpy as np
 from climate_heldout import PAPER_LAT, PAPER_LON, pool_field
-from heldout_rd import codec_options
+from inrcodec.bench.cli import codec_options
 
 from inrcodec import COINppCodec, datasets
 from inrcodec.metrics import max_abs_error, rmse_coslat

@@ -41,7 +41,7 @@ import numpy as np
 import _smoke
 from climate_heldout import PAPER_LAT, PAPER_LON, test_sets
 from inrcodec.bench import report
-from inrcodec.bench.cli import codec_options  # noqa: F401 (the benchmarks read --codec-option with it)
+from inrcodec.bench.cli import codec_options
 from inrcodec.bench.measure import inrcodec_rows, peer_rows
 from inrcodec.bench.peers import available_peers
 from inrcodec.training.pool import Field, regrid

@@ -40,7 +40,7 @@ import time
 import _smoke
 import numpy as np
 from climate_heldout import pool_field
-from heldout_rd import codec_options
+from inrcodec.bench.cli import codec_options
 
 from inrcodec import COINppCodec
 from inrcodec.chunkcodec.timing import STAGES, stage_times

@@ -415,7 +415,7 @@ class _LatentCandidates:
         pick = _estimate_items(n)
         if pick.size == n or bits in self._recon:
             return self.rmse(bits, values, valid)
-        if math.prod(self._spatial) >= PROBE_MIN_ITEM_VALUES:
+        if _large_items(self._spatial):
             return self.sampled_rmse(bits, values[pick], valid[pick], PROBE_SAMPLE_SHARE, items=pick)
         return _rmse(self.recon_items(bits, pick), values[pick], valid[pick], self.level)
 
@@ -856,7 +856,7 @@ class _ProbeFit:
     def __init__(self, fitted, aim: int, writer: _Writer, n: int, level: float = 0.0):
         self.n, self.writer = n, writer
         self.pick = np.array([n // 2 - 1, n // 2], dtype=np.intp)
-        self.large = math.prod(writer.chunk.items.shape[1:]) >= PROBE_MIN_ITEM_VALUES
+        self.large = _large_items(writer.chunk.items.shape[1:])
         self.cands = fitted(aim, self.pick, level=level,
                             points_per_latent=PROBE_POINTS_PER_LATENT if self.large else None)
 
@@ -968,7 +968,13 @@ def _probed(shape: tuple[int, ...]) -> bool:
     """Whether a chunk of ``shape`` (items first) is large enough for searches on its
     ``ESTIMATE_ITEMS`` items to pay (:class:`_ItemsAlone`, :class:`_HybridProbe`): ``PROBE_SHARE``
     times as many items or more, each of ``PROBE_MIN_ITEM_VALUES`` values or more."""
-    return ESTIMATE_ITEMS * PROBE_SHARE <= shape[0] and math.prod(shape[1:]) >= PROBE_MIN_ITEM_VALUES
+    return ESTIMATE_ITEMS * PROBE_SHARE <= shape[0] and _large_items(shape[1:])
+
+
+def _large_items(item_shape: tuple[int, ...]) -> bool:
+    """Whether items of ``item_shape`` have ``PROBE_MIN_ITEM_VALUES`` values or more: large enough
+    for estimates on a share of their points and for probe pairs on fewer fit points."""
+    return math.prod(item_shape) >= PROBE_MIN_ITEM_VALUES
 
 
 class _ItemsAlone:
