@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import constriction
 import numpy as np
 
-__all__ = ["RangeCodeError", "model", "encode", "decode"]
+__all__ = ["RangeCodeError", "model", "encode", "decode", "Decoder"]
 
 _Categorical = constriction.stream.model.Categorical
 #: what passes through a decode untouched; anything else raised inside it is a RangeCodeError
@@ -73,20 +73,44 @@ def _words(data) -> np.ndarray:
 def decode(data, groups: Sequence[tuple[int, object]]) -> list[np.ndarray]:
     """The symbols of a stream: one int64 array per group ``[(count, model or probabilities), ...]``,
     decoded in order; :class:`RangeCodeError` where the stream is corrupt (module docstring)."""
-    words = _words(data)
-    if not sum(int(n) for n, _ in groups):
-        if words.size:
-            raise RangeCodeError(f"range-coded stream of {4 * words.size} bytes for no symbols")
-        return [np.zeros(0, dtype=np.int64) for _ in groups]
-    try:
-        dec = constriction.stream.queue.RangeDecoder(words)
-        out = [np.asarray(dec.decode(_model_of(m), int(n)), dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
-               for n, m in groups]
-        exhausted = dec.maybe_exhausted()
-    except BaseException as exc:  # constriction raises plain exceptions or pyo3 panics
-        if isinstance(exc, _PASS_THROUGH):
-            raise
-        raise RangeCodeError(f"invalid range-coded stream: {exc}") from None
-    if not exhausted:
-        raise RangeCodeError("range-coded stream has data left after the last symbol")
+    reader = Decoder(data)
+    out = [reader.decode(int(n), m) for n, m in groups]
+    reader.finish()
     return out
+
+
+class Decoder:
+    """A stream read one group at a time, for a reader that learns the next group's count and model
+    from what it has read (:func:`decode` reads a known list); :meth:`finish` applies the end rule."""
+
+    def __init__(self, data):
+        self._words = _words(data)
+        self._dec = None
+
+    def decode(self, count: int, m) -> np.ndarray:
+        """The next ``count`` symbols (int64), coded with ``m`` (a model or probabilities)."""
+        if not count:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            if self._dec is None:
+                self._dec = constriction.stream.queue.RangeDecoder(self._words)
+            return np.asarray(self._dec.decode(_model_of(m), int(count)), dtype=np.int64)
+        except BaseException as exc:  # constriction raises plain exceptions or pyo3 panics
+            if isinstance(exc, _PASS_THROUGH):
+                raise
+            raise RangeCodeError(f"invalid range-coded stream: {exc}") from None
+
+    def finish(self) -> None:
+        """:class:`RangeCodeError` unless the stream ends where the symbols read so far do."""
+        if self._dec is None:
+            if self._words.size:
+                raise RangeCodeError(f"range-coded stream of {4 * self._words.size} bytes for no symbols")
+            return
+        try:
+            exhausted = self._dec.maybe_exhausted()
+        except BaseException as exc:
+            if isinstance(exc, _PASS_THROUGH):
+                raise
+            raise RangeCodeError(f"invalid range-coded stream: {exc}") from None
+        if not exhausted:
+            raise RangeCodeError("range-coded stream has data left after the last symbol")
