@@ -5,6 +5,7 @@ max error at each bound, chunks of ``--chunk`` items, every codec through its re
     python benchmarks/hybrid_bound.py --data heldout_weather.nc --split test --grid 4deg --bounds 0.1 0.5
     python benchmarks/hybrid_bound.py --data pool:mpi_esm --bounds 0.1 0.5
     python benchmarks/hybrid_bound.py --data pool:era5_t_4deg --split val   # a pool set's validation split
+    python benchmarks/hybrid_bound.py --data pool:mpi_esm --codec-option residual_context=false  # the build before
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from heldout_rd import _smoke_data, load
 
 from inrcodec import CodecSettings, COINppCodec
+from inrcodec.bench.cli import codec_options
 from inrcodec.models import modelstore
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import KNOWN_MODES
@@ -56,6 +58,8 @@ def main() -> None:
     ap.add_argument("--bounds", nargs="+", type=float, default=[0.1, 0.5])
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--model", default="t2m-global")
+    ap.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an inrcodec codec option (repeatable), e.g. residual_context=false")
     _smoke.add_flag(ap)
     args = ap.parse_args()
     if args.smoke:  # a tiny untrained model on 2 smooth fields, one bound
@@ -71,12 +75,13 @@ def main() -> None:
         _, field = load(args.data, args.variable, args.split, args.grid, args.chunk)
     x = np.ascontiguousarray(field.values, np.float32)
     model = modelstore.load(args.model).model
+    options = codec_options(args.codec_option)
     print("| bound | codec | ratio | max abs err | RMSE | encode s | decode s | modes |\n|---|---|---|---|---|---|---|---|")
     for bound in args.bounds:
         # (an inrcodec without the option, e.g. the one the smoke test imports, runs "none" only)
         coders = ("none", "sperr") if "residual_coder" in CodecSettings.names() else ("none",)
         rows = [(f"inrcodec {rc}", COINppCodec(model, bits=args.bits, inner_steps=model.encode_steps, lat=field.lat,
-                                               lon=field.lon, max_abs_error=bound,
+                                               lon=field.lon, max_abs_error=bound, **options,
                                                # named even for "none": the default is "sperr"
                                                **({"residual_coder": rc} if len(coders) > 1 else {})),
                  lambda c, d, like: c.decode(d)) for rc in coders]
