@@ -206,6 +206,10 @@ class CodecSettings:
         True, "error-bounded residuals, with residual_interpolation: also try predicting each item from its own "
         "interpolation plus the earlier items' reconstructed detail, weighted per level (earlier builds cannot "
         "read such chunks)", legacy=False)
+    residual_context: bool = _option(
+        True, "error-bounded residuals, with residual_interpolation: also try coding the interpolated codes with "
+        "a model per context (the slope between and the codes of the two values each one is interpolated from; "
+        "earlier builds cannot read such chunks)", legacy=False)
     coarse_hybrid: bool = _option(
         True, "hybrid chunks: also try the network evaluated at every second grid point of each axis and "
         "interpolated linearly (mode 6: decodes about three times faster; earlier builds cannot read such chunks), "
@@ -244,6 +248,7 @@ class CodecSettings:
             "network": _bool("network", self.network),
             "residual_interpolation": _bool("residual_interpolation", self.residual_interpolation),
             "residual_item_detail": _bool("residual_item_detail", self.residual_item_detail),
+            "residual_context": _bool("residual_context", self.residual_context),
             "coarse_hybrid": _bool("coarse_hybrid", self.coarse_hybrid),
             "sperr_exact_bound": _bool("sperr_exact_bound", self.sperr_exact_bound),
         }

@@ -31,6 +31,11 @@ CASES = {
     "plain_residual_item_detail": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
                                                         "residual_interpolation": True,
                                                         "residual_item_detail": True}, "persistent"),
+    # the interpolated codes with a model per context (residual coder 3): a field smooth in its west
+    # and rough in its east, whose codes one model cannot tell apart
+    "plain_residual_context": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
+                                                    "residual_interpolation": True, "residual_context": True},
+                               "rough"),
     "fill": ("v2_fill_input", {"bits": 6, "inner_steps": 2, "fill_value": -999.0}, None),
     "target_rmse": ("v1_modulations_input", {"inner_steps": 2, "target_rmse": 1.0}, None),
     "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),
@@ -69,6 +74,11 @@ def codec_and_input(name: str):
         rows = np.array([np.interp(np.linspace(0, 15, 64), np.arange(16), r) for r in x[0]])
         first = np.array([np.interp(np.linspace(0, 7, 32), np.arange(8), c) for c in rows.T]).T.astype("f4")
         x = np.stack([first, first + np.float32(0.3)])
+    elif change == "rough":  # 32 x 64 items, their eastern half roughened by a fixed noise
+        rows = np.array([np.interp(np.linspace(0, 15, 64), np.arange(16), r) for r in x[0]])
+        first = np.array([np.interp(np.linspace(0, 7, 32), np.arange(8), c) for c in rows.T]).T
+        first[:, 32:] += np.random.default_rng(7).normal(0.0, 2.0, (32, 32))
+        x = first[None].astype("f4")
     elif change == "coarse":
         from inrcodec.chunkcodec.coarse import CoarseGrid
         from inrcodec.grids import PatchPartition

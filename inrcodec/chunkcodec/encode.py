@@ -493,11 +493,12 @@ class _Writer:
     """Packs the chunk modes of one input chunk (shared header fields and mask sections)."""
 
     def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None, interpolation: bool = False,
-                 item_detail: bool = False):
+                 item_detail: bool = False, context: bool = False):
         self.chunk = chunk
         #: the residual coder also tries the interpolation predictors (``settings.residual_interpolation``),
-        #: and the earlier items' detail (``settings.residual_item_detail``)
-        self.interpolation, self.item_detail = interpolation, item_detail
+        #: the earlier items' detail (``settings.residual_item_detail``) and their codes' contexts
+        #: (``settings.residual_context``)
+        self.interpolation, self.item_detail, self.context = interpolation, item_detail, context
         self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
                            order=chunk.order)
         self.masks: dict[str, bytes] = {}
@@ -540,7 +541,8 @@ class _Writer:
         """The residual section of ``values`` over ``recon`` within ``bound``
         (:func:`residual.encode_residual`, with this chunk's dtype and predictors)."""
         return _residual.encode_residual(values, recon, valid, bound, self.chunk.arr.dtype,
-                                         interpolation=self.interpolation, item_detail=self.item_detail, **kw)
+                                         interpolation=self.interpolation, item_detail=self.item_detail,
+                                         context=self.context, **kw)
 
     def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.
@@ -560,7 +562,7 @@ def encode_chunk(array, model, settings) -> bytes:
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
     writer = _Writer(chunk, ctx.pin, settings.fill_value, settings.residual_interpolation,
-                     settings.residual_item_detail)
+                     settings.residual_item_detail, settings.residual_context)
     _check_valid_range(chunk.finite, settings)
     if chunk.trivial():
         return writer.raw()

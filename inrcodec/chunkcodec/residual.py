@@ -67,6 +67,7 @@ import numpy as np
 
 from inrcodec._limits import check_inflatable, inflate
 from inrcodec.coding import rangecoder
+from inrcodec.chunkcodec import residualcontext
 from inrcodec.chunkcodec.timing import stage
 
 __all__ = [
@@ -111,6 +112,9 @@ PREDICTORS = (PREDICTOR_NONE, PREDICTOR_LORENZO, PREDICTOR_INTERP_SPACE, PREDICT
               PREDICTOR_INTERP_DETAIL)
 CODER_HISTOGRAM = 1
 CODER_GEOMETRIC = 2
+#: the interpolation predictors' codes with a geometric model per context (:mod:`residualcontext`); tried
+#: with ``context`` (``CodecSettings.residual_context``): earlier builds refuse it
+CODER_CONTEXT = 3
 #: most histogram bins (excluding the escape bin)
 MAX_BINS = 4096
 #: largest support half-width of the geometric model
@@ -203,28 +207,43 @@ def _interpolation_steps(shape: tuple[int, ...], axes: tuple[int, ...]):
         s = h
 
 
-def _interpolated(r: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> np.ndarray:
-    """The prediction of ``r[idx]``: the mean of its two neighbours along ``axis`` (the one before
-    alone at the end), float64 ``0.5 * (a + b)``, the same on every IEEE machine."""
+def _line_neighbours(r: np.ndarray, idx: tuple, axis: int, h: int, s: int):
+    """(before, after, inside) of the values ``r[idx]``: their neighbours ``h`` before and after along
+    ``axis`` (after: the last point where the line ends before it), and where the one after exists."""
     n = r.shape[axis]
     pos = np.arange(h, n, s)
     line = r[tuple(slice(None) if k == axis else sl for k, sl in enumerate(idx))]
     before = np.take(line, pos - h, axis=axis)
     after = np.take(line, np.minimum(pos + h, n - 1), axis=axis)
     inside = (pos + h < n).reshape([-1 if k == axis else 1 for k in range(r.ndim)])
+    return before, after, inside
+
+
+def _interpolated(r: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> np.ndarray:
+    """The prediction of ``r[idx]``: the mean of its two neighbours along ``axis`` (the one before
+    alone at the end), float64 ``0.5 * (a + b)``, the same on every IEEE machine."""
+    before, after, inside = _line_neighbours(r, idx, axis, h, s)
     return np.where(inside, 0.5 * (before + after), before)
 
 
+def _neighbours(r: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two values ``r[idx]`` is interpolated from (the one before twice at the end)."""
+    before, after, inside = _line_neighbours(r, idx, axis, h, s)
+    return before, np.where(inside, after, before)
+
+
 def _interpolation_groups(shape: tuple[int, ...], predictor: int):
-    """(index, prediction or None) of each step of the closed loop: the anchors (predicted 0) first,
-    then :func:`_interpolation_steps`; ``prediction(rhat)`` predicts from what is reconstructed."""
+    """(index, prediction or None, neighbours or None) of each step of the closed loop: the anchors
+    (predicted 0) first, then :func:`_interpolation_steps`; ``prediction(rhat)`` predicts from what is
+    reconstructed, ``neighbours(a)`` gives the two values of ``a`` it interpolates (coder 3's contexts)."""
     steps = list(_interpolation_steps(shape, _interpolation_axes(len(shape), predictor)))
     anchors = np.ones(shape, dtype=bool)
     for idx, *_ in steps:
         anchors[idx] = False
-    yield anchors, None
+    yield anchors, None, None
     for idx, axis, h, s in steps:
-        yield idx, (lambda rhat, idx=idx, axis=axis, h=h, s=s: _interpolated(rhat, idx, axis, h, s))
+        yield (idx, (lambda rhat, idx=idx, axis=axis, h=h, s=s: _interpolated(rhat, idx, axis, h, s)),
+               (lambda a, idx=idx, axis=axis, h=h, s=s: _neighbours(a, idx, axis, h, s)))
 
 
 def _code_group(r: np.ndarray, idx, pred, step: float, accept) -> np.ndarray:
@@ -246,17 +265,20 @@ def interpolate_closed(r: np.ndarray, step: float, predictor: int, accept) -> tu
     ``d = 0`` (``rhat = pred``), as the decoder (:func:`uninterpolate_closed`) reconstructs them."""
     d = np.zeros(r.shape, dtype=np.int64)
     rhat = np.zeros(r.shape, dtype=np.float64)
-    for idx, predict in _interpolation_groups(r.shape, predictor):
+    for idx, predict, _ in _interpolation_groups(r.shape, predictor):
         pred = 0.0 if predict is None else predict(rhat)
         d[idx] = _code_group(r, idx, pred, step, accept)
         rhat[idx] = pred + d[idx] * step
     return d, rhat
 
 
-def uninterpolate_closed(d: np.ndarray, step: float, predictor: int) -> np.ndarray:
-    """The reconstruction ``rhat`` of :func:`interpolate_closed`'s codes ``d``."""
+def uninterpolate_closed(d: np.ndarray, step: float, predictor: int, codes=None) -> np.ndarray:
+    """The reconstruction ``rhat`` of :func:`interpolate_closed`'s codes ``d``; with ``codes`` (a
+    :class:`_CodeWalk` that reads coder 3's stream), ``d`` (zeros) is filled group by group as read."""
     rhat = np.zeros(d.shape, dtype=np.float64)
-    for idx, predict in _interpolation_groups(d.shape, predictor):
+    for idx, predict, near in _interpolation_groups(d.shape, predictor):
+        if codes is not None:
+            codes.read(d, rhat, idx, near, step)
         pred = 0.0 if predict is None else predict(rhat)
         rhat[idx] = pred + d[idx] * step
     return rhat
@@ -334,7 +356,7 @@ def interpolate_detail_closed(r: np.ndarray, step: float, accept, known: np.ndar
     for t in range(r.shape[0]):
         cur, rt, dt, kt = rhat[t:t + 1], r[t:t + 1], d[t:t + 1], known[t:t + 1]
         (refs, earlier), ok = _references(rhat, t, earlier), accept(t)
-        for idx, predict in groups:
+        for idx, predict, _ in groups:
             if refs:
                 own, details = _detail_parts(cur, refs, idx, predict)
                 k = kt[idx]
@@ -348,16 +370,21 @@ def interpolate_detail_closed(r: np.ndarray, step: float, accept, known: np.ndar
     return d, rhat, np.array(weights, dtype=np.int8)
 
 
-def uninterpolate_detail_closed(d: np.ndarray, step: float, weights: np.ndarray) -> np.ndarray:
+def uninterpolate_detail_closed(d: np.ndarray, step: float, weights: np.ndarray, codes=None) -> np.ndarray:
     """The reconstruction ``rhat`` of :func:`interpolate_detail_closed`'s codes ``d`` and ``weights``
-    (:func:`detail_weight_count` of them, checked by the caller)."""
+    (:func:`detail_weight_count` of them, checked by the caller); ``codes``: as in
+    :func:`uninterpolate_closed`."""
     groups = detail_groups(d.shape)
     rhat = np.zeros(d.shape, dtype=np.float64)
     at, earlier = 0, None
     for t in range(d.shape[0]):
         cur, dt = rhat[t:t + 1], d[t:t + 1]
         refs, earlier = _references(rhat, t, earlier)
-        for idx, predict in groups:
+        if codes is not None:
+            codes.item(d, t)
+        for idx, predict, near in groups:
+            if codes is not None:
+                codes.read(dt, cur, idx, near, step)
             if refs:
                 own, details = _detail_parts(cur, refs, idx, predict)
                 pred = _detail_prediction(own, details, weights[at:at + len(refs)])
@@ -366,6 +393,43 @@ def uninterpolate_detail_closed(d: np.ndarray, step: float, weights: np.ndarray)
                 pred = 0.0 if predict is None else predict(cur)
             cur[idx] = pred + dt[idx] * step
     return rhat
+
+
+class _CodeWalk:
+    """Coder 3's walk through the closed loop's groups (:mod:`~inrcodec.chunkcodec.residualcontext`):
+    each group's contexts from what precedes it; the decoder :meth:`read` s the group's codes into
+    ``d`` from ``reader``, the encoder (no reader) records them with their contexts in ``groups``."""
+
+    def __init__(self, reader=None):
+        self.reader, self.groups = reader, []
+        self._tag, self._previous = 0, None
+
+    def item(self, d: np.ndarray, t: int) -> None:
+        """Predictor 4 is at item ``t`` of ``d``: later items also see the codes of the item before."""
+        self._tag, self._previous = (1, d[t - 1:t]) if t else (0, None)
+
+    def read(self, d: np.ndarray, rhat: np.ndarray, idx, near, step: float) -> None:
+        ctx = residualcontext.contexts(near, rhat, d, idx, step, self._tag, self._previous)
+        if self.reader is None:
+            self.groups.append((d[idx].ravel(), ctx))
+        else:
+            d[idx] = self.reader.take(ctx).reshape(np.shape(d[idx]))
+
+
+def _context_groups(d: np.ndarray, rhat: np.ndarray, step: float, predictor: int) -> list:
+    """The encoder's ``[(codes, contexts), ...]`` of each group of an interpolation predictor's final
+    codes ``d`` and reconstruction ``rhat``, in coding order (the decoder's walk, read from the end)."""
+    walk = _CodeWalk()
+    if predictor == PREDICTOR_INTERP_DETAIL:
+        groups = detail_groups(d.shape)
+        for t in range(d.shape[0]):
+            walk.item(d, t)
+            for idx, _, near in groups:
+                walk.read(d[t:t + 1], rhat[t:t + 1], idx, near, step)
+    else:
+        for idx, _, near in _interpolation_groups(d.shape, predictor):
+            walk.read(d, rhat, idx, near, step)
+    return walk.groups
 
 
 def _predict(q: np.ndarray, predictor: int) -> np.ndarray:
@@ -524,7 +588,7 @@ class EncodedResidual:
 @stage("residual")
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
-    exact: np.ndarray | None = None, interpolation: bool = False, item_detail: bool = False,
+    exact: np.ndarray | None = None, interpolation: bool = False, item_detail: bool = False, context: bool = False,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
@@ -533,7 +597,8 @@ def encode_residual(
     room is kept for another machine's reconstruction (:func:`machine_slack`). ``exact``: valid
     values stored bit-exact as exceptions whatever the bound (an undeclared fill value).
     ``interpolation``: also try predictors 2 and 3, and with ``item_detail`` predictor 4 where there
-    are several items of ``DETAIL_MIN_ITEM_VALUES`` values or more (:data:`PREDICTORS`).
+    are several items of ``DETAIL_MIN_ITEM_VALUES`` values or more (:data:`PREDICTORS`); ``context``:
+    also try their codes with :data:`CODER_CONTEXT`.
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
@@ -553,8 +618,8 @@ def encode_residual(
     forced = np.zeros(valid.shape, dtype=bool) if exact is None else valid & np.asarray(exact, dtype=bool)
     exc = valid & (~ok | forced)
     q = np.where(exc, 0, q)
-    # (predictor, codes, exceptions, the predictor's own blob: predictor 4's weights)
-    candidates = [(p, _predict(q, p), exc, None) for p in PREDICTORS[:2]]
+    # (predictor, codes, exceptions, the predictor's own blob: predictor 4's weights, reconstruction)
+    candidates = [(p, _predict(q, p), exc, None, None) for p in PREDICTORS[:2]]
     if interpolation:
         limit = bound - (0.0 if exact_recon else machine_slack(recon64[valid], np.abs(x64[valid]) + bound))
         r = np.where(valid, x64 - recon64, 0.0)
@@ -572,21 +637,35 @@ def encode_residual(
 
         for p in INTERPOLATED:
             d, rhat = interpolate_closed(r, step, p, accept_in(slice(None)))
-            candidates.append((p, d, exceptions_of(rhat), None))
+            candidates.append((p, d, exceptions_of(rhat), None, rhat))
         if item_detail and r.shape[0] > 1 and math.prod(r.shape[1:]) >= DETAIL_MIN_ITEM_VALUES:
             d, rhat, weights = interpolate_detail_closed(
                 r, step, lambda t: accept_in(slice(t, t + 1)), valid & ~forced)
-            candidates.append((PREDICTOR_INTERP_DETAIL, d, exceptions_of(rhat), weights.tobytes()))
-    best = None
+            candidates.append((PREDICTOR_INTERP_DETAIL, d, exceptions_of(rhat), weights.tobytes(), rhat))
+    best, interpolated = None, None
     sizes = {}
-    for predictor, d, exc, own in candidates:
+
+    def offer(size, predictor, coder, blobs, exceptions, exc, own):
+        nonlocal best
+        sizes[(predictor, coder)] = size
+        if best is None or size < best[0]:
+            best = (size, predictor, coder, blobs, exceptions, int(exc.sum()), own)
+
+    for predictor, d, exc, own, rhat in candidates:
         exceptions = _exceptions(x, dtype, exc)
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
             blobs = encode_codes(d.ravel(), coder)
             size = sum(len(b) for b in blobs) + len(exceptions) + len(own or b"")
-            sizes[(predictor, coder)] = size
-            if best is None or size < best[0]:
-                best = (size, predictor, coder, blobs, exceptions, int(exc.sum()), own)
+            offer(size, predictor, coder, blobs, exceptions, exc, own)
+            if rhat is not None and (interpolated is None or size < interpolated[0]):
+                interpolated = (size, predictor, d, exc, own, rhat, exceptions)
+    if context and interpolated is not None:
+        # coder 3 on the interpolation predictor the one-model coders rank first only (on the
+        # validation sets no other predictor's contexts came out smaller, and each costs a walk)
+        _, predictor, d, exc, own, rhat, exceptions = interpolated
+        blobs = residualcontext.encode(_context_groups(d, rhat, step, predictor), _geom_probs)
+        offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, CODER_CONTEXT, blobs,
+              exceptions, exc, own)
     _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
     parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
     for blob in (params, stream, escapes, exceptions) + (() if own is None else (own,)):
@@ -613,7 +692,8 @@ class ResidualSection:
     step: float
     count: int
     num_exceptions: int
-    model: _CodeModel
+    #: coders 1 and 2: the one model; coder 3: the contexts' models
+    model: "_CodeModel | residualcontext.ContextModel"
     stream: bytes
     escapes: bytes
     exceptions: bytes
@@ -642,14 +722,29 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
     names = BLOBS + (("weights",) if predictor == PREDICTOR_INTERP_DETAIL else ())
     # (predictor 4's weights: the chunk's shape says how many, checked by decode_residual)
     params, stream, escapes, exceptions, *weights = _blobs(payload, _FIXED.size + 8, names)
-    model = _code_model(coder, params)
-    if model.total is not None and count and model.total != count:  # the encoder counts every code
-        raise ResidualError(f"residual histogram counts {model.total} codes, the chunk has {count}")
+    if coder == CODER_CONTEXT:
+        if predictor not in INTERPOLATED + (PREDICTOR_INTERP_DETAIL,):
+            raise ResidualError(f"residual coder {coder} codes interpolated codes only, not predictor {predictor}")
+        model = _context_errors(lambda: residualcontext.ContextModel.parse(params, _geom_probs))
+        if model.num_escapes > count:
+            raise ResidualError(f"{model.num_escapes} escaped codes for {count} values")
+    else:
+        model = _code_model(coder, params)
+        if model.total is not None and count and model.total != count:  # the encoder counts every code
+            raise ResidualError(f"residual histogram counts {model.total} codes, the chunk has {count}")
     check_inflatable(exceptions, n_exc * (8 + np.dtype(dtype).itemsize), "exceptions", ResidualError)
     if bool(exceptions) != bool(n_exc):
         raise ResidualError(f"{len(exceptions)} exception bytes for {n_exc} exceptions")
     return ResidualSection(predictor, step, int(count), int(n_exc), model, stream, escapes, exceptions,
                            *weights)
+
+
+def _context_errors(fn):
+    """``fn()``, coder 3's errors (and its stream's) worded as a ResidualError."""
+    try:
+        return fn()
+    except (residualcontext.ContextCodeError, rangecoder.RangeCodeError) as exc:
+        raise ResidualError(f"residual context coder: {exc}") from None
 
 
 #: the length-prefixed blobs of every residual section, in order (predictor 4 adds its weights)
@@ -689,18 +784,35 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
         want = detail_weight_count(recon.shape)
         if len(sec.weights) != want:
             raise ResidualError(f"residual section holds {len(sec.weights)} weights, the chunk's shape needs {want}")
+    if isinstance(sec.model, residualcontext.ContextModel):  # coder 3: read group by group as reconstructed
+        d = np.zeros(recon.shape, dtype=np.int64)
+        walk = _CodeWalk(_context_errors(lambda: residualcontext.Reader(sec.model, sec.stream, sec.escapes,
+                                                                         MAX_CODE)))
+        rhat = _context_errors(lambda: _uninterpolate(d, sec, walk))
+        _context_errors(walk.reader.finish)
+        return _with_exceptions(apply_reconstructed(recon, rhat, dtype), sec, dtype)
     d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count).reshape(recon.shape)
     q = d if sec.predictor in INTERPOLATED + (PREDICTOR_INTERP_DETAIL,) else _unpredict(d, sec.predictor)
     if q.size and max(int(q.max()), -int(q.min())) > MAX_CODE:  # never written: larger codes are exceptions
         raise ResidualError(f"residual codes reach {max(int(q.max()), -int(q.min()))}, beyond the {int(MAX_CODE)} "
                             "a section holds")
-    if sec.predictor == PREDICTOR_INTERP_DETAIL:
-        weights = np.frombuffer(sec.weights, dtype=np.int8)
-        out = apply_reconstructed(recon, uninterpolate_detail_closed(d, sec.step, weights), dtype)
-    elif sec.predictor in INTERPOLATED:
-        out = apply_reconstructed(recon, uninterpolate_closed(d, sec.step, sec.predictor), dtype)
+    if sec.predictor in INTERPOLATED + (PREDICTOR_INTERP_DETAIL,):
+        out = apply_reconstructed(recon, _uninterpolate(d, sec), dtype)
     else:
         out = apply(recon, q, sec.step, dtype)
+    return _with_exceptions(out, sec, dtype)
+
+
+def _uninterpolate(d: np.ndarray, sec: ResidualSection, codes=None) -> np.ndarray:
+    """The reconstructed residual of an interpolation predictor's codes ``d`` (or, with ``codes``,
+    of the codes it reads into ``d``)."""
+    if sec.predictor == PREDICTOR_INTERP_DETAIL:
+        return uninterpolate_detail_closed(d, sec.step, np.frombuffer(sec.weights, dtype=np.int8), codes)
+    return uninterpolate_closed(d, sec.step, sec.predictor, codes)
+
+
+def _with_exceptions(out: np.ndarray, sec: ResidualSection, dtype) -> np.ndarray:
+    """``out`` with the section's exceptions written in, bit-exact."""
     if sec.num_exceptions:
         n_exc = sec.num_exceptions
         raw = inflate(sec.exceptions, n_exc * (8 + dtype.itemsize), "exceptions", ResidualError)

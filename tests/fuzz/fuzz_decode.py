@@ -262,11 +262,14 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     # (tried on items of DETAIL_MIN_ITEM_VALUES or more, which the decoder does not ask)
     persistent = np.stack([x[0], x[0] + np.float32(0.3)])
     residual.DETAIL_MIN_ITEM_VALUES = x[0].size
+    # and coded with a model per context (coder 3): a field rough in its eastern half, smooth elsewhere
+    rough = x.copy()
+    rough[..., SHAPE[-1] // 2:] += np.random.default_rng(2).normal(0.0, 2.0, rough[..., SHAPE[-1] // 2:].shape)
     seeds += [(interpolated, interpolated.encode(x)), (lorenzo, lorenzo.encode(x)),
-              (interpolated, interpolated.encode(persistent))]
-    predictors = {residual_info(cf.unpack_chunk(c)[1]["residual"])["predictor"] for _, c in seeds
-                  if "residual" in cf.unpack_chunk(c)[1]}
-    assert {1, 3, 4} <= predictors, predictors
+              (interpolated, interpolated.encode(persistent)), (interpolated, interpolated.encode(rough))]
+    sections = [residual_info(cf.unpack_chunk(c)[1]["residual"]) for _, c in seeds if "residual" in cf.unpack_chunk(c)[1]]
+    assert {1, 3, 4} <= {s["predictor"] for s in sections}, sections
+    assert residual.CODER_CONTEXT in {s["coder"] for s in sections}, sections
     # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
     # and SPERR alone on one it does not (mode 5)
     waves = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, residual_coder="sperr")
