@@ -48,8 +48,6 @@ _PER_TAG = 1 + (len(CODE_EDGES) + 1) * (len(SLOPE_EDGES) + 1)  # the anchors' co
 NUM_CONTEXTS = 2 * _PER_TAG
 #: largest support half-width of a context's model (beyond it: the escape symbol)
 MAX_K = 4096
-_SLOPE_EDGES = np.array(SLOPE_EDGES, dtype=np.float64)
-_CODE_EDGES = np.array(CODE_EDGES, dtype=np.int64)
 
 
 class ContextCodeError(ValueError):
@@ -58,23 +56,27 @@ class ContextCodeError(ValueError):
 
 def contexts(near, rhat: np.ndarray, d: np.ndarray, idx, step: float, tag: int,
              previous: np.ndarray | None = None) -> np.ndarray:
-    """The context (int64, flat in the C order of ``rhat[idx]``) of each value of one interpolation
+    """The context (uint8, flat in the C order of ``rhat[idx]``) of each value of one interpolation
     group. ``near(a)``: ``a``'s two interpolation neighbours of the group's values (``None``: the
     anchors); ``rhat`` / ``d``: the reconstructed residuals and the codes so far (only the neighbours
     are read, which precede the group); ``previous``: predictor 4's codes of the item before (None:
     none); ``tag``: 0 or 1 (:data:`NUM_CONTEXTS`)."""
     base = tag * _PER_TAG
     if near is None:
-        return np.full(np.shape(rhat[idx]), base, dtype=np.int64).ravel()
+        return np.full(np.shape(rhat[idx]), base, dtype=np.uint8).ravel()
     before, after = near(rhat)
-    slope = np.abs(before - after) / step
+    slope = (np.abs(before - after) / step).ravel()
     d_before, d_after = near(d)
     size = np.abs(d_before) + np.abs(d_after)
     if previous is not None:
         size = size + np.abs(previous[idx])
-    c = np.searchsorted(_CODE_EDGES, size.ravel(), side="left")
-    g = np.searchsorted(_SLOPE_EDGES, slope.ravel(), side="left")
-    return base + 1 + c * (len(SLOPE_EDGES) + 1) + g
+    size = size.ravel()
+    ctx = np.full(slope.shape, base + 1, dtype=np.uint8)  # (NUM_CONTEXTS < 256) + the edges each exceeds
+    for edge in SLOPE_EDGES:
+        ctx += slope > edge
+    for edge in CODE_EDGES:
+        ctx += (size > edge) * np.uint8(len(SLOPE_EDGES) + 1)
+    return ctx
 
 
 #: the smallest probability a context's table extends its support to (beyond: the escape symbol)
