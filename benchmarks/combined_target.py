@@ -14,6 +14,7 @@ temperature bilinearly to 1 degree; ``glosea4``: GloSea4 at 1.25 x 1.875 degrees
 same ERA5 at 3 degrees), the test split unless ``--split val``; none of it seen by training.
 
     python benchmarks/combined_target.py --threads 2 --sets era5_t_1deg glosea4 --chunks 2
+    python benchmarks/combined_target.py --codec-option residual_context=false    # the build before
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from speed import SETS, SPLITS, _sperr, data_set
 
 from inrcodec import COINppCodec
+from inrcodec.bench.cli import codec_options
 from inrcodec.metrics import max_abs_error, rmse as plain_rmse
 from inrcodec.training.pool import Field
 
@@ -80,10 +82,11 @@ def best_peer(name: str, x: np.ndarray, rmse: float, bound: float, tries: int) -
     return best
 
 
-def run(field: Field, rmse: float, bound: float, chunk: int, chunks: int, model: str, tries: int) -> dict:
+def run(field: Field, rmse: float, bound: float, chunk: int, chunks: int, model: str, tries: int,
+        options: dict | None = None) -> dict:
     """Per set: inrcodec's and each peer's total bytes, worst RMSE and max error over the chunks, and
-    whether every chunk met both."""
-    codec = COINppCodec(model, lat=field.lat, lon=field.lon, target_rmse=rmse, max_abs_error=bound)
+    whether every chunk met both; ``options``: further codec options of inrcodec's."""
+    codec = COINppCodec(model, lat=field.lat, lon=field.lon, target_rmse=rmse, max_abs_error=bound, **(options or {}))
     rows = {"inrcodec": [0, 0.0, 0.0, True]} | {name: [0, 0.0, 0.0, True] for name in PEERS}
     nbytes = 0
     for first in range(0, min(len(field.values), chunk * chunks) - chunk + 1, chunk):
@@ -117,6 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tries", type=int, default=12, help="tries of each peer's search per chunk")
     ap.add_argument("--model", default="t2m-global-2")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a further inrcodec codec option (repeatable), e.g. residual_context=false")
     _smoke.add_flag(ap)
     args = ap.parse_args(argv)
     import torch
@@ -132,7 +137,8 @@ def main(argv=None) -> int:
     print("|---" * 8 + "|")
     for name in args.sets:
         field = data_set(name, args.split)
-        out = run(field, args.target_rmse, args.max_abs_error, args.chunk, args.chunks, args.model, args.tries)
+        out = run(field, args.target_rmse, args.max_abs_error, args.chunk, args.chunks, args.model, args.tries,
+                  codec_options(args.codec_option))
         ours = out["rows"]["inrcodec"][0]
         n = max(1, min(len(field.values), args.chunk * args.chunks) // args.chunk)
         for codec, (size, e, m, met) in out["rows"].items():
