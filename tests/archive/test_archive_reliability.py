@@ -166,6 +166,7 @@ def test_two_runs_into_one_store_are_locked_out(small, tmp_path, capsys):
     finally:
         p.kill()
         p.wait()
+        p.stdout.close()
     # the lock died with its process: the same request resumes, and no lock file is left
     assert cli_main(argv) == 0
     assert "(1 done before)" in capsys.readouterr().out
