@@ -21,6 +21,17 @@ from inrcodec.training.calibration import calibrate
 NLAT, NLON = 8, 16
 
 
+def legacy_of(codec, option: str):
+    """``codec`` as a store configured before ``option`` existed holds it: its configuration without
+    the key, so the option takes its legacy value, off (and writes nothing); ``codec`` has it on."""
+    from inrcodec import COINppCodec
+
+    assert codec.get_config()[option] is True
+    legacy = COINppCodec.from_config({k: v for k, v in codec.get_config().items() if k != option})
+    assert getattr(legacy.settings, option) is False and option not in legacy.get_config()
+    return legacy
+
+
 @pytest.fixture(autouse=True)
 def float32_fit_products(monkeypatch):
     from inrcodec.models.fitting import FIT_PRODUCTS_ENV

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numcodecs.tests.common import check_config
 
-from conftest import NLAT, NLON, global_lat_lon, smooth_field
+from conftest import NLAT, NLON, global_lat_lon, legacy_of, smooth_field
 from inrcodec import chunkformat as cf
 from inrcodec.chunkformat.header import (
     ChunkHeader, MODE_BOUNDED, MODE_MODULATIONS, MODE_PLAIN_RESIDUAL, MODE_RAW, MODE_WAVELET, V3_PREFIX, V4_PREFIX,
@@ -515,10 +515,8 @@ def test_interpolated_residuals_are_smaller_on_smooth_fields_and_keep_the_bound(
     assert len(interp.payload) < len(plain.payload)
     y = residual.decode_residual(interp.payload, recon, x.dtype)
     assert np.abs(y.astype("f8") - x).max() <= 0.5
-    codec = COINppCodec("t2m-global-2", assume_global_grid=True, max_abs_error=0.5, network=False)
-    assert codec.get_config()["residual_interpolation"] is True  # new configurations say so
-    legacy = COINppCodec.from_config({k: v for k, v in codec.get_config().items() if k != "residual_interpolation"})
-    assert legacy.settings.residual_interpolation is False  # a configuration written before it keeps its coding
+    legacy_of(COINppCodec("t2m-global-2", assume_global_grid=True, max_abs_error=0.5, network=False),
+              "residual_interpolation")  # new configurations say so; one written before it keeps its coding
 
 
 def test_residual_codes_beyond_what_a_section_holds_are_refused():
@@ -595,9 +593,7 @@ def test_a_new_codec_tries_the_previous_items_detail_and_a_stored_configuration_
     the bytes it wrote."""
     x = _persistent_items()
     codec = COINppCodec("t2m-global-2", assume_global_grid=True, max_abs_error=0.5, network=False)
-    assert codec.get_config()["residual_item_detail"] is True
-    legacy = COINppCodec.from_config({k: v for k, v in codec.get_config().items() if k != "residual_item_detail"})
-    assert legacy.settings.residual_item_detail is False
+    legacy = legacy_of(codec, "residual_item_detail")
     new, old = codec.encode(x), legacy.encode(x)
     assert residual.residual_info(cf.unpack_chunk(new)[1]["residual"])["predictor"] == residual.PREDICTOR_INTERP_DETAIL
     assert residual.residual_info(cf.unpack_chunk(old)[1]["residual"])["predictor"] in residual.INTERPOLATED

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import legacy_of
 from golden_cases import codec_and_input
 
 from inrcodec import COINppCodec, CodecSettings
@@ -313,8 +314,7 @@ def test_coarse_hybrids_are_tried_per_chunk_and_never_by_a_stored_configuration(
     assert codec.settings.coarse_hybrid
     assert cf.chunk_mode(codec.encode(x)) == MODE_HYBRID_COARSE
     off = COINppCodec.from_config({**codec.get_config(), "coarse_hybrid": False})
-    legacy = COINppCodec.from_config({k: v for k, v in codec.get_config().items() if k != "coarse_hybrid"})
-    assert not legacy.settings.coarse_hybrid and "coarse_hybrid" not in legacy.get_config()
+    legacy = legacy_of(codec, "coarse_hybrid")
     assert cf.chunk_mode(off.encode(x)) != MODE_HYBRID_COARSE
     assert off.encode(x) == legacy.encode(x)
     represented, y = codec_and_input("hybrid")

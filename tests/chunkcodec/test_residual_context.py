@@ -5,6 +5,7 @@ import zlib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from conftest import legacy_of
 from hypothesis import strategies as st
 
 from inrcodec import COINppCodec
@@ -89,9 +90,7 @@ def test_a_new_codec_codes_contexts_and_a_stored_configuration_keeps_its_coding(
     coder 3 where it is smallest; a configuration written before the option writes what it wrote."""
     x = rough_and_smooth(4)
     codec = COINppCodec("t2m-global-2", assume_global_grid=True, max_abs_error=0.5, network=False)
-    assert codec.get_config()["residual_context"] is True
-    legacy = COINppCodec.from_config({k: v for k, v in codec.get_config().items() if k != "residual_context"})
-    assert legacy.settings.residual_context is False
+    legacy = legacy_of(codec, "residual_context")
     new, old = codec.encode(x), legacy.encode(x)
     assert residual.residual_info(cf.unpack_chunk(new)[1]["residual"])["coder"] == residual.CODER_CONTEXT
     assert residual.residual_info(cf.unpack_chunk(old)[1]["residual"])["coder"] != residual.CODER_CONTEXT
