@@ -144,6 +144,16 @@ PROBE_SAMPLE_SHARE = 4
 #: pair's estimates were 7 % under to 8 % over the chunk's smallest network chunk on the validation
 #: split (1-degree temperature, real msl, u10, v10 at three bounds each; 15 chunk-bounds)
 BOUNDED_PROBE_OUTCLASSED = 1.15
+#: an error bound, a chunk of several items: SPERR alone is not tried where its payload for the
+#: first item alone, times the items, is this many times the chunk's mean plus residual or more
+#: (:func:`_alone_outclassed_within`). Stacking the items (SPERR's third axis) made SPERR alone at
+#: most 1.35x smaller than that estimate on the validation split (1- and 3-degree temperature,
+#: GloSea4, A1B at 37 x 49, real msl, u10 and v10, chunks of 8 at three bounds each), so it cannot
+#: win there. Items of fewer than ``ALONE_PROBE_MIN_ITEM_VALUES`` values are not probed: SPERR's
+#: stream header weighs on one small item's payload (4 items of 8 x 16: SPERR alone won a chunk
+#: whose estimate was over 1.5 times the mean plus residual)
+ALONE_OUTCLASSED = 1.5
+ALONE_PROBE_MIN_ITEM_VALUES = 1024
 #: ``effort="fast"``, ``bits`` with SPERR: a chunk whose mean lies more than this many training
 #: ranges from the network's own level (its field at zero latents) is fitted moved to that level,
 #: and only its hybrid and SPERR-alone chunks are offered (the hybrid's SPERR residual carries the
@@ -1392,7 +1402,9 @@ def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, va
     its probe pair says a network chunk can come near it (:func:`_network_outclassed_within`)."""
     best = plain = writer.plain_residual(values, valid, bound)
     coder = None
-    if waves is not None:
+    if waves is not None and _alone_outclassed_within(waves, bound, len(plain)):
+        coder = wavelet.CODER_SPERR  # the hybrids in the stacked layout, which SPERR alone codes best there
+    elif waves is not None:
         alone = [(found, k) for k in wavelet.coders(values.shape) if (found := waves.at_bound(None, 0, bound, k))]
         if alone:
             smallest, coder = alone[choose([Candidate(found) for found, _ in alone])]
@@ -1415,6 +1427,19 @@ def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, va
                 break
             best, before = _fewest([best, found]), len(found)
     return best
+
+
+def _alone_outclassed_within(waves: _WaveletChunks, bound: float, plain: int) -> bool:
+    """Whether SPERR alone within ``bound`` cannot come near ``plain`` bytes (the chunk's mean plus
+    residual): a chunk of several items of ``ALONE_PROBE_MIN_ITEM_VALUES`` values or more whose first
+    item's SPERR payload, times the items, is ``ALONE_OUTCLASSED`` times ``plain`` or more (one item's SPERR encode and decode, against both
+    layouts of the whole chunk, each with its decode: up to a fifth of a bounded 1-degree chunk's
+    encode)."""
+    n = waves.shape[0]
+    if n < 2 or math.prod(waves.shape[1:]) < ALONE_PROBE_MIN_ITEM_VALUES:
+        return False
+    first = waves.items(np.arange(1)).at_bound(bound, wavelet.CODER_SPERR, None, waves.exact_bound)
+    return first is not None and len(first) * n >= ALONE_OUTCLASSED * plain
 
 
 def _network_outclassed_within(settings, model, probe: _ProbeFit, writer: _Writer, values, valid, bound: float,

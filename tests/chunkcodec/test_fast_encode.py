@@ -972,6 +972,41 @@ def test_a_bound_on_a_large_chunk_fits_the_network_only_where_its_probe_pair_can
         assert with_target.encode(flat) == chunk
 
 
+def test_a_bound_tries_sperr_alone_only_where_its_first_item_says_it_can_win(tiny_model, monkeypatch):
+    """``effort="fast"``, an error bound, several items: SPERR alone (both layouts, each with its
+    decode) is tried only where its first item's payload, times the items, is under
+    ``ALONE_OUTCLASSED`` times the chunk's mean plus residual; the chunk is what the search that
+    always tries it codes. Rough items (white noise, which SPERR's wavelets cannot shrink either
+    way) keep trying it; a single item always does."""
+    from inrcodec.chunkcodec import encode, hybrid
+
+    calls = []
+    real = hybrid.WaveletCandidates.at_bound
+
+    def counting(self, bound, coder=1, prediction=None, exact=False):
+        if prediction is None:
+            calls.append(len(self.x64))
+        return real(self, bound, coder, prediction, exact)
+
+    monkeypatch.setattr(hybrid.WaveletCandidates, "at_bound", counting)
+    # hourly-like items: a fixed small-scale detail (coasts, mountains) and drifting large scales,
+    # which the earlier items' detail codes 4-5x smaller than SPERR alone
+    lat, lon = np.meshgrid(np.linspace(-1.5, 1.5, 32), np.linspace(0.0, 2 * np.pi, 64, endpoint=False), indexing="ij")
+    detail = np.random.default_rng(21).normal(0.0, 1.5, size=(32, 64))
+    hourly = (np.stack([255.0 + 20.0 * np.cos(lat) + 3.0 * np.sin(lon + 0.2 * t) for t in range(8)]) + detail).astype("f4")
+    rough = (260.0 + np.random.default_rng(4).normal(0.0, 3.0, hourly.shape)).astype("f4")
+    codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, max_abs_error=0.5)
+    for x, skipped in ((hourly, True), (rough, False), (hourly[:1], False)):
+        calls.clear()
+        chunk = codec.encode(x)
+        tried_alone = [n for n in calls if n == len(x)]
+        assert (not tried_alone) == skipped and calls[0] == 1, calls  # (several items: the first one first)
+        monkeypatch.setattr(encode, "_alone_outclassed_within", lambda *a: False)
+        assert codec.encode(x) == chunk
+        monkeypatch.undo()
+        monkeypatch.setattr(hybrid.WaveletCandidates, "at_bound", counting)
+
+
 def test_sample_rows_are_each_patchs_own_fixed_share_of_its_points():
     """:func:`_sample_rows`: ``count`` distinct points of each patch, ascending, a different choice
     per patch, every point position about equally often, from a fixed hash (the same rows again)."""
