@@ -144,6 +144,12 @@ PROBE_SAMPLE_SHARE = 4
 #: pair's estimates were 7 % under to 8 % over the chunk's smallest network chunk on the validation
 #: split (1-degree temperature, real msl, u10, v10 at three bounds each; 15 chunk-bounds)
 BOUNDED_PROBE_OUTCLASSED = 1.15
+#: the bounded probe is made on items of this many values or more (:func:`_bounded_probed`), fewer
+#: than the other probes': on the validation split it paid on GloSea4's items of 27,840 values
+#: (three bounds: 5.3 -> 3.8 s, the same bytes) and cost 0.05-0.1 s a chunk on items of 1,813-7,320
+#: (A1B, 4- and 3-degree temperature), whose whole fit is short; on the test split MPI-ESM's items of
+#: 18,432 values lost 0.2 s a chunk to it (docs/benchmarks.md, "Eleventh round")
+BOUNDED_PROBE_MIN_ITEM_VALUES = 24576
 #: an error bound, a chunk of several items: SPERR alone is not tried where its payload for the
 #: first item alone, times the items, is this many times the chunk's mean plus residual or more
 #: (:func:`_alone_outclassed_within`). Stacking the items (SPERR's third axis) made SPERR alone at
@@ -994,6 +1000,13 @@ def _probed(shape: tuple[int, ...]) -> bool:
     return ESTIMATE_ITEMS * PROBE_SHARE <= shape[0] and _large_items(shape[1:])
 
 
+def _bounded_probed(shape: tuple[int, ...]) -> bool:
+    """Whether a bounded chunk of ``shape`` is probed before its network is fitted whole
+    (:func:`_network_outclassed_within`): as :func:`_probed`, with items of
+    ``BOUNDED_PROBE_MIN_ITEM_VALUES`` values or more."""
+    return ESTIMATE_ITEMS * PROBE_SHARE <= shape[0] and math.prod(shape[1:]) >= BOUNDED_PROBE_MIN_ITEM_VALUES
+
+
 def _large_items(item_shape: tuple[int, ...]) -> bool:
     """Whether items of ``item_shape`` have ``PROBE_MIN_ITEM_VALUES`` values or more: large enough
     for estimates on a share of their points and for probe pairs on fewer fit points."""
@@ -1409,7 +1422,7 @@ def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, va
         if alone:
             smallest, coder = alone[choose([Candidate(found) for found, _ in alone])]
             best = _fewest([best, smallest])
-    if best is plain and _probed(values.shape) and _network_outclassed_within(
+    if best is plain and _bounded_probed(values.shape) and _network_outclassed_within(
             settings, model, _ProbeFit(fitted, aim, writer, len(values)), writer, values, valid, bound, len(plain)):
         return best
     cands = fitted(aim)

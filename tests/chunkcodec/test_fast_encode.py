@@ -947,7 +947,9 @@ def test_a_bound_on_a_large_chunk_fits_the_network_only_where_its_probe_pair_can
     codec = COINppCodec(patched_model, lat=lat, lon=lon, bits=6, max_abs_error=0.05)
     small = codec.encode(flat)
     assert fits == [8]  # 8 items of 32 x 64 values: a small chunk, fitted whole
-    monkeypatch.setattr(encode, "PROBE_MIN_ITEM_VALUES", 32 * 64)
+    # within a bound, items from BOUNDED_PROBE_MIN_ITEM_VALUES up are probed, fewer than other probes need
+    assert encode.BOUNDED_PROBE_MIN_ITEM_VALUES < encode.PROBE_MIN_ITEM_VALUES
+    monkeypatch.setattr(encode, "BOUNDED_PROBE_MIN_ITEM_VALUES", 32 * 64)
     fits.clear()
     chunk = codec.encode(flat)
     assert fits == [2] and cf.unpack_chunk(chunk)[0].mode == MODE_PLAIN_RESIDUAL and chunk == small
