@@ -144,7 +144,7 @@ PROBE_SAMPLE_SHARE = 4
 #: pair's estimates were 7 % under to 8 % over the chunk's smallest network chunk on the validation
 #: split (1-degree temperature, real msl, u10, v10 at three bounds each; 15 chunk-bounds)
 BOUNDED_PROBE_OUTCLASSED = 1.15
-#: the bounded probe is made on items of this many values or more (:func:`_bounded_probed`), fewer
+#: the bounded probe is made on items of this many values or more (:func:`_probed`), fewer
 #: than the other probes': on the validation split it paid on GloSea4's items of 27,840 values
 #: (three bounds: 5.3 -> 3.8 s, the same bytes) and cost 0.05-0.1 s a chunk on items of 1,813-7,320
 #: (A1B, 4- and 3-degree temperature), whose whole fit is short; on the test split MPI-ESM's items of
@@ -993,18 +993,13 @@ def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int |
     return out
 
 
-def _probed(shape: tuple[int, ...]) -> bool:
+def _probed(shape: tuple[int, ...], min_item_values: int | None = None) -> bool:
     """Whether a chunk of ``shape`` (items first) is large enough for searches on its
     ``ESTIMATE_ITEMS`` items to pay (:class:`_ItemsAlone`, :class:`_HybridProbe`): ``PROBE_SHARE``
-    times as many items or more, each of ``PROBE_MIN_ITEM_VALUES`` values or more."""
-    return ESTIMATE_ITEMS * PROBE_SHARE <= shape[0] and _large_items(shape[1:])
-
-
-def _bounded_probed(shape: tuple[int, ...]) -> bool:
-    """Whether a bounded chunk of ``shape`` is probed before its network is fitted whole
-    (:func:`_network_outclassed_within`): as :func:`_probed`, with items of
-    ``BOUNDED_PROBE_MIN_ITEM_VALUES`` values or more."""
-    return ESTIMATE_ITEMS * PROBE_SHARE <= shape[0] and math.prod(shape[1:]) >= BOUNDED_PROBE_MIN_ITEM_VALUES
+    times as many items or more, each of ``min_item_values`` (default ``PROBE_MIN_ITEM_VALUES``)
+    values or more."""
+    least = PROBE_MIN_ITEM_VALUES if min_item_values is None else min_item_values
+    return ESTIMATE_ITEMS * PROBE_SHARE <= shape[0] and math.prod(shape[1:]) >= least
 
 
 def _large_items(item_shape: tuple[int, ...]) -> bool:
@@ -1422,7 +1417,7 @@ def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, va
         if alone:
             smallest, coder = alone[choose([Candidate(found) for found, _ in alone])]
             best = _fewest([best, smallest])
-    if best is plain and _bounded_probed(values.shape) and _network_outclassed_within(
+    if best is plain and _probed(values.shape, BOUNDED_PROBE_MIN_ITEM_VALUES) and _network_outclassed_within(
             settings, model, _ProbeFit(fitted, aim, writer, len(values)), writer, values, valid, bound, len(plain)):
         return best
     cands = fitted(aim)

@@ -663,7 +663,8 @@ def encode_residual(
         # coder 3 on the interpolation predictor the one-model coders rank first only (on the
         # validation sets no other predictor's contexts came out smaller, and each costs a walk)
         _, predictor, d, exc, own, rhat, exceptions = interpolated
-        blobs = residualcontext.encode(_context_groups(d, rhat, step, predictor), _geom_probs)
+        params, stream, escaped = residualcontext.encode(_context_groups(d, rhat, step, predictor), _geom_probs)
+        blobs = (params, stream, _pack_i64(escaped))
         offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, CODER_CONTEXT, blobs,
               exceptions, exc, own)
     _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
@@ -786,8 +787,8 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
             raise ResidualError(f"residual section holds {len(sec.weights)} weights, the chunk's shape needs {want}")
     if isinstance(sec.model, residualcontext.ContextModel):  # coder 3: read group by group as reconstructed
         d = np.zeros(recon.shape, dtype=np.int64)
-        walk = _CodeWalk(_context_errors(lambda: residualcontext.Reader(sec.model, sec.stream, sec.escapes,
-                                                                         MAX_CODE)))
+        escaped = _unpack_i64(sec.escapes, sec.model.num_escapes, "escape values")
+        walk = _CodeWalk(_context_errors(lambda: residualcontext.Reader(sec.model, sec.stream, escaped, MAX_CODE)))
         rhat = _context_errors(lambda: _uninterpolate(d, sec, walk))
         _context_errors(walk.reader.finish)
         return _with_exceptions(apply_reconstructed(recon, rhat, dtype), sec, dtype)

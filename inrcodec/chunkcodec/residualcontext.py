@@ -12,7 +12,7 @@ Coder 3 (with predictors 2, 3 and 4 only) sorts each value into a context by
   point in the item before), in :data:`CODE_EDGES` buckets,
 
 and codes each context's values with its own two-sided geometric model (``p(j) ~ theta**|j|`` for
-``|j| <= K``, plus an escape symbol; :func:`~inrcodec.chunkcodec.residual.geometric_probs`). A
+``|j| <= K``, plus an escape symbol: coder 2's table). A
 group's values are coded context by context in increasing order, each context's in the group's
 C order, so the decoder, which walks the groups as the encoder did and knows each value's
 context from what it has reconstructed, reads them back group by group. Predictor 4's first item
@@ -23,7 +23,7 @@ Parameters (the section's ``params`` blob): the number of escapes (u32), a bitma
 contexts used (:data:`NUM_CONTEXTS` bits, little-endian bit order), then per context used, in
 increasing order, one byte: the codes' mean magnitude as a float8 (:func:`magnitude`), from which
 ``theta`` and the support ``K`` follow (:func:`geometric`). Escapes: the codes beyond a
-context's ``K``, in coding order, as zlib-compressed little-endian int64. Byte layout:
+context's ``K``, in coding order (packed as coders 1 and 2 pack theirs). Byte layout:
 ``docs/format.md``, *The residual section*.
 """
 
@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import math
 import struct
-import zlib
 
 import numpy as np
 
-from inrcodec._limits import inflate
 from inrcodec.coding import rangecoder
 
 #: code-size buckets: ``|d_before| + |d_after|`` of 0, 1-2, 3 and more; slope buckets (in quantization
@@ -63,7 +61,7 @@ def contexts(near, rhat: np.ndarray, d: np.ndarray, idx, step: float, tag: int,
     none); ``tag``: 0 or 1 (:data:`NUM_CONTEXTS`)."""
     base = tag * _PER_TAG
     if near is None:
-        return np.full(np.shape(rhat[idx]), base, dtype=np.uint8).ravel()
+        return np.full(int(np.count_nonzero(idx)), base, dtype=np.uint8)  # the anchors: a mask
     before, after = near(rhat)
     slope = (np.abs(before - after) / step).ravel()
     d_before, d_after = near(d)
@@ -151,9 +149,9 @@ class ContextModel:
         return cls(dict(zip(used, params[4 + nbitmap:])), int(num_escapes), probs)
 
 
-def encode(groups: list[tuple[np.ndarray, np.ndarray]], probs) -> tuple[bytes, bytes, bytes]:
-    """(params, stream, escapes) of the codes of ``groups`` ``[(codes, contexts), ...]`` (flat int64
-    arrays, in coding order); ``probs(K, theta)``: the geometric table."""
+def encode(groups: list[tuple[np.ndarray, np.ndarray]], probs) -> tuple[bytes, bytes, np.ndarray]:
+    """(params, stream, escaped codes) of the codes of ``groups`` ``[(codes, contexts), ...]`` (flat
+    int64 arrays, in coding order); ``probs(K, theta)``: the geometric table."""
     all_ctx = np.concatenate([ctx for _, ctx in groups])
     count = np.bincount(all_ctx, minlength=NUM_CONTEXTS)
     total = np.bincount(all_ctx, weights=np.abs(np.concatenate([codes for codes, _ in groups])).astype(np.float64),
@@ -179,20 +177,15 @@ def encode(groups: list[tuple[np.ndarray, np.ndarray]], probs) -> tuple[bytes, b
             segments.append((sym[start:stop], tables[int(c_sorted[start])][1]))
     escaped = np.concatenate(escapes) if escapes else np.zeros(0, dtype=np.int64)
     model.num_escapes = int(escaped.size)
-    stream = rangecoder.encode(segments)
-    packed = zlib.compress(np.ascontiguousarray(escaped, dtype="<i8").tobytes(), 6) if escaped.size else b""
-    return model.pack(), stream, packed
+    return model.pack(), rangecoder.encode(segments), escaped
 
 
 class Reader:
     """Reads a coder-3 stream back group by group (:meth:`take`), then :meth:`finish` checks it ended."""
 
-    def __init__(self, model: ContextModel, stream: bytes, escapes: bytes, max_code: float):
-        n = model.num_escapes
-        raw = inflate(escapes, 8 * n, "escape values", ContextCodeError) if n else b""
-        if not n and escapes:
-            raise ContextCodeError(f"{len(escapes)} escape bytes for no escapes")
-        self._escapes = np.frombuffer(raw, dtype="<i8").astype(np.int64)
+    def __init__(self, model: ContextModel, stream: bytes, escapes: np.ndarray, max_code: float):
+        """``escapes``: the section's ``model.num_escapes`` escaped codes (int64), unpacked."""
+        self._escapes = escapes
         if self._escapes.size and int(np.abs(self._escapes).max()) > max_code:
             raise ContextCodeError(f"an escaped code reaches beyond the {int(max_code)} a section holds")
         self._model, self._used = model, 0
@@ -201,7 +194,7 @@ class Reader:
     def take(self, ctx: np.ndarray) -> np.ndarray:
         """The codes (int64, flat) of one group whose values have contexts ``ctx``."""
         order = np.argsort(ctx, kind="stable")  # the encoder's order: context by context
-        counts = np.bincount(ctx, minlength=NUM_CONTEXTS) if ctx.size else np.zeros(NUM_CONTEXTS, np.int64)
+        counts = np.bincount(ctx, minlength=NUM_CONTEXTS)
         parts = []
         for c in np.flatnonzero(counts).tolist():
             k, table = self._model.table(c)
