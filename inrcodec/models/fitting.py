@@ -32,14 +32,23 @@ import warnings
 import numpy as np
 import torch
 
-from inrcodec.models.network import ModulatedSiren
+from inrcodec.models.batches import map_batches
+from inrcodec.models.network import ModulatedSiren, cos, sin_
 
 #: points per batch of the encoder's inner loop and of :func:`reconstruct` (cache-sized batches).
 #: The decoder's floats depend on it: the matrix products' rounding can change with the number of
-#: rows (a 1-degree network chunk decoded in batches of 2048 points gave other floats), and
-#: residual and hybrid chunks correct the floats their encoder computed; change it only with a
-#: format version
+#: rows (a 1-degree network chunk decoded in batches of 2048 points gave other floats). Residual and
+#: hybrid chunks correct the floats their encoder computed, so a build that batches otherwise decodes
+#: them as another CPU would, within ``residual.CROSS_MACHINE_ULPS`` (the room a bound keeps; the
+#: golden chunks' tests check it): change it only with that measured
 FIT_BATCH_POINTS = 16384
+#: :func:`reconstruct` cuts its items into a multiple of this many batches of nearly equal size (at
+#: most ``FIT_BATCH_POINTS`` points), which two or four threads share evenly
+#: (:func:`~inrcodec.models.batches.map_batches`), where each keeps ``MIN_BATCH_POINTS`` points
+#: (smaller batches run the products' slower small-matrix kernels); the floats depend on both as on
+#: ``FIT_BATCH_POINTS``
+RECONSTRUCT_BATCHES = 4
+MIN_BATCH_POINTS = 8192
 #: the fewest steps each item takes from the fitted chunk mean in :func:`fit_chunk`
 WARM_ITEM_STEPS = 3
 #: :func:`fit_chunk` fits every patch on a regular subset of at least this many points per latent
@@ -138,8 +147,8 @@ def _sgd_steps(network: ModulatedSiren, coords: torch.Tensor, values: torch.Tens
             else:  # in place: the same sum without a new (B, P, W) tensor
                 pre = forward(h, i).add_(shifts[:, i])
             a = pre.mul_(w0[i])
-            cosines[i] = torch.cos(a) if cosines[i] is None else torch.cos(a, out=cosines[i])
-            h = a.sin_()
+            cosines[i] = cos(a, out=cosines[i])
+            h = sin_(a)
         grad_out = (torch.nn.functional.linear(h, out_w, out_b) - values).mul_(scale)  # (B, P, c)
         if min_steps is not None:  # the loss of the latents this step starts from
             loss = float((grad_out * grad_out / scale.clamp(min=1e-30)).sum()) / 2.0
@@ -346,9 +355,8 @@ def fit_modulations(
     step = _batch_items(values_t.shape[1], batch_size, max_points)
     rate = network.inner_learning_rate(lr)
     rate = rate.detach() if isinstance(rate, torch.Tensor) else rate
-    out = []
-    for start in range(0, values_t.shape[0], step):
-        sl = slice(start, start + step)
+
+    def fit(sl: slice) -> torch.Tensor:
         c = coords_t if coords_t.ndim == 2 else coords_t[sl]
         m = None if mask_t is None else mask_t[sl]
         v = values_t[sl] if m is None else torch.where(m.unsqueeze(-1), values_t[sl], 0.0)
@@ -361,10 +369,13 @@ def fit_modulations(
         if refine_steps > 0:
             with torch.enable_grad():
                 lat = refine_latents(network, c, v, m, lat, refine_steps, refine_lr)
-        out.append(lat.detach().cpu())
-    if not out:
+        return lat.detach().cpu()
+
+    batches = [slice(start, start + step) for start in range(0, values_t.shape[0], step)]
+    if not batches:
         return torch.zeros(0, network.latent_dim)
-    return torch.cat(out)
+    # the compiled step runs in this thread (torch.compile is not for several threads at once)
+    return torch.cat([fit(sl) for sl in batches] if _fused_wanted() else map_batches(fit, batches, device))
 
 
 def fit_subset(patch_shape: tuple[int, ...], min_points: int) -> np.ndarray | None:
@@ -458,11 +469,22 @@ def reconstruct(network: ModulatedSiren, latents, coords, batch_size: int = 64,
     num_points = coords_t.shape[-2]
     step = _batch_items(num_points, batch_size, max_points)
     out = torch.empty(lat.shape[0], num_points, network.dim_out)
-    # inference mode: no autograd bookkeeping at all (the same kernels and floats as no_grad, a few
-    # per cent faster on small grids); ``out`` is made outside it, so callers get an ordinary tensor
-    with torch.inference_mode():
-        for start in range(0, lat.shape[0], step):
-            sl = slice(start, start + step)
-            c = coords_t if coords_t.ndim == 2 else coords_t[sl]
-            out[sl] = network(c, lat[sl]).cpu()
+
+    def evaluate(sl: slice) -> None:
+        # inference mode: no autograd bookkeeping at all (the same kernels and floats as no_grad, a
+        # few per cent faster on small grids); ``out`` is made outside it: callers get an ordinary tensor
+        with torch.inference_mode():
+            out[sl] = network(coords_t if coords_t.ndim == 2 else coords_t[sl], lat[sl]).cpu()
+
+    map_batches(evaluate, _even_batches(lat.shape[0], step, num_points), device)
     return out
+
+
+def _even_batches(n: int, step: int, points: int) -> list[slice]:
+    """``n`` items of ``points`` points in batches of at most ``step`` items: a multiple of
+    ``RECONSTRUCT_BATCHES`` batches of nearly equal items, so that threads share them evenly, where
+    each keeps ``MIN_BATCH_POINTS`` points (fewer batches where it would not)."""
+    count = -(-n // step)
+    count = max(count, min(-(-count // RECONSTRUCT_BATCHES) * RECONSTRUCT_BATCHES, n * points // MIN_BATCH_POINTS))
+    size = -(-n // max(count, 1))
+    return [slice(start, start + size) for start in range(0, n, max(size, 1))]
