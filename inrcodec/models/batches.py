@@ -36,8 +36,18 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _lock = threading.Lock()
-#: (process id, pool): a forked process makes its own (the parent's threads are not in it)
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def _forgotten_in_child() -> None:
+    """A forked process makes its own pool (the parent's threads are not in it) and lock (a fork
+    while another thread held it must not leave it held)."""
+    global _lock, _pool
+    _lock, _pool = threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forgotten_in_child)
 
 
 def _one_thread() -> None:
@@ -55,18 +65,18 @@ def _one_thread() -> None:
 def _workers() -> ThreadPoolExecutor:
     global _pool
     with _lock:
-        if _pool is None or _pool[0] != os.getpid():
-            size = max(2, os.cpu_count() or 1)
-            _pool = (os.getpid(), ThreadPoolExecutor(size, thread_name_prefix="inrcodec-batches",
-                                                     initializer=_one_thread))
-        return _pool[1]
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="inrcodec-batches",
+                                       initializer=_one_thread)
+        return _pool
 
 
 def map_batches(work: Callable[[T], R], batches: Sequence[T], device: torch.device | str = "cpu") -> list[R]:
     """``[work(b) for b in batches]``, computed by as many threads as the caller's
-    ``torch.get_num_threads()``, each batch on one thread with one-threaded kernels (on a CPU; on
-    another ``device`` one after another in this thread). ``work`` must not depend on the order
-    the batches run in; it sets its own grad mode (that is per thread)."""
+    ``torch.get_num_threads()``, each batch on one thread with one-threaded kernels (on a CPU). A
+    lone batch, a one-threaded caller or another ``device`` runs the batches in this thread, one
+    after another. ``work`` must not depend on the order the batches run in; it sets its own grad
+    mode (that is per thread)."""
     batches = list(batches)
     if torch.device(device).type != "cpu":
         return [work(b) for b in batches]
@@ -76,7 +86,6 @@ def map_batches(work: Callable[[T], R], batches: Sequence[T], device: torch.devi
     out: list = [None] * len(batches)
     order = iter(range(len(batches)))
     take = threading.Lock()
-
     failed = threading.Event()
 
     def share() -> None:  # the next batch not yet taken, until none is left: a slow thread takes fewer
