@@ -210,6 +210,9 @@ class CodecSettings:
         True, "error-bounded residuals, with residual_interpolation: also try coding the interpolated codes with "
         "a model per context (the slope between and the codes of the two values each one is interpolated from; "
         "earlier builds cannot read such chunks)", legacy=False)
+    residual_levels: bool = _option(
+        True, "error-bounded residuals, with residual_context: also try the contexts with the interpolation's "
+        "coarser levels apart from its finest (earlier builds cannot read such chunks)", legacy=False)
     coarse_hybrid: bool = _option(
         True, "hybrid chunks: also try the network evaluated at every second grid point of each axis and "
         "interpolated linearly (mode 6: decodes about three times faster; earlier builds cannot read such chunks), "
@@ -249,6 +252,7 @@ class CodecSettings:
             "residual_interpolation": _bool("residual_interpolation", self.residual_interpolation),
             "residual_item_detail": _bool("residual_item_detail", self.residual_item_detail),
             "residual_context": _bool("residual_context", self.residual_context),
+            "residual_levels": _bool("residual_levels", self.residual_levels),
             "coarse_hybrid": _bool("coarse_hybrid", self.coarse_hybrid),
             "sperr_exact_bound": _bool("sperr_exact_bound", self.sperr_exact_bound),
         }

@@ -36,6 +36,11 @@ CASES = {
     "plain_residual_context": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
                                                     "residual_interpolation": True, "residual_context": True},
                                "rough"),
+    # the contexts with the interpolation's coarser levels apart (residual coder 4): a wave of 16 points
+    # under fine noise, whose coarse levels' codes are large where the fine levels' are small
+    "plain_residual_levels": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
+                                                   "residual_interpolation": True, "residual_context": True,
+                                                   "residual_levels": True}, "wave"),
     "fill": ("v2_fill_input", {"bits": 6, "inner_steps": 2, "fill_value": -999.0}, None),
     "target_rmse": ("v1_modulations_input", {"inner_steps": 2, "target_rmse": 1.0}, None),
     "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),
@@ -79,6 +84,10 @@ def codec_and_input(name: str):
         first = np.array([np.interp(np.linspace(0, 7, 32), np.arange(8), c) for c in rows.T]).T
         first[:, 32:] += np.random.default_rng(7).normal(0.0, 2.0, (32, 32))
         x = first[None].astype("f4")
+    elif change == "wave":  # one 48 x 96 item: a wave of 16 points under a fixed fine noise
+        i, j = np.meshgrid(np.arange(48), np.arange(96), indexing="ij")
+        wave = 20.0 * np.sin(2 * np.pi * i / 16 + 0.7) * np.sin(2 * np.pi * j / 16 + 0.3)
+        x = (float(x.mean()) + wave + np.random.default_rng(11).normal(0.0, 0.3, i.shape))[None].astype("f4")
     elif change == "coarse":
         from inrcodec.chunkcodec.coarse import CoarseGrid
         from inrcodec.grids import PatchPartition

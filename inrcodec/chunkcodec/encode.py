@@ -520,12 +520,13 @@ class _Writer:
     """Packs the chunk modes of one input chunk (shared header fields and mask sections)."""
 
     def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None, interpolation: bool = False,
-                 item_detail: bool = False, context: bool = False):
+                 item_detail: bool = False, context: bool = False, levels: bool = False):
         self.chunk = chunk
         #: the residual coder also tries the interpolation predictors (``settings.residual_interpolation``),
-        #: the earlier items' detail (``settings.residual_item_detail``) and their codes' contexts
-        #: (``settings.residual_context``)
+        #: the earlier items' detail (``settings.residual_item_detail``), their codes' contexts
+        #: (``settings.residual_context``) and those contexts by level (``settings.residual_levels``)
         self.interpolation, self.item_detail, self.context = interpolation, item_detail, context
+        self.levels = levels
         self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
                            order=chunk.order)
         self.masks: dict[str, bytes] = {}
@@ -569,7 +570,7 @@ class _Writer:
         (:func:`residual.encode_residual`, with this chunk's dtype and predictors)."""
         return _residual.encode_residual(values, recon, valid, bound, self.chunk.arr.dtype,
                                          interpolation=self.interpolation, item_detail=self.item_detail,
-                                         context=self.context, **kw)
+                                         context=self.context, levels=self.context and self.levels, **kw)
 
     def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.
@@ -589,7 +590,7 @@ def encode_chunk(array, model, settings) -> bytes:
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
     writer = _Writer(chunk, ctx.pin, settings.fill_value, settings.residual_interpolation,
-                     settings.residual_item_detail, settings.residual_context)
+                     settings.residual_item_detail, settings.residual_context, settings.residual_levels)
     _check_valid_range(chunk.finite, settings)
     if chunk.trivial():
         return writer.raw()

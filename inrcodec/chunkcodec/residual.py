@@ -115,6 +115,14 @@ CODER_GEOMETRIC = 2
 #: the interpolation predictors' codes with a geometric model per context (:mod:`residualcontext`); tried
 #: with ``context`` (``CodecSettings.residual_context``): earlier builds refuse it
 CODER_CONTEXT = 3
+#: coder 3 with the interpolation's coarser levels (stride above :data:`LEVEL_STRIDE`) in the
+#: contexts of its second tag, which predictors 2 and 3 leave unused: coarse and fine codes of the
+#: same slope and code size differ, and a model each fits both better; predictors 2 and 3 only, tried
+#: with ``levels`` (``CodecSettings.residual_levels``): earlier builds refuse it
+CODER_CONTEXT_LEVELS = 4
+#: coder 4: the groups of stride above this take the second tag's contexts (chosen on the validation
+#: split: 2 and 8 gained less, docs/benchmarks.md)
+LEVEL_STRIDE = 4
 #: most histogram bins (excluding the escape bin)
 MAX_BINS = 4096
 #: largest support half-width of the geometric model
@@ -244,6 +252,11 @@ def _interpolation_groups(shape: tuple[int, ...], predictor: int):
     for idx, axis, h, s in steps:
         yield (idx, (lambda rhat, idx=idx, axis=axis, h=h, s=s: _interpolated(rhat, idx, axis, h, s)),
                (lambda a, idx=idx, axis=axis, h=h, s=s: _neighbours(a, idx, axis, h, s)))
+
+
+def _group_strides(shape: tuple[int, ...], predictor: int) -> list[int]:
+    """The stride of each group of :func:`_interpolation_groups`, in its order (0: the anchors)."""
+    return [0] + [s for *_, s in _interpolation_steps(shape, _interpolation_axes(len(shape), predictor))]
 
 
 def _code_group(r: np.ndarray, idx, pred, step: float, accept) -> np.ndarray:
@@ -400,26 +413,33 @@ class _CodeWalk:
     each group's contexts from what precedes it; the decoder :meth:`read` s the group's codes into
     ``d`` from ``reader``, the encoder (no reader) records them with their contexts in ``groups``."""
 
-    def __init__(self, reader=None):
+    def __init__(self, reader=None, strides: list[int] | None = None):
+        """``strides``: coder 4's, each group's stride in walking order (:func:`_group_strides`): the
+        groups of stride above ``LEVEL_STRIDE`` take the second tag's contexts."""
         self.reader, self.groups = reader, []
         self._tag, self._previous = 0, None
+        self._strides, self._at = strides, 0
 
     def item(self, d: np.ndarray, t: int) -> None:
         """Predictor 4 is at item ``t`` of ``d``: later items also see the codes of the item before."""
         self._tag, self._previous = (1, d[t - 1:t]) if t else (0, None)
 
     def read(self, d: np.ndarray, rhat: np.ndarray, idx, near, step: float) -> None:
-        ctx = residualcontext.contexts(near, rhat, d, idx, step, self._tag, self._previous)
+        tag = self._tag
+        if self._strides is not None:
+            tag, self._at = int(self._strides[self._at] > LEVEL_STRIDE), self._at + 1
+        ctx = residualcontext.contexts(near, rhat, d, idx, step, tag, self._previous)
         if self.reader is None:
             self.groups.append((d[idx].ravel(), ctx))
         else:
             d[idx] = self.reader.take(ctx).reshape(np.shape(d[idx]))
 
 
-def _context_groups(d: np.ndarray, rhat: np.ndarray, step: float, predictor: int) -> list:
+def _context_groups(d: np.ndarray, rhat: np.ndarray, step: float, predictor: int, levels: bool = False) -> list:
     """The encoder's ``[(codes, contexts), ...]`` of each group of an interpolation predictor's final
-    codes ``d`` and reconstruction ``rhat``, in coding order (the decoder's walk, read from the end)."""
-    walk = _CodeWalk()
+    codes ``d`` and reconstruction ``rhat``, in coding order (the decoder's walk, read from the end);
+    ``levels``: coder 4's contexts (predictors 2 and 3)."""
+    walk = _CodeWalk(strides=_group_strides(d.shape, predictor) if levels else None)
     if predictor == PREDICTOR_INTERP_DETAIL:
         groups = detail_groups(d.shape)
         for t in range(d.shape[0]):
@@ -589,6 +609,7 @@ class EncodedResidual:
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
     exact: np.ndarray | None = None, interpolation: bool = False, item_detail: bool = False, context: bool = False,
+    levels: bool = False,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
@@ -598,7 +619,8 @@ def encode_residual(
     values stored bit-exact as exceptions whatever the bound (an undeclared fill value).
     ``interpolation``: also try predictors 2 and 3, and with ``item_detail`` predictor 4 where there
     are several items of ``DETAIL_MIN_ITEM_VALUES`` values or more (:data:`PREDICTORS`); ``context``:
-    also try their codes with :data:`CODER_CONTEXT`.
+    also try their codes with :data:`CODER_CONTEXT`, and with ``levels`` predictor 2's and 3's with
+    :data:`CODER_CONTEXT_LEVELS`.
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
@@ -667,6 +689,12 @@ def encode_residual(
         blobs = (params, stream, _pack_i64(escaped))
         offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, CODER_CONTEXT, blobs,
               exceptions, exc, own)
+        if levels and predictor in INTERPOLATED:
+            params, stream, escaped = residualcontext.encode(_context_groups(d, rhat, step, predictor, True),
+                                                             _geom_probs)
+            blobs = (params, stream, _pack_i64(escaped))
+            offer(sum(len(b) for b in blobs) + len(exceptions), predictor, CODER_CONTEXT_LEVELS, blobs, exceptions,
+                  exc, own)
     _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
     parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
     for blob in (params, stream, escapes, exceptions) + (() if own is None else (own,)):
@@ -700,6 +728,8 @@ class ResidualSection:
     exceptions: bytes
     #: predictor 4's weights (int8, :func:`detail_weight_count`), else empty
     weights: bytes = b""
+    #: coder 4: the coarser levels' codes in contexts of their own
+    levels: bool = False
 
 
 def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
@@ -723,9 +753,10 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
     names = BLOBS + (("weights",) if predictor == PREDICTOR_INTERP_DETAIL else ())
     # (predictor 4's weights: the chunk's shape says how many, checked by decode_residual)
     params, stream, escapes, exceptions, *weights = _blobs(payload, _FIXED.size + 8, names)
-    if coder == CODER_CONTEXT:
-        if predictor not in INTERPOLATED + (PREDICTOR_INTERP_DETAIL,):
-            raise ResidualError(f"residual coder {coder} codes interpolated codes only, not predictor {predictor}")
+    if coder in (CODER_CONTEXT, CODER_CONTEXT_LEVELS):
+        if predictor not in INTERPOLATED + ((PREDICTOR_INTERP_DETAIL,) if coder == CODER_CONTEXT else ()):
+            which = " (predictors 2 and 3)" if coder == CODER_CONTEXT_LEVELS else ""
+            raise ResidualError(f"residual coder {coder} codes interpolated codes only{which}, not predictor {predictor}")
         model = _context_errors(lambda: residualcontext.ContextModel.parse(params, _geom_probs))
         if model.num_escapes > count:
             raise ResidualError(f"{model.num_escapes} escaped codes for {count} values")
@@ -737,7 +768,7 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
     if bool(exceptions) != bool(n_exc):
         raise ResidualError(f"{len(exceptions)} exception bytes for {n_exc} exceptions")
     return ResidualSection(predictor, step, int(count), int(n_exc), model, stream, escapes, exceptions,
-                           *weights)
+                           *weights, levels=coder == CODER_CONTEXT_LEVELS)
 
 
 def _context_errors(fn):
@@ -785,10 +816,11 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
         want = detail_weight_count(recon.shape)
         if len(sec.weights) != want:
             raise ResidualError(f"residual section holds {len(sec.weights)} weights, the chunk's shape needs {want}")
-    if isinstance(sec.model, residualcontext.ContextModel):  # coder 3: read group by group as reconstructed
+    if isinstance(sec.model, residualcontext.ContextModel):  # coders 3, 4: read group by group as reconstructed
         d = np.zeros(recon.shape, dtype=np.int64)
         escaped = _unpack_i64(sec.escapes, sec.model.num_escapes, "escape values")
-        walk = _CodeWalk(_context_errors(lambda: residualcontext.Reader(sec.model, sec.stream, escaped, MAX_CODE)))
+        walk = _CodeWalk(_context_errors(lambda: residualcontext.Reader(sec.model, sec.stream, escaped, MAX_CODE)),
+                         _group_strides(recon.shape, sec.predictor) if sec.levels else None)
         rhat = _context_errors(lambda: _uninterpolate(d, sec, walk))
         _context_errors(walk.reader.finish)
         return _with_exceptions(apply_reconstructed(recon, rhat, dtype), sec, dtype)

@@ -243,7 +243,7 @@ OPTION_SETS = {
     "bounded": dict(bits=5, inner_steps=1, entropy_coding=False, max_abs_error=0.5, rel_error=0.01, target_rmse=0.3,
                     fill_value=-999.0, assume_global_grid=True, refine_steps=1, residual_interpolation=False),
     "target_rmse": dict(target_rmse=1.5, inner_steps=1, quantizer="uniform", residual_coder="none",
-                        residual_item_detail=False, residual_context=False),
+                        residual_item_detail=False, residual_context=False, residual_levels=False),
     "target_ratio": dict(target_ratio=30.0, inner_steps=1, time_coding=False, patch_points=3, effort="full",
                          valid_min=-1000.0, valid_max=400.0, coarse_hybrid=False, sperr_exact_bound=False),
     "network_free": dict(target_ratio=20.0, network=False),

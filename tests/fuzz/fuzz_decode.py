@@ -265,11 +265,18 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     # and coded with a model per context (coder 3): a field rough in its eastern half, smooth elsewhere
     rough = x.copy()
     rough[..., SHAPE[-1] // 2:] += np.random.default_rng(2).normal(0.0, 2.0, rough[..., SHAPE[-1] // 2:].shape)
+    # and with the coarser levels' contexts apart (coder 4): a 32 x 64 wave of 16 points under a fine noise
+    # (on the 8 x 16 grid the contexts' parameters outweigh what they save)
+    i, j = np.meshgrid(np.arange(32), np.arange(64), indexing="ij")
+    wave = (280.0 + 20.0 * np.sin(2 * np.pi * i / 16 + 0.7) * np.sin(2 * np.pi * j / 16 + 0.3)
+            + np.random.default_rng(3).normal(0.0, 0.3, i.shape))[None].astype("f4")
+    levels = COINppCodec(model, inner_steps=1, residual_coder="none", assume_global_grid=True, max_abs_error=0.5)
     seeds += [(interpolated, interpolated.encode(x)), (lorenzo, lorenzo.encode(x)),
-              (interpolated, interpolated.encode(persistent)), (interpolated, interpolated.encode(rough))]
+              (interpolated, interpolated.encode(persistent)), (interpolated, interpolated.encode(rough)),
+              (levels, levels.encode(wave))]
     sections = [residual_info(cf.unpack_chunk(c)[1]["residual"]) for _, c in seeds if "residual" in cf.unpack_chunk(c)[1]]
     assert {1, 3, 4} <= {s["predictor"] for s in sections}, sections
-    assert residual.CODER_CONTEXT in {s["coder"] for s in sections}, sections
+    assert {residual.CODER_CONTEXT, residual.CODER_CONTEXT_LEVELS} <= {s["coder"] for s in sections}, sections
     # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
     # and SPERR alone on one it does not (mode 5)
     waves = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, residual_coder="sperr")
