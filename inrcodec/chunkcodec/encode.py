@@ -570,7 +570,7 @@ class _Writer:
         (:func:`residual.encode_residual`, with this chunk's dtype and predictors)."""
         return _residual.encode_residual(values, recon, valid, bound, self.chunk.arr.dtype,
                                          interpolation=self.interpolation, item_detail=self.item_detail,
-                                         context=self.context, levels=self.context and self.levels, **kw)
+                                         context=self.context, levels=self.levels, **kw)
 
     def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.

@@ -685,16 +685,13 @@ def encode_residual(
         # coder 3 on the interpolation predictor the one-model coders rank first only (on the
         # validation sets no other predictor's contexts came out smaller, and each costs a walk)
         _, predictor, d, exc, own, rhat, exceptions = interpolated
-        params, stream, escaped = residualcontext.encode(_context_groups(d, rhat, step, predictor), _geom_probs)
-        blobs = (params, stream, _pack_i64(escaped))
-        offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, CODER_CONTEXT, blobs,
-              exceptions, exc, own)
-        if levels and predictor in INTERPOLATED:
-            params, stream, escaped = residualcontext.encode(_context_groups(d, rhat, step, predictor, True),
-                                                             _geom_probs)
+        # then coder 4 (the coarser levels' contexts apart) on predictors 2 and 3
+        for coder in (CODER_CONTEXT,) + ((CODER_CONTEXT_LEVELS,) if levels and predictor in INTERPOLATED else ()):
+            groups = _context_groups(d, rhat, step, predictor, coder == CODER_CONTEXT_LEVELS)
+            params, stream, escaped = residualcontext.encode(groups, _geom_probs)
             blobs = (params, stream, _pack_i64(escaped))
-            offer(sum(len(b) for b in blobs) + len(exceptions), predictor, CODER_CONTEXT_LEVELS, blobs, exceptions,
-                  exc, own)
+            offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, coder, blobs,
+                  exceptions, exc, own)
     _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
     parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
     for blob in (params, stream, escapes, exceptions) + (() if own is None else (own,)):
