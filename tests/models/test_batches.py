@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from inrcodec.models.batches import map_batches
+from inrcodec.models import fitting
 from inrcodec.models.fitting import fit_modulations, reconstruct
 from inrcodec.models.network import ModulatedSiren
 
@@ -106,3 +107,32 @@ def test_the_callers_and_later_threads_keep_their_thread_count(two_threads):
     assert later == [2]
     torch.set_num_threads(3)
     assert set(map_batches(lambda b: torch.get_num_threads(), range(6))) == {1}
+
+
+@pytest.mark.parametrize("items, points", [(48, 256), (47, 256), (10, 300), (3, 5000), (1, 64), (40, 100)])
+def test_cache_blocks_cover_a_batch_in_order_and_keep_the_least_points(items, points):
+    batch = slice(5, 5 + items)
+    blocks = fitting._cache_blocks(batch, points)
+    assert [i for b in blocks for i in range(b.start, b.stop)] == list(range(batch.start, batch.stop))
+    sizes = [b.stop - b.start for b in blocks]
+    assert max(sizes) - min(sizes) <= 1
+    if items * points >= fitting.CACHE_POINTS:
+        assert min(sizes) * points >= fitting.CACHE_POINTS - points  # nearly equal blocks of at least the least
+        assert len(blocks) == min(items, items * points // fitting.CACHE_POINTS)
+    else:
+        assert blocks == [batch]
+
+
+def test_a_reconstruction_in_cache_blocks_is_the_networks_output(monkeypatch):
+    """Blocks of a few items give what the network gives for the whole chunk at once."""
+    net = _net()
+    rng = np.random.default_rng(1)
+    coords = rng.uniform(-1, 1, (40, 300, 3)).astype(np.float32)
+    latents = rng.normal(0, 0.5, (40, 8)).astype(np.float32)
+    with torch.no_grad():
+        whole = net(torch.from_numpy(coords), torch.from_numpy(latents))
+    monkeypatch.setattr(fitting, "CACHE_POINTS", 700)  # blocks of 2-3 items
+    blocked = reconstruct(net, latents, coords, batch_size=8, max_points=2400)
+    torch.testing.assert_close(blocked, whole, rtol=0, atol=1e-5)
+    monkeypatch.setattr(fitting, "_cache_blocks", lambda batch, points: [slice(batch.start, batch.start + 1)])
+    assert not torch.allclose(reconstruct(net, latents, coords, batch_size=8, max_points=2400), whole, atol=1e-5)
