@@ -213,6 +213,9 @@ class CodecSettings:
     residual_levels: bool = _option(
         True, "error-bounded residuals, with residual_context: also try the contexts with the interpolation's "
         "coarser levels apart from its finest (earlier builds cannot read such chunks)", legacy=False)
+    residual_cubic: bool = _option(
+        True, "error-bounded residuals, with residual_interpolation: also try four-point (cubic) interpolation "
+        "where a value has two known neighbours on each side (earlier builds cannot read such chunks)", legacy=False)
     coarse_hybrid: bool = _option(
         True, "hybrid chunks: also try the network evaluated at every second grid point of each axis and "
         "interpolated linearly (mode 6: decodes about three times faster; earlier builds cannot read such chunks), "
@@ -253,6 +256,7 @@ class CodecSettings:
             "residual_item_detail": _bool("residual_item_detail", self.residual_item_detail),
             "residual_context": _bool("residual_context", self.residual_context),
             "residual_levels": _bool("residual_levels", self.residual_levels),
+            "residual_cubic": _bool("residual_cubic", self.residual_cubic),
             "coarse_hybrid": _bool("coarse_hybrid", self.coarse_hybrid),
             "sperr_exact_bound": _bool("sperr_exact_bound", self.sperr_exact_bound),
         }

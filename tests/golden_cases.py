@@ -41,6 +41,11 @@ CASES = {
     "plain_residual_levels": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
                                                    "residual_interpolation": True, "residual_context": True,
                                                    "residual_levels": True}, "wave"),
+    # four-point (cubic) interpolation (residual predictor 5): a smooth wave of 13-17 points, which the
+    # cubic predicts far better than the linear
+    "plain_residual_cubic": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
+                                                  "residual_interpolation": True, "residual_context": True,
+                                                  "residual_levels": True, "residual_cubic": True}, "smooth"),
     "fill": ("v2_fill_input", {"bits": 6, "inner_steps": 2, "fill_value": -999.0}, None),
     "target_rmse": ("v1_modulations_input", {"inner_steps": 2, "target_rmse": 1.0}, None),
     "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),
@@ -88,6 +93,10 @@ def codec_and_input(name: str):
         i, j = np.meshgrid(np.arange(48), np.arange(96), indexing="ij")
         wave = 20.0 * np.sin(2 * np.pi * i / 16 + 0.7) * np.sin(2 * np.pi * j / 16 + 0.3)
         x = (float(x.mean()) + wave + np.random.default_rng(11).normal(0.0, 0.3, i.shape))[None].astype("f4")
+    elif change == "smooth":  # one 48 x 96 item: a smooth wave (not periodic on the grid: zlib'd raw
+        i, j = np.meshgrid(np.arange(48), np.arange(96), indexing="ij")  # values would be smaller)
+        wave = 20.0 * np.sin(2 * np.pi * i / 16.5 + 0.7) * np.sin(2 * np.pi * j / 13.7 + 0.3) + 0.1 * j
+        x = (float(x.mean()) + wave)[None].astype("f4")
     elif change == "coarse":
         from inrcodec.chunkcodec.coarse import CoarseGrid
         from inrcodec.grids import PatchPartition

@@ -520,13 +520,14 @@ class _Writer:
     """Packs the chunk modes of one input chunk (shared header fields and mask sections)."""
 
     def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None, interpolation: bool = False,
-                 item_detail: bool = False, context: bool = False, levels: bool = False):
+                 item_detail: bool = False, context: bool = False, levels: bool = False, cubic: bool = False):
         self.chunk = chunk
         #: the residual coder also tries the interpolation predictors (``settings.residual_interpolation``),
         #: the earlier items' detail (``settings.residual_item_detail``), their codes' contexts
-        #: (``settings.residual_context``) and those contexts by level (``settings.residual_levels``)
+        #: (``settings.residual_context``), those contexts by level (``settings.residual_levels``) and
+        #: the cubic interpolation (``settings.residual_cubic``)
         self.interpolation, self.item_detail, self.context = interpolation, item_detail, context
-        self.levels = levels
+        self.levels, self.cubic = levels, cubic
         self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
                            order=chunk.order)
         self.masks: dict[str, bytes] = {}
@@ -570,7 +571,7 @@ class _Writer:
         (:func:`residual.encode_residual`, with this chunk's dtype and predictors)."""
         return _residual.encode_residual(values, recon, valid, bound, self.chunk.arr.dtype,
                                          interpolation=self.interpolation, item_detail=self.item_detail,
-                                         context=self.context, levels=self.levels, **kw)
+                                         context=self.context, levels=self.levels, cubic=self.cubic, **kw)
 
     def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.
@@ -590,7 +591,8 @@ def encode_chunk(array, model, settings) -> bytes:
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
     writer = _Writer(chunk, ctx.pin, settings.fill_value, settings.residual_interpolation,
-                     settings.residual_item_detail, settings.residual_context, settings.residual_levels)
+                     settings.residual_item_detail, settings.residual_context, settings.residual_levels,
+                     settings.residual_cubic)
     _check_valid_range(chunk.finite, settings)
     if chunk.trivial():
         return writer.raw()

@@ -40,7 +40,8 @@ which removes the spatial correlation of smooth residual fields.  Predictors ``2
 residuals already reconstructed, the difference quantized (:func:`interpolate_closed`); decoding
 is ``y = dtype(float64(recon) + rhat)``. Predictor ``4`` codes the items in turn, each value predicted
 by its item's spatial interpolation plus stored weights times the earlier items' reconstructed
-detail there (:func:`interpolate_detail_closed`).  The (possibly predicted)
+detail there (:func:`interpolate_detail_closed`). Predictors ``5`` and ``6`` are ``2`` and ``3`` with
+four-point (cubic) interpolation where a value has two known neighbours on each side.  The (possibly predicted)
 codes ``d`` are range-coded (:mod:`inrcodec.coding.rangecoder`) with one of two
 per-chunk models whose parameters are stored in the section:
 
@@ -92,7 +93,7 @@ PREDICTOR_LORENZO = 1
 #: noise does not enter the prediction), along the spatial axes, or along the items axis too
 PREDICTOR_INTERP_SPACE = 2
 PREDICTOR_INTERP_ALL = 3
-INTERPOLATED = (PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL)
+LINEAR = (PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL)
 #: item by item: each value predicted by the spatial interpolation of its item (as predictor 2) plus
 #: the reconstructed *detail* there (a residual less the same interpolation of it) of the item before
 #: and of the mean of the items before that (:func:`_references`), each times a weight per item and
@@ -105,19 +106,31 @@ DETAIL_WEIGHT_UNIT = 64
 #: in turn, so a chunk of many small items pays Python's cost per step (1000 items of 8 x 16: 0.48 s
 #: to encode against 0.03 s for predictors 0-3), and small items gain little beside their weights
 DETAIL_MIN_ITEM_VALUES = 1024
+#: predictors 2 and 3 with four-point (cubic) interpolation, SZ3's other predictor: a value with two
+#: reconstructed neighbours on each side along its line (``h`` and ``3 h`` away: ``b``, ``a`` and
+#: ``b3``, ``a3``) is predicted by ``(9 (b + a) - (b3 + a3)) / 16``, computed as ``0.5 * (b + a) +
+#: ((b + a) - (b3 + a3)) * 0.0625`` (float64 IEEE operations, alike on every machine), the others as
+#: by predictors 2 and 3. Smooth fields at tight bounds leave smaller codes (:func:`_cubic`)
+PREDICTOR_CUBIC_SPACE = 5
+PREDICTOR_CUBIC_ALL = 6
+#: the linear interpolation predictor each cubic one follows (its axes and groups)
+CUBIC_OF = {PREDICTOR_INTERP_SPACE: PREDICTOR_CUBIC_SPACE, PREDICTOR_INTERP_ALL: PREDICTOR_CUBIC_ALL}
+#: the closed-loop interpolation predictors along lines (coded and decoded by :func:`interpolate_closed`)
+INTERPOLATED = LINEAR + (PREDICTOR_CUBIC_SPACE, PREDICTOR_CUBIC_ALL)
 #: the predictors of the residual codes, in the order the encoder tries them (ties keep the first);
 #: 2 and 3 only with ``interpolation`` (``CodecSettings.residual_interpolation``), 4 only with
-#: ``item_detail`` as well (``CodecSettings.residual_item_detail``): earlier builds refuse them
+#: ``item_detail`` as well (``CodecSettings.residual_item_detail``), 5 or 6 only with ``cubic``
+#: (``CodecSettings.residual_cubic``), for the better of 2 and 3: earlier builds refuse them
 PREDICTORS = (PREDICTOR_NONE, PREDICTOR_LORENZO, PREDICTOR_INTERP_SPACE, PREDICTOR_INTERP_ALL,
-              PREDICTOR_INTERP_DETAIL)
+              PREDICTOR_INTERP_DETAIL, PREDICTOR_CUBIC_SPACE, PREDICTOR_CUBIC_ALL)
 CODER_HISTOGRAM = 1
 CODER_GEOMETRIC = 2
 #: the interpolation predictors' codes with a geometric model per context (:mod:`residualcontext`); tried
 #: with ``context`` (``CodecSettings.residual_context``): earlier builds refuse it
 CODER_CONTEXT = 3
 #: coder 3 with the interpolation's coarser levels (stride above :data:`LEVEL_STRIDE`) in the
-#: contexts of its second tag, which predictors 2 and 3 leave unused: coarse and fine codes of the
-#: same slope and code size differ, and a model each fits both better; predictors 2 and 3 only, tried
+#: contexts of its second tag, which predictors 2, 3, 5 and 6 leave unused: coarse and fine codes of the
+#: same slope and code size differ, and a model each fits both better; predictors 2, 3, 5 and 6 only, tried
 #: with ``levels`` (``CodecSettings.residual_levels``): earlier builds refuse it
 CODER_CONTEXT_LEVELS = 4
 #: coder 4: the groups of stride above this take the second tag's contexts (chosen on the validation
@@ -171,7 +184,7 @@ def apply(recon: np.ndarray, q: np.ndarray, step: float, dtype) -> np.ndarray:
 
 
 def apply_reconstructed(recon: np.ndarray, rhat: np.ndarray, dtype) -> np.ndarray:
-    """The decoded values of predictors 2 and 3: ``dtype(float64(recon) + rhat)``, ``rhat`` the
+    """The decoded values of predictors 2, 3, 4, 5 and 6: ``dtype(float64(recon) + rhat)``, ``rhat`` the
     reconstructed residual (:func:`uninterpolate_closed`). Used by encoder and decoder."""
     with np.errstate(invalid="ignore", over="ignore"):
         return (np.asarray(recon, dtype=np.float64) + rhat).astype(np.dtype(dtype).newbyteorder("="))
@@ -193,7 +206,7 @@ def unlorenzo(d: np.ndarray) -> np.ndarray:
 
 
 def _interpolation_axes(ndim: int, predictor: int) -> tuple[int, ...]:
-    return tuple(range(1 if predictor == PREDICTOR_INTERP_SPACE else 0, ndim))
+    return tuple(range(1 if predictor in (PREDICTOR_INTERP_SPACE, PREDICTOR_CUBIC_SPACE) else 0, ndim))
 
 
 def _interpolation_steps(shape: tuple[int, ...], axes: tuple[int, ...]):
@@ -234,6 +247,22 @@ def _interpolated(r: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> np.nd
     return np.where(inside, 0.5 * (before + after), before)
 
 
+def _cubic(r: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> np.ndarray:
+    """The prediction of ``r[idx]`` by predictors 5 and 6: where its neighbours ``3 h`` away on both
+    sides lie on the line, ``0.5 * (b + a) + ((b + a) - (b3 + a3)) * 0.0625`` (float64, the same on
+    every IEEE machine); elsewhere :func:`_interpolated`'s."""
+    before, after, inside = _line_neighbours(r, idx, axis, h, s)
+    n = r.shape[axis]
+    pos = np.arange(h, n, s)
+    line = r[tuple(slice(None) if k == axis else sl for k, sl in enumerate(idx))]
+    far_before = np.take(line, np.maximum(pos - 3 * h, 0), axis=axis)
+    far_after = np.take(line, np.minimum(pos + 3 * h, n - 1), axis=axis)
+    four = ((pos >= 3 * h) & (pos + 3 * h < n)).reshape([-1 if k == axis else 1 for k in range(r.ndim)])
+    near = before + after
+    return np.where(four, 0.5 * near + (near - (far_before + far_after)) * 0.0625,
+                    np.where(inside, 0.5 * near, before))
+
+
 def _neighbours(r: np.ndarray, idx: tuple, axis: int, h: int, s: int) -> tuple[np.ndarray, np.ndarray]:
     """The two values ``r[idx]`` is interpolated from (the one before twice at the end)."""
     before, after, inside = _line_neighbours(r, idx, axis, h, s)
@@ -249,8 +278,9 @@ def _interpolation_groups(shape: tuple[int, ...], predictor: int):
     for idx, *_ in steps:
         anchors[idx] = False
     yield anchors, None, None
+    interpolate = _cubic if predictor in CUBIC_OF.values() else _interpolated
     for idx, axis, h, s in steps:
-        yield (idx, (lambda rhat, idx=idx, axis=axis, h=h, s=s: _interpolated(rhat, idx, axis, h, s)),
+        yield (idx, (lambda rhat, idx=idx, axis=axis, h=h, s=s: interpolate(rhat, idx, axis, h, s)),
                (lambda a, idx=idx, axis=axis, h=h, s=s: _neighbours(a, idx, axis, h, s)))
 
 
@@ -438,7 +468,7 @@ class _CodeWalk:
 def _context_groups(d: np.ndarray, rhat: np.ndarray, step: float, predictor: int, levels: bool = False) -> list:
     """The encoder's ``[(codes, contexts), ...]`` of each group of an interpolation predictor's final
     codes ``d`` and reconstruction ``rhat``, in coding order (the decoder's walk, read from the end);
-    ``levels``: coder 4's contexts (predictors 2 and 3)."""
+    ``levels``: coder 4's contexts (predictors 2, 3, 5 and 6)."""
     walk = _CodeWalk(strides=_group_strides(d.shape, predictor) if levels else None)
     if predictor == PREDICTOR_INTERP_DETAIL:
         groups = detail_groups(d.shape)
@@ -609,7 +639,7 @@ class EncodedResidual:
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
     exact: np.ndarray | None = None, interpolation: bool = False, item_detail: bool = False, context: bool = False,
-    levels: bool = False,
+    levels: bool = False, cubic: bool = False,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
@@ -620,7 +650,8 @@ def encode_residual(
     ``interpolation``: also try predictors 2 and 3, and with ``item_detail`` predictor 4 where there
     are several items of ``DETAIL_MIN_ITEM_VALUES`` values or more (:data:`PREDICTORS`); ``context``:
     also try their codes with :data:`CODER_CONTEXT`, and with ``levels`` predictor 2's and 3's with
-    :data:`CODER_CONTEXT_LEVELS`.
+    :data:`CODER_CONTEXT_LEVELS`; ``cubic``: also try the cubic predictor (5 or 6) of the one of 2 and 3
+    the one-model coders rank first, where they rank it above predictor 4.
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
@@ -657,7 +688,7 @@ def encode_residual(
         def exceptions_of(rhat):
             return valid & (~within(apply_reconstructed(recon64, rhat, dtype), x64) | forced)
 
-        for p in INTERPOLATED:
+        for p in LINEAR:
             d, rhat = interpolate_closed(r, step, p, accept_in(slice(None)))
             candidates.append((p, d, exceptions_of(rhat), None, rhat))
         if item_detail and r.shape[0] > 1 and math.prod(r.shape[1:]) >= DETAIL_MIN_ITEM_VALUES:
@@ -673,7 +704,10 @@ def encode_residual(
         if best is None or size < best[0]:
             best = (size, predictor, coder, blobs, exceptions, int(exc.sum()), own)
 
-    for predictor, d, exc, own, rhat in candidates:
+    line = None  # the better of predictors 2 and 3 with one model, as ``interpolated``
+
+    def one_model(predictor, d, exc, own, rhat):
+        nonlocal interpolated, line
         exceptions = _exceptions(x, dtype, exc)
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
             blobs = encode_codes(d.ravel(), coder)
@@ -681,17 +715,31 @@ def encode_residual(
             offer(size, predictor, coder, blobs, exceptions, exc, own)
             if rhat is not None and (interpolated is None or size < interpolated[0]):
                 interpolated = (size, predictor, d, exc, own, rhat, exceptions)
+            if predictor in LINEAR and (line is None or size < line[0]):
+                line = (size, predictor, d, exc, own, rhat, exceptions)
+
+    for candidate in candidates:
+        one_model(*candidate)
+    if cubic and line is not None and interpolated[1] in LINEAR:
+        # the cubic interpolation along the better of predictor 2's and 3's axes only (one walk more),
+        # where it ranks above predictor 4 (which wins on the validation sets' chunks of several items,
+        # over the cubic one as well)
+        p = CUBIC_OF[line[1]]
+        d, rhat = interpolate_closed(r, step, p, accept_in(slice(None)))
+        one_model(p, d, exceptions_of(rhat), None, rhat)
     if context and interpolated is not None:
         # coder 3 on the interpolation predictor the one-model coders rank first only (on the
-        # validation sets no other predictor's contexts came out smaller, and each costs a walk)
-        _, predictor, d, exc, own, rhat, exceptions = interpolated
-        # then coder 4 (the coarser levels' contexts apart) on predictors 2 and 3
-        for coder in (CODER_CONTEXT,) + ((CODER_CONTEXT_LEVELS,) if levels and predictor in INTERPOLATED else ()):
-            groups = _context_groups(d, rhat, step, predictor, coder == CODER_CONTEXT_LEVELS)
-            params, stream, escaped = residualcontext.encode(groups, _geom_probs)
-            blobs = (params, stream, _pack_i64(escaped))
-            offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, coder, blobs,
-                  exceptions, exc, own)
+        # validation sets no other predictor's contexts came out smaller, and each costs a walk), and
+        # on the linear one where that is a cubic one (the contexts favour the linear one at looser bounds)
+        ranked = [interpolated] + ([line] if interpolated[1] in CUBIC_OF.values() else [])
+        for _, predictor, d, exc, own, rhat, exceptions in ranked:
+            # then coder 4 (the coarser levels' contexts apart) on predictors 2, 3, 5 and 6
+            for coder in (CODER_CONTEXT,) + ((CODER_CONTEXT_LEVELS,) if levels and predictor in INTERPOLATED else ()):
+                groups = _context_groups(d, rhat, step, predictor, coder == CODER_CONTEXT_LEVELS)
+                params, stream, escaped = residualcontext.encode(groups, _geom_probs)
+                blobs = (params, stream, _pack_i64(escaped))
+                offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, coder, blobs,
+                      exceptions, exc, own)
     _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
     parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
     for blob in (params, stream, escapes, exceptions) + (() if own is None else (own,)):
@@ -752,8 +800,9 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
     params, stream, escapes, exceptions, *weights = _blobs(payload, _FIXED.size + 8, names)
     if coder in (CODER_CONTEXT, CODER_CONTEXT_LEVELS):
         if predictor not in INTERPOLATED + ((PREDICTOR_INTERP_DETAIL,) if coder == CODER_CONTEXT else ()):
-            which = " (predictors 2 and 3)" if coder == CODER_CONTEXT_LEVELS else ""
-            raise ResidualError(f"residual coder {coder} codes interpolated codes only{which}, not predictor {predictor}")
+            which = " (predictors 2, 3, 5 and 6)" if coder == CODER_CONTEXT_LEVELS else ""
+            raise ResidualError(f"residual coder {coder} codes interpolated codes only{which}, "
+                                f"not predictor {predictor}")
         model = _context_errors(lambda: residualcontext.ContextModel.parse(params, _geom_probs))
         if model.num_escapes > count:
             raise ResidualError(f"{model.num_escapes} escaped codes for {count} values")

@@ -87,7 +87,7 @@ def test_level_sections_for_other_predictors_or_read_as_coder_3_are_refused_or_d
                                    interpolation=True, context=True, levels=True)
     assert enc.coder == residual.CODER_CONTEXT_LEVELS
     for predictor in (residual.PREDICTOR_NONE, residual.PREDICTOR_LORENZO):
-        with pytest.raises(residual.ResidualError, match=r"interpolated codes only \(predictors 2 and 3\)"):
+        with pytest.raises(residual.ResidualError, match=r"interpolated codes only \(predictors 2, 3, 5 and 6\)"):
             residual.decode_residual(_section(enc, predictor=predictor)[0], recon, x.dtype)
     # the same stream read with coder 3's contexts: refused, or other values (never the right ones)
     as_coder_3 = _section(enc, coder=residual.CODER_CONTEXT)[0]
