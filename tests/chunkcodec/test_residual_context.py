@@ -85,18 +85,24 @@ def test_contexts_code_a_field_with_rough_and_smooth_regions_in_fewer_bytes_and_
     assert np.abs(y_on.astype("f8") - x).max() <= 0.5
 
 
-def test_a_new_codec_codes_contexts_and_a_stored_configuration_keeps_its_coding():
-    """Through the codec (mode 3, no network): new configurations say ``residual_context`` and write
-    coder 3 where it is smallest; a configuration written before the option writes what it wrote."""
-    x = rough_and_smooth(4)
-    codec = COINppCodec("t2m-global-2", assume_global_grid=True, max_abs_error=0.5, network=False)
-    legacy = legacy_of(codec, "residual_context")
+def new_and_legacy_sections(x: np.ndarray, option: str, **codec_options) -> tuple[dict, dict]:
+    """The residual sections (``residual_info``) that a new codec and one configured before ``option``
+    existed write for ``x`` through the codec (mode 3, no network, within 0.5): the new chunk is the
+    smaller, and both decode within the bound."""
+    codec = COINppCodec("t2m-global-2", assume_global_grid=True, max_abs_error=0.5, network=False, **codec_options)
+    legacy = legacy_of(codec, option)
     new, old = codec.encode(x), legacy.encode(x)
-    assert residual.residual_info(cf.unpack_chunk(new)[1]["residual"])["coder"] == residual.CODER_CONTEXT
-    assert residual.residual_info(cf.unpack_chunk(old)[1]["residual"])["coder"] != residual.CODER_CONTEXT
     assert len(new) < len(old)
     for c, data in ((codec, new), (legacy, old)):
         assert np.abs(c.decode(data).astype("f8") - x).max() <= 0.5
+    return tuple(residual.residual_info(cf.unpack_chunk(data)[1]["residual"]) for data in (new, old))
+
+
+def test_a_new_codec_codes_contexts_and_a_stored_configuration_keeps_its_coding():
+    """Through the codec: new configurations say ``residual_context`` and write coder 3 where it is
+    smallest; a configuration written before the option writes what it wrote."""
+    new, old = new_and_legacy_sections(rough_and_smooth(4), "residual_context")
+    assert new["coder"] == residual.CODER_CONTEXT and old["coder"] != residual.CODER_CONTEXT
 
 
 def test_a_parameter_byte_stands_for_one_magnitude_and_its_table_ends_where_its_weight_is_negligible():
