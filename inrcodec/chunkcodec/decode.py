@@ -129,7 +129,8 @@ def _residual_section(hdr, sections, count: int, dtype):
     """The checked residual section of a mode-2/3 chunk coding ``count`` values (None otherwise)."""
     if MODE_BY_NUMBER[hdr.mode].correction != "residual" or not count:
         return None
-    return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype))
+    exact = MODE_BY_NUMBER[hdr.mode].prediction == "constant"  # mode 3: its step may have a finer margin
+    return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype, exact))
 
 
 def _wavelet_section(hdr, sections, items_shape: tuple[int, ...]) -> bytes | None:

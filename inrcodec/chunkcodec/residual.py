@@ -85,6 +85,14 @@ __all__ = [
 ]
 
 MARGIN = 2.0**-6
+#: with an exact prediction (mode 3's constant, float64 alike on every machine) the bound needs room
+#: only for the decoded value's one rounding to the chunk's dtype: the step's margin is ``2**-m`` for
+#: the largest ``m`` up to this whose room, ``bound * 2**-m``, holds two such roundings of the largest
+#: valid value (:func:`fine_margin_exponent`; at least 6, ``MARGIN``'s); written with ``fine_step``
+#: (``CodecSettings.residual_fine_step``): earlier builds refuse such steps
+FINE_MARGIN_MAX = 20
+#: the margin exponents a section's step may have (:func:`effective_step`)
+MARGIN_EXPONENTS = range(6, FINE_MARGIN_MAX + 1)
 LAYOUT_VERSION = 1
 PREDICTOR_NONE = 0
 PREDICTOR_LORENZO = 1
@@ -172,9 +180,22 @@ def machine_slack(recon: np.ndarray, decoded: np.ndarray) -> float:
     return cross_machine_tolerance(both) * (CROSS_MACHINE_ULPS + 1) / CROSS_MACHINE_ULPS
 
 
-def effective_step(bound: float) -> float:
-    """The quantization step used for an absolute ``bound``."""
-    return 2.0 * float(bound) * (1.0 - MARGIN)
+def effective_step(bound: float, exponent: int = 6) -> float:
+    """The quantization step for an absolute ``bound`` and a margin of ``2**-exponent`` of it
+    (``MARGIN``'s by default; :data:`MARGIN_EXPONENTS`)."""
+    return 2.0 * float(bound) * (1.0 - 2.0 ** -int(exponent))
+
+
+def fine_margin_exponent(x: np.ndarray, valid: np.ndarray, bound: float, dtype) -> int:
+    """The margin exponent of an exact prediction's step (:data:`FINE_MARGIN_MAX`): the largest ``m``
+    (6 to ``FINE_MARGIN_MAX``) with ``bound * 2**-m`` at least two half ulps, in ``dtype``, of the
+    largest valid finite magnitude of ``x``."""
+    v = np.abs(np.asarray(x)[np.asarray(valid, dtype=bool)].astype(np.dtype(dtype).newbyteorder("=")))
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return 6
+    room = float(np.spacing(v.max()))  # two half ulps
+    return min(max(math.floor(math.log2(float(bound) / room)), 6), FINE_MARGIN_MAX)
 
 
 def apply(recon: np.ndarray, q: np.ndarray, step: float, dtype) -> np.ndarray:
@@ -639,7 +660,7 @@ class EncodedResidual:
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
     exact: np.ndarray | None = None, interpolation: bool = False, item_detail: bool = False, context: bool = False,
-    levels: bool = False, cubic: bool = False,
+    levels: bool = False, cubic: bool = False, fine_step: bool = False,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
@@ -651,14 +672,15 @@ def encode_residual(
     are several items of ``DETAIL_MIN_ITEM_VALUES`` values or more (:data:`PREDICTORS`); ``context``:
     also try their codes with :data:`CODER_CONTEXT`, and with ``levels`` predictor 2's and 3's with
     :data:`CODER_CONTEXT_LEVELS`; ``cubic``: also try the cubic predictor (5 or 6) of the one of 2 and 3
-    the one-model coders rank first, where they rank it above predictor 4.
+    the one-model coders rank first, where they rank it above predictor 4; ``fine_step``: with
+    ``exact_recon``, the step's margin of :func:`fine_margin_exponent` instead of ``MARGIN``.
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
     if not (bound > 0 and math.isfinite(bound)):
         raise ValueError(f"bound must be a positive finite number, got {bound!r}")
-    step = effective_step(bound)
     x64 = np.asarray(x, dtype=np.float64)
+    step = effective_step(bound, fine_margin_exponent(x64, valid, bound, dtype) if fine_step and exact_recon else 6)
     recon64 = np.asarray(recon, dtype=np.float64)
     valid = np.asarray(valid, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -777,9 +799,11 @@ class ResidualSection:
     levels: bool = False
 
 
-def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
+def read_section(payload: bytes, count: int, dtype, exact: bool = False) -> ResidualSection:
     """Check a residual section that must code ``count`` values of ``dtype``; ``ResidualError`` if
-    it cannot, before anything of that size exists (a decoder calls it before allocating)."""
+    it cannot, before anything of that size exists (a decoder calls it before allocating).
+    ``exact``: the section corrects an exact prediction (mode 3), whose step may have a finer margin
+    (:data:`MARGIN_EXPONENTS`)."""
     payload = bytes(payload)
     if len(payload) < _FIXED.size + 8:
         raise ResidualError(f"residual section of {len(payload)} bytes is too short")
@@ -789,7 +813,8 @@ def read_section(payload: bytes, count: int, dtype) -> ResidualSection:
         raise ResidualError(f"unknown residual layout version {version} / reserved byte {reserved}")
     if predictor not in PREDICTORS:
         raise ResidualError(f"unknown residual predictor {predictor}")
-    if not (bound > 0 and math.isfinite(bound)) or step != effective_step(bound):
+    exponents = MARGIN_EXPONENTS if exact else (6,)
+    if not (bound > 0 and math.isfinite(bound)) or not any(step == effective_step(bound, m) for m in exponents):
         raise ResidualError(f"inconsistent residual bound {bound!r} / step {step!r}")
     if n != count:
         raise ResidualError(f"residual section codes {n} values, the chunk has {count}")
@@ -847,15 +872,15 @@ def _blobs(payload: bytes, pos: int, names: tuple[str, ...]) -> list[bytes]:
 
 
 @stage("residual")
-def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype) -> np.ndarray:
+def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype, exact: bool = False) -> np.ndarray:
     """Inverse of :func:`encode_residual`: the decoded values (recon's shape, native ``dtype``).
 
-    ``payload``: the section's bytes, or what :func:`read_section` made of them. Missing
-    positions hold ``recon`` (the caller overwrites them with NaN / the fill value).
+    ``payload``: the section's bytes, or what :func:`read_section` made of them (``exact``: as there).
+    Missing positions hold ``recon`` (the caller overwrites them with NaN / the fill value).
     """
     dtype = np.dtype(dtype)
     recon = np.asarray(recon)
-    sec = payload if isinstance(payload, ResidualSection) else read_section(payload, recon.size, dtype)
+    sec = payload if isinstance(payload, ResidualSection) else read_section(payload, recon.size, dtype, exact)
     if sec.count != recon.size:
         raise ResidualError(f"residual section codes {sec.count} values, the chunk has {recon.size}")
     if sec.predictor == PREDICTOR_INTERP_DETAIL:

@@ -271,14 +271,17 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     wave = (280.0 + 20.0 * np.sin(2 * np.pi * i / 16 + 0.7) * np.sin(2 * np.pi * j / 16 + 0.3)
             + np.random.default_rng(3).normal(0.0, 0.3, i.shape))[None].astype("f4")
     levels = COINppCodec(model, inner_steps=1, residual_coder="none", assume_global_grid=True, max_abs_error=0.5)
+    legacy_step = COINppCodec(model, inner_steps=1, residual_coder="none", assume_global_grid=True, max_abs_error=0.5,
+                              residual_fine_step=False)  # the wave's sections at MARGIN's step too
     # and with the cubic interpolation (predictor 5): the same wave without the noise, not periodic on the grid
     smooth = (280.0 + 20.0 * np.sin(2 * np.pi * i / 16.5 + 0.7) * np.sin(2 * np.pi * j / 13.7 + 0.3)
               + 0.1 * j)[None].astype("f4")
     seeds += [(interpolated, interpolated.encode(x)), (lorenzo, lorenzo.encode(x)),
               (interpolated, interpolated.encode(persistent)), (interpolated, interpolated.encode(rough)),
-              (levels, levels.encode(wave)), (levels, levels.encode(smooth))]
+              (levels, levels.encode(wave)), (levels, levels.encode(smooth)), (legacy_step, legacy_step.encode(wave))]
     sections = [residual_info(cf.unpack_chunk(c)[1]["residual"]) for _, c in seeds if "residual" in cf.unpack_chunk(c)[1]]
     assert {1, 3, 4, 5} <= {s["predictor"] for s in sections}, sections
+    assert len({s["step"] / s["bound"] for s in sections}) > 1, sections  # MARGIN's step and finer ones
     assert {residual.CODER_CONTEXT, residual.CODER_CONTEXT_LEVELS} <= {s["coder"] for s in sections}, sections
     # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
     # and SPERR alone on one it does not (mode 5)
