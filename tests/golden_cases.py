@@ -51,6 +51,11 @@ CASES = {
                                                       "residual_interpolation": True, "residual_context": True,
                                                       "residual_levels": True, "residual_cubic": True,
                                                       "residual_fine_step": True}, "wave"),
+    # residual section layout 2 (varint fields and lengths, zigzag escapes)
+    "plain_residual_compact": ("v2_bounded_input", {"bits": 3, "inner_steps": 1, "max_abs_error": 0.5,
+                                                    "residual_interpolation": True, "residual_context": True,
+                                                    "residual_levels": True, "residual_cubic": True,
+                                                    "residual_fine_step": True, "residual_compact": True}, "wave"),
     "fill": ("v2_fill_input", {"bits": 6, "inner_steps": 2, "fill_value": -999.0}, None),
     "target_rmse": ("v1_modulations_input", {"inner_steps": 2, "target_rmse": 1.0}, None),
     "target_ratio": ("v1_modulations_input", {"inner_steps": 2, "target_ratio": 50.0}, None),

@@ -521,14 +521,15 @@ class _Writer:
 
     def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None, interpolation: bool = False,
                  item_detail: bool = False, context: bool = False, levels: bool = False, cubic: bool = False,
-                 fine_step: bool = False):
+                 fine_step: bool = False, compact: bool = False):
         self.chunk = chunk
         #: the residual coder also tries the interpolation predictors (``settings.residual_interpolation``),
         #: the earlier items' detail (``settings.residual_item_detail``), their codes' contexts
         #: (``settings.residual_context``), those contexts by level (``settings.residual_levels``) and
-        #: the cubic interpolation (``settings.residual_cubic``); mode 3's finer step (``settings.residual_fine_step``)
+        #: the cubic interpolation (``settings.residual_cubic``), mode 3's finer step
+        #: (``settings.residual_fine_step``) and layout 2 (``settings.residual_compact``)
         self.interpolation, self.item_detail, self.context = interpolation, item_detail, context
-        self.levels, self.cubic, self.fine_step = levels, cubic, fine_step
+        self.levels, self.cubic, self.fine_step, self.compact = levels, cubic, fine_step, compact
         self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
                            order=chunk.order)
         self.masks: dict[str, bytes] = {}
@@ -573,7 +574,7 @@ class _Writer:
         return _residual.encode_residual(values, recon, valid, bound, self.chunk.arr.dtype,
                                          interpolation=self.interpolation, item_detail=self.item_detail,
                                          context=self.context, levels=self.levels, cubic=self.cubic,
-                                         fine_step=self.fine_step, **kw)
+                                         fine_step=self.fine_step, compact=self.compact, **kw)
 
     def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.
@@ -594,7 +595,7 @@ def encode_chunk(array, model, settings) -> bytes:
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
     writer = _Writer(chunk, ctx.pin, settings.fill_value, settings.residual_interpolation,
                      settings.residual_item_detail, settings.residual_context, settings.residual_levels,
-                     settings.residual_cubic, settings.residual_fine_step)
+                     settings.residual_cubic, settings.residual_fine_step, settings.residual_compact)
     _check_valid_range(chunk.finite, settings)
     if chunk.trivial():
         return writer.raw()

@@ -94,6 +94,11 @@ FINE_MARGIN_MAX = 20
 #: the margin exponents a section's step may have (:func:`effective_step`)
 MARGIN_EXPONENTS = range(6, FINE_MARGIN_MAX + 1)
 LAYOUT_VERSION = 1
+#: layout 2 (``compact``, ``CodecSettings.residual_compact``): layout 1's fields with the count, the
+#: number of exceptions and the blobs' lengths as varints, the step as its margin exponent (one byte)
+#: and the escaped codes as zigzag varints: about 70 bytes fewer a section, a few per cent of a small
+#: field's chunk; earlier builds refuse it
+LAYOUT_COMPACT = 2
 PREDICTOR_NONE = 0
 PREDICTOR_LORENZO = 1
 #: multilevel linear interpolation in closed loop (SZ3's predictor): each value is predicted from
@@ -587,8 +592,77 @@ def _unpack_i64(data: bytes, n: int, what: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 
 
-def encode_codes(d: np.ndarray, coder: int) -> tuple[bytes, bytes, bytes]:
-    """(params, stream, escapes) for flat codes ``d`` with ``coder``."""
+def _uleb(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits a byte, the lowest first, the high bit set on every byte but the last."""
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_uleb(payload: bytes, pos: int, what: str) -> tuple[int, int]:
+    """(value, position after it) of the canonical LEB128 at ``pos``: at most 10 bytes and 64 bits,
+    no trailing zero byte."""
+    value = 0
+    for i in range(10):
+        if pos + i >= len(payload):
+            raise ResidualError(f"residual section truncated in its {what}")
+        byte = payload[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i:
+                raise ResidualError(f"residual {what}: non-canonical varint")
+            if value >= 2**64:
+                raise ResidualError(f"residual {what}: varint beyond 64 bits")
+            return value, pos + i + 1
+    raise ResidualError(f"residual {what}: varint longer than 10 bytes")
+
+
+#: layout 2's escaped codes: at most 2**50 in magnitude (``MAX_CODE``), so a zigzag varint of 8 bytes
+_ZIGZAG_BYTES = 8
+
+
+def _pack_zigzag(values: np.ndarray) -> bytes:
+    """The int64 ``values`` (|v| <= ``MAX_CODE``) as zigzag LEB128 varints, in order."""
+    v = np.asarray(values, dtype=np.int64).ravel()
+    if not v.size:
+        return b""
+    u = ((v << 1) ^ (v >> 63)).astype(np.uint64)
+    nbytes = 1 + sum(((u >> np.uint64(7 * k)) != 0).astype(np.int64) for k in range(1, _ZIGZAG_BYTES))
+    ends = np.cumsum(nbytes)
+    out = np.zeros(int(ends[-1]), dtype=np.uint8)
+    for k in range(int(nbytes.max())):
+        has = nbytes > k
+        more = np.where(nbytes[has] > k + 1, 0x80, 0).astype(np.uint8)
+        out[(ends - nbytes)[has] + k] = ((u[has] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8) | more
+    return out.tobytes()
+
+
+def _unpack_zigzag(data: bytes, n: int, what: str) -> np.ndarray:
+    """Exactly ``n`` values of :func:`_pack_zigzag`'s ``data`` (canonical, each at most 8 bytes, every
+    byte used)."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(b < 0x80)
+    if ends.size != n or (b.size and (not ends.size or ends[-1] != b.size - 1)):
+        raise ResidualError(f"{what}: {len(data)} bytes do not hold {n} varints")
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    nbytes = ends - starts + 1
+    if nbytes.max() > _ZIGZAG_BYTES or ((b[ends] == 0) & (nbytes > 1)).any():
+        raise ResidualError(f"{what}: a varint longer than {_ZIGZAG_BYTES} bytes or not canonical")
+    u = np.zeros(n, dtype=np.uint64)
+    for k in range(int(nbytes.max())):
+        has = nbytes > k
+        u[has] |= (b[starts[has] + k] & np.uint8(0x7F)).astype(np.uint64) << np.uint64(7 * k)
+    return ((u >> np.uint64(1)).astype(np.int64)) ^ -((u & np.uint64(1)).astype(np.int64))
+
+
+def encode_codes(d: np.ndarray, coder: int, pack=_pack_i64) -> tuple[bytes, bytes, bytes]:
+    """(params, stream, escapes) for flat codes ``d`` with ``coder``; ``pack``: the escapes' packer
+    (layout 1's :func:`_pack_i64`, layout 2's :func:`_pack_zigzag`)."""
     if coder == CODER_HISTOGRAM:
         lo, counts = _hist_params(d)
         m = counts.size - 1
@@ -604,7 +678,7 @@ def encode_codes(d: np.ndarray, coder: int) -> tuple[bytes, bytes, bytes]:
         idx = np.where(esc, 2 * k + 1, idx)
         params = struct.pack("<qId", mu, k, theta)
         probs = _geom_probs(k, theta)
-    return params, _range_encode(idx, probs), _pack_i64(d[esc])
+    return params, _range_encode(idx, probs), pack(d[esc])
 
 
 class _CodeModel(NamedTuple):
@@ -633,11 +707,11 @@ def _code_model(coder: int, params: bytes) -> _CodeModel:
     raise ResidualError(f"unknown residual coder {coder}")
 
 
-def _decode_with(model: _CodeModel, stream: bytes, escapes: bytes, n: int) -> np.ndarray:
+def _decode_with(model: _CodeModel, stream: bytes, escapes: bytes, n: int, unpack=_unpack_i64) -> np.ndarray:
     idx = _range_decode(stream, model.probs, n)
     esc = idx == model.escape
     d = idx + model.base
-    d[esc] = _unpack_i64(escapes, int(esc.sum()), "escape values")
+    d[esc] = unpack(escapes, int(esc.sum()), "escape values")
     return d
 
 
@@ -660,7 +734,7 @@ class EncodedResidual:
 def encode_residual(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype, *, exact_recon: bool = False,
     exact: np.ndarray | None = None, interpolation: bool = False, item_detail: bool = False, context: bool = False,
-    levels: bool = False, cubic: bool = False, fine_step: bool = False,
+    levels: bool = False, cubic: bool = False, fine_step: bool = False, compact: bool = False,
 ) -> EncodedResidual:
     """Residual section for values ``x`` (n_items, *spatial) and reconstruction ``recon`` (same shape).
 
@@ -673,14 +747,17 @@ def encode_residual(
     also try their codes with :data:`CODER_CONTEXT`, and with ``levels`` predictor 2's and 3's with
     :data:`CODER_CONTEXT_LEVELS`; ``cubic``: also try the cubic predictor (5 or 6) of the one of 2 and 3
     the one-model coders rank first, where they rank it above predictor 4; ``fine_step``: with
-    ``exact_recon``, the step's margin of :func:`fine_margin_exponent` instead of ``MARGIN``.
+    ``exact_recon``, the step's margin of :func:`fine_margin_exponent` instead of ``MARGIN``;
+    ``compact``: layout 2 (:data:`LAYOUT_COMPACT`).
     """
     dtype = np.dtype(dtype)
     bound = float(bound)
     if not (bound > 0 and math.isfinite(bound)):
         raise ValueError(f"bound must be a positive finite number, got {bound!r}")
     x64 = np.asarray(x, dtype=np.float64)
-    step = effective_step(bound, fine_margin_exponent(x64, valid, bound, dtype) if fine_step and exact_recon else 6)
+    exponent = fine_margin_exponent(x64, valid, bound, dtype) if fine_step and exact_recon else 6
+    step = effective_step(bound, exponent)
+    pack_escapes = _pack_zigzag if compact else _pack_i64
     recon64 = np.asarray(recon, dtype=np.float64)
     valid = np.asarray(valid, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -732,7 +809,7 @@ def encode_residual(
         nonlocal interpolated, line
         exceptions = _exceptions(x, dtype, exc)
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
-            blobs = encode_codes(d.ravel(), coder)
+            blobs = encode_codes(d.ravel(), coder, pack_escapes)
             size = sum(len(b) for b in blobs) + len(exceptions) + len(own or b"")
             offer(size, predictor, coder, blobs, exceptions, exc, own)
             if rhat is not None and (interpolated is None or size < interpolated[0]):
@@ -759,14 +836,17 @@ def encode_residual(
             for coder in (CODER_CONTEXT,) + ((CODER_CONTEXT_LEVELS,) if levels and predictor in INTERPOLATED else ()):
                 groups = _context_groups(d, rhat, step, predictor, coder == CODER_CONTEXT_LEVELS)
                 params, stream, escaped = residualcontext.encode(groups, _geom_probs)
-                blobs = (params, stream, _pack_i64(escaped))
+                blobs = (params, stream, pack_escapes(escaped))
                 offer(sum(len(b) for b in blobs) + len(exceptions) + len(own or b""), predictor, coder, blobs,
                       exceptions, exc, own)
     _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
-    parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
-    for blob in (params, stream, escapes, exceptions) + (() if own is None else (own,)):
-        parts.append(_BLOB.pack(len(blob)))
-        parts.append(blob)
+    blobs = (params, stream, escapes, exceptions) + (() if own is None else (own,))
+    if compact:
+        parts = [bytes([LAYOUT_COMPACT, predictor, coder, exponent]), struct.pack("<d", bound), _uleb(q.size),
+                 _uleb(n_exc)] + [_uleb(len(blob)) + blob for blob in blobs]
+    else:
+        parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
+        parts += [_BLOB.pack(len(blob)) + blob for blob in blobs]
     return EncodedResidual(b"".join(parts), predictor, coder, n_exc, sizes)
 
 
@@ -797,6 +877,8 @@ class ResidualSection:
     weights: bytes = b""
     #: coder 4: the coarser levels' codes in contexts of their own
     levels: bool = False
+    #: the section's layout (1, or :data:`LAYOUT_COMPACT`): how its escaped codes are packed
+    layout: int = LAYOUT_VERSION
 
 
 def read_section(payload: bytes, count: int, dtype, exact: bool = False) -> ResidualSection:
@@ -805,12 +887,7 @@ def read_section(payload: bytes, count: int, dtype, exact: bool = False) -> Resi
     ``exact``: the section corrects an exact prediction (mode 3), whose step may have a finer margin
     (:data:`MARGIN_EXPONENTS`)."""
     payload = bytes(payload)
-    if len(payload) < _FIXED.size + 8:
-        raise ResidualError(f"residual section of {len(payload)} bytes is too short")
-    version, predictor, coder, reserved, bound, step, n = _FIXED.unpack_from(payload, 0)
-    (n_exc,) = struct.unpack_from("<Q", payload, _FIXED.size)
-    if version != LAYOUT_VERSION or reserved != 0:
-        raise ResidualError(f"unknown residual layout version {version} / reserved byte {reserved}")
+    version, predictor, coder, bound, step, n, n_exc, pos = _fields(payload)
     if predictor not in PREDICTORS:
         raise ResidualError(f"unknown residual predictor {predictor}")
     exponents = MARGIN_EXPONENTS if exact else (6,)
@@ -822,7 +899,7 @@ def read_section(payload: bytes, count: int, dtype, exact: bool = False) -> Resi
         raise ResidualError(f"{n_exc} exceptions for {count} values")
     names = BLOBS + (("weights",) if predictor == PREDICTOR_INTERP_DETAIL else ())
     # (predictor 4's weights: the chunk's shape says how many, checked by decode_residual)
-    params, stream, escapes, exceptions, *weights = _blobs(payload, _FIXED.size + 8, names)
+    params, stream, escapes, exceptions, *weights = _blobs(payload, pos, names, version == LAYOUT_COMPACT)
     if coder in (CODER_CONTEXT, CODER_CONTEXT_LEVELS):
         if predictor not in INTERPOLATED + ((PREDICTOR_INTERP_DETAIL,) if coder == CODER_CONTEXT else ()):
             which = " (predictors 2, 3, 5 and 6)" if coder == CODER_CONTEXT_LEVELS else ""
@@ -839,7 +916,29 @@ def read_section(payload: bytes, count: int, dtype, exact: bool = False) -> Resi
     if bool(exceptions) != bool(n_exc):
         raise ResidualError(f"{len(exceptions)} exception bytes for {n_exc} exceptions")
     return ResidualSection(predictor, step, int(count), int(n_exc), model, stream, escapes, exceptions,
-                           *weights, levels=coder == CODER_CONTEXT_LEVELS)
+                           *weights, levels=coder == CODER_CONTEXT_LEVELS, layout=version)
+
+
+def _fields(payload: bytes) -> tuple:
+    """(layout, predictor, coder, bound, step, count, exceptions, where the blobs start) of a section
+    in layout 1 or 2; a margin exponent of layout 2 beyond :data:`MARGIN_EXPONENTS` gives a step no
+    reader accepts."""
+    if payload[:1] == bytes([LAYOUT_COMPACT]):
+        if len(payload) < 12:
+            raise ResidualError(f"residual section of {len(payload)} bytes is too short")
+        _, predictor, coder, exponent = payload[:4]
+        (bound,) = struct.unpack_from("<d", payload, 4)
+        step = effective_step(bound, exponent) if exponent in MARGIN_EXPONENTS else math.nan
+        n, pos = _read_uleb(payload, 12, "count")
+        n_exc, pos = _read_uleb(payload, pos, "number of exceptions")
+        return LAYOUT_COMPACT, predictor, coder, bound, step, n, n_exc, pos
+    if len(payload) < _FIXED.size + 8:
+        raise ResidualError(f"residual section of {len(payload)} bytes is too short")
+    version, predictor, coder, reserved, bound, step, n = _FIXED.unpack_from(payload, 0)
+    (n_exc,) = struct.unpack_from("<Q", payload, _FIXED.size)
+    if version != LAYOUT_VERSION or reserved != 0:
+        raise ResidualError(f"unknown residual layout version {version} / reserved byte {reserved}")
+    return version, predictor, coder, bound, step, n, n_exc, _FIXED.size + 8
 
 
 def _context_errors(fn):
@@ -854,14 +953,18 @@ def _context_errors(fn):
 BLOBS = ("params", "stream", "escapes", "exceptions")
 
 
-def _blobs(payload: bytes, pos: int, names: tuple[str, ...]) -> list[bytes]:
-    """The length-prefixed blobs ``names`` from ``pos`` on, filling the section."""
+def _blobs(payload: bytes, pos: int, names: tuple[str, ...], compact: bool = False) -> list[bytes]:
+    """The length-prefixed blobs ``names`` from ``pos`` on, filling the section (``compact``: layout
+    2's varint lengths, else u64)."""
     blobs = []
     for name in names:
-        if pos + 8 > len(payload):
-            raise ResidualError(f"residual section truncated before its {name} blob")
-        (n,) = _BLOB.unpack_from(payload, pos)
-        pos += 8
+        if compact:
+            n, pos = _read_uleb(payload, pos, f"{name} blob's length")
+        else:
+            if pos + 8 > len(payload):
+                raise ResidualError(f"residual section truncated before its {name} blob")
+            (n,) = _BLOB.unpack_from(payload, pos)
+            pos += 8
         if n > len(payload) - pos:
             raise ResidualError(f"residual {name} blob declares {n} bytes, {len(payload) - pos} remain")
         blobs.append(payload[pos : pos + n])
@@ -889,13 +992,13 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
             raise ResidualError(f"residual section holds {len(sec.weights)} weights, the chunk's shape needs {want}")
     if isinstance(sec.model, residualcontext.ContextModel):  # coders 3, 4: read group by group as reconstructed
         d = np.zeros(recon.shape, dtype=np.int64)
-        escaped = _unpack_i64(sec.escapes, sec.model.num_escapes, "escape values")
+        escaped = _escapes_unpacker(sec)(sec.escapes, sec.model.num_escapes, "escape values")
         walk = _CodeWalk(_context_errors(lambda: residualcontext.Reader(sec.model, sec.stream, escaped, MAX_CODE)),
                          _group_strides(recon.shape, sec.predictor) if sec.levels else None)
         rhat = _context_errors(lambda: _uninterpolate(d, sec, walk))
         _context_errors(walk.reader.finish)
         return _with_exceptions(apply_reconstructed(recon, rhat, dtype), sec, dtype)
-    d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count).reshape(recon.shape)
+    d = _decode_with(sec.model, sec.stream, sec.escapes, sec.count, _escapes_unpacker(sec)).reshape(recon.shape)
     q = d if sec.predictor in INTERPOLATED + (PREDICTOR_INTERP_DETAIL,) else _unpredict(d, sec.predictor)
     if q.size and max(int(q.max()), -int(q.min())) > MAX_CODE:  # never written: larger codes are exceptions
         raise ResidualError(f"residual codes reach {max(int(q.max()), -int(q.min()))}, beyond the {int(MAX_CODE)} "
@@ -905,6 +1008,10 @@ def decode_residual(payload: "bytes | ResidualSection", recon: np.ndarray, dtype
     else:
         out = apply(recon, q, sec.step, dtype)
     return _with_exceptions(out, sec, dtype)
+
+
+def _escapes_unpacker(sec: ResidualSection):
+    return _unpack_zigzag if sec.layout == LAYOUT_COMPACT else _unpack_i64
 
 
 def _uninterpolate(d: np.ndarray, sec: ResidualSection, codes=None) -> np.ndarray:
@@ -930,7 +1037,6 @@ def _with_exceptions(out: np.ndarray, sec: ResidualSection, dtype) -> np.ndarray
 
 def residual_info(payload: bytes) -> dict:
     """The fixed fields of a residual section (for tests and tools)."""
-    version, predictor, coder, _, bound, step, count = _FIXED.unpack_from(bytes(payload), 0)
-    (n_exc,) = struct.unpack_from("<Q", bytes(payload), _FIXED.size)
+    version, predictor, coder, bound, step, count, n_exc, _ = _fields(bytes(payload))
     return {"version": version, "predictor": predictor, "coder": coder, "bound": bound,
             "step": step, "count": count, "num_exceptions": n_exc}

@@ -244,7 +244,7 @@ OPTION_SETS = {
                     fill_value=-999.0, assume_global_grid=True, refine_steps=1, residual_interpolation=False),
     "target_rmse": dict(target_rmse=1.5, inner_steps=1, quantizer="uniform", residual_coder="none",
                         residual_item_detail=False, residual_context=False, residual_levels=False,
-                        residual_cubic=False, residual_fine_step=False),
+                        residual_cubic=False, residual_fine_step=False, residual_compact=False),
     "target_ratio": dict(target_ratio=30.0, inner_steps=1, time_coding=False, patch_points=3, effort="full",
                          valid_min=-1000.0, valid_max=400.0, coarse_hybrid=False, sperr_exact_bound=False),
     "network_free": dict(target_ratio=20.0, network=False),

@@ -442,7 +442,8 @@ def test_a_chunk_too_large_for_sperrs_memory_is_coded_without_it(tiny_model, mon
 
     x = smooth_field(4, seed=1).astype("f4")
     codec = COINppCodec(tiny_model, inner_steps=1, assume_global_grid=True, max_abs_error=2.0,
-                        residual_interpolation=False)  # (with it, the interpolated residual wins this chunk)
+                        residual_interpolation=False,  # (with it, or with layout 2's sections,
+                        residual_compact=False)  # the residual of the chunk's mean wins this chunk)
     assert cf.chunk_mode(codec.encode(x)) in (4, 5)  # SPERR's modes win this chunk
     monkeypatch.setattr(wavelet, "MAX_VALUES", x.size - 1)
     with pytest.warns(UserWarning, match="coded without SPERR"):

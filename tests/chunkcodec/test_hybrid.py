@@ -357,7 +357,8 @@ def test_coarse_hybrids_keep_the_bound_on_cartesian_models_of_every_rank(ndim, m
     x = (ctx.reconstruct_coarse(fit, shape) + np.random.default_rng(1).normal(0, 0.01, x.shape)).astype("f4")
     if masked:
         x.reshape(2, -1)[0, :5] = np.nan
-    codec = COINppCodec(model, inner_steps=2, max_abs_error=0.01)
+    # (layout 1's residual sections: compact ones make the mean plus residual smaller on these tiny fields)
+    codec = COINppCodec(model, inner_steps=2, max_abs_error=0.01, residual_compact=False)
     data = codec.encode(x)
     assert cf.chunk_mode(data) == MODE_HYBRID_COARSE
     y = codec.decode(data)

@@ -89,7 +89,10 @@ def test_bounded_and_bit_packed_chunks_check_counts_before_allocating(tiny_model
     lat, lon = global_lat_lon()
     x = smooth_field(2).astype("f4")
     packed = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, entropy_coding=False, residual_coder="none")
-    bounded = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, residual_coder="none")
+    # (layout 1: the residual section's fields are patched at their offsets below)
+    bounded = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, residual_coder="none",
+                          residual_compact=False)
+    compact = COINppCodec(tiny_model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, residual_coder="none")
     plain_residual = bounded.encode(x)  # mode 3 (no network) for this field
     section = cf.unpack_chunk(plain_residual)[1]["residual"]
     info = residual.residual_info(section)
@@ -99,6 +102,8 @@ def test_bounded_and_bit_packed_chunks_check_counts_before_allocating(tiny_model
         "bit-packed, 1.8 GB declared": (packed, _repack(packed.encode(x), header={"shape": (3_500_000, 8, 16)}),
                                         "bit-packed latents section of"),
         "residual, 512 MiB declared": (bounded, _repack(plain_residual, **mib512), "residual section codes 256 values"),
+        "compact residual, 512 MiB declared": (compact, _repack(compact.encode(x), **mib512),
+                                               "residual section codes 256 values"),
     }
     for name, (codec, chunk, msg) in cases.items():
         assert len(chunk) < 1000

@@ -30,7 +30,7 @@ OPTION_SETS = {
     "target_rmse": dict(target_rmse=1.5, lat=tuple(LAT), lon=tuple(LON), fill_value=0.0, quantizer="uniform",
                         residual_coder="none", residual_item_detail=False,
                         residual_context=False, residual_levels=False, residual_cubic=False,
-                        residual_fine_step=False),
+                        residual_fine_step=False, residual_compact=False),
     "target_ratio": dict(target_ratio=30.0, assume_global_grid=True, time_coding=False, patch_points=3, effort="full",
                          valid_min=100.0, valid_max=400.0, coarse_hybrid=False, sperr_exact_bound=False),
     "network_free": dict(target_ratio=20.0, network=False),

@@ -272,7 +272,7 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
             + np.random.default_rng(3).normal(0.0, 0.3, i.shape))[None].astype("f4")
     levels = COINppCodec(model, inner_steps=1, residual_coder="none", assume_global_grid=True, max_abs_error=0.5)
     legacy_step = COINppCodec(model, inner_steps=1, residual_coder="none", assume_global_grid=True, max_abs_error=0.5,
-                              residual_fine_step=False)  # the wave's sections at MARGIN's step too
+                              residual_fine_step=False, residual_compact=False)  # MARGIN's step, layout 1 too
     # and with the cubic interpolation (predictor 5): the same wave without the noise, not periodic on the grid
     smooth = (280.0 + 20.0 * np.sin(2 * np.pi * i / 16.5 + 0.7) * np.sin(2 * np.pi * j / 13.7 + 0.3)
               + 0.1 * j)[None].astype("f4")
@@ -282,12 +282,16 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     sections = [residual_info(cf.unpack_chunk(c)[1]["residual"]) for _, c in seeds if "residual" in cf.unpack_chunk(c)[1]]
     assert {1, 3, 4, 5} <= {s["predictor"] for s in sections}, sections
     assert len({s["step"] / s["bound"] for s in sections}) > 1, sections  # MARGIN's step and finer ones
+    assert {1, residual.LAYOUT_COMPACT} <= {s["version"] for s in sections}, sections  # both layouts
     assert {residual.CODER_CONTEXT, residual.CODER_CONTEXT_LEVELS} <= {s["coder"] for s in sections}, sections
     # version 5 (issue 24): SPERR's residual of a field the network represents (hybrid, mode 4)
     # and SPERR alone on one it does not (mode 5)
-    waves = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, residual_coder="sperr")
+    # (layout 1's residual sections: with compact ones the residual chunks beat SPERR's on these small
+    # fields, and the seeds would lose modes 4 and 5)
+    waves = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.02, residual_coder="sperr",
+                        residual_compact=False)
     waves_fill = COINppCodec(model, inner_steps=1, lat=lat, lon=lon, max_abs_error=0.5, fill_value=-9999.0,
-                             residual_coder="sperr")
+                             residual_coder="sperr", residual_compact=False)
     seeds += [(waves, waves.encode(xr)), (waves_fill, waves_fill.encode(xf))]
     # the network on the coarse grid (mode 6): a field its coarse reconstruction follows
     ctx = ChunkContext(model, tuple(lat), tuple(lon))

@@ -28,7 +28,7 @@ BOUNDED = CodecSettings(bits=5, inner_steps=2, lat=LAT, lon=LON, entropy_coding=
 RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse=3.0, quantizer="uniform",
                      residual_coder="none", residual_interpolation=False, residual_item_detail=False,
                      residual_context=False, residual_levels=False, residual_cubic=False,
-                     residual_fine_step=False)
+                     residual_fine_step=False, residual_compact=False)
 RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0, time_coding=False,
                       patch_points=3, effort="full", valid_min=100.0, valid_max=400.0, coarse_hybrid=False,
                       sperr_exact_bound=False)
