@@ -94,3 +94,18 @@ def test_a_compact_sections_exponent_count_and_lengths_are_checked():
 def test_a_new_codec_writes_compact_sections_and_a_stored_configuration_keeps_layout_1():
     new, old = new_and_legacy_sections(rough(), "residual_compact", residual_coder="none")
     assert (new["version"], old["version"]) == (residual.LAYOUT_COMPACT, 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_compact_section_with_any_bytes_changed_decodes_or_is_refused_as_a_residual_error(data):
+    """Forged fields, lengths, varints or blobs: a ResidualError, or values of the chunk's shape."""
+    x, recon, payload = _compact(bound=0.05)
+    forged = bytearray(payload)
+    for _ in range(data.draw(st.integers(1, 4))):
+        forged[data.draw(st.integers(0, len(forged) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        y = residual.decode_residual(bytes(forged), recon, x.dtype, exact=True)
+    except residual.ResidualError:
+        return
+    assert y.shape == x.shape and y.dtype == x.dtype
