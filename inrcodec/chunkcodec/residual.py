@@ -53,7 +53,8 @@ per-chunk models whose parameters are stored in the section:
 
 Values outside a model's support are coded as the escape symbol; their ``d`` values are
 stored in the escape stream.  The encoder tries every (predictor, coder) pair and keeps
-the smallest.  Byte layout: ``docs/format.md``, section *The residual section*.
+the smallest.  Byte layout (layout 1, or with ``compact`` layout 2's varints): ``docs/format.md``,
+section *The residual section*.
 """
 
 from __future__ import annotations
