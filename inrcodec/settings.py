@@ -218,7 +218,7 @@ class CodecSettings:
         "where a value has two known neighbours on each side (earlier builds cannot read such chunks)", legacy=False)
     residual_fine_step: bool = _option(
         True, "error-bounded residuals of the chunk's mean (no network): quantize with a step that keeps only "
-        "the room the decoded values' rounding needs (its margin 2**-11 to 2**-20 of the bound, not 2**-6; earlier "
+        "the room the decoded values' rounding needs (a margin of the bound down to 2**-20, not 2**-6; earlier "
         "builds cannot read such chunks)", legacy=False)
     residual_compact: bool = _option(
         True, "error-bounded residuals: write their sections' fields and lengths as varints and their escaped "
