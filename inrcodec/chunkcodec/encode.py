@@ -519,17 +519,10 @@ def _rmse(recon: np.ndarray, values: np.ndarray, valid: np.ndarray, level: float
 class _Writer:
     """Packs the chunk modes of one input chunk (shared header fields and mask sections)."""
 
-    def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None, interpolation: bool = False,
-                 item_detail: bool = False, context: bool = False, levels: bool = False, cubic: bool = False,
-                 fine_step: bool = False, compact: bool = False):
+    def __init__(self, chunk: _Chunk, pin: bytes, fill_value: float | None, residual: dict | None = None):
         self.chunk = chunk
-        #: the residual coder also tries the interpolation predictors (``settings.residual_interpolation``),
-        #: the earlier items' detail (``settings.residual_item_detail``), their codes' contexts
-        #: (``settings.residual_context``), those contexts by level (``settings.residual_levels``) and
-        #: the cubic interpolation (``settings.residual_cubic``), mode 3's finer step
-        #: (``settings.residual_fine_step``) and layout 2 (``settings.residual_compact``)
-        self.interpolation, self.item_detail, self.context = interpolation, item_detail, context
-        self.levels, self.cubic, self.fine_step, self.compact = levels, cubic, fine_step, compact
+        #: the residual coder's options (:func:`_residual_options`; none: predictors 0 and 1, layout 1)
+        self.residual_options = dict(residual or {})
         self.common = dict(model_sha256=None, pin=pin, dtype=chunk.arr.dtype.str, shape=chunk.shape,
                            order=chunk.order)
         self.masks: dict[str, bytes] = {}
@@ -572,9 +565,7 @@ class _Writer:
         """The residual section of ``values`` over ``recon`` within ``bound``
         (:func:`residual.encode_residual`, with this chunk's dtype and predictors)."""
         return _residual.encode_residual(values, recon, valid, bound, self.chunk.arr.dtype,
-                                         interpolation=self.interpolation, item_detail=self.item_detail,
-                                         context=self.context, levels=self.levels, cubic=self.cubic,
-                                         fine_step=self.fine_step, compact=self.compact, **kw)
+                                         **self.residual_options, **kw)
 
     def plain_residual(self, values, valid, bound: float, exact=None) -> bytes:
         """Mode 3: the residual of the chunk's mean (no network): what bounded mode never exceeds.
@@ -587,15 +578,22 @@ class _Writer:
                           flags=self.flags)
 
 
+def _residual_options(settings) -> dict:
+    """:func:`residual.encode_residual`'s options the settings turn on: the interpolation predictors,
+    the earlier items' detail, the codes' contexts and those by level, the cubic interpolation, mode 3's
+    finer step and section layout 2 (``residual_*``; off in configurations written before each)."""
+    return dict(interpolation=settings.residual_interpolation, item_detail=settings.residual_item_detail,
+                context=settings.residual_context, levels=settings.residual_levels, cubic=settings.residual_cubic,
+                fine_step=settings.residual_fine_step, compact=settings.residual_compact)
+
+
 def encode_chunk(array, model, settings) -> bytes:
     """Encode one chunk ``(*leading, *spatial)`` with ``model`` (a CoinModel) and ``settings``
     (a :class:`~inrcodec.settings.CodecSettings`); returns version-3, 4 or 5 chunk bytes."""
     arr = check_input(array, model, settings)
     ctx = context(model, settings)
     chunk = _Chunk(arr, model.spatial_ndim, settings.fill_value)
-    writer = _Writer(chunk, ctx.pin, settings.fill_value, settings.residual_interpolation,
-                     settings.residual_item_detail, settings.residual_context, settings.residual_levels,
-                     settings.residual_cubic, settings.residual_fine_step, settings.residual_compact)
+    writer = _Writer(chunk, ctx.pin, settings.fill_value, _residual_options(settings))
     _check_valid_range(chunk.finite, settings)
     if chunk.trivial():
         return writer.raw()

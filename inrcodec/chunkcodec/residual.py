@@ -68,6 +68,7 @@ from typing import NamedTuple
 import numpy as np
 
 from inrcodec._limits import check_inflatable, inflate
+from inrcodec.chunkformat import varint
 from inrcodec.coding import rangecoder
 from inrcodec.chunkcodec import residualcontext
 from inrcodec.chunkcodec.timing import stage
@@ -593,19 +594,9 @@ def _unpack_i64(data: bytes, n: int, what: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 
 
-def _uleb(value: int) -> bytes:
-    """Unsigned LEB128: 7 bits a byte, the lowest first, the high bit set on every byte but the last."""
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _read_uleb(payload: bytes, pos: int, what: str) -> tuple[int, int]:
-    """(value, position after it) of the canonical LEB128 at ``pos``: at most 10 bytes and 64 bits,
-    no trailing zero byte."""
+    """(value, position after it) of the canonical LEB128 (the chunk format's :func:`varint`) at ``pos``:
+    at most 10 bytes and 64 bits, no trailing zero byte."""
     value = 0
     for i in range(10):
         if pos + i >= len(payload):
@@ -804,10 +795,8 @@ def encode_residual(
         if best is None or size < best[0]:
             best = (size, predictor, coder, blobs, exceptions, int(exc.sum()), own)
 
-    line = None  # the better of predictors 2 and 3 with one model, as ``interpolated``
-
     def one_model(predictor, d, exc, own, rhat):
-        nonlocal interpolated, line
+        nonlocal interpolated
         exceptions = _exceptions(x, dtype, exc)
         for coder in (CODER_HISTOGRAM, CODER_GEOMETRIC):
             blobs = encode_codes(d.ravel(), coder, pack_escapes)
@@ -815,23 +804,22 @@ def encode_residual(
             offer(size, predictor, coder, blobs, exceptions, exc, own)
             if rhat is not None and (interpolated is None or size < interpolated[0]):
                 interpolated = (size, predictor, d, exc, own, rhat, exceptions)
-            if predictor in LINEAR and (line is None or size < line[0]):
-                line = (size, predictor, d, exc, own, rhat, exceptions)
 
     for candidate in candidates:
         one_model(*candidate)
-    if cubic and line is not None and interpolated[1] in LINEAR:
+    linear = interpolated  # (a cubic one offered next replaces it where smaller)
+    if cubic and linear is not None and linear[1] in LINEAR:
         # the cubic interpolation along the better of predictor 2's and 3's axes only (one walk more),
         # where it ranks above predictor 4 (which wins on the validation sets' chunks of several items,
         # over the cubic one as well)
-        p = CUBIC_OF[line[1]]
+        p = CUBIC_OF[linear[1]]
         d, rhat = interpolate_closed(r, step, p, accept_in(slice(None)))
         one_model(p, d, exceptions_of(rhat), None, rhat)
     if context and interpolated is not None:
         # coder 3 on the interpolation predictor the one-model coders rank first only (on the
         # validation sets no other predictor's contexts came out smaller, and each costs a walk), and
         # on the linear one where that is a cubic one (the contexts favour the linear one at looser bounds)
-        ranked = [interpolated] + ([line] if interpolated[1] in CUBIC_OF.values() else [])
+        ranked = [interpolated] + ([linear] if interpolated is not linear else [])
         for _, predictor, d, exc, own, rhat, exceptions in ranked:
             # then coder 4 (the coarser levels' contexts apart) on predictors 2, 3, 5 and 6
             for coder in (CODER_CONTEXT,) + ((CODER_CONTEXT_LEVELS,) if levels and predictor in INTERPOLATED else ()):
@@ -843,8 +831,8 @@ def encode_residual(
     _, predictor, coder, (params, stream, escapes), exceptions, n_exc, own = best
     blobs = (params, stream, escapes, exceptions) + (() if own is None else (own,))
     if compact:
-        parts = [bytes([LAYOUT_COMPACT, predictor, coder, exponent]), struct.pack("<d", bound), _uleb(q.size),
-                 _uleb(n_exc)] + [_uleb(len(blob)) + blob for blob in blobs]
+        parts = [bytes([LAYOUT_COMPACT, predictor, coder, exponent]), struct.pack("<d", bound), varint(q.size),
+                 varint(n_exc)] + [varint(len(blob)) + blob for blob in blobs]
     else:
         parts = [_FIXED.pack(LAYOUT_VERSION, predictor, coder, 0, bound, step, q.size), struct.pack("<Q", n_exc)]
         parts += [_BLOB.pack(len(blob)) + blob for blob in blobs]

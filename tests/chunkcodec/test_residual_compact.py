@@ -7,6 +7,7 @@ from test_residual_context import new_and_legacy_sections
 from test_residual_fine_step import rough
 
 from inrcodec.chunkcodec import residual
+from inrcodec.chunkformat import varint
 
 _ALL = dict(interpolation=True, item_detail=True, context=True, levels=True, cubic=True)
 
@@ -82,7 +83,7 @@ def test_a_compact_sections_exponent_count_and_lengths_are_checked():
     with pytest.raises(residual.ResidualError, match="codes .* values, the chunk has"):
         residual.read_section(payload, x.size + 1, x.dtype, exact=True)
     # a non-canonical count (a trailing zero byte) and an unknown layout
-    count = residual._uleb(x.size)
+    count = varint(x.size)
     assert payload[12:12 + len(count)] == count
     longer = payload[:12] + count[:-1] + bytes([count[-1] | 0x80, 0]) + payload[12 + len(count):]
     with pytest.raises(residual.ResidualError, match="non-canonical"):
