@@ -222,7 +222,7 @@ class CodecSettings:
         "builds cannot read such chunks)", legacy=False)
     residual_compact: bool = _option(
         True, "error-bounded residuals: write their sections' fields and lengths as varints and their escaped "
-        "codes as zigzag varints (layout 2: about 70 bytes fewer a chunk; earlier builds cannot read such chunks)",
+        "codes as zigzag varints (layout 2: about 50-100 bytes fewer a chunk; earlier builds cannot read such chunks)",
         legacy=False)
     coarse_hybrid: bool = _option(
         True, "hybrid chunks: also try the network evaluated at every second grid point of each axis and "

@@ -98,8 +98,8 @@ MARGIN_EXPONENTS = range(6, FINE_MARGIN_MAX + 1)
 LAYOUT_VERSION = 1
 #: layout 2 (``compact``, ``CodecSettings.residual_compact``): layout 1's fields with the count, the
 #: number of exceptions and the blobs' lengths as varints, the step as its margin exponent (one byte)
-#: and the escaped codes as zigzag varints: about 70 bytes fewer a section, a few per cent of a small
-#: field's chunk; earlier builds refuse it
+#: and the escaped codes as zigzag varints: 48-96 bytes fewer a chunk (held-out single fields), a
+#: few per cent of a small field's chunk; earlier builds refuse it
 LAYOUT_COMPACT = 2
 PREDICTOR_NONE = 0
 PREDICTOR_LORENZO = 1
