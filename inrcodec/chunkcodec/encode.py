@@ -871,12 +871,12 @@ def _probe_outclassed(settings, model, fitted, aim: int, writer: _Writer, values
 
 
 def _hybrids_outclassed(model, waves, probe: "_ProbeFit", target_rmse: float, alone: bytes, coder: int, limit: int,
-                        below: int | None = None) -> bool:
+                        below: int | None = None, items: "_ItemsAlone | None" = None) -> bool:
     """Whether every hybrid width (below ``below``) of the probe pair's fit, at ``target_rmse`` in
     layout ``coder``, has latents alone of ``limit`` bytes or more (the smallest chunk that meets
     it) or is estimated ``PAIR_OUTCLASSED`` by it (:class:`_HybridProbe`, scaled by SPERR
     ``alone``'s bytes)."""
-    hybrids = _HybridProbe(waves, probe.cands, coder, target_rmse, alone, probe)
+    hybrids = _HybridProbe(waves, probe.cands, coder, target_rmse, alone, probe, items)
     return all(probe.chunk_bytes(b) >= limit or hybrids.outclassed(b, limit, PAIR_OUTCLASSED)
                for b in hybrid.hybrid_widths(model, below))
 
@@ -1016,23 +1016,33 @@ class _ItemsAlone:
     """``effort="fast"``, an RMSE target, a large chunk (:func:`_probed`): SPERR alone searched on
     the ``ESTIMATE_ITEMS`` items first, at a quarter of a whole chunk's cost per try, tells the whole
     chunk's search where to start (the rate that met the target there and the slope of its last
-    two tries), so that it takes two or three tries where it took up to seven."""
+    two tries), so that it takes two or three tries where it took up to seven. ``pick``: other
+    items than the ``ESTIMATE_ITEMS`` ones, e.g. a probe pair's, whose hybrid estimates then start
+    from what SPERR alone took there (:attr:`found`)."""
 
-    def __init__(self, waves: "_WaveletChunks", target_rmse: float):
-        self.payloads = waves.items(_estimate_items(waves.shape[0]))
+    def __init__(self, waves: "_WaveletChunks", target_rmse: float, pick: np.ndarray | None = None):
+        self.pick = _estimate_items(waves.shape[0]) if pick is None else pick
+        self.payloads = waves.items(self.pick)
         self.target = target_rmse
+        #: per layout, the bytes of the payload that met the target on the items (:meth:`seed`)
+        self.found: dict[int, int] = {}
 
     @staticmethod
-    def of(waves: "_WaveletChunks", target_rmse: float | None) -> "_ItemsAlone | None":
-        """The estimate items of ``waves``' chunk at ``target_rmse``, or None where there is no RMSE
-        target or the chunk is too small to pay for them."""
-        return _ItemsAlone(waves, target_rmse) if target_rmse is not None and _probed(waves.shape) else None
+    def of(waves: "_WaveletChunks", target_rmse: float | None,
+           pick: np.ndarray | None = None) -> "_ItemsAlone | None":
+        """The estimate items (or ``pick``) of ``waves``' chunk at ``target_rmse``, or None where there
+        is no RMSE target or the chunk is too small to pay for them."""
+        if target_rmse is None or not _probed(waves.shape):
+            return None
+        return _ItemsAlone(waves, target_rmse, pick)
 
     def seed(self, coder: int) -> tuple[float, float] | None:
         """(rate, slope) of SPERR alone meeting the target on the items in layout ``coder``, or
         None where it misses there."""
-        if self.payloads.at_rmse(0, self.target, coder, close=CLOSE_ENOUGH) is None:
+        found = self.payloads.at_rmse(0, self.target, coder, close=CLOSE_ENOUGH)
+        if found is None:
             return None
+        self.found[coder] = len(found[0])
         return self.payloads.rate_start, self.payloads.last_slope
 
 
@@ -1047,7 +1057,7 @@ class _HybridProbe:
     is in the race): where hybrids win, probing costs about a third of each width's search."""
 
     def __init__(self, waves: "_WaveletChunks", cands: _LatentCandidates, coder: int, target_rmse: float,
-                 alone: bytes, probe: "_ProbeFit | None" = None):
+                 alone: bytes, probe: "_ProbeFit | None" = None, items: _ItemsAlone | None = None):
         self.waves, self.cands, self.coder, self.target = waves, cands, coder, target_rmse
         self.alone = len(alone)
         #: ``cands`` fitted to the probe pair alone (:func:`_alone_at_bits`): it gives the latents
@@ -1058,6 +1068,9 @@ class _HybridProbe:
             _estimate_items(waves.shape[0]) if _probed(waves.shape) else None)
         self._payloads = None
         self._scale = None
+        if items is not None and self.pick is not None and coder in items.found \
+                and np.array_equal(items.pick, self.pick):  # SPERR alone was searched on these items already
+            self._payloads, self._scale = items.payloads, self.alone / items.found[coder]
 
     def _scale_of(self) -> float | None:
         """The whole chunk's SPERR-alone bytes over the probe items' (None: SPERR alone misses there)."""
@@ -1303,13 +1316,15 @@ def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, v
     target = probe.rmse(settings.bits, values, valid)
     network = own.chunk_bytes(settings.bits)
     waves.rate_start = 8.0 * network / values.size  # SPERR alone at the network's RMSE: at most about its bytes
-    alone = _fast_alone(settings, waves, target_rmse=target, items=_ItemsAlone.of(waves, target))
+    items = _ItemsAlone.of(waves, target, pick=probe.pick)  # the pair: its hybrid estimates reuse the search
+    alone = _fast_alone(settings, waves, target_rmse=target, items=items)
     if not alone:
         return None
     best, coder = _better_alone(alone, settings, waves.nbytes)
     if network <= PAIR_OUTCLASSED * len(best):
         return None
-    return best if _hybrids_outclassed(model, waves, probe, target, best, coder, len(best), settings.bits) else None
+    return best if _hybrids_outclassed(model, waves, probe, target, best, coder, len(best), settings.bits,
+                                       items) else None
 
 
 def _level_shift(settings, model, ctx: ChunkContext, spatial, aim: int, values, valid, waves) -> float:
