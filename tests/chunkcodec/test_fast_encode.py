@@ -630,6 +630,41 @@ def test_a_hybrid_estimate_stops_at_a_sperr_try_that_takes_it_past_its_cap(monke
     recons.clear()
     assert probe(2.0 * len(alone)).estimate(4, 1.5 * len(alone)) == math.inf and not recons
 
+@pytest.mark.parametrize("coarse", [True, False])
+def test_the_bits_probes_estimates_reuse_sperr_alone_on_the_pair_and_its_coarse_reconstruction(monkeypatch, coarse):
+    """At ``bits`` SPERR alone is searched on the probe pair (the seed of the chunk's search), and the
+    pair's hybrid estimates take their scale from that search instead of searching the pair again;
+    they are made over the pair's coarse reconstruction where the chunk's hybrids may be coarse,
+    over the full one where they may not. Other items than the pair's are searched for the scale."""
+    from types import SimpleNamespace
+
+    from inrcodec.chunkcodec.encode import _Chunk, _HybridProbe, _ItemsAlone, _WaveletChunks, _Writer
+
+    x = smooth_field(8, seed=3).astype("f4")
+    chunk = _Chunk(x, 2, None)
+    waves = _WaveletChunks(_Writer(chunk, b"\0" * 4, None), chunk.items, np.ones(x.shape, bool), coarse=coarse)
+    target = 0.25
+    alone = waves.at_rmse(None, 0, target, close=0.03).data
+    pick = np.array([3, 4])
+    items = _ItemsAlone(waves, target, pick=pick)
+    assert items.seed(1) is not None and items.found[1] > 0
+    tries, recons = [], []
+    real_encode = hybrid.wavelet.encode
+    monkeypatch.setattr(hybrid.wavelet, "encode", lambda *a: tries.append(a[2]) or real_encode(*a))
+    prediction = x + 0.1 * smooth_field(8, seed=4)
+    cands = SimpleNamespace(recon=lambda bits: recons.append("full") or prediction[pick],
+                            recon_coarse=lambda bits: recons.append("coarse") or prediction[pick])
+    pair = SimpleNamespace(pick=pick, cands=cands, chunk_bytes=lambda bits: 10.0)
+    probe = _HybridProbe(waves, None, 1, target, alone, pair, items)
+    assert probe._scale_of() == len(alone) / items.found[1] and not tries  # no second search on the pair
+    assert probe.estimate(4) is not None and tries
+    assert recons == ["coarse" if coarse else "full"]
+    tries.clear()
+    others = _HybridProbe(waves, None, 1, target, alone, SimpleNamespace(pick=np.array([0, 7]), cands=cands,
+                                                                         chunk_bytes=lambda bits: 10.0), items)
+    assert others._scale_of() is not None and tries  # SPERR alone searched on those items
+
+
 @pytest.mark.parametrize("options,large", [(dict(bits=6), True), (dict(target_ratio=200.0), True),
                                            (dict(target_ratio=200.0), False)])
 def test_probe_pairs_of_large_items_are_fitted_on_fewer_points_than_the_chunk(patched_model, monkeypatch, options,
