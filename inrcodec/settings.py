@@ -228,6 +228,11 @@ class CodecSettings:
         True, "hybrid chunks: also try the network evaluated at every second grid point of each axis and "
         "interpolated linearly (mode 6: decodes about three times faster; earlier builds cannot read such chunks), "
         "keeping per chunk the better of the two", legacy=False)
+    sperr_item_dct: bool = _option(
+        True, "SPERR chunks (hybrid and SPERR alone) of 2 to 16 items of a 2-D model, at a ratio or RMSE target "
+        "or bits: also code the items' DCT along the item axis (SPERR transforms no axis shorter than 9: time "
+        "steps stacked 8 to a chunk were coded as separate fields), in place of their plain stack (earlier builds "
+        "cannot read such chunks)", legacy=False)
     sperr_exact_bound: bool = _option(
         True, "error-bounded chunks of SPERR alone: first try SPERR's point-wise tolerance at the bound itself "
         "(every decode is checked; off: 1/64 under it only)", legacy=False)
@@ -268,6 +273,7 @@ class CodecSettings:
             "residual_fine_step": _bool("residual_fine_step", self.residual_fine_step),
             "residual_compact": _bool("residual_compact", self.residual_compact),
             "coarse_hybrid": _bool("coarse_hybrid", self.coarse_hybrid),
+            "sperr_item_dct": _bool("sperr_item_dct", self.sperr_item_dct),
             "sperr_exact_bound": _bool("sperr_exact_bound", self.sperr_exact_bound),
         }
         for k, v in clean.items():

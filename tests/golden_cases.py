@@ -71,6 +71,10 @@ CASES = {
     # point of the network's decoded one, which the coarse reconstruction follows and the full does not
     "coarse_hybrid": ("v1_modulations_decoded", {"bits": 6, "inner_steps": 3, "max_abs_error": 0.02,
                                                  "residual_coder": "sperr", "coarse_hybrid": True}, "coarse"),
+    # SPERR alone on the items' DCT along the item axis (wavelet coder 3): no network, so the bytes
+    # are SPERR's and the fixed-order inverse DCT's, the same on every machine
+    "wavelet_item_dct": ("v1_modulations_input", {"network": False, "target_rmse": 0.5, "residual_coder": "sperr",
+                                                  "sperr_item_dct": True}, "drift"),
 }
 
 
@@ -94,6 +98,10 @@ def codec_and_input(name: str):
         rows = np.array([np.interp(np.linspace(0, 15, 64), np.arange(16), r) for r in x[0]])
         first = np.array([np.interp(np.linspace(0, 7, 32), np.arange(8), c) for c in rows.T]).T.astype("f4")
         x = np.stack([first, first + np.float32(0.3)])
+    elif change == "drift":  # six items of 32 x 64, each the one before warmed and its contrast raised
+        rows = np.array([np.interp(np.linspace(0, 15, 64), np.arange(16), r) for r in x[0]])
+        first = np.array([np.interp(np.linspace(0, 7, 32), np.arange(8), c) for c in rows.T]).T
+        x = np.stack([first + (0.2 + 0.05 * (first - first.mean())) * t for t in range(6)]).astype("f4")
     elif change == "rough":  # 32 x 64 items, their eastern half roughened by a fixed noise
         rows = np.array([np.interp(np.linspace(0, 15, 64), np.arange(16), r) for r in x[0]])
         first = np.array([np.interp(np.linspace(0, 7, 32), np.arange(8), c) for c in rows.T]).T

@@ -337,7 +337,7 @@ def _network_free_within(settings, model, writer: "_Writer", values, valid, boun
     tries = [writer.plain_residual(values, valid, bound, exact=exact)]
     if settings.residual_coder == "sperr" and _sperr_takes(model, values) and exact is None:
         waves = _WaveletChunks(writer, values, valid, exact_bound=settings.sperr_exact_bound)
-        tries += [c for k in wavelet.coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
+        tries += [c for k in wavelet.pointwise_coders(values.shape) if (c := waves.at_bound(None, 0, bound, k))]
     best = _fewest([raw, *tries])
     if best is not raw and not _decodes_within(best, model, settings, writer.chunk, bound):
         return raw
@@ -668,7 +668,7 @@ def _pointwise_alone(settings, model, chunk: _Chunk, waves, bound: float) -> lis
     95.4x (test split, ``benchmarks/combined_target.py``)."""
     if waves is None:
         return []
-    return [c for coder in wavelet.coders(waves.shape)
+    return [c for coder in wavelet.pointwise_coders(waves.shape)
             for c in _tightening(settings, model, chunk, bound, lambda b, k=coder: waves.at_bound(None, 0, b, k))]
 
 
@@ -928,7 +928,7 @@ def _fast_alone(settings, waves, target_rmse=None, items: "_ItemsAlone | None" =
     ``items`` (their rate and slope), when given."""
     rmse_target = target_rmse is not None or settings.target_rmse is not None
     out = []
-    for coder in wavelet.coders(waves.shape):
+    for coder in waves.coders:
         limit = min((len(c.data) for c, _ in out), default=None) if rmse_target else None
         search = dict(close=CLOSE_ENOUGH, limit=limit) if rmse_target else {}
         seed = items.seed(coder) if items is not None and limit is None else None
@@ -1145,7 +1145,8 @@ def _wavelets(settings, model, writer: _Writer, values, valid):
     """The wavelet candidates of this chunk, when the settings and the model allow them."""
     if settings.residual_coder != "sperr" or not _sperr_takes(model, values):
         return None
-    return _WaveletChunks(writer, values, valid, coarse=settings.coarse_hybrid, exact_bound=settings.sperr_exact_bound)
+    return _WaveletChunks(writer, values, valid, coarse=settings.coarse_hybrid, exact_bound=settings.sperr_exact_bound,
+                          item_dct=settings.sperr_item_dct)
 
 
 class _WaveletChunks:
@@ -1163,8 +1164,11 @@ class _WaveletChunks:
     A1B at 200x: 14 % higher)."""
 
     def __init__(self, writer: _Writer, values: np.ndarray, valid: np.ndarray, coarse: bool = False,
-                 exact_bound: bool = False):
+                 exact_bound: bool = False, item_dct: bool = False):
         self.writer, self.shape = writer, values.shape
+        #: the layouts the rate and RMSE searches try, in order (``settings.sperr_item_dct``:
+        #: the items' DCT in place of their stack)
+        self.coders = wavelet.search_coders(values.shape, item_dct)
         #: SPERR alone within a bound is first tried at the bound itself (``settings.sperr_exact_bound``)
         self.exact_bound = exact_bound
         self.payloads = hybrid.WaveletCandidates(values, valid, writer.chunk.arr.nbytes, writer.chunk.arr.dtype)
@@ -1250,11 +1254,10 @@ class _WaveletChunks:
     def tries(self, model, fits, below: int | None = None) -> list[tuple]:
         """The (latent candidates, width, coder) a chunk's wavelet search tries: SPERR alone
         ``(None, 0, coder)`` first, then the hybrid of each fitted patch aim in ``fits`` at each of
-        ``hybrid.hybrid_widths``, each in every layout of ``wavelet.coders`` (stacked items, and for
-        several items of a 2-D model their mosaic)."""
-        coders = wavelet.coders(self.shape)
+        ``hybrid.hybrid_widths``, each in every layout of :attr:`coders`."""
         widths = hybrid.hybrid_widths(model, below)
-        return [(None, 0, c) for c in coders] + [(cands, b, c) for cands in fits for b in widths for c in coders]
+        return [(None, 0, c) for c in self.coders] + [(cands, b, c) for cands in fits for b in widths
+                                                       for c in self.coders]
 
 
 def _wavelet_targets(settings, model, waves, fits, below: int | None = None, target_rmse=None):
@@ -1441,7 +1444,8 @@ def _fast_bounded(settings, model, fitted, aim: int, writer: _Writer, values, va
     if waves is not None and _alone_outclassed_within(waves, bound, len(plain)):
         coder = wavelet.CODER_SPERR  # the hybrids in the stacked layout, which SPERR alone codes best there
     elif waves is not None:
-        alone = [(found, k) for k in wavelet.coders(values.shape) if (found := waves.at_bound(None, 0, bound, k))]
+        alone = [(found, k) for k in wavelet.pointwise_coders(values.shape)
+                 if (found := waves.at_bound(None, 0, bound, k))]
         if alone:
             smallest, coder = alone[choose([Candidate(found) for found, _ in alone])]
             best = _fewest([best, smallest])

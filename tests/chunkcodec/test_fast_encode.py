@@ -740,7 +740,8 @@ def test_a_hybrid_width_the_probe_outclasses_is_never_reconstructed_whole(tiny_m
     from inrcodec.chunkcodec.context import ChunkContext
 
     x = smooth_field(8, seed=5).astype("f4")
-    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, **setting)
+    # the plain stack, where this network's hybrids reach the probe (not so over the items' DCT)
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, sperr_item_dct=False, **setting)
     whole, verdicts = [], []
     real, outclassed = ChunkContext.reconstruct, encode._HybridProbe.outclassed
 
@@ -859,7 +860,9 @@ def test_within_a_ratio_a_network_alone_candidate_far_from_the_best_is_not_recon
 
     da = embedded_sample("tas")  # real 2 m temperature, where the shipped network is in the race
     x = np.ascontiguousarray(da.values[:8], np.float32)
-    codec = COINppCodec("t2m-global-2", lat=da.lat.values, lon=da.lon.values, target_ratio=400.0)
+    # the plain stack, where network-alone candidates reach the deferral (not so over the items' DCT)
+    codec = COINppCodec("t2m-global-2", lat=da.lat.values, lon=da.lon.values, target_ratio=400.0,
+                        sperr_item_dct=False)
     whole, real = [], encode._network_alone
     monkeypatch.setattr(encode, "_network_alone", lambda *a: whole.append(a[1]) or real(*a))
     monkeypatch.setattr(encode, "PROBE_OUTCLASSED", math.inf)  # every patch size fitted whole: candidates to defer
@@ -885,7 +888,8 @@ def test_within_a_ratio_the_lower_max_error_wins_among_near_equal_rmses(patched_
 
     lat, lon = global_lat_lon(32, 64)
     x = smooth_field(4, 32, 64, seed=1).astype("f4")
-    codec = COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=80.0)
+    # the plain stack, whose candidates differ in maximum error here (not so over the items' DCT)
+    codec = COINppCodec(patched_model, lat=lat, lon=lon, target_ratio=80.0, sperr_item_dct=False)
 
     def worst(chunk):
         return float(np.abs(codec.decode(chunk).astype("f8") - x).max())

@@ -57,17 +57,19 @@ def sperr_fields(payload: bytes) -> list[tuple[int, str]]:
     """(offset, struct format) of every header field of a wavelet section: the coder byte, SPERR's
     version, flags, dims, chunk dims (a chunked stream) and chunk lengths, and in the first and last
     chunk the conditioner's flags and two float64, SPECK's bitplanes and bit count, and the outlier
-    stream's (docs/format.md, inrcodec.chunkcodec.wavelet)."""
-    fields = [(0, "B"), (1, "B"), (2, "B"), (3, "<I"), (7, "<I"), (11, "<I")]
-    shape3 = struct.unpack_from("<3I", payload, 3)[::-1]
-    parts = wavelet.stream_layout(payload[1:], shape3)  # an honest payload
-    table = 1 + wavelet.SPERR_HEADER
-    if payload[2] == 0x50:  # chunked: three u16 chunk dims before the lengths
+    stream's (docs/format.md, inrcodec.chunkcodec.wavelet); a DCT section's mean too."""
+    s0 = wavelet.stream_start(payload[0])
+    fields = [(0, "B")] + ([(1, "<d")] if s0 > 1 else [])
+    fields += [(s0, "B"), (s0 + 1, "B"), (s0 + 2, "<I"), (s0 + 6, "<I"), (s0 + 10, "<I")]
+    shape3 = struct.unpack_from("<3I", payload, s0 + 2)[::-1]
+    parts = wavelet.stream_layout(payload[s0:], shape3)  # an honest payload
+    table = s0 + wavelet.SPERR_HEADER
+    if payload[s0 + 1] == 0x50:  # chunked: three u16 chunk dims before the lengths
         fields += [(table, "<H"), (table + 2, "<H"), (table + 4, "<H")]
         table += 6
     fields += [(table, "<I"), (table + 4 * (len(parts) - 1), "<I")]
     for part in {id(q): q for q in (parts[0], parts[-1])}.values():
-        at = 1 + part["offset"]
+        at = s0 + part["offset"]
         fields += [(at, "B"), (at + 1, "<d"), (at + 9, "<d")]
         if part["speck"]:
             fields += [(at + 17, "B"), (at + 18, "<Q")]
@@ -298,11 +300,14 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     fit = model.encode(x, ctx.grid(x.shape[1:]), steps=1)
     xc = (ctx.reconstruct_coarse(fit, x.shape[1:]) + np.random.default_rng(1).normal(0, 0.05, SHAPE)).astype("f4")
     seeds += [(waves, waves.encode(xc))]
+    # SPERR alone on the items' DCT (wavelet coder 3, its mean before the stream): two items a level apart
+    dct = COINppCodec(model, lat=lat, lon=lon, target_rmse=0.2, network=False)
+    seeds += [(dct, dct.encode(np.stack([x[0], x[0] + np.float32(0.3)])))]
     modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
     assert modes == sorted(KNOWN_MODES), modes
-    # both wavelet layouts: the items stacked (the hybrid seed) and tiled as a mosaic (SPERR alone)
+    # every wavelet layout: the items stacked (the hybrid seed), tiled as a mosaic (SPERR alone), their DCT
     coders = sorted({cf.unpack_chunk(c)[1]["wavelet"][0] for _, c in seeds if "wavelet" in cf.unpack_chunk(c)[1]})
-    assert coders == [1, 2], coders
+    assert coders == [1, 2, 3], coders
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ok = refused = 0
     bad: list[str] = []
