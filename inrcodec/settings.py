@@ -231,7 +231,7 @@ class CodecSettings:
     sperr_item_dct: bool = _option(
         True, "SPERR chunks (hybrid and SPERR alone) of 2 to 16 items of a 2-D model, at a ratio or RMSE target "
         "or bits: also code the items' DCT along the item axis (SPERR transforms no axis shorter than 9: time "
-        "steps stacked 8 to a chunk were coded as separate fields), in place of their plain stack (earlier builds "
+        "steps stacked 8 to a chunk were coded as separate fields), before their plain stack (earlier builds "
         "cannot read such chunks)", legacy=False)
     sperr_exact_bound: bool = _option(
         True, "error-bounded chunks of SPERR alone: first try SPERR's point-wise tolerance at the bound itself "

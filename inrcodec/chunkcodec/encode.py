@@ -1167,7 +1167,7 @@ class _WaveletChunks:
                  exact_bound: bool = False, item_dct: bool = False):
         self.writer, self.shape = writer, values.shape
         #: the layouts the rate and RMSE searches try, in order (``settings.sperr_item_dct``:
-        #: the items' DCT in place of their stack)
+        #: the items' DCT first)
         self.coders = wavelet.search_coders(values.shape, item_dct)
         #: SPERR alone within a bound is first tried at the bound itself (``settings.sperr_exact_bound``)
         self.exact_bound = exact_bound
