@@ -124,6 +124,10 @@ PROBE_CLOSE = 0.1
 PROBE_MIN_ITEM_VALUES = 1 << 15
 #: ``effort="fast"``: SPERR's RMSE search stops at the first try within this share under the target
 CLOSE_ENOUGH = 0.03
+#: the same for SPERR alone at ``bits`` met from the probe pair (:func:`_alone_at_bits`): its target,
+#: the pair's RMSE, is itself about the chunk's (10.7 % under to 7.8 % over it), and a chunk anywhere
+#: in the window lies on SPERR's curve, so a wider one costs no rate-distortion, only the tries
+BITS_CLOSE = 0.1
 #: :class:`_ProbeFit` fits its pair on a subset of this many points per latent (the chunk's fit:
 #: ``fitting.FIT_POINTS_PER_LATENT``) where an item has ``PROBE_MIN_ITEM_VALUES`` values or more:
 #: half the pair's fit, and its RMSE at 6 bits within -1.7 to +0.9 % of the fit on 4 (validation
@@ -920,7 +924,8 @@ def _estimate_items(n: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, min(n, ESTIMATE_ITEMS))).astype(np.intp))
 
 
-def _fast_alone(settings, waves, target_rmse=None, items: "_ItemsAlone | None" = None) -> list[tuple]:
+def _fast_alone(settings, waves, target_rmse=None, items: "_ItemsAlone | None" = None,
+                close: float = CLOSE_ENOUGH) -> list[tuple]:
     """SPERR alone at the target (``target_rmse`` overrides the settings'), in each layout:
     ``(Candidate, layout)`` of those that meet it. At an RMSE target a later layout starts at the
     size of the smallest chunk in hand and stops when it misses there (SPERR's rate only adds
@@ -930,7 +935,7 @@ def _fast_alone(settings, waves, target_rmse=None, items: "_ItemsAlone | None" =
     out = []
     for coder in waves.coders:
         limit = min((len(c.data) for c, _ in out), default=None) if rmse_target else None
-        search = dict(close=CLOSE_ENOUGH, limit=limit) if rmse_target else {}
+        search = dict(close=close, limit=limit) if rmse_target else {}
         seed = items.seed(coder) if items is not None and limit is None else None
         if seed is not None:
             waves.rate_start, search["slope"] = seed
@@ -1320,7 +1325,7 @@ def _alone_at_bits(settings, model, fitted, aim: int, writer: _Writer, values, v
     network = own.chunk_bytes(settings.bits)
     waves.rate_start = 8.0 * network / values.size  # SPERR alone at the network's RMSE: at most about its bytes
     items = _ItemsAlone.of(waves, target, pick=probe.pick)  # the pair: its hybrid estimates reuse the search
-    alone = _fast_alone(settings, waves, target_rmse=target, items=items)
+    alone = _fast_alone(settings, waves, target_rmse=target, items=items, close=BITS_CLOSE)
     if not alone:
         return None
     best, coder = _better_alone(alone, settings, waves.nbytes)

@@ -52,6 +52,15 @@ _LOG_SPAN = math.log(1e3)
 #: the slope of log RMSE against log rate a search assumes after its first try, when nothing
 #: better is known (RMSE about 1 / rate)
 _SLOPE = -1.0
+#: ``at_rmse(close=...)`` stops once the lowest rate that met the target is within this factor of
+#: the highest that missed it: a try between them could save at most about that share of the payload,
+#: where SPERR's error jumps with its bitplanes (tries at 0.0035, 0.0036, 0.0037 bits per value of
+#: a 1-degree chunk: 1.029, 1.001, 0.959 times the target)
+BRACKET = 1.05
+#: ``at_rmse(limit=...)`` stops at a try under the limit that misses by so much that even an error
+#: falling as the square root of this much more rate (steeper than any SPERR run measured, -0.5 to
+#: -1) would not meet the target within the limit
+LIMIT_SLOPE = -2.0
 
 
 def hybrid_widths(model, below: int | None = None) -> list[int]:
@@ -208,10 +217,11 @@ class WaveletCandidates:
                          close: float, limit: int | None, slope: float) -> tuple[bytes, float, float] | None:
         goal = math.log(target_rmse * (1.0 - close / 2.0))
         floor = math.log(target_rmse) - _LOG_SPAN  # a lossless try's RMSE of 0 counts as this
-        rate = self.rate_start
+        rate, at_limit = self.rate_start, math.inf
         if limit is not None:  # start where the chunk fills ``limit``: a miss there ends the search
             size = int(np.prod(wavelet.layout_shape(field.shape, coder)))
-            rate = min(rate, max(8.0 * (limit - overhead - _SLACK_BYTES - wavelet.SPERR_HEADER) / size, _MIN_BPP))
+            at_limit = max(8.0 * (limit - overhead - _SLACK_BYTES - wavelet.SPERR_HEADER) / size, _MIN_BPP)
+            rate = min(rate, at_limit)
         best, tried, missed, met = None, [], None, None
         self.missed_at_limit = False
         for _ in range(RATE_SEARCH_TRIES):
@@ -227,9 +237,12 @@ class WaveletCandidates:
                     break
             else:
                 missed = rate if missed is None else max(missed, rate)
-                if limit is not None and overhead + _SLACK_BYTES + len(payload) >= limit:
+                if limit is not None and (overhead + _SLACK_BYTES + len(payload) >= limit
+                                          or rate * (rmse / target_rmse) ** (-1.0 / LIMIT_SLOPE) >= at_limit):
                     self.missed_at_limit = True
                     break
+            if met is not None and missed is not None and met <= BRACKET * missed:
+                break
             rate = _next_rate(tried, goal, missed, met, slope)
         self.last_slope = _slope(tried, slope)
         return best
