@@ -46,8 +46,8 @@ CODER_SPERR = 1
 CODER_SPERR_MOSAIC = 2
 #: the same coder on the stacked orthonormal DCT of a 2-D model's items along the item axis
 #: (:func:`item_dct`) less their mean, which the section holds before the stream (float64): SPERR codes
-#: a stack whose first plane alone carries ``sqrt(n)`` times the items' level badly (1-degree
-#: temperature: 8.7 K where the same bytes give 0.46 K without it)
+#: a stack whose first plane alone carries ``sqrt(n)`` times the items' level badly (6 smooth
+#: 32 x 64 fields: RMSE 8.7 where the same bytes give 0.46 without it)
 CODER_SPERR_DCT = 3
 #: the most items ``CODER_SPERR_DCT`` transforms (its inverse costs ``n`` multiply-adds a value)
 DCT_MAX_ITEMS = 16
