@@ -7,8 +7,8 @@ machine, so the only cross-machine difference in a hybrid chunk is the network's
 (``residual.CROSS_MACHINE_ULPS``).
 
 The section is one coder byte and the SPERR stream. The coder byte says how the fitted items are
-laid out for SPERR (:func:`layout_shape`): ``CODER_SPERR`` stacks them (a 3-D field whose item axis
-SPERR transforms too: right for time steps of one field), ``CODER_SPERR_MOSAIC`` tiles the items of a
+laid out for SPERR (:func:`layout_shape`): ``CODER_SPERR`` stacks them (a 3-D field, whose item axis
+SPERR transforms from 9 items on), ``CODER_SPERR_MOSAIC`` tiles the items of a
 2-D model side by side as one plane (right for many small unrelated images, whose own 28 x 28 leave
 SPERR few wavelet levels: +1.4 to +4.5 dB at 0.5-2 bpp on the Fashion-MNIST validation split,
 docs/benchmarks.md), ``CODER_SPERR_DCT`` stacks the orthonormal DCT of the items along the item axis
