@@ -58,8 +58,8 @@ _SLOPE = -1.0
 #: a 1-degree chunk: 1.029, 1.001, 0.959 times the target)
 BRACKET = 1.05
 #: ``at_rmse(limit=...)`` stops at a try under the limit that misses by so much that even an error
-#: falling as the square root of this much more rate (steeper than any SPERR run measured, -0.5 to
-#: -1) would not meet the target within the limit
+#: falling with this slope of log RMSE against log rate (error as rate**-2: steeper than any SPERR
+#: search measured, -0.5 to -1) would not meet the target within the limit
 LIMIT_SLOPE = -2.0
 
 

@@ -278,12 +278,10 @@ def check(payload: bytes, items_shape: tuple[int, ...]) -> None:
     section's length and the chunk's shape (:func:`stream_layout`), so the largest buffer SPERR
     allocates is about the decoded field plus the section's own length (docs/reliability.md).
     """
-    if len(payload) < 1 + SPERR_HEADER:
+    if len(payload) < 1 + SPERR_HEADER or len(payload) < stream_start(payload[0]) + SPERR_HEADER:
         raise WaveletError(f"wavelet section of {len(payload)} bytes is shorter than its headers")
     shape3 = layout_shape(items_shape, payload[0])
     start = stream_start(payload[0])
-    if len(payload) < start + SPERR_HEADER:
-        raise WaveletError(f"wavelet section of {len(payload)} bytes is shorter than its headers")
     if start > 1 and not math.isfinite(struct.unpack_from("<d", payload, 1)[0]):
         raise WaveletError("wavelet section's mean is not finite")
     dims = struct.unpack_from("<3I", payload, start + 2)
