@@ -170,23 +170,28 @@ def _cos_half_pi(m: int, n: int, ctx: decimal.Context) -> decimal.Decimal:
 
 
 def item_dct(field: np.ndarray) -> np.ndarray:
-    """The orthonormal DCT of ``field`` ``(n, ...)`` along its first axis (the encoder's side)."""
-    d = _dct_matrix(field.shape[0])
-    return np.tensordot(d, np.asarray(field, dtype=np.float64), axes=1)
+    """The orthonormal DCT of ``field`` ``(n, ...)`` along its first axis, summed as
+    :func:`inverse_item_dct` sums (so that the encoder, too, writes the same bytes on every machine)."""
+    field = np.asarray(field, dtype=np.float64)
+    return _weighted_sums(_dct_matrix(field.shape[0]), field)
 
 
 def inverse_item_dct(coefficients: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`item_dct`, as the decoder computes it: each item a sum of products taken
-    in a fixed order with element-wise float64 operations only (no BLAS reduction, whose order and
-    fused multiply-adds vary between machines), so every machine decodes the same floats."""
-    n = coefficients.shape[0]
-    d = _dct_matrix(n)
-    out = np.empty_like(coefficients, dtype=np.float64)
-    for i in range(n):
-        acc = coefficients[0] * d[0, i]
-        for k in range(1, n):
-            acc += coefficients[k] * d[k, i]
-        out[i] = acc
+    """The inverse of :func:`item_dct`, as the decoder computes it (:func:`_weighted_sums` of the
+    transposed matrix)."""
+    return _weighted_sums(_dct_matrix(coefficients.shape[0]).T, coefficients)
+
+
+def _weighted_sums(weights: np.ndarray, arrays: np.ndarray) -> np.ndarray:
+    """``out[k] = ((w[k, 0] a[0] + w[k, 1] a[1]) + w[k, 2] a[2]) + ...``: the sums taken in that order
+    with element-wise float64 operations only (no BLAS reduction, whose order and fused
+    multiply-adds vary between machines), so every machine computes the same floats."""
+    out = np.empty((weights.shape[0], *arrays.shape[1:]), dtype=np.float64)
+    for k in range(weights.shape[0]):
+        acc = arrays[0] * weights[k, 0]
+        for i in range(1, weights.shape[1]):
+            acc += arrays[i] * weights[k, i]
+        out[k] = acc
     return out
 
 

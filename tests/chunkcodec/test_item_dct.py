@@ -37,7 +37,7 @@ def test_the_dct_is_orthonormal_and_its_inverse_undoes_it(n):
     assert np.abs(wavelet.inverse_item_dct(wavelet.item_dct(x)) - x).max() < 1e-13
 
 
-def test_the_inverse_is_the_same_sum_in_the_same_order_on_every_machine():
+def test_the_dct_and_its_inverse_are_the_same_sums_in_the_same_order_on_every_machine():
     """The decoder's inverse is each item's sum of products taken in order, one rounding per
     operation (no BLAS reduction, no fused multiply-add): exactly what plain Python floats compute."""
     rng = np.random.default_rng(1)
@@ -50,6 +50,13 @@ def test_the_inverse_is_the_same_sum_in_the_same_order_on_every_machine():
             for k in range(1, 6):
                 acc = acc + float(c[(k, *p)]) * float(d[k, i])
             assert out[(i, *p)] == acc
+    forward = wavelet.item_dct(c)  # the encoder sums alike: a golden chunk's bytes are every machine's
+    for k in range(6):
+        for p in np.ndindex(4, 7):
+            acc = float(c[(0, *p)]) * float(d[k, 0])
+            for i in range(1, 6):
+                acc = acc + float(c[(i, *p)]) * float(d[k, i])
+            assert forward[(k, *p)] == acc
 
 
 def test_new_codecs_code_time_steps_on_their_dct_in_fewer_bytes_and_stored_configurations_do_not(tiny_model):
