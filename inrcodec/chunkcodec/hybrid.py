@@ -81,7 +81,7 @@ def _slope(tried: list[tuple[float, float]], default: float = _SLOPE) -> float:
     return default
 
 
-def _next_rate(tried: list[tuple[float, float]], goal: float, missed: float | None, met: float | None,
+def next_rate(tried: list[tuple[float, float]], goal: float, missed: float | None, met: float | None,
                slope: float = _SLOPE) -> float:
     """The next SPERR rate of an RMSE search: on the line through the last two tries ``(log rate,
     log RMSE)`` at log RMSE ``goal`` (after one try: the line of ``slope``), at most 16 times away;
@@ -135,7 +135,7 @@ class WaveletCandidates:
         self._fixed: dict[int, float] = {}
 
     # ------------------------------------------------------------------ one candidate
-    def _field(self, recon) -> np.ndarray:
+    def field(self, recon) -> np.ndarray:
         """What SPERR codes: the residual of the network's reconstruction ``recon`` (0 where
         missing), or without one the values (their mean where missing: no jump for the wavelets
         to spend bytes on)."""
@@ -150,7 +150,7 @@ class WaveletCandidates:
             field = recon.reshape(field.shape) + field
         return field.astype(self.dtype.newbyteorder("="))
 
-    def _errors(self, y: np.ndarray) -> tuple[float, float]:
+    def errors(self, y: np.ndarray) -> tuple[float, float]:
         """(RMSE, max abs error) of decoded values ``y`` over the valid values."""
         err = np.abs(y.astype(np.float64)[self.valid] - self.x64[self.valid])
         return float(np.sqrt(np.mean(err * err))), float(err.max(initial=0.0))
@@ -165,7 +165,7 @@ class WaveletCandidates:
         if room < wavelet.SPERR_HEADER + 8:
             return None
         recon = None if prediction is None else prediction()
-        field = self._field(recon)
+        field = self.field(recon)
         size = int(np.prod(wavelet.layout_shape(field.shape, coder)))  # what SPERR's bpp counts (mosaic: padding too)
         bpp = 8.0 * room / size if coder not in self._fixed else 0.98 * 8.0 * (room - self._fixed[coder]) / size
         for _ in range(RATE_TRIES):
@@ -173,7 +173,7 @@ class WaveletCandidates:
                 return None
             payload = wavelet.encode(field, "bpp", bpp, coder)
             if overhead + len(payload) <= budget:
-                return payload, *self._errors(self.decoded(payload, recon))
+                return payload, *self.errors(self.decoded(payload, recon))
             # SPERR writes about bpp * n / 8 bytes plus a fixed part (its header, the mean, ...)
             fixed = len(payload) - _SLACK_BYTES - bpp * size / 8.0
             self._fixed[coder] = fixed
@@ -196,7 +196,7 @@ class WaveletCandidates:
         residuals (docs/benchmarks.md, "Encode speed (issue 30)").
         """
         recon = None if prediction is None else prediction()
-        field = self._field(recon)
+        field = self.field(recon)
         if close:
             return self._at_rmse_by_rate(overhead, recon, field, target_rmse, coder, close, limit, slope)
         span = float(field.max() - field.min())
@@ -205,7 +205,7 @@ class WaveletCandidates:
         psnr, best = 20.0 * math.log10(span / target_rmse), None
         for _ in range(RATE_TRIES):
             payload = wavelet.encode(field, "psnr", max(psnr, 1.0), coder)
-            rmse, worst = self._errors(self.decoded(payload, recon))
+            rmse, worst = self.errors(self.decoded(payload, recon))
             if rmse <= target_rmse and (best is None or len(payload) < len(best[0])):
                 best = (payload, rmse, worst)
             # SPERR's PSNR mode over- or undershoots the RMSE asked: move by the measured miss
@@ -226,7 +226,7 @@ class WaveletCandidates:
         self.missed_at_limit = False
         for _ in range(RATE_SEARCH_TRIES):
             payload = wavelet.encode(field, "bpp", rate, coder)
-            rmse, worst = self._errors(self.decoded(payload, recon))
+            rmse, worst = self.errors(self.decoded(payload, recon))
             tried.append((math.log(rate), max(math.log(max(rmse, 1e-300)), floor)))
             if rmse <= target_rmse:
                 met = rate if met is None else min(met, rate)
@@ -243,7 +243,7 @@ class WaveletCandidates:
                     break
             if met is not None and missed is not None and met <= BRACKET * missed:
                 break
-            rate = _next_rate(tried, goal, missed, met, slope)
+            rate = next_rate(tried, goal, missed, met, slope)
         self.last_slope = _slope(tried, slope)
         return best
 
@@ -255,7 +255,7 @@ class WaveletCandidates:
         free for another machine's network. ``exact``: SPERR alone is first tried at the bound
         itself (its WebAssembly decodes alike everywhere, and the check still decides)."""
         recon = None if prediction is None else prediction()
-        field = self._field(recon)
+        field = self.field(recon)
         slack = 0.0  # SPERR alone: WebAssembly decodes alike everywhere
         if recon is not None:
             slack = _residual.machine_slack(recon.reshape(field.shape)[self.valid], self.x64[self.valid])
