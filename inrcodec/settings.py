@@ -233,6 +233,10 @@ class CodecSettings:
         "or bits: also code the items' DCT along the item axis (SPERR transforms no axis shorter than 9: time "
         "steps stacked 8 to a chunk were coded as separate fields), before their plain stack (earlier builds "
         "cannot read such chunks)", legacy=False)
+    sperr_corrected: bool = _option(
+        True, "an error bound with a ratio or RMSE target: also try SPERR alone at a rate, the values its decode "
+        "misses by more than the bound corrected by an error-bounded residual (mode 7; earlier builds cannot read "
+        "such chunks)", legacy=False)
     sperr_exact_bound: bool = _option(
         True, "error-bounded chunks of SPERR alone: first try SPERR's point-wise tolerance at the bound itself "
         "(every decode is checked; off: 1/64 under it only)", legacy=False)
@@ -274,6 +278,7 @@ class CodecSettings:
             "residual_compact": _bool("residual_compact", self.residual_compact),
             "coarse_hybrid": _bool("coarse_hybrid", self.coarse_hybrid),
             "sperr_item_dct": _bool("sperr_item_dct", self.sperr_item_dct),
+            "sperr_corrected": _bool("sperr_corrected", self.sperr_corrected),
             "sperr_exact_bound": _bool("sperr_exact_bound", self.sperr_exact_bound),
         }
         for k, v in clean.items():

@@ -126,17 +126,18 @@ def _with_residual(fn):
 
 
 def _residual_section(hdr, sections, count: int, dtype):
-    """The checked residual section of a mode-2/3 chunk coding ``count`` values (None otherwise)."""
+    """The checked residual section of a mode-2/3/7 chunk coding ``count`` values (None otherwise)."""
     if MODE_BY_NUMBER[hdr.mode].correction != "residual" or not count:
         return None
-    exact = MODE_BY_NUMBER[hdr.mode].prediction == "constant"  # mode 3: its step may have a finer margin
+    # modes 3 and 7 correct a prediction every machine computes alike: the step may have a finer margin
+    exact = MODE_BY_NUMBER[hdr.mode].prediction in ("constant", "wavelet")
     return _with_residual(lambda: _residual.read_section(sections["residual"], count, dtype, exact))
 
 
 def _wavelet_section(hdr, sections, items_shape: tuple[int, ...]) -> bytes | None:
-    """The wavelet section of a mode-4/5 chunk, its stream's dims checked against the fitted
+    """The wavelet section of a mode-4/5/6/7 chunk, its stream's dims checked against the fitted
     items ``items_shape`` (None otherwise)."""
-    if MODE_BY_NUMBER[hdr.mode].correction != "wavelet" or not items_shape[0]:
+    if "wavelet" not in MODE_BY_NUMBER[hdr.mode].sections or not items_shape[0]:
         return None
     try:
         wavelet.check(sections["wavelet"], items_shape)
@@ -146,7 +147,7 @@ def _wavelet_section(hdr, sections, items_shape: tuple[int, ...]) -> bytes | Non
 
 
 def _wavelet_values(payload: bytes, rec, items_shape: tuple[int, ...], dtype) -> np.ndarray:
-    """The float64 values of a mode-4 (``rec``: the network's prediction) or mode-5 chunk, each
+    """The float64 values of a mode-4/6 (``rec``: the network's prediction) or mode-5/7 chunk, each
     one finite in the chunk's ``dtype`` (a forged SPERR mean of 1e300 is finite in float64 only)."""
     try:
         field = wavelet.decode(payload, items_shape)
@@ -175,12 +176,13 @@ def _check_legacy_counts(ctx: ChunkContext, hdr, spatial, n_items: int) -> None:
 
 def _decode_predicted(ctx: ChunkContext, settings, hdr, sections, shape, dtype) -> np.ndarray:
     """Every mode but raw, as its row of ``MODES`` says: the prediction (the network's, a constant,
-    or none), then the correction (the residual, the wavelet-coded residual or values, or none)."""
+    the wavelet-coded values, or none), then the correction (the residual, the wavelet-coded residual
+    or values, or none)."""
     row = MODE_BY_NUMBER[hdr.mode]
     m = ctx.model
     n_total = math.prod(shape[: len(shape) - m.spatial_ndim])
     spatial = _check_spatial(ctx, settings, shape, n_total, hdr, "fill_mask" in sections)
-    plain = not row.latents  # no latents: a constant prediction + residual, or wavelets alone
+    plain = not row.latents  # no latents: a constant or the wavelets' prediction + residual, or wavelets alone
     coder, patches = LatentCoder(m), 0
     if not plain:
         if hdr.patch_aim and not m.supports_patch_aim:
@@ -213,13 +215,15 @@ def _decode_predicted(ctx: ChunkContext, settings, hdr, sections, shape, dtype) 
         rec = None
         if prediction is not None:
             rec = np.full((n_items, *spatial), prediction)
+        elif row.prediction == "wavelet":  # mode 7: SPERR's values, corrected by the residual below
+            rec = _wavelet_values(waves, None, (n_items, *spatial), dtype)
         elif not plain:
             latents = coder.decompress(payload, **coding).reshape(n_items, patches, m.latent_dim)
             network = ctx.reconstruct_coarse if row.prediction == "coarse network" else ctx.reconstruct
             rec = network(latents, spatial, hdr.patch_aim).reshape((n_items, *spatial))
         if residual is not None:
             rec = _with_residual(lambda: _residual.decode_residual(residual, rec, dtype))
-        if waves is not None:
+        if row.correction == "wavelet":
             rec = _wavelet_values(waves, rec, (n_items, *spatial), dtype)
         if settings.valid_min is not None or settings.valid_max is not None:  # the data's physical range
             rec = np.clip(rec, settings.valid_min, settings.valid_max)  # (masks and fill values come after)

@@ -63,7 +63,7 @@ class WaveletError(ValueError):
 
 
 #: what a machine without the SPERR binding is told (it is a core dependency: pyproject.toml)
-MISSING_SPERR = ("the SPERR chunks (modes 4, 5 and 6, residual_coder='sperr') need the package numcodecs-wasm-sperr, "
+MISSING_SPERR = ("the SPERR chunks (modes 4 to 7, residual_coder='sperr') need the package numcodecs-wasm-sperr, "
                  "which is not installed or does not load: pip install 'numcodecs-wasm-sperr>=0.2.3,<0.3'")
 
 

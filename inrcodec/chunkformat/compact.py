@@ -24,8 +24,8 @@ __all__ = ["model_pin", "pack_compact", "unpack_compact", "varint"]
 # content byte: bits 0-1 mode, bits 2-7 one bit per section tag 1..6 (present)
 # coding byte (modes 0 and 2 only): bits 0-3 bits - 1, bits 4-5 quantizer_id, bits 6-7 entropy_id
 # version 4, modes 0 and 2 only: then one varint, patch aim << 1 | predict (aim 0 = the model's patch)
-# version 5 (modes 4, 5 and 6 only): the content is a varint, bits 0-2 mode, bits 3-8 one bit per
-# section tag 1..6; the "wavelet" section (tag 7) has no bit: it is present exactly in modes 4, 5 and 6
+# version 5 (modes 4 to 7 only): the content is a varint, bits 0-2 mode, bits 3-8 one bit per
+# section tag 1..6; the "wavelet" section (tag 7) has no bit: it is present exactly in modes 4 to 7
 # (and, its tag being the highest, runs to the checksum). Mode 4 has the coding byte and latent layout.
 _V3_MIN_LEN = len(V3_PREFIX) + PIN_SIZE + 2 + CRC_SIZE
 

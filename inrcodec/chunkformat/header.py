@@ -26,7 +26,7 @@ V3_PREFIX = MAGIC[:1] + bytes([3])
 #: version 4 is version 3 plus the latent layout (patch aim, item prediction) and the coding of
 #: ``QUANTIZER_MIDTREAD`` / ``ENTROPY_PARAMETRIC``; it starts with MAGIC[:1] and then 4
 V4_PREFIX = MAGIC[:1] + bytes([4])
-#: version 5 is version 4 with a varint content field (3 mode bits) for the wavelet modes 4, 5 and 6
+#: version 5 is version 4 with a varint content field (3 mode bits) for the wavelet modes 4 to 7
 V5_PREFIX = MAGIC[:1] + bytes([5])
 #: quantizer / entropy ids only version 4 may name (docs/format.md, "Version 4"): QUANTIZER_MIDTREAD
 #: and ENTROPY_PARAMETRIC (inrcodec._ids)
@@ -45,6 +45,9 @@ MODE_WAVELET = 5  #: the wavelet coder alone, no network (version 5)
 #: latents + the wavelet-coded residual of their reconstruction on a coarser grid, interpolated
 #: (version 5; builds before it refuse the chunk: unknown mode)
 MODE_HYBRID_COARSE = 6
+#: the wavelet coder alone, its decode corrected within an error bound by a residual section (version 5;
+#: builds before it refuse the chunk: unknown mode)
+MODE_WAVELET_CORRECTED = 7
 
 #: the masks any mode's chunk may carry
 _MASKS = frozenset({"nan_mask", "fill_mask"})
@@ -58,7 +61,8 @@ class ChunkMode:
     number: int
     name: str
     #: "network" (the base network's latents), "coarse network" (the network at every
-    #: ``chunkcodec.coarse.STRIDE``-th point of each axis, interpolated), "constant" (one f64) or "none"
+    #: ``chunkcodec.coarse.STRIDE``-th point of each axis, interpolated), "constant" (one f64), "wavelet"
+    #: (the ``wavelet`` section's values) or "none"
     prediction: str
     correction: str  #: "none", "residual" (error-bounded), "wavelet" (SPERR) or "raw" (the values)
     sections: frozenset  #: the sections every chunk of the mode has
@@ -89,6 +93,8 @@ MODES = (
     ChunkMode(MODE_HYBRID, "hybrid", "network", "wavelet", frozenset({"latents", "wavelet"}), _MASKS, 5),
     ChunkMode(MODE_WAVELET, "wavelet", "none", "wavelet", frozenset({"wavelet"}), _MASKS, 5),
     ChunkMode(MODE_HYBRID_COARSE, "coarse-hybrid", "coarse network", "wavelet", frozenset({"latents", "wavelet"}),
+              _MASKS, 5),
+    ChunkMode(MODE_WAVELET_CORRECTED, "corrected-wavelet", "wavelet", "residual", frozenset({"wavelet", "residual"}),
               _MASKS, 5),
 )
 MODE_BY_NUMBER = {m.number: m for m in MODES}
@@ -136,7 +142,7 @@ SECTION_TAGS: dict[str, int] = {
     "residual": 4,  # error-bound residual stream (mode 2; reserved in version 1)
     "fill_mask": 5,  # fill value + compressed mask of its positions (version 2)
     "prediction": 6,  # f64 LE constant prediction of mode 3 (version 3)
-    "wavelet": 7,  # wavelet-coded field: the residual (mode 4) or the values (mode 5) (version 5)
+    "wavelet": 7,  # wavelet-coded field: the residual (modes 4, 6) or the values (modes 5, 7) (version 5)
 }
 TAG_NAMES = {v: k for k, v in SECTION_TAGS.items()}
 
@@ -183,8 +189,9 @@ class ChunkHeader:
     order         'C' or 'F' memory order of the original chunk.
     mode          0 = modulations, 1 = raw lossless values, 2 = modulations + error-bounded
                   residual, 3 = plain residual, 4 = hybrid (latents + wavelet residual), 5 = wavelet
-                  alone, 6 = hybrid over the network on a coarser grid (see ``KNOWN_MODES``; mode 2 needs format version 2, mode 3 version 3,
-                  modes 4, 5 and 6 version 5).
+                  alone, 6 = hybrid over the network on a coarser grid, 7 = wavelet alone corrected within
+                  an error bound by a residual (see ``KNOWN_MODES``; mode 2 needs format version 2, mode 3
+                  version 3, modes 4 to 7 version 5).
     patch_shape   0..8 dims, each 0..2**32-1.
     num_items, num_patches   u64;  latent_dim u32;  bits, quantizer_id, entropy_id u8.
     flags         u32, bit 0 = a "nan_mask" section is present; other bits must be 0.
@@ -200,7 +207,7 @@ class ChunkHeader:
     predict       version 4, modes 0 and 2: 0 = items coded independently, 1 = fitted item i
                   coded as the difference from the dequantised latents of fitted item i - 1
                   (``PREDICT_PREVIOUS``; needs quantizer_id 2 and entropy_id 3).
-    A header with a pin is written as version 5 in modes 4, 5 and 6 (the wavelet modes), else as
+    A header with a pin is written as version 5 in modes 4 to 7 (the wavelet modes), else as
     version 4 when it sets ``patch_aim`` or ``predict`` or names quantizer_id 2 or entropy_id 3,
     else as version 3 (:attr:`version`).
     """

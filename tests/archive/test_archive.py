@@ -247,7 +247,7 @@ OPTION_SETS = {
                         residual_cubic=False, residual_fine_step=False, residual_compact=False),
     "target_ratio": dict(target_ratio=30.0, inner_steps=1, time_coding=False, patch_points=3, effort="full",
                          valid_min=-1000.0, valid_max=400.0, coarse_hybrid=False, sperr_exact_bound=False,
-                         sperr_item_dct=False),
+                         sperr_item_dct=False, sperr_corrected=False),
     "network_free": dict(target_ratio=20.0, network=False),
 }
 FLAG_OPTIONS = {f.name for f in dataclasses.fields(CodecSettings) if not f.metadata["from_data"]}

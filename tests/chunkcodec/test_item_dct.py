@@ -12,6 +12,7 @@ from conftest import NLAT, NLON, global_lat_lon, legacy_of, smooth_field
 
 from inrcodec import COINppCodec
 from inrcodec import chunkformat as cf
+from inrcodec.chunkformat.header import MODE_WAVELET_CORRECTED
 from inrcodec.chunkcodec import wavelet
 from inrcodec.errors import CorruptChunkError
 
@@ -87,15 +88,18 @@ def test_every_rate_target_tries_the_dct_first(tiny_model, monkeypatch, options)
     assert np.isfinite(codec.decode(data)).all()
 
 
-@pytest.mark.parametrize("options", [dict(max_abs_error=0.05), dict(target_rmse=0.05, max_abs_error=0.1)])
+@pytest.mark.parametrize("options", [dict(max_abs_error=0.05), dict(target_rmse=0.05, max_abs_error=0.1),
+                                     dict(target_rmse=0.05, max_abs_error=0.1, sperr_corrected=False)])
 def test_an_error_bound_is_never_trusted_to_the_dct(tiny_model, options):
     """SPERR's point-wise tolerance holds coefficient by coefficient, and each value of the DCT's
-    inverse sums up to 16 of them: bounded chunks keep the layouts whose tolerance is the values'."""
+    inverse sums up to 16 of them: bounded chunks keep the layouts whose tolerance is the values', but
+    where a residual section holds the bound over SPERR's decode (mode 7)."""
     x = _hours(seed=3)
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, **options)
     data = codec.encode(x)
     sections = cf.unpack_chunk(data)[1]
-    assert sections.get("wavelet", b"\x01")[0] != wavelet.CODER_SPERR_DCT
+    if sections.get("wavelet", b"\x01")[0] == wavelet.CODER_SPERR_DCT:
+        assert cf.chunk_mode(data) == MODE_WAVELET_CORRECTED and "residual" in sections
     assert np.abs(codec.decode(data).astype("f8") - x).max() <= options["max_abs_error"]
     with pytest.raises(ValueError, match="point-wise"):
         wavelet.encode(x.astype("f8"), "pwe", 0.05, wavelet.CODER_SPERR_DCT)

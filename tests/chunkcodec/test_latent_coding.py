@@ -273,7 +273,7 @@ def test_new_options_validate_and_parse_from_the_command_line():
                                                    "--no-sperr-exact-bound", "--no-residual-context",
                                                    "--no-residual-levels", "--no-residual-cubic",
                                                    "--no-residual-fine-step", "--no-residual-compact",
-                                                   "--no-sperr-item-dct"]))
+                                                   "--no-sperr-item-dct", "--no-sperr-corrected"]))
     assert (s.quantizer, s.time_coding, s.patch_points, s.residual_coder, s.effort) == ("uniform", False, None, "none",
                                                                                      "full")
     assert CodecSettings.from_arguments(p.parse_args(["--patch-points", "auto", "--time-coding"])) == CodecSettings()

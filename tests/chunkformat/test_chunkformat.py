@@ -450,11 +450,14 @@ def test_each_modes_sections_are_checked_as_its_row_says():
             with pytest.raises(ValueError, match=f"{name!r} is missing"):
                 pack_chunk(_pinned_header(row.number), {k: v for k, v in full.items() if k != name})
         if "wavelet" not in row.sections:
-            with pytest.raises(ValueError, match="'wavelet' belongs to modes \\[4, 5, 6\\]"):
+            with pytest.raises(ValueError, match="'wavelet' belongs to modes \\[4, 5, 6, 7\\]"):
                 pack_chunk(_pinned_header(row.number), {**full, "wavelet": b"\x00"})
-        if row.version >= 5:
-            with pytest.raises(ValueError, match="'residual' belongs to modes \\[2, 3\\]"):
+        if row.version >= 5 and "residual" not in row.sections:
+            with pytest.raises(ValueError, match="'residual' belongs to modes \\[2, 3, 7\\]"):
                 pack_chunk(_pinned_header(row.number), {**full, "residual": b"\x00"})
+        if row.version >= 5 and "latents" not in row.sections:
+            with pytest.raises(ValueError, match="'latents' belongs to modes \\[0, 2, 4, 6\\]"):
+                pack_chunk(_pinned_header(row.number), {**full, "latents": b"\x00"})
     assert {r.number for r in MODES if r.checked != r.sections} == {0, 1, 2}  # latents / raw_values: at decode
 
 

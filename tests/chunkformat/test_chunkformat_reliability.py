@@ -55,7 +55,7 @@ def test_hostile_chunks_are_refused_before_allocating(tiny_model):
 def test_fuzz_mutated_chunks_and_model_metadata_bounded():
     """CRC-fixed byte mutants and repacked field/section mutants of every kind of chunk (plain, NaN
     mask, raw, bit-packed, error-bounded modes 2 and 3, entropy-coded and bit-packed, with fill
-    masks, the SPERR modes 4, 5 and 6 of format version 5), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
+    masks, the SPERR modes 4 to 7 of format version 5), decoded pinned and unpinned, plus mutated model metadata and damaged HDF5 model and
     grid entries: each returns the chunk's shape or raises CorruptChunkError / ModelFileError,
     with peak RSS growth under 150 MB (the subprocess's timeout is the time cap)."""
     script = str(TESTS / "fuzz" / "fuzz_decode.py")

@@ -238,7 +238,7 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     xn = x.copy()
     xn[0, :2] = np.nan
     plain = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon)
-    # the network's own modes (residual_coder "none"); SPERR's modes 4, 5 and 6 below
+    # the network's own modes (residual_coder "none"); SPERR's modes 4 to 7 below
     bounded = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, max_abs_error=0.5,
                           fill_value=-9999.0)
     packed = COINppCodec(model, inner_steps=1, residual_coder="none", lat=lat, lon=lon, entropy_coding=False)
@@ -303,6 +303,13 @@ def main(n_chunks: int, n_models: int, seed: int = 0, n_hdf5: int = 0) -> None:
     # SPERR alone on the items' DCT (wavelet coder 3, its mean before the stream): two items a level apart
     dct = COINppCodec(model, lat=lat, lon=lon, target_rmse=0.2, network=False)
     seeds += [(dct, dct.encode(np.stack([x[0], x[0] + np.float32(0.3)])))]
+    # SPERR alone corrected within a bound (mode 7): the smooth wave twice, a spike of 20 in each item,
+    # at an RMSE of 0.5 within 2
+    spiked = np.concatenate([smooth, smooth + np.float32(0.5)])
+    spiked[0, 3, 5] += 20.0
+    spiked[1, 16, 40] -= 20.0
+    corrected = COINppCodec(model, assume_global_grid=True, target_rmse=0.5, max_abs_error=2.0, network=False)
+    seeds += [(corrected, corrected.encode(spiked))]
     modes = sorted({cf.unpack_chunk(c)[0].mode for _, c in seeds})
     assert modes == sorted(KNOWN_MODES), modes
     # every wavelet layout: the items stacked (the hybrid seed), tiled as a mosaic (SPERR alone), their DCT

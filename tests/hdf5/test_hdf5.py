@@ -31,7 +31,7 @@ RATE = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_rmse
                      residual_fine_step=False, residual_compact=False)
 RATIO = CodecSettings(bits=4, inner_steps=1, assume_global_grid=True, target_ratio=4.0, time_coding=False,
                       patch_points=3, effort="full", valid_min=100.0, valid_max=400.0, coarse_hybrid=False,
-                      sperr_exact_bound=False, sperr_item_dct=False)
+                      sperr_exact_bound=False, sperr_item_dct=False, sperr_corrected=False)
 NETWORK_FREE = CodecSettings(inner_steps=1, assume_global_grid=True, target_ratio=4.0, network=False)
 
 
