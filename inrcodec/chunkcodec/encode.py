@@ -762,9 +762,10 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     within a ratio whole only where its estimate is within ``NEAR_BEST`` of the best chunk then."""
     fast = settings.effort == "fast"
     nbytes = writer.chunk.arr.nbytes
-    alone = []
+    alone, items = [], None
     if fast and waves is not None:
-        alone = _fast_alone(settings, waves, items=_ItemsAlone.of(waves, settings.target_rmse))
+        items = _ItemsAlone.of(waves, settings.target_rmse)
+        alone = _fast_alone(settings, waves, items=items)
     found_alone = [c for c, _ in alone]
     # one per network-alone candidate, in order: [Candidate, choice], the Candidate's RMSE an
     # estimate until it is reconstructed whole (the latents to do so in ``later``)
@@ -803,7 +804,8 @@ def _rate_controlled(settings, model, fitted, aims: dict, writer: _Writer, value
     if fast and alone:
         tried += found_alone
         best, coder = _better_alone(alone, settings, nbytes)
-        tried += _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches), coder, tried, alone=best)
+        tried += _fast_hybrids(settings, model, waves, min(fits, key=lambda c: c.patches), coder, tried, alone=best,
+                               items=items)
     elif waves is not None:
         tried += _wavelet_targets(settings, model, waves, fits)
     if later:
@@ -989,17 +991,19 @@ def _fewest(chunks: list[bytes]) -> bytes:
 
 
 def _fast_hybrids(settings, model, waves, cands, coder: int, tried, below: int | None = None,
-                  target_rmse=None, alone: bytes | None = None) -> list[Candidate]:
+                  target_rmse=None, alone: bytes | None = None, items: "_ItemsAlone | None" = None) -> list[Candidate]:
     """``effort="fast"``: hybrids of ``cands`` in layout ``coder``, widest latents first. Within a
     ratio, until one's RMSE is ``OUTCLASSED`` by the best candidate's so far (narrower latents
     leave a rougher residual); at an RMSE, every width whose latents alone are smaller than the
     smallest chunk that meets it (narrower latents cost fewer bytes, so no width rules out the
     next). Stopping at the first width that does worse than the one before lost 8 % RMSE at 50x on
-    the validation split: the best width is not always next to the second best."""
+    the validation split: the best width is not always next to the second best. ``items``: SPERR alone
+    searched on the estimate items already (its seed), which the hybrids' probe then reuses."""
     target_rmse = settings.target_rmse if target_rmse is None else target_rmse
     nbytes = waves.nbytes
     out = []
-    probe = _HybridProbe(waves, cands, coder, target_rmse, alone) if target_rmse is not None and alone else None
+    probe = _HybridProbe(waves, cands, coder, target_rmse, alone, items=items) \
+        if target_rmse is not None and alone else None
     for bits in reversed(hybrid.hybrid_widths(model, below)):
         if target_rmse is not None:
             rivals = [len(c.data) for c in tried + out if c.rmse <= target_rmse]
@@ -1333,12 +1337,13 @@ def _at_bits(settings, model, cands, writer: _Writer, values, valid, waves) -> b
         found = _wavelet_targets(settings, model, waves, [cands], below=settings.bits, target_rmse=rmse)
         return _fewest([data] + [c.data for c in found])
     waves.rate_start = 8.0 * len(data) / values.size  # SPERR alone at the network's RMSE: about its bytes
-    alone = _fast_alone(settings, waves, target_rmse=rmse, items=_ItemsAlone.of(waves, rmse))
+    items = _ItemsAlone.of(waves, rmse)
+    alone = _fast_alone(settings, waves, target_rmse=rmse, items=items)
     tried = ([] if cands.level else [Candidate(data, rmse)]) + [c for c, _ in alone]
     if alone:
         best, coder = _better_alone(alone, settings, waves.nbytes)
         tried += _fast_hybrids(settings, model, waves, cands, coder, tried, below=settings.bits, target_rmse=rmse,
-                               alone=best)
+                               alone=best, items=items)
     return tried[choose(tried)].data if tried else None
 
 
