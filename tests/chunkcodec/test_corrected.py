@@ -112,3 +112,20 @@ def test_a_damaged_mode_7_chunk_is_refused(tiny_model):
     assert res["step"] != residual.effective_step(res["bound"])  # mode 3's finer margin: SPERR decodes alike
     with pytest.raises(residual.ResidualError, match="inconsistent residual bound"):  # what mode 2 may not have
         residual.read_section(sections["residual"], x.size, np.float32)
+
+
+@pytest.mark.parametrize("fill", [None, -9999.0])
+def test_mode_7_restores_nans_and_fill_values_and_keeps_the_bound_elsewhere(tiny_model, fill):
+    x = _spiked()
+    x[2, 5:9, 10:20] = np.nan
+    x[3] = np.nan  # an item with no valid value: not coded
+    if fill is not None:
+        x[4, 1, 1] = fill
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, target_rmse=RMSE, max_abs_error=BOUND, network=False,
+                        fill_value=fill)
+    data = codec.encode(x)
+    assert cf.chunk_mode(data) == MODE_WAVELET_CORRECTED
+    y = codec.decode(data)
+    missing = np.isnan(x) | (x == fill)
+    assert np.array_equal(np.isnan(y), np.isnan(x)) and np.array_equal(y[x == fill], x[x == fill])
+    assert np.abs(y[~missing].astype("f8") - x[~missing]).max() <= BOUND
