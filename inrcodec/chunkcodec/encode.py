@@ -359,12 +359,12 @@ def _network_free(settings, model, writer: "_Writer", values, valid) -> bytes:
             return _network_free_within(settings, model, writer, values, valid, bound)
         waves = _wavelets(settings, model, writer, values, valid)
         found = _sperr_alone_at_target(settings, writer, waves)
+        found = [] if found is None else [_scored(found, model, settings, writer.chunk)]
+        corrected_tries = _corrected_alone(settings, model, writer.chunk, waves, bound)
+        limit = _smallest_meeting_both(settings, found + corrected_tries, bound)
         tries = _tightening(settings, model, writer.chunk, bound,
-                            lambda b: _network_free_within(settings, model, writer, values, valid, b))
-        if found is not None:
-            tries.append(_scored(found, model, settings, writer.chunk))
-        tries += _corrected_alone(settings, model, writer.chunk, waves, bound)
-        return _within_and_at_target(settings, writer.chunk, tries, bound)
+                            lambda b: _network_free_within(settings, model, writer, values, valid, b), limit)
+        return _within_and_at_target(settings, writer.chunk, tries + found + corrected_tries, bound)
     found = _sperr_alone_at_target(settings, writer, _wavelets(settings, model, writer, values, valid))
     if found is None:
         want = (f"target_ratio {settings.target_ratio:g}" if settings.target_ratio is not None
@@ -664,14 +664,25 @@ def encode_chunk(array, model, settings) -> bytes:
         tries = [_scored(_rate_controlled(settings, model, fitted, aims, writer, values, valid, waves), model,
                          settings, chunk)]
     aim = patching.aim_for(model, grid, settings)
+    corrected_tries = _corrected_alone(settings, model, chunk, waves, bound)  # (listed last: ties keep the earlier)
+    limit = _smallest_meeting_both(settings, tries + corrected_tries, bound)
     tries += _tightening(settings, model, chunk, bound,
-                         lambda b: _bounded(settings, model, fitted, aim, writer, values, valid, b, waves))
-    tries += _pointwise_alone(settings, model, chunk, waves, bound)
-    tries += _corrected_alone(settings, model, chunk, waves, bound)
+                         lambda b: _bounded(settings, model, fitted, aim, writer, values, valid, b, waves), limit)
+    tries += _pointwise_alone(settings, model, chunk, waves, bound, limit)
+    tries += corrected_tries
     return _within_and_at_target(settings, chunk, tries, bound)
 
 
-def _pointwise_alone(settings, model, chunk: _Chunk, waves, bound: float) -> list[Candidate]:
+def _smallest_meeting_both(settings, tries: list[Candidate], bound: float) -> int | None:
+    """At ``target_rmse`` with a bound: the bytes of the smallest of ``tries`` that meets both (what
+    a tighter bound's chunk, larger than the looser one's, cannot beat: :func:`_tightening`), or None."""
+    if settings.target_rmse is None:
+        return None
+    return min((len(c.data) for c in tries if c.max_error <= bound and c.rmse <= settings.target_rmse),
+               default=None)
+
+
+def _pointwise_alone(settings, model, chunk: _Chunk, waves, bound: float, limit: int | None = None) -> list[Candidate]:
     """An error bound with a target: SPERR alone in its point-wise mode, in each layout, at the bound
     and, while ``target_rmse`` is missed, at tighter bounds (:func:`_tightening`). The bounded search
     keeps its smallest chunk, which at a loose bound can miss the RMSE that SPERR's point-wise chunk
@@ -681,25 +692,27 @@ def _pointwise_alone(settings, model, chunk: _Chunk, waves, bound: float) -> lis
     if waves is None:
         return []
     return [c for coder in wavelet.pointwise_coders(waves.shape)
-            for c in _tightening(settings, model, chunk, bound, lambda b, k=coder: waves.at_bound(None, 0, b, k))]
+            for c in _tightening(settings, model, chunk, bound, lambda b, k=coder: waves.at_bound(None, 0, b, k),
+                                 limit)]
 
 
 def _corrected_alone(settings, model, chunk: _Chunk, waves, bound: float) -> list[Candidate]:
-    """An error bound with a target: SPERR alone at the target, its decode corrected within the bound (mode 7, :mod:`inrcodec.chunkcodec.corrected`;
-    ``settings.sperr_corrected``). Its point-wise mode holds every value to the bound; at a loose bound
-    with an RMSE target few values miss it at the target's rate: on GloSea4 at 1.25 degrees,
-    ``target_rmse=1.0, max_abs_error=5.0`` took 3,354 bytes where its point-wise chunk took 9,386
-    (validation split, a scratch prototype)."""
+    """An error bound with a target: SPERR alone at the target, its decode corrected within the bound
+    (mode 7, :mod:`inrcodec.chunkcodec.corrected`; ``settings.sperr_corrected``). Its point-wise mode
+    holds every value to the bound; at a loose bound with an RMSE target few values miss it at the
+    target's rate: on GloSea4 at 1.25 degrees, ``target_rmse=1.0, max_abs_error=5.0`` took 3,129 bytes
+    where SPERR's point-wise chunk took 9,386 (validation split, ``benchmarks/combined_target.py``)."""
     if waves is None or not settings.sperr_corrected:
         return []
     found = waves.corrected_at(bound, settings.target_rmse, settings.target_ratio)
     return [] if found is None else [_scored(found, model, settings, chunk)]
 
 
-def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> list[Candidate]:
+def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at, limit: int | None = None) -> list[Candidate]:
     """``bounded_at(b)`` (a chunk within ``b``, or None where there is none) at the bound, then at
     tighter bounds while an RMSE target is missed, up to ``BOUND_TRIES`` chunks (:func:`_scored`): a
-    bounded chunk's RMSE grows with its bound."""
+    bounded chunk's RMSE grows with its bound, and its bytes fall with it, so the tightening stops
+    at a chunk of ``limit`` bytes or more (one that meets both is in hand at that size)."""
     tries, b = [], bound
     for _ in range(BOUND_TRIES):
         data = bounded_at(b)
@@ -708,6 +721,8 @@ def _tightening(settings, model, chunk: _Chunk, bound: float, bounded_at) -> lis
         tries.append(_scored(data, model, settings, chunk))
         rmse = tries[-1].rmse
         if settings.target_rmse is None or rmse <= settings.target_rmse:
+            break
+        if limit is not None and len(data) >= limit:
             break
         b *= min(0.9, max(0.5, settings.target_rmse / rmse))
     return tries

@@ -129,3 +129,25 @@ def test_mode_7_restores_nans_and_fill_values_and_keeps_the_bound_elsewhere(tiny
     missing = np.isnan(x) | (x == fill)
     assert np.array_equal(np.isnan(y), np.isnan(x)) and np.array_equal(y[x == fill], x[x == fill])
     assert np.abs(y[~missing].astype("f8") - x[~missing]).max() <= BOUND
+
+
+def test_a_corrected_chunk_in_hand_stops_the_tightening_at_a_larger_chunk(tiny_model, monkeypatch):
+    """With a chunk that meets both in hand, the bounded and point-wise searches stop tightening at a
+    chunk as large (a tighter bound only adds bytes): fewer tries, the same chunk."""
+    from inrcodec.chunkcodec import encode
+
+    x = _spiked()
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, target_rmse=RMSE, max_abs_error=BOUND)
+    scored, real = [], encode._scored
+
+    def counting(data, *args):
+        scored.append(len(data))
+        return real(data, *args)
+
+    monkeypatch.setattr(encode, "_scored", counting)
+    data = codec.encode(x)
+    assert cf.chunk_mode(data) == MODE_WAVELET_CORRECTED
+    limited = list(scored)
+    scored.clear()
+    monkeypatch.setattr(encode, "_smallest_meeting_both", lambda *args: None)
+    assert codec.encode(x) == data and len(limited) < len(scored)
