@@ -151,3 +151,23 @@ def test_a_corrected_chunk_in_hand_stops_the_tightening_at_a_larger_chunk(tiny_m
     scored.clear()
     monkeypatch.setattr(encode, "_smallest_meeting_both", lambda *args: None)
     assert codec.encode(x) == data and len(limited) < len(scored)
+
+
+@pytest.mark.parametrize("network", [True, False])
+def test_no_corrected_chunk_is_tried_where_the_targets_own_chunk_keeps_the_bound(tiny_model, monkeypatch, network):
+    """A smooth field, SPERR alone at the ratio within a loose bound: no mode-7 try (it would be SPERR
+    at a lower rate plus a residual); with spikes that SPERR misses, mode 7 is tried."""
+    calls, real = [], corrected.corrected
+
+    def counting(*args):
+        calls.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(corrected, "corrected", counting)
+    x = _spiked()
+    x[1, 3, 5] -= 20.0
+    x[-2, 20, 40] += 20.0
+    codec = COINppCodec(tiny_model, lat=LAT, lon=LON, target_ratio=40.0, max_abs_error=5.0, network=network)
+    data = codec.encode(x)
+    assert _errors(codec, data, x)[1] <= 5.0 and calls == []
+    assert cf.chunk_mode(codec.encode(_spiked())) == MODE_WAVELET_CORRECTED and calls
