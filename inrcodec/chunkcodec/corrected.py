@@ -21,7 +21,6 @@ target: :func:`at_rmse` searches SPERR's rate for the smallest chunk whose corre
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,7 @@ from inrcodec.chunkcodec import wavelet
 
 __all__ = ["Corrected", "corrected", "at_rmse", "climbed", "at_ratio", "RATE_TRIES", "CLOSE"]
 
-#: SPERR encodes (each with its residual) at most per search
+#: SPERR encodes (each with its residual) at most per ratio search (an RMSE search: ``hybrid.RATE_SEARCH_TRIES``)
 RATE_TRIES = 7
 #: an RMSE search stops at a try within this share under the target
 CLOSE = 0.03
@@ -70,37 +69,20 @@ def corrected(cands: hybrid.WaveletCandidates, coder: int, rate: float, residual
     return Corrected(payload, section, coder, rate, *cands.errors(z))
 
 
-def _smaller(a: Corrected | None, b: Corrected) -> Corrected:
-    return b if a is None or b.nbytes < a.nbytes else a
-
-
 def at_rmse(cands: hybrid.WaveletCandidates, coder: int, target_rmse: float, residual_of,
             limit: int | None = None) -> Corrected | None:
-    """The smallest corrected chunk found whose RMSE meets ``target_rmse``, SPERR's rate searched as
-    :meth:`hybrid.WaveletCandidates.at_rmse` searches it, from the rate of the last chunk that met
-    an RMSE target; None when no try meets it. ``limit``: the search stops at a try that misses the
-    target with payloads of at least so many bytes (another layout's chunk in hand: a higher rate
-    adds SPERR's bytes, and at a loose bound the residual's are few)."""
-    goal = math.log(target_rmse * (1.0 - CLOSE / 2.0))
-    rate = cands.rate_start
-    best = missed = met = None
-    tried: list[tuple[float, float]] = []
-    for _ in range(RATE_TRIES):
+    """The smallest corrected chunk found whose RMSE meets ``target_rmse``: SPERR's rate searched as
+    :meth:`hybrid.WaveletCandidates.at_rmse` searches it (:func:`hybrid.rate_search`), from the rate
+    of the last chunk that met an RMSE target; None when no try meets it. ``limit``: the search stops
+    at a try that misses the target with payloads of at least so many bytes (another layout's chunk
+    in hand: a higher rate adds SPERR's bytes, and at a loose bound the residual's are few)."""
+    def measure(rate: float):
         got = corrected(cands, coder, rate, residual_of)
-        tried.append((math.log(rate), math.log(max(got.rmse, target_rmse * 1e-3))))
-        if got.rmse <= target_rmse:
-            met = rate if met is None else min(met, rate)
-            best = _smaller(best, got)
-            if got.rmse >= (1.0 - CLOSE) * target_rmse:
-                break
-        else:
-            missed = rate if missed is None else max(missed, rate)
-            if limit is not None and got.nbytes >= limit:
-                break
-        if met is not None and missed is not None and met <= hybrid.BRACKET * missed:
-            break
-        rate = hybrid.next_rate(tried, goal, missed, met)
-    return best
+        return got.nbytes, got.rmse, got
+
+    best, _, _ = hybrid.rate_search(measure, target_rmse, cands.rate_start, CLOSE,
+                                    give_up=lambda rate, nbytes, rmse: limit is not None and nbytes >= limit)
+    return None if best is None else best[2]
 
 
 def climbed(cands: hybrid.WaveletCandidates, best: Corrected, residual_of) -> Corrected:

@@ -360,8 +360,7 @@ def _network_free(settings, model, writer: "_Writer", values, valid) -> bytes:
         waves = _wavelets(settings, model, writer, values, valid)
         found = _sperr_alone_at_target(settings, writer, waves)
         found = [] if found is None else [_scored(found, model, settings, writer.chunk)]
-        corrected_tries = [] if found and found[0].max_error <= bound else \
-            _corrected_alone(settings, model, writer.chunk, waves, bound)
+        corrected_tries = _corrected_alone(settings, model, writer.chunk, waves, bound, found)
         limit = _smallest_meeting_both(settings, found + corrected_tries, bound)
         tries = _tightening(settings, model, writer.chunk, bound,
                             lambda b: _network_free_within(settings, model, writer, values, valid, b), limit)
@@ -665,8 +664,8 @@ def encode_chunk(array, model, settings) -> bytes:
         tries = [_scored(_rate_controlled(settings, model, fitted, aims, writer, values, valid, waves), model,
                          settings, chunk)]
     aim = patching.aim_for(model, grid, settings)
-    # (listed last: ties keep the earlier; none where the target's own chunk keeps the bound)
-    corrected_tries = [] if tries[0].max_error <= bound else _corrected_alone(settings, model, chunk, waves, bound)
+    # the corrected chunk is listed last (ties keep the earlier) but coded first: it caps the tightening
+    corrected_tries = _corrected_alone(settings, model, chunk, waves, bound, tries)
     limit = _smallest_meeting_both(settings, tries + corrected_tries, bound)
     tries += _tightening(settings, model, chunk, bound,
                          lambda b: _bounded(settings, model, fitted, aim, writer, values, valid, b, waves), limit)
@@ -698,17 +697,17 @@ def _pointwise_alone(settings, model, chunk: _Chunk, waves, bound: float, limit:
                                  limit)]
 
 
-def _corrected_alone(settings, model, chunk: _Chunk, waves, bound: float) -> list[Candidate]:
+def _corrected_alone(settings, model, chunk: _Chunk, waves, bound: float, target: list[Candidate]) -> list[Candidate]:
     """An error bound with a target: SPERR alone at the target, its decode corrected within the bound
     (mode 7, :mod:`inrcodec.chunkcodec.corrected`; ``settings.sperr_corrected``). Its point-wise mode
     holds every value to the bound; at a loose bound with an RMSE target few values miss it at the
     target's rate: on GloSea4 at 1.25 degrees, ``target_rmse=1.0, max_abs_error=5.0`` took 3,129 bytes
     where SPERR's point-wise chunk took 9,386 (validation split, ``benchmarks/combined_target.py``).
-    Its callers skip it where the target's own chunk keeps the bound: that chunk is the smallest at the
-    RMSE, or the lowest RMSE within the ratio, of the candidates SPERR alone is among, and a corrected
-    chunk is SPERR alone at about the same rate plus a residual section (or at a lower rate, within a
-    ratio)."""
-    if waves is None or not settings.sperr_corrected:
+    None where ``target`` (the target's own chunk, scored; none where none met it) keeps the bound: that
+    chunk is the smallest at the RMSE, or the lowest RMSE within the ratio, of the candidates SPERR
+    alone is among, and a corrected chunk is SPERR alone at about the same rate plus a residual section
+    (or at a lower rate, within a ratio)."""
+    if waves is None or not settings.sperr_corrected or (target and target[0].max_error <= bound):
         return []
     found = waves.corrected_at(bound, settings.target_rmse, settings.target_ratio)
     return [] if found is None else [_scored(found, model, settings, chunk)]

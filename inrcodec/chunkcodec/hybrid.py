@@ -27,7 +27,7 @@ from inrcodec.chunkcodec import ratecontrol
 from inrcodec.chunkcodec import residual as _residual
 from inrcodec.chunkcodec import wavelet
 
-__all__ = ["WaveletCandidates", "hybrid_widths", "HYBRID_MAX_BITS", "RATE_TRIES", "RATE_SEARCH_TRIES"]
+__all__ = ["WaveletCandidates", "rate_search", "hybrid_widths", "HYBRID_MAX_BITS", "RATE_TRIES", "RATE_SEARCH_TRIES"]
 
 #: hybrid chunks code their latents at these widths at most: the residual carries the detail,
 #: the latents only the large scales (issue 24 measured 2-3 bits)
@@ -96,6 +96,37 @@ def next_rate(tried: list[tuple[float, float]], goal: float, missed: float | Non
         if not lo + 0.1 * (hi - lo) < rate < hi - 0.1 * (hi - lo):
             rate = 0.5 * (lo + hi)
     return min(max(math.exp(rate), _MIN_BPP), _MAX_BPP)
+
+
+def rate_search(measure, target_rmse: float, rate: float, close: float, slope: float = _SLOPE, give_up=None):
+    """SPERR's rate searched for the smallest try whose RMSE meets ``target_rmse``, from ``rate`` (bits
+    per value): each next rate on the line through the last two tries in log RMSE against log rate
+    (:func:`next_rate`, aiming ``close / 2`` under the target), stopping at a try within ``close``
+    under it, once the rates that met and missed are within ``BRACKET``, at a miss where
+    ``give_up(rate, nbytes, rmse)`` says a higher rate cannot win, or after ``RATE_SEARCH_TRIES``.
+    ``measure(rate)`` codes one try: ``(nbytes, rmse, what it made)``. Returns ``(best, tried,
+    gave_up)``: ``best`` the smallest meeting try's ``(nbytes, rate, what it made)`` or None,
+    ``tried`` the ``(log rate, log RMSE)`` of every try."""
+    goal = math.log(target_rmse * (1.0 - close / 2.0))
+    floor = math.log(target_rmse) - _LOG_SPAN  # a lossless try's RMSE of 0 counts as this
+    best, tried, missed, met = None, [], None, None
+    for _ in range(RATE_SEARCH_TRIES):
+        nbytes, rmse, made = measure(rate)
+        tried.append((math.log(rate), max(math.log(max(rmse, 1e-300)), floor)))
+        if rmse <= target_rmse:
+            met = rate if met is None else min(met, rate)
+            if best is None or nbytes < best[0]:
+                best = (nbytes, rate, made)
+            if rmse >= (1.0 - close) * target_rmse:
+                break
+        else:
+            missed = rate if missed is None else max(missed, rate)
+            if give_up is not None and give_up(rate, nbytes, rmse):
+                return best, tried, True
+        if met is not None and missed is not None and met <= BRACKET * missed:
+            break
+        rate = next_rate(tried, goal, missed, met, slope)
+    return best, tried, False
 
 
 class WaveletCandidates:
@@ -215,37 +246,27 @@ class WaveletCandidates:
 
     def _at_rmse_by_rate(self, overhead: int, recon, field: np.ndarray, target_rmse: float, coder: int,
                          close: float, limit: int | None, slope: float) -> tuple[bytes, float, float] | None:
-        goal = math.log(target_rmse * (1.0 - close / 2.0))
-        floor = math.log(target_rmse) - _LOG_SPAN  # a lossless try's RMSE of 0 counts as this
         rate, at_limit = self.rate_start, math.inf
         if limit is not None:  # start where the chunk fills ``limit``: a miss there ends the search
             size = int(np.prod(wavelet.layout_shape(field.shape, coder)))
             at_limit = max(8.0 * (limit - overhead - _SLACK_BYTES - wavelet.SPERR_HEADER) / size, _MIN_BPP)
             rate = min(rate, at_limit)
-        best, tried, missed, met = None, [], None, None
-        self.missed_at_limit = False
-        for _ in range(RATE_SEARCH_TRIES):
+
+        def measure(rate: float):
             payload = wavelet.encode(field, "bpp", rate, coder)
             rmse, worst = self.errors(self.decoded(payload, recon))
-            tried.append((math.log(rate), max(math.log(max(rmse, 1e-300)), floor)))
-            if rmse <= target_rmse:
-                met = rate if met is None else min(met, rate)
-                if best is None or len(payload) < len(best[0]):
-                    best = (payload, rmse, worst)
-                    self.rate_start = rate
-                if rmse >= (1.0 - close) * target_rmse:
-                    break
-            else:
-                missed = rate if missed is None else max(missed, rate)
-                if limit is not None and (overhead + _SLACK_BYTES + len(payload) >= limit
-                                          or rate * (rmse / target_rmse) ** (-1.0 / LIMIT_SLOPE) >= at_limit):
-                    self.missed_at_limit = True
-                    break
-            if met is not None and missed is not None and met <= BRACKET * missed:
-                break
-            rate = next_rate(tried, goal, missed, met, slope)
+            return len(payload), rmse, (payload, rmse, worst)
+
+        def give_up(rate: float, nbytes: int, rmse: float) -> bool:
+            return limit is not None and (overhead + _SLACK_BYTES + nbytes >= limit
+                                          or rate * (rmse / target_rmse) ** (-1.0 / LIMIT_SLOPE) >= at_limit)
+
+        best, tried, self.missed_at_limit = rate_search(measure, target_rmse, rate, close, slope, give_up)
         self.last_slope = _slope(tried, slope)
-        return best
+        if best is None:
+            return None
+        self.rate_start = best[1]
+        return best[2]
 
     def at_bound(self, bound: float, coder: int = wavelet.CODER_SPERR, prediction=None,
                  exact: bool = False) -> bytes | None:
